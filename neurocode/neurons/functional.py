@@ -1,0 +1,240 @@
+"""Leaky integrate-and-fire dynamics as pure functions over tensors (state in, state out).
+
+Discrete LIF with hard reset to 0 (paper Eqs. 4-9; SPEC §2)::
+
+    ubar[t] = tau * u[t-1] + x[t]                    pre-noise potential
+    o[t]    = 1[ubar[t] + eps[t] >= v_th]            spike; P[o = 1] = F(ubar - v_th)
+    u[t]    = w[t] * (1 - o[t])                      hard reset
+
+with ``w = ubar`` for *escape* noise (a fresh sample decides each firing and is not
+remembered) and ``w = ubar + eps`` for *membrane* noise (the sample is added to the
+potential and carried to the next step through ``tau``: the Euler-Maruyama reading of the
+paper's Eq. 5-6). A deterministic LIF has ``eps = 0``.
+
+Backward: the spike's derivative with respect to ``ubar`` is replaced by
+``spike_grad(ubar - v_th)`` -- the noise density ``F'`` for noise-driven learning (NDL,
+Eq. 19), a surrogate gradient for a deterministic SNN. The reset is differentiated too
+unless ``detach_reset``.
+
+:func:`lif_sequence` runs the whole time loop as one autograd node with a hand-written
+backward recurrence: no per-step graph is built, each step costs two fused tensor ops
+forward and one backward, and everything that does not depend on the recurrence (the
+spike-gradient density, the reset factor) is computed over all steps at once.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+SpikeGrad = Callable[[Tensor], Tensor]
+
+__all__ = ["lif_sequence", "lif_step", "heaviside_spike", "PLACEMENTS"]
+
+PLACEMENTS = ("escape", "membrane")
+
+
+class _HeavisideSpike(torch.autograd.Function):
+    """o = 1[ubar >= threshold]; d o / d ubar := spike_grad(ubar - v_th)."""
+
+    @staticmethod
+    def forward(ctx, ubar, threshold, v_th, spike_grad):
+        ctx.save_for_backward(ubar)
+        ctx.v_th = v_th
+        ctx.spike_grad = spike_grad
+        return (ubar >= threshold).to(ubar.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_spikes):
+        (ubar,) = ctx.saved_tensors
+        return grad_spikes * ctx.spike_grad(ubar - ctx.v_th), None, None, None
+
+
+def heaviside_spike(ubar: Tensor, threshold: Tensor | float, v_th: float, spike_grad: SpikeGrad) -> Tensor:
+    """Spikes ``1[ubar >= threshold]`` with gradient ``spike_grad(ubar - v_th)``.
+
+    Parameters
+    ----------
+    ubar : Tensor [B, ...]
+        Pre-noise membrane potential.
+    threshold : Tensor [B, ...] or float
+        Firing threshold the potential is compared with: ``v_th`` for a deterministic
+        neuron, ``v_th - eps`` for a noisy one.
+    v_th : float
+        Nominal threshold at which the spike gradient is centred.
+    spike_grad : callable
+        Density used as the spike's derivative.
+    """
+    return _HeavisideSpike.apply(ubar, threshold, v_th, spike_grad)
+
+
+def lif_step(
+    x: Tensor,
+    u: Tensor | None,
+    *,
+    tau: float,
+    v_th: float,
+    spike_grad: SpikeGrad,
+    eps: Tensor | None = None,
+    placement: str = "escape",
+    detach_reset: bool = False,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """One LIF step, differentiable through ordinary autograd (for online use).
+
+    Parameters
+    ----------
+    x : Tensor [B, ...]
+        Input current at this step.
+    u : Tensor [B, ...] or None
+        Membrane potential after the previous step's reset; None means 0.
+    tau : float
+        Leak factor per step (0 < tau <= 1).
+    v_th : float
+        Firing threshold.
+    spike_grad : callable
+        Spike derivative (noise density or surrogate) as a function of ``ubar - v_th``.
+    eps : Tensor [B, ...], optional
+        Noise sample for this step; None for a deterministic neuron.
+    placement : {"escape", "membrane"}
+    detach_reset : bool
+
+    Returns
+    -------
+    spikes : Tensor [B, ...] of {0, 1}
+    u_next : Tensor [B, ...]
+        Potential after reset, the state for the next step.
+    ubar : Tensor [B, ...]
+        Pre-noise potential of this step.
+    """
+    ubar = x if u is None else torch.add(x, u, alpha=tau)
+    threshold = v_th if eps is None else v_th - eps
+    spikes = heaviside_spike(ubar, threshold, v_th, spike_grad)
+    w = ubar + eps if (eps is not None and placement == "membrane") else ubar
+    reset = spikes.detach() if detach_reset else spikes
+    return spikes, w * (1 - reset), ubar
+
+
+class _LIFSequence(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, u0, threshold, eps, tau, v_th, spike_grad, detach_reset):
+        # threshold: [T, ...] noisy thresholds v_th - eps (escape) or None (deterministic);
+        # eps: [T, ...] noise carried in the potential (membrane) or None.
+        T = x.shape[0]
+        ubar = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+        keep = torch.empty_like(ubar)  # 1 - o: neurons that did not fire and keep their potential
+        if u0 is None:
+            ubar[0].copy_(x[0])
+        else:
+            torch.add(x[0], u0, alpha=tau, out=ubar[0])
+        w = ubar[0]
+        for t in range(T):
+            if eps is not None:
+                w = ubar[t] + eps[t]
+                torch.lt(w, v_th, out=keep[t])
+            elif threshold is not None:
+                w = ubar[t]
+                torch.lt(w, threshold[t], out=keep[t])
+            else:
+                w = ubar[t]
+                torch.lt(w, v_th, out=keep[t])
+            if t + 1 < T:
+                torch.addcmul(x[t + 1], w, keep[t], value=tau, out=ubar[t + 1])
+        u_last = w * keep[T - 1]
+        spikes = keep.neg_().add_(1.0)
+        ctx.save_for_backward(ubar, spikes, eps)
+        ctx.u0_given = u0 is not None
+        ctx.tau, ctx.v_th, ctx.spike_grad, ctx.detach_reset = tau, v_th, spike_grad, detach_reset
+        return spikes, ubar, u_last
+
+    @staticmethod
+    def backward(ctx, grad_spikes, grad_ubar, grad_u_last):
+        ubar, spikes, eps = ctx.saved_tensors
+        tau = ctx.tau
+        g = ctx.spike_grad(ubar - ctx.v_th)
+        # d u[t] / d ubar[t] = keep - w * g  (the reset term vanishes when detached)
+        dreset = 1.0 - spikes
+        if not ctx.detach_reset:
+            w = ubar if eps is None else ubar + eps
+            dreset.addcmul_(w, g, value=-1.0)
+        # c[t] = dL/d ubar[t] = g * dL/do[t] + dL/dubar[t] (direct) + tau * c[t+1] * dreset[t]
+        c = g.mul_(grad_spikes) if grad_spikes is not None else torch.zeros_like(ubar)
+        if grad_ubar is not None:
+            c.add_(grad_ubar)
+        T = c.shape[0]
+        if grad_u_last is not None:
+            c[T - 1].addcmul_(grad_u_last, dreset[T - 1])
+        for t in range(T - 2, -1, -1):
+            c[t].addcmul_(c[t + 1], dreset[t], value=tau)
+        grad_u0 = c[0] * tau if ctx.u0_given and ctx.needs_input_grad[1] else None
+        return c, grad_u0, None, None, None, None, None, None
+
+
+def lif_sequence(
+    x: Tensor,
+    *,
+    tau: float,
+    v_th: float,
+    spike_grad: SpikeGrad,
+    eps: Tensor | None = None,
+    placement: str = "escape",
+    detach_reset: bool = False,
+    u0: Tensor | None = None,
+    threshold: Tensor | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Run LIF dynamics over a whole time-major sequence in one autograd node.
+
+    Parameters
+    ----------
+    x : Tensor [T, B, ...]
+        Input currents. May be an expanded view (stride 0 over T) for a static input;
+        gradients are summed over T by autograd.
+    tau : float
+        Leak factor per step.
+    v_th : float
+        Firing threshold.
+    spike_grad : callable
+        Spike derivative as a function of ``ubar - v_th``: the noise density (NDL) or a
+        surrogate gradient.
+    eps : Tensor [T, B, ...], optional
+        Noise samples, one per neuron per step; None for a deterministic LIF.
+    placement : {"escape", "membrane"}
+        Whether the noise only decides the firing (escape) or is also carried in the
+        potential (membrane).
+    detach_reset : bool
+        Exclude the reset from the gradient.
+    u0 : Tensor [B, ...], optional
+        Initial potential (after reset); None means 0.
+    threshold : Tensor [T, B, ...], optional
+        Escape noise given as per-step thresholds ``v_th - eps`` instead of ``eps``: a
+        caller that draws ``v_th + eps'`` directly (the same law, the noise being
+        symmetric) saves one pass over the sequence.
+
+    Returns
+    -------
+    spikes : Tensor [T, B, ...] of {0, 1}, dtype of ``x``
+    ubar : Tensor [T, B, ...]
+        Pre-noise membrane potentials.
+    u_last : Tensor [B, ...]
+        Potential after the last step's reset (the state to continue from).
+    """
+    if x.dim() < 2 or x.shape[0] == 0:
+        raise ValueError(f"x must be time-major [T, B, ...] with T >= 1, got shape {tuple(x.shape)}")
+    if placement not in PLACEMENTS:
+        raise ValueError(f"placement must be one of {PLACEMENTS}, got {placement!r}")
+    if eps is not None and eps.shape != x.shape:
+        raise ValueError(f"eps shape {tuple(eps.shape)} does not match x shape {tuple(x.shape)}")
+    membrane = None
+    if threshold is not None:
+        if eps is not None or placement != "escape":
+            raise ValueError("threshold= is escape noise: give either eps or threshold, with placement='escape'")
+        if threshold.shape != x.shape:
+            raise ValueError(f"threshold shape {tuple(threshold.shape)} does not match x shape {tuple(x.shape)}")
+    elif eps is not None:
+        if placement == "membrane":
+            membrane = eps
+        else:
+            # o = 1[ubar + eps >= v_th] = 1[ubar >= v_th - eps]
+            threshold = torch.sub(v_th, eps)
+    return _LIFSequence.apply(x, u0, threshold, membrane, float(tau), float(v_th), spike_grad, bool(detach_reset))
