@@ -1,0 +1,364 @@
+"""Spike-train statistics with vectorised fast paths tested equal to elephant.
+
+Every function accepts numpy arrays or torch tensors (counts, time-major) and, where it
+makes sense, neo objects (lists of :class:`neo.SpikeTrain`, times in seconds).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Sequence
+
+import numpy as np
+import quantities as pq
+import scipy.stats
+
+import neo
+
+from neurocode.analysis.conversion import (
+    _flatten_trains,
+    spike_counts,
+    spikes_to_spiketrains,
+    to_numpy,
+)
+
+__all__ = [
+    "fano_factor",
+    "fano_factor_elephant",
+    "prediction_cosine_similarity",
+    "pearson",
+    "rate_cc_per_cell",
+    "count_cc_per_cell",
+    "psth",
+    "psth_elephant",
+    "instantaneous_rate",
+    "split_half_reliability",
+]
+
+
+def _is_neo(x) -> bool:
+    if isinstance(x, (neo.SpikeTrain, neo.Block, neo.Segment)):
+        return True
+    if isinstance(x, (list, tuple)) and len(x):
+        return _is_neo(x[0])
+    return False
+
+
+# --------------------------------------------------------------------------- Fano factor
+def fano_factor(data, axis_trials: int = -2, ddof: int = 0, time_axis: int | None = None):
+    """Fano factor ``Var[n] / mean[n]`` of spike counts across repeated trials.
+
+    Semantics follow :func:`elephant.statistics.fanofactor` (elephant 1.2): the variance
+    is the population variance (``ddof=0``, the default here too) and the result is NaN
+    when the mean count is 0 (all trials silent). No warning is emitted for NaN.
+
+    Parameters
+    ----------
+    data : array-like / torch.Tensor of counts, or neo input
+        * counts ``[..., trials, cells]`` (``axis_trials=-2``): FF per remaining index,
+          e.g. ``[trials, cells] -> [cells]``, ``[n_stimuli, trials, cells] -> [n_stimuli, cells]``;
+        * a list of :class:`neo.SpikeTrain` (the trials of one neuron) -> float, exactly
+          as elephant;
+        * a nested list ``trains[trial][cell]`` -> ``[cells]``.
+    axis_trials : int
+        Axis of the repeated trials (counts input; for nested neo lists the first level).
+    ddof : int
+        Delta degrees of freedom of the variance (0 = elephant).
+    time_axis : int, optional
+        If given, counts are first summed over this axis (e.g. ``0`` for ``[T, trials, cells]``,
+        the window being the whole array). Axis numbers refer to the input array.
+
+    Returns
+    -------
+    float or np.ndarray of float
+    """
+    if _is_neo(data):
+        if isinstance(data, (list, tuple)) and isinstance(data[0], neo.SpikeTrain):
+            counts = spike_counts(data)  # [trials]
+            return float(_ff(counts[:, None].astype(float), 0, ddof)[0])
+        counts = spike_counts(data)  # [trial, cell] (nesting order)
+        return _ff(counts.astype(float), 0, ddof)
+    x = to_numpy(data).astype(float)
+    if time_axis is not None:
+        ta = time_axis % x.ndim
+        at = axis_trials % x.ndim
+        x = x.sum(axis=ta)
+        axis_trials = at - (1 if ta < at else 0)
+    return _ff(x, axis_trials, ddof)
+
+
+def _ff(x: np.ndarray, axis: int, ddof: int) -> np.ndarray:
+    mean = x.mean(axis=axis)
+    var = x.var(axis=axis, ddof=ddof)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ff = var / mean
+    return np.where(mean > 0, ff, np.nan)
+
+
+def fano_factor_elephant(trains) -> np.ndarray:
+    """Reference path: elephant's ``fanofactor`` per cell for ``trains[trial][cell]``.
+
+    Returns ``[cells]``. Slow (one elephant call per cell); used in tests and benchmarks.
+    """
+    from elephant.statistics import fanofactor
+
+    n_cells = len(trains[0])
+    out = np.empty(n_cells)
+    for c in range(n_cells):
+        out[c] = fanofactor([row[c] for row in trains])
+    return out
+
+
+# --------------------------------------------------------------------------- cosine similarity
+def prediction_cosine_similarity(predictions, axis_trials: int = -2) -> np.ndarray | float:
+    """Mean pairwise cosine similarity between repeated trials' prediction vectors.
+
+    Parameters
+    ----------
+    predictions : array-like / torch.Tensor, ``[..., trials, features]``
+        Feature axis is last; e.g. ``[trials, features] -> float``,
+        ``[n_stimuli, trials, features] -> [n_stimuli]`` (population spike-count vectors,
+        class scores, ...).
+    axis_trials : int
+        Trial axis (must not be the last axis).
+
+    Returns
+    -------
+    float or np.ndarray
+        Mean over all pairs ``i < j`` of ``cos(p_i, p_j)``. Trials whose vector is all
+        zeros (cosine undefined) are excluded; NaN if fewer than 2 non-zero trials remain.
+        Identical non-zero trials give exactly 1.
+
+    Notes
+    -----
+    Vectorised as ``(||sum_i u_i||^2 - m) / (m (m - 1))`` with ``u_i`` the unit vectors of
+    the ``m`` non-zero trials; tested equal to ``1 - scipy.spatial.distance.pdist(., 'cosine')``.
+    """
+    x = to_numpy(predictions).astype(float)
+    x = np.moveaxis(x, axis_trials, -2)
+    norm = np.linalg.norm(x, axis=-1, keepdims=True)
+    nz = norm[..., 0] > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u = np.where(norm > 0, x / np.where(norm > 0, norm, 1.0), 0.0)
+    s = u.sum(axis=-2)
+    m = nz.sum(axis=-1).astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cos = ((s * s).sum(-1) - m) / (m * (m - 1))
+    cos = np.where(m >= 2, cos, np.nan)
+    cos = np.clip(cos, -1.0, 1.0)
+    return float(cos) if np.ndim(cos) == 0 else cos
+
+
+# --------------------------------------------------------------------------- correlations
+def pearson(x, y) -> tuple[float, float]:
+    """Pearson correlation ``(r, p)`` with :func:`scipy.stats.pearsonr` semantics.
+
+    NaN entries (in either input) are dropped pairwise first. Returns ``(nan, nan)`` when
+    fewer than 2 finite pairs remain or either input is constant (scipy would warn).
+    """
+    a = to_numpy(x).astype(float).ravel()
+    b = to_numpy(y).astype(float).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"x and y must have the same size, got {a.shape} and {b.shape}")
+    ok = np.isfinite(a) & np.isfinite(b)
+    a, b = a[ok], b[ok]
+    if a.size < 2 or np.all(a == a[0]) or np.all(b == b[0]):
+        return float("nan"), float("nan")
+    res = scipy.stats.pearsonr(a, b)
+    return float(res.statistic), float(res.pvalue)
+
+
+def _cc_columns(a, b) -> np.ndarray:
+    a = to_numpy(a).astype(float)
+    b = to_numpy(b).astype(float)
+    if a.shape != b.shape:
+        raise ValueError(f"inputs must have the same shape, got {a.shape} and {b.shape}")
+    if a.ndim == 1:
+        a, b = a[:, None], b[:, None]
+    a = a.reshape(a.shape[0], -1)
+    b = b.reshape(b.shape[0], -1)
+    da = a - a.mean(0)
+    db = b - b.mean(0)
+    sa = np.sqrt((da * da).sum(0))
+    sb = np.sqrt((db * db).sum(0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = (da * db).sum(0) / (sa * sb)
+    # zero variance (also up to rounding: constant columns) -> NaN
+    tiny_a = sa <= 1e-12 * np.maximum(np.abs(a).max(0), 1.0) * np.sqrt(a.shape[0])
+    tiny_b = sb <= 1e-12 * np.maximum(np.abs(b).max(0), 1.0) * np.sqrt(b.shape[0])
+    r = np.where(tiny_a | tiny_b, np.nan, np.clip(r, -1.0, 1.0))
+    return r
+
+
+def rate_cc_per_cell(recorded_psth, model_psth) -> np.ndarray:
+    """Pearson r per cell between recorded and model PSTHs.
+
+    Parameters
+    ----------
+    recorded_psth, model_psth : ``[n_time_total, cells]``
+        Test stimuli's PSTHs concatenated along time (any rate unit; r is scale-free).
+
+    Returns
+    -------
+    np.ndarray ``[cells]``; NaN where a cell has zero variance in either input
+    (e.g. a silent model cell).
+    """
+    return _cc_columns(recorded_psth, model_psth)
+
+
+def count_cc_per_cell(recorded_counts, model_counts) -> np.ndarray:
+    """Pearson r per cell between trial-averaged spike counts ``[n_images, cells]``.
+
+    NaN where a cell has zero variance across images in either input.
+    """
+    return _cc_columns(recorded_counts, model_counts)
+
+
+# --------------------------------------------------------------------------- PSTH / rates
+def psth(data, dt: float | None = None, axis_trials: int = -2, bin_size: float | None = None,
+         t_start=None, t_stop=None) -> np.ndarray:
+    """Peri-stimulus time histogram (trial-averaged rate, Hz).
+
+    Parameters
+    ----------
+    data : counts ``[..., T, trials, cells]`` (array / tensor) with ``dt`` in seconds, or
+        a list of :class:`neo.SpikeTrain` (trials of one cell) / nested ``trains[trial][cell]``.
+    dt : float
+        Bin width of the counts, seconds (required for arrays).
+    axis_trials : int
+        Trial axis of a counts array; time is the axis just before it.
+    bin_size : float, optional
+        For arrays: re-bin to this width (an integer multiple of ``dt``; a trailing
+        incomplete bin is dropped). For neo input: histogram bin width (required).
+    t_start, t_stop : optional (neo input only), seconds.
+
+    Returns
+    -------
+    np.ndarray
+        Arrays: ``[..., T', cells]`` in Hz. Neo: ``[n_bins]`` for a list of trains,
+        ``[n_bins, cells]`` for a nested list — equal to
+        ``elephant.statistics.time_histogram(..., output='rate')``.
+    """
+    if _is_neo(data):
+        if bin_size is None:
+            raise ValueError("bin_size is required for neo input")
+        from neurocode.analysis.conversion import spiketrains_to_counts
+
+        if isinstance(data[0], neo.SpikeTrain):
+            counts = spiketrains_to_counts(data, bin_size, t_start, t_stop)  # [T, trials]
+            return counts.mean(axis=1) / float(bin_size)
+        counts = spiketrains_to_counts(data, bin_size, t_start, t_stop)  # [T, trials, cells]
+        return counts.mean(axis=1) / float(bin_size)
+    if dt is None:
+        raise ValueError("dt (seconds) is required for count arrays")
+    x = to_numpy(data).astype(float)
+    at = axis_trials % x.ndim
+    x = np.moveaxis(x, at, -1)  # [..., T, cells, trials]
+    rate = x.mean(axis=-1) / dt  # [..., T, cells]
+    if bin_size is not None:
+        f = int(round(bin_size / dt))
+        if f < 1 or abs(f * dt - bin_size) > 1e-9 * max(bin_size, 1.0):
+            raise ValueError("bin_size must be an integer multiple of dt")
+        T = rate.shape[-2] // f
+        rate = rate[..., : T * f, :]
+        rate = rate.reshape(rate.shape[:-2] + (T, f, rate.shape[-1])).mean(axis=-2)
+    return rate
+
+
+def psth_elephant(trains, bin_size, t_start=None, t_stop=None) -> np.ndarray:
+    """Reference PSTH with :func:`elephant.statistics.time_histogram` (``output='rate'``).
+
+    ``trains`` is a list of SpikeTrains (-> ``[n_bins]``) or nested ``[trial][cell]``
+    (-> ``[n_bins, cells]``); Hz.
+    """
+    from elephant.statistics import time_histogram
+
+    q = lambda v: None if v is None else (v if isinstance(v, pq.Quantity) else v * pq.s)  # noqa: E731
+    bs = q(bin_size)
+    if isinstance(trains[0], neo.SpikeTrain):
+        h = time_histogram(trains, bin_size=bs, t_start=q(t_start), t_stop=q(t_stop), output="rate")
+        return h.rescale("Hz").magnitude[:, 0]
+    n_cells = len(trains[0])
+    cols = []
+    for c in range(n_cells):
+        h = time_histogram([row[c] for row in trains], bin_size=bs, t_start=q(t_start),
+                           t_stop=q(t_stop), output="rate")
+        cols.append(h.rescale("Hz").magnitude[:, 0])
+    return np.stack(cols, axis=1)
+
+
+def instantaneous_rate(data, sampling_period: float, kernel="gaussian", sigma: float = 0.01,
+                       dt: float | None = None, t_start=None, t_stop=None, **kwargs) -> np.ndarray:
+    """Kernel rate estimate via :func:`elephant.statistics.instantaneous_rate`, averaged over trials.
+
+    Parameters
+    ----------
+    data : list of SpikeTrain (trials of one cell), nested ``trains[trial][cell]``, or
+        counts ``[T, trials, cells]`` with ``dt`` (converted to spike trains at bin centres).
+    sampling_period : float
+        Output resolution, seconds.
+    kernel : "gaussian" | "exponential" | "alpha" | "rectangular" | "triangular" |
+        "laplacian" | elephant.kernels.Kernel
+    sigma : float
+        Kernel standard deviation, seconds (for named kernels).
+    **kwargs : passed to elephant (``cutoff``, ``border_correction``, ``center_kernel``...).
+
+    Returns
+    -------
+    np.ndarray in Hz: ``[n_samples]`` for one cell, ``[n_samples, cells]`` otherwise.
+    """
+    from elephant import kernels as ek
+    from elephant.statistics import instantaneous_rate as _ir
+
+    if isinstance(kernel, str):
+        names = {"gaussian": ek.GaussianKernel, "exponential": ek.ExponentialKernel,
+                 "alpha": ek.AlphaKernel, "rectangular": ek.RectangularKernel,
+                 "triangular": ek.TriangularKernel, "laplacian": ek.LaplacianKernel}
+        kernel = names[kernel.lower()](sigma=sigma * pq.s)
+    if not _is_neo(data):
+        if dt is None:
+            raise ValueError("dt (seconds) is required for count arrays")
+        data = spikes_to_spiketrains(data, dt, 0.0 if t_start is None else t_start)
+    q = lambda v: None if v is None else (v if isinstance(v, pq.Quantity) else v * pq.s)  # noqa: E731
+    sp = q(sampling_period)
+    single = isinstance(data[0], neo.SpikeTrain)
+    rows = [[st] for st in data] if single else data
+    n_cells = len(rows[0])
+    out = []
+    for c in range(n_cells):
+        trains = [row[c] for row in rows]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            r = _ir(trains, sampling_period=sp, kernel=kernel, t_start=q(t_start), t_stop=q(t_stop),
+                    pool_spike_trains=True, **kwargs)
+        out.append(r.rescale("Hz").magnitude[:, 0] / len(trains))
+    res = np.stack(out, axis=1)
+    return res[:, 0] if single else res
+
+
+# --------------------------------------------------------------------------- reliability
+def split_half_reliability(counts, axis_trials: int = -2, spearman_brown: bool = False) -> np.ndarray:
+    """Split-half reliability per cell (the "ceiling" of rate correlation).
+
+    Parameters
+    ----------
+    counts : ``[n_stimuli, T, trials, cells]`` (or ``[T, trials, cells]``)
+    axis_trials : int
+    spearman_brown : bool
+        Apply the Spearman–Brown correction ``2r / (1 + r)`` (full-data reliability).
+
+    Returns
+    -------
+    np.ndarray ``[cells]``
+        Pearson r between the trial-averaged PSTHs of even trials (0, 2, 4, ...) and odd
+        trials (1, 3, 5, ...), concatenated over stimuli; NaN for zero-variance cells.
+    """
+    x = to_numpy(counts).astype(float)
+    x = np.moveaxis(x, axis_trials % x.ndim, -2)  # [..., trials, cells]
+    even = x[..., 0::2, :].mean(axis=-2)
+    odd = x[..., 1::2, :].mean(axis=-2)
+    n_cells = x.shape[-1]
+    r = _cc_columns(even.reshape(-1, n_cells), odd.reshape(-1, n_cells))
+    if spearman_brown:
+        r = 2 * r / (1 + r)
+    return r

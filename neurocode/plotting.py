@@ -1,0 +1,225 @@
+"""Figures for the neural-coding analyses (matplotlib).
+
+No backend is forced at import; figures are created with :class:`matplotlib.figure.Figure`
+(no pyplot state), so everything works headless. Every function returns the Figure and
+saves it when ``path`` is given (format from the suffix: PNG, PDF, SVG...).
+
+Raster rows are drawn with ``Axes.eventplot`` — one :class:`~matplotlib.collections.EventCollection`
+per row (trial or cell).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+
+from neurocode.analysis.conversion import to_numpy
+
+__all__ = [
+    "raster",
+    "plot_cell_rasters",
+    "plot_population_raster",
+    "plot_cc_bars",
+    "plot_ff_scatter",
+    "plot_coding_scatter",
+]
+
+
+def _save(fig: Figure, path) -> Figure:
+    if path is not None:
+        fig.savefig(path, bbox_inches="tight")
+    return fig
+
+
+def _rows_to_times(data, dt: float | None, t_start: float = 0.0) -> list[np.ndarray]:
+    """Rows of spike times (s) from counts ``[T, rows]`` (needs dt) or a list of time arrays."""
+    if isinstance(data, (list, tuple)):
+        out = []
+        for v in data:
+            if hasattr(v, "rescale"):
+                v = v.rescale("s").magnitude
+            out.append(np.asarray(v, float).ravel())
+        return out
+    x = to_numpy(data)
+    if x.ndim != 2:
+        raise ValueError(f"counts must be [T, rows], got {x.shape}")
+    if dt is None:
+        raise ValueError("dt (seconds) is required for count arrays")
+    centres = t_start + (np.arange(x.shape[0]) + 0.5) * dt
+    counts = np.rint(x).astype(int)
+    return [np.repeat(centres, counts[:, r]) for r in range(x.shape[1])]
+
+
+def raster(ax, data, dt: float | None = None, t_start: float = 0.0, color="k",
+           linelengths: float = 0.8, linewidths: float = 1.0):
+    """Draw a raster on ``ax``: one row per column of counts ``[T, rows]`` (or per list item).
+
+    Returns the list of EventCollections (one per row; row 0 at the top).
+    """
+    rows = _rows_to_times(data, dt, t_start)
+    n = len(rows)
+    offsets = np.arange(n)[::-1]
+    colls = ax.eventplot(rows, lineoffsets=offsets, linelengths=linelengths,
+                         linewidths=linewidths, colors=color)
+    ax.set_ylim(-0.5, n - 0.5)
+    return colls
+
+
+def plot_cell_rasters(responses: Mapping[str, object], dt: float, cell: int | None = None,
+                      psth_bin: float | None = None, t_start: float = 0.0,
+                      title: str | None = None, path=None) -> Figure:
+    """Fig. 5C style: one cell's trials, recorded vs models side by side, with PSTHs.
+
+    Parameters
+    ----------
+    responses : mapping name -> counts ``[T, trials]`` or ``[T, trials, cells]`` (then
+        ``cell`` selects the cell), e.g. ``{"recorded": ..., "CNN": ..., "DSNN": ..., "NSNN": ...}``.
+    dt : float
+        Bin width of the counts (s).
+    psth_bin : float, optional
+        PSTH bin width (multiple of ``dt``; default ``dt``).
+
+    Returns
+    -------
+    Figure with ``2 * len(responses)`` axes: rasters (top row) and PSTHs (bottom row,
+    shared y axis, Hz).
+    """
+    from neurocode.analysis.statistics import psth
+
+    n = len(responses)
+    fig = Figure(figsize=(3.0 * n, 4.0), layout="constrained")
+    axes = fig.subplots(2, n, squeeze=False, sharex=True, height_ratios=[2, 1])
+    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+    psth_ax0 = None
+    for j, (name, data) in enumerate(responses.items()):
+        x = to_numpy(data)
+        if x.ndim == 3:
+            if cell is None:
+                raise ValueError("cell is required for [T, trials, cells] input")
+            x = x[:, :, cell]
+        col = "k" if j == 0 else colors[(j - 1) % len(colors)]
+        raster(axes[0, j], x, dt, t_start, color=col)
+        axes[0, j].set_title(name)
+        axes[0, j].set_yticks([])
+        rate = psth(x[:, :, None], dt, bin_size=psth_bin)[:, 0]
+        w = psth_bin or dt
+        t = t_start + (np.arange(len(rate)) + 0.5) * w
+        ax = axes[1, j]
+        ax.plot(t, rate, color=col)
+        if psth_ax0 is None:
+            psth_ax0 = ax
+            ax.set_ylabel("rate (Hz)")
+        else:
+            ax.sharey(psth_ax0)
+        ax.set_xlabel("time (s)")
+    axes[0, 0].set_ylabel("trial")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_population_raster(data, dt: float | None = None, t_start: float = 0.0,
+                           title: str | None = None, path=None) -> Figure:
+    """Population raster of one trial: counts ``[T, cells]`` or a list of per-cell time arrays."""
+    fig = Figure(figsize=(6.0, 4.0), layout="constrained")
+    ax = fig.subplots()
+    raster(ax, data, dt, t_start, linewidths=0.8)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("cell")
+    if title:
+        ax.set_title(title)
+    return _save(fig, path)
+
+
+def plot_cc_bars(cc: Mapping[str, object], per_cell: bool = False, ceiling=None,
+                 ylabel: str = "rate CC (Pearson r)", path=None) -> Figure:
+    """Fig. 5B style bars of per-cell correlation coefficients.
+
+    Parameters
+    ----------
+    cc : mapping model name -> per-cell r ``[cells]`` (NaN ignored)
+    per_cell : bool
+        False: one bar per model (mean ± SEM over cells, cells as dots).
+        True: grouped bars per cell.
+    ceiling : array ``[cells]`` or float, optional
+        Split-half reliability, drawn as a dashed line (mean) or markers (per cell).
+    """
+    fig = Figure(figsize=(max(4.0, 0.25 * (len(next(iter(cc.values()))) if per_cell else 1.2 * len(cc))), 3.5),
+                 layout="constrained")
+    ax = fig.subplots()
+    names = list(cc)
+    vals = [np.asarray(to_numpy(v), float).ravel() for v in cc.values()]
+    if not per_cell:
+        means = [np.nanmean(v) for v in vals]
+        sems = [np.nanstd(v) / np.sqrt(max(np.isfinite(v).sum(), 1)) for v in vals]
+        ax.bar(np.arange(len(names)), means, yerr=sems, capsize=3, color="0.7", edgecolor="k")
+        for i, v in enumerate(vals):
+            jitter = (np.random.default_rng(i).random(len(v)) - 0.5) * 0.3
+            ax.scatter(i + jitter, v, s=6, color="k", zorder=3)
+        ax.set_xticks(np.arange(len(names)), names)
+        if ceiling is not None:
+            ax.axhline(float(np.nanmean(ceiling)), ls="--", color="r", label="split-half ceiling")
+            ax.legend(frameon=False)
+    else:
+        n_cells = len(vals[0])
+        w = 0.8 / len(names)
+        for i, (name, v) in enumerate(zip(names, vals)):
+            ax.bar(np.arange(n_cells) + (i - (len(names) - 1) / 2) * w, v, width=w, label=name)
+        if ceiling is not None:
+            ax.scatter(np.arange(n_cells), np.broadcast_to(np.asarray(ceiling, float), (n_cells,)),
+                       marker="_", color="r", s=60, zorder=3, label="ceiling")
+        ax.set_xlabel("cell")
+        ax.legend(frameon=False, ncols=min(len(names) + 1, 4))
+    ax.set_ylabel(ylabel)
+    return _save(fig, path)
+
+
+def plot_ff_scatter(ff_recorded, ff_model: Mapping[str, object] | object, path=None,
+                    title: str | None = None) -> Figure:
+    """Recorded vs model Fano factor per cell (one scatter per model, identity line, r in legend)."""
+    from neurocode.analysis.statistics import pearson
+
+    if not isinstance(ff_model, Mapping):
+        ff_model = {"model": ff_model}
+    x = np.asarray(to_numpy(ff_recorded), float).ravel()
+    fig = Figure(figsize=(4.0, 4.0), layout="constrained")
+    ax = fig.subplots()
+    hi = np.nanmax(x) if np.isfinite(x).any() else 1.0
+    for name, y in ff_model.items():
+        y = np.asarray(to_numpy(y), float).ravel()
+        r, _ = pearson(x, y)
+        ax.scatter(x, y, s=12, label=f"{name} (r={r:.2f})")
+        if np.isfinite(y).any():
+            hi = max(hi, np.nanmax(y))
+    ax.plot([0, hi], [0, hi], ls=":", color="0.5")
+    ax.set_xlabel("recorded Fano factor")
+    ax.set_ylabel("model Fano factor")
+    ax.legend(frameon=False)
+    if title:
+        ax.set_title(title)
+    return _save(fig, path)
+
+
+def plot_coding_scatter(result, path=None, title: str | None = None) -> Figure:
+    """Fig. 4B: mean Fano factor vs prediction cosine similarity, dotted linear fit.
+
+    ``result`` is a :class:`neurocode.analysis.CodingResult` (or any object with
+    ``mean_fano``, ``cosine``, ``r``, ``p``).
+    """
+    x = np.asarray(result.mean_fano, float)
+    y = np.asarray(result.cosine, float)
+    fig = Figure(figsize=(4.0, 3.5), layout="constrained")
+    ax = fig.subplots()
+    ax.scatter(x, y, s=12, color="C0")
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ok.sum() >= 2 and np.ptp(x[ok]) > 0:
+        s, i = np.polyfit(x[ok], y[ok], 1)
+        xs = np.linspace(x[ok].min(), x[ok].max(), 50)
+        ax.plot(xs, s * xs + i, ls=":", color="k")
+    ax.set_xlabel("mean Fano factor")
+    ax.set_ylabel("prediction cosine similarity")
+    ax.set_title(title or f"r = {result.r:.3f}, p = {result.p:.2g}")
+    return _save(fig, path)
