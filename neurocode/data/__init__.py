@@ -1,0 +1,30 @@
+"""Real retina data: the Onken et al. (2016) loader, the canonical HDF5 format, views.
+
+Quick start::
+
+    from neurocode.data import load_recording, downsample, kfold_split
+    rec = load_recording()              # bundled retina 2, 60 flashed natural images
+    counts = rec.binned(0.01)           # int [60, 30, 30 trials, 49 cells]
+    x = downsample(rec.stimuli, 64)     # float32 [60, 64, 64]
+    train, test = kfold_split(rec.n_stimuli, n_folds=5, fold=0)
+
+Fitting uses the flashed natural images; the movie recordings are for stimulus-free analyses
+(their presentation timing is undocumented). See ``datasets/README.md``.
+"""
+
+from neurocode.data.errors import DataFormatError
+from neurocode.data.onken2016 import load_onken2016
+from neurocode.data.preprocessing import ImageNormalizer, downsample, kfold_split
+from neurocode.data.recording import Recording, bundled_path, list_recordings, load_recording
+
+__all__ = [
+    "Recording",
+    "load_onken2016",
+    "load_recording",
+    "list_recordings",
+    "bundled_path",
+    "downsample",
+    "ImageNormalizer",
+    "kfold_split",
+    "DataFormatError",
+]
