@@ -94,6 +94,11 @@ class NoisyLIF(LIFBase):
              generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """One time step for online use: ``(spikes [B, ...], state [B, ...])``."""
         eps = self._draw(x.shape, x, generator, loc=0.0)
+        if self.placement == "escape":
+            # forward() draws thresholds v_th + eps'; fire at the same v_th + eps' here
+            # (threshold v_th - eps with eps = -eps') so that step() over T steps
+            # reproduces forward() with the same generator.
+            eps = eps.neg_()
         spikes, u, _ = lif_step(x, state, tau=self.tau, v_th=self.v_th, spike_grad=self.noise.pdf, eps=eps,
                                 placement=self.placement, detach_reset=self.detach_reset)
         return spikes, u
