@@ -331,7 +331,7 @@ def instantaneous_rate(data, sampling_period: float, kernel="gaussian", sigma: f
             warnings.simplefilter("ignore")
             r = _ir(trains, sampling_period=sp, kernel=kernel, t_start=q(t_start), t_stop=q(t_stop),
                     pool_spike_trains=True, **kwargs)
-        out.append(r.rescale("Hz").magnitude[:, 0] / len(trains))
+        out.append(r.rescale("Hz").magnitude[:, 0])  # pooled = mean over trials
     res = np.stack(out, axis=1)
     return res[:, 0] if single else res
 
