@@ -565,6 +565,11 @@ class Recording:
 
 
 # ---------------------------------------------------------------------- reading
+def _plain(value: Any) -> str:
+    """Attribute value for messages: 99 rather than np.int64(99)."""
+    return "missing" if value is None else repr(np.asarray(value).tolist())
+
+
 def _open_h5(path: Path):
     import h5py
 
@@ -588,7 +593,7 @@ def _open_h5(path: Path):
     if ver is None or int(ver) != SCHEMA_VERSION:
         f.close()
         raise DataFormatError(
-            f"{path}: root attribute 'schema_version' is {ver!r}, this neurocode reads {SCHEMA_VERSION}"
+            f"{path}: root attribute 'schema_version' is {_plain(ver)}, this neurocode reads {SCHEMA_VERSION}"
         )
     return f
 
@@ -650,7 +655,7 @@ def load_recording(path: str | os.PathLike | None = None, name: str | None = Non
             field_ = f"{name}.attrs['schema_version']"
             ver = g.attrs.get("schema_version")
             if ver is None or int(ver) != SCHEMA_VERSION:
-                raise DataFormatError(f"{path}: attribute '{field_}' is {ver!r}, expected {SCHEMA_VERSION}")
+                raise DataFormatError(f"{path}: attribute '{field_}' is {_plain(ver)}, expected {SCHEMA_VERSION}")
             attrs = {}
             for key in ("window", "shape", "provenance"):
                 field_ = f"{name}.attrs['{key}']"
