@@ -1,0 +1,493 @@
+"""Tests for neurocode.neurons: LIF / NoisyLIF, the fused time loop and its NDL backward.
+
+Note on reproducibility: torch's CPU Gaussian sampler works in blocks of 16 values, so
+drawing a [T, B, ...] tensor at once equals T draws of [B, ...] only when the per-step
+size is a multiple of 16 (other noise families sample through ``icdf(rand)`` and agree
+for any size). Tests that compare one multi-step call with several smaller draws use
+per-step sizes that are multiples of 16.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from neurocode.neurons import LIF, NoisyLIF, lif_sequence, lif_step
+from neurocode.noise import ERF, Gaussian, Logistic, Rectangular, Sigmoid, Triangular, TriangularSurrogate, Uniform
+
+DT = torch.float64
+NOISES = [Gaussian(0.2), Logistic(0.15), Uniform(0.4), Triangular(0.5)]
+NOISE_IDS = ["gauss", "logistic", "uniform", "triangular"]
+PLACEMENTS = ["escape", "membrane"]
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+# ----------------------------------------------------------------------------------------
+# firing probability and NDL gradient (paper Eqs. 7-9, 19)
+# ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("placement", PLACEMENTS)
+@pytest.mark.parametrize("noise", NOISES, ids=NOISE_IDS)
+def test_firing_probability_is_noise_cdf(noise, placement):
+    """T = 1, constant ubar = x: the spike rate is F(ubar - v_th) within a binomial CI."""
+    n = 20_000
+    sd = math.sqrt(noise.variance())
+    ubar = torch.tensor([1 - 2 * sd, 1 - 0.7 * sd, 1.0, 1 + 0.3 * sd, 1 + 1.2 * sd, 1 + 3 * sd], dtype=DT)
+    x = ubar.expand(1, n, -1)
+    neuron = NoisyLIF(noise, placement=placement)
+    spikes = neuron(x, generator=gen(0))
+    assert set(spikes.unique().tolist()) <= {0.0, 1.0}
+    p_hat = spikes[0].mean(0)
+    p = noise.cdf(ubar - 1.0)
+    tol = 4 * torch.sqrt(p * (1 - p) / n) + 1.0 / n
+    assert torch.all((p_hat - p).abs() <= tol), (p_hat, p)
+
+
+@pytest.mark.parametrize("placement", PLACEMENTS)
+@pytest.mark.parametrize("noise", NOISES, ids=NOISE_IDS)
+def test_firing_probability_per_step_given_ubar(noise, placement):
+    """T > 1: given the realised pre-noise potential, each step fires with F(ubar - v_th)."""
+    T, n = 6, 20_000
+    x = torch.full((T, n), 0.9, dtype=DT)
+    spikes, ubar = NoisyLIF(noise, placement=placement)(x, generator=gen(1), return_potential=True)
+    # pool all steps: E[o - F(ubar - v_th)] = 0 and the sum of Bernoulli variances gives the CI
+    p = noise.cdf(ubar - 1.0)
+    resid = (spikes - p).sum().item()
+    assert abs(resid) <= 4 * math.sqrt((p * (1 - p)).sum().item()) + 1
+
+
+@pytest.mark.parametrize("placement", PLACEMENTS)
+@pytest.mark.parametrize("noise", NOISES, ids=NOISE_IDS)
+def test_ndl_gradient_T1_is_upstream_times_density(noise, placement):
+    x = (1 + 2 * math.sqrt(noise.variance()) * torch.randn(1, 64, 5, generator=gen(2), dtype=DT)).requires_grad_()
+    up = torch.randn(1, 64, 5, generator=gen(3), dtype=DT)
+    spikes = NoisyLIF(noise, placement=placement)(x, generator=gen(4))
+    spikes.backward(up)
+    torch.testing.assert_close(x.grad, up * noise.pdf(x.detach() - 1.0), rtol=1e-14, atol=0)
+
+
+def _hand_backward(up, ubar, spikes, g, tau, w=None):
+    """dL/dx by the recurrence c[t] = g up[t] + tau c[t+1] d u[t]/d ubar[t].
+
+    With ``w`` None the reset is detached (d u / d ubar = 1 - o); else it is
+    (1 - o) - w g with w the potential that is reset.
+    """
+    T = up.shape[0]
+    c = torch.zeros_like(up)
+    nxt = torch.zeros_like(up[0])
+    for t in range(T - 1, -1, -1):
+        dres = 1 - spikes[t] if w is None else (1 - spikes[t]) - w[t] * g[t]
+        c[t] = g[t] * up[t] + (tau * nxt * dres if t + 1 < T else 0)
+        nxt = c[t]
+    return c
+
+
+@pytest.mark.parametrize("placement", PLACEMENTS)
+@pytest.mark.parametrize("noise", NOISES, ids=NOISE_IDS)
+def test_ndl_gradient_detached_reset_recurrence(noise, placement):
+    T, tau = 7, 0.6
+    x = (0.7 + 0.5 * torch.rand(T, 32, 3, generator=gen(5), dtype=DT)).requires_grad_()
+    up = torch.randn(T, 32, 3, generator=gen(6), dtype=DT)
+    neuron = NoisyLIF(noise, tau=tau, placement=placement, detach_reset=True)
+    spikes, ubar = neuron(x, generator=gen(7), return_potential=True)
+    assert 0.1 < spikes.mean() < 0.9
+    spikes.backward(up)
+    g = noise.pdf(ubar.detach() - 1.0)
+    torch.testing.assert_close(x.grad, _hand_backward(up, ubar.detach(), spikes, g, tau), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("noise", NOISES, ids=NOISE_IDS)
+def test_ndl_gradient_attached_reset_recurrence_escape(noise):
+    """Escape noise, reset differentiated: d u / d ubar = (1 - o) - ubar F'(ubar - v_th)."""
+    T, tau = 7, 0.5
+    x = (0.7 + 0.5 * torch.rand(T, 32, 3, generator=gen(8), dtype=DT)).requires_grad_()
+    up = torch.randn(T, 32, 3, generator=gen(9), dtype=DT)
+    spikes, ubar = NoisyLIF(noise, tau=tau)(x, generator=gen(10), return_potential=True)
+    spikes.backward(up)
+    ub = ubar.detach()
+    g = noise.pdf(ub - 1.0)
+    torch.testing.assert_close(x.grad, _hand_backward(up, ub, spikes, g, tau, w=ub), rtol=1e-12, atol=1e-12)
+
+
+SURROGATES = [ERF(), Sigmoid(4.0), Rectangular(1.0), TriangularSurrogate(1.0)]
+
+
+@pytest.mark.parametrize("sg", SURROGATES, ids=["erf", "sigmoid", "rect", "tri"])
+@pytest.mark.parametrize("detach_reset", [True, False])
+def test_lif_backward_is_upstream_times_surrogate(sg, detach_reset):
+    x1 = (0.2 + 1.6 * torch.rand(1, 50, 4, generator=gen(11), dtype=DT)).requires_grad_()
+    up = torch.randn(1, 50, 4, generator=gen(12), dtype=DT)
+    lif = LIF(sg, detach_reset=detach_reset)
+    s = lif(x1)
+    torch.testing.assert_close(s, (x1.detach() >= 1.0).to(DT))
+    s.backward(up)
+    torch.testing.assert_close(x1.grad, up * sg.grad(x1.detach() - 1.0), rtol=1e-14, atol=0)
+    # T > 1 against the hand recurrence
+    T, tau = 6, 0.5
+    x = (0.3 + 0.9 * torch.rand(T, 50, 4, generator=gen(13), dtype=DT)).requires_grad_()
+    up = torch.randn(T, 50, 4, generator=gen(14), dtype=DT)
+    s, ubar = LIF(sg, tau=tau, detach_reset=detach_reset)(x, return_potential=True)
+    s.backward(up)
+    ub = ubar.detach()
+    g = sg.grad(ub - 1.0)
+    expect = _hand_backward(up, ub, s, g, tau, w=None if detach_reset else ub)
+    torch.testing.assert_close(x.grad, expect, rtol=1e-12, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------------------
+# deterministic limit
+# ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("placement", PLACEMENTS)
+def test_sigma_to_zero_converges_to_lif(placement):
+    T = 8
+    x = 1.2 * torch.rand(T, 512, 8, generator=gen(15), dtype=DT)
+    lif_s, lif_u = LIF()(x, return_potential=True)
+    # neurons whose whole deterministic trajectory stays 1e-4 away from threshold
+    clear = ((lif_u - 1.0).abs() > 1e-4).all(0)
+    assert clear.float().mean() > 0.9
+    fractions = []
+    for sigma in [0.5, 0.2, 0.05, 0.01, 1e-3, 1e-6]:
+        s = NoisyLIF(Gaussian(sigma), placement=placement)(x, generator=gen(16))
+        fractions.append((s != lif_s)[:, clear].double().mean().item())
+    assert all(a >= b for a, b in zip(fractions, fractions[1:])), fractions
+    assert fractions[0] > 5 * fractions[3] > 0
+    assert fractions[-1] == 0.0, fractions
+    for noise in [Logistic(1e-6), Uniform(1e-6), Triangular(1e-6)]:
+        s = NoisyLIF(noise, placement=placement)(x, generator=gen(17))
+        assert torch.equal(s[:, clear], lif_s[:, clear])
+
+
+@pytest.mark.parametrize("detach_reset", [True, False])
+def test_gaussian_inv_sqrt2_ndl_equals_erf_surrogate(detach_reset):
+    noise = Gaussian(1 / math.sqrt(2))
+    xs = torch.linspace(-5, 7, 1001, dtype=DT)
+    torch.testing.assert_close(noise.pdf(xs), ERF().grad(xs), rtol=1e-12, atol=0)
+    # full backward, T = 1 (the gradient does not depend on the sampled spike)
+    x = (1 + torch.randn(1, 200, generator=gen(18), dtype=DT)).requires_grad_()
+    up = torch.randn(1, 200, generator=gen(19), dtype=DT)
+    NoisyLIF(noise, detach_reset=detach_reset)(x, generator=gen(20)).backward(up)
+    x2 = x.detach().clone().requires_grad_()
+    LIF(ERF(), detach_reset=detach_reset)(x2).backward(up)
+    torch.testing.assert_close(x.grad, x2.grad, rtol=1e-12, atol=0)
+    # T > 1 with the spikes forced equal: the same fused loop, the LIF spike pattern
+    T = 5
+    x = (1.3 * torch.rand(T, 100, generator=gen(21), dtype=DT)).requires_grad_()
+    x3 = x.detach().clone().requires_grad_()
+    s1, *_ = lif_sequence(x, tau=0.5, v_th=1.0, spike_grad=noise.pdf, detach_reset=detach_reset,
+                          eps=torch.zeros_like(x.detach()))
+    s2 = LIF(ERF(), detach_reset=detach_reset)(x3)
+    assert torch.equal(s1, s2)
+    up = torch.randn(T, 100, generator=gen(22), dtype=DT)
+    s1.backward(up)
+    s2.backward(up)
+    torch.testing.assert_close(x.grad, x3.grad, rtol=1e-13, atol=1e-13)
+
+
+# ----------------------------------------------------------------------------------------
+# numerical safety
+# ----------------------------------------------------------------------------------------
+
+ALL_NOISES_TINY = [cls(s) for cls in (Gaussian, Logistic, Uniform, Triangular) for s in (1e-6, 0.3)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("placement", PLACEMENTS)
+@pytest.mark.parametrize("noise", ALL_NOISES_TINY, ids=[repr(n) for n in ALL_NOISES_TINY])
+def test_no_nan_extreme_inputs(noise, placement, dtype):
+    T = 6
+    scales = torch.tensor([1e-3, 1.0, 1e2, 1e4], dtype=dtype).repeat_interleave(16)
+    x = (torch.randn(T, 8, 64, generator=gen(23), dtype=dtype) * scales).clamp(-1e4, 1e4)
+    x[:, 0, :4] = torch.tensor([1e4, -1e4, 0.0, 1.0], dtype=dtype)
+    for detach_reset in (False, True):
+        for neuron in (NoisyLIF(noise, placement=placement, detach_reset=detach_reset),
+                       LIF(noise.surrogate(), detach_reset=detach_reset)):
+            xx = x.clone().requires_grad_()
+            s, ubar, u = neuron(xx, return_potential=True, return_state=True)
+            assert torch.isfinite(s).all() and torch.isfinite(ubar).all() and torch.isfinite(u).all()
+            (s.sum() + 1e-4 * ubar.sum() + 1e-4 * u.sum()).backward()
+            assert torch.isfinite(xx.grad).all(), neuron
+
+
+# ----------------------------------------------------------------------------------------
+# fused loop == reference per-step loop
+# ----------------------------------------------------------------------------------------
+
+
+def _reference_loop(x, u0, tau, v_th, spike_grad, eps, placement, detach_reset):
+    spikes, ubars, u = [], [], u0
+    for t in range(x.shape[0]):
+        s, u, ub = lif_step(x[t], u, tau=tau, v_th=v_th, spike_grad=spike_grad,
+                            eps=None if eps is None else eps[t], placement=placement, detach_reset=detach_reset)
+        spikes.append(s)
+        ubars.append(ub)
+    return torch.stack(spikes), torch.stack(ubars), u
+
+
+def _grads(out, inputs, weights):
+    loss = sum((o * w).sum() for o, w in zip(out, weights))
+    return torch.autograd.grad(loss, inputs, retain_graph=True)
+
+
+@pytest.mark.parametrize("expanded", [False, True])
+@pytest.mark.parametrize("with_u0", [False, True])
+@pytest.mark.parametrize("detach_reset", [False, True])
+@pytest.mark.parametrize("placement", ["none", "escape", "membrane"])
+def test_fused_equals_reference_loop(placement, detach_reset, with_u0, expanded):
+    T, B, F = 9, 16, 5
+    tau, v_th = 0.6, 1.0
+    noise = Gaussian(0.3)
+    if expanded:
+        x0 = (0.2 + torch.rand(B, F, generator=gen(24), dtype=DT)).requires_grad_()
+        x = x0.expand(T, B, F)
+        leaf = x0
+    else:
+        leaf = (1.4 * torch.rand(T, B, F, generator=gen(24), dtype=DT)).requires_grad_()
+        x = leaf
+    u0 = (0.5 * torch.rand(B, F, generator=gen(25), dtype=DT)).requires_grad_() if with_u0 else None
+    eps = None if placement == "none" else noise.sample((T, B, F), gen(26), dtype=DT)
+    pl = "escape" if placement == "none" else placement
+    weights = [torch.randn(T, B, F, generator=gen(27), dtype=DT), torch.randn(T, B, F, generator=gen(28), dtype=DT),
+               torch.randn(B, F, generator=gen(29), dtype=DT)]
+    inputs = [leaf] + ([u0] if with_u0 else [])
+    fused = lif_sequence(x, tau=tau, v_th=v_th, spike_grad=noise.pdf, eps=eps, placement=pl,
+                         detach_reset=detach_reset, u0=u0)
+    ref = _reference_loop(x, u0, tau, v_th, noise.pdf, eps, pl, detach_reset)
+    assert torch.equal(fused[0], ref[0])
+    assert 0.05 < fused[0].mean() < 0.95
+    torch.testing.assert_close(fused[1], ref[1], rtol=1e-14, atol=1e-14)
+    torch.testing.assert_close(fused[2], ref[2], rtol=1e-14, atol=1e-14)
+    for gf, gr in zip(_grads(fused, inputs, weights), _grads(ref, inputs, weights)):
+        torch.testing.assert_close(gf, gr, rtol=1e-12, atol=1e-12)
+    # spikes-only and potential-only losses (None upstream gradients in the fused backward)
+    for w in ([weights[0], 0 * weights[1], 0 * weights[2]], [0 * weights[0], weights[1], 0 * weights[2]]):
+        only = [i for i, wi in enumerate(w) if wi.abs().sum() > 0][0]
+        gf = torch.autograd.grad((fused[only] * w[only]).sum(), inputs, retain_graph=True)
+        gr = torch.autograd.grad((ref[only] * w[only]).sum(), inputs, retain_graph=True)
+        for a, b in zip(gf, gr):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("detach_reset", [False, True])
+@pytest.mark.parametrize("placement", PLACEMENTS)
+@pytest.mark.parametrize("noise", NOISES, ids=NOISE_IDS)
+def test_noisylif_equals_reference_loop_same_noise(noise, placement, detach_reset):
+    """NoisyLIF vs a lif_step loop fed the noise drawn from the same seeded generator."""
+    T, B, F = 8, 16, 4
+    x = (1.4 * torch.rand(T, B, F, generator=gen(30), dtype=DT)).requires_grad_()
+    neuron = NoisyLIF(noise, placement=placement, detach_reset=detach_reset)
+    s, ubar = neuron(x, generator=gen(31), return_potential=True)
+    if placement == "escape":  # forward draws thresholds v_th + eps' in one pass
+        eps = 1.0 - noise.sample((T, B, F), gen(31), loc=1.0, dtype=DT)
+    else:
+        eps = noise.sample((T, B, F), gen(31), dtype=DT)
+    x2 = x.detach().clone().requires_grad_()
+    s2, ubar2, _ = _reference_loop(x2, None, 0.5, 1.0, noise.pdf, eps, placement, detach_reset)
+    assert torch.equal(s, s2)
+    torch.testing.assert_close(ubar, ubar2)
+    w1, w2 = torch.randn(T, B, F, generator=gen(32), dtype=DT), torch.randn(T, B, F, generator=gen(33), dtype=DT)
+    ((s * w1).sum() + (ubar * w2).sum()).backward()
+    ((s2 * w1).sum() + (ubar2 * w2).sum()).backward()
+    torch.testing.assert_close(x.grad, x2.grad, rtol=1e-12, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------------------
+# API: seeds, dtype, layers, state, step, errors
+# ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("placement", PLACEMENTS)
+def test_seeded_reproducibility(placement):
+    x = torch.rand(10, 8, 16) * 1.5
+    n = NoisyLIF(Gaussian(0.3), placement=placement)
+    assert torch.equal(n(x, generator=gen(1)), n(x, generator=gen(1)))
+    assert not torch.equal(n(x, generator=gen(1)), n(x, generator=gen(2)))
+    # module-level generator
+    a = NoisyLIF(Gaussian(0.3), placement=placement, generator=gen(3))(x)
+    b = NoisyLIF(Gaussian(0.3), placement=placement, generator=gen(3))(x)
+    assert torch.equal(a, b)
+    torch.manual_seed(4)
+    c = n(x)
+    torch.manual_seed(4)
+    assert torch.equal(c, n(x))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("neuron", [LIF(), NoisyLIF(), NoisyLIF(Logistic(0.2), placement="membrane")],
+                         ids=["lif", "noisy-escape", "noisy-membrane"])
+def test_dtype_device_preserved(neuron, dtype):
+    x = torch.rand(4, 3, 5, dtype=dtype, requires_grad=True)
+    s, ubar, u = neuron(x, return_potential=True, return_state=True)
+    for t in (s, ubar, u):
+        assert t.dtype == dtype and t.device == x.device
+    assert s.shape == x.shape and ubar.shape == x.shape and u.shape == x.shape[1:]
+    s.sum().backward()
+    assert x.grad.dtype == dtype
+
+
+@pytest.mark.parametrize("make", [lambda: LIF(), lambda: NoisyLIF(Gaussian(0.3)),
+                                  lambda: NoisyLIF(Gaussian(0.3), placement="membrane")],
+                         ids=["lif", "noisy-escape", "noisy-membrane"])
+def test_after_linear_and_conv(make):
+    torch.manual_seed(0)
+    T, B = 5, 4
+    # Linear acts on the last dim of [T, B, F] directly
+    lin = nn.Linear(6, 7)
+    x = torch.randn(T, B, 6)
+    s = make()(lin(x) + 1.0)
+    assert s.shape == (T, B, 7)
+    s.sum().backward()
+    assert lin.weight.grad is not None and torch.isfinite(lin.weight.grad).all()
+    assert lin.weight.grad.abs().sum() > 0
+    # Conv2d: flatten time into batch and back
+    conv = nn.Conv2d(2, 3, 3, padding=1)
+    img = torch.randn(T, B, 2, 8, 8)
+    cur = conv(img.flatten(0, 1)).unflatten(0, (T, B))
+    s = make()(cur + 1.0)
+    assert s.shape == (T, B, 3, 8, 8)
+    s.mean().backward()
+    assert conv.weight.grad.abs().sum() > 0
+    # static image: compute the convolution once and expand it over time
+    conv.zero_grad()
+    cur0 = conv(img[0])
+    s = make()(cur0.expand(T, *cur0.shape) + 1.0)
+    s.mean().backward()
+    assert conv.weight.grad.abs().sum() > 0
+
+
+def test_nsnn_is_drop_in_module_swap():
+    net = nn.Sequential(nn.Linear(4, 8), LIF())
+    x = torch.randn(3, 2, 4)
+    net(x)
+    net[1] = NoisyLIF()
+    assert net(x).shape == (3, 2, 8)
+
+
+@pytest.mark.parametrize("make", [lambda: LIF(stateful=True), lambda: NoisyLIF(Logistic(0.2), stateful=True),
+                                  lambda: NoisyLIF(Gaussian(0.2), placement="membrane", stateful=True)],
+                         ids=["lif", "noisy-escape", "noisy-membrane"])
+def test_stateful_continues_and_reset_state(make):
+    x = 1.5 * torch.rand(10, 4, 8, generator=gen(40), dtype=DT)
+    full = make()
+    full.stateful = False
+    ref, u_ref = full(x, generator=gen(41), return_state=True) if isinstance(full, NoisyLIF) else full(x, return_state=True)
+    n = make()
+    kw = lambda g: {"generator": g} if isinstance(n, NoisyLIF) else {}  # noqa: E731
+    g = gen(41)
+    a = n(x[:4], **kw(g))
+    b, u = n(x[4:], return_state=True, **kw(g))
+    assert torch.equal(torch.cat([a, b]), ref)
+    torch.testing.assert_close(u, u_ref)
+    assert not n.state.requires_grad
+    # reset_state: back to rest
+    n.reset_state()
+    assert n.state is None
+    c = n(x[:4], **kw(gen(41)))
+    assert torch.equal(c, a)
+    # non-stateful ignores the previous call
+    full2 = make()
+    full2.stateful = False
+    assert torch.equal(full2(x[4:], **kw(gen(5))), full2(x[4:], **kw(gen(5))))
+
+
+@pytest.mark.parametrize("make", [lambda: LIF(), lambda: NoisyLIF(Logistic(0.2)),
+                                  lambda: NoisyLIF(Gaussian(0.2), placement="membrane")],
+                         ids=["lif", "noisy-escape", "noisy-membrane"])
+def test_state_argument(make):
+    x = 1.5 * torch.rand(10, 4, 8, generator=gen(42), dtype=DT)
+    n = make()
+    kw = (lambda s: {"generator": gen(s)}) if isinstance(n, NoisyLIF) else (lambda s: {})
+    g = gen(43)
+    a, u = n(x[:5], return_state=True, **({"generator": g} if isinstance(n, NoisyLIF) else {}))
+    b = n(x[5:], u, **({"generator": g} if isinstance(n, NoisyLIF) else {}))
+    assert torch.equal(torch.cat([a, b]), n(x, **kw(43)))
+    # gradient flows into the state
+    st = torch.full((4, 8), 0.5, dtype=DT, requires_grad=True)
+    n(x, st, **kw(1)).sum().backward()
+    assert st.grad is not None and torch.isfinite(st.grad).all()
+
+
+@pytest.mark.parametrize("detach_reset", [False, True])
+@pytest.mark.parametrize("make", [lambda d: LIF(detach_reset=d),
+                                  lambda d: NoisyLIF(Gaussian(0.3), detach_reset=d),
+                                  lambda d: NoisyLIF(Gaussian(0.3), placement="membrane", detach_reset=d),
+                                  lambda d: NoisyLIF(Uniform(0.4), detach_reset=d),
+                                  lambda d: NoisyLIF(Triangular(0.4), placement="membrane", detach_reset=d)],
+                         ids=["lif", "gauss-escape", "gauss-membrane", "uniform-escape", "tri-membrane"])
+def test_step_api_equals_multistep(make, detach_reset):
+    T = 7
+    n = make(detach_reset)
+    noisy = isinstance(n, NoisyLIF)
+    x = (1.4 * torch.rand(T, 4, 8, generator=gen(44), dtype=DT)).requires_grad_()
+    w = torch.randn(T, 4, 8, generator=gen(45), dtype=DT)
+    multi = n(x, **({"generator": gen(46)} if noisy else {}))
+    g, u, outs = gen(46), None, []
+    x2 = x.detach().clone().requires_grad_()
+    for t in range(T):
+        s, u = n.step(x2[t], u, **({"generator": g} if noisy else {}))
+        outs.append(s)
+    steps = torch.stack(outs)
+    assert torch.equal(multi, steps)
+    (multi * w).sum().backward()
+    (steps * w).sum().backward()
+    torch.testing.assert_close(x.grad, x2.grad, rtol=1e-12, atol=1e-12)
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="tau"):
+        LIF(tau=0.0)
+    with pytest.raises(ValueError, match="tau"):
+        NoisyLIF(tau=1.5)
+    with pytest.raises(ValueError, match="v_th"):
+        LIF(v_th=-1.0)
+    with pytest.raises(ValueError, match="placement"):
+        NoisyLIF(placement="dendrite")
+    with pytest.raises(ValueError, match="placement"):
+        lif_sequence(torch.rand(3, 2), tau=0.5, v_th=1.0, spike_grad=ERF().grad, placement="x")
+    for n in (LIF(), NoisyLIF()):
+        with pytest.raises(ValueError, match="time-major"):
+            n(torch.rand(5))
+        with pytest.raises(ValueError, match="state shape"):
+            n(torch.rand(5, 2, 3), torch.zeros(2, 4))
+        with pytest.raises(TypeError):
+            n(torch.ones(5, 2, dtype=torch.int64))
+    with pytest.raises(ValueError, match="positive"):
+        NoisyLIF(Gaussian(0.0))
+    with pytest.raises(ValueError, match="positive"):
+        Gaussian(-0.2)
+    with pytest.raises(TypeError, match="NoiseModel"):
+        NoisyLIF(ERF())
+    with pytest.raises(TypeError, match="Surrogate"):
+        LIF(Gaussian(0.2))
+    with pytest.raises(ValueError, match="eps shape"):
+        lif_sequence(torch.rand(3, 2), tau=0.5, v_th=1.0, spike_grad=ERF().grad, eps=torch.rand(3, 3))
+
+
+def test_user_defined_noise_in_noisylif():
+    from tests.test_noise import Laplace
+    from neurocode.noise import check_noise_model
+
+    noise = Laplace(0.2)
+    check_noise_model(noise)
+    n = 20_000
+    ubar = torch.tensor([0.7, 1.0, 1.25], dtype=DT)
+    for placement in PLACEMENTS:
+        x = ubar.expand(1, n, 3).clone().requires_grad_()
+        s = NoisyLIF(noise, placement=placement)(x, generator=gen(50))
+        p = noise.cdf(ubar - 1)
+        assert torch.all((s[0].mean(0) - p).abs() <= 4 * torch.sqrt(p * (1 - p) / n) + 1 / n)
+        s.sum().backward()
+        torch.testing.assert_close(x.grad[0, 0], noise.pdf(ubar - 1))
+
+
+def test_repr():
+    assert "Gaussian" in repr(NoisyLIF()) and "escape" in repr(NoisyLIF())
+    assert "ERF" in repr(LIF())
