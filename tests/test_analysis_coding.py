@@ -123,3 +123,18 @@ def test_variability_reproduction(recorded):
     ok = np.isfinite(res_p.ff_model)
     assert abs(np.mean(res_p.ff_model[ok]) - 1) < 0.1
     np.testing.assert_allclose(res_p.ff_recorded, res_d.ff_recorded)
+
+
+def test_variability_reproduction_movie():
+    try:
+        from neurocode.data import load_recording
+
+        movie = load_recording(name="movie1")
+    except Exception:
+        pytest.skip("movie recording / neurocode.data not available")
+    counts = movie.binned(bin_size=1.0)[0]  # [n_windows=18, trials, cells]
+    rng = np.random.default_rng(4)
+    model = rng.poisson(np.broadcast_to(counts.mean(axis=1, keepdims=True), counts.shape))
+    res = variability_reproduction(counts, model)
+    assert res.ff_recorded.shape == (counts.shape[-1],)
+    assert np.isfinite(res.r)

@@ -18,6 +18,9 @@ from neurocode.analysis import (
 )
 
 
+pytestmark = pytest.mark.filterwarnings("ignore:Binning discarded:UserWarning")
+
+
 def test_tensor_roundtrip_through_neo():
     g = torch.Generator().manual_seed(0)
     spikes = (torch.rand(25, 4, 6, generator=g) < 0.3).float()

@@ -27,6 +27,9 @@ from neurocode.analysis import (
 )
 
 
+pytestmark = pytest.mark.filterwarnings("ignore:Binning discarded:UserWarning")
+
+
 # --------------------------------------------------------------------------- Fano factor
 def test_fano_matches_elephant_random():
     rng = np.random.default_rng(0)
