@@ -1,0 +1,157 @@
+"""Forward + backward time of the neuron time loop at retina-model shapes (CPU).
+
+Compares, in one run and on the same inputs:
+
+(a) a *reference-style* implementation, as in the paper's reference code: [B, T, ...]
+    layout, a Python loop over t slicing ``x[:, t]``, a per-step ``torch.autograd.Function``
+    for the spike with a surrogate (ERF) backward, outputs ``torch.stack(dim=1)``; its noisy
+    variant draws ``torch.randn`` per step and fires on ``u + eps >= v_th`` with the
+    Gaussian density as backward (one draw per step, no ndtr/bernoulli);
+(b) the fused :class:`neurocode.neurons.LIF` on time-major [T, B, ...];
+(c) the fused :class:`neurocode.neurons.NoisyLIF` (escape, Gaussian sigma = 0.2).
+
+Shapes: T = 30, B = 64 (``--quick``: B = 4), neuron maps 16x40x40, 32x30x30 and 64 units
+(the three neuron layers of the retina CNN), each measured separately and summed.
+Reports the median of ``--repeat`` runs after one warm-up. Nothing is asserted.
+
+    OMP_NUM_THREADS=2 python benchmarks/neuron_loop.py [--threads 2] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import time
+
+import torch
+
+from neurocode.neurons import LIF, NoisyLIF
+from neurocode.noise import Gaussian
+
+TAU, V_TH, SIGMA = 0.5, 1.0, 0.2
+SHAPES = {"16x40x40": (16, 40, 40), "32x30x30": (32, 30, 30), "64": (64,)}
+_INV_SQRT_PI = 1.0 / math.sqrt(math.pi)
+_GAUSS_NORM = 1.0 / (SIGMA * math.sqrt(2 * math.pi))
+
+
+# -- (a) reference style ------------------------------------------------------------------
+
+
+class RefSpike(torch.autograd.Function):
+    """Heaviside forward, ERF surrogate exp(-x^2)/sqrt(pi) backward."""
+
+    @staticmethod
+    def forward(ctx, u):
+        ctx.save_for_backward(u)
+        return (u >= V_TH).to(u.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (u,) = ctx.saved_tensors
+        x = u - V_TH
+        return grad * torch.exp(-x * x) * _INV_SQRT_PI
+
+
+class RefNoisySpike(torch.autograd.Function):
+    """Fires on u + eps >= v_th; backward: Gaussian density at the pre-noise potential."""
+
+    @staticmethod
+    def forward(ctx, u, eps):
+        ctx.save_for_backward(u)
+        return (u + eps >= V_TH).to(u.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (u,) = ctx.saved_tensors
+        z = (u - V_TH) / SIGMA
+        return grad * torch.exp(-0.5 * z * z) * _GAUSS_NORM, None
+
+
+def ref_lif(x_bt: torch.Tensor, noisy: bool) -> torch.Tensor:
+    """x_bt: [B, T, ...]; returns spikes [B, T, ...]."""
+    u = torch.zeros_like(x_bt[:, 0])
+    out = []
+    for t in range(x_bt.shape[1]):
+        u = TAU * u + x_bt[:, t]
+        if noisy:
+            o = RefNoisySpike.apply(u, torch.randn_like(u) * SIGMA)
+        else:
+            o = RefSpike.apply(u)
+        u = u * (1 - o)
+        out.append(o)
+    return torch.stack(out, dim=1)
+
+
+# -- timing ---------------------------------------------------------------------------------
+
+
+def timed(fn, repeat: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def fwd_bwd(model, x: torch.Tensor):
+    def run():
+        x.grad = None
+        out = model(x)
+        out.sum().backward()
+    return run
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--quick", action="store_true", help="smoke run: B = 4, 2 repeats")
+    ap.add_argument("--batch", type=int, default=None)
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--repeat", type=int, default=None)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    B = args.batch or (4 if args.quick else 64)
+    T = args.steps
+    repeat = args.repeat or (2 if args.quick else 5)
+    print(f"torch {torch.__version__}, threads={torch.get_num_threads()}, T={T}, B={B}, median of {repeat}"
+          f" after 1 warm-up, forward+backward, float32")
+
+    lif, nlif = LIF(), NoisyLIF(Gaussian(SIGMA), placement="escape")
+    noise = Gaussian(SIGMA)
+    cols = ["ref LIF", "fused LIF", "ref noisy", "fused noisy", "noise.sample"]
+    rows = {}
+    for name, feat in SHAPES.items():
+        g = torch.Generator().manual_seed(0)
+        x_tb = (1.2 * torch.rand(T, B, *feat, generator=g)).requires_grad_()
+        x_bt = x_tb.detach().transpose(0, 1).contiguous().requires_grad_()
+        shape = x_tb.shape
+        rows[name] = [
+            timed(fwd_bwd(lambda x: ref_lif(x, noisy=False), x_bt), repeat),
+            timed(fwd_bwd(lif, x_tb), repeat),
+            timed(fwd_bwd(lambda x: ref_lif(x, noisy=True), x_bt), repeat),
+            timed(fwd_bwd(nlif, x_tb), repeat),
+            timed(lambda: noise.sample(shape, loc=V_TH), repeat),
+        ]
+        del x_tb, x_bt
+    rows["total"] = [sum(r[i] for r in rows.values()) for i in range(len(cols))]
+
+    w = max(len(n) for n in rows) + 2
+    print(f"\n{'shape':<{w}}" + "".join(f"{c:>13}" for c in cols) + "   (seconds)")
+    for name, r in rows.items():
+        print(f"{name:<{w}}" + "".join(f"{v:13.4f}" for v in r))
+    print(f"\n{'shape':<{w}}{'LIF speed-up':>14}{'noisy speed-up':>16}{'noisy/LIF':>11}{'extra cost':>12}"
+          f"{'sample share':>14}")
+    for name, (ref_l, f_l, ref_n, f_n, samp) in rows.items():
+        extra = f_n - f_l
+        share = f"{samp / extra:13.0%}" if extra > 0 else f"{'n/a':>13}"
+        print(f"{name:<{w}}{ref_l / f_l:13.2f}x{ref_n / f_n:15.2f}x{f_n / f_l:11.3f}{extra:12.4f} {share}")
+    print("\nLIF speed-up = ref LIF / fused LIF; noisy speed-up = ref noisy / fused noisy;"
+          "\nnoisy/LIF = fused NoisyLIF / fused LIF; extra cost = fused NoisyLIF - fused LIF (s);"
+          "\nsample share = noise.sample alone (one [T, B, ...] Gaussian draw) / extra cost.")
+
+
+if __name__ == "__main__":
+    main()
