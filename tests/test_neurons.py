@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from neurocode.neurons import LIF, NoisyLIF, lif_sequence, lif_step
-from neurocode.noise import ERF, Gaussian, Logistic, Rectangular, Sigmoid, Triangular, TriangularSurrogate, Uniform
+from neurocode.noise import ERF, Gaussian, NoiseModel, check_noise_model, Logistic, Rectangular, Sigmoid, Triangular, TriangularSurrogate, Uniform
 
 DT = torch.float64
 NOISES = [Gaussian(0.2), Logistic(0.15), Uniform(0.4), Triangular(0.5)]
@@ -471,10 +471,29 @@ def test_errors():
         lif_sequence(torch.rand(3, 2), tau=0.5, v_th=1.0, spike_grad=ERF().grad, eps=torch.rand(3, 3))
 
 
-def test_user_defined_noise_in_noisylif():
-    from tests.test_noise import Laplace
-    from neurocode.noise import check_noise_model
+class Laplace(NoiseModel):
+    """The user-defined noise of noise.py's module docstring."""
 
+    surrogate_name = "exponential"
+
+    def __init__(self, scale):
+        self.scale = float(scale)
+
+    def cdf(self, x):
+        z = x / self.scale
+        return torch.where(z < 0, 0.5 * torch.exp(z.clamp(max=0)), 1 - 0.5 * torch.exp(-z.clamp(min=0)))
+
+    def pdf(self, x):
+        return torch.exp(-(x / self.scale).abs()) / (2 * self.scale)
+
+    def icdf(self, p):
+        return -self.scale * torch.sign(p - 0.5) * torch.log1p(-2 * (p - 0.5).abs())
+
+    def variance(self):
+        return 2 * self.scale**2
+
+
+def test_user_defined_noise_in_noisylif():
     noise = Laplace(0.2)
     check_noise_model(noise)
     n = 20_000
