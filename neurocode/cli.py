@@ -1,0 +1,225 @@
+"""The ``neurocode`` command (also ``python -m neurocode``).
+
+::
+
+    neurocode fit --model nsnn [--data FILE] [--preset quick|paper] [--fold K] [--seed S]
+                  [--out DIR] [--resume] [--epochs N] [--device D] [--threads N] [--no-progress]
+    neurocode evaluate RUN_DIR
+    neurocode data list [FILE]
+    neurocode data build --source DIR --out FILE
+    neurocode analyze coding [--data FILE] [--out DIR]
+
+Errors in the input (unknown model, missing file, fold out of range, corrupt checkpoint,
+a run folder of another run, ...) print one line ``neurocode: error: ...`` on stderr and
+exit with status 2; nothing is overwritten.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+__all__ = ["main", "build_parser"]
+
+PROG = "neurocode"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from neurocode import __version__
+
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Fit noisy spiking networks (NSNN), deterministic ones (DSNN) and a CNN baseline to "
+                    "salamander retina recordings; score them on held-out images; neural-coding analyses.",
+    )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="{fit,evaluate,data,analyze}")
+    sub.required = True
+
+    f = sub.add_parser("fit", help="fit a model, predict the held-out images, write a run folder",
+                       description="Fit a retina model to the recording's training images, predict the held-out "
+                                   "images and write config, checkpoint, predictions, metrics and figures to a "
+                                   "run folder.")
+    f.add_argument("--model", choices=("nsnn", "dsnn", "cnn"), default="nsnn",
+                   help="noisy SNN (noise-driven learning), deterministic SNN (surrogate gradient) or CNN "
+                        "baseline (default: nsnn)")
+    f.add_argument("--data", metavar="PATH", default=None,
+                   help="prepared HDF5 recording (default: the bundled retina-2 recording)")
+    f.add_argument("--preset", choices=("quick", "paper"), default="quick",
+                   help="quick: minutes on a CPU; paper: the paper's network and 64 epochs (default: quick)")
+    f.add_argument("--fold", type=int, default=0, metavar="K", help="held-out fold of 5 (default: 0)")
+    f.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default: 0)")
+    f.add_argument("--out", metavar="DIR", default=None,
+                   help="run folder (default: runs/{model}-{preset}-fold{K}-seed{S})")
+    f.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run in --out from its checkpoint (or re-score a finished one)")
+    f.add_argument("--epochs", type=int, default=None, metavar="N", help="override the preset's epoch count")
+    f.add_argument("--device", default=None, metavar="D",
+                   help="auto (a GPU when present), cpu, cuda, cuda:1, ... (default: auto)")
+    f.add_argument("--threads", type=int, default=None, metavar="N", help="torch CPU threads")
+    f.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    e = sub.add_parser("evaluate", help="recompute and print the held-out scores of a run folder",
+                       description="Recompute metrics.json, per_cell_scores.csv and the figures of a run folder "
+                                   "from its predictions and the recording, and print the scores.")
+    e.add_argument("run_dir", metavar="RUN_DIR")
+
+    d = sub.add_parser("data", help="list or build prepared recordings")
+    dsub = d.add_subparsers(dest="data_command", metavar="{list,build}")
+    dsub.required = True
+    dl = dsub.add_parser("list", help="recordings in a prepared HDF5 file")
+    dl.add_argument("path", nargs="?", default=None, metavar="PATH",
+                    help="prepared HDF5 file (default: the bundled one)")
+    db = dsub.add_parser("build", help="build the bundled recording from the original Onken 2016 package",
+                         description="Verify the original Onken et al. (2016) files (SHA-256) and convert "
+                                     "retina 2 to the neurocode HDF5 format (datasets/build_onken2016.py).")
+    db.add_argument("--source", required=True, metavar="DIR", help="root of the Onken 2016 package")
+    db.add_argument("--out", required=True, metavar="FILE", help="output HDF5 file")
+
+    a = sub.add_parser("analyze", help="neural-coding analyses of the recording")
+    asub = a.add_subparsers(dest="analysis", metavar="{coding}")
+    asub.required = True
+    ac = asub.add_parser("coding", help="Fig. 4B: mean Fano factor vs prediction cosine similarity "
+                                        "on the recorded natural images")
+    ac.add_argument("--data", metavar="PATH", default=None,
+                    help="prepared HDF5 recording (default: the bundled one)")
+    ac.add_argument("--out", metavar="DIR", default=None, help="save the scatter figure and numbers here")
+    return p
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from neurocode.data import DataFormatError
+    from neurocode.fitting import CheckpointError
+
+    return (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, CheckpointError,
+            DataFormatError, KeyError)
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, KeyError) and exc.args:
+        return str(exc.args[0])
+    return str(exc) or type(exc).__name__
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handlers = {"fit": _cmd_fit, "evaluate": _cmd_evaluate, "data": _cmd_data, "analyze": _cmd_analyze}
+    try:
+        return handlers[args.command](args)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        if args.command == "fit":
+            print(f"{PROG}: the last finished epoch is checkpointed; continue with the same command plus --resume",
+                  file=sys.stderr)
+        return 130
+    except _user_errors() as exc:
+        print(f"{PROG}: error: {_message(exc)}", file=sys.stderr)
+        return 2
+
+
+def _cmd_fit(args) -> int:
+    from neurocode.pipeline import fit, format_metrics
+
+    overrides = {}
+    if args.epochs is not None:
+        overrides["epochs"] = args.epochs
+    if args.device is not None:
+        overrides["device"] = args.device
+    if args.threads is not None:
+        overrides["threads"] = args.threads
+    result = fit(model=args.model, data=args.data, preset=args.preset, fold=args.fold, seed=args.seed,
+                 out=args.out, resume=args.resume, progress=not args.no_progress, **overrides)
+    print(format_metrics(result.metrics))
+    print(f"run folder: {result.run_dir}")
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    from neurocode.pipeline import evaluate, format_metrics
+
+    metrics = evaluate(args.run_dir)
+    print(format_metrics(metrics))
+    print(f"run folder: {args.run_dir}")
+    return 0
+
+
+def _cmd_data(args) -> int:
+    if args.data_command == "list":
+        from neurocode.data import bundled_path, list_recordings, load_recording
+
+        path = Path(args.path) if args.path else bundled_path()
+        names = list_recordings(path)
+        print(f"{path}:")
+        print(f"  {'recording':<16} {'stimuli':>7} {'cells':>5} {'trials':>6} {'spikes':>9}  window (s)  frames")
+        for name in names:
+            rec = load_recording(path, name)
+            frames = "none" if rec.stimuli is None else "x".join(str(s) for s in rec.stimuli.shape[1:])
+            w0, w1 = rec.window
+            print(f"  {name:<16} {rec.n_stimuli:>7} {rec.n_cells:>5} {rec.n_trials:>6} {rec.n_spikes:>9,}  "
+                  f"{w0:g}-{w1:g}{'':<6} {frames}")
+        return 0
+    # build: the recipe lives in the repository's datasets/ folder, next to the package
+    import runpy
+
+    recipe = Path(__file__).resolve().parents[1] / "datasets" / "build_onken2016.py"
+    if not recipe.is_file():
+        raise FileNotFoundError(f"{recipe}: dataset recipe not found (it ships with the source repository, "
+                                "not with an installed wheel)")
+    source = Path(args.source)
+    if not source.is_dir():
+        raise FileNotFoundError(f"{source}: no such folder (--source must be the root of the Onken 2016 package)")
+    ns = runpy.run_path(str(recipe), run_name="neurocode_build_onken2016")
+    try:
+        out = ns["build"](source, Path(args.out))
+    except (ns.get("ChecksumError", ValueError), RuntimeError) as exc:
+        raise ValueError(str(exc)) from None
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")
+    return 0
+
+
+def _cmd_analyze(args) -> int:
+    from neurocode.analysis import recorded_coding_analysis
+    from neurocode.data import load_recording
+
+    if args.data is not None and not Path(args.data).is_file():
+        raise FileNotFoundError(f"{args.data}: no such recording file (--data)")
+    rec = load_recording(args.data)
+    if rec.stimuli is None and rec.n_stimuli < 3:
+        raise ValueError(f"recording {rec.name!r} has {rec.n_stimuli} stimulus; the coding analysis needs the "
+                         "repeated natural images")
+    res = recorded_coding_analysis(rec)
+    print(f"Fig. 4B on recording {rec.name!r} ({rec.n_stimuli} images, {rec.n_cells} cells, {rec.n_trials} trials, "
+          "whole-window spike counts):")
+    print(f"  mean Fano factor vs prediction cosine similarity across images: r = {res.r:.3f}, p = {res.p:.3g} "
+          f"(n = {res.n_valid})")
+    print(f"  mean FF {float(_finite_mean(res.mean_fano)):.3f}, mean cosine similarity "
+          f"{float(_finite_mean(res.cosine)):.3f}, fit: cosine = {res.slope:.3f} * FF + {res.intercept:.3f}")
+    if args.out:
+        from neurocode._io import atomic_path, write_json
+        from neurocode.plotting import plot_coding_scatter
+
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        fig = plot_coding_scatter(res, title=f"{rec.name}: r = {res.r:.3f}, p = {res.p:.2g}")
+        with atomic_path(out / "coding_scatter.png") as tmp:
+            fig.savefig(tmp, format="png", bbox_inches="tight")
+        write_json(out / "coding.json", {"recording": rec.name, "r": res.r, "p": res.p, "slope": res.slope,
+                                         "intercept": res.intercept, "n_valid": res.n_valid,
+                                         "mean_fano": res.mean_fano, "cosine": res.cosine})
+        print(f"  wrote {out / 'coding_scatter.png'} and {out / 'coding.json'}")
+    return 0
+
+
+def _finite_mean(x):
+    import numpy as np
+
+    x = np.asarray(x, float)
+    x = x[np.isfinite(x)]
+    return x.mean() if x.size else float("nan")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

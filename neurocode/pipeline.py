@@ -1,0 +1,601 @@
+"""The main job: fit a retina model to the recording, predict the held-out images, score it.
+
+:func:`fit` runs one fit end to end and writes a *run folder*::
+
+    config.json          the FitConfig (+ neurocode and torch versions)
+    checkpoint.pt        model, optimiser, scheduler and RNG states after the last epoch
+    history.json         the training curve (record 0: initial per-layer firing rates of
+                         spiking models)
+    predictions.h5       model responses to the test images: ``spikes`` uint8
+                         [n_test, T, K, n_cells] (spiking models) or ``rates`` float32
+                         [n_test, T, n_cells] (CNN, expected spikes per bin), ``test_stimuli``
+    metrics.json         held-out scores (means over cells and ``per_cell`` arrays)
+    per_cell_scores.csv  the per-cell scores as a table
+    training_curve.png   loss per epoch
+    cell_raster.png      raster + PSTH of a representative cell, recorded vs model
+
+:func:`evaluate` recomputes ``metrics.json``, the table and the figures from a run folder;
+:func:`format_metrics` renders the scores as the short table the CLI prints.
+
+Every file is written atomically (a reader sees the old file or the complete new one), and
+a run folder that already holds a run is never overwritten unless the run is resumed.
+
+Scores (held-out images of the fold, 10-ms bins)
+------------------------------------------------
+``rate_cc``
+    Per cell, Pearson r between the recorded trial-averaged PSTH and the model's (mean over
+    the K sampled trials of a spiking model; the predicted rate of the CNN), the test
+    images' PSTHs concatenated in time.
+``count_cc``
+    Per cell, Pearson r across test images of the trial-averaged spike count in the window.
+``baseline_rate_cc``
+    ``rate_cc`` of a stimulus-independent baseline: each cell's mean PSTH over the training
+    images, repeated for every test image (the "time since the flash" alone; the floor).
+``ceiling_rate_cc``
+    Split-half reliability of the recording on the same images: Pearson r between the PSTHs
+    of even and odd trials (the ceiling; no Spearman-Brown correction).
+``fano_corr``
+    Pearson r across cells between the recorded and the model's Fano factor of whole-window
+    spike counts (per test image across trials: 30 recorded, K model; averaged over the
+    test images where defined). ``null`` where undefined: a CNN has no trials, a DSNN's
+    trials are identical (FF = 0 for every cell).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import warnings
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neurocode._io import atomic_path, write_json, write_text
+
+__all__ = ["RunResult", "RunFolderError", "fit", "evaluate", "format_metrics", "default_run_dir"]
+
+CONFIG_FILE = "config.json"
+CHECKPOINT_FILE = "checkpoint.pt"
+HISTORY_FILE = "history.json"
+PREDICTIONS_FILE = "predictions.h5"
+METRICS_FILE = "metrics.json"
+SCORES_FILE = "per_cell_scores.csv"
+CURVE_FIGURE = "training_curve.png"
+RASTER_FIGURE = "cell_raster.png"
+PREDICTIONS_FORMAT = "neurocode-predictions"
+
+#: Config fields that may differ when a run is resumed (the epoch count may be extended).
+_RESUMABLE_FIELDS = ("epochs", "device", "threads")
+
+
+class RunFolderError(ValueError):
+    """A run folder's content is missing, corrupt, or belongs to another run."""
+
+
+@dataclass
+class RunResult:
+    """What :func:`fit` returns.
+
+    Attributes
+    ----------
+    run_dir : Path
+        The run folder.
+    config : FitConfig
+    metrics : dict
+        The content of ``metrics.json``.
+    history : list of dict
+        The training curve (``history.json``).
+    """
+
+    run_dir: Path
+    config: Any
+    metrics: dict
+    history: list = field(default_factory=list)
+
+    def __str__(self) -> str:  # printing a result shows the scores
+        return format_metrics(self.metrics) + f"\nrun folder: {self.run_dir}"
+
+
+def default_run_dir(model: str, preset: str, fold: int, seed: int) -> Path:
+    """``runs/{model}-{preset}-fold{fold}-seed{seed}`` (relative to the working directory)."""
+    return Path("runs") / f"{model}-{preset}-fold{fold}-seed{seed}"
+
+
+# --------------------------------------------------------------------------- fit
+def fit(model: str = "nsnn", data: str | os.PathLike | None = None, preset: str = "quick", fold: int = 0,
+        seed: int = 0, out: str | os.PathLike | None = None, resume: bool = False, progress: bool = True,
+        on_epoch=None, **overrides) -> RunResult:
+    """Fit a retina model to the recording, predict the held-out images and score them.
+
+    Parameters
+    ----------
+    model : {"nsnn", "dsnn", "cnn"}
+        Noisy spiking network (noise-driven learning), deterministic spiking network
+        (surrogate gradient) or the CNN baseline.
+    data : path, optional
+        A prepared neurocode HDF5 recording file; None is the bundled retina-2 recording.
+    preset : {"quick", "paper"}
+        "paper": the paper's architecture, Adam, cosine-decayed lr from 3e-4, batch 64,
+        64 epochs. "quick": a smaller network that learns in a few minutes on a CPU.
+    fold : int
+        Held-out fold (5 folds by image: 48 training / 12 test images).
+    seed : int
+        Seed of the split, the initialisation, the noise and the batch order.
+    out : path, optional
+        Run folder; default ``runs/{model}-{preset}-fold{fold}-seed{seed}``.
+    resume : bool
+        Continue an interrupted run in ``out`` from its checkpoint (same result as an
+        uninterrupted run), or re-predict and re-score a finished one. The configuration
+        must be the one stored in the folder (``epochs``, ``device`` and ``threads``
+        excepted).
+    progress : bool
+        Show a progress bar.
+    on_epoch : callable, optional
+        Called as ``on_epoch(epoch, record)`` after each epoch's checkpoint is written.
+    **overrides
+        Any :class:`~neurocode.fitting.FitConfig` field (``epochs=``, ``lr=``,
+        ``input_size=``, ``eval_trials=``, ``device=``, ``threads=``, ``snn={...}``, ...).
+
+    Returns
+    -------
+    RunResult
+
+    Raises
+    ------
+    ValueError
+        A bad argument (unknown model, preset or option, fold out of range, ...), or
+        ``resume`` into a folder that holds a different run (:class:`RunFolderError`).
+    FileNotFoundError
+        ``data`` does not exist.
+    FileExistsError
+        ``out`` already holds a run and ``resume`` is False.
+    neurocode.fitting.CheckpointError
+        The checkpoint to resume from is corrupt or belongs to another configuration.
+
+    Nothing in ``out`` is written or overwritten before these checks pass.
+    """
+    import torch
+
+    from neurocode import __version__
+    from neurocode.fitting import FitConfig, load_checkpoint, make_config, predict, prepare_data, train
+
+    # 1. configuration (a bad argument names itself)
+    known = {f.name for f in fields(FitConfig)} - {"model", "preset", "data", "fold", "seed"}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"unknown fit option(s) {unknown}; valid options: {sorted(known)}")
+    if data is not None:
+        data = Path(data).expanduser()
+        if not data.is_file():
+            raise FileNotFoundError(f"{data}: no such recording file (--data)")
+        data = str(data.resolve())
+    config = make_config(model, preset, data=data, fold=fold, seed=seed, **overrides)
+    if data is None:
+        from neurocode.data import bundled_path
+
+        bundled_path()  # FileNotFoundError naming the path and how to build it
+
+    # 2. the run folder
+    run_dir = Path(out) if out is not None else default_run_dir(config.model, config.preset, config.fold, config.seed)
+    ckpt = run_dir / CHECKPOINT_FILE
+    if run_dir.exists() and not run_dir.is_dir():
+        raise FileExistsError(f"{run_dir}: exists and is not a folder; choose another --out")
+    present = [name for name in (METRICS_FILE, CHECKPOINT_FILE, CONFIG_FILE) if (run_dir / name).exists()]
+    if present and not resume:
+        raise FileExistsError(
+            f"{run_dir}: already holds a run ({', '.join(present)}); pass --resume (resume=True) to continue "
+            "or re-score it, or choose another --out"
+        )
+    if resume and (run_dir / CONFIG_FILE).exists():
+        stored = _read_config(run_dir)
+        _check_same_run(run_dir, stored, config)
+    if resume and ckpt.exists():
+        load_checkpoint(ckpt, config)  # CheckpointError (corrupt / other run) before anything is written
+
+    # 3. data (errors in the recording surface before the folder is created)
+    fit_data = prepare_data(config)
+
+    # 4. train
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg = config.to_dict()
+    cfg["neurocode_version"] = __version__
+    cfg["torch_version"] = torch.__version__
+    write_json(run_dir / CONFIG_FILE, cfg)
+    net, history = train(config, fit_data, checkpoint=ckpt, resume=resume, progress=progress,
+                         on_epoch=on_epoch)
+    write_json(run_dir / HISTORY_FILE, history)
+
+    # 5. predict the held-out images
+    preds = predict(config, net, fit_data, fit_data.test_idx)
+    _write_predictions(run_dir / PREDICTIONS_FILE, config, preds, fit_data.test_idx)
+
+    # 6. score
+    from neurocode.models import parameter_count
+
+    metrics = _evaluate(run_dir, config, fit_data, preds, fit_data.test_idx, history, parameter_count(net))
+    return RunResult(run_dir=run_dir, config=config, metrics=metrics, history=history)
+
+
+def _read_config(run_dir: Path) -> dict:
+    path = run_dir / CONFIG_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file ({run_dir} is not a neurocode run folder)")
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RunFolderError(f"{path}: corrupt run configuration ({exc})") from None
+    if not isinstance(d, dict) or "model" not in d:
+        raise RunFolderError(f"{path}: not a neurocode run configuration (field 'model' missing)")
+    return d
+
+
+def _config_from_dict(path: Path, d: dict):
+    from neurocode.fitting import FitConfig
+
+    d = {k: v for k, v in d.items() if k not in ("neurocode_version", "torch_version")}
+    try:
+        return FitConfig.from_dict(d)
+    except (TypeError, ValueError) as exc:
+        raise RunFolderError(f"{path}: invalid run configuration ({exc})") from None
+
+
+def _check_same_run(run_dir: Path, stored: dict, config) -> None:
+    if stored.get("model") != config.model:
+        raise RunFolderError(
+            f"run folder {run_dir} holds a {stored.get('model')} run, not {config.model}; "
+            "choose another --out (nothing was changed)"
+        )
+    old = _config_from_dict(run_dir / CONFIG_FILE, stored).to_dict()
+    new = config.to_dict()
+    diff = sorted(k for k in new if k not in _RESUMABLE_FIELDS and old.get(k) != new[k])
+    if diff:
+        detail = ", ".join(f"{k}: stored {old.get(k)!r}, now {new[k]!r}" for k in diff)
+        raise RunFolderError(
+            f"run folder {run_dir} holds a run with a different configuration ({detail}); resume with the "
+            "same settings or choose another --out (nothing was changed)"
+        )
+
+
+def _write_predictions(path: Path, config, preds: np.ndarray, test_idx: np.ndarray) -> None:
+    import h5py
+
+    spiking = config.model != "cnn"
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["format"] = PREDICTIONS_FORMAT
+            f.attrs["model"] = config.model
+            f.attrs["bin_size"] = float(config.bin_size)
+            f.attrs["n_trials"] = int(preds.shape[2]) if spiking else 0
+            f.attrs["seed"] = int(config.seed)
+            f.attrs["fold"] = int(config.fold)
+            if spiking:
+                ds = f.create_dataset("spikes", data=preds.astype(np.uint8), compression="gzip", compression_opts=4)
+                ds.attrs["dims"] = "test image, time bin, model trial, cell"
+            else:
+                ds = f.create_dataset("rates", data=preds.astype(np.float32), compression="gzip", compression_opts=4)
+                ds.attrs["dims"] = "test image, time bin, cell"
+                ds.attrs["unit"] = "expected spikes per bin"
+            f.create_dataset("test_stimuli", data=np.asarray(test_idx, dtype=np.int64))
+
+
+def _read_predictions(path: Path, config) -> tuple[np.ndarray, np.ndarray]:
+    import h5py
+
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path}: no such file (the run did not finish; continue it with `neurocode fit ... --resume`)"
+        )
+    key = "rates" if config.model == "cnn" else "spikes"
+    try:
+        with h5py.File(path, "r") as f:
+            fmt = f.attrs.get("format")
+            fmt = fmt.decode() if isinstance(fmt, bytes) else fmt
+            if fmt != PREDICTIONS_FORMAT:
+                raise RunFolderError(f"{path}: not a neurocode predictions file (attribute 'format' is {fmt!r})")
+            kind = f.attrs.get("model")
+            kind = kind.decode() if isinstance(kind, bytes) else kind
+            if kind != config.model:
+                raise RunFolderError(f"{path}: holds predictions of a {kind} model, the run's config.json says "
+                                     f"{config.model}")
+            if key not in f:
+                raise RunFolderError(f"{path}: dataset '{key}' missing")
+            preds = f[key][()]
+            test = f["test_stimuli"][()] if "test_stimuli" in f else None
+    except RunFolderError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - h5py raises many types for damaged files
+        raise RunFolderError(f"{path}: cannot read predictions ({type(exc).__name__}: {exc})") from None
+    if test is None:
+        raise RunFolderError(f"{path}: dataset 'test_stimuli' missing")
+    want_ndim = 3 if config.model == "cnn" else 4
+    if preds.ndim != want_ndim or preds.shape[0] != len(test) or preds.shape[1] != config.n_steps:
+        raise RunFolderError(f"{path}: dataset '{key}' has shape {preds.shape}, expected "
+                             f"[{len(test)}, {config.n_steps}{', K' if want_ndim == 4 else ''}, n_cells]")
+    if not np.all(np.isfinite(preds)):
+        raise RunFolderError(f"{path}: dataset '{key}' contains NaN or infinite values")
+    return preds, np.asarray(test, dtype=np.int64)
+
+
+# --------------------------------------------------------------------------- evaluate
+def evaluate(run_dir: str | os.PathLike, recording=None) -> dict:
+    """Recompute the held-out scores of a run folder and write them there.
+
+    Reads ``config.json`` and ``predictions.h5``, reloads the recording named in the
+    configuration (or uses ``recording``, a :class:`~neurocode.data.Recording`), and
+    writes ``metrics.json``, ``per_cell_scores.csv``, ``training_curve.png`` (if
+    ``history.json`` is present) and ``cell_raster.png``.
+
+    Returns
+    -------
+    dict
+        The metrics (see the module docstring for their definitions).
+
+    Raises
+    ------
+    FileNotFoundError
+        ``run_dir``, its ``config.json`` or ``predictions.h5`` is missing.
+    RunFolderError
+        A file of the run folder is corrupt or inconsistent with the others or with the
+        recording.
+    """
+    from neurocode.fitting import build_model, prepare_data
+    from neurocode.models import parameter_count
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"{run_dir}: no such run folder")
+    config = _config_from_dict(run_dir / CONFIG_FILE, _read_config(run_dir))
+    preds, test = _read_predictions(run_dir / PREDICTIONS_FILE, config)
+    data = prepare_data(config, recording)
+    if not np.array_equal(test, data.test_idx):
+        raise RunFolderError(
+            f"{run_dir / PREDICTIONS_FILE}: test images {test.tolist()} differ from the split of the recording "
+            f"and config ({data.test_idx.tolist()}); was the recording file changed?"
+        )
+    if preds.shape[-1] != data.n_cells:
+        raise RunFolderError(f"{run_dir / PREDICTIONS_FILE}: {preds.shape[-1]} cells, the recording has {data.n_cells}")
+    history = _read_history(run_dir)
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        n_params = parameter_count(build_model(config, data.n_cells))
+    return _evaluate(run_dir, config, data, preds, test, history, n_params)
+
+
+def _read_history(run_dir: Path) -> list:
+    path = run_dir / HISTORY_FILE
+    if not path.exists():
+        return []
+    try:
+        h = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RunFolderError(f"{path}: corrupt training history ({exc})") from None
+    if not isinstance(h, list):
+        raise RunFolderError(f"{path}: training history must be a list of records")
+    return h
+
+
+def compute_metrics(recorded: np.ndarray, model: np.ndarray, train_recorded: np.ndarray, spiking: bool,
+                    bin_size: float = 0.01) -> dict:
+    """The held-out scores from arrays (no files).
+
+    Parameters
+    ----------
+    recorded : ``[n_test, T, trials, cells]``
+        Recorded spike counts of the test images.
+    model : ``[n_test, T, K, cells]`` spikes (``spiking``) or ``[n_test, T, cells]`` rates
+        (expected spikes per bin).
+    train_recorded : ``[n_train, T, trials, cells]``
+        Recorded counts of the training images (for the baseline).
+    spiking : bool
+    bin_size : float
+        Bin width (s); rates are reported in Hz.
+
+    Returns
+    -------
+    dict with the mean scores, ``sem`` and ``per_cell`` sub-dicts (NaN where undefined).
+    """
+    from neurocode.analysis import (
+        count_cc_per_cell,
+        pearson,
+        per_cell_fano,
+        psth,
+        rate_cc_per_cell,
+        split_half_reliability,
+    )
+
+    rec = np.asarray(recorded, dtype=float)
+    mod = np.asarray(model, dtype=float)
+    n, T, _, N = rec.shape
+    rec_psth = psth(rec, bin_size)  # [n, T, N] Hz
+    mod_psth = psth(mod, bin_size) if spiking else mod / bin_size
+    base = psth(np.asarray(train_recorded, dtype=float), bin_size).mean(axis=0)  # [T, N]
+    base_psth = np.broadcast_to(base, (n, T, N))
+
+    rate_cc = rate_cc_per_cell(rec_psth.reshape(n * T, N), mod_psth.reshape(n * T, N))
+    baseline = rate_cc_per_cell(rec_psth.reshape(n * T, N), base_psth.reshape(n * T, N))
+    ceiling = split_half_reliability(rec)
+    rec_counts = rec.sum(axis=1)  # [n, trials, N]
+    mod_counts = mod.sum(axis=1)  # [n, K, N] or [n, N]
+    count_cc = count_cc_per_cell(rec_counts.mean(axis=1), mod_counts.mean(axis=1) if spiking else mod_counts)
+    ff_rec = per_cell_fano(rec_counts)
+    if spiking and mod.shape[2] >= 2:
+        ff_mod = per_cell_fano(mod_counts)
+    else:
+        ff_mod = np.full(N, np.nan)
+    r, _ = pearson(ff_rec, ff_mod)  # NaN when undefined or constant (DSNN: FF = 0 everywhere)
+
+    per_cell = {"rate_cc": rate_cc, "count_cc": count_cc, "baseline_rate_cc": baseline,
+                "ceiling_rate_cc": ceiling, "recorded_ff": ff_rec, "model_ff": ff_mod}
+    out: dict[str, Any] = {k: _nanmean(per_cell[k]) for k in ("rate_cc", "count_cc", "baseline_rate_cc",
+                                                              "ceiling_rate_cc")}
+    out["fano_corr"] = None if not math.isfinite(r) else float(r)
+    out["sem"] = {k: _nansem(per_cell[k]) for k in ("rate_cc", "count_cc", "baseline_rate_cc", "ceiling_rate_cc")}
+    out["recorded_ff"] = _nanmean(ff_rec)
+    out["model_ff"] = _nanmean(ff_mod)
+    out["n_cells_scored"] = int(np.isfinite(rate_cc).sum())
+    out["recorded_rate_hz"] = float(rec.mean() / bin_size)
+    out["model_rate_hz"] = float(mod.mean() / bin_size)
+    out["per_cell"] = {k: np.asarray(v, dtype=float) for k, v in per_cell.items()}
+    return out
+
+
+def _nanmean(x) -> float | None:
+    x = np.asarray(x, dtype=float)
+    x = x[np.isfinite(x)]
+    return float(x.mean()) if x.size else None
+
+
+def _nansem(x) -> float | None:
+    x = np.asarray(x, dtype=float)
+    x = x[np.isfinite(x)]
+    return float(x.std(ddof=1) / np.sqrt(x.size)) if x.size >= 2 else None
+
+
+def _evaluate(run_dir: Path, config, data, preds: np.ndarray, test: np.ndarray, history: list,
+              n_params: int) -> dict:
+    from neurocode import __version__
+
+    counts = data.counts.numpy()
+    spiking = config.model != "cnn"
+    m = compute_metrics(counts[test], preds, counts[data.train_idx], spiking, config.bin_size)
+    per_cell = m.pop("per_cell")
+    metrics: dict[str, Any] = {
+        "model": config.model,
+        "preset": config.preset,
+        "fold": int(config.fold),
+        "seed": int(config.seed),
+        "recording": data.recording.name,
+        "data": config.data,
+        "n_test_images": int(len(test)),
+        "n_train_images": int(len(data.train_idx)),
+        "test_stimuli": [int(i) for i in test],
+        "n_cells": int(counts.shape[-1]),
+        "model_trials": int(preds.shape[2]) if spiking else None,
+        "parameter_count": int(n_params),
+        "epochs": int(config.epochs),
+        "bin_size": float(config.bin_size),
+    }
+    metrics.update(m)
+    if not spiking:
+        # the CNN predicts rates: its mean rate is reported, but it has no spikes
+        metrics["model_ff"] = None
+    train_records = [h for h in history if "loss" in h]
+    metrics["final_loss"] = float(train_records[-1]["loss"]) if train_records else None
+    initial = [h for h in history if "initial_rates" in h]
+    metrics["initial_rates"] = [float(v) for v in initial[0]["initial_rates"]] if initial else None
+    metrics["neurocode_version"] = __version__
+    metrics["per_cell"] = per_cell
+    write_json(run_dir / METRICS_FILE, metrics)
+    _write_scores(run_dir / SCORES_FILE, per_cell)
+    if train_records:
+        _plot_training_curve(run_dir / CURVE_FIGURE, history, config)
+    _plot_representative_cell(run_dir / RASTER_FIGURE, config, counts[test], preds, per_cell["rate_cc"])
+    # what the caller gets back is what a reader of metrics.json gets (None for NaN, lists)
+    return json.loads((run_dir / METRICS_FILE).read_text())
+
+
+def _write_scores(path: Path, per_cell: dict) -> None:
+    cols = ["rate_cc", "count_cc", "baseline_rate_cc", "ceiling_rate_cc", "recorded_ff", "model_ff"]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["cell"] + cols)
+    n = len(per_cell["rate_cc"])
+    for c in range(n):
+        w.writerow([c] + ["" if not np.isfinite(per_cell[k][c]) else f"{per_cell[k][c]:.6g}" for k in cols])
+    write_text(path, buf.getvalue())
+
+
+def _save_figure(fig, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", bbox_inches="tight")
+
+
+def _plot_training_curve(path: Path, history: list, config) -> None:
+    from matplotlib.figure import Figure
+
+    rec = [h for h in history if "loss" in h]
+    fig = Figure(figsize=(4.5, 3.2), layout="constrained")
+    ax = fig.subplots()
+    ax.plot([h["epoch"] for h in rec], [h["loss"] for h in rec], marker="o", ms=3)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"training loss ({config.loss})")
+    ax.set_title(f"{config.model.upper()} ({config.preset}), fold {config.fold}, seed {config.seed}")
+    _save_figure(fig, path)
+
+
+def _plot_representative_cell(path: Path, config, recorded: np.ndarray, preds: np.ndarray,
+                              rate_cc: np.ndarray) -> None:
+    from neurocode.plotting import plot_cell_rasters
+
+    finite = np.flatnonzero(np.isfinite(rate_cc))
+    if finite.size:
+        med = float(np.median(rate_cc[finite]))
+        cell = int(finite[np.argmin(np.abs(rate_cc[finite] - med))])
+        what = f"rate CC {rate_cc[cell]:.2f}, median over cells {med:.2f}"
+    else:
+        cell, what = 0, "rate CC undefined for every cell"
+    n, T = recorded.shape[:2]
+    dt = float(config.bin_size)
+    # the test images one after the other: [n * T, trials]
+    rec = recorded[..., cell].reshape(n * T, -1)
+    name = config.model.upper()
+    if config.model == "cnn":
+        responses = {"recorded": rec}
+    else:
+        responses = {"recorded": rec, name: preds[..., cell].reshape(n * T, -1)}
+    title = f"cell {cell} ({what}); {n} test images, {T * dt:.1f} s each"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fig = plot_cell_rasters(responses, dt=dt, title=title)
+        fig.set_size_inches(5.0 * len(responses), 4.0)  # the test images side by side need width
+        axes = fig.axes
+        n_cols = len(responses)
+        psth_axes = axes[n_cols:]
+        if config.model == "cnn":
+            rate = preds[..., cell].reshape(n * T) / dt
+            t = (np.arange(n * T) + 0.5) * dt
+            psth_axes[0].plot(t, rate, color="C0", label="CNN rate")
+            psth_axes[0].plot([], [], color="k", label="recorded")
+            psth_axes[0].legend(frameon=False, fontsize="small")
+        for ax in axes:
+            for k in range(1, n):
+                ax.axvline(k * T * dt, color="0.85", lw=0.5, zorder=0)
+        _save_figure(fig, path)
+
+
+# --------------------------------------------------------------------------- printing
+def format_metrics(metrics: dict) -> str:
+    """The scores as a short table (what ``neurocode fit`` / ``evaluate`` print)."""
+
+    def f(v, fmt="{:.3f}"):
+        return "n/a" if v is None else fmt.format(v)
+
+    def pm(key):
+        sem = (metrics.get("sem") or {}).get(key)
+        return f(metrics.get(key)) + ("" if sem is None else f" ± {sem:.3f}")
+
+    lines = [
+        f"{str(metrics.get('model', '?')).upper()} ({metrics.get('preset')} preset), fold {metrics.get('fold')}, "
+        f"seed {metrics.get('seed')}: {metrics.get('n_test_images')} held-out images, {metrics.get('n_cells')} cells, "
+        f"{metrics.get('parameter_count')} parameters",
+        "  score (mean ± sem over cells)      model              baseline           ceiling",
+        f"  rate CC (PSTH, 10-ms bins)         {pm('rate_cc'):<18} {pm('baseline_rate_cc'):<18} "
+        f"{pm('ceiling_rate_cc')}",
+        f"  count CC (across images)           {pm('count_cc')}",
+        f"  Fano factor corr. (across cells)   {f(metrics.get('fano_corr'))}"
+        f"   (mean FF: recorded {f(metrics.get('recorded_ff'), '{:.2f}')}, model {f(metrics.get('model_ff'), '{:.2f}')})",
+        f"  mean firing rate                   model {f(metrics.get('model_rate_hz'), '{:.2f}')} Hz, "
+        f"recorded {f(metrics.get('recorded_rate_hz'), '{:.2f}')} Hz",
+    ]
+    if metrics.get("initial_rates"):
+        rates = ", ".join(f"{r:.3f}" for r in metrics["initial_rates"])
+        lines.append(f"  initial firing rates per layer     {rates} (spikes/neuron/step)")
+    if metrics.get("final_loss") is not None:
+        lines.append(f"  final training loss                {metrics['final_loss']:.4g} after {metrics.get('epochs')} epochs")
+    return "\n".join(lines)
