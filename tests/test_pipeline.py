@@ -1,0 +1,342 @@
+"""neurocode.fit / neurocode.evaluate: run folder, resume, metrics, bad input.
+
+The fits use a tiny network on 16-px images (a few seconds each) on the bundled recording.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+import neurocode
+from neurocode.fitting import CheckpointError
+from neurocode.pipeline import RunFolderError, compute_metrics, evaluate, fit, format_metrics
+
+TINY = dict(preset="quick", epochs=3, input_size=16, eval_trials=4, model_trials=2, threads=1,
+            snn={"channels": (2, 4), "kernel_sizes": (5, 3), "hidden": (8,)},
+            cnn={"channels": (2, 4), "kernel_sizes": (5, 3)})
+RUN_FILES = ["config.json", "checkpoint.pt", "history.json", "predictions.h5", "metrics.json",
+             "per_cell_scores.csv", "training_curve.png", "cell_raster.png"]
+MEAN_KEYS = ["rate_cc", "count_cc", "baseline_rate_cc", "ceiling_rate_cc", "fano_corr"]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "nsnn"
+    result = fit("nsnn", out=out, progress=False, **TINY)
+    return result
+
+
+def _snapshot(folder: Path) -> dict:
+    return {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(folder.iterdir())}
+
+
+def _copy(run, tmp_path) -> Path:
+    dst = tmp_path / "run"
+    shutil.copytree(run.run_dir, dst)
+    return dst
+
+
+# --------------------------------------------------------------------------- end to end
+def test_fit_writes_every_file_and_metric(tiny_run):
+    d = tiny_run.run_dir
+    for name in RUN_FILES:
+        assert (d / name).is_file(), name
+    m = json.loads((d / "metrics.json").read_text())
+    assert m == tiny_run.metrics
+    for key in MEAN_KEYS:
+        assert key in m
+        assert key in m["per_cell"] or key == "fano_corr"
+    for key in ["rate_cc", "count_cc", "baseline_rate_cc", "ceiling_rate_cc", "recorded_ff", "model_ff"]:
+        assert len(m["per_cell"][key]) == 49
+    assert m["model"] == "nsnn" and m["preset"] == "quick" and m["fold"] == 0 and m["seed"] == 0
+    assert m["n_test_images"] == 12 and m["n_train_images"] == 48 and m["n_cells"] == 49
+    assert m["parameter_count"] > 0 and m["model_trials"] == 4
+    assert -1 <= m["rate_cc"] <= 1 and 0 < m["ceiling_rate_cc"] <= 1
+    assert m["model_rate_hz"] > 0 and m["recorded_rate_hz"] > 0
+    assert len(m["initial_rates"]) == 4  # conv1, conv2, one hidden FC, output
+    cfg = json.loads((d / "config.json").read_text())
+    assert cfg["model"] == "nsnn" and cfg["epochs"] == 3 and "torch_version" in cfg and "neurocode_version" in cfg
+    hist = json.loads((d / "history.json").read_text())
+    assert hist[0]["epoch"] == 0 and "initial_rates" in hist[0]
+    assert [h["epoch"] for h in hist[1:]] == [1, 2, 3]
+    with h5py.File(d / "predictions.h5") as f:
+        s = f["spikes"]
+        assert s.dtype == np.uint8 and s.shape == (12, 30, 4, 49)
+        assert f["test_stimuli"].dtype == np.int64 and len(f["test_stimuli"]) == 12
+        assert f.attrs["model"] == "nsnn" and f.attrs["n_trials"] == 4 and f.attrs["bin_size"] == 0.01
+        assert set(np.unique(s[()])) <= {0, 1}
+    rows = (d / "per_cell_scores.csv").read_text().splitlines()
+    assert rows[0] == "cell,rate_cc,count_cc,baseline_rate_cc,ceiling_rate_cc,recorded_ff,model_ff"
+    assert len(rows) == 50
+    text = format_metrics(m)
+    assert "rate CC" in text and "NSNN" in text and "initial firing rates" in text
+    assert str(tiny_run).endswith(f"run folder: {d}")
+
+
+def test_fit_reduces_the_loss(tiny_run):
+    losses = [h["loss"] for h in tiny_run.history if "loss" in h]
+    assert len(losses) == 3
+    assert losses[-1] < losses[0]
+    assert all(np.isfinite(losses))
+
+
+def test_evaluate_recomputes_the_same_metrics(tiny_run, tmp_path):
+    d = _copy(tiny_run, tmp_path)
+    (d / "metrics.json").unlink()
+    (d / "cell_raster.png").unlink()
+    m = evaluate(d)
+    assert m == tiny_run.metrics
+    assert (d / "cell_raster.png").is_file()
+
+
+def test_package_exports():
+    assert neurocode.fit is fit and neurocode.evaluate is evaluate
+    assert {"fit", "evaluate"} <= set(neurocode.__all__)
+
+
+def test_resume_equals_uninterrupted(tiny_run, tmp_path):
+    out = tmp_path / "interrupted"
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_first(epoch, record):
+        if epoch == 1:
+            raise Stop
+
+    with pytest.raises(Stop):
+        fit("nsnn", out=out, progress=False, on_epoch=stop_after_first, **TINY)
+    assert (out / "checkpoint.pt").is_file() and not (out / "metrics.json").exists()
+    # without --resume the interrupted run is protected
+    with pytest.raises(FileExistsError, match="--resume"):
+        fit("nsnn", out=out, progress=False, **TINY)
+    resumed = fit("nsnn", out=out, progress=False, resume=True, **TINY)
+
+    a = torch.load(tiny_run.run_dir / "checkpoint.pt", weights_only=True)
+    b = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert a["epoch"] == b["epoch"] == 3
+    assert a["model"].keys() == b["model"].keys()
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    with h5py.File(tiny_run.run_dir / "predictions.h5") as fa, h5py.File(out / "predictions.h5") as fb:
+        assert np.array_equal(fa["spikes"][()], fb["spikes"][()])
+    assert resumed.history == tiny_run.history
+    drop = {"data"}
+    assert {k: v for k, v in resumed.metrics.items() if k not in drop} == \
+        {k: v for k, v in tiny_run.metrics.items() if k not in drop}
+
+
+def test_resume_of_a_finished_run_rescores_without_training(tiny_run, tmp_path):
+    d = _copy(tiny_run, tmp_path)
+    before = torch.load(d / "checkpoint.pt", weights_only=True)
+    r = fit("nsnn", out=d, progress=False, resume=True, **TINY)
+    after = torch.load(d / "checkpoint.pt", weights_only=True)
+    for k in before["model"]:
+        assert torch.equal(before["model"][k], after["model"][k])
+    assert r.metrics == tiny_run.metrics
+
+
+@pytest.mark.parametrize("model", ["dsnn", "cnn"])
+def test_fit_other_models(model, tmp_path):
+    r = fit(model, out=tmp_path / model, progress=False, **TINY)
+    m = r.metrics
+    assert m["model"] == model
+    assert m["fano_corr"] is None  # DSNN: FF = 0 for every cell; CNN: no trials
+    with h5py.File(r.run_dir / "predictions.h5") as f:
+        if model == "cnn":
+            assert f["rates"].dtype == np.float32 and f["rates"].shape == (12, 30, 49)
+            assert m["initial_rates"] is None and m["model_trials"] is None
+        else:
+            s = f["spikes"][()]
+            assert s.shape == (12, 30, 4, 49)
+            assert (s == s[:, :, :1]).all()  # identical trials
+            assert all(v == 0 for v in m["per_cell"]["model_ff"] if v is not None)
+    for name in RUN_FILES:
+        assert (r.run_dir / name).is_file()
+    assert np.isfinite(m["rate_cc"])
+
+
+# --------------------------------------------------------------------------- metrics on synthetic cases
+def _synthetic(seed=0, n=6, T=30, R=10, N=5, n_train=8):
+    rng = np.random.default_rng(seed)
+    rate = rng.gamma(2.0, 0.05, size=(n + n_train, T, 1, N))
+    counts = (rng.random((n + n_train, T, R, N)) < rate).astype(float)
+    return counts[:n], counts[n:]
+
+
+def test_metrics_perfect_model():
+    rec, train = _synthetic()
+    m = compute_metrics(rec, rec.copy(), train, spiking=True)
+    assert m["rate_cc"] == pytest.approx(1.0) and m["count_cc"] == pytest.approx(1.0)
+    assert np.allclose(m["per_cell"]["rate_cc"], 1.0)
+    assert m["fano_corr"] == pytest.approx(1.0)
+    assert m["model_rate_hz"] == pytest.approx(m["recorded_rate_hz"])
+    # a CNN predicting the recorded trial mean exactly
+    mc = compute_metrics(rec, rec.mean(axis=2), train, spiking=False)
+    assert mc["rate_cc"] == pytest.approx(1.0) and mc["count_cc"] == pytest.approx(1.0)
+    assert mc["fano_corr"] is None
+
+
+def test_metrics_stimulus_independent_model_equals_baseline():
+    rec, train = _synthetic(1)
+    base = train.mean(axis=(0, 2))  # [T, N] expected spikes per bin
+    model = np.broadcast_to(base, (rec.shape[0],) + base.shape).copy()
+    m = compute_metrics(rec, model, train, spiking=False)
+    assert np.allclose(m["per_cell"]["rate_cc"], m["per_cell"]["baseline_rate_cc"])
+    assert m["rate_cc"] == pytest.approx(m["baseline_rate_cc"])
+    # the same counts in every image: count CC undefined
+    assert np.isnan(m["per_cell"]["count_cc"]).all() and m["count_cc"] is None
+
+
+def test_metrics_constant_model_fano_is_null():
+    rec, train = _synthetic(2)
+    one = (rec[:, :, :1] > 0).astype(float)
+    model = np.repeat(one, 4, axis=2)  # deterministic model: identical trials
+    m = compute_metrics(rec, model, train, spiking=True)
+    assert m["fano_corr"] is None
+    ff = m["per_cell"]["model_ff"]
+    assert np.all((ff == 0) | np.isnan(ff))
+
+
+def test_metrics_match_hand_computation():
+    rec, train = _synthetic(3, n=4, T=12, R=6, N=3, n_train=5)
+    rng = np.random.default_rng(9)
+    model = (rng.random((4, 12, 7, 3)) < 0.2).astype(float)
+    m = compute_metrics(rec, model, train, spiking=True, bin_size=0.01)
+    for c in range(3):
+        rp = rec[..., c].mean(axis=2).ravel()
+        mp = model[..., c].mean(axis=2).ravel()
+        assert m["per_cell"]["rate_cc"][c] == pytest.approx(np.corrcoef(rp, mp)[0, 1])
+        bp = np.tile(train[..., c].mean(axis=(0, 2)), 4)
+        assert m["per_cell"]["baseline_rate_cc"][c] == pytest.approx(np.corrcoef(rp, bp)[0, 1])
+        rc = rec[..., c].sum(axis=1).mean(axis=1)
+        mc = model[..., c].sum(axis=1).mean(axis=1)
+        assert m["per_cell"]["count_cc"][c] == pytest.approx(np.corrcoef(rc, mc)[0, 1])
+        even = rec[:, :, 0::2, c].mean(axis=2).ravel()
+        odd = rec[:, :, 1::2, c].mean(axis=2).ravel()
+        assert m["per_cell"]["ceiling_rate_cc"][c] == pytest.approx(np.corrcoef(even, odd)[0, 1])
+
+        def ff(x):  # x [n, trials] whole-window counts -> mean FF over images with a defined FF
+            mu, var = x.mean(axis=1), x.var(axis=1)
+            ok = mu > 0
+            return (var[ok] / mu[ok]).mean()
+
+        assert m["per_cell"]["recorded_ff"][c] == pytest.approx(ff(rec[..., c].sum(axis=1)))
+        assert m["per_cell"]["model_ff"][c] == pytest.approx(ff(model[..., c].sum(axis=1)))
+    r = np.corrcoef(m["per_cell"]["recorded_ff"], m["per_cell"]["model_ff"])[0, 1]
+    assert m["fano_corr"] == pytest.approx(r)
+    assert m["recorded_rate_hz"] == pytest.approx(rec.mean() / 0.01)
+
+
+def test_evaluate_perfect_predictions_file(tiny_run, tmp_path):
+    """evaluate() reads predictions.h5: the recorded trials themselves score rate CC 1."""
+    from neurocode.fitting import FitConfig, prepare_data
+
+    d = _copy(tiny_run, tmp_path)
+    cfg = json.loads((d / "config.json").read_text())
+    cfg = FitConfig.from_dict({k: v for k, v in cfg.items() if not k.endswith("_version")})
+    data = prepare_data(cfg)
+    with h5py.File(d / "predictions.h5", "r+") as f:
+        del f["spikes"]
+        f["spikes"] = data.counts.numpy()[data.test_idx].astype(np.uint8)
+    m = evaluate(d)
+    finite = [v for v in m["per_cell"]["rate_cc"] if v is not None]
+    assert np.allclose(finite, 1.0) and m["rate_cc"] == pytest.approx(1.0)
+    assert m["fano_corr"] == pytest.approx(1.0)
+
+
+# --------------------------------------------------------------------------- bad input
+def test_unknown_model_preset_option(tmp_path):
+    with pytest.raises(ValueError, match="model"):
+        fit("lstm", out=tmp_path / "a", progress=False)
+    with pytest.raises(ValueError, match="preset"):
+        fit("nsnn", preset="huge", out=tmp_path / "a", progress=False)
+    with pytest.raises(ValueError, match="epoch"):
+        fit("nsnn", out=tmp_path / "a", progress=False, epoch=3)
+    with pytest.raises(ValueError, match="epochs"):
+        fit("nsnn", out=tmp_path / "a", progress=False, epochs=0)
+    assert not (tmp_path / "a").exists()
+
+
+def test_missing_data_file(tmp_path):
+    missing = tmp_path / "nope.h5"
+    with pytest.raises(FileNotFoundError, match="nope.h5"):
+        fit("nsnn", data=missing, out=tmp_path / "a", progress=False)
+    assert not (tmp_path / "a").exists()
+
+
+def test_fold_out_of_range(tmp_path):
+    for fold in (5, -1):
+        with pytest.raises(ValueError, match="fold"):
+            fit("nsnn", fold=fold, out=tmp_path / "a", progress=False)
+    assert not (tmp_path / "a").exists()
+
+
+def test_existing_run_is_not_overwritten(tiny_run, tmp_path):
+    d = _copy(tiny_run, tmp_path)
+    before = _snapshot(d)
+    with pytest.raises(FileExistsError, match="--resume"):
+        fit("nsnn", out=d, progress=False, **TINY)
+    assert _snapshot(d) == before
+
+
+def test_corrupt_checkpoint(tiny_run, tmp_path):
+    d = _copy(tiny_run, tmp_path)
+    (d / "checkpoint.pt").write_bytes(b"\x00garbage, not a checkpoint" * 10)
+    before = _snapshot(d)
+    with pytest.raises(CheckpointError, match="checkpoint.pt"):
+        fit("nsnn", out=d, progress=False, resume=True, **TINY)
+    assert _snapshot(d) == before
+
+
+def test_run_folder_of_another_model(tiny_run, tmp_path):
+    d = _copy(tiny_run, tmp_path)
+    before = _snapshot(d)
+    with pytest.raises(RunFolderError, match="holds a nsnn run, not cnn"):
+        fit("cnn", out=d, progress=False, resume=True, **TINY)
+    assert _snapshot(d) == before
+    # same model, different settings: also refused
+    with pytest.raises(RunFolderError, match="input_size"):
+        fit("nsnn", out=d, progress=False, resume=True, **{**TINY, "input_size": 20})
+    assert _snapshot(d) == before
+
+
+def test_evaluate_bad_run_folders(tiny_run, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such run folder"):
+        evaluate(tmp_path / "missing")
+    d = _copy(tiny_run, tmp_path)
+    (d / "predictions.h5").rename(d / "p.h5")
+    with pytest.raises(FileNotFoundError, match="predictions.h5"):
+        evaluate(d)
+    (d / "predictions.h5").write_bytes(b"not hdf5")
+    with pytest.raises(RunFolderError, match="predictions.h5"):
+        evaluate(d)
+    (d / "p.h5").replace(d / "predictions.h5")
+    cfg = json.loads((d / "config.json").read_text())
+    (d / "config.json").write_text(json.dumps({**cfg, "model": "cnn", "loss": "poisson"}))
+    with pytest.raises(RunFolderError, match="predictions of a nsnn model"):
+        evaluate(d)
+    (d / "config.json").write_text("{not json")
+    with pytest.raises(RunFolderError, match="config.json"):
+        evaluate(d)
+    (d / "config.json").unlink()
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        evaluate(d)
+
+
+def test_default_run_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    from neurocode.pipeline import default_run_dir
+
+    assert default_run_dir("nsnn", "quick", 0, 0) == Path("runs/nsnn-quick-fold0-seed0")
+    (tmp_path / "runs" / "nsnn-quick-fold0-seed0").mkdir(parents=True)
+    (tmp_path / "runs" / "nsnn-quick-fold0-seed0" / "metrics.json").write_text("{}")
+    with pytest.raises(FileExistsError, match="nsnn-quick-fold0-seed0"):
+        fit("nsnn", progress=False)
