@@ -360,7 +360,10 @@ def load_checkpoint(path: str | os.PathLike, config: FitConfig | None = None) ->
     except FileNotFoundError:
         raise
     except Exception as exc:  # torch raises many types for damaged files
-        raise CheckpointError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {exc})") from exc
+        # first line only: torch's unpickling errors run over many lines and suggest weights_only=False
+        detail = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise CheckpointError(f"{path}: cannot read checkpoint, the file is damaged or not a checkpoint "
+                              f"({type(exc).__name__}: {detail})") from exc
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not a neurocode checkpoint (field 'format' missing or wrong)")
     if state.get("version") != CHECKPOINT_VERSION:
