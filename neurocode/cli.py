@@ -97,9 +97,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 
 def _message(exc: BaseException) -> str:
-    if isinstance(exc, KeyError) and exc.args:
-        return str(exc.args[0])
-    return str(exc) or type(exc).__name__
+    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    # one line, whatever a library put in the message
+    return " ".join(line.strip() for line in text.splitlines() if line.strip()) or type(exc).__name__
 
 
 def main(argv: list[str] | None = None) -> int:

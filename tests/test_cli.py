@@ -1,0 +1,136 @@
+"""The ``neurocode`` command, run in-process: exit codes, printed scores, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from neurocode.cli import main
+
+TINY_ARGS = ["--epochs", "2", "--threads", "1", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def tiny_cli_run(tmp_path_factory):
+    """A finished tiny run made through the Python API (the CLI has no architecture flags)."""
+    from neurocode.pipeline import fit
+
+    out = tmp_path_factory.mktemp("cli") / "run"
+    fit("nsnn", out=out, progress=False, epochs=2, input_size=16, eval_trials=4, model_trials=2, threads=1,
+        snn={"channels": (2, 4), "kernel_sizes": (5, 3), "hidden": (8,)})
+    return out
+
+
+def _error_line(capsys) -> str:
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert "Traceback" not in captured.err
+    assert lines[0].startswith("neurocode: error: ")
+    return lines[0]
+
+
+def test_evaluate_prints_scores(tiny_cli_run, capsys):
+    assert main(["evaluate", str(tiny_cli_run)]) == 0
+    out = capsys.readouterr().out
+    assert "rate CC" in out and "baseline" in out and "ceiling" in out and "count CC" in out
+    assert "Fano factor corr." in out and "NSNN" in out
+    assert f"run folder: {tiny_cli_run}" in out
+    m = json.loads((tiny_cli_run / "metrics.json").read_text())
+    assert f"{m['rate_cc']:.3f}" in out
+
+
+def test_fit_refuses_existing_run(tiny_cli_run, capsys):
+    before = (tiny_cli_run / "metrics.json").read_bytes()
+    assert main(["fit", "--out", str(tiny_cli_run)] + TINY_ARGS) == 2
+    line = _error_line(capsys)
+    assert "already holds a run" in line and "--resume" in line
+    assert (tiny_cli_run / "metrics.json").read_bytes() == before
+
+
+def test_fit_resume_into_run_of_another_model(tiny_cli_run, capsys):
+    assert main(["fit", "--model", "cnn", "--resume", "--out", str(tiny_cli_run)] + TINY_ARGS) == 2
+    assert "holds a nsnn run, not cnn" in _error_line(capsys)
+
+
+def test_fit_corrupt_checkpoint(tiny_cli_run, tmp_path, capsys):
+    d = tmp_path / "run"
+    shutil.copytree(tiny_cli_run, d)
+    # the CLI's quick preset differs from the tiny run: make the config agree, then corrupt
+    cfg = json.loads((d / "config.json").read_text())
+    (d / "checkpoint.pt").write_bytes(b"garbage")
+    from neurocode.fitting import make_config
+
+    quick = make_config("nsnn", "quick", epochs=2, threads=1).to_dict()
+    cfg.update({k: quick[k] for k in quick if k != "data"})
+    (d / "config.json").write_text(json.dumps(cfg))
+    before = {p.name: p.read_bytes() for p in d.iterdir()}
+    assert main(["fit", "--resume", "--out", str(d)] + TINY_ARGS) == 2
+    line = _error_line(capsys)
+    assert "checkpoint.pt" in line and "cannot read checkpoint" in line
+    assert {p.name: p.read_bytes() for p in d.iterdir()} == before
+
+
+@pytest.mark.parametrize("argv, expect", [
+    (["fit", "--fold", "5"], "fold=5 out of range"),
+    (["fit", "--fold", "-1"], "fold=-1 out of range"),
+    (["fit", "--data", "{tmp}/missing.h5"], "missing.h5: no such recording file"),
+    (["fit", "--epochs", "0"], "epochs must be >= 1"),
+    (["evaluate", "{tmp}/nothing"], "no such run folder"),
+    (["data", "list", "{tmp}/missing.h5"], "missing.h5"),
+    (["analyze", "coding", "--data", "{tmp}/missing.h5"], "missing.h5"),
+    (["data", "build", "--source", "{tmp}/nosource", "--out", "{tmp}/x.h5"], "nosource"),
+])
+def test_bad_input_one_line_exit_2(argv, expect, tmp_path, capsys):
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    out = tmp_path / "out"
+    if argv[0] == "fit":  # the case's own options last: they win over TINY_ARGS
+        argv = ["fit", "--out", str(out)] + TINY_ARGS + argv[1:]
+    assert main(argv) == 2
+    assert expect in _error_line(capsys)
+    assert not out.exists()
+
+
+def test_corrupt_data_file(tmp_path, capsys):
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes(b"not an hdf5 file")
+    assert main(["fit", "--data", str(bad), "--out", str(tmp_path / "out")] + TINY_ARGS) == 2
+    assert "bad.h5" in _error_line(capsys)
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_model_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", "--model", "lstm"])
+    assert exc.value.code == 2
+    assert "invalid choice: 'lstm'" in capsys.readouterr().err
+
+
+def test_data_list(capsys):
+    assert main(["data", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "natural_images" in out and "movie1" in out and "movie2" in out
+    assert "181,542" in out and "256x256" in out
+
+
+def test_analyze_coding(tmp_path, capsys):
+    assert main(["analyze", "coding", "--out", str(tmp_path / "coding")]) == 0
+    out = capsys.readouterr().out
+    assert "r = " in out and "p = " in out
+    assert (tmp_path / "coding" / "coding_scatter.png").is_file()
+    d = json.loads((tmp_path / "coding" / "coding.json").read_text())
+    assert d["r"] < 0 and d["n_valid"] == 60
+
+
+def test_python_dash_m_and_help():
+    res = subprocess.run([sys.executable, "-m", "neurocode", "--help"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0
+    for cmd in ("fit", "evaluate", "data", "analyze"):
+        assert cmd in res.stdout
+    res = subprocess.run([sys.executable, "-m", "neurocode", "fit", "--help"], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0 and "--resume" in res.stdout and "--preset" in res.stdout
