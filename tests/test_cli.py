@@ -134,3 +134,15 @@ def test_python_dash_m_and_help():
     res = subprocess.run([sys.executable, "-m", "neurocode", "fit", "--help"], capture_output=True, text=True,
                          timeout=120)
     assert res.returncode == 0 and "--resume" in res.stdout and "--preset" in res.stdout
+
+
+_REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+_SHARED = _REPO.parent / "shared" / "data" / "onken2016"
+
+
+@pytest.mark.skipif(not _SHARED.is_dir(), reason=f"original Onken 2016 files not present at {_SHARED}")
+def test_data_build_reproduces_the_bundled_file(tmp_path, capsys):
+    out = tmp_path / "built.h5"
+    assert main(["data", "build", "--source", str(_SHARED), "--out", str(out)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    assert out.read_bytes() == (_REPO / "datasets" / "onken2016_retina2.h5").read_bytes()
