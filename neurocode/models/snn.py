@@ -54,6 +54,9 @@ class SNNConfig:
         Neuron parameters (SPEC §2: sigma = 0.2 for the retina).
     temporal_profile, time_bias : bool
         The flashed-stimulus adaptations described in the module docstring.
+    readout_units : int
+        Output neurons per recorded cell; the cell's spike count in a bin is the sum of
+        its units' spikes (1 = the paper's one spiking neuron per cell).
     """
 
     noisy: bool = True
@@ -70,9 +73,10 @@ class SNNConfig:
     v_th: float = 1.0
     temporal_profile: bool = True
     time_bias: bool = True
+    readout_units: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("input_size", "pool", "n_cells", "n_steps"):
+        for name in ("input_size", "pool", "n_cells", "n_steps", "readout_units"):
             val = getattr(self, name)
             if isinstance(val, bool) or not isinstance(val, int) or val < 1:
                 raise ValueError(f"SNNConfig.{name} must be a positive integer, got {val!r}")
@@ -120,9 +124,9 @@ class RetinaSNN(nn.Module):
         T = cfg.n_steps
         self.gain = nn.Parameter(torch.ones(T, c1), requires_grad=cfg.temporal_profile)
         self.offset = nn.Parameter(torch.zeros(T, c1), requires_grad=cfg.temporal_profile)
-        widths = (c2 * s2 * s2,) + cfg.hidden + (cfg.n_cells,)
+        widths = (c2 * s2 * s2,) + cfg.hidden + (cfg.n_cells * cfg.readout_units,)
         self.fcs = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
-        self.out_time_bias = nn.Parameter(torch.zeros(T, cfg.n_cells), requires_grad=cfg.time_bias)
+        self.out_time_bias = nn.Parameter(torch.zeros(T, cfg.n_cells * cfg.readout_units), requires_grad=cfg.time_bias)
         self.neurons = nn.ModuleList(self._neuron(generator) for _ in range(2 + len(self.fcs)))
 
     def _neuron(self, generator):
@@ -163,31 +167,35 @@ class RetinaSNN(nn.Module):
 
         Returns
         -------
-        spikes : Tensor [T, K, B, n_cells] of {0, 1}
+        spikes : Tensor [T, K, B, n_cells]
+            Spike counts per bin, in {0, ..., readout_units} ({0, 1} by default).
         """
+        layers = list(self._layers(images, n_trials))
+        cfg = self.config
+        out = layers[-1].view(cfg.n_steps, n_trials, images.shape[0], cfg.n_cells, cfg.readout_units).sum(-1)
+        return (out, layers) if return_all else out
+
+    def _layers(self, images: Tensor, n_trials: int):
+        """Yield each spiking layer's output ``[T, K*B, ...]`` in order (lazily, so a
+        caller interested in the first layers stops the computation there)."""
         if n_trials < 1:
             raise ValueError(f"n_trials must be >= 1, got {n_trials}")
         T, B = self.config.n_steps, images.shape[0]
         current = self.layer_currents(images)  # [T, B, c1, s, s]
         # The K trials share the (deterministic) current; only the noise differs.
         current = current.unsqueeze(1).expand(T, n_trials, *current.shape[1:]).reshape(T, n_trials * B, *current.shape[2:])
-        layers = []
         s = self.neurons[0](current)
-        layers.append(s)
-        x = self.pool(s.flatten(0, 1))  # [T*K*B, c1, s, s]
-        x = self.pool(self.conv2(x))
+        yield s
+        x = self.pool(self.conv2(self.pool(s.flatten(0, 1))))  # all steps and trials in one call
         s = self.neurons[1](x.view(T, n_trials * B, *x.shape[1:]))
-        layers.append(s)
+        yield s
         x = s.flatten(2)
         for i, fc in enumerate(self.fcs):
             x = fc(x)
             if i == len(self.fcs) - 1:
                 x = x + self.out_time_bias[:, None, :]
-            s = self.neurons[2 + i](x)
-            layers.append(s)
-            x = s
-        out = s.view(T, n_trials, B, -1)
-        return (out, layers) if return_all else out
+            x = self.neurons[2 + i](x)
+            yield x
 
     @torch.no_grad()
     def firing_rates(self, images: Tensor, n_trials: int = 1) -> list[float]:
@@ -229,18 +237,21 @@ def calibrate_rates(model: RetinaSNN, images: Tensor, hidden_rate: float = 0.1,
         target = hidden_rate if i < n - 1 else output_rate
         if i == n - 1 and isinstance(target, Tensor):
             b = model.out_time_bias  # per (t, cell) targets: bisect element-wise
-            target = target.to(b)
+            target = target.to(b).repeat_interleave(model.config.readout_units, dim=1)
+            target = target / model.config.readout_units
         base = b.detach().clone()
         lo = torch.full_like(base, -4.0) if b is model.out_time_bias else torch.tensor(-4.0)
         hi = torch.full_like(base, 4.0) if b is model.out_time_bias else torch.tensor(4.0)
         for _ in range(iterations):
             mid = 0.5 * (lo + hi)
             b.copy_(base + mid)
-            _, layers = model(images, n_trials, return_all=True)
+            for j, spikes in enumerate(model._layers(images, n_trials)):
+                if j == i:
+                    break
             if b is model.out_time_bias:
-                rate = layers[-1].mean(1)  # [T, n_cells]
+                rate = spikes.mean(1)  # [T, n_cells * readout_units]
             else:
-                rate = layers[i].mean()
+                rate = spikes.mean()
             below = rate < target
             lo = torch.where(below, mid, lo)
             hi = torch.where(below, hi, mid)
