@@ -376,8 +376,8 @@ def load_checkpoint(path: str | os.PathLike, config: FitConfig | None = None) ->
             raise CheckpointError(f"{path}: checkpoint is of model {state['model_kind']!r}, this run fits {config.model!r}")
         saved = FitConfig.from_dict(state["config"]).to_dict()
         now = config.to_dict()
-        # the epoch count may be extended on resume; everything else must match
-        diff = sorted(k for k in now if k not in ("epochs", "device", "threads") and saved.get(k) != now[k])
+        # where it runs may change; the epoch count may not (the lr schedule depends on it)
+        diff = sorted(k for k in now if k not in ("device", "threads") and saved.get(k) != now[k])
         if diff:
             raise CheckpointError(f"{path}: checkpoint was written with a different configuration (fields {diff})")
     return state

@@ -70,7 +70,7 @@ RASTER_FIGURE = "cell_raster.png"
 PREDICTIONS_FORMAT = "neurocode-predictions"
 
 #: Config fields that may differ when a run is resumed (the epoch count may be extended).
-_RESUMABLE_FIELDS = ("epochs", "device", "threads")
+_RESUMABLE_FIELDS = ("device", "threads")
 
 
 class RunFolderError(ValueError):
@@ -101,9 +101,19 @@ class RunResult:
         return format_metrics(self.metrics) + f"\nrun folder: {self.run_dir}"
 
 
-def default_run_dir(model: str, preset: str, fold: int, seed: int) -> Path:
-    """``runs/{model}-{preset}-fold{fold}-seed{seed}`` (relative to the working directory)."""
-    return Path("runs") / f"{model}-{preset}-fold{fold}-seed{seed}"
+def default_run_dir(model: str, preset: str, fold: int, seed: int, resume: bool = False) -> Path:
+    """``runs/{model}-{preset}-fold{fold}-seed{seed}`` (relative to the working directory).
+
+    A new run takes the first of that name, ``…-2``, ``…-3``, … not yet used, so repeating a
+    command never collides with an earlier run; ``resume`` takes the latest existing one.
+    """
+    base = Path("runs") / f"{model}-{preset}-fold{fold}-seed{seed}"
+    if not base.exists():
+        return base
+    latest, i = base, 2
+    while (nxt := base.with_name(f"{base.name}-{i}")).exists():
+        latest, i = nxt, i + 1
+    return latest if resume else nxt
 
 
 # --------------------------------------------------------------------------- fit
@@ -127,12 +137,13 @@ def fit(model: str = "nsnn", data: str | os.PathLike | None = None, preset: str 
     seed : int
         Seed of the split, the initialisation, the noise and the batch order.
     out : path, optional
-        Run folder; default ``runs/{model}-{preset}-fold{fold}-seed{seed}``.
+        Run folder; default ``runs/{model}-{preset}-fold{fold}-seed{seed}`` (with a ``-2``,
+        ``-3``, … suffix when that exists; with ``resume``, the latest of them).
     resume : bool
         Continue an interrupted run in ``out`` from its checkpoint (same result as an
         uninterrupted run), or re-predict and re-score a finished one. The configuration
-        must be the one stored in the folder (``epochs``, ``device`` and ``threads``
-        excepted).
+        must be the one stored in the folder (``device`` and ``threads`` excepted: the
+        learning-rate schedule depends on the epoch count, so it cannot change).
     progress : bool
         Show a progress bar.
     on_epoch : callable, optional
@@ -181,7 +192,7 @@ def fit(model: str = "nsnn", data: str | os.PathLike | None = None, preset: str 
         bundled_path()  # FileNotFoundError naming the path and how to build it
 
     # 2. the run folder
-    run_dir = Path(out) if out is not None else default_run_dir(config.model, config.preset, config.fold, config.seed)
+    run_dir = Path(out) if out is not None else default_run_dir(config.model, config.preset, config.fold, config.seed, resume)
     ckpt = run_dir / CHECKPOINT_FILE
     if run_dir.exists() and not run_dir.is_dir():
         raise FileExistsError(f"{run_dir}: exists and is not a folder; choose another --out")

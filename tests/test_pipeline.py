@@ -340,3 +340,32 @@ def test_default_run_folder(tmp_path, monkeypatch):
     (tmp_path / "runs" / "nsnn-quick-fold0-seed0" / "metrics.json").write_text("{}")
     with pytest.raises(FileExistsError, match="nsnn-quick-fold0-seed0"):
         fit("nsnn", progress=False)
+
+
+def test_default_run_dir_never_collides_and_resume_takes_latest(tmp_path, monkeypatch):
+    from neurocode.pipeline import default_run_dir
+
+    monkeypatch.chdir(tmp_path)
+    first = default_run_dir("nsnn", "quick", 0, 0)
+    assert first == Path("runs/nsnn-quick-fold0-seed0")
+    assert default_run_dir("nsnn", "quick", 0, 0, resume=True) == first
+    first.mkdir(parents=True)
+    second = default_run_dir("nsnn", "quick", 0, 0)
+    assert second == Path("runs/nsnn-quick-fold0-seed0-2")
+    assert default_run_dir("nsnn", "quick", 0, 0, resume=True) == first
+    second.mkdir()
+    assert default_run_dir("nsnn", "quick", 0, 0) == Path("runs/nsnn-quick-fold0-seed0-3")
+    assert default_run_dir("nsnn", "quick", 0, 0, resume=True) == second
+
+
+def test_atomic_writes_get_usual_permissions(tmp_path):
+    import os
+
+    from neurocode._io import write_json
+
+    umask = os.umask(0o022)
+    try:
+        p = write_json(tmp_path / "x.json", {"a": 1})
+    finally:
+        os.umask(umask)
+    assert p.stat().st_mode & 0o777 == 0o644
