@@ -14,7 +14,10 @@ Adding a noise model
 --------------------
 Subclass :class:`NoiseModel` and implement ``cdf``, ``pdf``, ``icdf`` (the quantile
 function, used by the default :meth:`NoiseModel.sample`) and ``variance``; override ``sample`` when a
-faster exact sampler exists. The distribution must be symmetric and zero-mean; call
+faster exact sampler exists. The built-in models and surrogates also define ``_kernel_spec()``
+(the family and parameters of their ``pdf`` / ``grad``) so that the fused C++ LIF loop can
+evaluate the density in-register; a user-defined model without it (or a subclass that
+overrides ``pdf`` / ``grad``) runs the pure-torch loop, with identical results. The distribution must be symmetric and zero-mean; call
 :func:`check_noise_model` in a test to verify the three functions agree::
 
     class Laplace(NoiseModel):
@@ -155,6 +158,9 @@ class Gaussian(NoiseModel):
     def surrogate(self) -> "ERF":
         return ERF(width=self.sigma * math.sqrt(2.0))
 
+    def _kernel_spec(self):
+        return "gauss", (self.sigma, 0.5, 1.0 / (self.sigma * math.sqrt(2 * math.pi)))
+
     def variance(self) -> float:
         return self.sigma**2
 
@@ -181,6 +187,9 @@ class Logistic(NoiseModel):
     def surrogate(self) -> "Sigmoid":
         return Sigmoid(alpha=1.0 / self.scale)
 
+    def _kernel_spec(self):
+        return "logistic", (self.scale, 0.0, 0.0)
+
     def variance(self) -> float:
         return (math.pi * self.scale) ** 2 / 3
 
@@ -204,6 +213,9 @@ class Uniform(NoiseModel):
 
     def surrogate(self) -> "Rectangular":
         return Rectangular(width=2 * self.half_width)
+
+    def _kernel_spec(self):
+        return "box", (self.half_width, 2 * self.half_width, 0.0)
 
     def variance(self) -> float:
         return self.half_width**2 / 3
@@ -234,6 +246,9 @@ class Triangular(NoiseModel):
 
     def surrogate(self) -> "TriangularSurrogate":
         return TriangularSurrogate(width=self.half_width)
+
+    def _kernel_spec(self):
+        return "triangle", (self.half_width, 0.0, 0.0)
 
     def variance(self) -> float:
         return self.half_width**2 / 6
@@ -270,6 +285,9 @@ class ERF(Surrogate):
     def noise(self) -> Gaussian:
         return Gaussian(self.width / math.sqrt(2.0))
 
+    def _kernel_spec(self):
+        return "gauss", (self.width, 1.0, 1.0 / (self.width * math.sqrt(math.pi)))
+
 
 @dataclass(frozen=True)
 class Sigmoid(Surrogate):
@@ -284,6 +302,9 @@ class Sigmoid(Surrogate):
     def noise(self) -> Logistic:
         return Logistic(1.0 / self.alpha)
 
+    def _kernel_spec(self):
+        return "sigmoid", (self.alpha, 0.0, 0.0)
+
 
 @dataclass(frozen=True)
 class Rectangular(Surrogate):
@@ -297,6 +318,9 @@ class Rectangular(Surrogate):
     def noise(self) -> Uniform:
         return Uniform(self.width / 2)
 
+    def _kernel_spec(self):
+        return "box", (self.width / 2, self.width, 0.0)
+
 
 @dataclass(frozen=True)
 class TriangularSurrogate(Surrogate):
@@ -309,6 +333,9 @@ class TriangularSurrogate(Surrogate):
 
     def noise(self) -> Triangular:
         return Triangular(self.width)
+
+    def _kernel_spec(self):
+        return "triangle", (self.width, 0.0, 0.0)
 
 
 def check_noise_model(noise: NoiseModel, n_grid: int = 2001, rtol: float = 1e-3) -> None:

@@ -31,7 +31,7 @@ from torch import Tensor
 
 SpikeGrad = Callable[[Tensor], Tensor]
 
-__all__ = ["lif_sequence", "lif_step", "heaviside_spike", "PLACEMENTS"]
+__all__ = ["lif_sequence", "lif_step", "heaviside_spike", "PLACEMENTS", "SeededGaussian"]
 
 PLACEMENTS = ("escape", "membrane")
 
@@ -144,6 +144,7 @@ class _LIFSequence(torch.autograd.Function):
         u_last = w * keep[T - 1]
         spikes = keep.neg_().add_(1.0)
         ctx.save_for_backward(ubar, spikes, eps)
+        ctx.set_materialize_grads(False)  # unused outputs: None, not [T, ...] zeros
         ctx.u0_given = u0 is not None
         ctx.tau, ctx.v_th, ctx.spike_grad, ctx.detach_reset = tau, v_th, spike_grad, detach_reset
         return spikes, ubar, u_last
@@ -171,6 +172,137 @@ class _LIFSequence(torch.autograd.Function):
         return c, grad_u0, None, None, None, None, None, None
 
 
+_KERNEL_DTYPES = (torch.float32, torch.float64)
+BACKENDS = ("auto", "kernel", "torch")
+
+
+class SeededGaussian:
+    """Gaussian per-step thresholds ``loc + sigma * z[t, n]`` given by seeds, not values.
+
+    ``z[t, n]`` is the fused kernel's counter-based standard normal of neuron ``n`` at
+    step ``t`` (SplitMix64 keyed by ``seeds[t]``, Box-Muller): the escape loop draws it
+    in-register, :meth:`materialize` writes the very same numbers to a tensor.
+    """
+
+    def __init__(self, seeds: Tensor, loc: float, sigma: float):
+        self.seeds, self.loc, self.sigma = seeds, float(loc), float(sigma)
+
+    def materialize(self, shape, dtype) -> Tensor:
+        from neurocode.neurons import _kernels
+        lib = _kernels.get_library()
+        if lib is None:
+            raise RuntimeError("seeded Gaussian noise needs the fused kernel library")
+        return _kernels.gauss_sample(lib, self.seeds, shape, self.loc, self.sigma, dtype)
+
+
+def _kernel_spec(spike_grad: SpikeGrad):
+    """(family id, (p0, p1, p2)) when ``spike_grad`` is a built-in density the kernel knows.
+
+    ``spike_grad`` must be the bound ``pdf`` / ``grad`` of a built-in noise model or
+    surrogate, defined in the same class as its ``_kernel_spec`` (a subclass overriding the
+    density falls back to the torch path).
+    """
+    owner = getattr(spike_grad, "__self__", None)
+    func = getattr(spike_grad, "__func__", None)
+    if owner is None or func is None or func.__name__ not in ("pdf", "grad"):
+        return None
+    for klass in type(owner).__mro__:
+        if "_kernel_spec" in vars(klass):
+            if vars(klass).get(func.__name__) is not func:
+                return None
+            family, params = owner._kernel_spec()
+            from neurocode.neurons._kernels import FAMILIES
+            if family not in FAMILIES:
+                return None
+            return FAMILIES[family], tuple(float(p) for p in params)
+    return None
+
+
+def _as_rows(t: Tensor, T: int, N: int, broadcast_ok: bool = True) -> Tensor:
+    """``t`` viewed as [T, N] with a unit neuron stride (or 0, a value shared by all neurons,
+    when ``broadcast_ok``) and a row stride of N or 0 (a static input), copying otherwise."""
+    r = t.reshape(T, N)
+    if (N > 1 and r.stride(1) not in ((0, 1) if broadcast_ok else (1,))) or (T > 1 and r.stride(0) not in (0, N)):
+        r = r.contiguous()
+    return r
+
+
+def _ptr(t: Tensor | None):
+    return None if t is None else t.data_ptr()
+
+
+class _LIFSequenceKernel(torch.autograd.Function):
+    """The same computation as :class:`_LIFSequence`, done by the fused C++ kernels."""
+
+    @staticmethod
+    def forward(ctx, x, u0, threshold, eps, tau, v_th, spec, detach_reset, lib):
+        T = x.shape[0]
+        N = x[0].numel()
+        xr = _as_rows(x, T, N, broadcast_ok=False)
+        mode, extra, seeds, sigma = 0, None, None, 0.0
+        if isinstance(threshold, SeededGaussian):
+            mode, seeds, sigma = 3, threshold.seeds.contiguous(), threshold.sigma
+            if threshold.loc != v_th:
+                raise ValueError("SeededGaussian thresholds must be centred at v_th")
+        elif threshold is not None:
+            mode, extra = 1, threshold.reshape(T, N).contiguous()
+        elif eps is not None:
+            mode, extra = 2, eps.reshape(T, N).contiguous()
+        u0r = None if u0 is None else u0.reshape(N).contiguous()
+        spikes = torch.empty((T, N), dtype=x.dtype)
+        ubar = torch.empty((T, N), dtype=x.dtype)
+        u_last = torch.empty(N, dtype=x.dtype)
+        fwd = lib.nc_lif_forward_f32 if x.dtype == torch.float32 else lib.nc_lif_forward_f64
+        fwd(xr.data_ptr(), xr.stride(0) if T > 1 else N, _ptr(u0r), _ptr(extra if mode == 1 else None),
+            _ptr(extra if mode == 2 else None), spikes.data_ptr(), ubar.data_ptr(), u_last.data_ptr(),
+            T, N, tau, v_th, mode, torch.get_num_threads(), _ptr(seeds), sigma)
+        ctx.save_for_backward(ubar, spikes, extra if mode == 2 else None)
+        ctx.set_materialize_grads(False)  # unused outputs: None, not [T, ...] zeros
+        ctx.u0_given = u0 is not None
+        ctx.x_shape = x.shape
+        ctx.tau, ctx.v_th, ctx.spec, ctx.detach_reset, ctx.lib = tau, v_th, spec, detach_reset, lib
+        return spikes.view(x.shape), ubar.view(x.shape), u_last.view(x.shape[1:])
+
+    @staticmethod
+    def backward(ctx, grad_spikes, grad_ubar, grad_u_last):
+        ubar, spikes, eps = ctx.saved_tensors
+        T, N = ubar.shape
+        gs = None if grad_spikes is None else _as_rows(grad_spikes, T, N)
+        gu = None if grad_ubar is None else _as_rows(grad_ubar, T, N)
+        gl = None if grad_u_last is None else grad_u_last.reshape(N).contiguous()
+        c = torch.empty((T, N), dtype=ubar.dtype)
+        fam, (p0, p1, p2) = ctx.spec
+        bwd = ctx.lib.nc_lif_backward_f32 if ubar.dtype == torch.float32 else ctx.lib.nc_lif_backward_f64
+        bwd(fam, ubar.data_ptr(), spikes.data_ptr(), _ptr(eps),
+            _ptr(gs), 0 if gs is None else gs.stride(0), 0 if gs is None else gs.stride(1),
+            _ptr(gu), 0 if gu is None else gu.stride(0), 0 if gu is None else gu.stride(1),
+            _ptr(gl), c.data_ptr(), T, N, ctx.tau, ctx.v_th, p0, p1, p2, int(ctx.detach_reset),
+            torch.get_num_threads())
+        grad_u0 = (c[0] * ctx.tau).view(ctx.x_shape[1:]) if ctx.u0_given and ctx.needs_input_grad[1] else None
+        return c.view(ctx.x_shape), grad_u0, None, None, None, None, None, None, None
+
+
+def _kernel_or_reason(x, u0, threshold, eps, spike_grad):
+    """(library, spec) when the fused kernel can run this call, else (None, why not)."""
+    if x.device.type != "cpu":
+        return None, f"device {x.device.type} (the kernel is CPU only)"
+    if x.dtype not in _KERNEL_DTYPES:
+        return None, f"dtype {x.dtype} (the kernel handles float32/float64)"
+    for name, t in (("u0", u0), ("threshold", threshold), ("eps", eps)):
+        if isinstance(t, SeededGaussian):
+            continue
+        if t is not None and (t.device != x.device or t.dtype != x.dtype):
+            return None, f"{name} has dtype/device {t.dtype}/{t.device}, x has {x.dtype}/{x.device}"
+    spec = _kernel_spec(spike_grad)
+    if spec is None:
+        return None, f"spike_grad {spike_grad!r} is not a built-in density"
+    from neurocode.neurons import _kernels
+    lib = _kernels.get_library()
+    if lib is None:
+        return None, f"kernel library unavailable ({_kernels.failure() or 'disabled by NEUROCODE_NO_KERNEL'})"
+    return lib, spec
+
+
 def lif_sequence(
     x: Tensor,
     *,
@@ -182,6 +314,7 @@ def lif_sequence(
     detach_reset: bool = False,
     u0: Tensor | None = None,
     threshold: Tensor | None = None,
+    backend: str = "auto",
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Run LIF dynamics over a whole time-major sequence in one autograd node.
 
@@ -206,10 +339,18 @@ def lif_sequence(
         Exclude the reset from the gradient.
     u0 : Tensor [B, ...], optional
         Initial potential (after reset); None means 0.
-    threshold : Tensor [T, B, ...], optional
+    threshold : Tensor [T, B, ...] or SeededGaussian, optional
         Escape noise given as per-step thresholds ``v_th - eps`` instead of ``eps``: a
         caller that draws ``v_th + eps'`` directly (the same law, the noise being
-        symmetric) saves one pass over the sequence.
+        symmetric) saves one pass over the sequence. A :class:`SeededGaussian` (T seeds)
+        lets the kernel draw Gaussian thresholds in-register, saving the [T, ...] noise
+        tensor altogether; the torch path materialises the same numbers first.
+    backend : {"auto", "kernel", "torch"}
+        ``"auto"`` runs the fused C++ kernel when it applies (CPU, float32/float64, a
+        built-in noise density or surrogate as ``spike_grad``, kernel built) and the
+        pure-torch loop otherwise; ``"kernel"`` requires the kernel (RuntimeError if it
+        cannot run); ``"torch"`` forces the pure-torch loop. Both give the same spikes
+        and potentials and the same gradients up to float rounding of the density.
 
     Returns
     -------
@@ -229,7 +370,10 @@ def lif_sequence(
     if threshold is not None:
         if eps is not None or placement != "escape":
             raise ValueError("threshold= is escape noise: give either eps or threshold, with placement='escape'")
-        if threshold.shape != x.shape:
+        if isinstance(threshold, SeededGaussian):
+            if threshold.seeds.shape != (x.shape[0],):
+                raise ValueError(f"SeededGaussian needs {x.shape[0]} seeds, got {tuple(threshold.seeds.shape)}")
+        elif threshold.shape != x.shape:
             raise ValueError(f"threshold shape {tuple(threshold.shape)} does not match x shape {tuple(x.shape)}")
     elif eps is not None:
         if placement == "membrane":
@@ -237,4 +381,15 @@ def lif_sequence(
         else:
             # o = 1[ubar + eps >= v_th] = 1[ubar >= v_th - eps]
             threshold = torch.sub(v_th, eps)
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend != "torch":
+        lib, spec = _kernel_or_reason(x, u0, threshold, membrane, spike_grad)
+        if lib is not None:
+            return _LIFSequenceKernel.apply(x, u0, threshold, membrane, float(tau), float(v_th), spec,
+                                            bool(detach_reset), lib)
+        if backend == "kernel":
+            raise RuntimeError(f"lif_sequence(backend='kernel') cannot run: {spec}")
+    if isinstance(threshold, SeededGaussian):
+        threshold = threshold.materialize(x.shape, x.dtype).to(x.device)
     return _LIFSequence.apply(x, u0, threshold, membrane, float(tau), float(v_th), spike_grad, bool(detach_reset))
