@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from neurocode.neurons._base import LIFBase, check_sequence
-from neurocode.neurons.functional import PLACEMENTS, lif_sequence, lif_step
+from neurocode.neurons.functional import PLACEMENTS, SeededGaussian, lif_sequence, lif_step
 from neurocode.noise import Gaussian, NoiseModel
 
 
@@ -57,8 +57,24 @@ class NoisyLIF(LIFBase):
         self.generator = generator
 
     def _draw(self, shape, like: Tensor, generator, loc: float) -> Tensor:
-        return self.noise.sample(shape, generator if generator is not None else self.generator,
-                                 loc=loc, dtype=like.dtype, device=like.device)
+        g = generator if generator is not None else self.generator
+        seeded = self._seeded(shape[0], like, g, loc)
+        if seeded is not None:
+            return seeded.materialize(shape, like.dtype)
+        return self.noise.sample(shape, g, loc=loc, dtype=like.dtype, device=like.device)
+
+    def _seeded(self, T: int, like: Tensor, generator, loc: float) -> SeededGaussian | None:
+        """Gaussian noise drawn by the fused kernel: one 64-bit seed per step from the
+        generator (so T single steps draw what one T-step call draws), None when the
+        kernel does not apply (non-Gaussian noise, CUDA, other dtypes, no kernel)."""
+        if not (isinstance(self.noise, Gaussian) and type(self.noise).sample is Gaussian.sample
+                and like.device.type == "cpu" and like.dtype in (torch.float32, torch.float64)):
+            return None
+        from neurocode.neurons import _kernels
+        if _kernels.get_library() is None:
+            return None
+        seeds = torch.randint(-2**63, 2**63 - 1, (T,), generator=generator, dtype=torch.int64)
+        return SeededGaussian(seeds, loc, self.noise.sigma)
 
     def forward(self, x: Tensor, state: Tensor | None = None, *, generator: torch.Generator | None = None,
                 return_potential: bool = False, return_state: bool = False):
@@ -83,7 +99,10 @@ class NoisyLIF(LIFBase):
         if self.placement == "escape":
             # v_th - eps and v_th + eps have the same law (symmetric noise): draw the
             # thresholds directly, one pass.
-            threshold = self._draw(x.shape, x, generator, loc=self.v_th)
+            g = generator if generator is not None else self.generator
+            threshold = self._seeded(x.shape[0], x, g, self.v_th)  # drawn inside the kernel
+            if threshold is None:
+                threshold = self._draw(x.shape, x, generator, loc=self.v_th)
             out = lif_sequence(x, threshold=threshold, **kwargs)
         else:
             eps = self._draw(x.shape, x, generator, loc=0.0)
@@ -93,7 +112,7 @@ class NoisyLIF(LIFBase):
     def step(self, x: Tensor, state: Tensor | None = None, *,
              generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """One time step for online use: ``(spikes [B, ...], state [B, ...])``."""
-        eps = self._draw(x.shape, x, generator, loc=0.0)
+        eps = self._draw((1,) + tuple(x.shape), x, generator, loc=0.0)[0]
         if self.placement == "escape":
             # forward() draws thresholds v_th + eps'; fire at the same v_th + eps' here
             # (threshold v_th - eps with eps = -eps') so that step() over T steps
