@@ -285,7 +285,11 @@ def test_noisylif_equals_reference_loop_same_noise(noise, placement, detach_rese
     x = (1.4 * torch.rand(T, B, F, generator=gen(30), dtype=DT)).requires_grad_()
     neuron = NoisyLIF(noise, placement=placement, detach_reset=detach_reset)
     s, ubar = neuron(x, generator=gen(31), return_potential=True)
-    if placement == "escape":  # forward draws thresholds v_th + eps' in one pass
+    seeded = neuron._seeded(T, x, gen(31), 1.0)  # Gaussian on CPU: the kernel's seeded noise
+    if seeded is not None:
+        thr = seeded.materialize((T, B, F), DT)
+        eps = 1.0 - thr if placement == "escape" else thr - 1.0
+    elif placement == "escape":  # forward draws thresholds v_th + eps' in one pass
         eps = 1.0 - noise.sample((T, B, F), gen(31), loc=1.0, dtype=DT)
     else:
         eps = noise.sample((T, B, F), gen(31), dtype=DT)
@@ -510,3 +514,125 @@ def test_user_defined_noise_in_noisylif():
 def test_repr():
     assert "Gaussian" in repr(NoisyLIF()) and "escape" in repr(NoisyLIF())
     assert "ERF" in repr(LIF())
+
+
+# ----------------------------------------------------------------------------------------
+# fused C++ kernel vs the pure-torch loop
+# ----------------------------------------------------------------------------------------
+
+from neurocode.neurons import _kernels  # noqa: E402
+from neurocode.neurons.functional import SeededGaussian  # noqa: E402
+
+needs_kernel = pytest.mark.skipif(_kernels.get_library() is None, reason=f"no kernel: {_kernels.failure()}")
+SPIKE_GRADS = [n.pdf for n in NOISES] + [s.grad for s in SURROGATES]
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("detach_reset", [False, True])
+@pytest.mark.parametrize("placement", ["none", "escape", "membrane", "seeded"])
+@pytest.mark.parametrize("sg", SPIKE_GRADS, ids=NOISE_IDS + ["erf", "sigmoid", "rect", "tri"])
+def test_kernel_equals_torch_path(sg, placement, detach_reset, dtype):
+    T, shape = 7, (3, 2, 1500)  # N = 9000 neurons: several threads and blocks, a ragged tail
+    x = (1.4 * torch.rand(T, *shape, generator=gen(60), dtype=dtype)).requires_grad_()
+    u0 = (0.5 * torch.rand(*shape, generator=gen(61), dtype=dtype)).requires_grad_()
+    kw = {}
+    if placement == "escape":
+        kw["threshold"] = 1.0 + 0.3 * torch.randn(T, *shape, generator=gen(62), dtype=dtype)
+    elif placement == "membrane":
+        kw.update(eps=0.3 * torch.randn(T, *shape, generator=gen(62), dtype=dtype), placement="membrane")
+    elif placement == "seeded":
+        kw["threshold"] = SeededGaussian(torch.randint(-2**63, 2**63 - 1, (T,), generator=gen(62)), 1.0, 0.3)
+    weights = [torch.randn(T, *shape, generator=gen(63 + i), dtype=dtype) for i in range(2)]
+    weights.append(torch.randn(*shape, generator=gen(65), dtype=dtype))
+    res = {}
+    for backend in ("kernel", "torch"):
+        out = lif_sequence(x, tau=0.6, v_th=1.0, spike_grad=sg, u0=u0, detach_reset=detach_reset,
+                           backend=backend, **kw)
+        res[backend] = out, _grads(out, [x, u0], weights)
+        if backend == "kernel":
+            assert out[0].grad_fn.name().startswith("_LIFSequenceKernel")
+    (ok, gk), (ot, gt) = res["kernel"], res["torch"]
+    for a, b in zip(ok, ot):  # same spikes, potentials and final state, bit for bit
+        assert torch.equal(a, b)
+    assert 0.05 < ok[0].mean() < 0.95
+    tol = dict(rtol=1e-11, atol=1e-11) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-4)
+    for a, b in zip(gk, gt):  # gradients equal up to the density's float rounding
+        torch.testing.assert_close(a, b, **tol)
+
+
+@needs_kernel
+def test_kernel_expanded_input_broadcast_grads_and_fallbacks():
+    T, B, F = 6, 16, 300
+    x0 = (0.3 + torch.rand(B, F, generator=gen(70))).requires_grad_()
+    grads = []
+    for backend in ("kernel", "torch"):
+        x0.grad = None
+        s, ubar = lif_sequence(x0.expand(T, B, F), tau=0.5, v_th=1.0, spike_grad=ERF().grad, backend=backend)[:2]
+        (s.sum() + 0.5 * ubar.sum()).backward()  # stride-0 upstream gradients
+        grads.append(x0.grad.clone())
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-5, atol=1e-5)
+    # user-defined densities and other dtypes take the torch path; backend="kernel" refuses them
+    x = torch.rand(4, 8, 16, requires_grad=True)
+    s = lif_sequence(x, tau=0.5, v_th=1.0, spike_grad=Laplace(0.2).pdf)
+    assert s[0].grad_fn.name() == "_LIFSequenceBackward"
+    with pytest.raises(RuntimeError, match="built-in"):
+        lif_sequence(x, tau=0.5, v_th=1.0, spike_grad=lambda d: d.abs(), backend="kernel")
+    with pytest.raises(RuntimeError, match="dtype"):
+        lif_sequence(x.detach().half(), tau=0.5, v_th=1.0, spike_grad=ERF().grad, backend="kernel")
+
+    class MyGaussian(Gaussian):  # overrides the density: must not use the built-in formula
+        def pdf(self, x):
+            return 2 * super().pdf(x)
+
+    assert lif_sequence(x, tau=0.5, v_th=1.0, spike_grad=MyGaussian(0.2).pdf)[0].grad_fn.name() == "_LIFSequenceBackward"
+    with pytest.raises(ValueError, match="backend"):
+        lif_sequence(x, tau=0.5, v_th=1.0, spike_grad=ERF().grad, backend="fast")
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_seeded_gaussian_noise_is_standard_normal(dtype):
+    """The kernel's counter-based Gaussian: moments, tails, independence across steps/neurons."""
+    T, N = 4, 250_000
+    seeds = torch.randint(-2**63, 2**63 - 1, (T,), generator=gen(80))
+    z = SeededGaussian(seeds, 0.0, 1.0).materialize((T, N), dtype).double()
+    assert torch.isfinite(z).all()
+    n = z.numel()
+    assert abs(z.mean().item()) < 5 / math.sqrt(n)
+    assert abs(z.var().item() - 1) < 5 * math.sqrt(2 / n)
+    assert abs((z**3).mean().item()) < 5 * math.sqrt(15 / n)
+    assert abs((z**4).mean().item() - 3) < 5 * math.sqrt(96 / n)
+    for k in (1.0, 2.0, 3.0):  # two-sided tail mass vs the normal law
+        p = math.erfc(k / math.sqrt(2))
+        assert abs((z.abs() > k).double().mean().item() - p) < 5 * math.sqrt(p * (1 - p) / n)
+    c_time = torch.corrcoef(z[:2])[0, 1].item()
+    c_nbr = torch.corrcoef(torch.stack([z[0, :-1], z[0, 1:]]))[0, 1].item()
+    assert abs(c_time) < 5 / math.sqrt(N) and abs(c_nbr) < 5 / math.sqrt(N)
+    # the fused escape loop and materialize draw the same numbers; the thread count does not matter
+    x = torch.full((T, N), 1.0, dtype=dtype)
+    s_fused = lif_sequence(x, tau=0.5, v_th=1.0, spike_grad=ERF().grad, threshold=SeededGaussian(seeds, 1.0, 1.0))[0]
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        thr = SeededGaussian(seeds, 1.0, 1.0).materialize((T, N), dtype)
+    finally:
+        torch.set_num_threads(old)
+    assert torch.equal(s_fused[0], (x[0] >= thr[0]).to(dtype))
+
+
+@needs_kernel
+@pytest.mark.parametrize("placement", PLACEMENTS)
+def test_noisylif_kernel_and_torch_noise_same_law(placement, monkeypatch):
+    """Kernel-drawn (seeded) and torch-drawn Gaussian noise differ sample by sample but have
+    the same law: the firing rates agree within a binomial CI."""
+    n, sigma = 40_000, 0.2
+    x = torch.tensor([0.75, 0.95, 1.0, 1.1, 1.3]).expand(3, n, 5)
+    neuron = NoisyLIF(Gaussian(sigma), placement=placement)
+    r_kernel = neuron(x, generator=gen(90)).mean(1)
+    monkeypatch.setattr(_kernels, "_lib", None)
+    monkeypatch.setattr(_kernels, "_failed", "disabled for this test")
+    r_torch = neuron(x, generator=gen(90)).mean(1)
+    var = (r_kernel * (1 - r_kernel) + r_torch * (1 - r_torch)) / n
+    assert torch.all((r_kernel - r_torch).abs() <= 5 * var.sqrt() + 1 / n)
+    assert (r_kernel - r_torch).abs().max() > 0  # genuinely different samples
