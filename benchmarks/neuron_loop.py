@@ -8,7 +8,9 @@ Compares, in one run and on the same inputs:
     variant draws ``torch.randn`` per step and fires on ``u + eps >= v_th`` with the
     Gaussian density as backward (one draw per step, no ndtr/bernoulli);
 (b) the fused :class:`neurocode.neurons.LIF` on time-major [T, B, ...];
-(c) the fused :class:`neurocode.neurons.NoisyLIF` (escape, Gaussian sigma = 0.2).
+(c) the fused :class:`neurocode.neurons.NoisyLIF` (escape, Gaussian sigma = 0.2);
+(d) extra columns: (b) and (c) forced onto the pure-torch fallback loop (the C++ kernel
+    disabled), with torch.normal noise.
 
 Shapes: T = 30, B = 64 (``--quick``: B = 4), neuron maps 16x40x40, 32x30x30 and 64 units
 (the three neuron layers of the retina CNN), each measured separately and summed.
@@ -26,7 +28,7 @@ import time
 
 import torch
 
-from neurocode.neurons import LIF, NoisyLIF
+from neurocode.neurons import LIF, NoisyLIF, _kernels
 from neurocode.noise import Gaussian
 
 TAU, V_TH, SIGMA = 0.5, 1.0, 0.2
@@ -104,6 +106,18 @@ def fwd_bwd(model, x: torch.Tensor):
     return run
 
 
+def torch_path(fn):
+    """Run ``fn`` with the fused kernel disabled (pure-torch loop, torch.normal noise)."""
+    def run():
+        saved = _kernels._lib, _kernels._failed
+        _kernels._lib, _kernels._failed = None, "disabled by the benchmark"
+        try:
+            fn()
+        finally:
+            _kernels._lib, _kernels._failed = saved
+    return run
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
@@ -116,12 +130,14 @@ def main(argv=None) -> None:
     B = args.batch or (4 if args.quick else 64)
     T = args.steps
     repeat = args.repeat or (2 if args.quick else 5)
+    lib = _kernels.get_library()
     print(f"torch {torch.__version__}, threads={torch.get_num_threads()}, T={T}, B={B}, median of {repeat}"
-          f" after 1 warm-up, forward+backward, float32")
+          f" after 1 warm-up, forward+backward, float32; fused kernel: "
+          f"{'yes' if lib is not None else 'NO (' + str(_kernels.failure()) + ')'}")
 
     lif, nlif = LIF(), NoisyLIF(Gaussian(SIGMA), placement="escape")
     noise = Gaussian(SIGMA)
-    cols = ["ref LIF", "fused LIF", "ref noisy", "fused noisy", "noise.sample"]
+    cols = ["ref LIF", "fused LIF", "ref noisy", "fused noisy", "noise.sample", "torch LIF", "torch noisy"]
     rows = {}
     for name, feat in SHAPES.items():
         g = torch.Generator().manual_seed(0)
@@ -134,6 +150,8 @@ def main(argv=None) -> None:
             timed(fwd_bwd(lambda x: ref_lif(x, noisy=True), x_bt), repeat),
             timed(fwd_bwd(nlif, x_tb), repeat),
             timed(lambda: noise.sample(shape, loc=V_TH), repeat),
+            timed(torch_path(fwd_bwd(lif, x_tb)), repeat),
+            timed(torch_path(fwd_bwd(nlif, x_tb)), repeat),
         ]
         del x_tb, x_bt
     rows["total"] = [sum(r[i] for r in rows.values()) for i in range(len(cols))]
@@ -144,13 +162,15 @@ def main(argv=None) -> None:
         print(f"{name:<{w}}" + "".join(f"{v:13.4f}" for v in r))
     print(f"\n{'shape':<{w}}{'LIF speed-up':>14}{'noisy speed-up':>16}{'noisy/LIF':>11}{'extra cost':>12}"
           f"{'sample share':>14}")
-    for name, (ref_l, f_l, ref_n, f_n, samp) in rows.items():
+    for name, (ref_l, f_l, ref_n, f_n, samp, *_) in rows.items():
         extra = f_n - f_l
         share = f"{samp / extra:13.0%}" if extra > 0 else f"{'n/a':>13}"
         print(f"{name:<{w}}{ref_l / f_l:13.2f}x{ref_n / f_n:15.2f}x{f_n / f_l:11.3f}{extra:12.4f} {share}")
     print("\nLIF speed-up = ref LIF / fused LIF; noisy speed-up = ref noisy / fused noisy;"
           "\nnoisy/LIF = fused NoisyLIF / fused LIF; extra cost = fused NoisyLIF - fused LIF (s);"
-          "\nsample share = noise.sample alone (one [T, B, ...] Gaussian draw) / extra cost.")
+          "\nsample share = noise.sample alone (one [T, B, ...] torch Gaussian draw, which the kernel path"
+          "\n  no longer makes: it draws the thresholds in-register) / extra cost;"
+          "\ntorch LIF / torch noisy = the same modules on the pure-torch fallback loop.")
 
 
 if __name__ == "__main__":
