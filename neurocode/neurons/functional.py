@@ -20,6 +20,15 @@ unless ``detach_reset``.
 backward recurrence: no per-step graph is built, each step costs two fused tensor ops
 forward and one backward, and everything that does not depend on the recurrence (the
 spike-gradient density, the reset factor) is computed over all steps at once.
+
+On CPU (float32/float64, built-in density) the same node is computed by a fused C++ kernel
+(:mod:`neurocode.neurons._kernels`, built on first use): threads over neurons, the time
+loop inside, one read of ``x`` and one write of spikes/``ubar`` per step, and a one-pass
+backward that recomputes the density in-register. Its forward outputs equal the torch
+path's bit for bit, its gradients up to the rounding of exp/sigmoid. With
+:class:`SeededGaussian` thresholds the kernel also draws the Gaussian escape noise itself
+(counter-based, from one seed per step). Anything else (CUDA, other dtypes, user-defined
+densities, no compiler) uses the pure-torch loop: ``backend=`` chooses explicitly.
 """
 
 from __future__ import annotations

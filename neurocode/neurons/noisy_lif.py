@@ -38,6 +38,12 @@ class NoisyLIF(LIFBase):
     generator : torch.Generator, optional
         Default source of the noise (a call's ``generator=`` overrides it).
 
+    Gaussian noise on CPU (float32/float64) is drawn by the fused kernel: one 64-bit seed per
+    step from the generator, then a counter-based SplitMix64 + Box-Muller normal per neuron
+    (24-bit uniforms in float32, 53-bit in float64, like torch.normal). It is reproducible
+    from the generator and ``step()`` draws what ``forward()`` draws, but the samples differ
+    from ``torch.normal``'s (same law); other noises, CUDA, or no kernel use ``noise.sample``.
+
     Shape
     -----
     input : Tensor [T, B, ...] (time-major)
