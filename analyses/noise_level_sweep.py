@@ -1,0 +1,155 @@
+#!/usr/bin/env python
+"""Held-out rate CC of the NSNN vs its membrane-noise level sigma (paper Fig. 9B, on the retina fit).
+
+One NSNN is fitted per (sigma, seed) with Gaussian membrane noise N(0, sigma^2) and
+noise-driven learning (``snn={"noise_sigma": sigma}``); runs go to
+``OUT/runs/nsnn-sigma{sigma}-fold{k}-seed{s}`` and finished ones are not redone.
+
+Writes into ``OUT`` (default ``results/noise_level_sweep``):
+
+    noise_level_sweep.csv/.json   sigma, rate_cc / count_cc / fano_corr mean and SD over seeds,
+                                  model and recorded Fano factor, final training loss
+    noise_level_sweep.png         held-out rate CC vs sigma (baseline and ceiling as lines)
+
+Examples::
+
+    python analyses/noise_level_sweep.py --quick                      # sigma 0.1 and 0.4, 2 epochs
+    python analyses/noise_level_sweep.py --sigmas 0.05 0.1 0.2 0.4 --seeds 0 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_SIGMAS = (0.05, 0.1, 0.2, 0.4)
+QUICK_SIGMAS = (0.1, 0.4)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="tiny run for CI: 2 sigmas, 2 epochs, 16 trials")
+    p.add_argument("--sigmas", type=float, nargs="+", default=None, help=f"noise SDs (default {DEFAULT_SIGMAS})")
+    p.add_argument("--preset", choices=("quick", "paper"), default="quick", help="fit preset")
+    p.add_argument("--fold", type=int, default=0, help="held-out fold")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (mean and SD over them)")
+    p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
+    p.add_argument("--eval-trials", type=int, default=None, help="sampled trials per test image")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda, ...")
+    p.add_argument("--out", type=Path, default=Path("results/noise_level_sweep"), help="results folder")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    a = p.parse_args(argv)
+    if a.sigmas is None:
+        a.sigmas = list(QUICK_SIGMAS if a.quick else DEFAULT_SIGMAS)
+    if any(not (s > 0 and math.isfinite(s)) for s in a.sigmas):
+        p.error("every sigma must be a positive number")
+    if a.quick:
+        a.epochs = a.epochs or 2
+        a.eval_trials = a.eval_trials or 16
+    return a
+
+
+def fit_one(sigma: float, seed: int, args) -> dict:
+    import neurocode
+
+    run_dir = args.out / "runs" / f"nsnn-sigma{sigma:g}-fold{args.fold}-seed{seed}"
+    if (run_dir / "metrics.json").exists():
+        print(f"[skip] {run_dir.name}: finished earlier", flush=True)
+        return json.loads((run_dir / "metrics.json").read_text())
+    o = {"device": args.device, "snn": {"noise_sigma": float(sigma)}}
+    for key, val in (("epochs", args.epochs), ("eval_trials", args.eval_trials), ("threads", args.threads)):
+        if val:
+            o[key] = val
+    resume = (run_dir / "config.json").exists()
+    print(f"[{'resume' if resume else 'fit'}] {run_dir.name}", flush=True)
+    # a folder holding a run with other settings is refused by neurocode.fit (RunFolderError)
+    return neurocode.fit("nsnn", preset=args.preset, fold=args.fold, seed=seed, out=run_dir, resume=resume,
+                         progress=not args.no_progress, **o).metrics
+
+
+def _mean_sd(vals):
+    v = np.asarray([x for x in vals if x is not None and math.isfinite(x)], dtype=float)
+    if v.size == 0:
+        return float("nan"), float("nan")
+    return float(v.mean()), (float(v.std(ddof=1)) if v.size > 1 else 0.0)
+
+
+def _fmt(v):
+    if isinstance(v, float):
+        return "" if not math.isfinite(v) else f"{v:.4f}"
+    return str(v)
+
+
+COLUMNS = ["sigma", "n_runs", "rate_cc_mean", "rate_cc_sd", "count_cc_mean", "count_cc_sd", "fano_corr_mean",
+           "fano_corr_sd", "model_ff", "recorded_ff", "final_loss", "baseline_rate_cc", "ceiling_rate_cc"]
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from neurocode._io import atomic_path, write_json, write_text
+
+    t0 = time.perf_counter()
+    rows = []
+    for sigma in args.sigmas:
+        ms = [fit_one(sigma, seed, args) for seed in args.seeds]
+        row = {"sigma": float(sigma), "n_runs": len(ms)}
+        for k in ("rate_cc", "count_cc", "fano_corr"):
+            row[f"{k}_mean"], row[f"{k}_sd"] = _mean_sd([m.get(k) for m in ms])
+        for k in ("model_ff", "recorded_ff", "final_loss", "baseline_rate_cc", "ceiling_rate_cc"):
+            row[k] = _mean_sd([m.get(k) for m in ms])[0]
+        rows.append(row)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(COLUMNS)
+    for r in rows:
+        w.writerow([_fmt(r[c]) for c in COLUMNS])
+    write_text(args.out / "noise_level_sweep.csv", buf.getvalue())
+    write_json(args.out / "noise_level_sweep.json",
+               {"preset": args.preset, "fold": args.fold, "seeds": args.seeds, "epochs": args.epochs,
+                "table": rows})
+
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4.5, 3.4), layout="constrained")
+    ax = fig.subplots()
+    x = [r["sigma"] for r in rows]
+    ax.errorbar(x, [r["rate_cc_mean"] for r in rows], yerr=[r["rate_cc_sd"] for r in rows], marker="o", ms=4,
+                capsize=3, color="C0", label="NSNN")
+    ax.axhline(rows[0]["baseline_rate_cc"], ls=":", color="0.4", label="baseline (mean PSTH)")
+    ax.axhline(rows[0]["ceiling_rate_cc"], ls="--", color="r", label="ceiling (split-half)")
+    ax.set_xscale("log")
+    ax.set_xticks(x, [f"{s:g}" for s in x])
+    ax.minorticks_off()
+    ax.set_xlabel("membrane-noise SD σ")
+    ax.set_ylabel("held-out rate CC")
+    ax.legend(frameon=False, fontsize="small")
+    ax.set_title(f"NSNN, {args.preset} preset, fold {args.fold}, {len(args.seeds)} seed(s)", fontsize="medium")
+    with atomic_path(args.out / "noise_level_sweep.png") as tmp:
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+
+    print("\nHeld-out scores of the NSNN vs membrane-noise SD (mean ± SD over seeds):")
+    print(f"{'sigma':>6}{'runs':>6}  {'rate_cc':<16}{'count_cc':<16}{'fano_corr':<16}{'model FF':>9}{'final loss':>11}")
+    for r in rows:
+        def ms(k):
+            m, s = r[f"{k}_mean"], r[f"{k}_sd"]
+            return "n/a" if not math.isfinite(m) else f"{m:.3f} ± {s:.3f}"
+        print(f"{r['sigma']:>6g}{r['n_runs']:>6}  {ms('rate_cc'):<16}{ms('count_cc'):<16}{ms('fano_corr'):<16}"
+              f"{r['model_ff']:>9.3f}{r['final_loss']:>11.4g}")
+    print(f"(recorded FF {rows[0]['recorded_ff']:.3f}; baseline {rows[0]['baseline_rate_cc']:.3f}, "
+          f"ceiling {rows[0]['ceiling_rate_cc']:.3f})")
+    print(f"\nwritten to {args.out}/ (noise_level_sweep.csv, .json, .png) in {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,266 @@
+#!/usr/bin/env python
+"""CNN vs DSNN vs NSNN on the retina recording over folds x seeds (paper Fig. 5B, on our data).
+
+Every (model, fold, seed) is one :func:`neurocode.fit` run in ``OUT/runs/{model}-fold{k}-seed{s}``.
+A run whose ``metrics.json`` exists is not redone; one interrupted mid-fit (checkpoint, no
+metrics) is resumed from its last epoch. Running the command again therefore continues
+where it stopped, and adding folds or seeds only fits the new ones.
+
+Writes into ``OUT`` (default ``results/retina_fit_comparison``):
+
+    runs.csv            one row per fit: rate_cc, count_cc, fano_corr, baseline, ceiling, parameters
+    summary.csv/.json   per model mean and SD over folds x seeds, plus the baseline
+                        (stimulus-independent mean PSTH) and ceiling (split-half reliability) rows
+    comparison.png      rate CC per model (bars: mean +- SD over runs, dots: runs) with the
+                        baseline and ceiling as lines
+    rate_cc_per_cell.png  per-cell rate CC (averaged over runs) per model, Fig. 5B style
+
+Examples::
+
+    python analyses/retina_fit_comparison.py --quick             # CI: 1 fold x 1 seed, 2 epochs
+    python analyses/retina_fit_comparison.py                     # quick preset, 5 folds x 1 seed
+    python analyses/retina_fit_comparison.py --full              # paper preset, 5 folds x 3 seeds (GPU advised)
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+MODELS = ("cnn", "dsnn", "nsnn")
+SCORES = ("rate_cc", "count_cc", "fano_corr")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true",
+                   help="tiny run for CI: fold 0, seed 0, 2 epochs, 16 evaluation trials")
+    p.add_argument("--full", action="store_true",
+                   help="the full protocol: paper preset, folds 0-4, seeds 0-2 (hours on a CPU; resumable)")
+    p.add_argument("--preset", choices=("quick", "paper"), default=None, help="fit preset (default: quick)")
+    p.add_argument("--folds", type=int, nargs="+", default=None, help="held-out folds (default: 0 1 2 3 4)")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default: 0; --full: 0 1 2)")
+    p.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS), help="models to compare")
+    p.add_argument("--epochs", type=int, default=None, help="override the preset's epoch count")
+    p.add_argument("--eval-trials", type=int, default=None, help="override the sampled trials per test image")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads per fit")
+    p.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda, ...")
+    p.add_argument("--out", type=Path, default=Path("results/retina_fit_comparison"), help="results folder")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    a = p.parse_args(argv)
+    if a.quick and a.full:
+        p.error("--quick and --full exclude each other")
+    if a.preset is None:
+        a.preset = "paper" if a.full else "quick"
+    if a.folds is None:
+        a.folds = [0] if a.quick else [0, 1, 2, 3, 4]
+    if a.seeds is None:
+        a.seeds = [0, 1, 2] if a.full else [0]
+    if a.quick:
+        a.epochs = a.epochs or 2
+        a.eval_trials = a.eval_trials or 16
+    return a
+
+
+def overrides(args) -> dict:
+    o = {"device": args.device}
+    if args.epochs:
+        o["epochs"] = args.epochs
+    if args.eval_trials:
+        o["eval_trials"] = args.eval_trials
+    if args.threads:
+        o["threads"] = args.threads
+    return o
+
+
+def _stored_config_matches(run_dir: Path, config) -> bool:
+    """True if ``run_dir/config.json`` was written for ``config`` (device and threads aside)."""
+    from neurocode.fitting import FitConfig
+
+    try:
+        d = json.loads((run_dir / "config.json").read_text())
+        d = {k: v for k, v in d.items() if k not in ("neurocode_version", "torch_version")}
+        old = FitConfig.from_dict(d).to_dict()
+    except (OSError, ValueError, TypeError):
+        return False
+    new = config.to_dict()
+    return all(old.get(k) == new[k] for k in new if k not in ("device", "threads"))
+
+
+def run_one(model: str, fold: int, seed: int, args, runs_dir: Path) -> dict:
+    """Fit one (model, fold, seed) unless its metrics exist; return its metrics."""
+    import neurocode
+    from neurocode.fitting import make_config
+
+    run_dir = runs_dir / f"{model}-fold{fold}-seed{seed}"
+    config = make_config(model, args.preset, fold=fold, seed=seed, **overrides(args))
+    has_run = any((run_dir / f).exists() for f in ("config.json", "checkpoint.pt", "metrics.json"))
+    if has_run and not _stored_config_matches(run_dir, config):
+        raise SystemExit(f"error: {run_dir} holds a run with different settings (preset, epochs, ...); "
+                         "use the settings it was made with or choose another --out")
+    metrics_file = run_dir / "metrics.json"
+    if metrics_file.exists():
+        print(f"[skip] {run_dir.name}: finished earlier", flush=True)
+        return json.loads(metrics_file.read_text())
+    resume = (run_dir / "checkpoint.pt").exists() or (run_dir / "config.json").exists()
+    print(f"[{'resume' if resume else 'fit'}] {run_dir.name} ({args.preset} preset)", flush=True)
+    t0 = time.perf_counter()
+    res = neurocode.fit(model, preset=args.preset, fold=fold, seed=seed, out=run_dir, resume=resume,
+                        progress=not args.no_progress, **overrides(args))
+    print(f"       rate_cc {res.metrics['rate_cc']:.3f} in {time.perf_counter() - t0:.0f} s", flush=True)
+    return res.metrics
+
+
+def _mean_sd(values) -> tuple[float, float]:
+    v = np.asarray([x for x in values if x is not None and math.isfinite(x)], dtype=float)
+    if v.size == 0:
+        return float("nan"), float("nan")
+    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
+
+
+def summarise(runs: list[dict]) -> list[dict]:
+    """Per-model mean/SD over runs, plus baseline and ceiling rows (over the distinct splits)."""
+    rows = []
+    for model in MODELS:
+        ms = [m for m in runs if m["model"] == model]
+        if not ms:
+            continue
+        row = {"model": model.upper(), "n_runs": len(ms)}
+        for k in SCORES:
+            row[f"{k}_mean"], row[f"{k}_sd"] = _mean_sd([m.get(k) for m in ms])
+        row["parameter_count"] = int(ms[0]["parameter_count"])
+        rows.append(row)
+    # the baseline and ceiling depend on the split only (fold, seed), not on the model
+    splits = {}
+    for m in runs:
+        splits[(m["fold"], m["seed"])] = m
+    for name, key in (("baseline", "baseline_rate_cc"), ("ceiling", "ceiling_rate_cc")):
+        row = {"model": name, "n_runs": len(splits)}
+        row["rate_cc_mean"], row["rate_cc_sd"] = _mean_sd([m.get(key) for m in splits.values()])
+        for k in SCORES[1:]:
+            row[f"{k}_mean"] = row[f"{k}_sd"] = float("nan")
+        row["parameter_count"] = 0
+        rows.append(row)
+    return rows
+
+
+COLUMNS = ["model", "n_runs"] + [f"{k}_{s}" for k in SCORES for s in ("mean", "sd")] + ["parameter_count"]
+RUN_COLUMNS = ["model", "fold", "seed", "epochs", "rate_cc", "count_cc", "fano_corr", "baseline_rate_cc",
+               "ceiling_rate_cc", "model_ff", "recorded_ff", "parameter_count"]
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return "" if not math.isfinite(v) else f"{v:.4f}"
+    return str(v)
+
+
+def to_csv(rows: list[dict], columns: list[str]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(columns)
+    for r in rows:
+        w.writerow([_fmt(r.get(c)) for c in columns])
+    return buf.getvalue()
+
+
+def format_table(rows: list[dict]) -> str:
+    def ms(r, k):
+        m, s = r.get(f"{k}_mean"), r.get(f"{k}_sd")
+        return "n/a" if m is None or not math.isfinite(m) else f"{m:.3f} ± {s:.3f}"
+
+    lines = [f"{'model':<9}{'runs':>5}  {'rate_cc':<16}{'count_cc':<16}{'fano_corr':<16}{'parameters':>11}"]
+    for r in rows:
+        params = f"{r['parameter_count']:,}" if r["parameter_count"] else "-"
+        lines.append(f"{r['model']:<9}{r['n_runs']:>5}  {ms(r, 'rate_cc'):<16}{ms(r, 'count_cc'):<16}"
+                     f"{ms(r, 'fano_corr'):<16}{params:>11}")
+    return "\n".join(lines)
+
+
+def plot_comparison(rows: list[dict], runs: list[dict], title: str):
+    from matplotlib.figure import Figure
+
+    models = [r for r in rows if r["model"] not in ("baseline", "ceiling")]
+    lines = {r["model"]: r for r in rows if r["model"] in ("baseline", "ceiling")}
+    fig = Figure(figsize=(1.3 * len(models) + 2.4, 3.6), layout="constrained")
+    ax = fig.subplots()
+    x = np.arange(len(models))
+    colors = {"CNN": "C2", "DSNN": "C1", "NSNN": "C0"}
+    ax.bar(x, [r["rate_cc_mean"] for r in models], yerr=[r["rate_cc_sd"] for r in models], capsize=4,
+           color=[colors.get(r["model"], "0.7") for r in models], edgecolor="k", alpha=0.8)
+    for i, r in enumerate(models):
+        v = [m["rate_cc"] for m in runs if m["model"].upper() == r["model"]]
+        jitter = (np.random.default_rng(i).random(len(v)) - 0.5) * 0.3
+        ax.scatter(i + jitter, v, s=10, color="k", zorder=3)
+    if "baseline" in lines:
+        ax.axhline(lines["baseline"]["rate_cc_mean"], ls=":", color="0.4",
+                   label=f"baseline (mean PSTH) {lines['baseline']['rate_cc_mean']:.2f}")
+    if "ceiling" in lines:
+        ax.axhline(lines["ceiling"]["rate_cc_mean"], ls="--", color="r",
+                   label=f"ceiling (split-half) {lines['ceiling']['rate_cc_mean']:.2f}")
+    ax.set_xticks(x, [f"{r['model']}\n{r['parameter_count']:,} par." for r in models])
+    ax.set_ylabel("held-out rate CC (Pearson r)")
+    ax.set_ylim(min(0.0, ax.get_ylim()[0]), 1.0)
+    ax.legend(frameon=False, fontsize="small", loc="upper left")
+    ax.set_title(title, fontsize="medium")
+    return fig
+
+
+def save_figure(fig, path: Path) -> None:
+    from neurocode._io import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from neurocode._io import write_json, write_text
+    from neurocode.plotting import plot_cc_bars
+
+    out = args.out
+    runs_dir = out / "runs"
+    t0 = time.perf_counter()
+    runs = []
+    for fold in args.folds:
+        for seed in args.seeds:
+            for model in args.models:
+                runs.append(run_one(model, fold, seed, args, runs_dir))
+    rows = summarise(runs)
+    run_rows = [{c: (m["model"].upper() if c == "model" else m.get(c)) for c in RUN_COLUMNS} for m in runs]
+    write_text(out / "runs.csv", to_csv(run_rows, RUN_COLUMNS))
+    write_text(out / "summary.csv", to_csv(rows, COLUMNS))
+    epochs = sorted({m["epochs"] for m in runs})
+    protocol = {"preset": args.preset, "folds": args.folds, "seeds": args.seeds, "models": args.models,
+                "epochs": epochs, "quick": args.quick}
+    write_json(out / "summary.json", {"protocol": protocol, "summary": rows, "runs": run_rows})
+    title = (f"{args.preset} preset, {len(args.folds)} fold(s) x {len(args.seeds)} seed(s), "
+             f"{'/'.join(map(str, epochs))} epochs")
+    save_figure(plot_comparison(rows, run_rows, title), out / "comparison.png")
+    per_cell = {}
+    for model in args.models:
+        cc = [np.asarray(m["per_cell"]["rate_cc"], dtype=float) for m in runs if m["model"] == model]
+        per_cell[model.upper()] = np.nanmean(np.stack(cc), axis=0) if cc else np.array([np.nan])
+    ceiling = np.nanmean(np.stack([np.asarray(m["per_cell"]["ceiling_rate_cc"], float) for m in runs]), axis=0)
+    save_figure(plot_cc_bars(per_cell, per_cell=False, ceiling=ceiling), out / "rate_cc_per_cell.png")
+    print()
+    print(f"Held-out scores, mean ± SD over folds x seeds ({title}):")
+    print(format_table(rows))
+    print(f"\nwritten to {out}/ (summary.csv, summary.json, runs.csv, comparison.png, rate_cc_per_cell.png) "
+          f"in {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
