@@ -485,8 +485,9 @@ def predict(config: FitConfig, model: nn.Module, data: FitData, stimuli: np.ndar
     -------
     np.ndarray
         Spiking models: uint8 spikes ``[n, T, K, n_cells]`` with K = ``n_trials``
-        (default ``config.eval_trials``; a DSNN's trials are identical). CNN: float32 rates
-        ``[n, T, n_cells]`` in expected spikes per bin.
+        (default ``config.eval_trials``; a DSNN's trials are identical). CNN, and spiking
+        models with a population-mean readout: float32 rates ``[n, T, n_cells]`` in
+        expected spikes per bin.
     """
     device = next(model.parameters()).device
     model.eval()
@@ -501,7 +502,10 @@ def predict(config: FitConfig, model: nn.Module, data: FitData, stimuli: np.ndar
         out = []
         for i in range(images.shape[0]):
             s = model(images[i : i + 1], n_trials=1 if config.model == "dsnn" else K)  # [T, K, 1, N]
-            out.append(s.expand(-1, K, -1, -1)[:, :, 0].to(torch.uint8).cpu())
-        return torch.stack(out).numpy()
+            out.append(s.expand(-1, K, -1, -1)[:, :, 0].cpu())
+        out = torch.stack(out)
+        if model.config.readout == "mean":  # a population rate code predicts rates
+            return out.mean(2).numpy().astype(np.float32)
+        return out.to(torch.uint8).numpy()
     finally:
         model.generator = previous

@@ -55,8 +55,12 @@ class SNNConfig:
     temporal_profile, time_bias : bool
         The flashed-stimulus adaptations described in the module docstring.
     readout_units : int
-        Output neurons per recorded cell; the cell's spike count in a bin is the sum of
-        its units' spikes (1 = the paper's one spiking neuron per cell).
+        Output neurons per recorded cell (1 = the paper's one spiking neuron per cell).
+    readout : {"sum", "mean"}
+        How a cell's units make its response: "sum", the cell's spike count in a bin is
+        the sum of its units' spikes; "mean", the cell's rate is the fraction of its units
+        that fire (a population rate code: a deterministic network cannot sample, so it
+        needs one to express rates below one spike per bin).
     """
 
     noisy: bool = True
@@ -74,6 +78,7 @@ class SNNConfig:
     temporal_profile: bool = True
     time_bias: bool = True
     readout_units: int = 1
+    readout: str = "sum"
 
     def __post_init__(self) -> None:
         for name in ("input_size", "pool", "n_cells", "n_steps", "readout_units"):
@@ -88,6 +93,8 @@ class SNNConfig:
         self.hidden = tuple(int(h) for h in self.hidden)
         if any(h < 1 for h in self.hidden):
             raise ValueError(f"SNNConfig.hidden must be positive widths, got {self.hidden!r}")
+        if self.readout not in ("sum", "mean"):
+            raise ValueError(f"SNNConfig.readout must be 'sum' or 'mean', got {self.readout!r}")
         if self.noise_sigma <= 0:
             raise ValueError(f"SNNConfig.noise_sigma must be > 0, got {self.noise_sigma!r}")
 
@@ -168,11 +175,13 @@ class RetinaSNN(nn.Module):
         Returns
         -------
         spikes : Tensor [T, K, B, n_cells]
-            Spike counts per bin, in {0, ..., readout_units} ({0, 1} by default).
+            Spike counts per bin, in {0, ..., readout_units} ({0, 1} by default); with
+            ``readout="mean"`` the fraction of each cell's units that fire.
         """
         layers = list(self._layers(images, n_trials))
         cfg = self.config
-        out = layers[-1].view(cfg.n_steps, n_trials, images.shape[0], cfg.n_cells, cfg.readout_units).sum(-1)
+        units = layers[-1].view(cfg.n_steps, n_trials, images.shape[0], cfg.n_cells, cfg.readout_units)
+        out = units.mean(-1) if cfg.readout == "mean" else units.sum(-1)
         return (out, layers) if return_all else out
 
     def _layers(self, images: Tensor, n_trials: int):
@@ -238,7 +247,8 @@ def calibrate_rates(model: RetinaSNN, images: Tensor, hidden_rate: float = 0.1,
         if i == n - 1 and isinstance(target, Tensor):
             b = model.out_time_bias  # per (t, cell) targets: bisect element-wise
             target = target.to(b).repeat_interleave(model.config.readout_units, dim=1)
-            target = target / model.config.readout_units
+            if model.config.readout == "sum":
+                target = target / model.config.readout_units
         base = b.detach().clone()
         lo = torch.full_like(base, -4.0) if b is model.out_time_bias else torch.tensor(-4.0)
         hi = torch.full_like(base, 4.0) if b is model.out_time_bias else torch.tensor(4.0)
