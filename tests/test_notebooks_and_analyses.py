@@ -1,0 +1,141 @@
+"""End to end: every notebook runs top to bottom, every analysis script's --quick mode works.
+
+Notebooks are executed in a fresh Jupyter kernel with nbclient (a failing cell raises
+``CellExecutionError`` and fails the test); the analysis scripts run as subprocesses with
+``--quick --out tmp_path/...`` and must exit 0 and write their table(s) and figure(s).
+
+These are the slowest tests of the suite (a few minutes together on a 2-core CPU); they
+are marked ``slow`` and run in CI with the rest (``python -m pytest -q``). Deselect them
+locally with ``-m "not slow"``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+ANALYSES = ROOT / "analyses"
+NOTEBOOK_TIMEOUT = 900  # s per cell
+
+pytestmark = pytest.mark.slow
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env.setdefault("MPLBACKEND", "Agg")
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def test_all_notebooks_present():
+    names = [p.name for p in NOTEBOOKS]
+    assert names == ["01_quickstart.ipynb", "02_neural_coding.ipynb", "03_noise_and_surrogates.ipynb",
+                     "04_stability.ipynb"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_outputs_stripped(path):
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, f"{path.name}: commit notebooks without outputs"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs(path, tmp_path, monkeypatch):
+    import nbformat
+    from nbclient import NotebookClient
+
+    for k, v in _env().items():
+        monkeypatch.setenv(k, v)
+    nb = nbformat.read(path, as_version=4)
+    # run in a scratch folder: a notebook must not need (or write into) the repository
+    client = NotebookClient(nb, timeout=NOTEBOOK_TIMEOUT, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()  # raises CellExecutionError naming the failing cell
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+              if o.get("output_type") == "error"]
+    assert not errors
+
+
+def _run(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, str(ANALYSES / script), "--quick", "--threads", "1", "--no-progress",
+                           *args], cwd=cwd, env=_env(), capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, f"{script} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc
+
+
+def _csv(path: Path) -> list[dict]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_retina_fit_comparison_quick(tmp_path):
+    out = tmp_path / "cmp"
+    proc = _run("retina_fit_comparison.py", "--out", str(out), cwd=tmp_path)
+    for name in ("summary.csv", "summary.json", "runs.csv", "comparison.png", "rate_cc_per_cell.png"):
+        assert (out / name).is_file(), name
+    rows = _csv(out / "summary.csv")
+    assert list(rows[0]) == ["model", "n_runs", "rate_cc_mean", "rate_cc_sd", "count_cc_mean", "count_cc_sd",
+                             "fano_corr_mean", "fano_corr_sd", "parameter_count"]
+    assert [r["model"] for r in rows] == ["CNN", "DSNN", "NSNN", "baseline", "ceiling"]
+    for r in rows:
+        assert -1 <= float(r["rate_cc_mean"]) <= 1
+    assert int(rows[0]["parameter_count"]) > 0
+    assert "NSNN" in proc.stdout and "ceiling" in proc.stdout
+    # resume: a second call redoes no finished fit
+    again = _run("retina_fit_comparison.py", "--out", str(out), cwd=tmp_path)
+    assert again.stdout.count("[skip]") == 3 and "[fit]" not in again.stdout
+    assert _csv(out / "summary.csv") == rows
+
+
+def test_coding_analysis_quick(tmp_path):
+    out = tmp_path / "coding"
+    proc = _run("coding_analysis.py", "--out", str(out), cwd=tmp_path)
+    for name in ("coding.csv", "coding.json", "coding_per_stimulus.csv", "coding_recorded.png",
+                 "coding_nsnn-fold0-seed0.png"):
+        assert (out / name).is_file(), name
+    rows = _csv(out / "coding.csv")
+    assert list(rows[0]) == ["source", "n_stimuli", "n_valid", "trials", "r", "p", "slope", "mean_fano",
+                             "mean_cosine"]
+    recorded = rows[0]
+    assert recorded["source"] == "recorded" and int(recorded["n_valid"]) == 60
+    # the recorded retina: significantly negative (Fig. 4B); deterministic input, so exact
+    assert float(recorded["r"]) < 0 and float(recorded["p"]) < 0.01
+    assert rows[1]["source"].startswith("NSNN")
+    assert "recorded" in proc.stdout
+
+
+def test_noise_level_sweep_quick(tmp_path):
+    out = tmp_path / "sweep"
+    _run("noise_level_sweep.py", "--out", str(out), cwd=tmp_path)
+    for name in ("noise_level_sweep.csv", "noise_level_sweep.json", "noise_level_sweep.png"):
+        assert (out / name).is_file(), name
+    rows = _csv(out / "noise_level_sweep.csv")
+    assert [float(r["sigma"]) for r in rows] == [0.1, 0.4]
+    assert {"sigma", "n_runs", "rate_cc_mean", "rate_cc_sd", "model_ff", "final_loss"} <= set(rows[0])
+    cfg = json.loads((out / "runs" / "nsnn-sigma0.4-fold0-seed0" / "config.json").read_text())
+    assert cfg["snn"]["noise_sigma"] == 0.4
+
+
+def test_robustness_quick(tmp_path):
+    out = tmp_path / "rob"
+    _run("robustness.py", "--out", str(out), cwd=tmp_path)
+    for name in ("robustness.csv", "robustness.json", "robustness.png"):
+        assert (out / name).is_file(), name
+    rows = _csv(out / "robustness.csv")
+    assert list(rows[0]) == ["model", "beta", "n_runs", "rate_cc_mean", "rate_cc_sd", "relative_to_beta0"]
+    assert [(r["model"], float(r["beta"])) for r in rows] == [(m, b) for m in ("NSNN", "DSNN") for b in (0, 0.01, 0.05)]
+    assert all(float(r["relative_to_beta0"]) == 1.0 for r in rows if float(r["beta"]) == 0)
