@@ -54,6 +54,7 @@ __all__ = [
     "predict",
     "load_checkpoint",
     "resolve_device",
+    "predicts_rates",
 ]
 
 MODELS = ("nsnn", "dsnn", "cnn")
@@ -221,6 +222,11 @@ def make_config(model: str = "nsnn", preset: str = "quick", **overrides) -> FitC
         arch[key].update(overrides.pop(key, {}) or {})
     kwargs.update(overrides)
     return FitConfig(model=model, preset=preset, snn=SNNConfig(**arch["snn"]), cnn=CNNConfig(**arch["cnn"]), **kwargs)
+
+
+def predicts_rates(config: FitConfig) -> bool:
+    """Whether the model's predictions are rates (CNN, population-mean readout), not spikes."""
+    return config.model == "cnn" or config.snn.readout == "mean"
 
 
 def resolve_device(name: str) -> torch.device:

@@ -56,6 +56,7 @@ from typing import Any
 import numpy as np
 
 from neurocode._io import atomic_path, write_json, write_text
+from neurocode.fitting import predicts_rates
 
 __all__ = ["RunResult", "RunFolderError", "fit", "evaluate", "format_metrics", "default_run_dir"]
 
@@ -275,7 +276,7 @@ def _check_same_run(run_dir: Path, stored: dict, config) -> None:
 def _write_predictions(path: Path, config, preds: np.ndarray, test_idx: np.ndarray) -> None:
     import h5py
 
-    spiking = config.model != "cnn"
+    spiking = not predicts_rates(config)
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             f.attrs["format"] = PREDICTIONS_FORMAT
@@ -301,7 +302,7 @@ def _read_predictions(path: Path, config) -> tuple[np.ndarray, np.ndarray]:
         raise FileNotFoundError(
             f"{path}: no such file (the run did not finish; continue it with `neurocode fit ... --resume`)"
         )
-    key = "rates" if config.model == "cnn" else "spikes"
+    key = "rates" if predicts_rates(config) else "spikes"
     try:
         with h5py.File(path, "r") as f:
             fmt = f.attrs.get("format")
@@ -323,7 +324,7 @@ def _read_predictions(path: Path, config) -> tuple[np.ndarray, np.ndarray]:
         raise RunFolderError(f"{path}: cannot read predictions ({type(exc).__name__}: {exc})") from None
     if test is None:
         raise RunFolderError(f"{path}: dataset 'test_stimuli' missing")
-    want_ndim = 3 if config.model == "cnn" else 4
+    want_ndim = 3 if predicts_rates(config) else 4
     if preds.ndim != want_ndim or preds.shape[0] != len(test) or preds.shape[1] != config.n_steps:
         raise RunFolderError(f"{path}: dataset '{key}' has shape {preds.shape}, expected "
                              f"[{len(test)}, {config.n_steps}{', K' if want_ndim == 4 else ''}, n_cells]")
@@ -473,7 +474,7 @@ def _evaluate(run_dir: Path, config, data, preds: np.ndarray, test: np.ndarray, 
     from neurocode import __version__
 
     counts = data.counts.numpy()
-    spiking = config.model != "cnn"
+    spiking = not predicts_rates(config)
     m = compute_metrics(counts[test], preds, counts[data.train_idx], spiking, config.bin_size)
     per_cell = m.pop("per_cell")
     metrics: dict[str, Any] = {
@@ -494,7 +495,7 @@ def _evaluate(run_dir: Path, config, data, preds: np.ndarray, test: np.ndarray, 
     }
     metrics.update(m)
     if not spiking:
-        # the CNN predicts rates: its mean rate is reported, but it has no spikes
+        # a rate model (CNN, population-mean readout): its mean rate is reported, it has no spikes
         metrics["model_ff"] = None
     train_records = [h for h in history if "loss" in h]
     metrics["final_loss"] = float(train_records[-1]["loss"]) if train_records else None
@@ -556,7 +557,7 @@ def _plot_representative_cell(path: Path, config, recorded: np.ndarray, preds: n
     # the test images one after the other: [n * T, trials]
     rec = recorded[..., cell].reshape(n * T, -1)
     name = config.model.upper()
-    if config.model == "cnn":
+    if predicts_rates(config):
         responses = {"recorded": rec}
     else:
         responses = {"recorded": rec, name: preds[..., cell].reshape(n * T, -1)}
@@ -568,10 +569,10 @@ def _plot_representative_cell(path: Path, config, recorded: np.ndarray, preds: n
         axes = fig.axes
         n_cols = len(responses)
         psth_axes = axes[n_cols:]
-        if config.model == "cnn":
+        if predicts_rates(config):
             rate = preds[..., cell].reshape(n * T) / dt
             t = (np.arange(n * T) + 0.5) * dt
-            psth_axes[0].plot(t, rate, color="C0", label="CNN rate")
+            psth_axes[0].plot(t, rate, color="C0", label=f"{name} rate")
             psth_axes[0].plot([], [], color="k", label="recorded")
             psth_axes[0].legend(frameon=False, fontsize="small")
         for ax in axes:

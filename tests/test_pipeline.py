@@ -331,17 +331,6 @@ def test_evaluate_bad_run_folders(tiny_run, tmp_path):
         evaluate(d)
 
 
-def test_default_run_folder(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    from neurocode.pipeline import default_run_dir
-
-    assert default_run_dir("nsnn", "quick", 0, 0) == Path("runs/nsnn-quick-fold0-seed0")
-    (tmp_path / "runs" / "nsnn-quick-fold0-seed0").mkdir(parents=True)
-    (tmp_path / "runs" / "nsnn-quick-fold0-seed0" / "metrics.json").write_text("{}")
-    with pytest.raises(FileExistsError, match="nsnn-quick-fold0-seed0"):
-        fit("nsnn", progress=False)
-
-
 def test_default_run_dir_never_collides_and_resume_takes_latest(tmp_path, monkeypatch):
     from neurocode.pipeline import default_run_dir
 
