@@ -590,6 +590,73 @@ def test_kernel_expanded_input_broadcast_grads_and_fallbacks():
         lif_sequence(x, tau=0.5, v_th=1.0, spike_grad=ERF().grad, backend="fast")
 
 
+_M64 = (1 << 64) - 1
+_GOLDEN = 0x9E3779B97F4A7C15
+
+
+def _mix64_t(z: Tensor) -> Tensor:
+    """SplitMix64 finaliser on int64 tensors (two's-complement wrap-around = uint64 arithmetic)."""
+    def srl(v, k):  # logical shift right
+        return (v >> k) & ((1 << (64 - k)) - 1)
+    z = (z ^ srl(z, 30)) * _signed(0xBF58476D1CE4E5B9)
+    z = (z ^ srl(z, 27)) * _signed(0x94D049BB133111EB)
+    return z ^ srl(z, 31)
+
+
+def _signed(v: int) -> int:
+    v &= _M64
+    return v - (1 << 64) if v >> 63 else v
+
+
+def _ref_kernel_normal(seed: int, idx: Tensor, dtype) -> Tensor:
+    """Python reference of the kernel's counter-based normal z[i] for step seed ``seed``:
+    pair m = i // 2 draws (u1, u2) from SplitMix64 outputs of the stream seeded with ``seed``
+    (output m+1 in float32: 24-bit u1 from bits 40..63, u2 from bits 8..31; outputs 2m+1,
+    2m+2 in float64: 53-bit), then z[2m] = r cos(2 pi u2), z[2m+1] = r sin(2 pi u2),
+    r = sqrt(-2 log u1). Returned in float64 (the kernel rounds each operation to dtype)."""
+    m = idx // 2
+    def out(k):  # k-th SplitMix64 output
+        return _mix64_t(_signed(seed) + k * _signed(_GOLDEN))
+    if dtype == torch.float32:
+        h = out(m + 1)
+        u1 = (((h >> 40) & 0xFFFFFF) + 1).double() * 2.0**-24
+        u2 = ((h >> 8) & 0xFFFFFF).double() * 2.0**-24
+    else:
+        u1 = (((out(2 * m + 1) >> 11) & ((1 << 53) - 1)) + 1).double() * 2.0**-53
+        u2 = ((out(2 * m + 2) >> 11) & ((1 << 53) - 1)).double() * 2.0**-53
+    r = torch.sqrt(-2 * torch.log(u1))
+    a = 2 * math.pi * u2
+    return torch.where(idx % 2 == 0, r * torch.cos(a), r * torch.sin(a))
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_seeded_gaussian_matches_python_reference(dtype):
+    """materialize and the fused escape loop draw exactly the documented generator (SplitMix64
+    pairs + two-branch Box-Muller), at any offset, block or thread split."""
+    T, N = 3, 2 * 4096 + 1037  # odd N: the last pair's sine branch is unused
+    seeds = torch.randint(-2**63, 2**63 - 1, (T,), generator=gen(81))
+    z = SeededGaussian(seeds, 0.0, 1.0).materialize((T, N), dtype).double()
+    idx = torch.arange(N, dtype=torch.int64)
+    tol = dict(rtol=2e-6, atol=2e-6) if dtype == torch.float32 else dict(rtol=1e-13, atol=1e-13)
+    for t in range(T):
+        torch.testing.assert_close(z[t], _ref_kernel_normal(int(seeds[t]), idx, dtype), **tol)
+    # the fused escape loop (blocks of 512 neurons, 2 threads with N > 4096) fires on the same
+    # thresholds: x on an exact threshold value fires (every step: the reset leaves ubar = x),
+    # just below it does not (step 0)
+    thr = SeededGaussian(seeds, 1.0, 0.5).materialize((T, N), dtype)
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        s_on = lif_sequence(thr, tau=0.5, v_th=1.0, spike_grad=ERF().grad, threshold=SeededGaussian(seeds, 1.0, 0.5))[0]
+        below = torch.nextafter(thr, torch.full_like(thr, -math.inf))
+        s_below = lif_sequence(below, tau=0.5, v_th=1.0, spike_grad=ERF().grad,
+                               threshold=SeededGaussian(seeds, 1.0, 0.5))[0]
+    finally:
+        torch.set_num_threads(old)
+    assert torch.all(s_on == 1) and torch.all(s_below[0] == 0)
+
+
 @needs_kernel
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_seeded_gaussian_noise_is_standard_normal(dtype):
@@ -609,6 +676,20 @@ def test_seeded_gaussian_noise_is_standard_normal(dtype):
     c_time = torch.corrcoef(z[:2])[0, 1].item()
     c_nbr = torch.corrcoef(torch.stack([z[0, :-1], z[0, 1:]]))[0, 1].item()
     assert abs(c_time) < 5 / math.sqrt(N) and abs(c_nbr) < 5 / math.sqrt(N)
+    # elements 2m, 2m+1 share one (u1, u2) (cosine and sine branch of Box-Muller): still
+    # independent normals -- uncorrelated (also in squares), z_e^2 + z_o^2 ~ Exp(mean 2)
+    ze, zo = z[:, 0::2].reshape(-1), z[:, 1::2].reshape(-1)
+    npair = ze.numel()
+    for a, b in ((ze, zo), (ze**2, zo**2), (ze.abs(), zo.abs())):
+        assert abs(torch.corrcoef(torch.stack([a, b]))[0, 1].item()) < 5 / math.sqrt(npair)
+    r2 = ze**2 + zo**2
+    assert abs(r2.mean().item() - 2) < 5 * 2 / math.sqrt(npair)
+    for k in (0.5, 2.0, 6.0, 12.0):
+        p = math.exp(-k / 2)
+        assert abs((r2 > k).double().mean().item() - p) < 5 * math.sqrt(p * (1 - p) / npair)
+    # the angle is uniform: the sign pattern of (z_e, z_o) is uniform over the 4 quadrants
+    q = ((ze > 0).long() * 2 + (zo > 0).long()).bincount(minlength=4).double() / npair
+    assert torch.all((q - 0.25).abs() < 5 * math.sqrt(0.25 * 0.75 / npair))
     # the fused escape loop and materialize draw the same numbers; the thread count does not matter
     x = torch.full((T, N), 1.0, dtype=dtype)
     s_fused = lif_sequence(x, tau=0.5, v_th=1.0, spike_grad=ERF().grad, threshold=SeededGaussian(seeds, 1.0, 1.0))[0]

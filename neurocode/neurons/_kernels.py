@@ -60,6 +60,8 @@ __attribute__((simd("notinbranch"))) double log(double) noexcept;
 __attribute__((simd("notinbranch"))) float logf(float) noexcept;
 __attribute__((simd("notinbranch"))) double cos(double) noexcept;
 __attribute__((simd("notinbranch"))) float cosf(float) noexcept;
+__attribute__((simd("notinbranch"))) double sin(double) noexcept;
+__attribute__((simd("notinbranch"))) float sinf(float) noexcept;
 }
 
 namespace {
@@ -106,10 +108,13 @@ static inline S density(S d, S p0, S p1, S p2) {
     }
 }
 
-// Counter-based Gaussian noise: element n of step t is a function of (seeds[t], n) only,
-// SplitMix64 outputs (the n-th output of the SplitMix64 stream seeded with seeds[t]) fed to
-// Box-Muller (cosine branch). float32: 24-bit uniforms u1 in (0, 1], u2 in [0, 1), like
-// torch.normal's float path; float64: 53-bit uniforms from two outputs.
+// Counter-based Gaussian noise: element i of step t is a function of (seeds[t], i) only.
+// Elements 2m and 2m+1 form pair m: uniforms (u1, u2) from SplitMix64 outputs of the stream
+// seeded with seeds[t] (the (m+1)-th output in float32, outputs 2m+1 and 2m+2 in float64),
+// then Box-Muller with both branches: z[2m] = r cos(2 pi u2), z[2m+1] = r sin(2 pi u2),
+// r = sqrt(-2 log u1) -- two independent exact N(0, 1) samples per (log, sqrt, hash).
+// float32: 24-bit uniforms u1 in (0, 1], u2 in [0, 1), like torch.normal's float path
+// (|z| <= sqrt(48 ln 2) ~ 5.77); float64: 53-bit uniforms (|z| <= sqrt(106 ln 2) ~ 8.57).
 static inline uint64_t mix64(uint64_t z) {
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
@@ -117,19 +122,61 @@ static inline uint64_t mix64(uint64_t z) {
 }
 constexpr uint64_t GOLDEN = 0x9E3779B97F4A7C15ULL;
 
-static inline float std_normal(uint64_t seed, int64_t n, float) {
-    const uint64_t h = mix64(seed + uint64_t(n + 1) * GOLDEN);
-    const float u1 = float(uint32_t(h >> 40) + 1u) * 5.9604644775390625e-08f;        // (0, 1]
+// (u1, 2 pi u2) of pair m; r = sqrt(-2 log u1) is taken in a separate float-only loop (in a
+// loop that also holds the 64-bit hash GCC calls the scalar log, not libmvec's).
+static inline void pair_uniforms(uint64_t seed, int64_t m, float& u1, float& a) {
+    const uint64_t h = mix64(seed + uint64_t(m + 1) * GOLDEN);
+    u1 = float(uint32_t(h >> 40) + 1u) * 5.9604644775390625e-08f;                   // (0, 1]
     const float u2 = float(uint32_t(h >> 8) & 0xFFFFFFu) * 5.9604644775390625e-08f;  // [0, 1)
-    return std::sqrt(-2.0f * std::log(u1)) * std::cos(6.2831853071795865f * u2);
+    a = 6.2831853071795865f * u2;
 }
 
-static inline double std_normal(uint64_t seed, int64_t n, double) {
-    const uint64_t h1 = mix64(seed + uint64_t(2 * n + 1) * GOLDEN);
-    const uint64_t h2 = mix64(seed + uint64_t(2 * n + 2) * GOLDEN);
-    const double u1 = double((h1 >> 11) + 1) * 1.1102230246251565e-16;  // (0, 1]
-    const double u2 = double(h2 >> 11) * 1.1102230246251565e-16;        // [0, 1)
-    return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+static inline void pair_uniforms(uint64_t seed, int64_t m, double& u1, double& a) {
+    const uint64_t h1 = mix64(seed + uint64_t(2 * m + 1) * GOLDEN);
+    const uint64_t h2 = mix64(seed + uint64_t(2 * m + 2) * GOLDEN);
+    u1 = double((h1 >> 11) + 1) * 1.1102230246251565e-16;        // (0, 1]
+    const double u2 = double(h2 >> 11) * 1.1102230246251565e-16;  // [0, 1)
+    a = 6.283185307179586 * u2;
+}
+
+template <typename S>
+static inline S radius(S u1) { return std::sqrt(S(-2) * std::log(u1)); }
+
+// out[k] = loc + sigma * z[i0 + k], k < n (any i0, n >= 0): pairs are generated whole, in
+// vectorised loops over pairs (libmvec log/cos/sin), then interleaved. cos and sin run in
+// separate loops on reloaded angles: GCC would otherwise fuse them into a scalar sincos call.
+// (Everything is a pure function of (seed, i): the blocking never changes the numbers.)
+constexpr int64_t NBLK = 256;  // pairs per chunk
+template <typename S>
+static inline void fill_normals(uint64_t seed, int64_t i0, int64_t n, S loc, S sigma, S* __restrict out) {
+    if (n <= 0) return;
+    if (i0 & 1) {  // odd start: the sine branch of pair (i0 - 1) / 2
+        S u1, a;
+        pair_uniforms(seed, i0 >> 1, u1, a);
+        out[0] = loc + sigma * (radius(u1) * std::sin(a));
+        ++i0; ++out; --n;
+    }
+    alignas(64) S rr[NBLK];
+    alignas(64) S aa[NBLK];
+    alignas(64) S zc[NBLK];
+    alignas(64) S zs[NBLK];
+    const int64_t m0 = i0 >> 1;
+    const int64_t np = (n + 1) >> 1;
+    for (int64_t j0 = 0; j0 < np; j0 += NBLK) {
+        const int64_t k = std::min(NBLK, np - j0);
+#pragma omp simd
+        for (int64_t j = 0; j < k; ++j) pair_uniforms(seed, m0 + j0 + j, rr[j], aa[j]);
+#pragma omp simd
+        for (int64_t j = 0; j < k; ++j) rr[j] = radius(rr[j]);
+#pragma omp simd
+        for (int64_t j = 0; j < k; ++j) zc[j] = loc + sigma * (rr[j] * std::cos(aa[j]));
+#pragma omp simd
+        for (int64_t j = 0; j < k; ++j) zs[j] = loc + sigma * (rr[j] * std::sin(aa[j]));
+        S* o = out + 2 * j0;
+        const int64_t kk = std::min(k, (n >> 1) - j0);  // complete pairs in this chunk
+        for (int64_t j = 0; j < kk; ++j) { o[2 * j] = zc[j]; o[2 * j + 1] = zs[j]; }
+        if (kk < k) o[2 * kk] = zc[kk];  // odd end: cosine branch only
+    }
 }
 
 template <typename F>
@@ -148,7 +195,7 @@ static void run_threads(int64_t N, int nthreads, F&& body) {
 }
 
 // mode: 0 deterministic (threshold v_th), 1 escape (per-step thresholds thr), 2 membrane (eps),
-// 3 escape with Gaussian thresholds v_th + sigma * z drawn here from seeds[t] (see std_normal)
+// 3 escape with Gaussian thresholds v_th + sigma * z drawn here from seeds[t] (see fill_normals)
 template <typename S>
 static void forward(const S* x, int64_t sx, const S* u0, const S* thr, const S* eps, S* spikes, S* ubar,
                     S* ulast, int64_t T, int64_t N, double tau_, double vth_, int mode, int nthreads,
@@ -186,9 +233,7 @@ static void forward(const S* x, int64_t sx, const S* u0, const S* thr, const S* 
                         keep[i] = k; w[i] = ut[i]; st[i] = S(1) - k;
                     }
                 } else if (mode == 3) {
-                    const uint64_t seed = uint64_t(seeds[t]);
-#pragma omp simd
-                    for (int64_t i = 0; i < n; ++i) th[i] = vth + sigma * std_normal(seed, b0 + i, S(0));
+                    fill_normals(uint64_t(seeds[t]), b0, n, vth, sigma, th);
                     for (int64_t i = 0; i < n; ++i) {
                         S k = ut[i] < th[i] ? S(1) : S(0);
                         keep[i] = k; w[i] = ut[i]; st[i] = S(1) - k;
@@ -283,10 +328,7 @@ static void gauss_fill(const int64_t* seeds, int64_t T, int64_t N, double loc_, 
     advise_huge(out, sizeof(S) * T * N);
     run_threads(N, nthreads, [&](int64_t lo, int64_t hi) {
         for (int64_t t = 0; t < T; ++t) {
-            const uint64_t seed = uint64_t(seeds[t]);
-            S* o = out + t * N;
-#pragma omp simd
-            for (int64_t i = lo; i < hi; ++i) o[i] = loc + sigma * std_normal(seed, i, S(0));
+            fill_normals(uint64_t(seeds[t]), lo, hi - lo, loc, sigma, out + t * N + lo);
         }
     });
 }

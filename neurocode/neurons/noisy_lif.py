@@ -40,7 +40,8 @@ class NoisyLIF(LIFBase):
 
     Gaussian noise on CPU (float32/float64) is drawn by the fused kernel: one 64-bit seed per
     step from the generator, then a counter-based SplitMix64 + Box-Muller normal per neuron
-    (24-bit uniforms in float32, 53-bit in float64, like torch.normal). It is reproducible
+    (24-bit uniforms in float32, 53-bit in float64, like torch.normal; neurons 2m and 2m+1
+    take the cosine and sine branch of one uniform pair, two independent normals). It is reproducible
     from the generator and ``step()`` draws what ``forward()`` draws, but the samples differ
     from ``torch.normal``'s (same law); other noises, CUDA, or no kernel use ``noise.sample``.
 
