@@ -1,0 +1,174 @@
+"""Time per training step / epoch and peak memory of a retina fit (paper preset, CPU).
+
+For NSNN, DSNN and CNN on the bundled recording (fold 0), each configuration runs in a
+fresh subprocess (so its peak resident memory is its own) and reports the median time of a
+training step (forward, loss, backward, Adam) after one warm-up step, the implied epoch
+time, and the peak RSS. In the same run it measures a *straightforward baseline* of the
+spiking models -- what a direct implementation of the paper does:
+
+* the neuron loop on the pure-torch path (``NEUROCODE_NO_KERNEL=1``);
+* the first layer's current recomputed at every time step (no static-input reuse);
+* one model sample per recorded trial (K = 30 instead of the set-level MMD's K = 8);
+
+and prints our/baseline ratios. ``--profile`` adds a breakdown of one step of each of our
+configurations by operator category (convolutions, neuron loops, random numbers, linear
+layers, loss, other) from ``torch.profiler``.
+
+    python benchmarks/fit_step.py [--threads 2] [--steps 3] [--models nsnn dsnn cnn] [--profile]
+
+Nothing is asserted; absolute times drift on a shared machine, ratios within one run less so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+CATEGORIES = [
+    ("convolution", ("conv",)),
+    ("neuron loop", ("lifsequence", "_lif", "lif_", "kernel")),
+    ("random numbers", ("normal", "rand", "bernoulli")),
+    ("linear", ("addmm", "linear", "::mm", "bmm", "matmul")),
+    ("loss", ("loss",)),
+]
+
+
+def _child(model: str, variant: str, steps: int, threads: int, profile: bool) -> dict:
+    import resource
+    import statistics
+    import time
+
+    import torch
+
+    from neurocode.fitting import _steps_per_epoch, _train_step, build_model, make_config, prepare_data
+    from neurocode.models import RetinaSNN, calibrate_rates
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    overrides = {"model_trials": 30, "loss": "paired"} if variant == "baseline" else {}
+    config = make_config(model, "paper", threads=threads, **overrides)
+    data = prepare_data(config)
+    gen = torch.Generator().manual_seed(0)
+    m = build_model(config, data.n_cells, generator=gen if model == "nsnn" else None)
+    if variant == "baseline" and isinstance(m, RetinaSNN):
+        conv1 = m.conv1
+
+        def every_step(images, _m=m):
+            T = _m.config.n_steps
+            drive = conv1(images.repeat(T, 1, 1, 1)).view(T, images.shape[0], *conv1(images[:1]).shape[1:])
+            return torch.addcmul(_m.offset[:, None, :, None, None], _m.gain[:, None, :, None, None], drive)
+
+        m.layer_currents = every_step
+    if isinstance(m, RetinaSNN):
+        with torch.no_grad():
+            calibrate_rates(m, data.images[torch.as_tensor(data.train_idx[:4])], iterations=6, n_trials=1)
+    opt = torch.optim.Adam(m.parameters(), lr=config.lr)
+    n_items = len(data.train_idx) * (data.counts.shape[2] if model == "cnn" else 1)
+    batch = config.batch_size if model == "cnn" else config.batch_images
+    order = torch.randperm(n_items, generator=torch.Generator().manual_seed(1))
+
+    # "same shapes": a DSNN stepped like the NSNN, computing K = 8 (identical) trials
+    step_config = dataclasses.replace(config, model="nsnn") if variant == "same-shapes" else config
+
+    def step(i):
+        b = order[(i * batch) % n_items:][:batch]
+        loss = _train_step(step_config, m, data, b, torch.device("cpu"), gen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    step(0)
+    times = []
+    for i in range(1, steps + 1):
+        t0 = time.perf_counter()
+        step(i)
+        times.append(time.perf_counter() - t0)
+    out = {
+        "step_s": statistics.median(times),
+        "steps_per_epoch": _steps_per_epoch(config, data),
+        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2,
+    }
+    out["epoch_s"] = out["step_s"] * out["steps_per_epoch"]
+    if profile:
+        from torch.profiler import ProfilerActivity, profile as torch_profile
+
+        with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+            step(steps + 1)
+        shares = {name: 0.0 for name, _ in CATEGORIES}
+        shares["other"] = 0.0
+        total = 0.0
+        for evt in prof.key_averages():
+            if evt.key.startswith("ProfilerStep") or evt.key.startswith("Optimizer"):
+                continue
+            t = evt.self_cpu_time_total
+            total += t
+            key = evt.key.lower()
+            for name, needles in CATEGORIES:
+                if any(n in key for n in needles):
+                    shares[name] += t
+                    break
+            else:
+                shares["other"] += t
+        out["profile"] = {k: v / total for k, v in shares.items()} if total else {}
+    return out
+
+
+def _run(model, variant, steps, threads, profile) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    if variant == "baseline":
+        env["NEUROCODE_NO_KERNEL"] = "1"
+    cmd = [sys.executable, __file__, "--child", model, variant, str(steps), str(threads), str(int(profile))]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"{model}/{variant} failed:\n{res.stderr[-2000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--models", nargs="+", default=["nsnn", "dsnn", "cnn"])
+    p.add_argument("--profile", action="store_true")
+    p.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        model, variant, steps, threads, profile = args.child
+        print(json.dumps(_child(model, variant, int(steps), int(threads), bool(int(profile)))))
+        return
+    rows = {}
+    for model in args.models:
+        rows[(model, "ours")] = _run(model, "ours", args.steps, args.threads, args.profile)
+        if model != "cnn":
+            rows[(model, "baseline")] = _run(model, "baseline", max(1, args.steps - 1), args.threads, False)
+        if model == "dsnn":
+            rows[(model, "same-shapes")] = _run(model, "same-shapes", args.steps, args.threads, False)
+    print(f"paper preset, CPU, {args.threads} threads; median of {args.steps} steps after a warm-up\n")
+    print(f"{'model':6} {'variant':11} {'step s':>8} {'steps/ep':>9} {'epoch s':>9} {'64 ep min':>10} {'peak GB':>8}")
+    for (model, variant), r in rows.items():
+        print(f"{model:6} {variant:11} {r['step_s']:8.2f} {r['steps_per_epoch']:9d} {r['epoch_s']:9.1f} "
+              f"{r['epoch_s'] * 64 / 60:10.1f} {r['peak_rss_gb']:8.2f}")
+    print()
+    for model in args.models:
+        if (model, "baseline") in rows:
+            ratio = rows[(model, "baseline")]["step_s"] / rows[(model, "ours")]["step_s"]
+            print(f"{model}: baseline step / our step = {ratio:.1f}x")
+    if ("nsnn", "ours") in rows and ("dsnn", "same-shapes") in rows:
+        print("NSNN step / DSNN step at the same shapes (both K = 8 trials per image): "
+              f"{rows[('nsnn', 'ours')]['step_s'] / rows[('dsnn', 'same-shapes')]['step_s']:.2f}")
+        print("NSNN step / DSNN step as fitted (a DSNN's trials are identical, it computes one): "
+              f"{rows[('nsnn', 'ours')]['step_s'] / rows[('dsnn', 'ours')]['step_s']:.2f}")
+    if args.profile:
+        print("\nprofile of one step (share of CPU self time):")
+        for (model, variant), r in rows.items():
+            if "profile" in r:
+                shares = ", ".join(f"{k} {v:.0%}" for k, v in r["profile"].items())
+                print(f"  {model}: {shares}")
+
+
+if __name__ == "__main__":
+    main()
