@@ -143,21 +143,31 @@ def test_resume_of_a_finished_run_rescores_without_training(tiny_run, tmp_path):
     assert r.metrics == tiny_run.metrics
 
 
-@pytest.mark.parametrize("model", ["dsnn", "cnn"])
-def test_fit_other_models(model, tmp_path):
-    r = fit(model, out=tmp_path / model, progress=False, **TINY)
+@pytest.mark.parametrize("model, readout", [("dsnn", "mean"), ("dsnn", "sum"), ("cnn", None)])
+def test_fit_other_models(model, readout, tmp_path):
+    kwargs = dict(TINY)
+    if readout == "sum":  # the paper's DSNN readout: one deterministic spiking unit per cell
+        kwargs["snn"] = {**TINY["snn"], "readout_units": 1, "readout": "sum"}
+    r = fit(model, out=tmp_path / model, progress=False, **kwargs)
     m = r.metrics
     assert m["model"] == model
-    assert m["fano_corr"] is None  # DSNN: FF = 0 for every cell; CNN: no trials
+    assert m["fano_corr"] is None  # DSNN: FF = 0 for every cell (or a rate readout); CNN: no trials
     with h5py.File(r.run_dir / "predictions.h5") as f:
-        if model == "cnn":
-            assert f["rates"].dtype == np.float32 and f["rates"].shape == (12, 30, 49)
-            assert m["initial_rates"] is None and m["model_trials"] is None
-        else:
+        if readout == "sum":
             s = f["spikes"][()]
             assert s.shape == (12, 30, 4, 49)
             assert (s == s[:, :, :1]).all()  # identical trials
             assert all(v == 0 for v in m["per_cell"]["model_ff"] if v is not None)
+        else:  # the CNN's rates, or the DSNN's population-mean readout (default)
+            rates = f["rates"][()]
+            assert rates.dtype == np.float32 and rates.shape == (12, 30, 49)
+            assert m["model_trials"] is None
+            if model == "dsnn":
+                # fraction of a cell's units firing: multiples of 1 / readout_units
+                units = r.config.snn.readout_units
+                np.testing.assert_allclose(rates * units, np.round(rates * units), atol=1e-4)
+            else:
+                assert m["initial_rates"] is None
     for name in RUN_FILES:
         assert (r.run_dir / name).is_file()
     assert np.isfinite(m["rate_cc"])
