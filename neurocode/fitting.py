@@ -208,7 +208,7 @@ PRESETS: dict[str, dict[str, dict]] = {
     },
     "quick": {
         "common": dict(lr=3e-3, input_size=32, batch_images=4, batch_size=64, model_trials=4, eval_trials=64),
-        "nsnn": dict(epochs=16, snn=dict(channels=(8, 16), kernel_sizes=(13, 7), pool=2)),
+        "nsnn": dict(epochs=24, lr=1e-3, snn=dict(channels=(8, 16), kernel_sizes=(13, 7), pool=2)),
         "dsnn": dict(epochs=48, snn=dict(channels=(8, 16), kernel_sizes=(13, 7), pool=2, readout_units=64,
                                          readout="mean")),
         "cnn": dict(epochs=40, cnn=dict(channels=(8, 8), kernel_sizes=(13, 7))),
