@@ -68,9 +68,13 @@ def model_runs(args) -> list[Path]:
         for r in args.run:
             if not (r / "checkpoint.pt").exists() or not (r / "config.json").exists():
                 raise SystemExit(f"error: --run {r}: not a finished run folder (config.json and checkpoint.pt needed)")
-            model = json.loads((r / "config.json").read_text()).get("model")
+            cfg = json.loads((r / "config.json").read_text())
+            model = cfg.get("model")
             if model not in ("nsnn", "dsnn"):
                 raise SystemExit(f"error: --run {r}: a {model} run; the coding analysis needs a spiking model")
+            if (cfg.get("snn") or {}).get("readout") == "mean":
+                raise SystemExit(f"error: --run {r}: its population-mean readout predicts rates, not trials; "
+                                 "the coding analysis needs sampled spike trials")
         return list(args.run)
     run_dir = args.out / "runs" / "nsnn-fold0-seed0"
     if not (run_dir / "metrics.json").exists():

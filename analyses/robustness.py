@@ -133,7 +133,8 @@ def perturbed_scores(config, net, data, betas, trials: int, repeats: int) -> lis
 
 
 def predict_trials(config, net, data, trials: int, seed: int) -> np.ndarray:
-    """K sampled trials per test image, ``[n_test, T, K, cells]``. Both models run K trials
+    """K sampled trials per test image, ``[n_test, T, K, cells]`` float32 (spike counts, or
+    the fraction of a cell's units firing for a population-mean readout). Both models run K trials
     (a DSNN's are identical without perturbation; the spike flips differ between trials)."""
     import torch
 
@@ -145,7 +146,7 @@ def predict_trials(config, net, data, trials: int, seed: int) -> np.ndarray:
         with torch.no_grad():
             for i in data.test_idx:
                 s = net(data.images[int(i) : int(i) + 1], n_trials=trials)  # [T, K, 1, N]
-                out.append(s[:, :, 0].to(torch.uint8))
+                out.append(s[:, :, 0].float())  # counts, or a population readout's fractions
         return torch.stack(out).numpy()
     finally:
         net.generator = previous
