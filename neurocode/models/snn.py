@@ -185,26 +185,29 @@ class RetinaSNN(nn.Module):
         return (out, layers) if return_all else out
 
     def _layers(self, images: Tensor, n_trials: int):
-        """Yield each spiking layer's output ``[T, K*B, ...]`` in order (lazily, so a
-        caller interested in the first layers stops the computation there)."""
-        if n_trials < 1:
-            raise ValueError(f"n_trials must be >= 1, got {n_trials}")
-        T, B = self.config.n_steps, images.shape[0]
-        current = self.layer_currents(images)  # [T, B, c1, s, s]
-        # The K trials share the (deterministic) current; only the noise differs.
-        current = current.unsqueeze(1).expand(T, n_trials, *current.shape[1:]).reshape(T, n_trials * B, *current.shape[2:])
-        s = self.neurons[0](current)
-        yield s
-        x = self.pool(self.conv2(self.pool(s.flatten(0, 1))))  # all steps and trials in one call
-        s = self.neurons[1](x.view(T, n_trials * B, *x.shape[1:]))
-        yield s
-        x = s.flatten(2)
-        for i, fc in enumerate(self.fcs):
-            x = fc(x)
-            if i == len(self.fcs) - 1:
-                x = x + self.out_time_bias[:, None, :]
-            x = self.neurons[2 + i](x)
+        """Yield each spiking layer's output ``[T, K*B, ...]`` in order."""
+        x = images
+        for i, neuron in enumerate(self.neurons):
+            x = neuron(self._current(i, x, n_trials))
             yield x
+
+    def _current(self, i: int, x: Tensor, n_trials: int) -> Tensor:
+        """Input current of spiking layer ``i`` given the images (i = 0) or the spikes of
+        layer ``i - 1``; time-major ``[T, K*B, ...]``. Each layer's bias enters additively."""
+        T = self.config.n_steps
+        if i == 0:
+            current = self.layer_currents(x)  # [T, B, c1, s, s]
+            if n_trials < 1:
+                raise ValueError(f"n_trials must be >= 1, got {n_trials}")
+            # The K trials share the (deterministic) current; only the noise differs.
+            return current.unsqueeze(1).expand(T, n_trials, *current.shape[1:]).reshape(T, -1, *current.shape[2:])
+        if i == 1:
+            y = self.pool(self.conv2(self.pool(x.flatten(0, 1))))  # all steps and trials in one call
+            return y.view(T, -1, *y.shape[1:])
+        y = self.fcs[i - 2](x.flatten(2))
+        if i == len(self.neurons) - 1:
+            y = y + self.out_time_bias[:, None, :]
+        return y
 
     @torch.no_grad()
     def firing_rates(self, images: Tensor, n_trials: int = 1) -> list[float]:
@@ -215,16 +218,16 @@ class RetinaSNN(nn.Module):
 
 @torch.no_grad()
 def calibrate_rates(model: RetinaSNN, images: Tensor, hidden_rate: float = 0.1,
-                    output_rate: float | Tensor = 0.07, n_trials: int = 2, iterations: int = 12) -> list[float]:
+                    output_rate: float | Tensor = 0.07, n_trials: int = 2, iterations: int = 16) -> list[float]:
     """Set each layer's bias so that it fires at a target rate (spikes per neuron per step).
 
-    Layer by layer from the input, the layer's bias (for conv1: the temporal offset) is
-    shifted by bisection until its mean firing probability on ``images`` is the target;
-    later layers are calibrated on the already calibrated earlier ones. Weights keep their
-    default initialisation. The output layer's time bias is bisected per (step, cell) when
-    ``output_rate`` is a ``[T, n_cells]`` target such as the recorded mean PSTH of the
-    training images, so the model starts from the stimulus-independent time course and
-    learns the stimulus dependence on top of it.
+    Layer by layer from the input, the layer's input current on ``images`` is computed once
+    and the layer's bias (for conv1: the temporal offset) is shifted by bisection until its
+    mean firing probability is the target; the next layer is calibrated on the calibrated
+    layer's spikes. Weights keep their default initialisation. The output layer's time bias
+    is bisected per (step, unit) when ``output_rate`` is a ``[T, n_cells]`` target such as
+    the recorded mean PSTH of the training images, so that the model starts from the
+    stimulus-independent time course and learns the stimulus dependence on top of it.
 
     Parameters
     ----------
@@ -234,36 +237,48 @@ def calibrate_rates(model: RetinaSNN, images: Tensor, hidden_rate: float = 0.1,
         Target rate of the hidden layers.
     output_rate : float or Tensor [T, n_cells]
         Target rate of the output cells (the recorded mean is ~0.07 per 10-ms bin).
+    n_trials : int
+        Sampled trials per image while calibrating.
 
     Returns
     -------
     list of float
         The achieved mean rate of every spiking layer, conv1 first.
     """
+    cfg = model.config
     biases = [model.offset, model.conv2.bias] + [fc.bias for fc in model.fcs]
-    n = len(biases)
-    for i, b in enumerate(biases):
-        target = hidden_rate if i < n - 1 else output_rate
-        if i == n - 1 and isinstance(target, Tensor):
-            b = model.out_time_bias  # per (t, cell) targets: bisect element-wise
-            target = target.to(b).repeat_interleave(model.config.readout_units, dim=1)
-            if model.config.readout == "sum":
-                target = target / model.config.readout_units
-        base = b.detach().clone()
-        lo = torch.full_like(base, -4.0) if b is model.out_time_bias else torch.tensor(-4.0)
-        hi = torch.full_like(base, 4.0) if b is model.out_time_bias else torch.tensor(4.0)
+    last = len(model.neurons) - 1
+    x, rates = images, []
+    for i, neuron in enumerate(model.neurons):
+        current = model._current(i, x, n_trials)
+        per_unit = i == last and isinstance(output_rate, Tensor)
+        if per_unit:
+            # bisect element-wise on the time bias, [T, n_cells * readout_units]
+            bias = model.out_time_bias
+            target = output_rate.to(current).repeat_interleave(cfg.readout_units, dim=1)
+            if cfg.readout == "sum":
+                target = target / cfg.readout_units
+            lo, hi = torch.full_like(bias, -4.0), torch.full_like(bias, 4.0)
+        else:
+            bias = biases[i]
+            target = torch.tensor(output_rate if i == last else hidden_rate)
+            lo, hi = torch.tensor(-4.0), torch.tensor(4.0)
+
+        def shifted(shift):
+            if per_unit:
+                return current + shift[:, None, :]
+            return current + shift
+
         for _ in range(iterations):
             mid = 0.5 * (lo + hi)
-            b.copy_(base + mid)
-            for j, spikes in enumerate(model._layers(images, n_trials)):
-                if j == i:
-                    break
-            if b is model.out_time_bias:
-                rate = spikes.mean(1)  # [T, n_cells * readout_units]
-            else:
-                rate = spikes.mean()
+            spikes = neuron(shifted(mid))
+            rate = spikes.mean(1) if per_unit else spikes.mean()
             below = rate < target
-            lo = torch.where(below, mid, lo)
-            hi = torch.where(below, hi, mid)
-        b.copy_(base + 0.5 * (lo + hi))
-    return model.firing_rates(images, n_trials)
+            lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
+        shift = 0.5 * (lo + hi)
+        # every bias enters the current additively (conv1's offset[t, c] directly, conv2's
+        # unchanged through the average pooling), so shifting it shifts the current
+        bias += shift
+        x = neuron(shifted(shift))
+        rates.append(float(x.mean()))
+    return rates
