@@ -48,6 +48,7 @@ def _child(model: str, variant: str, steps: int, threads: int, profile: bool) ->
     from neurocode.models import RetinaSNN, calibrate_rates
 
     torch.set_num_threads(threads)
+    torch.set_flush_denormal(True)  # as neurocode.fitting.train does
     torch.manual_seed(0)
     overrides = {"model_trials": 30, "loss": "paired"} if variant == "baseline" else {}
     config = make_config(model, "paper", threads=threads, **overrides)

@@ -436,6 +436,11 @@ def train(
 
     if config.threads:
         torch.set_num_threads(int(config.threads))
+    # Noise densities far in their tails (e.g. the Gaussian pdf ~13 sigma from threshold) are
+    # subnormal floats; once they reach the gradients, CPU convolutions slow down ~10x (a
+    # trained paper-preset NSNN step: 28 s instead of 2.3 s). Flushing them to zero changes
+    # no value above 1e-38.
+    torch.set_flush_denormal(True)
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     gens = {
