@@ -92,7 +92,6 @@ def model_runs(args) -> list[Path]:
 
 def model_counts(run_dir: Path, trials: int) -> tuple[str, np.ndarray]:
     """(model name, output-layer spike counts ``[60 images, K, cells]``) of a run's model."""
-    import torch
 
     from neurocode.fitting import FitConfig, build_model, load_checkpoint, predict, prepare_data
 

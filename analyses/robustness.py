@@ -94,7 +94,6 @@ def find_runs(args) -> list[Path]:
 
 def load_run(run_dir: Path):
     """(config, model with the checkpoint's weights, prepared data) of a run folder."""
-    import torch
 
     from neurocode.fitting import FitConfig, build_model, load_checkpoint, prepare_data
 

@@ -10,7 +10,7 @@ per row (trial or cell).
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import matplotlib
 import numpy as np

@@ -73,31 +73,9 @@ def test_model_coding_analysis_noisy_and_deterministic():
     assert res_s.cosine.shape == (30,)
 
 
-def _recorded_counts():
-    try:
-        from neurocode.data import load_recording
-
-        return load_recording().binned(bin_size=0.01)  # [60, 30, 30, 49]
-    except Exception:
-        import os
-
-        import scipy.io
-
-        path = "/work/shared/data/onken2016/NeuralData/Spikes/NaturalImages2.mat"
-        if not os.path.exists(path):
-            pytest.skip("recording not available")
-        sp = scipy.io.loadmat(path)["Spikes"]
-        out = np.zeros((60, 1, 30, 49), int)
-        for s in range(60):
-            for c in range(49):
-                for k in range(30):
-                    out[s, 0, k, c] = np.asarray(sp[s, 0][c, k]).size
-        return out
-
-
 @pytest.fixture(scope="module")
-def recorded():
-    return _recorded_counts()
+def recorded(natural_recording):
+    return natural_recording.binned(bin_size=0.01)  # [60, 30, 30, 49]
 
 
 def test_recorded_coding_analysis(recorded):
@@ -126,12 +104,9 @@ def test_variability_reproduction(recorded):
 
 
 def test_variability_reproduction_movie():
-    try:
-        from neurocode.data import load_recording
+    from neurocode.data import load_recording
 
-        movie = load_recording(name="movie1")
-    except Exception:
-        pytest.skip("movie recording / neurocode.data not available")
+    movie = load_recording(name="movie1")
     counts = movie.binned(bin_size=1.0)[0]  # [n_windows=18, trials, cells]
     rng = np.random.default_rng(4)
     model = rng.poisson(np.broadcast_to(counts.mean(axis=1, keepdims=True), counts.shape))

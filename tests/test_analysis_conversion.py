@@ -87,38 +87,4 @@ def test_bin_spike_times_equals_elephant_real(recording_subset):
 
 
 # --------------------------------------------------------------------------- real data
-_MAT = "/work/shared/data/onken2016/NeuralData/Spikes/NaturalImages2.mat"
 
-
-def _load_spike_times(n_stimuli):
-    """Natural-image spike times ``[stim][trial][cell]`` in seconds (window 0-0.3 s)."""
-    try:
-        from neurocode.data import load_recording
-
-        rec = load_recording()
-        st = rec.spike_times  # [stim][cell][trial]
-        return [[[np.asarray(st[s][c][k], float) for c in range(len(st[s]))]
-                 for k in range(len(st[s][0]))] for s in range(n_stimuli)]
-    except Exception:  # data module not available: read the raw file
-        import os
-
-        import scipy.io
-
-        if not os.path.exists(_MAT):
-            pytest.skip("recording not available")
-        spikes = scipy.io.loadmat(_MAT)["Spikes"]
-        out = []
-        for s in range(n_stimuli):
-            a = spikes[s, 0]  # (49, 30) object array of ms
-            out.append([[np.asarray(a[c, k], float).ravel() / 1000.0 for c in range(a.shape[0])]
-                        for k in range(a.shape[1])])
-        return out
-
-
-@pytest.fixture(scope="module")
-def recording_subset():
-    """Spike times ``[stim][trial][cell]`` (s) and matching neo SpikeTrains, 4 stimuli."""
-    times = _load_spike_times(4)
-    trains = [[[neo.SpikeTrain(t, units="s", t_start=0.0, t_stop=0.3) for t in row] for row in stim]
-              for stim in times]
-    return times, trains

@@ -1,6 +1,5 @@
 """Canonical HDF5 format: bundled file facts, exact round trip, atomic writes, rebuild."""
 
-import os
 from pathlib import Path
 
 import h5py

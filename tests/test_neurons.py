@@ -13,7 +13,7 @@ import math
 
 import pytest
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from neurocode.neurons import LIF, NoisyLIF, lif_sequence, lif_step
 from neurocode.noise import ERF, Gaussian, NoiseModel, check_noise_model, Logistic, Rectangular, Sigmoid, Triangular, TriangularSurrogate, Uniform

@@ -18,7 +18,6 @@ Conventions
 
 from __future__ import annotations
 
-from typing import Sequence
 
 import numpy as np
 import quantities as pq

@@ -7,7 +7,6 @@ makes sense, neo objects (lists of :class:`neo.SpikeTrain`, times in seconds).
 from __future__ import annotations
 
 import warnings
-from typing import Sequence
 
 import numpy as np
 import quantities as pq
@@ -16,7 +15,6 @@ import scipy.stats
 import neo
 
 from neurocode.analysis.conversion import (
-    _flatten_trains,
     spike_counts,
     spikes_to_spiketrains,
     to_numpy,

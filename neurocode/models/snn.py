@@ -19,7 +19,7 @@ rate from the first training step (data-driven, on a batch of training images).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
