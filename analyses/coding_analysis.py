@@ -93,14 +93,10 @@ def model_runs(args) -> list[Path]:
 def model_counts(run_dir: Path, trials: int) -> tuple[str, np.ndarray]:
     """(model name, output-layer spike counts ``[60 images, K, cells]``) of a run's model."""
 
-    from neurocode.fitting import FitConfig, build_model, load_checkpoint, predict, prepare_data
+    from neurocode.fitting import predict
+    from neurocode.pipeline import load_run
 
-    d = json.loads((run_dir / "config.json").read_text())
-    config = FitConfig.from_dict({k: v for k, v in d.items() if k not in ("neurocode_version", "torch_version")})
-    config.device = "cpu"
-    data = prepare_data(config)
-    net = build_model(config, data.n_cells)
-    net.load_state_dict(load_checkpoint(run_dir / "checkpoint.pt", config)["model"])
+    config, net, data = load_run(run_dir)
     all_images = np.arange(data.images.shape[0])
     spikes = predict(config, net, data, all_images, n_trials=trials, seed=12345)  # [n, T, K, N]
     return config.model, spikes.sum(axis=1)

@@ -92,22 +92,6 @@ def find_runs(args) -> list[Path]:
     return runs
 
 
-def load_run(run_dir: Path):
-    """(config, model with the checkpoint's weights, prepared data) of a run folder."""
-
-    from neurocode.fitting import FitConfig, build_model, load_checkpoint, prepare_data
-
-    d = json.loads((run_dir / "config.json").read_text())
-    config = FitConfig.from_dict({k: v for k, v in d.items() if k not in ("neurocode_version", "torch_version")})
-    config.device = "cpu"
-    data = prepare_data(config)
-    state = load_checkpoint(run_dir / "checkpoint.pt", config)
-    net = build_model(config, data.n_cells)
-    net.load_state_dict(state["model"])
-    net.eval()
-    return config, net, data
-
-
 def perturbed_scores(config, net, data, betas, trials: int, repeats: int) -> list[float]:
     """Held-out rate CC (mean over cells) of ``net`` under spike flips with each beta."""
     import torch
@@ -162,6 +146,7 @@ def main(argv=None) -> int:
     import torch
 
     from neurocode._io import atomic_path, write_json, write_text
+    from neurocode.pipeline import load_run
 
     if args.threads:
         torch.set_num_threads(args.threads)

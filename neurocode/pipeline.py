@@ -58,7 +58,7 @@ import numpy as np
 from neurocode._io import atomic_path, write_json, write_text
 from neurocode.fitting import predicts_rates
 
-__all__ = ["RunResult", "RunFolderError", "fit", "evaluate", "format_metrics", "default_run_dir"]
+__all__ = ["RunResult", "RunFolderError", "fit", "evaluate", "format_metrics", "default_run_dir", "load_run"]
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -254,6 +254,29 @@ def _config_from_dict(path: Path, d: dict):
         return FitConfig.from_dict(d)
     except (TypeError, ValueError) as exc:
         raise RunFolderError(f"{path}: invalid run configuration ({exc})") from None
+
+
+def load_run(run_dir: str | os.PathLike, device: str = "cpu"):
+    """The fitted model of a run folder, ready to predict.
+
+    Returns
+    -------
+    config : FitConfig
+    model : nn.Module
+        With the checkpoint's weights, in eval mode, on ``device``.
+    data : FitData
+        The recording prepared as for the fit (same split and normalisation).
+    """
+    from neurocode.fitting import build_model, load_checkpoint, prepare_data
+
+    run_dir = Path(run_dir)
+    config = _config_from_dict(run_dir / CONFIG_FILE, _read_config(run_dir))
+    config.device = device
+    data = prepare_data(config)
+    state = load_checkpoint(run_dir / CHECKPOINT_FILE, config)
+    model = build_model(config, data.n_cells)
+    model.load_state_dict(state["model"])
+    return config, model.to(device).eval(), data
 
 
 def _check_same_run(run_dir: Path, stored: dict, config) -> None:

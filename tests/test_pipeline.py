@@ -368,3 +368,17 @@ def test_atomic_writes_get_usual_permissions(tmp_path):
     finally:
         os.umask(umask)
     assert p.stat().st_mode & 0o777 == 0o644
+
+
+def test_load_run_restores_the_fitted_model(tiny_run):
+    from neurocode.fitting import predict
+    from neurocode.pipeline import load_run
+
+    config, model, data = load_run(tiny_run.run_dir)
+    assert config.device == "cpu"  # loaded for prediction here, whatever the fit ran on
+    assert {**config.to_dict(), "device": None} == {**tiny_run.config.to_dict(), "device": None}
+    assert not model.training
+    with h5py.File(tiny_run.run_dir / "predictions.h5") as f:
+        saved = f["spikes"][()]
+    # same weights and the same prediction seed: the run's predictions are reproduced exactly
+    np.testing.assert_array_equal(predict(config, model, data, data.test_idx, n_trials=saved.shape[2]), saved)
