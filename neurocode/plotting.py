@@ -25,6 +25,7 @@ __all__ = [
     "plot_cc_bars",
     "plot_ff_scatter",
     "plot_coding_scatter",
+    "plot_receptive_fields",
 ]
 
 
@@ -222,4 +223,71 @@ def plot_coding_scatter(result, path=None, title: str | None = None) -> Figure:
     ax.set_xlabel("mean Fano factor")
     ax.set_ylabel("prediction cosine similarity")
     ax.set_title(title or f"r = {result.r:.3f}, p = {result.p:.2g}")
+    return _save(fig, path)
+
+
+def plot_receptive_fields(rfs, image=None, ax=None, path=None, n_sigma: float = 1.0,
+                          label_cells: bool = False) -> Figure:
+    """Receptive-field ellipses over an image.
+
+    Parameters
+    ----------
+    rfs : neurocode.data.ReceptiveFields
+        Centres and covariances in image px. If ``image`` has another shape, the RFs are
+        drawn :meth:`~neurocode.data.ReceptiveFields.scaled` to it.
+    image : array ``[H, W]``, optional
+        Greyscale background, drawn with ``extent=(0, W, H, 0)`` so that pixel ``(i, j)``
+        covers ``[j, j+1) x [i, i+1)`` as in the RF coordinates.
+    ax : matplotlib Axes, optional
+        Draw into this axes (its figure is returned); default a new Figure.
+    n_sigma : float
+        Draw the ``n_sigma`` contour (1: the 1-σ ellipse).
+    label_cells : bool
+        Write the cell index at each centre.
+
+    Returns
+    -------
+    Figure with one :class:`~matplotlib.patches.Ellipse` per cell on the axes; ON cells red,
+    OFF cells blue, unknown polarity orange.
+    """
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Ellipse
+
+    if image is not None:
+        image = np.asarray(to_numpy(image), float)
+        if image.ndim != 2:
+            raise ValueError(f"image must be [H, W], got shape {image.shape}")
+        if tuple(image.shape) != tuple(rfs.image_shape):
+            rfs = rfs.scaled(image.shape)
+    h, w = rfs.image_shape
+    if ax is None:
+        fig = Figure(figsize=(4.5, 4.5 * h / w + 0.4), layout="constrained")
+        ax = fig.subplots()
+    else:
+        fig = ax.figure
+    if image is not None:
+        ax.imshow(image, cmap="gray", extent=(0, w, h, 0), interpolation="nearest")
+    colours = {1.0: "tab:red", -1.0: "tab:blue", None: "tab:orange"}
+    evals, evecs = np.linalg.eigh(rfs.covariances)  # ascending: minor, major
+    for c in range(rfs.n_cells):
+        major = evecs[c, :, 1]
+        angle = float(np.degrees(np.arctan2(major[1], major[0])))
+        col = colours[None if rfs.polarity is None else float(rfs.polarity[c])]
+        ax.add_patch(Ellipse(tuple(rfs.centres[c]), width=2 * n_sigma * np.sqrt(evals[c, 1]),
+                             height=2 * n_sigma * np.sqrt(evals[c, 0]), angle=angle, fill=False,
+                             edgecolor=col, linewidth=1.0))
+        if label_cells:
+            ax.text(rfs.centres[c, 0], rfs.centres[c, 1], str(c), color=col, fontsize=6,
+                    ha="center", va="center")
+    ax.set_xlim(0, w)
+    ax.set_ylim(h, 0)
+    ax.set_aspect("equal")
+    ax.set_xlabel("x (px)")
+    ax.set_ylabel("y (px)")
+    if rfs.polarity is not None:
+        n_on = int((rfs.polarity > 0).sum())
+        handles = [Line2D([], [], color=colours[1.0], label=f"ON ({n_on})"),
+                   Line2D([], [], color=colours[-1.0], label=f"OFF ({rfs.n_cells - n_on})")]
+        ax.legend(handles=handles, loc="upper right", fontsize=7, framealpha=0.7)
+    ax.set_title(f"{rfs.source} RFs ({n_sigma:g}-σ)", fontsize=9)
     return _save(fig, path)
