@@ -68,7 +68,7 @@ def _child(model: str, variant: str, steps: int, threads: int, profile: bool) ->
         with torch.no_grad():
             calibrate_rates(m, data.images[torch.as_tensor(data.train_idx[:4])], iterations=6, n_trials=1)
     opt = torch.optim.Adam(m.parameters(), lr=config.lr)
-    n_items = len(data.train_idx) * (data.counts.shape[2] if model == "cnn" else 1)
+    n_items = len(data.fit_idx) * (data.counts.shape[2] if model == "cnn" else 1)
     batch = config.batch_size if model == "cnn" else config.batch_images
     order = torch.randperm(n_items, generator=torch.Generator().manual_seed(1))
 

@@ -41,9 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Fit a retina model to the recording's training images, predict the held-out "
                                    "images and write config, checkpoint, predictions, metrics and figures to a "
                                    "run folder.")
-    f.add_argument("--model", choices=("nsnn", "dsnn", "cnn"), default="nsnn",
-                   help="noisy SNN (noise-driven learning), deterministic SNN (surrogate gradient) or CNN "
-                        "baseline (default: nsnn)")
+    f.add_argument("--model", choices=("nsnn", "dsnn", "cnn", "ln"), default="nsnn",
+                   help="noisy SNN (noise-driven learning), deterministic SNN (surrogate gradient), CNN "
+                        "baseline or the LN reference (default: nsnn)")
     f.add_argument("--data", metavar="PATH", default=None,
                    help="prepared HDF5 recording (default: the bundled retina-2 recording)")
     f.add_argument("--preset", choices=("quick", "paper"), default="quick",

@@ -6,12 +6,14 @@
     checkpoint.pt        model, optimiser, scheduler and RNG states after the last epoch
     history.json         the training curve (record 0: initial per-layer firing rates of
                          spiking models)
-    predictions.h5       model responses to the test images: ``spikes`` uint8
-                         [n_test, T, K, n_cells] (spiking models) or ``rates`` float32
-                         [n_test, T, n_cells] (CNN, expected spikes per bin), ``test_stimuli``
+    predictions.h5       model responses to the test images: ``rates`` float32
+                         [n_test, T, n_cells] (expected spikes per bin), plus ``spikes``
+                         uint8 [n_test, T, K, n_cells] for spiking models, ``test_stimuli``
+    receptive_fields.json  the cells' RFs used by RF-aware models and how they were
+                         obtained (stored contours, or estimated from training images)
     metrics.json         held-out scores (means over cells and ``per_cell`` arrays)
     per_cell_scores.csv  the per-cell scores as a table
-    training_curve.png   loss per epoch
+    training_curve.png   training loss and validation rate CC per epoch
     cell_raster.png      raster + PSTH of a representative cell, recorded vs model
 
 :func:`evaluate` recomputes ``metrics.json``, the table and the figures from a run folder;
@@ -23,9 +25,10 @@ a run folder that already holds a run is never overwritten unless the run is res
 Scores (held-out images of the fold, 10-ms bins)
 ------------------------------------------------
 ``rate_cc``
-    Per cell, Pearson r between the recorded trial-averaged PSTH and the model's (mean over
-    the K sampled trials of a spiking model; the predicted rate of the CNN), the test
-    images' PSTHs concatenated in time.
+    Per cell, Pearson r between the recorded trial-averaged PSTH and the model's (the
+    ``rates`` of :func:`neurocode.fitting.predict`: for an RF-architecture NSNN the mean over
+    K sampled trials of each trial's firing probability, for other spiking models the spike
+    average, for rate models the predicted rate), the test images' PSTHs concatenated in time.
 ``count_cc``
     Per cell, Pearson r across test images of the trial-averaged spike count in the window.
 ``baseline_rate_cc``
@@ -34,6 +37,11 @@ Scores (held-out images of the fold, 10-ms bins)
 ``ceiling_rate_cc``
     Split-half reliability of the recording on the same images: Pearson r between the PSTHs
     of even and odd trials (the ceiling; no Spearman-Brown correction).
+``ln_rate_cc``, ``ln_count_cc``
+    The same scores of the LN reference model (:class:`~neurocode.models.RetinaLN`) fitted
+    on the same training images, so every run reports where the field's first model is.
+``val_rate_cc``, ``best_epoch``
+    The validation score of the kept weights and their epoch (the LN: its chosen ridge).
 ``fano_corr``
     Pearson r across cells between the recorded and the model's Fano factor of whole-window
     spike counts (per test image across trials: 30 recorded, K model; averaged over the
@@ -44,6 +52,7 @@ Scores (held-out images of the fold, 10-ms bins)
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -68,6 +77,7 @@ METRICS_FILE = "metrics.json"
 SCORES_FILE = "per_cell_scores.csv"
 CURVE_FIGURE = "training_curve.png"
 RASTER_FIGURE = "cell_raster.png"
+RF_FILE = "receptive_fields.json"
 PREDICTIONS_FORMAT = "neurocode-predictions"
 
 #: Config fields that may differ when a run is resumed (the epoch count may be extended).
@@ -218,19 +228,49 @@ def fit(model: str = "nsnn", data: str | os.PathLike | None = None, preset: str 
     cfg["neurocode_version"] = __version__
     cfg["torch_version"] = torch.__version__
     write_json(run_dir / CONFIG_FILE, cfg)
+    if fit_data.rfs is not None:
+        write_json(run_dir / RF_FILE, fit_data.rfs.to_dict())
     net, history = train(config, fit_data, checkpoint=ckpt, resume=resume, progress=progress,
                          on_epoch=on_epoch)
     write_json(run_dir / HISTORY_FILE, history)
 
-    # 5. predict the held-out images
-    preds = predict(config, net, fit_data, fit_data.test_idx)
-    _write_predictions(run_dir / PREDICTIONS_FILE, config, preds, fit_data.test_idx)
+    # 5. predict the held-out images (the first and only time the test images are read)
+    preds, rates = predict(config, net, fit_data, fit_data.test_idx, return_rates=True)
+    _write_predictions(run_dir / PREDICTIONS_FILE, config, preds, rates, fit_data.test_idx)
 
-    # 6. score
+    # 6. score, next to the LN reference on the same split
     from neurocode.models import parameter_count
 
-    metrics = _evaluate(run_dir, config, fit_data, preds, fit_data.test_idx, history, parameter_count(net))
+    ln = ln_reference(config, fit_data) if config.model != "ln" else None
+    metrics = _evaluate(run_dir, config, fit_data, preds, rates, fit_data.test_idx, history, parameter_count(net),
+                        ln=ln)
     return RunResult(run_dir=run_dir, config=config, metrics=metrics, history=history)
+
+
+def ln_reference(config, data) -> dict:
+    """Fit the LN model on the same split and score it on the test images.
+
+    Returns ``{"rate_cc", "count_cc", "ridge"}``; the RFs are those of ``data`` (or
+    estimated from its training images, for the paper architecture's models).
+    """
+    import torch
+
+    from neurocode.data.receptive_fields import receptive_fields_for
+    from neurocode.fitting import make_config, predict, train
+
+    ln_config = make_config("ln", "quick", data=config.data, recording=config.recording, fold=config.fold,
+                            n_folds=config.n_folds, seed=config.seed, input_size=config.input_size,
+                            bin_size=config.bin_size, val_fraction=config.val_fraction, device="cpu")
+    if data.rfs is None:
+        data = dataclasses.replace(data, rfs=receptive_fields_for(data.recording, data.train_idx,
+                                                                  bin_size=data.bin_size))
+    with torch.random.fork_rng(devices=[]):
+        model, history = train(ln_config, data, progress=False)
+    rates = predict(ln_config, model, data, data.test_idx)
+    counts = data.counts.numpy()
+    m = compute_metrics(counts[data.test_idx], rates, counts[data.train_idx], spiking=False,
+                        bin_size=config.bin_size)
+    return {"rate_cc": m["rate_cc"], "count_cc": m["count_cc"], "ridge": history[-1]["chosen_ridge"]}
 
 
 def _read_config(run_dir: Path) -> dict:
@@ -274,7 +314,7 @@ def load_run(run_dir: str | os.PathLike, device: str = "cpu"):
     config.device = device
     data = prepare_data(config)
     state = load_checkpoint(run_dir / CHECKPOINT_FILE, config)
-    model = build_model(config, data.n_cells)
+    model = build_model(config, data.n_cells, rfs=data.rfs)
     model.load_state_dict(state["model"])
     return config, model.to(device).eval(), data
 
@@ -296,7 +336,7 @@ def _check_same_run(run_dir: Path, stored: dict, config) -> None:
         )
 
 
-def _write_predictions(path: Path, config, preds: np.ndarray, test_idx: np.ndarray) -> None:
+def _write_predictions(path: Path, config, preds: np.ndarray, rates: np.ndarray, test_idx: np.ndarray) -> None:
     import h5py
 
     spiking = not predicts_rates(config)
@@ -311,14 +351,14 @@ def _write_predictions(path: Path, config, preds: np.ndarray, test_idx: np.ndarr
             if spiking:
                 ds = f.create_dataset("spikes", data=preds.astype(np.uint8), compression="gzip", compression_opts=4)
                 ds.attrs["dims"] = "test image, time bin, model trial, cell"
-            else:
-                ds = f.create_dataset("rates", data=preds.astype(np.float32), compression="gzip", compression_opts=4)
-                ds.attrs["dims"] = "test image, time bin, cell"
-                ds.attrs["unit"] = "expected spikes per bin"
+            ds = f.create_dataset("rates", data=rates.astype(np.float32), compression="gzip", compression_opts=4)
+            ds.attrs["dims"] = "test image, time bin, cell"
+            ds.attrs["unit"] = "expected spikes per bin"
             f.create_dataset("test_stimuli", data=np.asarray(test_idx, dtype=np.int64))
 
 
-def _read_predictions(path: Path, config) -> tuple[np.ndarray, np.ndarray]:
+def _read_predictions(path: Path, config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(preds, rates, test_stimuli)``: spikes (spiking models) or rates, the rates, the test images."""
     import h5py
 
     if not path.exists():
@@ -340,6 +380,8 @@ def _read_predictions(path: Path, config) -> tuple[np.ndarray, np.ndarray]:
             if key not in f:
                 raise RunFolderError(f"{path}: dataset '{key}' missing")
             preds = f[key][()]
+            # files of neurocode 0.1 held no rates for spiking models: the spike average is theirs
+            rates = f["rates"][()] if "rates" in f else preds.mean(2).astype(np.float32)
             test = f["test_stimuli"][()] if "test_stimuli" in f else None
     except RunFolderError:
         raise
@@ -351,9 +393,13 @@ def _read_predictions(path: Path, config) -> tuple[np.ndarray, np.ndarray]:
     if preds.ndim != want_ndim or preds.shape[0] != len(test) or preds.shape[1] != config.n_steps:
         raise RunFolderError(f"{path}: dataset '{key}' has shape {preds.shape}, expected "
                              f"[{len(test)}, {config.n_steps}{', K' if want_ndim == 4 else ''}, n_cells]")
-    if not np.all(np.isfinite(preds)):
-        raise RunFolderError(f"{path}: dataset '{key}' contains NaN or infinite values")
-    return preds, np.asarray(test, dtype=np.int64)
+    if rates.shape != (preds.shape[0], preds.shape[1], preds.shape[-1]):
+        raise RunFolderError(f"{path}: dataset 'rates' has shape {rates.shape}, expected "
+                             f"[{preds.shape[0]}, {preds.shape[1]}, {preds.shape[-1]}]")
+    for name, arr in ((key, preds), ("rates", rates)):
+        if not np.all(np.isfinite(arr)):
+            raise RunFolderError(f"{path}: dataset '{name}' contains NaN or infinite values")
+    return preds, rates, np.asarray(test, dtype=np.int64)
 
 
 # --------------------------------------------------------------------------- evaluate
@@ -385,7 +431,7 @@ def evaluate(run_dir: str | os.PathLike, recording=None) -> dict:
     if not run_dir.is_dir():
         raise FileNotFoundError(f"{run_dir}: no such run folder")
     config = _config_from_dict(run_dir / CONFIG_FILE, _read_config(run_dir))
-    preds, test = _read_predictions(run_dir / PREDICTIONS_FILE, config)
+    preds, rates, test = _read_predictions(run_dir / PREDICTIONS_FILE, config)
     data = prepare_data(config, recording)
     if not np.array_equal(test, data.test_idx):
         raise RunFolderError(
@@ -398,8 +444,9 @@ def evaluate(run_dir: str | os.PathLike, recording=None) -> dict:
     import torch
 
     with torch.random.fork_rng(devices=[]):
-        n_params = parameter_count(build_model(config, data.n_cells))
-    return _evaluate(run_dir, config, data, preds, test, history, n_params)
+        n_params = parameter_count(build_model(config, data.n_cells, rfs=data.rfs))
+    ln = ln_reference(config, data) if config.model != "ln" else None  # closed form: the fit's own values
+    return _evaluate(run_dir, config, data, preds, rates, test, history, n_params, ln=ln)
 
 
 def _read_history(run_dir: Path) -> list:
@@ -416,7 +463,7 @@ def _read_history(run_dir: Path) -> list:
 
 
 def compute_metrics(recorded: np.ndarray, model: np.ndarray, train_recorded: np.ndarray, spiking: bool,
-                    bin_size: float = 0.01) -> dict:
+                    bin_size: float = 0.01, model_rates: np.ndarray | None = None) -> dict:
     """The held-out scores from arrays (no files).
 
     Parameters
@@ -430,6 +477,9 @@ def compute_metrics(recorded: np.ndarray, model: np.ndarray, train_recorded: np.
     spiking : bool
     bin_size : float
         Bin width (s); rates are reported in Hz.
+    model_rates : ``[n_test, T, cells]``, optional
+        The model's PSTH in expected spikes per bin, used for ``rate_cc`` and ``count_cc``
+        instead of the spike average (e.g. the Rao-Blackwellised rates of an NSNN).
 
     Returns
     -------
@@ -448,7 +498,11 @@ def compute_metrics(recorded: np.ndarray, model: np.ndarray, train_recorded: np.
     mod = np.asarray(model, dtype=float)
     n, T, _, N = rec.shape
     rec_psth = psth(rec, bin_size)  # [n, T, N] Hz
-    mod_psth = psth(mod, bin_size) if spiking else mod / bin_size
+    if model_rates is not None:
+        mod_rates = np.asarray(model_rates, dtype=float)
+    else:
+        mod_rates = mod.mean(axis=2) if spiking else mod
+    mod_psth = mod_rates / bin_size
     base = psth(np.asarray(train_recorded, dtype=float), bin_size).mean(axis=0)  # [T, N]
     base_psth = np.broadcast_to(base, (n, T, N))
 
@@ -457,7 +511,7 @@ def compute_metrics(recorded: np.ndarray, model: np.ndarray, train_recorded: np.
     ceiling = split_half_reliability(rec)
     rec_counts = rec.sum(axis=1)  # [n, trials, N]
     mod_counts = mod.sum(axis=1)  # [n, K, N] or [n, N]
-    count_cc = count_cc_per_cell(rec_counts.mean(axis=1), mod_counts.mean(axis=1) if spiking else mod_counts)
+    count_cc = count_cc_per_cell(rec_counts.mean(axis=1), mod_rates.sum(axis=1))
     ff_rec = per_cell_fano(rec_counts)
     if spiking and mod.shape[2] >= 2:
         ff_mod = per_cell_fano(mod_counts)
@@ -492,13 +546,13 @@ def _nansem(x) -> float | None:
     return float(x.std(ddof=1) / np.sqrt(x.size)) if x.size >= 2 else None
 
 
-def _evaluate(run_dir: Path, config, data, preds: np.ndarray, test: np.ndarray, history: list,
-              n_params: int) -> dict:
+def _evaluate(run_dir: Path, config, data, preds: np.ndarray, rates: np.ndarray, test: np.ndarray, history: list,
+              n_params: int, ln: dict | None = None) -> dict:
     from neurocode import __version__
 
     counts = data.counts.numpy()
     spiking = not predicts_rates(config)
-    m = compute_metrics(counts[test], preds, counts[data.train_idx], spiking, config.bin_size)
+    m = compute_metrics(counts[test], preds, counts[data.train_idx], spiking, config.bin_size, model_rates=rates)
     per_cell = m.pop("per_cell")
     metrics: dict[str, Any] = {
         "model": config.model,
@@ -509,14 +563,29 @@ def _evaluate(run_dir: Path, config, data, preds: np.ndarray, test: np.ndarray, 
         "data": config.data,
         "n_test_images": int(len(test)),
         "n_train_images": int(len(data.train_idx)),
+        "n_validation_images": int(len(data.val_idx)),
+        "validation_stimuli": [int(i) for i in data.val_idx],
         "test_stimuli": [int(i) for i in test],
         "n_cells": int(counts.shape[-1]),
         "model_trials": int(preds.shape[2]) if spiking else None,
         "parameter_count": int(n_params),
         "epochs": int(config.epochs),
+        "architecture": config.architecture,
+        "rf_source": None if data.rfs is None else data.rfs.source,
+        "rf_method": None if data.rfs is None else data.rfs.method,
         "bin_size": float(config.bin_size),
     }
     metrics.update(m)
+    summary = [h for h in history if "best_epoch" in h or "chosen_ridge" in h]
+    metrics["val_rate_cc"] = float(summary[-1]["val_rate_cc"]) if summary else None
+    metrics["best_epoch"] = int(summary[-1]["best_epoch"]) if summary and "best_epoch" in summary[-1] else None
+    if summary and "chosen_ridge" in summary[-1]:
+        metrics["ln_ridge"] = float(summary[-1]["chosen_ridge"])
+    if ln is not None:
+        metrics["ln_rate_cc"], metrics["ln_count_cc"] = ln["rate_cc"], ln["count_cc"]
+        metrics["ln_ridge"] = ln.get("ridge")
+    elif config.model == "ln":
+        metrics["ln_rate_cc"], metrics["ln_count_cc"] = m["rate_cc"], m["count_cc"]
     if not spiking:
         # a rate model (CNN, population-mean readout): its mean rate is reported, it has no spikes
         metrics["model_ff"] = None
@@ -530,7 +599,9 @@ def _evaluate(run_dir: Path, config, data, preds: np.ndarray, test: np.ndarray, 
     _write_scores(run_dir / SCORES_FILE, per_cell)
     if train_records:
         _plot_training_curve(run_dir / CURVE_FIGURE, history, config)
-    _plot_representative_cell(run_dir / RASTER_FIGURE, config, counts[test], preds, per_cell["rate_cc"])
+    elif (run_dir / CURVE_FIGURE).exists():
+        (run_dir / CURVE_FIGURE).unlink()
+    _plot_representative_cell(run_dir / RASTER_FIGURE, config, counts[test], preds, rates, per_cell["rate_cc"])
     # what the caller gets back is what a reader of metrics.json gets (None for NaN, lists)
     return json.loads((run_dir / METRICS_FILE).read_text())
 
@@ -555,16 +626,24 @@ def _plot_training_curve(path: Path, history: list, config) -> None:
     from matplotlib.figure import Figure
 
     rec = [h for h in history if "loss" in h]
-    fig = Figure(figsize=(4.5, 3.2), layout="constrained")
+    val = [h for h in rec if "val_rate_cc" in h]
+    best = [h for h in history if "best_epoch" in h]
+    fig = Figure(figsize=(5.0, 3.2), layout="constrained")
     ax = fig.subplots()
-    ax.plot([h["epoch"] for h in rec], [h["loss"] for h in rec], marker="o", ms=3)
+    ax.plot([h["epoch"] for h in rec], [h["loss"] for h in rec], marker="o", ms=3, color="C0")
     ax.set_xlabel("epoch")
-    ax.set_ylabel(f"training loss ({config.loss})")
+    ax.set_ylabel(f"training loss ({config.loss})", color="C0")
+    if val:
+        ax2 = ax.twinx()
+        ax2.plot([h["epoch"] for h in val], [h["val_rate_cc"] for h in val], marker="s", ms=3, color="C1")
+        ax2.set_ylabel("validation rate CC", color="C1")
+        if best:
+            ax2.axvline(best[-1]["best_epoch"], color="C1", ls=":", lw=1)
     ax.set_title(f"{config.model.upper()} ({config.preset}), fold {config.fold}, seed {config.seed}")
     _save_figure(fig, path)
 
 
-def _plot_representative_cell(path: Path, config, recorded: np.ndarray, preds: np.ndarray,
+def _plot_representative_cell(path: Path, config, recorded: np.ndarray, preds: np.ndarray, rates: np.ndarray,
                               rate_cc: np.ndarray) -> None:
     from neurocode.plotting import plot_cell_rasters
 
@@ -593,7 +672,7 @@ def _plot_representative_cell(path: Path, config, recorded: np.ndarray, preds: n
         n_cols = len(responses)
         psth_axes = axes[n_cols:]
         if predicts_rates(config):
-            rate = preds[..., cell].reshape(n * T) / dt
+            rate = rates[..., cell].reshape(n * T) / dt
             t = (np.arange(n * T) + 0.5) * dt
             psth_axes[0].plot(t, rate, color="C0", label=f"{name} rate")
             psth_axes[0].plot([], [], color="k", label="recorded")
@@ -619,10 +698,10 @@ def format_metrics(metrics: dict) -> str:
         f"{str(metrics.get('model', '?')).upper()} ({metrics.get('preset')} preset), fold {metrics.get('fold')}, "
         f"seed {metrics.get('seed')}: {metrics.get('n_test_images')} held-out images, {metrics.get('n_cells')} cells, "
         f"{metrics.get('parameter_count')} parameters",
-        "  score (mean ± sem over cells)      model              baseline           ceiling",
-        f"  rate CC (PSTH, 10-ms bins)         {pm('rate_cc'):<18} {pm('baseline_rate_cc'):<18} "
-        f"{pm('ceiling_rate_cc')}",
-        f"  count CC (across images)           {pm('count_cc')}",
+        "  score (mean ± sem over cells)      model              LN       baseline           ceiling",
+        f"  rate CC (PSTH, 10-ms bins)         {pm('rate_cc'):<18} {f(metrics.get('ln_rate_cc')):<8} "
+        f"{pm('baseline_rate_cc'):<18} {pm('ceiling_rate_cc')}",
+        f"  count CC (across images)           {pm('count_cc'):<18} {f(metrics.get('ln_count_cc')):<8}",
         f"  Fano factor corr. (across cells)   {f(metrics.get('fano_corr'))}"
         f"   (mean FF: recorded {f(metrics.get('recorded_ff'), '{:.2f}')}, model {f(metrics.get('model_ff'), '{:.2f}')})",
         f"  mean firing rate                   model {f(metrics.get('model_rate_hz'), '{:.2f}')} Hz, "
@@ -631,6 +710,15 @@ def format_metrics(metrics: dict) -> str:
     if metrics.get("initial_rates"):
         rates = ", ".join(f"{r:.3f}" for r in metrics["initial_rates"])
         lines.append(f"  initial firing rates per layer     {rates} (spikes/neuron/step)")
+    if metrics.get("best_epoch") is not None:
+        lines.append(f"  validation rate CC                 {f(metrics.get('val_rate_cc'))} (best epoch "
+                     f"{metrics['best_epoch']} of {metrics.get('epochs')}, {metrics.get('n_validation_images')} "
+                     "validation images)")
+    elif metrics.get("model") == "ln" and metrics.get("ln_ridge") is not None:
+        lines.append(f"  validation rate CC                 {f(metrics.get('val_rate_cc'))} (ridge "
+                     f"{metrics['ln_ridge']:g} chosen on {metrics.get('n_validation_images')} validation images)")
+    if metrics.get("rf_source"):
+        lines.append(f"  receptive fields                   {metrics['rf_source']}")
     if metrics.get("final_loss") is not None:
         lines.append(f"  final training loss                {metrics['final_loss']:.4g} after {metrics.get('epochs')} epochs")
     return "\n".join(lines)

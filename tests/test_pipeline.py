@@ -18,7 +18,7 @@ import neurocode
 from neurocode.fitting import CheckpointError
 from neurocode.pipeline import RunFolderError, compute_metrics, evaluate, fit, format_metrics
 
-TINY = dict(preset="quick", epochs=3, input_size=16, eval_trials=4, model_trials=2, threads=1,
+TINY = dict(preset="quick", architecture="paper", epochs=3, input_size=16, eval_trials=4, model_trials=2, threads=1,
             snn={"channels": (2, 4), "kernel_sizes": (5, 3), "hidden": (8,)},
             cnn={"channels": (2, 4), "kernel_sizes": (5, 3)})
 RUN_FILES = ["config.json", "checkpoint.pt", "history.json", "predictions.h5", "metrics.json",
@@ -65,7 +65,8 @@ def test_fit_writes_every_file_and_metric(tiny_run):
     assert cfg["model"] == "nsnn" and cfg["epochs"] == 3 and "torch_version" in cfg and "neurocode_version" in cfg
     hist = json.loads((d / "history.json").read_text())
     assert hist[0]["epoch"] == 0 and "initial_rates" in hist[0]
-    assert [h["epoch"] for h in hist[1:]] == [1, 2, 3]
+    assert [h["epoch"] for h in hist[1:-1]] == [1, 2, 3]
+    assert hist[-1]["best_epoch"] in (1, 2, 3) and m["best_epoch"] == hist[-1]["best_epoch"]
     with h5py.File(d / "predictions.h5") as f:
         s = f["spikes"]
         assert s.dtype == np.uint8 and s.shape == (12, 30, 4, 49)
@@ -148,6 +149,8 @@ def test_fit_other_models(model, readout, tmp_path):
     kwargs = dict(TINY)
     if readout == "sum":  # the paper's DSNN readout: one deterministic spiking unit per cell
         kwargs["snn"] = {**TINY["snn"], "readout_units": 1, "readout": "sum"}
+    elif readout == "mean":  # a population-mean readout of 8 units per cell
+        kwargs["snn"] = {**TINY["snn"], "readout_units": 8, "readout": "mean"}
     r = fit(model, out=tmp_path / model, progress=False, **kwargs)
     m = r.metrics
     assert m["model"] == model
@@ -254,8 +257,9 @@ def test_evaluate_perfect_predictions_file(tiny_run, tmp_path):
     cfg = FitConfig.from_dict({k: v for k, v in cfg.items() if not k.endswith("_version")})
     data = prepare_data(cfg)
     with h5py.File(d / "predictions.h5", "r+") as f:
-        del f["spikes"]
+        del f["spikes"], f["rates"]
         f["spikes"] = data.counts.numpy()[data.test_idx].astype(np.uint8)
+        f["rates"] = data.counts.numpy()[data.test_idx].mean(2).astype(np.float32)
     m = evaluate(d)
     finite = [v for v in m["per_cell"]["rate_cc"] if v is not None]
     assert np.allclose(finite, 1.0) and m["rate_cc"] == pytest.approx(1.0)
