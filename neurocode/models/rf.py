@@ -37,10 +37,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from neurocode.models._spiking import SpikingLayers
 from neurocode.models.cnn import PSoftplus
 from neurocode.models.readout import RF_FEATURE_NAMES, GaussianReadout, RFFeatures, on_off
-from neurocode.neurons import LIF, NoisyLIF
-from neurocode.noise import ERF, Gaussian
+from neurocode.neurons import NoisyLIF
 
 __all__ = ["RFConfig", "RetinaLN", "RetinaRFSNN", "RetinaRFCNN", "calibrate_rf_snn", "escape_probability"]
 
@@ -228,7 +228,7 @@ class RetinaLN(_RFBase):
         self.feature_weights.copy_(W[:, 1:].permute(2, 0, 1).float())
 
 
-class RetinaRFSNN(_RFBase):
+class RetinaRFSNN(SpikingLayers, _RFBase):
     """Spiking retina model with a spiking core and RF-placed readouts (module docstring).
 
     Parameters
@@ -274,22 +274,6 @@ class RetinaRFSNN(_RFBase):
         if units > 1:
             cell_current = cell_current.repeat_interleave(units, dim=-1)
         return cell_current + self.unit_offsets
-
-    def _neuron(self, generator):
-        cfg = self.config
-        if cfg.noisy:
-            return NoisyLIF(Gaussian(cfg.noise_sigma), tau=cfg.tau, v_th=cfg.v_th, generator=generator)
-        return LIF(ERF(), tau=cfg.tau, v_th=cfg.v_th)
-
-    @property
-    def generator(self) -> torch.Generator | None:
-        return getattr(self.neurons[0], "generator", None)
-
-    @generator.setter
-    def generator(self, generator: torch.Generator | None) -> None:
-        for n in self.neurons:
-            if isinstance(n, NoisyLIF):
-                n.generator = generator
 
     def core_drive(self, images: Tensor) -> Tensor:
         """conv1 of the pooled ON/OFF maps, once per image: ``[B, c1, s, s]``."""

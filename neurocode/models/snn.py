@@ -24,9 +24,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from neurocode.models._spiking import SpikingLayers
 from neurocode.models.utils import conv_output_size
-from neurocode.neurons import LIF, NoisyLIF
-from neurocode.noise import ERF, Gaussian
 
 __all__ = ["SNNConfig", "RetinaSNN", "calibrate_rates"]
 
@@ -104,7 +103,7 @@ class SNNConfig:
         return s1, s2
 
 
-class RetinaSNN(nn.Module):
+class RetinaSNN(SpikingLayers, nn.Module):
     """Spiking retina model mapping a flashed image to spike trains of the recorded cells.
 
     Parameters
@@ -135,22 +134,6 @@ class RetinaSNN(nn.Module):
         self.fcs = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
         self.out_time_bias = nn.Parameter(torch.zeros(T, cfg.n_cells * cfg.readout_units), requires_grad=cfg.time_bias)
         self.neurons = nn.ModuleList(self._neuron(generator) for _ in range(2 + len(self.fcs)))
-
-    def _neuron(self, generator):
-        cfg = self.config
-        if cfg.noisy:
-            return NoisyLIF(Gaussian(cfg.noise_sigma), tau=cfg.tau, v_th=cfg.v_th, generator=generator)
-        return LIF(ERF(), tau=cfg.tau, v_th=cfg.v_th)
-
-    @property
-    def generator(self) -> torch.Generator | None:
-        return getattr(self.neurons[0], "generator", None)
-
-    @generator.setter
-    def generator(self, generator: torch.Generator | None) -> None:
-        for n in self.neurons:
-            if isinstance(n, NoisyLIF):
-                n.generator = generator
 
     def layer_currents(self, images: Tensor) -> Tensor:
         """First layer's current, computed once per image: ``[T, B, c1, s1, s1]``."""
