@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""CNN vs DSNN vs NSNN on the retina recording over folds x seeds (paper Fig. 5B, on our data).
+"""LN vs CNN vs DSNN vs NSNN on the retina recording over folds x seeds (paper Fig. 5B, on our data).
 
 Every (model, fold, seed) is one :func:`neurocode.fit` run in ``OUT/runs/{model}-fold{k}-seed{s}``.
 A run whose ``metrics.json`` exists is not redone; one interrupted mid-fit (checkpoint, no
@@ -8,7 +8,8 @@ where it stopped, and adding folds or seeds only fits the new ones.
 
 Writes into ``OUT`` (default ``results/retina_fit_comparison``):
 
-    runs.csv            one row per fit: rate_cc, count_cc, fano_corr, baseline, ceiling, parameters
+    runs.csv            one row per fit: rate_cc, count_cc, fano_corr, validation rate_cc and best
+                        epoch, baseline, ceiling, parameters
     summary.csv/.json   per model mean and SD over folds x seeds, plus the baseline
                         (stimulus-independent mean PSTH) and ceiling (split-half reliability) rows
     comparison.png      rate CC per model (bars: mean +- SD over runs, dots: runs) with the
@@ -18,8 +19,11 @@ Writes into ``OUT`` (default ``results/retina_fit_comparison``):
 Examples::
 
     python analyses/retina_fit_comparison.py --quick             # CI: 1 fold x 1 seed, 2 epochs
-    python analyses/retina_fit_comparison.py                     # quick preset, 5 folds x 1 seed
+    python analyses/retina_fit_comparison.py                     # quick preset, 5 folds x 3 seeds
     python analyses/retina_fit_comparison.py --full              # paper preset, 5 folds x 3 seeds (GPU advised)
+
+Fits of different seeds can run as separate processes into the same ``--out`` (e.g. one per
+core with ``--threads 1``); a last run without new work only collects the table.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-MODELS = ("cnn", "dsnn", "nsnn")
+MODELS = ("ln", "cnn", "dsnn", "nsnn")
 SCORES = ("rate_cc", "count_cc", "fano_corr")
 
 
@@ -48,7 +52,7 @@ def parse_args(argv=None):
                    help="the full protocol: paper preset, folds 0-4, seeds 0-2 (hours on a CPU; resumable)")
     p.add_argument("--preset", choices=("quick", "paper"), default=None, help="fit preset (default: quick)")
     p.add_argument("--folds", type=int, nargs="+", default=None, help="held-out folds (default: 0 1 2 3 4)")
-    p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default: 0; --full: 0 1 2)")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default: 0 1 2; --quick: 0)")
     p.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS), help="models to compare")
     p.add_argument("--epochs", type=int, default=None, help="override the preset's epoch count")
     p.add_argument("--eval-trials", type=int, default=None, help="override the sampled trials per test image")
@@ -64,7 +68,7 @@ def parse_args(argv=None):
     if a.folds is None:
         a.folds = [0] if a.quick else [0, 1, 2, 3, 4]
     if a.seeds is None:
-        a.seeds = [0, 1, 2] if a.full else [0]
+        a.seeds = [0] if a.quick else [0, 1, 2]
     if a.quick:
         a.epochs = a.epochs or 2
         a.eval_trials = a.eval_trials or 16
@@ -154,8 +158,9 @@ def summarise(runs: list[dict]) -> list[dict]:
 
 
 COLUMNS = ["model", "n_runs"] + [f"{k}_{s}" for k in SCORES for s in ("mean", "sd")] + ["parameter_count"]
-RUN_COLUMNS = ["model", "fold", "seed", "epochs", "rate_cc", "count_cc", "fano_corr", "baseline_rate_cc",
-               "ceiling_rate_cc", "model_ff", "recorded_ff", "parameter_count"]
+RUN_COLUMNS = ["model", "fold", "seed", "epochs", "best_epoch", "val_rate_cc", "rate_cc", "count_cc", "fano_corr",
+               "ln_rate_cc", "ln_count_cc", "baseline_rate_cc", "ceiling_rate_cc", "model_ff", "recorded_ff",
+               "parameter_count"]
 
 
 def _fmt(v) -> str:
@@ -196,7 +201,7 @@ def plot_comparison(rows: list[dict], runs: list[dict], title: str):
     fig = Figure(figsize=(1.3 * len(models) + 2.4, 3.6), layout="constrained")
     ax = fig.subplots()
     x = np.arange(len(models))
-    colors = {"CNN": "C2", "DSNN": "C1", "NSNN": "C0"}
+    colors = {"LN": "C7", "CNN": "C2", "DSNN": "C1", "NSNN": "C0"}
     ax.bar(x, [r["rate_cc_mean"] for r in models], yerr=[r["rate_cc_sd"] for r in models], capsize=4,
            color=[colors.get(r["model"], "0.7") for r in models], edgecolor="k", alpha=0.8)
     for i, r in enumerate(models):
@@ -212,7 +217,7 @@ def plot_comparison(rows: list[dict], runs: list[dict], title: str):
     ax.set_xticks(x, [f"{r['model']}\n{r['parameter_count']:,} par." for r in models])
     ax.set_ylabel("held-out rate CC (Pearson r)")
     ax.set_ylim(min(0.0, ax.get_ylim()[0]), 1.0)
-    ax.legend(frameon=False, fontsize="small", loc="upper left")
+    ax.legend(frameon=False, fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_title(title, fontsize="medium")
     return fig
 
