@@ -90,14 +90,14 @@ def test_retina_fit_comparison_quick(tmp_path):
     rows = _csv(out / "summary.csv")
     assert list(rows[0]) == ["model", "n_runs", "rate_cc_mean", "rate_cc_sd", "count_cc_mean", "count_cc_sd",
                              "fano_corr_mean", "fano_corr_sd", "parameter_count"]
-    assert [r["model"] for r in rows] == ["CNN", "DSNN", "NSNN", "baseline", "ceiling"]
+    assert [r["model"] for r in rows] == ["LN", "CNN", "DSNN", "NSNN", "baseline", "ceiling"]
     for r in rows:
         assert -1 <= float(r["rate_cc_mean"]) <= 1
     assert int(rows[0]["parameter_count"]) > 0
     assert "NSNN" in proc.stdout and "ceiling" in proc.stdout
     # resume: a second call redoes no finished fit
     again = _run("retina_fit_comparison.py", "--out", str(out), cwd=tmp_path)
-    assert again.stdout.count("[skip]") == 3 and "[fit]" not in again.stdout
+    assert again.stdout.count("[skip]") == 4 and "[fit]" not in again.stdout
     assert _csv(out / "summary.csv") == rows
 
 
