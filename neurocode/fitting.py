@@ -199,6 +199,8 @@ class FitConfig:
                              "(the CNN uses 'poisson', LN 'mse', spiking models an MMD or 'paired')")
         if not 0 < float(self.val_fraction) < 1:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
+        if self.probability_loss and not (self.model == "nsnn" and self.architecture == "rf"):
+            raise ValueError("probability_loss applies to the RF-architecture NSNN (model='nsnn', architecture='rf')")
         if self.patience is not None and int(self.patience) < 1:
             raise ValueError(f"patience must be >= 1 or None, got {self.patience!r}")
         self.ln_ridge = tuple(float(v) for v in self.ln_ridge)
@@ -489,7 +491,7 @@ def _train_step(config, model, data, batch, device, noise_gen) -> Tensor:
         rates = model(data.images[img].to(device))  # [T, B, N]
         return poisson_nll(rates, data.counts[img].mean(2).to(device).transpose(0, 1))
     K = 1 if config.model == "dsnn" else config.model_trials
-    if config.probability_loss and isinstance(model, RetinaRFSNN) and config.model == "nsnn":
+    if config.probability_loss:
         _, spikes = model(data.images[img].to(device), n_trials=K, return_probability=True)
     else:
         spikes = model(data.images[img].to(device), n_trials=K)  # [T, K, B, N]
@@ -583,21 +585,17 @@ def _calibrate(config: FitConfig, model: nn.Module, data: FitData, device) -> di
     """Start every model at realistic rates (on training images only)."""
     fit = torch.as_tensor(data.fit_idx)
     psth = data.counts[fit].mean((0, 2)).clamp(max=0.95).to(device)  # [T, N]
-    calib = fit[: min(len(fit), 16)]
     with torch.no_grad():
         if _uses_rf(config):
             model.features.fit_normalization(data.images[fit].to(device))
-            if config.model == "cnn":
-                model.initialise_rates(psth)
-                return None
-            rates = calibrate_rf_snn(model, data.images[calib].to(device), hidden_rate=config.hidden_rate,
-                                     output_rate=psth, n_trials=1 if config.model == "dsnn" else 4)
-            return {"epoch": 0, "initial_rates": rates}
         if config.model == "cnn":
+            if _uses_rf(config):
+                model.initialise_rates(psth)
             return None
-        rates = calibrate_rates(model, data.images[calib].to(device), hidden_rate=config.hidden_rate,
-                                output_rate=psth, n_trials=1 if config.model == "dsnn" else 4)
-        return {"epoch": 0, "initial_rates": rates}
+        calibrate = calibrate_rf_snn if _uses_rf(config) else calibrate_rates
+        rates = calibrate(model, data.images[fit[:16]].to(device), hidden_rate=config.hidden_rate, output_rate=psth,
+                          n_trials=1 if config.model == "dsnn" else 4)
+    return {"epoch": 0, "initial_rates": rates}
 
 
 def train(
@@ -749,18 +747,19 @@ def predict(config: FitConfig, model: nn.Module, data: FitData, stimuli: np.ndar
     device = next(model.parameters()).device
     model.eval()
     images = data.images[torch.as_tensor(np.asarray(stimuli))].to(device)
-    if predicts_rates(config) and config.model in ("cnn", "ln"):
+    if config.model in ("cnn", "ln"):
         rates = model(images).permute(1, 0, 2).cpu().numpy().astype(np.float32)
         return (rates, rates) if return_rates else rates
     K = n_trials or config.eval_trials
     gen = torch.Generator(device=device).manual_seed(config.seed + 10_000 if seed is None else seed)
     previous = model.generator
     model.generator = gen
-    rb = isinstance(model, RetinaRFSNN) and config.model == "nsnn" and config.rf.readout_units == 1
+    # an RF-architecture NSNN reports its firing probabilities: the PSTH without sampling noise
+    rb = _uses_rf(config) and config.model == "nsnn" and config.rf.readout_units == 1
+    k = 1 if config.model == "dsnn" else K
     try:
         spikes, probs = [], []
         for i in range(images.shape[0]):
-            k = 1 if config.model == "dsnn" else K
             if rb:
                 s, p = model(images[i : i + 1], n_trials=k, return_probability=True)  # [T, K, 1, N]
                 probs.append(p[:, :, 0].mean(1).cpu())
@@ -769,10 +768,8 @@ def predict(config: FitConfig, model: nn.Module, data: FitData, stimuli: np.ndar
             spikes.append(s.expand(-1, K, -1, -1)[:, :, 0].cpu())
         out = torch.stack(spikes)  # [n, T, K, N]
         rates = (torch.stack(probs) if rb else out.mean(2)).numpy().astype(np.float32)
-        if predicts_rates(config):  # a population rate code predicts rates
-            preds = out.mean(2).numpy().astype(np.float32)
-        else:
-            preds = out.to(torch.uint8).numpy()
+        # a population rate code (DSNN readout) predicts rates, not spikes
+        preds = rates if predicts_rates(config) else out.to(torch.uint8).numpy()
         return (preds, rates) if return_rates else preds
     finally:
         model.generator = previous

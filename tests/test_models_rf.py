@@ -17,11 +17,8 @@ from neurocode.models import (
     RFConfig,
     RFFeatures,
     calibrate_rf_snn,
-    escape_probability,
     parameter_count,
 )
-from neurocode.neurons import NoisyLIF
-from neurocode.noise import Gaussian
 
 S, N, T = 16, 5, 12
 
@@ -129,21 +126,34 @@ def test_dsnn_unit_offsets_are_the_noise_quantiles():
     assert torch.allclose(model.unit_offsets.view(N, 4).mean(1), torch.zeros(N), atol=1e-6)
 
 
-def test_escape_probability_is_an_unbiased_rate():
+def test_firing_probability_is_an_unbiased_rate():
     """The mean of the per-trial firing probabilities estimates the same PSTH as the spike
     average: over K trials their difference is a mean of K independent zero-mean terms."""
-    gen = torch.Generator().manual_seed(3)
-    neuron = NoisyLIF(Gaussian(0.2), generator=gen)
-    K, U = 4000, 3
-    current = (0.9 + 0.2 * torch.randn(T, 1, U, generator=gen)).expand(T, K, U).contiguous()
-    spikes = neuron(current)
-    p = escape_probability(current, spikes, neuron)
+    torch.manual_seed(0)
+    model = RetinaRFSNN(_config(), _rfs(), generator=torch.Generator().manual_seed(3))
+    images = torch.randn(2, 1, S, S, generator=torch.Generator().manual_seed(1))
+    model.features.fit_normalization(images)
+    with torch.no_grad():
+        model.time_bias.fill_(0.9)  # output near threshold: probabilities well inside (0, 1)
+        K = 4000
+        spikes, p = model(images, n_trials=K, return_probability=True)  # [T, K, B, N]
     assert p.shape == spikes.shape and p.min() >= 0 and p.max() <= 1
-    diff = (spikes - p).mean(1)  # [T, U]
+    assert 0.05 < float(p.mean()) < 0.95
+    diff = (spikes - p).mean(1)  # [T, B, N]
     se = torch.sqrt((p * (1 - p)).mean(1) / K)
-    assert torch.all(diff.abs() <= 4 * se + 1e-6)
-    # where a trial is far below threshold the probability is ~0, above it ~1
-    assert escape_probability(torch.full((2, 1), -5.0), torch.zeros(2, 1), neuron).max() < 1e-6
+    assert torch.all(diff.abs() <= 4.5 * se + 1e-6)
+    with pytest.raises(ValueError, match="return_probability"):
+        RetinaRFSNN(_config(noisy=False, readout_units=4), _rfs())(images, return_probability=True)
+
+
+def test_probability_gradient_is_the_ndl_gradient():
+    """d p / d current at a step without history is the noise density F'(ubar - v_th)."""
+    model = RetinaRFSNN(_config(), _rfs(), generator=torch.Generator().manual_seed(0))
+    neuron = model.neurons[-1]
+    current = torch.linspace(0.5, 1.5, 7).requires_grad_()
+    _, ubar = neuron(current.view(1, 1, 7), return_potential=True)
+    neuron.noise.cdf(ubar - neuron.v_th).sum().backward()
+    assert torch.allclose(current.grad, neuron.noise.pdf(current.detach() - 1.0), atol=1e-6)
 
 
 def test_calibration_reaches_the_target_rates():

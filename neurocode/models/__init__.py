@@ -7,12 +7,12 @@ receptive-field-aware models of :mod:`neurocode.models.rf` (:class:`RetinaRFSNN`
 
 from neurocode.models.cnn import CNNConfig, PSoftplus, RetinaCNN
 from neurocode.models.readout import GaussianReadout, RFFeatures
-from neurocode.models.rf import RetinaLN, RetinaRFCNN, RetinaRFSNN, RFConfig, calibrate_rf_snn, escape_probability
+from neurocode.models.rf import RetinaLN, RetinaRFCNN, RetinaRFSNN, RFConfig, calibrate_rf_snn
 from neurocode.models.snn import RetinaSNN, SNNConfig, calibrate_rates
 from neurocode.models.utils import conv_output_size, parameter_count
 
 __all__ = [
     "CNNConfig", "PSoftplus", "RetinaCNN", "RetinaSNN", "SNNConfig", "calibrate_rates",
-    "RFConfig", "RetinaLN", "RetinaRFSNN", "RetinaRFCNN", "calibrate_rf_snn", "escape_probability",
+    "RFConfig", "RetinaLN", "RetinaRFSNN", "RetinaRFCNN", "calibrate_rf_snn",
     "GaussianReadout", "RFFeatures", "conv_output_size", "parameter_count",
 ]

@@ -40,9 +40,9 @@ from torch import Tensor, nn
 from neurocode.models._spiking import SpikingLayers
 from neurocode.models.cnn import PSoftplus
 from neurocode.models.readout import RF_FEATURE_NAMES, GaussianReadout, RFFeatures, on_off
-from neurocode.neurons import NoisyLIF
+from neurocode.models.utils import bisect_shift
 
-__all__ = ["RFConfig", "RetinaLN", "RetinaRFSNN", "RetinaRFCNN", "calibrate_rf_snn", "escape_probability"]
+__all__ = ["RFConfig", "RetinaLN", "RetinaRFSNN", "RetinaRFCNN", "calibrate_rf_snn"]
 
 N_FEATURES = len(RF_FEATURE_NAMES)
 
@@ -125,35 +125,6 @@ def _rf_arrays(config: RFConfig, rfs) -> tuple[np.ndarray, np.ndarray, np.ndarra
         raise ValueError(f"receptive fields are given for {rfs.n_cells} cells, the model has n_cells={n}")
     core = rfs.scaled((s, s))
     return (rfs.masks((S, S)), rfs.masks((S, S), scale=config.surround_scale), core.centres, core.covariances)
-
-
-def escape_probability(current: Tensor, spikes: Tensor, neuron: NoisyLIF) -> Tensor:
-    """Per-step firing probability of an escape-noise LIF given the spikes it emitted.
-
-    Recomputes the pre-noise potential ``ubar[t] = tau * u[t-1] + I[t]`` with the trial's
-    own resets ``u[t] = ubar[t] (1 - o[t])`` and returns ``F(ubar[t] - v_th)``. Its mean over
-    sampled trials is the same PSTH as the mean of the spikes (the spikes are Bernoulli draws
-    of it), with less variance (Rao-Blackwellisation): the model's rate without sampling
-    noise on top.
-
-    Parameters
-    ----------
-    current, spikes : Tensor [T, B, ...]
-    neuron : NoisyLIF with ``placement="escape"``
-
-    Returns
-    -------
-    Tensor [T, B, ...] in [0, 1]
-    """
-    if getattr(neuron, "placement", None) != "escape":
-        raise ValueError("escape_probability needs a NoisyLIF with placement='escape'")
-    u = torch.zeros_like(current[0])
-    out = []
-    for t in range(current.shape[0]):
-        ubar = neuron.tau * u + current[t]
-        out.append(neuron.noise.cdf(ubar - neuron.v_th))
-        u = ubar * (1 - spikes[t])
-    return torch.stack(out)
 
 
 class _RFBase(nn.Module):
@@ -306,7 +277,10 @@ class RetinaRFSNN(SpikingLayers, _RFBase):
         spikes : Tensor [T, K, B, n_cells]
         layers : list of Tensor [T, K*B, ...], with ``return_all``: every spiking layer's output
         probability : Tensor [T, K, B, n_cells], with ``return_probability`` (NSNN): each
-            trial's per-step firing probability given its own history (:func:`escape_probability`)
+            trial's per-step firing probability given its own history, ``F(ubar - v_th)`` of
+            the output neurons' pre-noise potential. Its mean over trials has the expectation
+            of the spike average, with less variance (Rao-Blackwellisation); its gradient is
+            the NDL gradient of the output layer.
         """
         self.check_images(images)
         if n_trials < 1:
@@ -314,11 +288,16 @@ class RetinaRFSNN(SpikingLayers, _RFBase):
         cfg = self.config
         B = images.shape[0]
         x = self.core_drive(images)
+        if return_probability and (not cfg.noisy or cfg.readout_units > 1):
+            raise ValueError("return_probability applies to a noisy model with one unit per cell")
         layers = []
-        current = None
+        last = len(self.neurons) - 1
         for i, neuron in enumerate(self.neurons):
             current = self.layer_current(i, x, n_trials, images)
-            x = neuron(current)
+            if i == last and return_probability:
+                x, ubar = neuron(current, return_potential=True)
+            else:
+                x = neuron(current)
             layers.append(x)
         units = x.view(cfg.n_steps, n_trials, B, cfg.n_cells, cfg.readout_units)
         out = units.mean(-1) if cfg.readout_units > 1 else units[..., 0]
@@ -326,9 +305,9 @@ class RetinaRFSNN(SpikingLayers, _RFBase):
         if return_all:
             extra += (layers,)
         if return_probability:
-            if not cfg.noisy or cfg.readout_units > 1:
-                raise ValueError("return_probability applies to a noisy model with one unit per cell")
-            prob = escape_probability(current, x, self.neurons[-1])
+            # P(o[t] = 1 | the trial's own history) = F(ubar[t] - v_th) for either noise placement
+            out_neuron = self.neurons[-1]
+            prob = out_neuron.noise.cdf(ubar - out_neuron.v_th)
             extra += (prob.view(cfg.n_steps, n_trials, B, cfg.n_cells),)
         return (out, *extra) if extra else out
 
@@ -359,12 +338,7 @@ def calibrate_rf_snn(model: RetinaRFSNN, images: Tensor, hidden_rate: float = 0.
     rates = []
     for i, (neuron, bias) in enumerate(zip(model.neurons[:2], (model.offset, model.conv2.bias))):
         current = model.layer_current(i, x, n_trials)
-        lo, hi = torch.tensor(-4.0), torch.tensor(4.0)
-        for _ in range(iterations):
-            mid = 0.5 * (lo + hi)
-            below = neuron(current + mid).mean() < hidden_rate
-            lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
-        shift = 0.5 * (lo + hi)
+        shift = bisect_shift(lambda s: neuron(current + s).mean(), hidden_rate, iterations=iterations)
         bias += shift
         x = neuron(current + shift)
         rates.append(float(x.mean()))
@@ -382,12 +356,7 @@ def calibrate_rf_snn(model: RetinaRFSNN, images: Tensor, hidden_rate: float = 0.
         spikes = out_neuron(cur.reshape(cfg.n_steps, n_trials * B, -1))
         return spikes.view(cfg.n_steps, -1, cfg.n_cells, units).mean((1, 3))
 
-    lo, hi = torch.full_like(model.time_bias, -4.0), torch.full_like(model.time_bias, 4.0)
-    for _ in range(iterations):
-        mid = 0.5 * (lo + hi)
-        below = cell_rates(mid) < target
-        lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
-    model.time_bias.copy_(0.5 * (lo + hi))
+    model.time_bias.copy_(bisect_shift(cell_rates, target, like=model.time_bias, iterations=iterations))
     rates.append(float(cell_rates(model.time_bias).mean()))
     return rates
 

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from neurocode.models._spiking import SpikingLayers
-from neurocode.models.utils import conv_output_size
+from neurocode.models.utils import bisect_shift, conv_output_size
 
 __all__ = ["SNNConfig", "RetinaSNN", "calibrate_rates"]
 
@@ -241,24 +241,20 @@ def calibrate_rates(model: RetinaSNN, images: Tensor, hidden_rate: float = 0.1,
             target = output_rate.to(current).repeat_interleave(cfg.readout_units, dim=1)
             if cfg.readout == "sum":
                 target = target / cfg.readout_units
-            lo, hi = torch.full_like(bias, -4.0), torch.full_like(bias, 4.0)
         else:
             bias = biases[i]
             target = torch.tensor(output_rate if i == last else hidden_rate)
-            lo, hi = torch.tensor(-4.0), torch.tensor(4.0)
 
         def shifted(shift):
             if per_unit:
                 return current + shift[:, None, :]
             return current + shift
 
-        for _ in range(iterations):
-            mid = 0.5 * (lo + hi)
-            spikes = neuron(shifted(mid))
-            rate = spikes.mean(1) if per_unit else spikes.mean()
-            below = rate < target
-            lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
-        shift = 0.5 * (lo + hi)
+        def rate_of(shift):
+            spikes = neuron(shifted(shift))
+            return spikes.mean(1) if per_unit else spikes.mean()
+
+        shift = bisect_shift(rate_of, target, like=bias if per_unit else None, iterations=iterations)
         # every bias enters the current additively (conv1's offset[t, c] directly, conv2's
         # unchanged through the average pooling), so shifting it shifts the current
         bias += shift

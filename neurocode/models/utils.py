@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from torch import nn
+from typing import Callable
 
-__all__ = ["parameter_count", "conv_output_size"]
+import torch
+from torch import Tensor, nn
+
+__all__ = ["parameter_count", "conv_output_size", "bisect_shift"]
 
 
 def parameter_count(module: nn.Module) -> int:
@@ -70,3 +73,32 @@ def conv_output_size(size: int, kernel: int, stride: int = 1, pool: int = 1, nam
             "the feature map would vanish"
         )
     return out // pool
+
+
+def bisect_shift(rate_of: Callable[[Tensor], Tensor], target: Tensor | float, like: Tensor | None = None,
+                 iterations: int = 16, bound: float = 4.0) -> Tensor:
+    """The additive current shift at which a layer fires at ``target``, by bisection.
+
+    Parameters
+    ----------
+    rate_of : callable
+        ``rate_of(shift)`` -> firing rate(s) with the shift applied; non-decreasing in it.
+    target : Tensor or float
+        Target rate(s), broadcastable against ``rate_of``'s output.
+    like : Tensor, optional
+        Shape of an element-wise shift (e.g. a ``[T, n_cells]`` time bias); None: one scalar.
+    iterations, bound : int, float
+        Bisection steps on ``[-bound, bound]`` (16 steps: resolution 8 / 2**16).
+
+    Returns
+    -------
+    Tensor
+        The shift, scalar or shaped like ``like``.
+    """
+    lo = torch.full_like(like, -bound) if like is not None else torch.tensor(-bound)
+    hi = torch.full_like(like, bound) if like is not None else torch.tensor(bound)
+    for _ in range(iterations):
+        mid = 0.5 * (lo + hi)
+        below = rate_of(mid) < target
+        lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
+    return 0.5 * (lo + hi)
