@@ -9,11 +9,10 @@ Conventions
   centre ``t_start + (t + 0.5) * dt``; binning back with ``bin_size=dt`` therefore
   recovers the tensor exactly (no edge rounding issues). A count ``n > 1`` becomes
   ``n`` coincident spikes.
-* Binning follows :class:`elephant.conversion.BinnedSpikeTrain` exactly: spikes in
-  ``[t_start, t_stop]`` are binned with ``floor((t - t_start) / bin_size)`` (values
-  within ``tolerance`` of the next edge are moved up) and spikes falling in bin
-  ``n_bins`` (i.e. at ``t_stop``) are discarded. :func:`bin_spike_times` is the
-  vectorised fast path, tested equal to :func:`binned_counts` (elephant).
+* Binning follows :class:`elephant.conversion.BinnedSpikeTrain` exactly, by the package's one
+  rule (:mod:`neurocode.data.binning`): half-open bins, a spike at ``t_stop`` is not counted.
+  :func:`bin_spike_times` is the vectorised fast path, tested equal to :func:`binned_counts`
+  (elephant).
 """
 
 from __future__ import annotations
@@ -24,6 +23,8 @@ import quantities as pq
 
 import neo
 from elephant.conversion import BinnedSpikeTrain
+
+from neurocode.data.binning import bin_index, n_bins
 
 __all__ = [
     "to_numpy",
@@ -162,9 +163,11 @@ def binned_counts(spiketrains, bin_size, t_start=None, t_stop=None, tolerance=1e
     return arr.T.reshape((arr.shape[1],) + shape)
 
 
-def bin_spike_times(spike_times, bin_size: float, t_start: float, t_stop: float,
-                    tolerance: float | None = 1e-8) -> np.ndarray:
+def bin_spike_times(spike_times, bin_size: float, t_start: float, t_stop: float) -> np.ndarray:
     """Vectorised binning of spike-time arrays with elephant's BinnedSpikeTrain semantics.
+
+    The rule is :mod:`neurocode.data.binning` (the package's only one), tested equal to
+    :func:`binned_counts` (elephant).
 
     Parameters
     ----------
@@ -179,29 +182,18 @@ def bin_spike_times(spike_times, bin_size: float, t_start: float, t_stop: float,
     """
     bin_size, t_start, t_stop = (_as_seconds(v) for v in (bin_size, t_start, t_stop))
     leaves, shape = _flatten_leaves(spike_times)
-    n_bins = (t_stop - t_start) / bin_size
-    n_bins = int(_round_bins(np.asarray([n_bins]), tolerance)[0])
+    T = n_bins(t_stop - t_start, bin_size)
     lengths = np.fromiter((len(v) for v in leaves), dtype=np.int64, count=len(leaves))
     if lengths.sum():
         times = np.concatenate([_leaf_seconds(v) for v in leaves])
     else:
         times = np.zeros(0)
     owner = np.repeat(np.arange(len(leaves)), lengths)
-    keep = (times >= t_start) & (times <= t_stop)
-    times, owner = times[keep], owner[keep]
-    bins = _round_bins((times - t_start) * (1.0 / bin_size), tolerance)
-    ok = bins < n_bins
-    flat_idx = owner[ok] * n_bins + bins[ok]
-    counts = np.bincount(flat_idx, minlength=len(leaves) * n_bins).reshape(len(leaves), n_bins)
-    return counts.T.reshape((n_bins,) + shape)
-
-
-def _round_bins(values: np.ndarray, tolerance) -> np.ndarray:
-    # elephant.utils.round_binning_errors
-    if tolerance:
-        corr = (1 - tolerance) <= values % 1
-        values = values + corr
-    return values.astype(np.int64)
+    bins = bin_index(times, t_start, bin_size)
+    ok = (times >= t_start) & (bins >= 0) & (bins < T)
+    flat_idx = owner[ok] * T + bins[ok]
+    counts = np.bincount(flat_idx, minlength=len(leaves) * T).reshape(len(leaves), T)
+    return counts.T.reshape((T,) + shape)
 
 
 def _leaf_seconds(v) -> np.ndarray:

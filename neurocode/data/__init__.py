@@ -23,9 +23,11 @@ from neurocode.data.receptive_fields import (
     receptive_fields_for,
 )
 from neurocode.data.recording import Recording, bundled_path, list_recordings, load_recording
+from neurocode.data.continuous import ContinuousRecording
 
 __all__ = [
     "Recording",
+    "ContinuousRecording",
     "load_onken2016",
     "load_recording",
     "list_recordings",

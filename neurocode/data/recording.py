@@ -4,20 +4,28 @@ The :class:`Recording` keeps the spike times of all trains in one flat ``float64
 plus offsets (the same layout as the HDF5 file), so that loading and binning are
 vectorised; ``rec.spike_times[s][c][k]`` gives per-train views built on first access.
 
-The canonical HDF5 layout (``schema_version`` 1) is documented in ``datasets/README.md``.
+A stimulus is a flashed frame ``[H, W]`` shown over the response window, or a clip
+``[F, H, W]`` of frames on a regular grid (``frame_interval`` s, frame 0 at
+``stimulus_start`` s relative to the window's clock), e.g. a 1-s piece of a movie cut out by
+:meth:`neurocode.data.ContinuousRecording.to_clips`. Each stimulus has its own number of
+trials. Binning follows the package's one rule, :mod:`neurocode.data.binning`.
+
+The canonical HDF5 layout (``schema_version`` 2; version-1 files still load) is documented
+in ``datasets/README.md``.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from neurocode._io import atomic_path
+from neurocode.data.binning import bin_index, n_bins
 from neurocode.data.errors import DataFormatError
 
 __all__ = [
@@ -30,18 +38,16 @@ __all__ = [
     "load_recording",
 ]
 
-#: Version of the HDF5 layout written by :meth:`Recording.save`; readers refuse others.
-SCHEMA_VERSION = 1
+#: Version of the HDF5 layout written by :meth:`Recording.save`.
+SCHEMA_VERSION = 2
+#: Versions this reader accepts (1: equal trial counts, flashed frames only).
+READABLE_VERSIONS = (1, 2)
 #: Value of the root attribute ``format`` that marks a neurocode recordings file.
 FILE_FORMAT = "neurocode-recordings"
 BUNDLED_FILENAME = "onken2016_retina2.h5"
 #: Recording returned by :func:`load_recording` when ``name`` is None.
 DEFAULT_RECORDING = "natural_images"
 
-# Relative tolerance (in units of one bin) used when assigning spikes to bins: spike times
-# are integer milliseconds / 1000, so ~10 % of them sit exactly on a 10-ms edge and
-# floating-point division (0.29 / 0.01 = 28.999999999999996) would put them one bin early.
-_BIN_EDGE_TOL = 1e-9
 
 
 def bundled_path() -> Path:
@@ -82,13 +88,14 @@ class _SpikeTimesView(Sequence):
 
     def _build(self) -> list:
         if self._nested is None:
-            times, off = self._rec.spike_times_flat, self._rec.spike_offsets
-            n_s, n_c, n_t = self._rec.shape
-            trains = [times[off[i] : off[i + 1]] for i in range(n_s * n_c * n_t)]
-            self._nested = [
-                [trains[(s * n_c + c) * n_t : (s * n_c + c + 1) * n_t] for c in range(n_c)]
-                for s in range(n_s)
-            ]
+            rec = self._rec
+            times, off = rec.spike_times_flat, rec.spike_offsets
+            nested = []
+            for s, R in enumerate(rec.trial_counts):
+                base = rec._train_base[s]
+                nested.append([[times[off[i] : off[i + 1]] for i in range(base + c * R, base + (c + 1) * R)]
+                               for c in range(rec.n_cells)])
+            self._nested = nested
         return self._nested
 
     def __getitem__(self, s):
@@ -96,6 +103,22 @@ class _SpikeTimesView(Sequence):
 
     def __len__(self) -> int:
         return self._rec.shape[0]
+
+
+def _as_frames(stim: Any, n_stimuli: int, src: str, field_: str = "stimuli") -> np.ndarray:
+    """Validate stimulus frames: uint8 or float ``[n_stimuli, H, W]`` or ``[n_stimuli, F, H, W]``."""
+    arr = np.asarray(stim)
+    if arr.ndim not in (3, 4) or arr.shape[0] != n_stimuli or min(arr.shape, default=0) < 1:
+        raise DataFormatError(f"{src}: field '{field_}' must be [n_stimuli={n_stimuli}, H, W] (flashed frames) or "
+                              f"[n_stimuli, F, H, W] (clips), got shape {arr.shape}")
+    if arr.dtype == np.uint8:
+        return np.ascontiguousarray(arr)
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)) or arr.dtype == bool:
+        raise DataFormatError(f"{src}: field '{field_}' must be uint8 or floating point, got {arr.dtype}")
+    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    if not np.isfinite(arr).all():
+        raise DataFormatError(f"{src}: field '{field_}' contains NaN or infinite values")
+    return arr
 
 
 @dataclass(eq=False)
@@ -108,18 +131,21 @@ class Recording:
         Short identifier (the HDF5 group name), e.g. ``"natural_images"``.
     spike_times_flat : np.ndarray
         float64 ``[n_spikes]``, seconds relative to stimulus onset; all trains concatenated
-        in C order of (stimulus, cell, trial), each train sorted.
+        stimulus-major, then cell, then trial, each train sorted.
     spike_offsets : np.ndarray
-        int64 ``[n_stimuli * n_cells * n_trials + 1]``; train ``(s, c, k)`` is
-        ``spike_times_flat[off[i]:off[i+1]]`` with ``i = (s * n_cells + c) * n_trials + k``.
+        int64 ``[n_trains + 1]`` with ``n_trains = n_cells · Σ_s trial_counts[s]``; train
+        ``(s, c, k)`` is ``spike_times_flat[off[i]:off[i+1]]`` with
+        ``i = n_cells · Σ_{s' < s} trial_counts[s'] + c · trial_counts[s] + k`` (with equal
+        trial counts: ``i = (s · n_cells + c) · n_trials + k``).
     shape : tuple of int
-        ``(n_stimuli, n_cells, n_trials)``.
+        ``(n_stimuli, n_cells, n_trials)``; ``n_trials`` is the largest trial count.
     window : tuple of float
         ``(t_start, t_stop)`` of the response window in seconds; every spike lies in the
         closed interval.
     stimuli : np.ndarray or None
-        uint8 ``[n_stimuli, H, W]`` grey-level frames (``stimuli[i]`` is stimulus ``i``), or
-        None where the recording has no frames (movies).
+        uint8 or float32 frames: ``[n_stimuli, H, W]`` (stimulus ``i`` is one frame flashed
+        at the window's start), or ``[n_stimuli, F, H, W]`` (clips: frame ``f`` shown from
+        ``stimulus_start + f · frame_interval``); None where the recording has no frames.
     receptive_fields : np.ndarray or None
         float64 ``[n_cells, 2, n_points]`` receptive-field contours (x row, y row) in display
         pixels, or None.
@@ -127,12 +153,22 @@ class Recording:
         JSON-serialisable: source files with SHA-256, citation, licence, DOI, notes.
     source : str
         Where the data came from, used in error messages only (not saved).
+    trial_counts : np.ndarray or None
+        int64 ``[n_stimuli]``: trials of each stimulus (None: ``n_trials`` for every one).
+    frame_interval : float or None
+        Clips: seconds between frames (required for 4-D ``stimuli``).
+    stimulus_start : float or None
+        Clips: time of frame 0 in s on the window's clock (≤ ``t_start`` when clips carry
+        stimulus history before the response window); default ``t_start``.
+    test_stimuli : np.ndarray or None
+        int64 indices of stimuli designated as the held-out test set (e.g. the clips of a
+        repeated segment); None: the fit splits the stimuli into folds.
 
     Raises
     ------
     DataFormatError
         If the arrays are inconsistent, a spike time is NaN, a train is unsorted or a spike
-        lies outside ``window``; the message names ``source`` and the offending train.
+        lies outside ``window``; the message names ``source`` and the offending field or train.
     """
 
     name: str
@@ -144,13 +180,32 @@ class Recording:
     receptive_fields: np.ndarray | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
     source: str = field(default="<memory>", repr=False)
+    trial_counts: np.ndarray | None = None
+    frame_interval: float | None = None
+    stimulus_start: float | None = None
+    test_stimuli: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         src = self.source
         self.name = str(self.name)
-        self.shape = tuple(int(x) for x in self.shape)  # type: ignore[assignment]
-        if len(self.shape) != 3 or min(self.shape) < 1:
-            raise DataFormatError(f"{src}: shape must be (n_stimuli, n_cells, n_trials) >= 1, got {self.shape}")
+        try:
+            shape = tuple(int(x) for x in self.shape)
+        except (TypeError, ValueError):
+            raise DataFormatError(f"{src}: shape must be (n_stimuli, n_cells, n_trials), got {self.shape!r}") from None
+        if len(shape) != 3 or min(shape) < 1:
+            raise DataFormatError(f"{src}: shape must be (n_stimuli, n_cells, n_trials) >= 1, got {shape}")
+        if self.trial_counts is None:
+            counts = np.full(shape[0], shape[2], dtype=np.int64)
+        else:
+            counts = np.asarray(self.trial_counts)
+            if counts.shape != (shape[0],) or not np.issubdtype(counts.dtype, np.integer) or counts.min() < 1:
+                raise DataFormatError(f"{src}: field 'trial_counts' must be integers >= 1 of shape [{shape[0]}], "
+                                      f"got {counts.dtype} {counts.shape}")
+            counts = counts.astype(np.int64)
+            shape = (shape[0], shape[1], int(counts.max()))
+        self.shape = shape  # type: ignore[assignment]
+        self.trial_counts = counts
+        self._train_base = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64) * shape[1]
         try:
             t0, t1 = (float(x) for x in self.window)
         except (TypeError, ValueError):
@@ -163,11 +218,11 @@ class Recording:
             raise DataFormatError(f"{src}: spike_times must be a 1-D numeric array, got {times.dtype} {times.shape}")
         self.spike_times_flat = np.ascontiguousarray(times, dtype=np.float64)
         off = np.asarray(self.spike_offsets)
-        n_trains = int(np.prod(self.shape))
+        n_trains = self.n_trains
         if off.shape != (n_trains + 1,) or not np.issubdtype(off.dtype, np.integer):
             raise DataFormatError(
-                f"{src}: spike_offsets must be integer [{n_trains + 1}] for shape {self.shape}, "
-                f"got {off.dtype} {off.shape}"
+                f"{src}: spike_offsets must be integer [{n_trains + 1}] for {shape[0]} stimuli x {shape[1]} cells "
+                f"x {int(counts.sum())} trials in all, got {off.dtype} {off.shape}"
             )
         self.spike_offsets = np.ascontiguousarray(off, dtype=np.int64)
         off = self.spike_offsets
@@ -177,28 +232,60 @@ class Recording:
             )
         self._validate_times()
         if self.stimuli is not None:
-            stim = np.asarray(self.stimuli)
-            if stim.dtype != np.uint8 or stim.ndim != 3 or stim.shape[0] != self.shape[0]:
-                raise DataFormatError(
-                    f"{src}: stimuli must be uint8 [n_stimuli={self.shape[0]}, H, W], got {stim.dtype} {stim.shape}"
-                )
-            self.stimuli = np.ascontiguousarray(stim)
+            self.stimuli = _as_frames(self.stimuli, shape[0], src)
+            if self.stimuli.ndim == 4:
+                fi = self.frame_interval
+                if fi is None or not (float(fi) > 0 and np.isfinite(float(fi))):
+                    raise DataFormatError(f"{src}: clips (stimuli [n, F, H, W]) need a positive 'frame_interval' "
+                                          f"in s, got {fi!r}")
+                self.frame_interval = float(fi)
+                self.stimulus_start = t0 if self.stimulus_start is None else float(self.stimulus_start)
+                end = self.stimulus_start + self.stimuli.shape[1] * self.frame_interval
+                if not (self.stimulus_start <= t0 + 1e-9 and end >= t1 - 1e-6 * self.frame_interval - 1e-9):
+                    raise DataFormatError(
+                        f"{src}: the clips' frames cover [{self.stimulus_start:g}, {end:g}] s, which does not "
+                        f"contain the response window {self.window} (fields 'stimulus_start', 'frame_interval')")
+        if self.stimuli is None or self.stimuli.ndim == 3:
+            self.frame_interval = None if self.frame_interval is None else float(self.frame_interval)
+            self.stimulus_start = None if self.stimulus_start is None else float(self.stimulus_start)
+        if self.test_stimuli is not None:
+            test = np.asarray(self.test_stimuli)
+            if test.ndim != 1 or not np.issubdtype(test.dtype, np.integer) or test.size == 0 or \
+                    test.min() < 0 or test.max() >= shape[0] or np.unique(test).size != test.size:
+                raise DataFormatError(f"{src}: field 'test_stimuli' must be distinct stimulus indices in "
+                                      f"0..{shape[0] - 1}, got {test.tolist()[:10]}")
+            self.test_stimuli = np.sort(test.astype(np.int64))
         if self.receptive_fields is not None:
             rf = np.asarray(self.receptive_fields, dtype=np.float64)
-            if rf.ndim != 3 or rf.shape[0] != self.shape[1] or rf.shape[1] != 2:
+            if rf.ndim != 3 or rf.shape[0] != shape[1] or rf.shape[1] != 2:
                 raise DataFormatError(
-                    f"{src}: receptive_fields must be [n_cells={self.shape[1]}, 2, n_points], got {rf.shape}"
+                    f"{src}: receptive_fields must be [n_cells={shape[1]}, 2, n_points], got {rf.shape}"
                 )
             self.receptive_fields = rf
         self.provenance = dict(self.provenance)
         self._view: _SpikeTimesView | None = None
+
+    # ------------------------------------------------------------------ train indexing
+    @property
+    def n_trains(self) -> int:
+        return int(self.trial_counts.sum()) * self.shape[1]
+
+    def _train_coords(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """int64 ``[n_trains]`` each: (stimulus, cell, trial) of every train, in storage order."""
+        R = self.trial_counts
+        per_stim = R * self.n_cells
+        s = np.repeat(np.arange(self.n_stimuli, dtype=np.int64), per_stim)
+        local = np.arange(self.n_trains, dtype=np.int64) - np.repeat(self._train_base, per_stim)
+        c, k = np.divmod(local, np.repeat(R, per_stim))
+        return s, c, k
 
     def _train_of_spike(self) -> np.ndarray:
         """int64 ``[n_spikes]``: flat train index of every spike."""
         return np.repeat(np.arange(self.spike_offsets.size - 1, dtype=np.int64), np.diff(self.spike_offsets))
 
     def _train_label(self, i: int) -> str:
-        s, c, k = np.unravel_index(int(i), self.shape)
+        s = int(np.searchsorted(self._train_base, i, side="right") - 1)
+        c, k = divmod(int(i - self._train_base[s]), int(self.trial_counts[s]))
         return f"stimulus {s}, cell {c}, trial {k}"
 
     def _validate_times(self) -> None:
@@ -241,36 +328,57 @@ class Recording:
         provenance: dict[str, Any] | None = None,
         source: str = "<memory>",
         sort: bool = False,
+        frame_interval: float | None = None,
+        stimulus_start: float | None = None,
+        test_stimuli: Sequence[int] | None = None,
     ) -> "Recording":
         """Build a recording from nested spike times ``spike_times[s][c][k]`` (seconds).
 
         Parameters
         ----------
         spike_times : nested sequence
-            ``[n_stimuli][n_cells][n_trials]`` of 1-D arrays of spike times in s. All stimuli
-            must have the same number of cells and trials.
+            ``[n_stimuli][n_cells][n_trials_s]`` of 1-D arrays of spike times in s, relative to
+            each stimulus's onset. Every stimulus has the same cells; the number of trials may
+            differ between stimuli.
         window : (float, float)
             Response window in s.
+        stimuli, frame_interval, stimulus_start, test_stimuli
+            See :class:`Recording`.
         sort : bool
             Sort each train first (otherwise an unsorted train is an error).
+
+        Examples
+        --------
+        Two flashed 8×8 images, 2 cells, 3 and 2 trials:
+
+        >>> rec = Recording.from_spike_times(
+        ...     [[[[0.1], [0.12, 0.2], []], [[0.05], [], [0.3]]],
+        ...      [[[0.2], [0.21]], [[], [0.11]]]],
+        ...     window=(0.0, 0.3), stimuli=np.zeros((2, 8, 8), np.uint8))
+        >>> rec.trial_counts.tolist()
+        [3, 2]
         """
         n_s = len(spike_times)
         if n_s == 0:
             raise DataFormatError(f"{source}: no stimuli")
         n_c = len(spike_times[0])
-        n_t = len(spike_times[0][0]) if n_c else 0
         flat: list[np.ndarray] = []
+        counts = []
         for s in range(n_s):
             if len(spike_times[s]) != n_c:
                 raise DataFormatError(f"{source}: stimulus {s} has {len(spike_times[s])} cells, stimulus 0 has {n_c}")
+            n_t = len(spike_times[s][0]) if n_c else 0
+            counts.append(n_t)
             for c in range(n_c):
                 if len(spike_times[s][c]) != n_t:
                     raise DataFormatError(
-                        f"{source}: stimulus {s}, cell {c} has {len(spike_times[s][c])} trials, expected {n_t}"
+                        f"{source}: stimulus {s}, cell {c} has {len(spike_times[s][c])} trials, cell 0 has {n_t}"
                     )
                 for k in range(n_t):
                     t = np.asarray(spike_times[s][c][k], dtype=np.float64).ravel()
                     flat.append(np.sort(t) if sort else t)
+        if min(counts) < 1 or n_c < 1:
+            raise DataFormatError(f"{source}: every stimulus needs at least one cell and one trial")
         lengths = np.fromiter((a.size for a in flat), dtype=np.int64, count=len(flat))
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         times = np.concatenate(flat) if flat else np.zeros(0)
@@ -278,12 +386,16 @@ class Recording:
             name=name,
             spike_times_flat=times,
             spike_offsets=offsets,
-            shape=(n_s, n_c, n_t),
+            shape=(n_s, n_c, max(counts)),
             window=window,
             stimuli=stimuli,
             receptive_fields=receptive_fields,
             provenance=dict(provenance or {}),
             source=source,
+            trial_counts=None if len(set(counts)) == 1 else np.asarray(counts, dtype=np.int64),
+            frame_interval=frame_interval,
+            stimulus_start=stimulus_start,
+            test_stimuli=None if test_stimuli is None else np.asarray(test_stimuli, dtype=np.int64),
         )
 
     # ------------------------------------------------------------------ properties
@@ -297,7 +409,17 @@ class Recording:
 
     @property
     def n_trials(self) -> int:
+        """Trials per stimulus (the largest count where they differ; see :attr:`trial_counts`)."""
         return self.shape[2]
+
+    @property
+    def equal_trials(self) -> bool:
+        return bool(np.all(self.trial_counts == self.shape[2]))
+
+    @property
+    def is_clips(self) -> bool:
+        """Whether the stimuli are clips ``[n, F, H, W]`` rather than flashed frames."""
+        return self.stimuli is not None and self.stimuli.ndim == 4
 
     @property
     def n_spikes(self) -> int:
@@ -311,9 +433,20 @@ class Recording:
             self._view = _SpikeTimesView(self)
         return self._view
 
+    def n_bins(self, bin_size: float) -> int:
+        """Bins T of ``bin_size`` s in the window (:func:`neurocode.data.binning.n_bins`)."""
+        return n_bins(self.window[1] - self.window[0], bin_size)
+
+    def trial_mask(self) -> np.ndarray:
+        """bool ``[n_stimuli, n_trials]``: which trial slots exist (all True with equal trial counts)."""
+        return np.arange(self.n_trials)[None, :] < self.trial_counts[:, None]
+
     def spike_counts(self) -> np.ndarray:
-        """int64 ``[n_stimuli, n_cells, n_trials]``: number of spikes per train in the window."""
-        return np.diff(self.spike_offsets).reshape(self.shape)
+        """int64 ``[n_stimuli, n_cells, n_trials]``: spikes per train in the window (0 for absent trials)."""
+        out = np.zeros(self.shape, dtype=np.int64)
+        s, c, k = self._train_coords()
+        out[s, c, k] = np.diff(self.spike_offsets)
+        return out
 
     def subset(self, stimuli: Sequence[int] | np.ndarray) -> "Recording":
         """A new recording with only the given stimuli (in the given order).
@@ -327,65 +460,86 @@ class Recording:
         if idx.size == 0 or idx.min() < -self.n_stimuli or idx.max() >= self.n_stimuli:
             raise IndexError(f"stimulus indices must be in 0..{self.n_stimuli - 1}, got {idx.tolist()[:10]}")
         idx = idx % self.n_stimuli
-        per = self.n_cells * self.n_trials
-        trains = (idx[:, None] * per + np.arange(per)[None, :]).ravel()
+        per = self.trial_counts[idx] * self.n_cells
+        trains = np.repeat(self._train_base[idx], per) + np.arange(per.sum()) - np.repeat(np.cumsum(per) - per, per)
         starts, stops = self.spike_offsets[trains], self.spike_offsets[trains + 1]
         lengths = stops - starts
         # Gather all spikes of the selected trains in one vectorised step.
         new_off = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         pos = np.arange(new_off[-1]) - np.repeat(new_off[:-1], lengths) + np.repeat(starts, lengths)
+        counts = self.trial_counts[idx]
+        test = None
+        if self.test_stimuli is not None:
+            test = np.flatnonzero(np.isin(idx, self.test_stimuli))
+            test = test if test.size else None
         return Recording(
             name=self.name,
             spike_times_flat=self.spike_times_flat[pos],
             spike_offsets=new_off,
-            shape=(idx.size, self.n_cells, self.n_trials),
+            shape=(idx.size, self.n_cells, int(counts.max())),
             window=self.window,
             stimuli=None if self.stimuli is None else self.stimuli[idx],
             receptive_fields=self.receptive_fields,
             provenance={**self.provenance, "stimulus_subset": idx.tolist()},
             source=self.source,
+            trial_counts=None if np.all(counts == counts[0]) else counts,
+            frame_interval=self.frame_interval,
+            stimulus_start=self.stimulus_start,
+            test_stimuli=test,
         )
 
     def __repr__(self) -> str:
-        stim = "None" if self.stimuli is None else f"uint8{list(self.stimuli.shape)}"
+        stim = "None" if self.stimuli is None else f"{self.stimuli.dtype}{list(self.stimuli.shape)}"
+        trials = self.n_trials if self.equal_trials else f"{self.trial_counts.min()}..{self.n_trials}"
         return (
             f"Recording(name={self.name!r}, n_stimuli={self.n_stimuli}, n_cells={self.n_cells}, "
-            f"n_trials={self.n_trials}, window={self.window}, n_spikes={self.n_spikes}, stimuli={stim})"
+            f"n_trials={trials}, window={self.window}, n_spikes={self.n_spikes}, stimuli={stim})"
         )
 
     # ------------------------------------------------------------------ views
-    def binned(self, bin_size: float = 0.01) -> np.ndarray:
+    def binned(self, bin_size: float = 0.01, *, padded: bool = False) -> np.ndarray:
         """Spike counts in time bins over the response window.
+
+        Bins follow :mod:`neurocode.data.binning` (elephant's rule): ``T = floor((t_stop -
+        t_start) / bin_size)`` half-open bins; a spike at exactly ``t_stop`` (or in a remainder
+        shorter than a bin) is not counted, as in :class:`elephant.conversion.BinnedSpikeTrain`.
 
         Parameters
         ----------
         bin_size : float
             Bin width in s (default 10 ms).
+        padded : bool
+            Needed when the stimuli have different trial counts: absent trials are returned as
+            zeros, and :meth:`trial_mask` says which trials exist.
 
         Returns
         -------
         np.ndarray
-            int64 ``[n_stimuli, T, n_trials, n_cells]`` with ``T = round((t_stop - t_start) /
-            bin_size)``. Bins are half-open ``[t_i, t_i + bin)`` except the last, which is
-            closed, so a spike at exactly ``t_stop`` counts (as in ``np.histogram``); every
-            spike in the window is counted once, so the total equals :attr:`n_spikes`.
+            int64 ``[n_stimuli, T, n_trials, n_cells]``.
+
+        Raises
+        ------
+        ValueError
+            Different trial counts per stimulus without ``padded=True`` (a mean over the
+            trial axis would be wrong), or a bin longer than the window.
         """
-        bin_size = float(bin_size)
+        if not padded and not self.equal_trials:
+            raise ValueError(f"{self.source}: stimuli have different trial counts ({self.trial_counts.min()}.."
+                             f"{self.n_trials}); use binned(bin_size, padded=True) with trial_mask(), or psth()")
         t0, t1 = self.window
-        if not (bin_size > 0 and np.isfinite(bin_size)):
-            raise ValueError(f"bin_size must be a positive number of seconds, got {bin_size}")
-        n_bins = int(round((t1 - t0) / bin_size))
-        if n_bins < 1:
-            raise ValueError(f"bin_size={bin_size} s is longer than the window {self.window}")
+        T = n_bins(t1 - t0, bin_size)
+        b = bin_index(self.spike_times_flat, t0, bin_size)
+        keep = (b >= 0) & (b < T)
+        s, c, k = (v[self._train_of_spike()][keep] for v in self._train_coords())
         n_s, n_c, n_t = self.shape
-        b = np.floor((self.spike_times_flat - t0) / bin_size + _BIN_EDGE_TOL).astype(np.int64)
-        np.clip(b, 0, n_bins - 1, out=b)  # closes the last bin; times are already in the window
-        train = self._train_of_spike()
-        s, rest = np.divmod(train, n_c * n_t)
-        c, k = np.divmod(rest, n_t)
-        lin = ((s * n_bins + b) * n_t + k) * n_c + c
-        counts = np.bincount(lin, minlength=n_s * n_bins * n_t * n_c)
-        return counts.reshape(n_s, n_bins, n_t, n_c)
+        lin = ((s * T + b[keep]) * n_t + k) * n_c + c
+        counts = np.bincount(lin, minlength=n_s * T * n_t * n_c)
+        return counts.reshape(n_s, T, n_t, n_c)
+
+    def psth(self, bin_size: float = 0.01) -> np.ndarray:
+        """float64 ``[n_stimuli, T, n_cells]``: spike count per bin averaged over each stimulus's trials."""
+        counts = self.binned(bin_size, padded=True)
+        return counts.sum(axis=2) / self.trial_counts[:, None, None]
 
     def to_neo(self):
         """Convert to a :class:`neo.Block`.
@@ -394,7 +548,8 @@ class Recording:
         :class:`neo.SpikeTrain` per cell (units s, ``t_start``/``t_stop`` = the window,
         annotations ``cell``, ``stimulus``, ``trial``). Segments are annotated with
         ``stimulus`` and ``trial``; the block carries the name, window, frames, receptive
-        fields and provenance (JSON) as annotations so :meth:`from_neo` is lossless.
+        fields, clip timing, test stimuli and provenance (JSON) as annotations so
+        :meth:`from_neo` is lossless.
         """
         import neo
         import quantities as pq
@@ -406,17 +561,16 @@ class Recording:
             shape=list(self.shape),
             provenance_json=json.dumps(self.provenance, sort_keys=True),
         )
-        if self.stimuli is not None:
-            block.annotate(stimuli=self.stimuli)
-        if self.receptive_fields is not None:
-            block.annotate(receptive_fields=self.receptive_fields)
+        for key in ("stimuli", "receptive_fields", "frame_interval", "stimulus_start", "test_stimuli"):
+            if getattr(self, key) is not None:
+                block.annotate(**{key: getattr(self, key)})
         times, off = self.spike_times_flat, self.spike_offsets
-        n_s, n_c, n_t = self.shape
-        for s in range(n_s):
-            for k in range(n_t):
+        for s, R in enumerate(self.trial_counts):
+            base = self._train_base[s]
+            for k in range(R):
                 seg = neo.Segment(name=f"stimulus {s} trial {k}", stimulus=s, trial=k)
-                for c in range(n_c):
-                    i = (s * n_c + c) * n_t + k
+                for c in range(self.n_cells):
+                    i = base + c * R + k
                     st = neo.SpikeTrain(
                         times[off[i] : off[i + 1]].copy(),
                         units=pq.s,
@@ -432,12 +586,25 @@ class Recording:
         return block
 
     @classmethod
-    def from_neo(cls, block, name: str | None = None) -> "Recording":
-        """Inverse of :meth:`to_neo`.
+    def from_neo(cls, block, name: str | None = None, *, stimuli: np.ndarray | None = None,
+                 frame_interval: float | None = None, stimulus_start: float | None = None,
+                 receptive_fields: np.ndarray | None = None, test_stimuli: Sequence[int] | None = None
+                 ) -> "Recording":
+        """Build a recording from a :class:`neo.Block` (inverse of :meth:`to_neo`).
 
         Segments need ``stimulus`` and ``trial`` annotations and spike trains a ``cell``
-        annotation, together covering a full (stimulus, cell, trial) grid from 0; all trains
-        must share ``t_start``/``t_stop``, which become the window.
+        annotation. Cells run from 0 in every segment; the trials of each stimulus run from 0
+        (their number may differ between stimuli). All trains must share ``t_start`` /
+        ``t_stop``, which become the window; times in any unit are converted to s.
+
+        Parameters
+        ----------
+        block : neo.Block
+        name : str, optional
+            Default: the block's name.
+        stimuli, frame_interval, stimulus_start, receptive_fields, test_stimuli
+            See :class:`Recording`; default: the block's annotations of these names (as
+            written by :meth:`to_neo`), else None.
         """
         import quantities as pq
 
@@ -469,24 +636,38 @@ class Recording:
         if not trains:
             raise DataFormatError(f"{src}: no spike trains")
         keys = np.array(list(trains))
-        shape = tuple(int(x) + 1 for x in keys.max(axis=0))
-        if len(trains) != int(np.prod(shape)) or keys.min() < 0:
-            raise DataFormatError(f"{src}: spike trains do not cover a full (stimulus, cell, trial) grid {shape}")
-        order = sorted(trains)  # C order of (stimulus, cell, trial)
+        if keys.min() < 0:
+            raise DataFormatError(f"{src}: negative stimulus, cell or trial annotation")
+        n_s, n_c = int(keys[:, 0].max()) + 1, int(keys[:, 1].max()) + 1
+        counts = np.zeros(n_s, dtype=np.int64)
+        np.maximum.at(counts, keys[:, 0], keys[:, 2] + 1)
+        if len(trains) != n_c * int(counts.sum()) or counts.min() < 1:
+            raise DataFormatError(f"{src}: spike trains do not cover every (stimulus, cell, trial) of {n_s} stimuli x "
+                                  f"{n_c} cells with trials 0..R_s-1 per stimulus")
+        order = sorted(trains)  # stimulus, then cell, then trial
         lengths = np.array([trains[key].size for key in order], dtype=np.int64)
         ann = block.annotations
-        stimuli = ann.get("stimuli")
-        rf = ann.get("receptive_fields")
+
+        def pick(value, key):
+            return value if value is not None else ann.get(key)
+
+        stim = pick(stimuli, "stimuli")
+        rf = pick(receptive_fields, "receptive_fields")
+        test = pick(test_stimuli, "test_stimuli")
         return cls(
             name=name if name is not None else (block.name or "recording"),
             spike_times_flat=np.concatenate([trains[key] for key in order]),
             spike_offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-            shape=shape,  # type: ignore[arg-type]
+            shape=(n_s, n_c, int(counts.max())),
             window=window,  # type: ignore[arg-type]
-            stimuli=None if stimuli is None else np.asarray(stimuli),
+            stimuli=None if stim is None else np.asarray(stim),
             receptive_fields=None if rf is None else np.asarray(rf),
             provenance=json.loads(ann.get("provenance_json", "{}")),
             source=src,
+            trial_counts=None if np.all(counts == counts[0]) else counts,
+            frame_interval=pick(frame_interval, "frame_interval"),
+            stimulus_start=pick(stimulus_start, "stimulus_start"),
+            test_stimuli=None if test is None else np.asarray(test, dtype=np.int64),
         )
 
     # ------------------------------------------------------------------ HDF5
@@ -511,40 +692,12 @@ class Recording:
         pathlib.Path
             ``path``.
         """
-        import h5py
-
-        path = Path(path)
-        name = self.name if name is None else str(name)
-        if not name or "/" in name or name.startswith("."):
-            raise ValueError(f"invalid recording name {name!r}: must be non-empty, without '/'")
-        existing = path.exists()
-        if existing:
-            others = list_recordings(path)
-            if name in others and not overwrite:
-                raise ValueError(f"{path}: recording {name!r} already exists (pass overwrite=True to replace it)")
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
-            with h5py.File(tmp, "w", track_order=False) as f:
-                f.attrs["format"] = FILE_FORMAT
-                f.attrs["schema_version"] = np.int64(SCHEMA_VERSION)
-                if existing:
-                    with h5py.File(path, "r") as old:
-                        for other in others:
-                            if other != name:
-                                old.copy(old[other], f, name=other)
-                self._write_group(f.create_group(name), name)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
-        return path
+        return save_group(path, self.name if name is None else str(name), self._write_group, overwrite=overwrite)
 
     def _write_group(self, g, name: str) -> None:
-        # track_times=False and JSON with sorted keys keep the file byte-reproducible.
-        opts = dict(compression="gzip", compression_opts=9, shuffle=True, track_times=False)
+        opts = _H5_OPTS
         g.attrs["schema_version"] = np.int64(SCHEMA_VERSION)
+        g.attrs["kind"] = "stimulus_trials"
         g.attrs["name"] = name
         g.attrs["window"] = np.asarray(self.window, dtype=np.float64)
         g.attrs["shape"] = np.asarray(self.shape, dtype=np.int64)
@@ -555,19 +708,61 @@ class Recording:
         d = g.create_dataset("spike_times", data=self.spike_times_flat, **opts)
         d.attrs["units"] = "s"
         d = g.create_dataset("spike_offsets", data=self.spike_offsets, **opts)
-        d.attrs["order"] = "C order of (stimulus, cell, trial)"
+        d.attrs["order"] = "stimulus, then cell, then trial (trial_counts[s] trials of stimulus s)"
+        g.create_dataset("trial_counts", data=self.trial_counts, **opts)
         if self.stimuli is not None:
             d = g.create_dataset("stimuli", data=self.stimuli, chunks=(1,) + self.stimuli.shape[1:], **opts)
-            d.attrs["units"] = "grey level 0-255"
+            d.attrs["units"] = "grey level 0-255" if self.stimuli.dtype == np.uint8 else "intensity"
+            if self.frame_interval is not None:
+                d.attrs["frame_interval"] = float(self.frame_interval)
+                d.attrs["stimulus_start"] = float(self.stimulus_start)
+        if self.test_stimuli is not None:
+            g.create_dataset("test_stimuli", data=self.test_stimuli, **opts)
         if self.receptive_fields is not None:
             d = g.create_dataset("receptive_fields", data=self.receptive_fields, **opts)
             d.attrs["units"] = "display pixels (x row, y row)"
+
+
+# track_times=False and JSON with sorted keys keep the file byte-reproducible.
+_H5_OPTS = dict(compression="gzip", compression_opts=9, shuffle=True, track_times=False)
+
+
+def save_group(path: str | os.PathLike, name: str, write: Any, *, overwrite: bool = False) -> Path:
+    """Atomically (re)write group ``name`` of a neurocode file with ``write(group, name)``, keeping the others."""
+    import h5py
+
+    path = Path(path)
+    if not name or "/" in name or name.startswith("."):
+        raise ValueError(f"invalid recording name {name!r}: must be non-empty, without '/'")
+    existing = path.exists()
+    if existing:
+        others = list_recordings(path)
+        if name in others and not overwrite:
+            raise ValueError(f"{path}: recording {name!r} already exists (pass overwrite=True to replace it)")
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w", track_order=False) as f:
+            f.attrs["format"] = FILE_FORMAT
+            f.attrs["schema_version"] = np.int64(SCHEMA_VERSION)
+            if existing:
+                with h5py.File(path, "r") as old:
+                    for other in others:
+                        if other != name:
+                            old.copy(old[other], f, name=other)
+            write(f.create_group(name), name)
+    return path
 
 
 # ---------------------------------------------------------------------- reading
 def _plain(value: Any) -> str:
     """Attribute value for messages: 99 rather than np.int64(99)."""
     return "missing" if value is None else repr(np.asarray(value).tolist())
+
+
+def _version_ok(ver: Any) -> bool:
+    try:
+        return ver is not None and np.ndim(ver) == 0 and int(ver) == ver and int(ver) in READABLE_VERSIONS
+    except (TypeError, ValueError):
+        return False
 
 
 def _open_h5(path: Path):
@@ -590,10 +785,10 @@ def _open_h5(path: Path):
     if fmt != FILE_FORMAT:
         f.close()
         raise DataFormatError(f"{path}: root attribute 'format' is {fmt!r}, expected {FILE_FORMAT!r}")
-    if ver is None or int(ver) != SCHEMA_VERSION:
+    if not _version_ok(ver):
         f.close()
         raise DataFormatError(
-            f"{path}: root attribute 'schema_version' is {_plain(ver)}, this neurocode reads {SCHEMA_VERSION}"
+            f"{path}: root attribute 'schema_version' is {_plain(ver)}, this neurocode reads {list(READABLE_VERSIONS)}"
         )
     return f
 
@@ -614,7 +809,7 @@ def list_recordings(path: str | os.PathLike | None = None) -> list[str]:
             raise DataFormatError(f"{path}: cannot list groups ({e})") from None
 
 
-def load_recording(path: str | os.PathLike | None = None, name: str | None = None) -> Recording:
+def load_recording(path: str | os.PathLike | None = None, name: str | None = None):
     """Load one recording from a neurocode HDF5 file.
 
     Parameters
@@ -623,6 +818,12 @@ def load_recording(path: str | os.PathLike | None = None, name: str | None = Non
         File; None means the bundled file (:func:`bundled_path`).
     name : str, optional
         Group name; None means ``"natural_images"``, or the only recording in the file.
+
+    Returns
+    -------
+    Recording or ContinuousRecording
+        By the group's ``kind`` attribute ("stimulus_trials", the only kind of version-1
+        files, or "continuous").
 
     Raises
     ------
@@ -646,7 +847,8 @@ def load_recording(path: str | os.PathLike | None = None, name: str | None = Non
             elif len(names) == 1:
                 name = names[0]
             else:
-                raise KeyError(f"{path}: several recordings {names}; pass name=")
+                raise KeyError(f"{path}: several recordings {names}; choose one with --recording NAME "
+                               "(name= in Python)")
         if name not in names:
             raise KeyError(f"{path}: no recording {name!r} (found: {names})")
         g = f[name]
@@ -654,19 +856,30 @@ def load_recording(path: str | os.PathLike | None = None, name: str | None = Non
         try:
             field_ = f"{name}.attrs['schema_version']"
             ver = g.attrs.get("schema_version")
-            if ver is None or int(ver) != SCHEMA_VERSION:
-                raise DataFormatError(f"{path}: attribute '{field_}' is {_plain(ver)}, expected {SCHEMA_VERSION}")
-            attrs = {}
-            for key in ("window", "shape", "provenance"):
+            if not _version_ok(ver):
+                raise DataFormatError(f"{path}: attribute '{field_}' is {_plain(ver)}, expected one of "
+                                      f"{list(READABLE_VERSIONS)}")
+            kind = g.attrs.get("kind", "stimulus_trials")
+            kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+            if kind not in ("stimulus_trials", "continuous"):
+                raise DataFormatError(f"{path}: attribute '{name}.attrs['kind']' is {kind!r}, expected "
+                                      "'stimulus_trials' or 'continuous'")
+            attrs: dict[str, Any] = {}
+            required = ("window", "shape", "provenance") if kind == "stimulus_trials" else ("session", "provenance")
+            for key in required:
                 field_ = f"{name}.attrs['{key}']"
                 if key not in g.attrs:
                     raise DataFormatError(f"{path}: attribute '{field_}' missing")
                 attrs[key] = g.attrs[key]
-            data = {}
-            for key in ("spike_times", "spike_offsets", "stimuli", "receptive_fields"):
+            data: dict[str, Any] = {}
+            for key in ("spike_times", "spike_offsets", "stimuli", "receptive_fields", "trial_counts", "test_stimuli",
+                        "frames", "frame_times", "repeats"):
                 field_ = f"{name}/{key}"
                 if key in g:
                     data[key] = g[key][()]
+                    if key == "stimuli":
+                        data["frame_interval"] = g[key].attrs.get("frame_interval")
+                        data["stimulus_start"] = g[key].attrs.get("stimulus_start")
                 elif key in ("spike_times", "spike_offsets"):
                     raise DataFormatError(f"{path}: dataset '{field_}' missing")
             field_ = f"{name}.attrs['provenance']"
@@ -676,6 +889,15 @@ def load_recording(path: str | os.PathLike | None = None, name: str | None = Non
             raise
         except Exception as e:  # noqa: BLE001 - truncated/corrupt data surfaces as many types
             raise DataFormatError(f"{path}: cannot read '{field_}' ({type(e).__name__}: {e})") from None
+    source = f"{path}:{name}"
+    if kind == "continuous":
+        from neurocode.data.continuous import ContinuousRecording
+
+        return ContinuousRecording._from_h5(name, attrs, data, provenance, source)
+
+    def scalar(v):
+        return None if v is None else float(v)
+
     return Recording(
         name=name,
         spike_times_flat=data["spike_times"],
@@ -685,5 +907,9 @@ def load_recording(path: str | os.PathLike | None = None, name: str | None = Non
         stimuli=data.get("stimuli"),
         receptive_fields=data.get("receptive_fields"),
         provenance=provenance,
-        source=f"{path}:{name}",
+        source=source,
+        trial_counts=data.get("trial_counts"),
+        frame_interval=scalar(data.get("frame_interval")),
+        stimulus_start=scalar(data.get("stimulus_start")),
+        test_stimuli=data.get("test_stimuli"),
     )
