@@ -6,16 +6,20 @@ window is taken on each of the repeated trials: the Fano factor (Var/mean across
 averaged over cells measures the variability of the code, and the mean pairwise cosine
 similarity between the trials' population count vectors ("prediction vectors") measures
 how consistent the code is. The paper reports a significantly negative Pearson correlation
-across stimuli in NSNNs; we test it on the recorded retina (30 trials) and on fitted models
-(K sampled trials per image, all 60 images).
+across stimuli in NSNNs; we test it on the recorded retina (all its trials) and on fitted models
+(K sampled trials per image, all images).
 
 The models come from ``--run DIR`` (repeatable; any NSNN/DSNN run folder with a
 ``checkpoint.pt``), or an NSNN is fitted here into ``OUT/runs/nsnn-fold0-seed0`` (reused
-when run again).
+when run again) on ``--data FILE`` / ``--recording NAME`` (default: the bundled retina-2
+recording). The "recorded" row always comes from the recording the models were fitted on,
+as they saw it (same stimuli, window and clips): runs fitted on different recordings, or on
+another one than ``--data``/``--recording``, are refused.
 
 Writes into ``OUT`` (default ``results/coding_analysis``):
 
     coding.csv/.json           source, n_stimuli, trials, r, p, slope, mean FF, mean cosine
+                               (the JSON also names the recording: ``data`` file, ``recording``)
     coding_per_stimulus.csv    per image: mean FF and cosine similarity of every source
     coding_recorded.png, coding_<run>.png   the Fig. 4B scatters
 
@@ -23,6 +27,7 @@ Examples::
 
     python analyses/coding_analysis.py --quick
     python analyses/coding_analysis.py --run results/retina_fit_comparison/runs/nsnn-fold0-seed0
+    python analyses/coding_analysis.py --data my_retina.h5 --recording flashes   # fits an NSNN on it
 """
 
 from __future__ import annotations
@@ -45,38 +50,132 @@ def parse_args(argv=None):
     p.add_argument("--quick", action="store_true", help="tiny run for CI: a 2-epoch NSNN fit, 10 trials")
     p.add_argument("--run", type=Path, action="append", default=None,
                    help="a fitted NSNN/DSNN run folder (repeatable); default: fit an NSNN here")
-    p.add_argument("--trials", type=int, default=None, help="model trials per image (default 30, as recorded)")
-    p.add_argument("--preset", choices=("quick", "paper"), default="quick", help="preset of the fit made here")
+    p.add_argument("--data", type=Path, default=None,
+                   help="recording file (neurocode HDF5 or .nwb) of the fit made here, or that the --run "
+                        "folders must have been fitted on; default: the bundled retina-2 file")
+    p.add_argument("--recording", default=None,
+                   help="recording (group) in --data; default: natural_images, or the file's only one")
+    p.add_argument("--trials", type=int, default=None,
+                   help="model trials per image (default: the recording's trials per stimulus, 30 for the bundled one)")
+    p.add_argument("--preset", choices=("quick", "paper", "movie"), default=None,
+                   help="preset of the fit made here (default: quick; movie for a continuous recording)")
     p.add_argument("--epochs", type=int, default=None, help="epochs of the fit made here")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--out", type=Path, default=Path("results/coding_analysis"), help="results folder")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     a = p.parse_args(argv)
+    if a.data is not None:
+        if not a.data.expanduser().is_file():
+            p.error(f"--data {a.data}: no such recording file")
+        a.data = str(a.data.expanduser().resolve())
     if a.quick:
         a.epochs = a.epochs or 2
         a.trials = a.trials or 10
-    a.trials = a.trials or 30
-    if a.trials < 2:
+    if a.trials is not None and a.trials < 2:
         p.error("--trials must be >= 2 (a Fano factor needs repeated trials)")
     return a
 
 
-def model_runs(args) -> list[Path]:
+# ------------------------------------------------------------------ which recording
+def recording_key(data, recording) -> tuple[str, str | None]:
+    """``(file, name)`` of the recording that fit settings ``data``/``recording`` select.
+
+    ``data`` None is the bundled file, ``recording`` None the file's default recording
+    ("natural_images", or its only one); an NWB file holds one recording (name None).
+    """
+    from neurocode.data.recording import DEFAULT_RECORDING, bundled_path, list_recordings
+
+    if data is None:
+        try:
+            path = bundled_path()
+        except FileNotFoundError as exc:
+            raise SystemExit(f"error: {exc}") from None
+    else:
+        path = Path(data).expanduser()
+    path = path.resolve()
+    if path.suffix.lower() == ".nwb":
+        return str(path), None
+    name = recording
+    if name is None:
+        try:
+            names = list_recordings(path)
+        except Exception:  # noqa: BLE001 - an unreadable file fails later, with its own message
+            names = []
+        name = names[0] if len(names) == 1 and DEFAULT_RECORDING not in names else DEFAULT_RECORDING
+    return str(path), str(name)
+
+
+def describe(key: tuple[str, str | None]) -> str:
+    path, name = key
+    return f"the recording of {path}" if name is None else f"recording {name!r} of {path}"
+
+
+def run_key(run_dir: Path) -> tuple[str, str | None]:
+    """The recording a run folder was fitted on (its ``config.json``)."""
+    try:
+        cfg = json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"error: {run_dir}: unreadable config.json ({exc})") from None
+    return recording_key(cfg.get("data"), cfg.get("recording"))
+
+
+def fit_source(run_dir: Path, args) -> tuple[str | None, str | None]:
+    """``data``/``recording`` to pass to :func:`neurocode.fit` for ``run_dir``: --data/--recording,
+    or, to resume a run folder already checked to be on that recording, its own spelling of
+    them (the bundled file as null or as a path, the default recording as null or by name)."""
+    if (run_dir / "config.json").exists():
+        cfg = json.loads((run_dir / "config.json").read_text())
+        return cfg.get("data"), cfg.get("recording")
+    return args.data, args.recording
+
+
+def _check_spiking(run_dir: Path) -> None:
+    from neurocode.fitting import FitConfig, predicts_rates
+
+    cfg = json.loads((run_dir / "config.json").read_text())
+    model = cfg.get("model")
+    if model not in ("nsnn", "dsnn"):
+        raise SystemExit(f"error: --run {run_dir}: a {model} run; the coding analysis needs a spiking model")
+    try:
+        config = FitConfig.from_dict({k: v for k, v in cfg.items() if k not in ("neurocode_version", "torch_version")})
+    except (TypeError, ValueError) as exc:
+        raise SystemExit(f"error: --run {run_dir}: invalid config.json ({exc})") from None
+    if predicts_rates(config):
+        raise SystemExit(f"error: --run {run_dir}: its population-mean readout predicts rates, not trials; "
+                         "the coding analysis needs sampled spike trials")
+
+
+def model_runs(args) -> tuple[list[Path], tuple[str, str | None]]:
+    """The run folders to analyse and the one recording they were all fitted on.
+
+    Refuses runs fitted on different recordings, or on another recording than an explicit
+    ``--data``/``--recording`` (the "recorded" row would belong to another recording).
+    """
     import neurocode
 
+    wanted = recording_key(args.data, args.recording)
+    explicit = args.data is not None or args.recording is not None
     if args.run:
+        keys = []
         for r in args.run:
             if not (r / "checkpoint.pt").exists() or not (r / "config.json").exists():
                 raise SystemExit(f"error: --run {r}: not a finished run folder (config.json and checkpoint.pt needed)")
-            cfg = json.loads((r / "config.json").read_text())
-            model = cfg.get("model")
-            if model not in ("nsnn", "dsnn"):
-                raise SystemExit(f"error: --run {r}: a {model} run; the coding analysis needs a spiking model")
-            if (cfg.get("snn") or {}).get("readout") == "mean":
-                raise SystemExit(f"error: --run {r}: its population-mean readout predicts rates, not trials; "
-                                 "the coding analysis needs sampled spike trials")
-        return list(args.run)
+            _check_spiking(r)
+            keys.append(run_key(r))
+        for r, k in zip(args.run, keys):
+            if k != keys[0]:
+                raise SystemExit(f"error: --run {args.run[0]} was fitted on {describe(keys[0])}, but --run {r} on "
+                                 f"{describe(k)}; the recorded row and the model rows must come from one recording: "
+                                 "analyse runs of different recordings separately (each with its own --out)")
+        if explicit and keys[0] != wanted:
+            raise SystemExit(f"error: --run {args.run[0]} was fitted on {describe(keys[0])}, not on {describe(wanted)} "
+                             "(--data/--recording); drop --data/--recording (the runs' own recording is used) or "
+                             "pass runs fitted on it")
+        return list(args.run), keys[0]
     run_dir = args.out / "runs" / "nsnn-fold0-seed0"
+    if (run_dir / "config.json").exists() and run_key(run_dir) != wanted:
+        raise SystemExit(f"error: {run_dir} holds a fit on {describe(run_key(run_dir))}, not on {describe(wanted)} "
+                         "(--data/--recording); choose another --out")
     if not (run_dir / "metrics.json").exists():
         o = {"eval_trials": 16}
         if args.epochs:
@@ -84,22 +183,57 @@ def model_runs(args) -> list[Path]:
         if args.threads:
             o["threads"] = args.threads
         resume = (run_dir / "config.json").exists()
-        print(f"[{'resume' if resume else 'fit'}] {run_dir}", flush=True)
-        neurocode.fit("nsnn", preset=args.preset, fold=0, seed=0, out=run_dir, resume=resume,
-                      progress=not args.no_progress, **o)
-    return [run_dir]
+        print(f"[{'resume' if resume else 'fit'}] {run_dir} on {describe(wanted)}", flush=True)
+        data, recording = fit_source(run_dir, args)  # --data/--recording (or the folder's spelling of them)
+        try:
+            neurocode.fit("nsnn", data=data, recording=recording, preset=args.preset, fold=0, seed=0,
+                          out=run_dir, resume=resume, progress=not args.no_progress, **o)
+        except (FileNotFoundError, KeyError) as exc:  # a bad --data / --recording
+            raise SystemExit(f"error: {exc.args[0] if exc.args else exc}") from None
+    return [run_dir], wanted
 
 
-def model_counts(run_dir: Path, trials: int) -> tuple[str, np.ndarray]:
-    """(model name, output-layer spike counts ``[60 images, K, cells]``) of a run's model."""
-
+def model_counts(config, net, data, trials: int) -> np.ndarray:
+    """Output-layer spike counts ``[all stimuli, K, cells]`` of a run's model."""
     from neurocode.fitting import predict
-    from neurocode.pipeline import load_run
 
-    config, net, data = load_run(run_dir)
     all_images = np.arange(data.images.shape[0])
     spikes = predict(config, net, data, all_images, n_trials=trials, seed=12345)  # [n, T, K, N]
-    return config.model, spikes.sum(axis=1)
+    return spikes.sum(axis=1)
+
+
+def recorded_result(rec):
+    """Fig. 4B on a recording (counts summed over its response window), every stimulus.
+
+    With different trial counts per stimulus, each stimulus uses its own trials (a stimulus
+    with fewer than 2 has no Fano factor or cosine similarity: NaN).
+    """
+    from neurocode.analysis import coding_analysis, recorded_coding_analysis
+    from neurocode.analysis.coding import CodingResult
+    from neurocode.analysis.statistics import pearson
+
+    if rec.equal_trials:
+        return recorded_coding_analysis(rec)
+    counts = rec.binned(float(rec.window[1] - rec.window[0]), padded=True).sum(axis=1)  # [n, R, N]
+    ff = np.full(rec.n_stimuli, np.nan)
+    cos = np.full(rec.n_stimuli, np.nan)
+    for s, n in enumerate(rec.trial_counts):
+        if n >= 2:
+            one = coding_analysis(counts[s : s + 1, : int(n)])
+            ff[s], cos[s] = one.mean_fano[0], one.cosine[0]
+    r, p = pearson(ff, cos)
+    ok = np.isfinite(ff) & np.isfinite(cos)
+    slope, intercept = (np.polyfit(ff[ok], cos[ok], 1) if ok.sum() >= 2 and np.ptp(ff[ok]) > 0
+                        else (float("nan"), float("nan")))
+    return CodingResult(ff, cos, float(r), float(p), float(slope), float(intercept))
+
+
+def _same_stimuli(a, b) -> bool:
+    """Whether two prepared recordings hold the same stimuli, cells, trials and window."""
+    return (a.shape == b.shape and tuple(a.window) == tuple(b.window)
+            and np.array_equal(a.trial_counts, b.trial_counts)
+            and (a.stimuli is None) == (b.stimuli is None)
+            and (a.stimuli is None or a.stimuli.shape == b.stimuli.shape))
 
 
 def _fmt(v):
@@ -113,19 +247,30 @@ def main(argv=None) -> int:
     import torch
 
     from neurocode._io import atomic_path, write_json, write_text
-    from neurocode.analysis import coding_analysis, recorded_coding_analysis
-    from neurocode.data import load_recording
+    from neurocode.analysis import coding_analysis
+    from neurocode.pipeline import load_run
     from neurocode.plotting import plot_coding_scatter
 
     if args.threads:
         torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    rec = load_recording()
-    results = {"recorded": (recorded_coding_analysis(rec), rec.n_trials)}
-    for run_dir in model_runs(args):
-        model, counts = model_counts(run_dir, args.trials)
-        name = f"{model.upper()} ({run_dir.name})"
+    runs, key = model_runs(args)
+    results, rec, first = {}, None, None
+    for run_dir in runs:
+        config, net, data = load_run(run_dir)
+        if rec is None:
+            # the recorded row: the runs' own recording, as fitted (window, clips), all its stimuli
+            rec, first = data.recording, run_dir
+            if args.trials is None:
+                args.trials = max(2, int(rec.n_trials))
+            results["recorded"] = (recorded_result(rec), int(rec.n_trials))
+        elif not _same_stimuli(rec, data.recording):
+            raise SystemExit(f"error: --run {first} and --run {run_dir} were fitted on {describe(key)} with different "
+                             f"stimuli or response windows ({rec!r} vs {data.recording!r}); analyse them separately")
+        counts = model_counts(config, net, data, args.trials)
+        name = f"{config.model.upper()} ({run_dir.name})"
         results[name] = (coding_analysis(counts), args.trials)
+        del net
 
     rows, per_stim = [], {}
     for name, (res, k) in results.items():
@@ -148,19 +293,22 @@ def main(argv=None) -> int:
     for s in range(len(per_stim["recorded"].mean_fano)):
         w.writerow([s] + [_fmt(float(getattr(per_stim[n], q)[s])) for n in names for q in ("mean_fano", "cosine")])
     write_text(args.out / "coding_per_stimulus.csv", buf.getvalue())
-    write_json(args.out / "coding.json", {"trials": args.trials, "table": rows,
+    rec_name = key[1] if key[1] is not None else rec.name
+    write_json(args.out / "coding.json", {"data": key[0], "recording": rec_name,
+                                          "runs": [str(r) for r in runs], "trials": args.trials, "table": rows,
                                           "per_stimulus": {n: {"mean_fano": r.mean_fano, "cosine": r.cosine}
                                                            for n, r in per_stim.items()}})
     figures = []
     for name, res in per_stim.items():
         fname = "coding_recorded.png" if name == "recorded" else \
             f"coding_{name.split(' (')[1].rstrip(')') if ' (' in name else name}.png"
-        fig = plot_coding_scatter(res, title=f"{name}\nr = {res.r:.3f}, p = {res.p:.2g}")
+        fig = plot_coding_scatter(res, title=f"{name}, {rec_name}\nr = {res.r:.3f}, p = {res.p:.2g}")
         with atomic_path(args.out / fname) as tmp:
             fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
         figures.append(fname)
 
-    print("\nFig. 4B: Pearson r across images between mean Fano factor and prediction cosine similarity")
+    print(f"\nFig. 4B on recording {rec_name!r} ({key[0]}): Pearson r across stimuli between mean Fano factor "
+          "and prediction cosine similarity")
     print(f"{'source':<34}{'images':>7}{'trials':>7}{'r':>9}{'p':>11}{'mean FF':>9}{'mean cos':>9}")
     for r in rows:
         rr = "n/a" if not math.isfinite(r["r"]) else f"{r['r']:.3f}"

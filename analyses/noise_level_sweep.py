@@ -3,18 +3,23 @@
 
 One NSNN is fitted per (sigma, seed) with Gaussian membrane noise N(0, sigma^2) and
 noise-driven learning (``snn={"noise_sigma": sigma}``); runs go to
-``OUT/runs/nsnn-sigma{sigma}-fold{k}-seed{s}`` and finished ones are not redone.
+``OUT/runs/nsnn-sigma{sigma}-fold{k}-seed{s}`` and finished ones are not redone. Fits are on
+``--data FILE`` / ``--recording NAME`` (default: the bundled retina-2 recording); a run folder
+holding a fit on another recording is refused. The recorded Fano factor, baseline and ceiling
+come from the runs' own metrics (their recording and test stimuli).
 
 Writes into ``OUT`` (default ``results/noise_level_sweep``):
 
     noise_level_sweep.csv/.json   sigma, rate_cc / count_cc / fano_corr mean and SD over seeds,
-                                  model and recorded Fano factor, final training loss
+                                  model and recorded Fano factor, final training loss, the
+                                  recording (``recording`` name, ``data`` file)
     noise_level_sweep.png         held-out rate CC vs sigma (baseline and ceiling as lines)
 
 Examples::
 
     python analyses/noise_level_sweep.py --quick                      # sigma 0.1 and 0.4, 2 epochs
     python analyses/noise_level_sweep.py --sigmas 0.05 0.1 0.2 0.4 --seeds 0 1 2
+    python analyses/noise_level_sweep.py --quick --data my_retina.h5 --recording flashes
 """
 
 from __future__ import annotations
@@ -39,7 +44,12 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="tiny run for CI: 2 sigmas, 2 epochs, 16 trials")
     p.add_argument("--sigmas", type=float, nargs="+", default=None, help=f"noise SDs (default {DEFAULT_SIGMAS})")
-    p.add_argument("--preset", choices=("quick", "paper"), default="quick", help="fit preset")
+    p.add_argument("--data", type=Path, default=None,
+                   help="recording file (neurocode HDF5 or .nwb) to fit; default: the bundled retina-2 file")
+    p.add_argument("--recording", default=None,
+                   help="recording (group) in --data; default: natural_images, or the file's only one")
+    p.add_argument("--preset", choices=("quick", "paper", "movie"), default=None,
+                   help="fit preset (default: quick; movie for a continuous recording)")
     p.add_argument("--fold", type=int, default=0, help="held-out fold")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (mean and SD over them)")
     p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
@@ -53,28 +63,104 @@ def parse_args(argv=None):
         a.sigmas = list(QUICK_SIGMAS if a.quick else DEFAULT_SIGMAS)
     if any(not (s > 0 and math.isfinite(s)) for s in a.sigmas):
         p.error("every sigma must be a positive number")
+    if a.data is not None:
+        if not a.data.expanduser().is_file():
+            p.error(f"--data {a.data}: no such recording file")
+        a.data = str(a.data.expanduser().resolve())
     if a.quick:
         a.epochs = a.epochs or 2
         a.eval_trials = a.eval_trials or 16
     return a
 
 
-def fit_one(sigma: float, seed: int, args) -> dict:
+# ------------------------------------------------------------------ which recording
+def recording_key(data, recording) -> tuple[str, str | None]:
+    """``(file, name)`` of the recording that fit settings ``data``/``recording`` select.
+
+    ``data`` None is the bundled file, ``recording`` None the file's default recording
+    ("natural_images", or its only one); an NWB file holds one recording (name None).
+    """
+    from neurocode.data.recording import DEFAULT_RECORDING, bundled_path, list_recordings
+
+    if data is None:
+        try:
+            path = bundled_path()
+        except FileNotFoundError as exc:
+            raise SystemExit(f"error: {exc}") from None
+    else:
+        path = Path(data).expanduser()
+    path = path.resolve()
+    if path.suffix.lower() == ".nwb":
+        return str(path), None
+    name = recording
+    if name is None:
+        try:
+            names = list_recordings(path)
+        except Exception:  # noqa: BLE001 - an unreadable file fails later, with its own message
+            names = []
+        name = names[0] if len(names) == 1 and DEFAULT_RECORDING not in names else DEFAULT_RECORDING
+    return str(path), str(name)
+
+
+def describe(key: tuple[str, str | None]) -> str:
+    path, name = key
+    return f"the recording of {path}" if name is None else f"recording {name!r} of {path}"
+
+
+def run_key(run_dir: Path) -> tuple[str, str | None]:
+    """The recording a run folder was fitted on (its ``config.json``)."""
+    try:
+        cfg = json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"error: {run_dir}: unreadable config.json ({exc})") from None
+    return recording_key(cfg.get("data"), cfg.get("recording"))
+
+
+def fit_source(run_dir: Path, args) -> tuple[str | None, str | None]:
+    """``data``/``recording`` to pass to :func:`neurocode.fit` for ``run_dir``: --data/--recording,
+    or, to resume a run folder already checked to be on that recording, its own spelling of
+    them (the bundled file as null or as a path, the default recording as null or by name)."""
+    if (run_dir / "config.json").exists():
+        cfg = json.loads((run_dir / "config.json").read_text())
+        return cfg.get("data"), cfg.get("recording")
+    return args.data, args.recording
+
+
+def resolve_preset(args) -> None:
+    """Load --data/--recording once (a bad file or name fails here, before any fit) and choose
+    the default preset as :func:`neurocode.fit` does: "movie" for a continuous recording."""
+    from neurocode.data import ContinuousRecording, load_recording
+
+    try:
+        rec = load_recording(args.data, args.recording)
+    except (FileNotFoundError, KeyError, ValueError) as exc:
+        raise SystemExit(f"error: --data/--recording: {exc.args[0] if exc.args else exc}") from None
+    if args.preset is None:
+        args.preset = "movie" if isinstance(rec, ContinuousRecording) else "quick"
+
+
+def fit_one(sigma: float, seed: int, args, wanted: tuple[str, str | None]) -> dict:
     import neurocode
 
     run_dir = args.out / "runs" / f"nsnn-sigma{sigma:g}-fold{args.fold}-seed{seed}"
+    if (run_dir / "config.json").exists() and run_key(run_dir) != wanted:
+        raise SystemExit(f"error: {run_dir} holds a fit on {describe(run_key(run_dir))}, not on {describe(wanted)} "
+                         "(--data/--recording); choose another --out")
     if (run_dir / "metrics.json").exists():
         print(f"[skip] {run_dir.name}: finished earlier", flush=True)
         return json.loads((run_dir / "metrics.json").read_text())
-    o = {"device": args.device, "snn": {"noise_sigma": float(sigma)}}
+    # the membrane noise of both architectures (the quick and movie presets' RF-aware models read rf=,
+    # the paper architecture snn=)
+    o = {"device": args.device, "snn": {"noise_sigma": float(sigma)}, "rf": {"noise_sigma": float(sigma)}}
     for key, val in (("epochs", args.epochs), ("eval_trials", args.eval_trials), ("threads", args.threads)):
         if val:
             o[key] = val
     resume = (run_dir / "config.json").exists()
     print(f"[{'resume' if resume else 'fit'}] {run_dir.name}", flush=True)
     # a folder holding a run with other settings is refused by neurocode.fit (RunFolderError)
-    return neurocode.fit("nsnn", preset=args.preset, fold=args.fold, seed=seed, out=run_dir, resume=resume,
-                         progress=not args.no_progress, **o).metrics
+    data, recording = fit_source(run_dir, args)  # --data/--recording (or the folder's spelling of them)
+    return neurocode.fit("nsnn", data=data, recording=recording, preset=args.preset, fold=args.fold,
+                         seed=seed, out=run_dir, resume=resume, progress=not args.no_progress, **o).metrics
 
 
 def _mean_sd(vals):
@@ -91,7 +177,8 @@ def _fmt(v):
 
 
 COLUMNS = ["sigma", "n_runs", "rate_cc_mean", "rate_cc_sd", "count_cc_mean", "count_cc_sd", "fano_corr_mean",
-           "fano_corr_sd", "model_ff", "recorded_ff", "final_loss", "baseline_rate_cc", "ceiling_rate_cc"]
+           "fano_corr_sd", "model_ff", "recorded_ff", "final_loss", "baseline_rate_cc", "ceiling_rate_cc",
+           "recording", "data"]
 
 
 def main(argv=None) -> int:
@@ -99,14 +186,18 @@ def main(argv=None) -> int:
     from neurocode._io import atomic_path, write_json, write_text
 
     t0 = time.perf_counter()
+    resolve_preset(args)
+    wanted = recording_key(args.data, args.recording)
     rows = []
     for sigma in args.sigmas:
-        ms = [fit_one(sigma, seed, args) for seed in args.seeds]
+        ms = [fit_one(sigma, seed, args, wanted) for seed in args.seeds]
         row = {"sigma": float(sigma), "n_runs": len(ms)}
         for k in ("rate_cc", "count_cc", "fano_corr"):
             row[f"{k}_mean"], row[f"{k}_sd"] = _mean_sd([m.get(k) for m in ms])
         for k in ("model_ff", "recorded_ff", "final_loss", "baseline_rate_cc", "ceiling_rate_cc"):
             row[k] = _mean_sd([m.get(k) for m in ms])[0]
+        row["recording"] = wanted[1] if wanted[1] is not None else ms[0].get("recording")
+        row["data"] = wanted[0]
         rows.append(row)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -115,7 +206,8 @@ def main(argv=None) -> int:
         w.writerow([_fmt(r[c]) for c in COLUMNS])
     write_text(args.out / "noise_level_sweep.csv", buf.getvalue())
     write_json(args.out / "noise_level_sweep.json",
-               {"preset": args.preset, "fold": args.fold, "seeds": args.seeds, "epochs": args.epochs,
+               {"data": rows[0]["data"], "recording": rows[0]["recording"], "preset": args.preset,
+                "fold": args.fold, "seeds": args.seeds, "epochs": args.epochs,
                 "table": rows})
 
     from matplotlib.figure import Figure
@@ -133,11 +225,13 @@ def main(argv=None) -> int:
     ax.set_xlabel("membrane-noise SD σ")
     ax.set_ylabel("held-out rate CC")
     ax.legend(frameon=False, fontsize="small")
-    ax.set_title(f"NSNN, {args.preset} preset, fold {args.fold}, {len(args.seeds)} seed(s)", fontsize="medium")
+    ax.set_title(f"NSNN on {rows[0]['recording']}, {args.preset} preset, fold {args.fold}, {len(args.seeds)} seed(s)",
+                 fontsize="medium")
     with atomic_path(args.out / "noise_level_sweep.png") as tmp:
         fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
 
-    print("\nHeld-out scores of the NSNN vs membrane-noise SD (mean ± SD over seeds):")
+    print(f"\nHeld-out scores of the NSNN vs membrane-noise SD (mean ± SD over seeds), recording "
+          f"{rows[0]['recording']!r} ({rows[0]['data']}):")
     print(f"{'sigma':>6}{'runs':>6}  {'rate_cc':<16}{'count_cc':<16}{'fano_corr':<16}{'model FF':>9}{'final loss':>11}")
     for r in rows:
         def ms(k):

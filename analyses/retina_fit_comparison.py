@@ -4,14 +4,17 @@
 Every (model, fold, seed) is one :func:`neurocode.fit` run in ``OUT/runs/{model}-fold{k}-seed{s}``.
 A run whose ``metrics.json`` exists is not redone; one interrupted mid-fit (checkpoint, no
 metrics) is resumed from its last epoch. Running the command again therefore continues
-where it stopped, and adding folds or seeds only fits the new ones.
+where it stopped, and adding folds or seeds only fits the new ones. Fits are on ``--data FILE``
+/ ``--recording NAME`` (default: the bundled retina-2 recording); a run folder holding a fit on
+another recording is refused, and the baseline and ceiling come from the runs' own metrics.
 
 Writes into ``OUT`` (default ``results/retina_fit_comparison``):
 
     runs.csv            one row per fit: rate_cc, count_cc, fano_corr, validation rate_cc and best
-                        epoch, baseline, ceiling, parameters
+                        epoch, baseline, ceiling, parameters, recording and data file
     summary.csv/.json   per model mean and SD over folds x seeds, plus the baseline
-                        (stimulus-independent mean PSTH) and ceiling (split-half reliability) rows
+                        (stimulus-independent mean PSTH) and ceiling (split-half reliability) rows;
+                        the JSON's ``protocol`` names the recording (``data``, ``recording``)
     comparison.png      rate CC per model (bars: mean +- SD over runs, dots: runs) with the
                         baseline and ceiling as lines
     rate_cc_per_cell.png  per-cell rate CC (averaged over runs) per model, Fig. 5B style
@@ -21,6 +24,7 @@ Examples::
     python analyses/retina_fit_comparison.py --quick             # CI: 1 fold x 1 seed, 2 epochs
     python analyses/retina_fit_comparison.py                     # quick preset, 5 folds x 3 seeds
     python analyses/retina_fit_comparison.py --full              # paper preset, 5 folds x 3 seeds (GPU advised)
+    python analyses/retina_fit_comparison.py --data my_retina.h5 --recording flashes --out results/my_retina
 
 Fits of different seeds can run as separate processes into the same ``--out`` (e.g. one per
 core with ``--threads 1``); a last run without new work only collects the table.
@@ -50,7 +54,12 @@ def parse_args(argv=None):
                    help="tiny run for CI: fold 0, seed 0, 2 epochs, 16 evaluation trials")
     p.add_argument("--full", action="store_true",
                    help="the full protocol: paper preset, folds 0-4, seeds 0-2 (hours on a CPU; resumable)")
-    p.add_argument("--preset", choices=("quick", "paper"), default=None, help="fit preset (default: quick)")
+    p.add_argument("--data", type=Path, default=None,
+                   help="recording file (neurocode HDF5 or .nwb) to fit; default: the bundled retina-2 file")
+    p.add_argument("--recording", default=None,
+                   help="recording (group) in --data; default: natural_images, or the file's only one")
+    p.add_argument("--preset", choices=("quick", "paper", "movie"), default=None,
+                   help="fit preset (default: quick; movie for a continuous recording; --full: paper)")
     p.add_argument("--folds", type=int, nargs="+", default=None, help="held-out folds (default: 0 1 2 3 4)")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default: 0 1 2; --quick: 0)")
     p.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS), help="models to compare")
@@ -63,8 +72,12 @@ def parse_args(argv=None):
     a = p.parse_args(argv)
     if a.quick and a.full:
         p.error("--quick and --full exclude each other")
-    if a.preset is None:
-        a.preset = "paper" if a.full else "quick"
+    if a.data is not None:
+        if not a.data.expanduser().is_file():
+            p.error(f"--data {a.data}: no such recording file")
+        a.data = str(a.data.expanduser().resolve())
+    if a.preset is None and a.full:
+        a.preset = "paper"  # else chosen by resolve_preset, from the recording's kind
     if a.folds is None:
         a.folds = [0] if a.quick else [0, 1, 2, 3, 4]
     if a.seeds is None:
@@ -75,8 +88,74 @@ def parse_args(argv=None):
     return a
 
 
+# ------------------------------------------------------------------ which recording
+def recording_key(data, recording) -> tuple[str, str | None]:
+    """``(file, name)`` of the recording that fit settings ``data``/``recording`` select.
+
+    ``data`` None is the bundled file, ``recording`` None the file's default recording
+    ("natural_images", or its only one); an NWB file holds one recording (name None).
+    """
+    from neurocode.data.recording import DEFAULT_RECORDING, bundled_path, list_recordings
+
+    if data is None:
+        try:
+            path = bundled_path()
+        except FileNotFoundError as exc:
+            raise SystemExit(f"error: {exc}") from None
+    else:
+        path = Path(data).expanduser()
+    path = path.resolve()
+    if path.suffix.lower() == ".nwb":
+        return str(path), None
+    name = recording
+    if name is None:
+        try:
+            names = list_recordings(path)
+        except Exception:  # noqa: BLE001 - an unreadable file fails later, with its own message
+            names = []
+        name = names[0] if len(names) == 1 and DEFAULT_RECORDING not in names else DEFAULT_RECORDING
+    return str(path), str(name)
+
+
+def describe(key: tuple[str, str | None]) -> str:
+    path, name = key
+    return f"the recording of {path}" if name is None else f"recording {name!r} of {path}"
+
+
+def run_key(run_dir: Path) -> tuple[str, str | None]:
+    """The recording a run folder was fitted on (its ``config.json``)."""
+    try:
+        cfg = json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"error: {run_dir}: unreadable config.json ({exc})") from None
+    return recording_key(cfg.get("data"), cfg.get("recording"))
+
+
+def fit_source(run_dir: Path, args) -> tuple[str | None, str | None]:
+    """``data``/``recording`` to pass to :func:`neurocode.fit` for ``run_dir``: --data/--recording,
+    or, to resume a run folder already checked to be on that recording, its own spelling of
+    them (the bundled file as null or as a path, the default recording as null or by name)."""
+    if (run_dir / "config.json").exists():
+        cfg = json.loads((run_dir / "config.json").read_text())
+        return cfg.get("data"), cfg.get("recording")
+    return args.data, args.recording
+
+
+def resolve_preset(args) -> None:
+    """Load --data/--recording once (a bad file or name fails here, before any fit) and choose
+    the default preset as :func:`neurocode.fit` does: "movie" for a continuous recording."""
+    from neurocode.data import ContinuousRecording, load_recording
+
+    try:
+        rec = load_recording(args.data, args.recording)
+    except (FileNotFoundError, KeyError, ValueError) as exc:
+        raise SystemExit(f"error: --data/--recording: {exc.args[0] if exc.args else exc}") from None
+    if args.preset is None:
+        args.preset = "movie" if isinstance(rec, ContinuousRecording) else "quick"
+
+
 def overrides(args) -> dict:
-    o = {"device": args.device}
+    o = {"device": args.device, "recording": args.recording}
     if args.epochs:
         o["epochs"] = args.epochs
     if args.eval_trials:
@@ -87,7 +166,8 @@ def overrides(args) -> dict:
 
 
 def _stored_config_matches(run_dir: Path, config) -> bool:
-    """True if ``run_dir/config.json`` was written for ``config`` (device and threads aside)."""
+    """True if ``run_dir/config.json`` was written for ``config`` (device and threads aside; the
+    recording is compared by :func:`run_key`, where None and the default name are the same)."""
     from neurocode.fitting import FitConfig
 
     try:
@@ -97,17 +177,20 @@ def _stored_config_matches(run_dir: Path, config) -> bool:
     except (OSError, ValueError, TypeError):
         return False
     new = config.to_dict()
-    return all(old.get(k) == new[k] for k in new if k not in ("device", "threads"))
+    return all(old.get(k) == new[k] for k in new if k not in ("device", "threads", "data", "recording"))
 
 
-def run_one(model: str, fold: int, seed: int, args, runs_dir: Path) -> dict:
-    """Fit one (model, fold, seed) unless its metrics exist; return its metrics."""
+def run_one(model: str, fold: int, seed: int, args, runs_dir: Path, wanted: tuple[str, str | None]) -> dict:
+    """Fit one (model, fold, seed) of the recording ``wanted`` unless its metrics exist; return its metrics."""
     import neurocode
     from neurocode.fitting import make_config
 
     run_dir = runs_dir / f"{model}-fold{fold}-seed{seed}"
-    config = make_config(model, args.preset, fold=fold, seed=seed, **overrides(args))
+    config = make_config(model, args.preset, data=args.data, fold=fold, seed=seed, **overrides(args))
     has_run = any((run_dir / f).exists() for f in ("config.json", "checkpoint.pt", "metrics.json"))
+    if (run_dir / "config.json").exists() and run_key(run_dir) != wanted:
+        raise SystemExit(f"error: {run_dir} holds a fit on {describe(run_key(run_dir))}, not on {describe(wanted)} "
+                         "(--data/--recording); choose another --out")
     if has_run and not _stored_config_matches(run_dir, config):
         raise SystemExit(f"error: {run_dir} holds a run with different settings (preset, epochs, ...); "
                          "use the settings it was made with or choose another --out")
@@ -118,8 +201,9 @@ def run_one(model: str, fold: int, seed: int, args, runs_dir: Path) -> dict:
     resume = (run_dir / "checkpoint.pt").exists() or (run_dir / "config.json").exists()
     print(f"[{'resume' if resume else 'fit'}] {run_dir.name} ({args.preset} preset)", flush=True)
     t0 = time.perf_counter()
-    res = neurocode.fit(model, preset=args.preset, fold=fold, seed=seed, out=run_dir, resume=resume,
-                        progress=not args.no_progress, **overrides(args))
+    data, recording = fit_source(run_dir, args)  # --data/--recording (or the folder's spelling of them)
+    res = neurocode.fit(model, data=data, preset=args.preset, fold=fold, seed=seed, out=run_dir, resume=resume,
+                        progress=not args.no_progress, **{**overrides(args), "recording": recording})
     print(f"       rate_cc {res.metrics['rate_cc']:.3f} in {time.perf_counter() - t0:.0f} s", flush=True)
     return res.metrics
 
@@ -160,7 +244,7 @@ def summarise(runs: list[dict]) -> list[dict]:
 COLUMNS = ["model", "n_runs"] + [f"{k}_{s}" for k in SCORES for s in ("mean", "sd")] + ["parameter_count"]
 RUN_COLUMNS = ["model", "fold", "seed", "epochs", "best_epoch", "val_rate_cc", "rate_cc", "count_cc", "fano_corr",
                "ln_rate_cc", "ln_count_cc", "baseline_rate_cc", "ceiling_rate_cc", "model_ff", "recorded_ff",
-               "parameter_count"]
+               "parameter_count", "recording", "data"]
 
 
 def _fmt(v) -> str:
@@ -237,20 +321,25 @@ def main(argv=None) -> int:
     out = args.out
     runs_dir = out / "runs"
     t0 = time.perf_counter()
+    resolve_preset(args)
+    wanted = recording_key(args.data, args.recording)
     runs = []
     for fold in args.folds:
         for seed in args.seeds:
             for model in args.models:
-                runs.append(run_one(model, fold, seed, args, runs_dir))
+                runs.append(run_one(model, fold, seed, args, runs_dir, wanted))
     rows = summarise(runs)
+    rec_name = wanted[1] if wanted[1] is not None else runs[0].get("recording")
     run_rows = [{c: (m["model"].upper() if c == "model" else m.get(c)) for c in RUN_COLUMNS} for m in runs]
+    for r in run_rows:  # every run was checked to be on ``wanted`` (metrics' "data" is null for the bundled file)
+        r["recording"], r["data"] = rec_name, wanted[0]
     write_text(out / "runs.csv", to_csv(run_rows, RUN_COLUMNS))
     write_text(out / "summary.csv", to_csv(rows, COLUMNS))
     epochs = sorted({m["epochs"] for m in runs})
-    protocol = {"preset": args.preset, "folds": args.folds, "seeds": args.seeds, "models": args.models,
-                "epochs": epochs, "quick": args.quick}
+    protocol = {"data": wanted[0], "recording": rec_name, "preset": args.preset, "folds": args.folds,
+                "seeds": args.seeds, "models": args.models, "epochs": epochs, "quick": args.quick}
     write_json(out / "summary.json", {"protocol": protocol, "summary": rows, "runs": run_rows})
-    title = (f"{args.preset} preset, {len(args.folds)} fold(s) x {len(args.seeds)} seed(s), "
+    title = (f"{rec_name}, {args.preset} preset, {len(args.folds)} fold(s) x {len(args.seeds)} seed(s), "
              f"{'/'.join(map(str, epochs))} epochs")
     save_figure(plot_comparison(rows, run_rows, title), out / "comparison.png")
     per_cell = {}
@@ -260,7 +349,7 @@ def main(argv=None) -> int:
     ceiling = np.nanmean(np.stack([np.asarray(m["per_cell"]["ceiling_rate_cc"], float) for m in runs]), axis=0)
     save_figure(plot_cc_bars(per_cell, per_cell=False, ceiling=ceiling), out / "rate_cc_per_cell.png")
     print()
-    print(f"Held-out scores, mean ± SD over folds x seeds ({title}):")
+    print(f"Held-out scores, mean ± SD over folds x seeds ({title}; {wanted[0]}):")
     print(format_table(rows))
     print(f"\nwritten to {out}/ (summary.csv, summary.json, runs.csv, comparison.png, rate_cc_per_cell.png) "
           f"in {time.perf_counter() - t0:.0f} s")

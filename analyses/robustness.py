@@ -6,17 +6,21 @@ probability beta during prediction (:func:`neurocode.analysis.perturb_spikes`); 
 held-out rate CC of the perturbed model is reported per beta. The fitted models come from
 ``--runs DIR`` (a folder of run folders, e.g. ``results/retina_fit_comparison/runs``: every
 ``nsnn-*`` / ``dsnn-*`` folder with a ``checkpoint.pt`` is used), or are fitted here into
-``OUT/runs`` (fold 0, seed 0; reused when run again).
+``OUT/runs`` (fold 0, seed 0; reused when run again). Fits and reused runs are on
+``--data FILE`` / ``--recording NAME`` (default: the bundled retina-2 recording); a run
+folder fitted on another recording is refused. Scores are on each run's own test stimuli.
 
 Writes into ``OUT`` (default ``results/robustness``):
 
     robustness.csv/.json   model, beta, rate_cc mean/SD over runs, relative to beta = 0
+                           (the JSON also names the recording: ``data`` file, ``recording``)
     robustness.png         rate CC vs beta, one line per model
 
 Examples::
 
     python analyses/robustness.py --quick
     python analyses/robustness.py --runs results/retina_fit_comparison/runs
+    python analyses/robustness.py --quick --data my_retina.h5 --recording flashes
 """
 
 from __future__ import annotations
@@ -42,8 +46,14 @@ def parse_args(argv=None):
     p.add_argument("--quick", action="store_true", help="tiny run for CI: 3 betas, 2-epoch fits, 16 trials")
     p.add_argument("--runs", type=Path, default=None,
                    help="folder of finished run folders to reuse (nsnn-*/dsnn-* with checkpoint.pt)")
+    p.add_argument("--data", type=Path, default=None,
+                   help="recording file (neurocode HDF5 or .nwb) of the fits; --runs must have been fitted on it "
+                        "(default: the bundled retina-2 file)")
+    p.add_argument("--recording", default=None,
+                   help="recording (group) in --data; default: natural_images, or the file's only one")
     p.add_argument("--betas", type=float, nargs="+", default=None, help=f"flip probabilities (default {DEFAULT_BETAS})")
-    p.add_argument("--preset", choices=("quick", "paper"), default="quick", help="preset of fits made here")
+    p.add_argument("--preset", choices=("quick", "paper", "movie"), default=None,
+                   help="preset of fits made here (default: quick; movie for a continuous recording)")
     p.add_argument("--epochs", type=int, default=None, help="epochs of fits made here (default: the preset's)")
     p.add_argument("--trials", type=int, default=None, help="sampled trials per test image (default 64; quick 16)")
     p.add_argument("--repeats", type=int, default=1, help="independent perturbation draws per beta (averaged)")
@@ -55,6 +65,10 @@ def parse_args(argv=None):
         a.betas = list(QUICK_BETAS if a.quick else DEFAULT_BETAS)
     if any(not 0.0 <= b <= 1.0 for b in a.betas):
         p.error("every beta must be in [0, 1]")
+    if a.data is not None:
+        if not a.data.expanduser().is_file():
+            p.error(f"--data {a.data}: no such recording file")
+        a.data = str(a.data.expanduser().resolve())
     if a.quick:
         a.epochs = a.epochs or 2
         a.trials = a.trials or 16
@@ -62,8 +76,64 @@ def parse_args(argv=None):
     return a
 
 
-def find_runs(args) -> list[Path]:
-    """Run folders to perturb: from --runs, else fitted here (NSNN and DSNN, fold 0, seed 0)."""
+# ------------------------------------------------------------------ which recording
+def recording_key(data, recording) -> tuple[str, str | None]:
+    """``(file, name)`` of the recording that fit settings ``data``/``recording`` select.
+
+    ``data`` None is the bundled file, ``recording`` None the file's default recording
+    ("natural_images", or its only one); an NWB file holds one recording (name None).
+    """
+    from neurocode.data.recording import DEFAULT_RECORDING, bundled_path, list_recordings
+
+    if data is None:
+        try:
+            path = bundled_path()
+        except FileNotFoundError as exc:
+            raise SystemExit(f"error: {exc}") from None
+    else:
+        path = Path(data).expanduser()
+    path = path.resolve()
+    if path.suffix.lower() == ".nwb":
+        return str(path), None
+    name = recording
+    if name is None:
+        try:
+            names = list_recordings(path)
+        except Exception:  # noqa: BLE001 - an unreadable file fails later, with its own message
+            names = []
+        name = names[0] if len(names) == 1 and DEFAULT_RECORDING not in names else DEFAULT_RECORDING
+    return str(path), str(name)
+
+
+def describe(key: tuple[str, str | None]) -> str:
+    path, name = key
+    return f"the recording of {path}" if name is None else f"recording {name!r} of {path}"
+
+
+def run_key(run_dir: Path) -> tuple[str, str | None]:
+    """The recording a run folder was fitted on (its ``config.json``)."""
+    try:
+        cfg = json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"error: {run_dir}: unreadable config.json ({exc})") from None
+    return recording_key(cfg.get("data"), cfg.get("recording"))
+
+
+def fit_source(run_dir: Path, args) -> tuple[str | None, str | None]:
+    """``data``/``recording`` to pass to :func:`neurocode.fit` for ``run_dir``: --data/--recording,
+    or, to resume a run folder already checked to be on that recording, its own spelling of
+    them (the bundled file as null or as a path, the default recording as null or by name)."""
+    if (run_dir / "config.json").exists():
+        cfg = json.loads((run_dir / "config.json").read_text())
+        return cfg.get("data"), cfg.get("recording")
+    return args.data, args.recording
+
+
+def find_runs(args, wanted: tuple[str, str | None]) -> list[Path]:
+    """Run folders to perturb: from --runs, else fitted here (NSNN and DSNN, fold 0, seed 0).
+
+    Every one must have been fitted on ``wanted`` (the --data/--recording recording).
+    """
     import neurocode
 
     if args.runs is not None:
@@ -74,10 +144,18 @@ def find_runs(args) -> list[Path]:
                        and json.loads((d / "config.json").read_text()).get("model") in ("nsnn", "dsnn"))
         if not found:
             raise SystemExit(f"error: --runs {args.runs}: no NSNN/DSNN run folder with a checkpoint.pt in it")
+        for d in found:
+            if run_key(d) != wanted:
+                raise SystemExit(f"error: --runs: {d} was fitted on {describe(run_key(d))}, not on {describe(wanted)} "
+                                 "(--data/--recording); pass the --data/--recording the runs were fitted on, or a "
+                                 "--runs folder holding runs of that recording only")
         return found
     runs = []
     for model in ("nsnn", "dsnn"):
         run_dir = args.out / "runs" / f"{model}-fold0-seed0"
+        if (run_dir / "config.json").exists() and run_key(run_dir) != wanted:
+            raise SystemExit(f"error: {run_dir} holds a fit on {describe(run_key(run_dir))}, not on "
+                             f"{describe(wanted)} (--data/--recording); choose another --out")
         if not (run_dir / "metrics.json").exists():
             o = {"eval_trials": args.trials}
             if args.epochs:
@@ -85,9 +163,13 @@ def find_runs(args) -> list[Path]:
             if args.threads:
                 o["threads"] = args.threads
             resume = (run_dir / "config.json").exists()
-            print(f"[{'resume' if resume else 'fit'}] {run_dir}", flush=True)
-            neurocode.fit(model, preset=args.preset, fold=0, seed=0, out=run_dir, resume=resume,
-                          progress=not args.no_progress, **o)
+            print(f"[{'resume' if resume else 'fit'}] {run_dir} on {describe(wanted)}", flush=True)
+            data, recording = fit_source(run_dir, args)  # --data/--recording (or the folder's spelling of them)
+            try:
+                neurocode.fit(model, data=data, recording=recording, preset=args.preset, fold=0, seed=0,
+                              out=run_dir, resume=resume, progress=not args.no_progress, **o)
+            except (FileNotFoundError, KeyError) as exc:  # a bad --data / --recording
+                raise SystemExit(f"error: {exc.args[0] if exc.args else exc}") from None
         runs.append(run_dir)
     return runs
 
@@ -151,8 +233,9 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
+    wanted = recording_key(args.data, args.recording)
     per_model: dict[str, list[list[float]]] = {}
-    for run_dir in find_runs(args):
+    for run_dir in find_runs(args, wanted):
         config, net, data = load_run(run_dir)
         print(f"[perturb] {run_dir.name}: betas {args.betas}", flush=True)
         per_model.setdefault(config.model, []).append(
@@ -176,7 +259,7 @@ def main(argv=None) -> int:
     for r in rows:
         w.writerow([_fmt(r[c]) for c in cols])
     write_text(args.out / "robustness.csv", buf.getvalue())
-    write_json(args.out / "robustness.json", {"betas": args.betas, "trials": args.trials, "repeats": args.repeats,
+    write_json(args.out / "robustness.json", {"data": wanted[0], "recording": wanted[1], "betas": args.betas, "trials": args.trials, "repeats": args.repeats,
                                               "runs": {k: len(v) for k, v in per_model.items()}, "table": rows})
 
     from matplotlib.figure import Figure
@@ -192,10 +275,12 @@ def main(argv=None) -> int:
     ax.set_xlabel("spike-flip probability β (every spiking layer)")
     ax.set_ylabel("held-out rate CC")
     ax.legend(frameon=False)
+    if wanted[1] is not None:
+        ax.set_title(f"recording {wanted[1]!r} ({Path(wanted[0]).name})", fontsize="medium")
     with atomic_path(args.out / "robustness.png") as tmp:
         fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
 
-    print("\nHeld-out rate CC under spike flips (mean ± SD over runs):")
+    print(f"\nHeld-out rate CC under spike flips (mean ± SD over runs), {describe(wanted)}:")
     print(f"{'model':<6}{'beta':>8}{'runs':>6}  {'rate_cc':<16}{'vs beta=0':>10}")
     for r in rows:
         rel = "" if not math.isfinite(r["relative_to_beta0"]) else f"{r['relative_to_beta0']:.3f}"

@@ -2,10 +2,13 @@
 
 ::
 
-    neurocode fit --model nsnn [--data FILE] [--preset quick|paper] [--fold K] [--seed S]
+    neurocode fit --model nsnn [--data FILE(.h5|.nwb)] [--recording NAME] [--preset quick|paper|movie]
+                  [--input-size N] [--bin-size S] [--window A B] [--fold K] [--seed S]
                   [--out DIR] [--resume] [--epochs N] [--device D] [--threads N] [--no-progress]
     neurocode evaluate RUN_DIR
+    neurocode predict RUN_DIR --stimuli FILE [--out FILE] [--trials K]
     neurocode data list [FILE]
+    neurocode data import FILE.nwb --out FILE.h5 [--name NAME]
     neurocode data build --source DIR --out FILE
     neurocode analyze coding [--data FILE] [--out DIR]
 
@@ -34,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "salamander retina recordings; score them on held-out images; neural-coding analyses.",
     )
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = p.add_subparsers(dest="command", metavar="{fit,evaluate,data,analyze}")
+    sub = p.add_subparsers(dest="command", metavar="{fit,evaluate,predict,data,analyze}")
     sub.required = True
 
     f = sub.add_parser("fit", help="fit a model, predict the held-out images, write a run folder",
@@ -45,9 +48,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="noisy SNN (noise-driven learning), deterministic SNN (surrogate gradient), CNN "
                         "baseline or the LN reference (default: nsnn)")
     f.add_argument("--data", metavar="PATH", default=None,
-                   help="prepared HDF5 recording (default: the bundled retina-2 recording)")
-    f.add_argument("--preset", choices=("quick", "paper"), default="quick",
-                   help="quick: minutes on a CPU; paper: the paper's network and 64 epochs (default: quick)")
+                   help="recording: a neurocode HDF5 file or an NWB file (default: the bundled retina-2 recording)")
+    f.add_argument("--recording", metavar="NAME", default=None,
+                   help="recording (group) inside --data when the file holds several (see `neurocode data list`)")
+    f.add_argument("--preset", choices=("quick", "paper", "movie"), default=None,
+                   help="quick: minutes on a CPU; paper: the paper's network and 64 epochs; movie: continuous "
+                        "stimuli (white noise, movies) in 1-s clips of 33-ms bins at 90x90 px "
+                        "(default: movie for a continuous recording, else quick)")
+    f.add_argument("--input-size", type=int, default=None, metavar="N",
+                   help="model input side in px: frames are letterboxed to a square and area-resampled to NxN")
+    f.add_argument("--bin-size", type=float, default=None, metavar="S", help="time bin in s (T is derived)")
+    f.add_argument("--window", type=float, nargs=2, default=None, metavar=("A", "B"),
+                   help="response window in s to fit, inside the recording's (default: the recording's)")
     f.add_argument("--fold", type=int, default=0, metavar="K", help="held-out fold of 5 (default: 0)")
     f.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default: 0)")
     f.add_argument("--out", metavar="DIR", default=None,
@@ -65,12 +77,30 @@ def build_parser() -> argparse.ArgumentParser:
                                    "from its predictions and the recording, and print the scores.")
     e.add_argument("run_dir", metavar="RUN_DIR")
 
+    pr = sub.add_parser("predict", help="predict a fitted model's responses to new stimuli",
+                        description="Responses of a run folder's model to new stimuli, prepared as its training "
+                                    "stimuli (letterboxed, resampled, normalised with the training statistics).")
+    pr.add_argument("run_dir", metavar="RUN_DIR")
+    pr.add_argument("--stimuli", required=True, metavar="FILE",
+                    help=".npy array (or .npz with key 'stimuli'): flashed frames [n, H, W], or clips [n, F, H, W] "
+                         "on the fit's bin grid for a model fitted to a continuous recording")
+    pr.add_argument("--out", metavar="FILE", default=None,
+                    help="predictions HDF5 file (default: RUN_DIR/predictions_<stimuli file name>.h5)")
+    pr.add_argument("--trials", type=int, default=None, metavar="K", help="sampled trials per stimulus")
+
     d = sub.add_parser("data", help="list or build prepared recordings")
-    dsub = d.add_subparsers(dest="data_command", metavar="{list,build}")
+    dsub = d.add_subparsers(dest="data_command", metavar="{list,import,build}")
     dsub.required = True
     dl = dsub.add_parser("list", help="recordings in a prepared HDF5 file")
     dl.add_argument("path", nargs="?", default=None, metavar="PATH",
                     help="prepared HDF5 file (default: the bundled one)")
+    di = dsub.add_parser("import", help="convert an NWB file into a neurocode HDF5 recording file",
+                         description="Read spike times, stimuli and trials from an NWB file (docs/nwb.md) and add "
+                                     "them as a recording to a neurocode HDF5 file.")
+    di.add_argument("path", metavar="FILE.nwb")
+    di.add_argument("--out", required=True, metavar="FILE.h5", help="neurocode HDF5 file (created or extended)")
+    di.add_argument("--name", default=None, metavar="NAME", help="recording name (default: from the NWB file)")
+    di.add_argument("--overwrite", action="store_true", help="replace a recording of the same name in --out")
     db = dsub.add_parser("build", help="build the bundled recording from the original Onken 2016 package",
                          description="Verify the original Onken et al. (2016) files (SHA-256) and convert "
                                      "retina 2 to the neurocode HDF5 format (datasets/build_onken2016.py).")
@@ -106,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = {"fit": _cmd_fit, "evaluate": _cmd_evaluate, "data": _cmd_data, "analyze": _cmd_analyze}
+    handlers = {"fit": _cmd_fit, "evaluate": _cmd_evaluate, "predict": _cmd_predict, "data": _cmd_data,
+                "analyze": _cmd_analyze}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:
@@ -124,6 +155,9 @@ def _cmd_fit(args) -> int:
     from neurocode.pipeline import fit, format_metrics
 
     overrides = {}
+    for key in ("recording", "input_size", "bin_size", "window"):
+        if getattr(args, key) is not None:
+            overrides[key] = tuple(args.window) if key == "window" else getattr(args, key)
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
     if args.device is not None:
@@ -146,20 +180,42 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+def _cmd_predict(args) -> int:
+    from neurocode.pipeline import predict_run
+
+    out = predict_run(args.run_dir, args.stimuli, out=args.out, n_trials=args.trials)
+    print(f"wrote {out}")
+    return 0
+
+
 def _cmd_data(args) -> int:
     if args.data_command == "list":
-        from neurocode.data import bundled_path, list_recordings, load_recording
+        from neurocode.data import ContinuousRecording, bundled_path, list_recordings, load_recording
 
         path = Path(args.path) if args.path else bundled_path()
         names = list_recordings(path)
         print(f"{path}:")
-        print(f"  {'recording':<16} {'stimuli':>7} {'cells':>5} {'trials':>6} {'spikes':>9}  window (s)  frames")
+        print(f"  {'recording':<20} {'stimuli':>7} {'cells':>5} {'trials':>6} {'spikes':>9}  window (s)  frames")
         for name in names:
             rec = load_recording(path, name)
+            if isinstance(rec, ContinuousRecording):
+                frames = f"{rec.n_frames} x " + "x".join(str(s) for s in rec.frame_shape)
+                print(f"  {name:<20} {'movie':>7} {rec.n_cells:>5} {rec.n_repeats:>6} {rec.n_spikes:>9,}  "
+                      f"{rec.session[0]:g}-{rec.session[1]:g}{'':<4} {frames} (continuous; trials = repeats)")
+                continue
             frames = "none" if rec.stimuli is None else "x".join(str(s) for s in rec.stimuli.shape[1:])
             w0, w1 = rec.window
-            print(f"  {name:<16} {rec.n_stimuli:>7} {rec.n_cells:>5} {rec.n_trials:>6} {rec.n_spikes:>9,}  "
+            trials = str(rec.n_trials) if rec.equal_trials else f"{rec.trial_counts.min()}-{rec.n_trials}"
+            print(f"  {name:<20} {rec.n_stimuli:>7} {rec.n_cells:>5} {trials:>6} {rec.n_spikes:>9,}  "
                   f"{w0:g}-{w1:g}{'':<6} {frames}")
+        return 0
+    if args.data_command == "import":
+        from neurocode.data.nwb import import_nwb
+
+        if not Path(args.path).is_file():
+            raise FileNotFoundError(f"{args.path}: no such NWB file")
+        out = import_nwb(args.path, args.out, name=args.name, overwrite=args.overwrite)
+        print(f"wrote {out}")
         return 0
     # build: the recipe lives in the repository's datasets/ folder, next to the package
     import runpy

@@ -52,10 +52,12 @@ import torch
 from torch import Tensor, nn
 
 from neurocode._io import atomic_path
-from neurocode.data import ImageNormalizer, Recording, downsample, kfold_split, load_recording
+from neurocode.data import ContinuousRecording, ImageNormalizer, Recording, downsample, kfold_split, load_recording
+from neurocode.data.preprocessing import pad_to_square
 from neurocode.data.receptive_fields import ReceptiveFields, receptive_fields_for
 from neurocode.losses import poisson_nll, psp_mmd_loss, set_mmd_loss
 from neurocode.models import CNNConfig, RetinaCNN, RetinaSNN, SNNConfig, calibrate_rates
+from neurocode.models.clip import ClipCNN, ClipLN, ClipSNN, calibrate_clip_snn, spike_triggered_average
 from neurocode.models.rf import RetinaLN, RetinaRFCNN, RetinaRFSNN, RFConfig, calibrate_rf_snn
 
 __all__ = [
@@ -70,6 +72,7 @@ __all__ = [
     "build_model",
     "train",
     "predict",
+    "predict_stimuli",
     "load_checkpoint",
     "resolve_device",
     "predicts_rates",
@@ -107,9 +110,18 @@ class FitConfig:
         Held-out image fold (k-fold by image, seeded by ``seed``) and the seed of
         initialisation, noise and batch order.
     input_size : int
-        Images are area-averaged from 256 px to this side.
+        Frames are area-resampled to this side (non-square frames are first letterboxed to a
+        square with the training frames' mean grey level; nothing is squashed).
     bin_size : float
-        Time step in s (0.01: T = 30 over the 0-300 ms response).
+        Time step in s (0.01: T = 30 over the 0-300 ms response). T is derived from the
+        recording's window (or ``window``) and this, never fixed.
+    window : (float, float) or None
+        Response window in s to fit (inside the recording's); None: the recording's own.
+    clip_duration, clip_history : float
+        Continuous recordings (movies, white noise) are cut into clips of ``clip_duration`` s,
+        each with ``clip_history`` s of stimulus before its first response bin
+        (:meth:`~neurocode.data.ContinuousRecording.to_clips`); training on non-repeated time,
+        testing on the repeated segment.
     epochs : int
         Passes over the training images.
     lr : float
@@ -165,6 +177,9 @@ class FitConfig:
     seed: int = 0
     input_size: int = 64
     bin_size: float = 0.01
+    window: tuple[float, float] | None = None
+    clip_duration: float = 1.0
+    clip_history: float = 0.3
     epochs: int = 64
     lr: float = 3e-4
     batch_images: int = 2
@@ -216,6 +231,20 @@ class FitConfig:
             raise ValueError(f"fold={self.fold} out of range for n_folds={self.n_folds} (0..{self.n_folds - 1})")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+        for name in ("bin_size", "clip_duration"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+        if not (self.clip_history >= 0 and math.isfinite(self.clip_history)):
+            raise ValueError(f"clip_history must be >= 0 s, got {self.clip_history!r}")
+        if self.window is not None:
+            try:
+                w = tuple(float(v) for v in self.window)
+            except (TypeError, ValueError):
+                raise ValueError(f"window must be (t_start, t_stop) in s, got {self.window!r}") from None
+            if len(w) != 2 or not (math.isfinite(w[0]) and math.isfinite(w[1]) and w[0] < w[1]):
+                raise ValueError(f"window must be (t_start, t_stop) with t_start < t_stop, got {self.window!r}")
+            self.window = w
         if isinstance(self.snn, dict):
             self.snn = SNNConfig(**self.snn)
         if isinstance(self.cnn, dict):
@@ -224,11 +253,6 @@ class FitConfig:
             self.rf = RFConfig(**self.rf)
         self.snn.noisy = self.rf.noisy = self.model == "nsnn"
         self.snn.input_size = self.cnn.input_size = self.rf.input_size = self.input_size
-        self.snn.n_steps = self.cnn.n_steps = self.rf.n_steps = self.n_steps
-
-    @property
-    def n_steps(self) -> int:
-        return int(round(0.3 / self.bin_size))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -243,8 +267,9 @@ class FitConfig:
         for key, kind in (("snn", SNNConfig), ("cnn", CNNConfig), ("rf", RFConfig)):
             if key in d and isinstance(d[key], dict):
                 d[key] = kind(**{k: tuple(v) if isinstance(v, list) else v for k, v in d[key].items()})
-        if isinstance(d.get("ln_ridge"), list):
-            d["ln_ridge"] = tuple(d["ln_ridge"])
+        for key in ("ln_ridge", "window"):
+            if isinstance(d.get(key), list):
+                d[key] = tuple(d[key])
         return cls(**d)
 
 
@@ -261,6 +286,10 @@ class FitConfig:
 #: cannot sample trials, and one binary unit per cell cannot follow rates of ~0.07 spikes per
 #: 10-ms bin). How the settings were chosen (on validation images only) is in README.md.
 #:
+#: "movie": continuous recordings (white noise, movies) as the paper fitted its movie: 1-s clips
+#: with 0.3 s of stimulus history, 33-ms bins, frames resampled to 90×90; the clip models of
+#: :mod:`neurocode.models.clip`, trained on non-repeated time and tested on the repeated segment.
+#:
 #: "paper": the paper's architecture and training (Adam, cosine decay from 3e-4, 64 epochs;
 #: batch 64 = two images x 30 recorded trials for the spiking models, 64 (image, trial)
 #: pairs for the CNN), now with validation and the best validation epoch's weights. The
@@ -273,6 +302,15 @@ PRESETS: dict[str, dict[str, dict]] = {
         "dsnn": dict(snn=dict(readout_units=64, readout="mean")),
         "cnn": dict(),
         "ln": dict(architecture="rf"),
+    },
+    "movie": {
+        "common": dict(architecture="rf", lr=3e-3, input_size=90, bin_size=0.033, clip_duration=1.0,
+                       clip_history=0.3, batch_images=8, batch_size=64, model_trials=4, eval_trials=32,
+                       epochs=20, val_every=2, val_trials=8),
+        "nsnn": dict(rf=dict(output_substeps=3)),
+        "dsnn": dict(rf=dict(readout_units=16, output_substeps=3)),
+        "cnn": dict(),
+        "ln": dict(lr=1e-2),
     },
     "quick": {
         "common": dict(architecture="rf", lr=3e-3, input_size=64, batch_images=4, batch_size=64, model_trials=4,
@@ -334,21 +372,31 @@ class FitData:
 
     Attributes
     ----------
-    images : Tensor [n_stimuli, 1, S, S] float32
-        Downsampled images, normalised with statistics of the training images only.
+    images : Tensor [n_stimuli, 1, S, S] or [n_stimuli, F, S, S] float32
+        Flashed frames, or clips of ``F = n_lags - 1 + T`` frames on the bin grid; resampled
+        to ``S = input_size`` and normalised with statistics of the training stimuli only.
     counts : Tensor [n_stimuli, T, n_trials, n_cells] float32
-        Recorded spike counts per time bin.
+        Recorded spike counts per time bin (absent trials are 0: see ``trial_mask``).
     train_idx, test_idx : np.ndarray of int
-        Stimulus indices of the split (no image in both).
-    fit_idx, val_idx : np.ndarray of int
-        The training images split into those the network is trained on and the seeded
-        validation images (together ``train_idx``).
+        Stimulus indices of the split (no stimulus in both).
     bin_size : float
         Time step in s.
     recording : Recording
+        The recording as fitted (clips of a continuous recording; cropped to ``window``).
+    fit_idx, val_idx : np.ndarray of int
+        The training stimuli split into those the network is trained on and the seeded
+        validation stimuli (together ``train_idx``).
     rfs : ReceptiveFields or None
-        The cells' receptive fields in the frames' pixel coordinates (stored, or estimated
-        from the training images only); None for the paper architecture's models.
+        The cells' receptive fields in the (letterboxed) frames' pixel coordinates (stored,
+        or estimated from the training stimuli only); None for the paper architecture.
+    trial_mask : Tensor [n_stimuli, n_trials] bool, optional
+        Which trials exist (None: all).
+    n_lags : int
+        Clips: frames of the models' temporal filter (``F - T + 1``); 0 for flashed frames.
+    normalizer : ImageNormalizer, optional
+        The training stimuli's normalisation, for new stimuli (:func:`predict_stimuli`).
+    preprocessing : str
+        How the frames became model input (letterboxing, resampling), for the record.
     """
 
     images: Tensor
@@ -360,14 +408,40 @@ class FitData:
     fit_idx: np.ndarray | None = None
     val_idx: np.ndarray | None = None
     rfs: ReceptiveFields | None = None
+    trial_mask: Tensor | None = None
+    n_lags: int = 0
+    normalizer: ImageNormalizer | None = None
+    preprocessing: str = ""
 
     def __post_init__(self) -> None:
         if self.fit_idx is None or self.val_idx is None:
             self.fit_idx, self.val_idx = np.asarray(self.train_idx), np.asarray(self.train_idx[:0])
+        if self.trial_mask is None:
+            self.trial_mask = torch.ones(self.counts.shape[0], self.counts.shape[2], dtype=torch.bool)
 
     @property
     def n_cells(self) -> int:
         return self.counts.shape[-1]
+
+    @property
+    def n_steps(self) -> int:
+        return self.counts.shape[1]
+
+    @property
+    def is_clips(self) -> bool:
+        return self.n_lags > 0
+
+    def inputs(self, idx, device=None) -> Tensor:
+        """Model input for stimuli ``idx``: ``[B, 1, S, S]`` frames or time-major clips ``[F, B, S, S]``."""
+        x = self.images[torch.as_tensor(np.asarray(idx))]
+        x = x.transpose(0, 1) if self.is_clips else x
+        return x.to(device) if device is not None else x
+
+    def psth(self, idx) -> Tensor:
+        """``[n, T, n_cells]``: trial-averaged counts of stimuli ``idx`` (absent trials excluded)."""
+        idx = torch.as_tensor(np.asarray(idx))
+        n_trials = self.trial_mask[idx].sum(1).clamp(min=1).to(self.counts.dtype)
+        return self.counts[idx].sum(2) / n_trials[:, None, None]
 
 
 def validation_split(train_idx: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -386,32 +460,80 @@ def validation_split(train_idx: np.ndarray, fraction: float, seed: int) -> tuple
     """
     train_idx = np.asarray(train_idx, dtype=np.int64)
     if train_idx.size < 3:
-        raise ValueError(f"{train_idx.size} training images: at least 3 are needed to hold out validation images")
+        raise ValueError(f"{train_idx.size} training stimuli: at least 3 are needed to hold out validation stimuli")
     n_val = min(train_idx.size - 2, max(1, int(round(fraction * train_idx.size))))
     val = np.sort(np.random.default_rng([seed, 7]).choice(train_idx, n_val, replace=False))
     return np.setdiff1d(train_idx, val), val
 
 
-def prepare_data(config: FitConfig, recording: Recording | None = None) -> FitData:
-    """Load (unless given), bin, downsample, normalise and split the recording for ``config``.
+def _model_frames(frames: np.ndarray, size: int, fill: float) -> tuple[np.ndarray, str]:
+    """Letterbox to a square (``fill`` grey) and area-resample to ``size``; returns float32 frames and a note."""
+    h, w = frames.shape[-2:]
+    padded, _ = pad_to_square(frames, fill)
+    S = padded.shape[-1]
+    note = f"{h}x{w} frames"
+    if (h, w) != (S, S):
+        note += f" letterboxed to {S}x{S} with the training frames' mean grey level ({fill:.4g})"
+    note += f", area-resampled to {size}x{size}"
+    return downsample(padded, size), note
 
-    The image normalisation and the receptive-field estimate use the training images only.
+
+def prepare_data(config: FitConfig, recording: Recording | ContinuousRecording | None = None) -> FitData:
+    """Load (unless given), bin, resample, normalise and split the recording for ``config``.
+
+    * Flashed stimuli: k-fold split by stimulus (``fold`` of ``n_folds``, seeded), unless the
+      recording designates its test stimuli.
+    * A continuous recording is cut into clips (``clip_duration``, ``clip_history``) after its
+      frames are resampled; its repeated segment is the test set.
+
+    The normalisation and the receptive-field estimate use the training stimuli only.
     """
     rec = recording if recording is not None else load_recording(config.data, config.recording)
+    if isinstance(rec, ContinuousRecording):
+        fill = float(rec.frames.mean(dtype=np.float64))
+        frames, note = _model_frames(rec.frames, config.input_size, fill)
+        # stored RF contours are in display px of the original frames; after resampling they are estimated
+        rec = dataclasses.replace(rec.with_frames(frames), receptive_fields=None)
+        rec = rec.to_clips(config.clip_duration, config.bin_size, config.clip_history)
+        note += f"; cut into {rec.n_stimuli} clips of {config.clip_duration:g} s + {config.clip_history:g} s history"
+    else:
+        note = None
+    if config.window is not None:
+        rec = rec.cropped(config.window)
     if rec.stimuli is None:
-        raise ValueError(f"recording {rec.name!r} has no stimulus frames: fitting needs the flashed images "
-                         "(movie recordings are for stimulus-free analyses)")
-    counts = rec.binned(config.bin_size)
-    if counts.shape[1] != config.n_steps:
-        raise ValueError(f"recording {rec.name!r} window {rec.window} gives {counts.shape[1]} bins of "
-                         f"{config.bin_size} s, the model expects {config.n_steps}")
-    train_idx, test_idx = kfold_split(rec.n_stimuli, config.n_folds, config.fold, config.seed)
+        raise ValueError(f"recording {rec.name!r} has no stimulus frames: fitting needs them "
+                         "(recordings without frames are for stimulus-free analyses)")
+    counts = rec.binned(config.bin_size, padded=True)
+    T = counts.shape[1]
+    n_lags = 0
+    if rec.is_clips:
+        Fr = rec.stimuli.shape[1]
+        lead = (rec.window[0] - rec.stimulus_start) / config.bin_size
+        if abs(rec.frame_interval - config.bin_size) > 1e-9 * config.bin_size or abs(lead - round(lead)) > 1e-6 \
+                or Fr < round(lead) + T:
+            raise ValueError(f"recording {rec.name!r}: clips on a {rec.frame_interval:g}-s frame grid starting "
+                             f"{rec.window[0] - rec.stimulus_start:g} s before the window do not match bins of "
+                             f"{config.bin_size:g} s (--bin-size must be the clips' frame interval)")
+        n_lags = int(round(lead)) + 1
+        rec = dataclasses.replace(rec, stimuli=rec.stimuli[:, : n_lags - 1 + T])
+    if rec.test_stimuli is not None:
+        test_idx = rec.test_stimuli
+        train_idx = np.setdiff1d(np.arange(rec.n_stimuli), test_idx)
+    else:
+        train_idx, test_idx = kfold_split(rec.n_stimuli, config.n_folds, config.fold, config.seed)
     fit_idx, val_idx = validation_split(train_idx, config.val_fraction, config.seed)
-    small = downsample(rec.stimuli, config.input_size)
-    images = ImageNormalizer().fit(small[train_idx]).transform(small)
-    rfs = receptive_fields_for(rec, train_idx, bin_size=config.bin_size) if _uses_rf(config) else None
+    fill = float(rec.stimuli[train_idx].mean(dtype=np.float64))
+    small, frame_note = _model_frames(rec.stimuli, config.input_size, fill)
+    note = frame_note if note is None else note
+    normalizer = ImageNormalizer().fit(small[train_idx])
+    images = normalizer.transform(small)
+    rfs = None
+    if _uses_rf(config):
+        square = dataclasses.replace(rec, stimuli=pad_to_square(rec.stimuli, fill)[0])
+        rfs = receptive_fields_for(square, train_idx, bin_size=config.bin_size)
+    images = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
     return FitData(
-        images=torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))[:, None],
+        images=images if rec.is_clips else images[:, None],
         counts=torch.from_numpy(counts.astype(np.float32)),
         train_idx=train_idx,
         test_idx=test_idx,
@@ -420,40 +542,58 @@ def prepare_data(config: FitConfig, recording: Recording | None = None) -> FitDa
         fit_idx=fit_idx,
         val_idx=val_idx,
         rfs=rfs,
+        trial_mask=torch.from_numpy(rec.trial_mask()),
+        n_lags=n_lags,
+        normalizer=normalizer,
+        preprocessing=note,
     )
 
 
 def build_model(config: FitConfig, n_cells: int, generator: torch.Generator | None = None,
-                rfs: ReceptiveFields | None = None) -> nn.Module:
+                rfs: ReceptiveFields | None = None, *, n_steps: int = 30, n_lags: int = 0) -> nn.Module:
     """The model ``config.model`` with ``n_cells`` outputs (weights from torch's global RNG).
 
     ``rfs`` places the RF-aware models' features and readouts (None: placeholders, for
-    loading a checkpoint, whose buffers hold the fitted ones).
+    loading a checkpoint, whose buffers hold the fitted ones). ``n_steps`` is T of flashed
+    stimuli; ``n_lags > 0`` builds the clip models of :mod:`neurocode.models.clip` (time-varying
+    stimuli, a temporal filter of ``n_lags`` frames).
     """
+    if n_lags > 0:
+        rf = dataclasses.replace(config.rf, n_cells=n_cells, n_steps=n_steps)
+        if config.model == "ln":
+            return ClipLN(rf, n_lags, rfs)
+        if config.model == "cnn":
+            return ClipCNN(rf, n_lags, rfs)
+        return ClipSNN(rf, n_lags, rfs, generator=generator)
     if _uses_rf(config):
-        rf = dataclasses.replace(config.rf, n_cells=n_cells)
+        rf = dataclasses.replace(config.rf, n_cells=n_cells, n_steps=n_steps)
         if config.model == "ln":
             return RetinaLN(rf, rfs)
         if config.model == "cnn":
             return RetinaRFCNN(rf, rfs)
         return RetinaRFSNN(rf, rfs, generator=generator)
     if config.model == "cnn":
-        return RetinaCNN(dataclasses.replace(config.cnn, n_cells=n_cells))
-    return RetinaSNN(dataclasses.replace(config.snn, n_cells=n_cells), generator=generator)
+        return RetinaCNN(dataclasses.replace(config.cnn, n_cells=n_cells, n_steps=n_steps))
+    return RetinaSNN(dataclasses.replace(config.snn, n_cells=n_cells, n_steps=n_steps), generator=generator)
 
 
-def _snn_loss(config: FitConfig, model_spikes: Tensor, recorded: Tensor, gen: torch.Generator) -> Tensor:
-    """model_spikes [T, K, B, N]; recorded [T, R, B, N]."""
+def _snn_loss(config: FitConfig, model_spikes: Tensor, recorded: Tensor, gen: torch.Generator,
+              mask: Tensor | None = None) -> Tensor:
+    """model_spikes [T, K, B, N]; recorded [T, R, B, N]; mask [R, B] (which recorded trials exist)."""
     if config.loss == "paired":
         T, K, B, N = model_spikes.shape
         R = recorded.shape[1]
+        if mask is not None and not bool(mask.all()):
+            raise ValueError("loss 'paired' needs equal trial counts per stimulus; use 'mmd_linear'")
         pick = torch.randint(R, (K,), generator=gen, device=gen.device).to(recorded.device)
         return psp_mmd_loss(model_spikes.reshape(T, K * B, N), recorded[:, pick].reshape(T, K * B, N), config.tau_s)
     if model_spikes.shape[1] == 1:
         # a deterministic model's trials are identical: repeating costs nothing
         model_spikes = model_spikes.expand(-1, 2, -1, -1)
     kernel = "linear" if config.loss == "mmd_linear" else "gaussian"
-    return set_mmd_loss(model_spikes, recorded, kernel=kernel, tau_s=config.tau_s)
+    if mask is not None and bool(mask.all()):
+        mask = None
+    return set_mmd_loss(model_spikes, recorded, kernel=kernel, tau_s=config.tau_s, recorded_mask=mask)
 
 
 def _batches(n: int, size: int, gen: torch.Generator) -> list[Tensor]:
@@ -466,37 +606,49 @@ def _pairs_per_step(config: FitConfig) -> bool:
     return config.model == "cnn" and config.architecture == "paper"
 
 
-def _steps_per_epoch(config: FitConfig, data: FitData) -> int:
-    n_fit = len(data.fit_idx)
-    if _pairs_per_step(config):
-        return math.ceil(n_fit * data.counts.shape[2] / config.batch_size)
-    return math.ceil(n_fit / config.batch_images)
+def _trained_rates_model(config: FitConfig, data: FitData) -> bool:
+    """Rate models trained by gradient: the CNN, and the LN on clips (no closed form for its separable filter)."""
+    return config.model == "cnn" or (config.model == "ln" and data.is_clips)
 
 
-def _train_step(config, model, data, batch, device, noise_gen) -> Tensor:
-    """Loss of one batch; ``batch`` indexes the images the network is trained on (``fit_idx``),
-    or (image, trial) pairs of them (paper CNN)."""
+def _fit_pairs(data: FitData) -> Tensor:
+    """``[P, 2]``: (stimulus, trial) of every recorded trial of the stimuli trained on."""
     fit_idx = torch.as_tensor(data.fit_idx)
+    rows, trials = torch.nonzero(data.trial_mask[fit_idx], as_tuple=True)
+    return torch.stack([fit_idx[rows], trials], dim=1)
+
+
+def _steps_per_epoch(config: FitConfig, data: FitData) -> int:
     if _pairs_per_step(config):
-        R = data.counts.shape[2]
-        img = fit_idx[batch // R]
-        trial = batch % R
+        return math.ceil(len(_fit_pairs(data)) / config.batch_size)
+    return math.ceil(len(data.fit_idx) / config.batch_images)
+
+
+def _train_step(config, model, data, batch, device, noise_gen, pairs=None) -> Tensor:
+    """Loss of one batch; ``batch`` indexes the stimuli the network is trained on (``fit_idx``),
+    or their recorded (stimulus, trial) pairs (paper CNN)."""
+    if _pairs_per_step(config):
+        img, trial = pairs[batch, 0], pairs[batch, 1]
         uniq, inverse = torch.unique(img, return_inverse=True)
-        rates = model(data.images[uniq].to(device))  # [T, U, N]
+        rates = model(data.inputs(uniq, device))  # [T, U, N]
         target = data.counts[img, :, trial].to(device).transpose(0, 1)  # [T, P, N]
         return poisson_nll(rates[:, inverse], target)
-    img = fit_idx[batch]
-    if config.model == "cnn":
-        # all trials of each image: the Poisson NLL summed over trials is R x that of the mean count
-        rates = model(data.images[img].to(device))  # [T, B, N]
-        return poisson_nll(rates, data.counts[img].mean(2).to(device).transpose(0, 1))
+    img = torch.as_tensor(data.fit_idx)[batch]
+    x = data.inputs(img, device)
+    if _trained_rates_model(config, data):
+        rates = model(x)  # [T, B, N]
+        target = data.psth(img).to(device).transpose(0, 1)
+        if config.model == "ln":
+            return (rates - target).square().mean()
+        # all trials of each stimulus: the Poisson NLL summed over trials is R x that of the mean count
+        return poisson_nll(rates, target)
     K = 1 if config.model == "dsnn" else config.model_trials
     if config.probability_loss:
-        _, spikes = model(data.images[img].to(device), n_trials=K, return_probability=True)
+        _, spikes = model(x, n_trials=K, return_probability=True)
     else:
-        spikes = model(data.images[img].to(device), n_trials=K)  # [T, K, B, N]
+        spikes = model(x, n_trials=K)  # [T, K, B, N]
     recorded = data.counts[img].to(device).permute(1, 2, 0, 3)  # [T, R, B, N]
-    return _snn_loss(config, spikes, recorded, noise_gen)
+    return _snn_loss(config, spikes, recorded, noise_gen, data.trial_mask[img].T.to(device))
 
 
 def _checkpoint_state(config, model, optimizer, scheduler, epoch, history, gens, best) -> dict:
@@ -559,7 +711,7 @@ def _validation_rate_cc(config: FitConfig, model: nn.Module, data: FitData) -> f
 
     _, rates = predict(config, model, data, data.val_idx, n_trials=config.val_trials, seed=config.seed + 20_000,
                        return_rates=True)
-    recorded = data.counts[torch.as_tensor(data.val_idx)].mean(2).numpy()  # [n, T, N]
+    recorded = data.psth(data.val_idx).numpy()  # [n, T, N]
     n, T, N = rates.shape
     cc = rate_cc_per_cell(recorded.reshape(n * T, N), rates.reshape(n * T, N))
     cc = cc[np.isfinite(cc)]
@@ -568,8 +720,8 @@ def _validation_rate_cc(config: FitConfig, model: nn.Module, data: FitData) -> f
 
 def _train_ln(config: FitConfig, model: RetinaLN, data: FitData, device) -> list[dict]:
     """Ridge strength chosen on the validation images, then refitted on all training images."""
-    images, counts = data.images.to(device), data.counts.to(device)
-    psth = counts.mean(2)  # [n, T, N]
+    images = data.images.to(device)
+    psth = data.psth(np.arange(data.counts.shape[0])).to(device)  # [n, T, N]
     history = []
     for ridge in config.ln_ridge:
         model.fit_ridge(images[data.fit_idx], psth[data.fit_idx], ridge)
@@ -582,9 +734,11 @@ def _train_ln(config: FitConfig, model: RetinaLN, data: FitData, device) -> list
 
 
 def _calibrate(config: FitConfig, model: nn.Module, data: FitData, device) -> dict | None:
-    """Start every model at realistic rates (on training images only)."""
+    """Start every model at realistic rates (on training stimuli only)."""
     fit = torch.as_tensor(data.fit_idx)
-    psth = data.counts[fit].mean((0, 2)).clamp(max=0.95).to(device)  # [T, N]
+    psth = data.psth(fit).mean(0).clamp(max=0.95).to(device)  # [T, N]
+    if data.is_clips:
+        return _calibrate_clips(config, model, data, device)
     with torch.no_grad():
         if _uses_rf(config):
             model.features.fit_normalization(data.images[fit].to(device))
@@ -596,6 +750,78 @@ def _calibrate(config: FitConfig, model: nn.Module, data: FitData, device) -> di
         rates = calibrate(model, data.images[fit[:16]].to(device), hidden_rate=config.hidden_rate, output_rate=psth,
                           n_trials=1 if config.model == "dsnn" else 4)
     return {"epoch": 0, "initial_rates": rates}
+
+
+def _calibrate_clips(config: FitConfig, model: nn.Module, data: FitData, device) -> dict | None:
+    """Clip models start where the LN analysis ends.
+
+    The LN model's filter starts from the training clips' STA (rank 1); every other model's
+    linear pathway starts from a fitted LN model (same training and validation clips), its
+    gain scaled to the noise of a spiking model; biases start at the mean rates.
+    """
+    fit = torch.as_tensor(data.fit_idx)
+    psth = data.psth(fit)  # [n, T, N]
+    rate = psth.mean((0, 1)).clamp(min=1e-3, max=0.95).to(device)  # [N] spikes per bin
+    if config.model == "ln":
+        clips = data.images[fit]  # [n, F, S, S]
+        with torch.no_grad():
+            model.linear.init_from_sta(spike_triggered_average(clips, psth, data.n_lags).to(device), clips.to(device))
+            model.bias.copy_(rate + torch.log(-torch.expm1(-rate)))
+        return None
+    ln_config = make_config("ln", config.preset if config.preset in PRESETS else "movie",
+                            **{f.name: getattr(config, f.name) for f in fields(FitConfig)
+                               if f.name in ("data", "recording", "seed", "input_size", "bin_size", "window",
+                                             "clip_duration", "clip_history", "val_fraction", "device", "threads")})
+    with torch.random.fork_rng(devices=[]):
+        ln, ln_history = train(ln_config, data, progress=False)
+    with torch.no_grad():
+        model.linear.load_state_dict(ln.linear.state_dict())
+        scale = config.rf.noise_sigma if config.model in ("nsnn", "dsnn") else 1.0
+        model.linear_gain.copy_(ln.linear_gain.detach() * scale)
+    if config.model == "cnn":
+        with torch.no_grad():
+            model.initialise_rates(rate)
+        return {"epoch": 0, "ln_start": ln_history[-1]}
+    return _calibrate_clip_rates(config, model, data, device, rate, ln, ln_history[-1])
+
+
+#: Multipliers of a spiking clip model's initial linear gain tried per cell (see _calibrate_clip_rates).
+_GAIN_MULTIPLIERS = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
+
+
+@torch.no_grad()
+def _calibrate_clip_rates(config, model, data, device, rate, ln, ln_summary) -> dict:
+    """Biases at the mean rates, and per cell the linear gain whose spiking rate follows the LN rate best.
+
+    A spiking output neuron's rate curve (the noise CDF through a leaky membrane with reset) is
+    not the LN model's softplus: per cell, the gain (a multiple of ``noise_sigma × LN gain``)
+    whose predicted rate correlates best with the fitted LN's rate on 16 training clips is kept.
+    """
+    fit = torch.as_tensor(data.fit_idx)
+    pick = fit[torch.randperm(len(fit), generator=torch.Generator().manual_seed(config.seed))[:16]]
+    x = data.inputs(pick, device)
+    target = ln(x)  # [T, B, N]
+    base = model.linear_gain.detach().clone()
+    k = 1 if config.model == "dsnn" else 4
+    best_cc = torch.full_like(base, -2.0)
+    best_gain = base.clone()
+    for m in _GAIN_MULTIPLIERS:
+        model.linear_gain.copy_(base * m)
+        calibrate_clip_snn(model, x, hidden_rate=config.hidden_rate, output_rate=rate, n_trials=k)
+        if config.model == "nsnn" and config.rf.readout_units == 1:
+            predicted = model(x, n_trials=k, return_probability=True)[1].mean(1)
+        else:
+            predicted = model(x, n_trials=k).mean(1)
+        a = predicted.flatten(0, 1) - predicted.flatten(0, 1).mean(0)
+        b = target.flatten(0, 1) - target.flatten(0, 1).mean(0)
+        cc = (a * b).sum(0) / (a.norm(dim=0) * b.norm(dim=0)).clamp(min=1e-12)
+        better = cc > best_cc
+        best_cc = torch.where(better, cc, best_cc)
+        best_gain = torch.where(better, base * m, best_gain)
+    model.linear_gain.copy_(best_gain)
+    rates = calibrate_clip_snn(model, x, hidden_rate=config.hidden_rate, output_rate=rate, n_trials=k)
+    return {"epoch": 0, "initial_rates": rates, "ln_start": ln_summary,
+            "gain_multipliers": (best_gain / base).tolist()}
 
 
 def train(
@@ -649,9 +875,9 @@ def train(
         "order": torch.Generator().manual_seed(config.seed + 1),
     }
     model = build_model(config, data.n_cells, generator=gens["noise"] if config.model == "nsnn" else None,
-                        rfs=data.rfs).to(device)
+                        rfs=data.rfs, n_steps=data.n_steps, n_lags=data.n_lags).to(device)
     ckpt = Path(checkpoint) if checkpoint is not None else None
-    if config.model == "ln":
+    if config.model == "ln" and not data.is_clips:
         history = _train_ln(config, model, data, device)
         if ckpt is not None:
             with atomic_path(ckpt) as tmp:
@@ -676,7 +902,8 @@ def train(
         initial = _calibrate(config, model, data, device)
         if initial is not None:
             history.append(initial)
-    n_items = len(data.fit_idx) * (data.counts.shape[2] if _pairs_per_step(config) else 1)
+    pairs = _fit_pairs(data) if _pairs_per_step(config) else None
+    n_items = len(pairs) if pairs is not None else len(data.fit_idx)
     batch = config.batch_size if _pairs_per_step(config) else config.batch_images
     since_best = 0 if best is None else sum(1 for h in history if h.get("epoch", 0) > best["epoch"]
                                             and "val_rate_cc" in h)
@@ -688,7 +915,7 @@ def train(
             model.train()
             losses = []
             for b in _batches(n_items, batch, gens["order"]):
-                loss = _train_step(config, model, data, b, device, gens["noise"])
+                loss = _train_step(config, model, data, b, device, gens["noise"], pairs)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch + 1}; "
                                              "lower lr (the last checkpoint holds the previous epoch)")
@@ -726,10 +953,9 @@ def train(
     return model, history
 
 
-@torch.no_grad()
 def predict(config: FitConfig, model: nn.Module, data: FitData, stimuli: np.ndarray, n_trials: int | None = None,
             seed: int | None = None, return_rates: bool = False):
-    """Model responses to the given stimuli.
+    """Model responses to the recording's stimuli ``stimuli`` (indices; see :func:`predict_stimuli` for new ones).
 
     Returns
     -------
@@ -744,11 +970,55 @@ def predict(config: FitConfig, model: nn.Module, data: FitData, stimuli: np.ndar
         given its own history (same expectation as the spike average, less sampling noise);
         for other spiking models the spike average.
     """
+    return _predict_inputs(config, model, data.images[torch.as_tensor(np.asarray(stimuli))], data.is_clips,
+                           n_trials, seed, return_rates)
+
+
+def predict_stimuli(config: FitConfig, model: nn.Module, data: FitData, frames: np.ndarray,
+                    n_trials: int | None = None, seed: int | None = None, return_rates: bool = False):
+    """Model responses to new stimuli, prepared exactly as the fit's training stimuli.
+
+    Parameters
+    ----------
+    frames : np.ndarray
+        Flashed frames ``[n, H, W]`` (models of flashed stimuli), or clips ``[n, F, H, W]`` on
+        the fit's bin grid with ``F >= data.n_lags`` (clip models; the first ``n_lags - 1``
+        frames are history, so ``T = F - n_lags + 1`` bins are predicted). Any grey-level
+        scale of the recording, any H×W: letterboxed with the training frames' mean grey
+        level, area-resampled to ``input_size`` and normalised with the training statistics.
+
+    Returns
+    -------
+    As :func:`predict`.
+    """
+    x = np.asarray(frames)
+    want = 4 if data.is_clips else 3
+    if x.ndim != want or min(x.shape, default=0) < 1:
+        kind = f"clips [n, F >= {data.n_lags}, H, W]" if data.is_clips else "flashed frames [n, H, W]"
+        raise ValueError(f"stimuli must be {kind} for this model, got shape {x.shape}")
+    if data.is_clips and x.shape[1] < data.n_lags:
+        raise ValueError(f"clips need at least {data.n_lags} frames (the temporal filter's length), got {x.shape[1]}")
+    if not np.isfinite(x).all():
+        raise ValueError("stimuli contain NaN or infinite values")
+    fill = float(data.recording.stimuli[data.train_idx].mean(dtype=np.float64))
+    small, _ = _model_frames(x, config.input_size, fill)
+    images = torch.from_numpy(data.normalizer.transform(small))
+    return _predict_inputs(config, model, images if data.is_clips else images[:, None], data.is_clips, n_trials,
+                           seed, return_rates)
+
+
+@torch.no_grad()
+def _predict_inputs(config, model, images: Tensor, clips: bool, n_trials, seed, return_rates):
     device = next(model.parameters()).device
     model.eval()
-    images = data.images[torch.as_tensor(np.asarray(stimuli))].to(device)
+    images = images.to(device)
+
+    def one(i):  # stimulus i as model input
+        x = images[i : i + 1]
+        return x.transpose(0, 1) if clips else x
+
     if config.model in ("cnn", "ln"):
-        rates = model(images).permute(1, 0, 2).cpu().numpy().astype(np.float32)
+        rates = torch.stack([model(one(i))[:, 0] for i in range(images.shape[0])]).cpu().numpy().astype(np.float32)
         return (rates, rates) if return_rates else rates
     K = n_trials or config.eval_trials
     gen = torch.Generator(device=device).manual_seed(config.seed + 10_000 if seed is None else seed)
@@ -761,10 +1031,10 @@ def predict(config: FitConfig, model: nn.Module, data: FitData, stimuli: np.ndar
         spikes, probs = [], []
         for i in range(images.shape[0]):
             if rb:
-                s, p = model(images[i : i + 1], n_trials=k, return_probability=True)  # [T, K, 1, N]
+                s, p = model(one(i), n_trials=k, return_probability=True)  # [T, K, 1, N]
                 probs.append(p[:, :, 0].mean(1).cpu())
             else:
-                s = model(images[i : i + 1], n_trials=k)
+                s = model(one(i), n_trials=k)
             spikes.append(s.expand(-1, K, -1, -1)[:, :, 0].cpu())
         out = torch.stack(spikes)  # [n, T, K, N]
         rates = (torch.stack(probs) if rb else out.mean(2)).numpy().astype(np.float32)

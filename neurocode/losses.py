@@ -273,6 +273,7 @@ def set_mmd_loss(
     bandwidth: float | Tensor | None = None,
     estimator: Literal["unbiased", "biased"] = "unbiased",
     reduction: Reduction = "mean",
+    recorded_mask: Tensor | None = None,
 ) -> Tensor:
     """Kernel two-sample MMD² between model and recorded trial sets.
 
@@ -323,6 +324,11 @@ def set_mmd_loss(
         "unbiased" needs K ≥ 2 and R ≥ 2; "biased" (V-statistic) needs ≥ 1.
     reduction : {"mean", "sum", "none"}, default "mean"
         Reduction over stimuli B.
+    recorded_mask : Tensor, shape [R, B] of bool, optional
+        Which recorded trials exist, for stimuli with different trial counts R_b (linear
+        kernel only). Stimulus b's sums run over its R_b trials; where R_b = 1 (e.g. a clip
+        of a continuous recording, seen once) the recorded term is the biased ``‖y‖²``, a
+        constant that does not change the gradient (so K = R_b = 1 is Eq. 27 again).
 
     Returns
     -------
@@ -350,6 +356,16 @@ def set_mmd_loss(
     if estimator not in ("unbiased", "biased"):
         raise ValueError(f"estimator must be 'unbiased' or 'biased', got {estimator!r}")
     min_trials = 2 if estimator == "unbiased" else 1
+    if recorded_mask is not None:
+        if kernel != "linear":
+            raise ValueError("recorded_mask is supported for the linear kernel only")
+        if recorded_mask.shape != (R, Br):
+            raise ValueError(f"recorded_mask must be [R, B] = [{R}, {Br}], got {tuple(recorded_mask.shape)}")
+        n_rec = recorded_mask.sum(0)
+        if bool((n_rec < 1).any()) or K < min_trials:
+            raise ValueError(f"every stimulus needs at least 1 recorded trial and K >= {min_trials}, got "
+                             f"K={K}, recorded trials {n_rec.tolist()}")
+        return _reduce(_masked_linear_mmd(model_trials, recorded_trials, recorded_mask, tau_s, estimator), reduction)
     if K < min_trials or R < min_trials:
         raise ValueError(
             f"the {estimator} MMD² estimator needs at least {min_trials} model trials (K) and "
@@ -396,6 +412,25 @@ def set_mmd_loss(
         kxx, kyy = kxx_full / K**2, kyy_full / R**2
     mmd2 = kxx + kyy - 2.0 * kxy / (K * R)
     return _reduce(mmd2, reduction)
+
+
+def _masked_linear_mmd(model_trials: Tensor, recorded_trials: Tensor, mask: Tensor, tau_s: float,
+                       estimator: str) -> Tensor:
+    """Linear-kernel MMD² per stimulus with R_b recorded trials (``mask [R, B]``): ``[B]``."""
+    K = model_trials.shape[1]
+    x = psp_features(model_trials, tau_s)  # [B, K, D]
+    m = mask.T.to(x.dtype)  # [B, R]
+    y = psp_features(recorded_trials, tau_s).to(x.dtype) * m[..., None]  # [B, R, D], absent trials zero
+    n = m.sum(1)  # [B]
+    sx, sy = x.sum(dim=1), y.sum(dim=1)
+    sxx, syy, sxy = sx.square().sum(-1), sy.square().sum(-1), (sx * sy).sum(-1)
+    if estimator == "unbiased":
+        kxx = (sxx - x.square().sum(dim=(1, 2))) / (K * (K - 1))
+        kyy_u = (syy - y.square().sum(dim=(1, 2))) / (n * (n - 1)).clamp(min=1)
+        kyy = torch.where(n > 1, kyy_u, syy)  # one trial: the biased term (a constant)
+    else:
+        kxx, kyy = sxx / K**2, syy / n.square()
+    return kxx + kyy - 2.0 * sxy / (K * n)
 
 
 # ---------------------------------------------------------------------------

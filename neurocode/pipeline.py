@@ -67,7 +67,8 @@ import numpy as np
 from neurocode._io import atomic_path, write_json, write_text
 from neurocode.fitting import predicts_rates
 
-__all__ = ["RunResult", "RunFolderError", "fit", "evaluate", "format_metrics", "default_run_dir", "load_run"]
+__all__ = ["RunResult", "RunFolderError", "fit", "evaluate", "format_metrics", "default_run_dir", "load_run",
+           "predict_run"]
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -128,7 +129,7 @@ def default_run_dir(model: str, preset: str, fold: int, seed: int, resume: bool 
 
 
 # --------------------------------------------------------------------------- fit
-def fit(model: str = "nsnn", data: str | os.PathLike | None = None, preset: str = "quick", fold: int = 0,
+def fit(model: str = "nsnn", data: str | os.PathLike | None = None, preset: str | None = None, fold: int = 0,
         seed: int = 0, out: str | os.PathLike | None = None, resume: bool = False, progress: bool = True,
         on_epoch=None, **overrides) -> RunResult:
     """Fit a retina model to the recording, predict the held-out images and score them.
@@ -139,10 +140,13 @@ def fit(model: str = "nsnn", data: str | os.PathLike | None = None, preset: str 
         Noisy spiking network (noise-driven learning), deterministic spiking network
         (surrogate gradient) or the CNN baseline.
     data : path, optional
-        A prepared neurocode HDF5 recording file; None is the bundled retina-2 recording.
-    preset : {"quick", "paper"}
+        A neurocode HDF5 recording file or an NWB file; None is the bundled retina-2
+        recording. ``recording=NAME`` chooses a recording in a file that holds several.
+    preset : {"quick", "paper", "movie"}, optional
         "paper": the paper's architecture, Adam, cosine-decayed lr from 3e-4, batch 64,
-        64 epochs. "quick": a smaller network that learns in a few minutes on a CPU.
+        64 epochs. "quick": RF-aware models that learn in a few minutes on a CPU. "movie":
+        continuous recordings cut into clips (1 s, 33-ms bins, 90×90 px). None: "movie" for
+        a continuous recording, else "quick".
     fold : int
         Held-out fold (5 folds by image: 48 training / 12 test images).
     seed : int
@@ -187,6 +191,8 @@ def fit(model: str = "nsnn", data: str | os.PathLike | None = None, preset: str 
     from neurocode.fitting import FitConfig, load_checkpoint, make_config, predict, prepare_data, train
 
     # 1. configuration (a bad argument names itself)
+    from neurocode.data import ContinuousRecording, load_recording
+
     known = {f.name for f in fields(FitConfig)} - {"model", "preset", "data", "fold", "seed"}
     unknown = sorted(set(overrides) - known)
     if unknown:
@@ -196,11 +202,11 @@ def fit(model: str = "nsnn", data: str | os.PathLike | None = None, preset: str 
         if not data.is_file():
             raise FileNotFoundError(f"{data}: no such recording file (--data)")
         data = str(data.resolve())
+    # the recording first: its kind chooses the default preset, and its errors come before any write
+    recording = load_recording(data, overrides.get("recording"))
+    if preset is None:
+        preset = "movie" if isinstance(recording, ContinuousRecording) else "quick"
     config = make_config(model, preset, data=data, fold=fold, seed=seed, **overrides)
-    if data is None:
-        from neurocode.data import bundled_path
-
-        bundled_path()  # FileNotFoundError naming the path and how to build it
 
     # 2. the run folder
     run_dir = Path(out) if out is not None else default_run_dir(config.model, config.preset, config.fold, config.seed, resume)
@@ -220,7 +226,7 @@ def fit(model: str = "nsnn", data: str | os.PathLike | None = None, preset: str 
         load_checkpoint(ckpt, config)  # CheckpointError (corrupt / other run) before anything is written
 
     # 3. data (errors in the recording surface before the folder is created)
-    fit_data = prepare_data(config)
+    fit_data = prepare_data(config, recording)
 
     # 4. train
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -256,21 +262,34 @@ def ln_reference(config, data) -> dict:
     import torch
 
     from neurocode.data.receptive_fields import receptive_fields_for
-    from neurocode.fitting import make_config, predict, train
+    from neurocode.fitting import PRESETS, make_config, predict, train
 
-    ln_config = make_config("ln", "quick", data=config.data, recording=config.recording, fold=config.fold,
-                            n_folds=config.n_folds, seed=config.seed, input_size=config.input_size,
-                            bin_size=config.bin_size, val_fraction=config.val_fraction, device="cpu")
+    ln_config = make_config("ln", config.preset if config.preset in PRESETS else "quick", data=config.data,
+                            recording=config.recording, fold=config.fold, n_folds=config.n_folds, seed=config.seed,
+                            input_size=config.input_size, bin_size=config.bin_size, window=config.window,
+                            clip_duration=config.clip_duration, clip_history=config.clip_history,
+                            val_fraction=config.val_fraction, device="cpu", threads=config.threads)
     if data.rfs is None:
         data = dataclasses.replace(data, rfs=receptive_fields_for(data.recording, data.train_idx,
                                                                   bin_size=data.bin_size))
     with torch.random.fork_rng(devices=[]):
         model, history = train(ln_config, data, progress=False)
     rates = predict(ln_config, model, data, data.test_idx)
-    counts = data.counts.numpy()
-    m = compute_metrics(counts[data.test_idx], rates, counts[data.train_idx], spiking=False,
+    m = compute_metrics(_test_counts(data), rates, data.psth(data.train_idx).numpy(), spiking=False,
                         bin_size=config.bin_size)
-    return {"rate_cc": m["rate_cc"], "count_cc": m["count_cc"], "ridge": history[-1]["chosen_ridge"]}
+    return {"rate_cc": m["rate_cc"], "count_cc": m["count_cc"], "ridge": history[-1].get("chosen_ridge")}
+
+
+def _test_counts(data) -> np.ndarray:
+    """``[n_test, T, R, N]``: the test stimuli's counts, their first R = fewest trials of any test stimulus."""
+    R = int(data.trial_mask[torch_index(data.test_idx)].sum(1).min())
+    return data.counts.numpy()[data.test_idx][:, :, :R]
+
+
+def torch_index(idx):
+    import torch
+
+    return torch.as_tensor(np.asarray(idx))
 
 
 def _read_config(run_dir: Path) -> dict:
@@ -314,7 +333,7 @@ def load_run(run_dir: str | os.PathLike, device: str = "cpu"):
     config.device = device
     data = prepare_data(config)
     state = load_checkpoint(run_dir / CHECKPOINT_FILE, config)
-    model = build_model(config, data.n_cells, rfs=data.rfs)
+    model = build_model(config, data.n_cells, rfs=data.rfs, n_steps=data.n_steps, n_lags=data.n_lags)
     model.load_state_dict(state["model"])
     return config, model.to(device).eval(), data
 
@@ -357,7 +376,7 @@ def _write_predictions(path: Path, config, preds: np.ndarray, rates: np.ndarray,
             f.create_dataset("test_stimuli", data=np.asarray(test_idx, dtype=np.int64))
 
 
-def _read_predictions(path: Path, config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _read_predictions(path: Path, config, n_steps: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(preds, rates, test_stimuli)``: spikes (spiking models) or rates, the rates, the test images."""
     import h5py
 
@@ -390,9 +409,9 @@ def _read_predictions(path: Path, config) -> tuple[np.ndarray, np.ndarray, np.nd
     if test is None:
         raise RunFolderError(f"{path}: dataset 'test_stimuli' missing")
     want_ndim = 3 if predicts_rates(config) else 4
-    if preds.ndim != want_ndim or preds.shape[0] != len(test) or preds.shape[1] != config.n_steps:
+    if preds.ndim != want_ndim or preds.shape[0] != len(test) or preds.shape[1] != n_steps:
         raise RunFolderError(f"{path}: dataset '{key}' has shape {preds.shape}, expected "
-                             f"[{len(test)}, {config.n_steps}{', K' if want_ndim == 4 else ''}, n_cells]")
+                             f"[{len(test)}, {n_steps}{', K' if want_ndim == 4 else ''}, n_cells]")
     if rates.shape != (preds.shape[0], preds.shape[1], preds.shape[-1]):
         raise RunFolderError(f"{path}: dataset 'rates' has shape {rates.shape}, expected "
                              f"[{preds.shape[0]}, {preds.shape[1]}, {preds.shape[-1]}]")
@@ -400,6 +419,64 @@ def _read_predictions(path: Path, config) -> tuple[np.ndarray, np.ndarray, np.nd
         if not np.all(np.isfinite(arr)):
             raise RunFolderError(f"{path}: dataset '{name}' contains NaN or infinite values")
     return preds, rates, np.asarray(test, dtype=np.int64)
+
+
+def predict_run(run_dir: str | os.PathLike, stimuli: str | os.PathLike | np.ndarray,
+                out: str | os.PathLike | None = None, n_trials: int | None = None) -> Path:
+    """Predict a run folder's model on new stimuli and write the predictions (HDF5).
+
+    Parameters
+    ----------
+    run_dir : path
+    stimuli : path or np.ndarray
+        Frames ``[n, H, W]`` or clips ``[n, F, H, W]`` (see
+        :func:`neurocode.fitting.predict_stimuli`), or a ``.npy`` file (``.npz``: key ``stimuli``).
+    out : path, optional
+        Default ``RUN_DIR/predictions_<file stem>.h5`` (``predictions_new.h5`` for an array).
+    n_trials : int, optional
+        Sampled trials per stimulus (default: the run's ``eval_trials``).
+
+    Returns
+    -------
+    Path
+        The file: ``rates`` float32 ``[n, T, n_cells]`` (expected spikes per bin), ``spikes``
+        uint8 ``[n, T, K, n_cells]`` for spiking models, attributes ``bin_size``, ``model``.
+    """
+    import h5py
+
+    from neurocode.fitting import predict_stimuli
+
+    run_dir = Path(run_dir)
+    if isinstance(stimuli, np.ndarray):
+        frames, stem = stimuli, "new"
+    else:
+        path = Path(stimuli)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such stimulus file (--stimuli)")
+        try:
+            loaded = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{path}: not a .npy/.npz array file ({exc})") from None
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            if "stimuli" not in loaded.files:
+                raise ValueError(f"{path}: .npz file lacks the array 'stimuli' (found {loaded.files})")
+            loaded = loaded["stimuli"]
+        frames, stem = loaded, path.stem
+    config, model, data = load_run(run_dir)
+    preds, rates = predict_stimuli(config, model, data, frames, n_trials=n_trials, return_rates=True)
+    out = Path(out) if out is not None else run_dir / f"predictions_{stem}.h5"
+    spiking = not predicts_rates(config)
+    with atomic_path(out) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["format"] = PREDICTIONS_FORMAT
+            f.attrs["model"] = config.model
+            f.attrs["bin_size"] = float(config.bin_size)
+            f.attrs["run_dir"] = str(run_dir)
+            if spiking:
+                f.create_dataset("spikes", data=preds.astype(np.uint8), compression="gzip", compression_opts=4)
+            ds = f.create_dataset("rates", data=rates.astype(np.float32), compression="gzip", compression_opts=4)
+            ds.attrs["unit"] = "expected spikes per bin"
+    return out
 
 
 # --------------------------------------------------------------------------- evaluate
@@ -431,8 +508,8 @@ def evaluate(run_dir: str | os.PathLike, recording=None) -> dict:
     if not run_dir.is_dir():
         raise FileNotFoundError(f"{run_dir}: no such run folder")
     config = _config_from_dict(run_dir / CONFIG_FILE, _read_config(run_dir))
-    preds, rates, test = _read_predictions(run_dir / PREDICTIONS_FILE, config)
     data = prepare_data(config, recording)
+    preds, rates, test = _read_predictions(run_dir / PREDICTIONS_FILE, config, data.n_steps)
     if not np.array_equal(test, data.test_idx):
         raise RunFolderError(
             f"{run_dir / PREDICTIONS_FILE}: test images {test.tolist()} differ from the split of the recording "
@@ -444,7 +521,8 @@ def evaluate(run_dir: str | os.PathLike, recording=None) -> dict:
     import torch
 
     with torch.random.fork_rng(devices=[]):
-        n_params = parameter_count(build_model(config, data.n_cells, rfs=data.rfs))
+        n_params = parameter_count(build_model(config, data.n_cells, rfs=data.rfs, n_steps=data.n_steps,
+                                               n_lags=data.n_lags))
     ln = ln_reference(config, data) if config.model != "ln" else None  # closed form: the fit's own values
     return _evaluate(run_dir, config, data, preds, rates, test, history, n_params, ln=ln)
 
@@ -472,8 +550,9 @@ def compute_metrics(recorded: np.ndarray, model: np.ndarray, train_recorded: np.
         Recorded spike counts of the test images.
     model : ``[n_test, T, K, cells]`` spikes (``spiking``) or ``[n_test, T, cells]`` rates
         (expected spikes per bin).
-    train_recorded : ``[n_train, T, trials, cells]``
-        Recorded counts of the training images (for the baseline).
+    train_recorded : ``[n_train, T, trials, cells]`` or ``[n_train, T, cells]``
+        Recorded counts of the training stimuli, or their trial-averaged counts (for the
+        baseline: their mean PSTH, the same for every test stimulus).
     spiking : bool
     bin_size : float
         Bin width (s); rates are reported in Hz.
@@ -503,7 +582,8 @@ def compute_metrics(recorded: np.ndarray, model: np.ndarray, train_recorded: np.
     else:
         mod_rates = mod.mean(axis=2) if spiking else mod
     mod_psth = mod_rates / bin_size
-    base = psth(np.asarray(train_recorded, dtype=float), bin_size).mean(axis=0)  # [T, N]
+    train = np.asarray(train_recorded, dtype=float)
+    base = (train.mean(axis=2) if train.ndim == 4 else train).mean(axis=0) / bin_size  # [T, N] Hz
     base_psth = np.broadcast_to(base, (n, T, N))
 
     rate_cc = rate_cc_per_cell(rec_psth.reshape(n * T, N), mod_psth.reshape(n * T, N))
@@ -550,9 +630,9 @@ def _evaluate(run_dir: Path, config, data, preds: np.ndarray, rates: np.ndarray,
               n_params: int, ln: dict | None = None) -> dict:
     from neurocode import __version__
 
-    counts = data.counts.numpy()
+    counts = _test_counts(data)
     spiking = not predicts_rates(config)
-    m = compute_metrics(counts[test], preds, counts[data.train_idx], spiking, config.bin_size, model_rates=rates)
+    m = compute_metrics(counts, preds, data.psth(data.train_idx).numpy(), spiking, config.bin_size, model_rates=rates)
     per_cell = m.pop("per_cell")
     metrics: dict[str, Any] = {
         "model": config.model,
@@ -561,12 +641,19 @@ def _evaluate(run_dir: Path, config, data, preds: np.ndarray, rates: np.ndarray,
         "seed": int(config.seed),
         "recording": data.recording.name,
         "data": config.data,
+        "window": list(data.recording.window),
+        "n_bins": int(data.n_steps),
+        "stimulus": "clips" if data.is_clips else "flashed frames",
+        "split": "designated test stimuli (repeated segment)" if data.recording.test_stimuli is not None
+                 else f"fold {config.fold} of {config.n_folds} by stimulus",
+        "preprocessing": data.preprocessing,
         "n_test_images": int(len(test)),
         "n_train_images": int(len(data.train_idx)),
         "n_validation_images": int(len(data.val_idx)),
         "validation_stimuli": [int(i) for i in data.val_idx],
         "test_stimuli": [int(i) for i in test],
         "n_cells": int(counts.shape[-1]),
+        "test_trials": int(counts.shape[2]),
         "model_trials": int(preds.shape[2]) if spiking else None,
         "parameter_count": int(n_params),
         "epochs": int(config.epochs),
@@ -601,7 +688,7 @@ def _evaluate(run_dir: Path, config, data, preds: np.ndarray, rates: np.ndarray,
         _plot_training_curve(run_dir / CURVE_FIGURE, history, config)
     elif (run_dir / CURVE_FIGURE).exists():
         (run_dir / CURVE_FIGURE).unlink()
-    _plot_representative_cell(run_dir / RASTER_FIGURE, config, counts[test], preds, rates, per_cell["rate_cc"])
+    _plot_representative_cell(run_dir / RASTER_FIGURE, config, counts, preds, rates, per_cell["rate_cc"])
     # what the caller gets back is what a reader of metrics.json gets (None for NaN, lists)
     return json.loads((run_dir / METRICS_FILE).read_text())
 
@@ -696,10 +783,11 @@ def format_metrics(metrics: dict) -> str:
 
     lines = [
         f"{str(metrics.get('model', '?')).upper()} ({metrics.get('preset')} preset), fold {metrics.get('fold')}, "
-        f"seed {metrics.get('seed')}: {metrics.get('n_test_images')} held-out images, {metrics.get('n_cells')} cells, "
+        f"seed {metrics.get('seed')}: {metrics.get('n_test_images')} held-out "
+        f"{'clips' if metrics.get('stimulus') == 'clips' else 'images'}, {metrics.get('n_cells')} cells, "
         f"{metrics.get('parameter_count')} parameters",
         "  score (mean ± sem over cells)      model              LN       baseline           ceiling",
-        f"  rate CC (PSTH, 10-ms bins)         {pm('rate_cc'):<18} {f(metrics.get('ln_rate_cc')):<8} "
+        f"  {'rate CC (PSTH, ' + format(1000 * metrics.get('bin_size', 0.01), 'g') + '-ms bins)':<35}{pm('rate_cc'):<18} {f(metrics.get('ln_rate_cc')):<8} "
         f"{pm('baseline_rate_cc'):<18} {pm('ceiling_rate_cc')}",
         f"  count CC (across images)           {pm('count_cc'):<18} {f(metrics.get('ln_count_cc')):<8}",
         f"  Fano factor corr. (across cells)   {f(metrics.get('fano_corr'))}"

@@ -65,9 +65,31 @@ def test_downsample_area_average(natural):
     assert x.mean() == pytest.approx(natural.stimuli.astype(np.float64).mean(), rel=1e-6)
 
 
-def test_downsample_rejects_non_multiple():
-    with pytest.raises(ValueError, match="multiple"):
-        downsample(np.zeros((2, 250, 250), np.uint8), 64)
+def test_downsample_any_size_is_area_weighted():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (3, 600, 600), dtype=np.uint8)
+    y = downsample(x, 64)
+    assert y.shape == (3, 64, 64)
+    # area weighting keeps the mean exactly and a constant image constant
+    assert y.mean(axis=(1, 2)) == pytest.approx(x.mean(axis=(1, 2)), rel=1e-6)
+    np.testing.assert_allclose(downsample(np.full((1, 250, 250), 7.0), 64), 7.0, rtol=1e-6)
+    # output pixel (0, 0) covers 600/64 = 9.375 input px per side: 9 whole and a 0.375 fraction
+    w = np.r_[np.ones(9), 0.375] / 9.375
+    assert y[0, 0, 0] == pytest.approx(w @ x[0, :10, :10].astype(float) @ w, rel=1e-5)
+    clips = rng.random((2, 5, 90, 90))
+    np.testing.assert_allclose(downsample(clips, 30)[1, 3], downsample(clips[1], 30)[3], rtol=1e-6)
+
+
+def test_downsample_refuses_to_squash_and_pad_letterboxes():
+    from neurocode.data.preprocessing import pad_to_square
+
+    frames = np.zeros((2, 256, 320), np.uint8)
+    with pytest.raises(ValueError, match="not square"):
+        downsample(frames, 64)
+    frames[:, 0, 0] = 255
+    padded, (top, left) = pad_to_square(frames, fill=128)
+    assert padded.shape == (2, 320, 320) and (top, left) == (32, 0)
+    assert padded[0, 32, 0] == 255 and padded[0, 0, 0] == 128 and padded[0, -1, -1] == 128
 
 
 def test_normalizer_fitted_on_train_only(natural):
@@ -141,3 +163,11 @@ def test_neo_round_trip_natural_subset(natural):
     block = sub.to_neo()
     assert len(block.segments) == 5 * 30
     _assert_same(Recording.from_neo(block), sub)
+
+
+def test_one_binning_rule_at_float_edges():
+    from neurocode.data.binning import bin_index, n_bins
+
+    # quotients a hair below an integer count as that integer, and no more
+    assert n_bins(0.3, 0.01) == 30 and n_bins(0.3 - 0.1, 0.05) == 4 and n_bins(1.0, 0.033) == 30
+    assert bin_index(np.array([0.29, 0.3 - 1e-12, 0.0099]), 0.0, 0.01).tolist() == [29, 30, 0]

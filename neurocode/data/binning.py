@@ -26,7 +26,8 @@ BIN_TOLERANCE = 1e-8
 
 def _floor(values: np.ndarray) -> np.ndarray:
     values = np.asarray(values, dtype=np.float64)
-    return np.floor(values + (((1 - BIN_TOLERANCE) <= values % 1) * 1.0)).astype(np.int64)
+    # floor first, then add the correction: 3.9999999999999996 + 1 rounds to 5.0 in float64
+    return np.floor(values).astype(np.int64) + ((1 - BIN_TOLERANCE) <= values % 1)
 
 
 def n_bins(duration: float, bin_size: float) -> int:

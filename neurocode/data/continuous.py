@@ -9,7 +9,7 @@ clips of the repeated segment (``test_stimuli``).
 
 Times are seconds on the session clock. Frame ``i`` is on screen from ``frame_times[i]`` to
 ``frame_times[i + 1]`` (the last until the session's end); a bin sees the frame on screen at
-its start (sample and hold). Binning follows :mod:`neurocode.data.binning`.
+its centre. Binning follows :mod:`neurocode.data.binning`.
 """
 
 from __future__ import annotations
@@ -301,7 +301,9 @@ class ContinuousRecording:
                 o += span
         if not train_starts and not offsets:
             raise ValueError(f"{self.source}: no clip of {clip_duration:g} s (+ {hist:g} s history) fits in the session")
-        grid = (np.arange(H + T) - H) * dt
+        # each bin sees the frame on screen at its centre (robust to bins that start exactly on a frame
+        # onset, where rounding would otherwise pick the previous frame)
+        grid = (np.arange(H + T) - H + 0.5) * dt
         starts = np.asarray(train_starts)
         frame_at = [self.frame_index(s + grid) for s in starts]
         frame_at += [self.frame_index(rep[0, 0] + o + grid) for o in offsets]
@@ -411,3 +413,13 @@ class ContinuousRecording:
                    spike_offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
                    session=session, repeats=None if repeats is None else np.asarray(repeats, dtype=np.float64),
                    receptive_fields=receptive_fields, provenance=dict(provenance or {}), source=source)
+
+    def to_nwb(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Write this recording as an NWB file (:func:`neurocode.data.nwb.write_nwb`; needs pynwb).
+
+        The frames become an ``ImageSeries`` with ``timestamps``, each repeat a row of the
+        ``trials`` table; :func:`neurocode.data.nwb.read_nwb` reads it back. See ``docs/nwb.md``.
+        """
+        from neurocode.data.nwb import write_nwb
+
+        return write_nwb(self, path, overwrite=overwrite)

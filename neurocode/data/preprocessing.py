@@ -6,34 +6,79 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["downsample", "ImageNormalizer", "kfold_split"]
+__all__ = ["downsample", "pad_to_square", "ImageNormalizer", "kfold_split"]
+
+
+def _area_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """``[n_out, n_in]``: the fraction of output pixel i covered by input pixel j (rows sum to 1)."""
+    edges_in = np.arange(n_in + 1) / n_in
+    edges_out = np.arange(n_out + 1) / n_out
+    lo = np.maximum(edges_out[:-1, None], edges_in[None, :-1])
+    hi = np.minimum(edges_out[1:, None], edges_in[None, 1:])
+    return np.clip(hi - lo, 0.0, None) * n_out
 
 
 def downsample(images: np.ndarray, size: int = 64) -> np.ndarray:
-    """Area-average downsampling of square blocks.
+    """Area-average resampling of square frames to ``size × size``.
+
+    Each output pixel is the area-weighted mean of the input pixels it covers (as
+    OpenCV's ``INTER_AREA``); when the side is a multiple of ``size`` that is the plain mean
+    of each block (256 -> 64 averages 4×4 blocks), otherwise partial pixels are weighted by
+    their overlap (600 -> 64). Computed in float64.
 
     Parameters
     ----------
     images : np.ndarray
-        ``[n, H, W]`` (uint8 or float); ``H`` and ``W`` must be multiples of ``size``.
+        ``[n, H, W]`` frames or ``[n, F, H, W]`` clips (uint8 or float) with ``H == W``
+        (letterbox other frames first with :func:`pad_to_square`: a silent squash would
+        distort every receptive field).
     size : int
-        Output side length in pixels (default 64: 256 -> 64 averages 4x4 blocks).
+        Output side length in pixels.
 
     Returns
     -------
     np.ndarray
-        float32 ``[n, size, size]``; each output pixel is the mean of its block (computed in
-        float64, so uint8 input keeps its exact block means up to float32 rounding).
+        float32, the input's shape with the last two axes ``size``.
     """
     x = np.asarray(images)
-    if x.ndim != 3:
-        raise ValueError(f"images must be [n, H, W], got shape {x.shape}")
+    if x.ndim not in (3, 4):
+        raise ValueError(f"images must be [n, H, W] or [n, F, H, W], got shape {x.shape}")
     size = int(size)
-    n, h, w = x.shape
-    if size < 1 or h % size or w % size:
-        raise ValueError(f"image size {h}x{w} is not a multiple of the target size {size}")
-    blocks = x.reshape(n, size, h // size, size, w // size).astype(np.float64)
-    return blocks.mean(axis=(2, 4)).astype(np.float32)
+    h, w = x.shape[-2:]
+    if size < 1:
+        raise ValueError(f"size must be >= 1, got {size}")
+    if h != w:
+        raise ValueError(f"frames are {h}x{w}, not square: letterbox them with pad_to_square() first "
+                         "(resampling to a square would squash them)")
+    if h % size == 0:
+        k = h // size
+        blocks = x.reshape(*x.shape[:-2], size, k, size, k).astype(np.float64)
+        return blocks.mean(axis=(-3, -1)).astype(np.float32)
+    A = _area_matrix(h, size)
+    return np.einsum("ih,...hw,jw->...ij", A, x.astype(np.float64), A, optimize=True).astype(np.float32)
+
+
+def pad_to_square(frames: np.ndarray, fill: float) -> tuple[np.ndarray, tuple[int, int]]:
+    """Letterbox frames ``[..., H, W]`` to ``S × S`` (``S = max(H, W)``), centred, padded with ``fill``.
+
+    Returns
+    -------
+    padded : np.ndarray
+        Same dtype as ``frames`` (``fill`` rounded for integer frames).
+    offset : (int, int)
+        ``(rows, cols)`` added before the frame: a pixel ``(r, c)`` moves to ``(r + rows, c + cols)``.
+        The centre stays the centre, so centre-relative coordinates are unchanged.
+    """
+    x = np.asarray(frames)
+    h, w = x.shape[-2:]
+    if h == w:
+        return x, (0, 0)
+    S = max(h, w)
+    top, left = (S - h) // 2, (S - w) // 2
+    value = np.round(fill) if np.issubdtype(x.dtype, np.integer) else fill
+    out = np.full(x.shape[:-2] + (S, S), value, dtype=x.dtype)
+    out[..., top: top + h, left: left + w] = x
+    return out, (top, left)
 
 
 @dataclass

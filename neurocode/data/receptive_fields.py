@@ -583,6 +583,32 @@ def _recording_label(recording: Any) -> str:
     return f"{getattr(recording, 'source', '<memory>')} (recording {getattr(recording, 'name', '?')!r})"
 
 
+def _clip_samples(train: Any, bin_size: float, max_samples: int = 6000, seed: int = 0
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Clips as flashes for the RF estimate: the frame at the best lag before each response bin.
+
+    The lag (0 .. history bins) is the one whose spike-triggered average has the most power
+    summed over cells; each (clip, bin) then becomes one "image" (that frame) with one
+    response (the bin's trial-averaged count). At most ``max_samples`` samples (seeded).
+    """
+    clips = train.stimuli
+    psth = train.psth(bin_size)  # [n, T, cells]
+    n, Fr = clips.shape[:2]
+    T = psth.shape[1]
+    if clips.shape[1] < T:
+        raise DataFormatError(f"{_recording_label(train)}: clips have {Fr} frames for {T} bins of {bin_size:g} s")
+    pick = np.random.default_rng(seed).permutation(n * T)[:max_samples]
+    ci, ti = np.divmod(pick, T)
+    r = psth[ci, ti] - psth[ci, ti].mean(0)
+    mean, sd = clips.mean(dtype=np.float64), clips.std(dtype=np.float64) or 1.0
+    power = []
+    for lag in range(Fr - T + 1):
+        frames = (clips[ci, Fr - T + ti - lag].astype(np.float64) - mean) / sd  # [m, H, W]
+        power.append(float(np.square(np.einsum("mc,mhw->chw", r, frames)).sum()))
+    best = int(np.argmax(power))
+    return clips[ci, Fr - T + ti - best], psth[ci, ti]
+
+
 def receptive_fields_for(
     recording: Any,
     train_idx: Sequence[int] | np.ndarray,
@@ -630,14 +656,18 @@ def receptive_fields_for(
         raise IndexError(f"train_idx must be in 0..{n_all - 1}, got {idx.tolist()[:10]}")
     if np.unique(idx).size != idx.size:
         raise ValueError("train_idx contains repeated indices")
-    image_shape = tuple(int(v) for v in recording.stimuli.shape[1:])
+    image_shape = tuple(int(v) for v in recording.stimuli.shape[-2:])
     h, w = image_shape
     n = int(idx.size)
 
     if n:
         train = recording.subset(idx)  # only the training stimuli from here on
-        images = train.stimuli
-        responses = train.binned(bin_size).sum(axis=1).mean(axis=1).astype(np.float64)  # [n, cells]
+        if train.stimuli.ndim == 4:
+            images, responses = _clip_samples(train, bin_size)
+            n = images.shape[0]
+        else:
+            images = train.stimuli
+            responses = train.psth(bin_size).sum(axis=1)  # [n, cells] mean count in the window
     else:
         images = np.zeros((0, h, w), dtype=np.uint8)
         responses = np.zeros((0, recording.n_cells))

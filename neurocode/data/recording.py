@@ -16,6 +16,7 @@ in ``datasets/README.md``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
@@ -488,6 +489,27 @@ class Recording:
             test_stimuli=test,
         )
 
+    def cropped(self, window: tuple[float, float]) -> "Recording":
+        """The recording restricted to the response window ``(t_start, t_stop)`` (s, same clock).
+
+        Spikes outside the new window are dropped. Flashed frames are kept; clips must still
+        cover the new window.
+
+        Raises
+        ------
+        ValueError
+            The window is empty or not inside the recorded one.
+        """
+        t0, t1 = (float(v) for v in window)
+        if not (self.window[0] <= t0 < t1 <= self.window[1]):
+            raise ValueError(f"window ({t0:g}, {t1:g}) s must lie inside the recording's window {self.window} "
+                             "with t_start < t_stop (--window)")
+        times = self.spike_times_flat
+        keep = (times >= t0) & (times <= t1)
+        kept = np.concatenate([[0], np.cumsum(keep)])
+        return dataclasses.replace(self, spike_times_flat=times[keep], spike_offsets=kept[self.spike_offsets],
+                                   window=(t0, t1), provenance={**self.provenance, "cropped_to": [t0, t1]})
+
     def __repr__(self) -> str:
         stim = "None" if self.stimuli is None else f"{self.stimuli.dtype}{list(self.stimuli.shape)}"
         trials = self.n_trials if self.equal_trials else f"{self.trial_counts.min()}..{self.n_trials}"
@@ -722,6 +744,17 @@ class Recording:
             d = g.create_dataset("receptive_fields", data=self.receptive_fields, **opts)
             d.attrs["units"] = "display pixels (x row, y row)"
 
+    def to_nwb(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Write this recording as an NWB file (:func:`neurocode.data.nwb.write_nwb`; needs pynwb).
+
+        Flashed frames become an ``Images`` container shown by an ``IndexSeries``, one row of
+        the ``trials`` table per trial; :func:`neurocode.data.nwb.read_nwb` reads it back
+        exactly. See ``docs/nwb.md``.
+        """
+        from neurocode.data.nwb import write_nwb
+
+        return write_nwb(self, path, overwrite=overwrite)
+
 
 # track_times=False and JSON with sorted keys keep the file byte-reproducible.
 _H5_OPTS = dict(compression="gzip", compression_opts=9, shuffle=True, track_times=False)
@@ -815,7 +848,9 @@ def load_recording(path: str | os.PathLike | None = None, name: str | None = Non
     Parameters
     ----------
     path : path-like, optional
-        File; None means the bundled file (:func:`bundled_path`).
+        A neurocode HDF5 file, or an NWB file (``.nwb``, read by
+        :func:`neurocode.data.nwb.read_nwb`; needs the ``[nwb]`` extra); None means the
+        bundled file (:func:`bundled_path`).
     name : str, optional
         Group name; None means ``"natural_images"``, or the only recording in the file.
 
@@ -836,6 +871,12 @@ def load_recording(path: str | os.PathLike | None = None, name: str | None = Non
         attribute is missing or malformed; the message names the file and the field.
     """
     path = bundled_path() if path is None else Path(path)
+    if path.suffix.lower() == ".nwb":
+        from neurocode.data.nwb import read_nwb
+
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such NWB file")
+        return read_nwb(path)
     with _open_h5(path) as f:
         try:
             names = sorted(f.keys())

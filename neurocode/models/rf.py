@@ -64,6 +64,10 @@ class RFConfig:
         Radius of the surround Gaussian in units of the RF's 1-σ radius.
     readout_units : int
         Output units per cell (DSNN population code; 1 for NSNN, CNN, LN).
+    output_substeps : int
+        Clip models (:mod:`neurocode.models.clip`): the output neurons run this many time
+        steps per bin and their spikes are counted per bin, so a cell can fire up to that
+        many spikes in one bin (33-ms bins of a movie hold bursts a single step cannot).
     noisy : bool
         Spiking model: NoisyLIF + NDL (NSNN) or LIF + ERF surrogate (DSNN).
     noise_sigma, tau, v_th : float
@@ -84,9 +88,10 @@ class RFConfig:
     v_th: float = 1.0
     n_cells: int = 49
     n_steps: int = 30
+    output_substeps: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("input_size", "core_pool", "readout_units", "n_cells", "n_steps"):
+        for name in ("input_size", "core_pool", "readout_units", "n_cells", "n_steps", "output_substeps"):
             val = getattr(self, name)
             if isinstance(val, bool) or not isinstance(val, int) or val < 1:
                 raise ValueError(f"RFConfig.{name} must be a positive integer, got {val!r}")
