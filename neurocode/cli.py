@@ -113,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     ac = asub.add_parser("coding", help="Fig. 4B: mean Fano factor vs prediction cosine similarity "
                                         "on the recorded natural images")
     ac.add_argument("--data", metavar="PATH", default=None,
-                    help="prepared HDF5 recording (default: the bundled one)")
+                    help="recording file, neurocode HDF5 or NWB (default: the bundled one)")
+    ac.add_argument("--recording", metavar="NAME", default=None, help="recording (group) inside --data")
     ac.add_argument("--out", metavar="DIR", default=None, help="save the scatter figure and numbers here")
     return p
 
@@ -238,11 +239,14 @@ def _cmd_data(args) -> int:
 
 def _cmd_analyze(args) -> int:
     from neurocode.analysis import recorded_coding_analysis
-    from neurocode.data import load_recording
+    from neurocode.data import Recording, load_recording
 
     if args.data is not None and not Path(args.data).is_file():
         raise FileNotFoundError(f"{args.data}: no such recording file (--data)")
-    rec = load_recording(args.data)
+    rec = load_recording(args.data, args.recording)
+    if not isinstance(rec, Recording):
+        raise ValueError(f"recording {rec.name!r} is continuous; the coding analysis needs repeated stimuli "
+                         "(cut it into clips first: ContinuousRecording.to_clips)")
     if rec.stimuli is None and rec.n_stimuli < 3:
         raise ValueError(f"recording {rec.name!r} has {rec.n_stimuli} stimulus; the coding analysis needs the "
                          "repeated natural images")

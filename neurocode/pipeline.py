@@ -68,7 +68,7 @@ from neurocode._io import atomic_path, write_json, write_text
 from neurocode.fitting import predicts_rates
 
 __all__ = ["RunResult", "RunFolderError", "fit", "evaluate", "format_metrics", "default_run_dir", "load_run",
-           "predict_run"]
+           "predict_run", "simulate_run"]
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -477,6 +477,45 @@ def predict_run(run_dir: str | os.PathLike, stimuli: str | os.PathLike | np.ndar
             ds = f.create_dataset("rates", data=rates.astype(np.float32), compression="gzip", compression_opts=4)
             ds.attrs["unit"] = "expected spikes per bin"
     return out
+
+
+def simulate_run(run_dir: str | os.PathLike, stimuli: np.ndarray, n_trials: int = 20, seed: int = 0):
+    """A fitted model as a digital twin: an in-silico recording of its responses to ``stimuli``.
+
+    Spiking models (one unit per cell) record their own sampled spikes; rate models (CNN,
+    LN, population-code DSNN) record Poisson spikes at their predicted rates
+    (:func:`neurocode.simulate.simulate_from_rates`).
+
+    Parameters
+    ----------
+    run_dir : path
+    stimuli : np.ndarray
+        Frames ``[n, H, W]`` or clips ``[n, F, H, W]``, as for :func:`neurocode.fitting.predict_stimuli`.
+    n_trials : int
+        Trials per stimulus.
+    seed : int
+
+    Returns
+    -------
+    Recording
+        ``[n, n_cells, n_trials]`` trains over the model's response bins, the stimuli attached
+        (clips as given: their first ``n_lags - 1`` frames are history before the window).
+    """
+    from neurocode.fitting import predict_stimuli
+    from neurocode.simulate import recording_from_spikes, simulate_from_rates
+
+    config, model, data = load_run(run_dir)
+    frames = np.asarray(stimuli)
+    preds, rates = predict_stimuli(config, model, data, frames, n_trials=n_trials, seed=seed, return_rates=True)
+    dt = float(config.bin_size)
+    t0 = float(data.recording.window[0])
+    clip = dict(frame_interval=dt, stimulus_start=t0 - (data.n_lags - 1) * dt) if data.is_clips else {}
+    prov = {"digital_twin_of": str(Path(run_dir).resolve()), "model": config.model}
+    if predicts_rates(config):
+        return simulate_from_rates(rates, dt, n_trials=n_trials, stimuli=frames, window=(t0, t0 + rates.shape[1] * dt),
+                                   seed=seed, name=f"twin_{config.model}", provenance=prov, **clip)
+    return recording_from_spikes(preds, dt, stimuli=frames, t_start=t0, name=f"twin_{config.model}", provenance=prov,
+                                 **clip)
 
 
 # --------------------------------------------------------------------------- evaluate
