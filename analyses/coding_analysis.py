@@ -43,6 +43,8 @@ from pathlib import Path
 
 import numpy as np
 
+from _common import describe, fit_source, recording_key, run_key  # noqa: E402
+
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -74,59 +76,6 @@ def parse_args(argv=None):
     if a.trials is not None and a.trials < 2:
         p.error("--trials must be >= 2 (a Fano factor needs repeated trials)")
     return a
-
-
-# ------------------------------------------------------------------ which recording
-def recording_key(data, recording) -> tuple[str, str | None]:
-    """``(file, name)`` of the recording that fit settings ``data``/``recording`` select.
-
-    ``data`` None is the bundled file, ``recording`` None the file's default recording
-    ("natural_images", or its only one); an NWB file holds one recording (name None).
-    """
-    from neurocode.data.recording import DEFAULT_RECORDING, bundled_path, list_recordings
-
-    if data is None:
-        try:
-            path = bundled_path()
-        except FileNotFoundError as exc:
-            raise SystemExit(f"error: {exc}") from None
-    else:
-        path = Path(data).expanduser()
-    path = path.resolve()
-    if path.suffix.lower() == ".nwb":
-        return str(path), None
-    name = recording
-    if name is None:
-        try:
-            names = list_recordings(path)
-        except Exception:  # noqa: BLE001 - an unreadable file fails later, with its own message
-            names = []
-        name = names[0] if len(names) == 1 and DEFAULT_RECORDING not in names else DEFAULT_RECORDING
-    return str(path), str(name)
-
-
-def describe(key: tuple[str, str | None]) -> str:
-    path, name = key
-    return f"the recording of {path}" if name is None else f"recording {name!r} of {path}"
-
-
-def run_key(run_dir: Path) -> tuple[str, str | None]:
-    """The recording a run folder was fitted on (its ``config.json``)."""
-    try:
-        cfg = json.loads((run_dir / "config.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise SystemExit(f"error: {run_dir}: unreadable config.json ({exc})") from None
-    return recording_key(cfg.get("data"), cfg.get("recording"))
-
-
-def fit_source(run_dir: Path, args) -> tuple[str | None, str | None]:
-    """``data``/``recording`` to pass to :func:`neurocode.fit` for ``run_dir``: --data/--recording,
-    or, to resume a run folder already checked to be on that recording, its own spelling of
-    them (the bundled file as null or as a path, the default recording as null or by name)."""
-    if (run_dir / "config.json").exists():
-        cfg = json.loads((run_dir / "config.json").read_text())
-        return cfg.get("data"), cfg.get("recording")
-    return args.data, args.recording
 
 
 def _check_spiking(run_dir: Path) -> None:

@@ -355,7 +355,9 @@ def _check_same_run(run_dir: Path, stored: dict, config) -> None:
         )
 
 
-def _write_predictions(path: Path, config, preds: np.ndarray, rates: np.ndarray, test_idx: np.ndarray) -> None:
+def _write_predictions(path: Path, config, preds: np.ndarray, rates: np.ndarray, test_idx: np.ndarray | None,
+                       **attrs) -> None:
+    """Predictions file: ``rates``, ``spikes`` (spiking models), ``test_stimuli`` (when given), ``attrs``."""
     import h5py
 
     spiking = not predicts_rates(config)
@@ -367,13 +369,16 @@ def _write_predictions(path: Path, config, preds: np.ndarray, rates: np.ndarray,
             f.attrs["n_trials"] = int(preds.shape[2]) if spiking else 0
             f.attrs["seed"] = int(config.seed)
             f.attrs["fold"] = int(config.fold)
+            for key, value in attrs.items():
+                f.attrs[key] = value
             if spiking:
                 ds = f.create_dataset("spikes", data=preds.astype(np.uint8), compression="gzip", compression_opts=4)
-                ds.attrs["dims"] = "test image, time bin, model trial, cell"
+                ds.attrs["dims"] = "stimulus, time bin, model trial, cell"
             ds = f.create_dataset("rates", data=rates.astype(np.float32), compression="gzip", compression_opts=4)
-            ds.attrs["dims"] = "test image, time bin, cell"
+            ds.attrs["dims"] = "stimulus, time bin, cell"
             ds.attrs["unit"] = "expected spikes per bin"
-            f.create_dataset("test_stimuli", data=np.asarray(test_idx, dtype=np.int64))
+            if test_idx is not None:
+                f.create_dataset("test_stimuli", data=np.asarray(test_idx, dtype=np.int64))
 
 
 def _read_predictions(path: Path, config, n_steps: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -442,8 +447,6 @@ def predict_run(run_dir: str | os.PathLike, stimuli: str | os.PathLike | np.ndar
         The file: ``rates`` float32 ``[n, T, n_cells]`` (expected spikes per bin), ``spikes``
         uint8 ``[n, T, K, n_cells]`` for spiking models, attributes ``bin_size``, ``model``.
     """
-    import h5py
-
     from neurocode.fitting import predict_stimuli
 
     run_dir = Path(run_dir)
@@ -465,17 +468,7 @@ def predict_run(run_dir: str | os.PathLike, stimuli: str | os.PathLike | np.ndar
     config, model, data = load_run(run_dir)
     preds, rates = predict_stimuli(config, model, data, frames, n_trials=n_trials, return_rates=True)
     out = Path(out) if out is not None else run_dir / f"predictions_{stem}.h5"
-    spiking = not predicts_rates(config)
-    with atomic_path(out) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["format"] = PREDICTIONS_FORMAT
-            f.attrs["model"] = config.model
-            f.attrs["bin_size"] = float(config.bin_size)
-            f.attrs["run_dir"] = str(run_dir)
-            if spiking:
-                f.create_dataset("spikes", data=preds.astype(np.uint8), compression="gzip", compression_opts=4)
-            ds = f.create_dataset("rates", data=rates.astype(np.float32), compression="gzip", compression_opts=4)
-            ds.attrs["unit"] = "expected spikes per bin"
+    _write_predictions(out, config, preds, rates, None, run_dir=str(run_dir.resolve()))
     return out
 
 

@@ -85,7 +85,7 @@ def _plain_pynwb_flashes(path, rec):
     nwb = NWBFile(session_description="flashes", identifier="plain",
                   session_start_time=datetime(2024, 5, 1, tzinfo=timezone.utc))
     imgs = [GrayscaleImage(name=f"image{i:03d}", data=im) for i, im in enumerate(rec.stimuli)]
-    images = Images(name="flashes", images=imgs, order_of_images=ImageReferences("order_of_images", imgs))
+    images = Images(name="flashes", images=imgs, order_of_images=ImageReferences(name="order_of_images", data=imgs))
     nwb.add_stimulus_template(images)
     onsets, order = [], []
     nwb.add_trial_column("stimulus_index", "index of the flashed image")

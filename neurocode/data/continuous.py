@@ -24,7 +24,7 @@ import numpy as np
 
 from neurocode.data.binning import bin_index, n_bins
 from neurocode.data.errors import DataFormatError
-from neurocode.data.recording import _H5_OPTS, SCHEMA_VERSION, Recording, save_group
+from neurocode.data.recording import _H5_OPTS, SCHEMA_VERSION, Recording, _as_frames, save_group
 
 __all__ = ["ContinuousRecording"]
 
@@ -43,14 +43,7 @@ def _stack_frames(frames: Any, src: str) -> np.ndarray:
         arr = np.asarray(frames)
     if arr.ndim != 3 or min(arr.shape, default=0) < 1:
         raise DataFormatError(f"{src}: field 'frames' must be [n_frames, H, W], got shape {arr.shape}")
-    if arr.dtype == np.uint8:
-        return np.ascontiguousarray(arr)
-    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
-        raise DataFormatError(f"{src}: field 'frames' must be uint8 or floating point, got {arr.dtype}")
-    arr = np.ascontiguousarray(arr, dtype=np.float32)
-    if not np.isfinite(arr).all():
-        raise DataFormatError(f"{src}: field 'frames' contains NaN or infinite values")
-    return arr
+    return _as_frames(arr, arr.shape[0], src, "frames")
 
 
 @dataclass(eq=False)

@@ -12,7 +12,8 @@ from neurocode.noise import ERF, Gaussian
 class SpikingLayers(nn.Module):
     """Mixin for models whose ``self.neurons`` are NoisyLIF (NSNN) or LIF (DSNN) layers.
 
-    The model's ``config`` provides ``noisy``, ``noise_sigma``, ``tau`` and ``v_th``.
+    The model's ``config`` provides ``noisy``, ``noise_sigma``, ``tau`` and ``v_th`` (and, for
+    models with a per-cell readout population, ``readout_units`` and ``n_cells``).
     """
 
     def _neuron(self, generator: torch.Generator | None):
@@ -31,3 +32,21 @@ class SpikingLayers(nn.Module):
         for n in self.neurons:
             if isinstance(n, NoisyLIF):
                 n.generator = generator
+
+    def _register_unit_offsets(self) -> None:
+        """Buffer ``unit_offsets [n_cells * readout_units]``: a DSNN cell's units differ by fixed
+        current offsets at the quantiles of the NSNN's noise (its noise frozen across a population)."""
+        cfg = self.config
+        if cfg.readout_units > 1:
+            q = (torch.arange(cfg.readout_units, dtype=torch.float64) + 0.5) / cfg.readout_units
+            spread = torch.distributions.Normal(0.0, cfg.noise_sigma).icdf(q).float()
+            self.register_buffer("unit_offsets", spread.repeat(cfg.n_cells))
+        else:
+            self.register_buffer("unit_offsets", torch.zeros(cfg.n_cells))
+
+    def _units(self, cell_current: torch.Tensor) -> torch.Tensor:
+        """A cell's current for each of its units: ``[..., N] -> [..., N * readout_units]``."""
+        units = self.config.readout_units
+        if units > 1:
+            cell_current = cell_current.repeat_interleave(units, dim=-1)
+        return cell_current + self.unit_offsets

@@ -222,18 +222,7 @@ class ClipSNN(SpikingLayers, _ClipBase):
         s = config.core_size
         self.readout = GaussianReadout(centres, cov, (s, s), c2)
         self.neurons = nn.ModuleList(self._neuron(generator) for _ in range(3))
-        if config.readout_units > 1:
-            q = (torch.arange(config.readout_units, dtype=torch.float64) + 0.5) / config.readout_units
-            spread = torch.distributions.Normal(0.0, config.noise_sigma).icdf(q).float()
-            self.register_buffer("unit_offsets", spread.repeat(config.n_cells))
-        else:
-            self.register_buffer("unit_offsets", torch.zeros(config.n_cells))
-
-    def _units(self, cell_current: Tensor) -> Tensor:
-        units = self.config.readout_units
-        if units > 1:
-            cell_current = cell_current.repeat_interleave(units, dim=-1)
-        return cell_current + self.unit_offsets
+        self._register_unit_offsets()
 
     def layer_current(self, i: int, x: Tensor, n_trials: int, linear: Tensor | None = None) -> Tensor:
         """Input current of spiking layer ``i`` (``[T, K*B, ...]``); ``x`` is the core drive or the previous spikes."""

@@ -237,19 +237,7 @@ class RetinaRFSNN(SpikingLayers, _RFBase):
         centres, cov = self._core_geometry
         self.readout = GaussianReadout(centres, cov, (s, s), c2)
         self.neurons = nn.ModuleList(self._neuron(generator) for _ in range(3))
-        if cfg.readout_units > 1:
-            q = (torch.arange(cfg.readout_units, dtype=torch.float64) + 0.5) / cfg.readout_units
-            spread = torch.distributions.Normal(0.0, cfg.noise_sigma).icdf(q).float()
-            self.register_buffer("unit_offsets", spread.repeat(cfg.n_cells))
-        else:
-            self.register_buffer("unit_offsets", torch.zeros(cfg.n_cells))
-
-    def _units(self, cell_current: Tensor) -> Tensor:
-        """A cell's current for each of its units: ``[..., N] -> [..., N * readout_units]``."""
-        units = self.config.readout_units
-        if units > 1:
-            cell_current = cell_current.repeat_interleave(units, dim=-1)
-        return cell_current + self.unit_offsets
+        self._register_unit_offsets()
 
     def core_drive(self, images: Tensor) -> Tensor:
         """conv1 of the pooled ON/OFF maps, once per image: ``[B, c1, s, s]``."""
