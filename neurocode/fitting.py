@@ -955,7 +955,10 @@ def train(
 
 def predict(config: FitConfig, model: nn.Module, data: FitData, stimuli: np.ndarray, n_trials: int | None = None,
             seed: int | None = None, return_rates: bool = False):
-    """Model responses to the recording's stimuli ``stimuli`` (indices; see :func:`predict_stimuli` for new ones).
+    """Model responses to stimuli: indices into the recording, or new frames/clips.
+
+    ``stimuli`` is a 1-D array of stimulus indices of ``data``, or an array of new flashed
+    frames ``[n, H, W]`` / clips ``[n, F, H, W]``, which go to :func:`predict_stimuli`.
 
     Returns
     -------
@@ -970,8 +973,14 @@ def predict(config: FitConfig, model: nn.Module, data: FitData, stimuli: np.ndar
         given its own history (same expectation as the spike average, less sampling noise);
         for other spiking models the spike average.
     """
-    return _predict_inputs(config, model, data.images[torch.as_tensor(np.asarray(stimuli))], data.is_clips,
-                           n_trials, seed, return_rates)
+    x = np.asarray(stimuli)
+    if x.ndim >= 3:
+        return predict_stimuli(config, model, data, x, n_trials, seed, return_rates)
+    if x.ndim != 1 or not np.issubdtype(x.dtype, np.integer):
+        raise ValueError(f"stimuli must be 1-D integer indices or frames [n, H, W] / clips [n, F, H, W], got "
+                         f"{x.dtype} {x.shape}")
+    return _predict_inputs(config, model, data.images[torch.as_tensor(x)], data.is_clips, n_trials, seed,
+                           return_rates)
 
 
 def predict_stimuli(config: FitConfig, model: nn.Module, data: FitData, frames: np.ndarray,

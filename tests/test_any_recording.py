@@ -140,6 +140,15 @@ def test_recording_flag_predict_and_digital_twin(tmp_path, capsys):
         assert f["rates"].shape == (5, 30, 3) and f["spikes"].shape == (5, 30, 3, 3)
         assert np.isfinite(f["rates"][()]).all()
     assert main(["predict", str(run), "--stimuli", str(tmp_path / "nope.npy")]) == 2
+    from neurocode.fitting import predict, predict_stimuli
+    from neurocode.pipeline import load_run
+
+    config, model, data = load_run(run)
+    np.testing.assert_array_equal(predict(config, model, data, new, n_trials=3, seed=5),
+                                  predict_stimuli(config, model, data, new, n_trials=3, seed=5))
+    # the recording's own test images, given as frames, predict as by index
+    np.testing.assert_array_equal(predict(config, model, data, data.recording.stimuli[data.test_idx], seed=5),
+                                  predict(config, model, data, data.test_idx, seed=5))
     twin = simulate_run(run, new, n_trials=7, seed=1)
     assert twin.shape == (5, 3, 7) and twin.window == (0.0, pytest.approx(0.3))
     np.testing.assert_array_equal(twin.stimuli, new)
