@@ -22,8 +22,13 @@
 Every file is written atomically (a reader sees the old file or the complete new one), and
 a run folder that already holds a run is never overwritten unless the run is resumed.
 
-Scores (held-out images of the fold, 10-ms bins)
-------------------------------------------------
+Scores (held-out stimuli: the images of the fold, or the clips of a repeated segment)
+------------------------------------------------------------------------------------
+For a continuous recording the test stimuli are the clips of its repeated segment, with one
+trial per repeat; the baseline is then the mean rate (its ``rate_cc`` is ~0) and the ceiling
+the split half over the repeats. Test stimuli with different trial counts are scored on the
+trials all of them have.
+
 ``rate_cc``
     Per cell, Pearson r between the recorded trial-averaged PSTH and the model's (the
     ``rates`` of :func:`neurocode.fitting.predict`: for an RF-architecture NSNN the mean over
