@@ -129,7 +129,7 @@ def perturbed_scores(config, net, data, betas, trials: int, repeats: int) -> lis
 
     from neurocode.analysis import perturb_spikes
     from neurocode.neurons import LIF, NoisyLIF
-    from neurocode.pipeline import compute_metrics
+    from neurocode.analysis.scores import compute_metrics
 
     counts = data.counts.numpy()
     out = []

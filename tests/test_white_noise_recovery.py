@@ -31,7 +31,8 @@ def fitted(tmp_path_factory):
 
 
 def test_nsnn_predicts_the_repeats_nearly_as_well_as_the_ground_truth(fitted):
-    from neurocode.pipeline import _test_counts, compute_metrics, load_run
+    from neurocode.analysis.scores import compute_metrics
+    from neurocode.pipeline import _test_counts, load_run
 
     run, truth = fitted
     metrics = json.loads((run / "metrics.json").read_text())

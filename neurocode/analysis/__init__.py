@@ -1,5 +1,9 @@
 """Neural-coding analyses: neo/elephant conversions, spike statistics, Fig. 4B coding
-analysis, variability reproduction, spike-state perturbation and Lyapunov stability.
+analysis, variability reproduction, held-out scores, spike-state perturbation and Lyapunov
+stability.
+
+``import neurocode.analysis`` does not import torch: the spike-state perturbations of models
+(:mod:`neurocode.analysis.perturbation`) are loaded on first use.
 
 Arrays are time-major (``[T, trials, cells]``, ``[n_stimuli, T, trials, cells]``); times
 are seconds at the neo boundary. Torch tensors are accepted wherever arrays are.
@@ -25,7 +29,6 @@ from neurocode.analysis.conversion import (
     spiketrains_to_counts,
     to_numpy,
 )
-from neurocode.analysis.perturbation import SpikeFlip, flip_spikes, perturb_spikes
 from neurocode.analysis.stability import lyapunov_bounds, sample_lyapunov_exponent
 from neurocode.analysis.statistics import (
     count_cc_per_cell,
@@ -50,3 +53,13 @@ __all__ = [
     "instantaneous_rate", "pearson", "prediction_cosine_similarity", "psth", "psth_elephant",
     "rate_cc_per_cell", "split_half_reliability",
 ]
+
+_LAZY = {"SpikeFlip", "flip_spikes", "perturb_spikes"}  # torch modules: imported on first use
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        from neurocode.analysis import perturbation
+
+        return getattr(perturbation, name)
+    raise AttributeError(f"module 'neurocode.analysis' has no attribute {name!r}")
