@@ -15,7 +15,7 @@ def recording_key(data, recording) -> tuple[str, str | None]:
     ``data`` None is the bundled file, ``recording`` None the file's default recording
     ("natural_images", or its only one); an NWB file holds one recording (name None).
     """
-    from neurocode.data.recording import DEFAULT_RECORDING, bundled_path, list_recordings
+    from neurocode.data.hdf5 import DEFAULT_RECORDING, bundled_path, list_recordings
 
     if data is None:
         try:

@@ -134,7 +134,7 @@ def test_coding_analysis_refuses_runs_of_different_recordings(other, bundled_run
                   cwd=tmp_path), "'other'", "'natural_images'", str(run), str(bundled_run))
     assert not (out / "coding.csv").exists()
     # --data (the bundled file, here named explicitly) other than the run's recording
-    from neurocode.data.recording import bundled_path
+    from neurocode.data.hdf5 import bundled_path
 
     _refused(_run("coding_analysis.py", "--run", run, "--data", bundled_path(), "--trials", 4, "--out", out,
                   cwd=tmp_path), "'other'", "--data")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from neurocode.data import Recording, bundled_path, list_recordings, load_recording
-from neurocode.data.recording import SCHEMA_VERSION
+from neurocode.data.hdf5 import SCHEMA_VERSION
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data" / "onken2016"

@@ -22,7 +22,8 @@ from neurocode.data.receptive_fields import (
     from_contours,
     receptive_fields_for,
 )
-from neurocode.data.recording import Recording, bundled_path, list_recordings, load_recording
+from neurocode.data.hdf5 import bundled_path, list_recordings, load_recording
+from neurocode.data.recording import Recording
 from neurocode.data.continuous import ContinuousRecording
 
 __all__ = [

@@ -24,7 +24,8 @@ import numpy as np
 
 from neurocode.data.binning import bin_index, n_bins
 from neurocode.data.errors import DataFormatError
-from neurocode.data.recording import _H5_OPTS, SCHEMA_VERSION, Recording, _as_frames, save_group
+from neurocode.data.hdf5 import H5_OPTS, SCHEMA_VERSION, save_group
+from neurocode.data.recording import Recording, _as_frames
 
 __all__ = ["ContinuousRecording"]
 
@@ -353,18 +354,18 @@ class ContinuousRecording:
         g.attrs["name"] = name
         g.attrs["session"] = np.asarray(self.session, dtype=np.float64)
         g.attrs["provenance"] = json.dumps(self.provenance, sort_keys=True)
-        g.create_dataset("frames", data=self.frames, chunks=(1,) + self.frames.shape[1:], **_H5_OPTS)
-        d = g.create_dataset("frame_times", data=self.frame_times, **_H5_OPTS)
+        g.create_dataset("frames", data=self.frames, chunks=(1,) + self.frames.shape[1:], **H5_OPTS)
+        d = g.create_dataset("frame_times", data=self.frame_times, **H5_OPTS)
         d.attrs["units"] = "s"
-        d = g.create_dataset("spike_times", data=self.spike_times_flat, **_H5_OPTS)
+        d = g.create_dataset("spike_times", data=self.spike_times_flat, **H5_OPTS)
         d.attrs["units"] = "s"
-        d = g.create_dataset("spike_offsets", data=self.spike_offsets, **_H5_OPTS)
+        d = g.create_dataset("spike_offsets", data=self.spike_offsets, **H5_OPTS)
         d.attrs["order"] = "cell"
         if self.repeats is not None:
-            d = g.create_dataset("repeats", data=self.repeats, **_H5_OPTS)
+            d = g.create_dataset("repeats", data=self.repeats, **H5_OPTS)
             d.attrs["units"] = "s (start, stop)"
         if self.receptive_fields is not None:
-            g.create_dataset("receptive_fields", data=self.receptive_fields, **_H5_OPTS)
+            g.create_dataset("receptive_fields", data=self.receptive_fields, **H5_OPTS)
 
     @classmethod
     def _from_h5(cls, name: str, attrs: dict, data: dict, provenance: dict, source: str) -> "ContinuousRecording":

@@ -1,0 +1,273 @@
+"""The neurocode HDF5 file format: schema constants, atomic group writes, reading and listing.
+
+The layout (``schema_version`` 2; version-1 files still load) is documented in
+``datasets/README.md``. :class:`~neurocode.data.Recording` and
+:class:`~neurocode.data.ContinuousRecording` write their own groups (``_write_group``) through
+:func:`save_group`; :func:`load_recording` reads either kind (and NWB files, via
+:mod:`neurocode.data.nwb`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neurocode._io import atomic_path
+from neurocode.data.errors import DataFormatError
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "READABLE_VERSIONS",
+    "FILE_FORMAT",
+    "BUNDLED_FILENAME",
+    "DEFAULT_RECORDING",
+    "bundled_path",
+    "save_group",
+    "list_recordings",
+    "load_recording",
+]
+
+#: Version of the HDF5 layout written by :meth:`Recording.save`.
+SCHEMA_VERSION = 2
+#: Versions this reader accepts (1: equal trial counts, flashed frames only).
+READABLE_VERSIONS = (1, 2)
+#: Value of the root attribute ``format`` that marks a neurocode recordings file.
+FILE_FORMAT = "neurocode-recordings"
+BUNDLED_FILENAME = "onken2016_retina2.h5"
+#: Recording returned by :func:`load_recording` when ``name`` is None.
+DEFAULT_RECORDING = "natural_images"
+
+
+
+def bundled_path() -> Path:
+    """Path of the bundled prepared recording file.
+
+    Returns ``<repo>/datasets/onken2016_retina2.h5`` (resolved from the package location),
+    or the value of the environment variable ``NEUROCODE_DATA`` if set (a file, or a folder
+    that contains ``onken2016_retina2.h5``).
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist; the message names the path and how to build it.
+    """
+    env = os.environ.get("NEUROCODE_DATA")
+    if env:
+        path = Path(env).expanduser()
+        if path.is_dir():
+            path = path / BUNDLED_FILENAME
+    else:
+        path = Path(__file__).resolve().parents[2] / "datasets" / BUNDLED_FILENAME
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: bundled recording file not found. Build it from the original Onken et al. "
+            "2016 package (Dryad doi:10.5061/dryad.4ch10) with `python datasets/build_onken2016.py "
+            "--source <package folder> --out datasets/onken2016_retina2.h5`, or point the "
+            "NEUROCODE_DATA environment variable at an existing file."
+        )
+    return path
+
+
+# track_times=False and JSON with sorted keys keep the file byte-reproducible.
+H5_OPTS = dict(compression="gzip", compression_opts=9, shuffle=True, track_times=False)
+
+
+def save_group(path: str | os.PathLike, name: str, write: Any, *, overwrite: bool = False) -> Path:
+    """Atomically (re)write group ``name`` of a neurocode file with ``write(group, name)``, keeping the others."""
+    import h5py
+
+    path = Path(path)
+    if not name or "/" in name or name.startswith("."):
+        raise ValueError(f"invalid recording name {name!r}: must be non-empty, without '/'")
+    existing = path.exists()
+    if existing:
+        others = list_recordings(path)
+        if name in others and not overwrite:
+            raise ValueError(f"{path}: recording {name!r} already exists (pass overwrite=True to replace it)")
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w", track_order=False) as f:
+            f.attrs["format"] = FILE_FORMAT
+            f.attrs["schema_version"] = np.int64(SCHEMA_VERSION)
+            if existing:
+                with h5py.File(path, "r") as old:
+                    for other in others:
+                        if other != name:
+                            old.copy(old[other], f, name=other)
+            write(f.create_group(name), name)
+    return path
+
+
+# ---------------------------------------------------------------------- reading
+def _plain(value: Any) -> str:
+    """Attribute value for messages: 99 rather than np.int64(99)."""
+    return "missing" if value is None else repr(np.asarray(value).tolist())
+
+
+def _version_ok(ver: Any) -> bool:
+    try:
+        return ver is not None and np.ndim(ver) == 0 and int(ver) == ver and int(ver) in READABLE_VERSIONS
+    except (TypeError, ValueError):
+        return False
+
+
+def _open_h5(path: Path):
+    import h5py
+
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such recording file")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise DataFormatError(f"{path}: not a readable HDF5 file ({e})") from None
+    try:
+        fmt = f.attrs.get("format")
+        ver = f.attrs.get("schema_version")
+    except Exception as e:  # noqa: BLE001 - any low-level failure means a corrupt file
+        f.close()
+        raise DataFormatError(f"{path}: cannot read root attributes ({e})") from None
+    if isinstance(fmt, bytes):
+        fmt = fmt.decode()
+    if fmt != FILE_FORMAT:
+        f.close()
+        raise DataFormatError(f"{path}: root attribute 'format' is {fmt!r}, expected {FILE_FORMAT!r}")
+    if not _version_ok(ver):
+        f.close()
+        raise DataFormatError(
+            f"{path}: root attribute 'schema_version' is {_plain(ver)}, this neurocode reads {list(READABLE_VERSIONS)}"
+        )
+    return f
+
+
+def list_recordings(path: str | os.PathLike | None = None) -> list[str]:
+    """Names of the recordings (groups) in a neurocode HDF5 file, sorted.
+
+    Parameters
+    ----------
+    path : path-like, optional
+        File; None means :func:`bundled_path`.
+    """
+    path = bundled_path() if path is None else Path(path)
+    with _open_h5(path) as f:
+        try:
+            return sorted(k for k in f.keys())
+        except Exception as e:  # noqa: BLE001
+            raise DataFormatError(f"{path}: cannot list groups ({e})") from None
+
+
+def load_recording(path: str | os.PathLike | None = None, name: str | None = None):
+    """Load one recording from a neurocode HDF5 file.
+
+    Parameters
+    ----------
+    path : path-like, optional
+        A neurocode HDF5 file, or an NWB file (``.nwb``, read by
+        :func:`neurocode.data.nwb.read_nwb`; needs the ``[nwb]`` extra); None means the
+        bundled file (:func:`bundled_path`).
+    name : str, optional
+        Group name; None means ``"natural_images"``, or the only recording in the file.
+
+    Returns
+    -------
+    Recording or ContinuousRecording
+        By the group's ``kind`` attribute ("stimulus_trials", the only kind of version-1
+        files, or "continuous").
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file is absent.
+    KeyError
+        If ``name`` is not in the file (message lists the available names).
+    DataFormatError
+        If the file is not HDF5, truncated, of another schema version, or a dataset or
+        attribute is missing or malformed; the message names the file and the field.
+    """
+    path = bundled_path() if path is None else Path(path)
+    if path.suffix.lower() == ".nwb":
+        from neurocode.data.nwb import read_nwb
+
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such NWB file")
+        return read_nwb(path)
+    with _open_h5(path) as f:
+        try:
+            names = sorted(f.keys())
+        except Exception as e:  # noqa: BLE001
+            raise DataFormatError(f"{path}: cannot list groups ({e})") from None
+        if name is None:
+            if DEFAULT_RECORDING in names:
+                name = DEFAULT_RECORDING
+            elif len(names) == 1:
+                name = names[0]
+            else:
+                raise KeyError(f"{path}: several recordings {names}; choose one with --recording NAME "
+                               "(name= in Python)")
+        if name not in names:
+            raise KeyError(f"{path}: no recording {name!r} (found: {names})")
+        g = f[name]
+        field_ = "?"
+        try:
+            field_ = f"{name}.attrs['schema_version']"
+            ver = g.attrs.get("schema_version")
+            if not _version_ok(ver):
+                raise DataFormatError(f"{path}: attribute '{field_}' is {_plain(ver)}, expected one of "
+                                      f"{list(READABLE_VERSIONS)}")
+            kind = g.attrs.get("kind", "stimulus_trials")
+            kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+            if kind not in ("stimulus_trials", "continuous"):
+                raise DataFormatError(f"{path}: attribute '{name}.attrs['kind']' is {kind!r}, expected "
+                                      "'stimulus_trials' or 'continuous'")
+            attrs: dict[str, Any] = {}
+            required = ("window", "shape", "provenance") if kind == "stimulus_trials" else ("session", "provenance")
+            for key in required:
+                field_ = f"{name}.attrs['{key}']"
+                if key not in g.attrs:
+                    raise DataFormatError(f"{path}: attribute '{field_}' missing")
+                attrs[key] = g.attrs[key]
+            data: dict[str, Any] = {}
+            for key in ("spike_times", "spike_offsets", "stimuli", "receptive_fields", "trial_counts", "test_stimuli",
+                        "frames", "frame_times", "repeats"):
+                field_ = f"{name}/{key}"
+                if key in g:
+                    data[key] = g[key][()]
+                    if key == "stimuli":
+                        data["frame_interval"] = g[key].attrs.get("frame_interval")
+                        data["stimulus_start"] = g[key].attrs.get("stimulus_start")
+                elif key in ("spike_times", "spike_offsets"):
+                    raise DataFormatError(f"{path}: dataset '{field_}' missing")
+            field_ = f"{name}.attrs['provenance']"
+            prov = attrs["provenance"]
+            provenance = json.loads(prov.decode() if isinstance(prov, bytes) else prov)
+        except DataFormatError:
+            raise
+        except Exception as e:  # noqa: BLE001 - truncated/corrupt data surfaces as many types
+            raise DataFormatError(f"{path}: cannot read '{field_}' ({type(e).__name__}: {e})") from None
+    source = f"{path}:{name}"
+    if kind == "continuous":
+        from neurocode.data.continuous import ContinuousRecording
+
+        return ContinuousRecording._from_h5(name, attrs, data, provenance, source)
+    from neurocode.data.recording import Recording
+
+    def scalar(v):
+        return None if v is None else float(v)
+
+    return Recording(
+        name=name,
+        spike_times_flat=data["spike_times"],
+        spike_offsets=data["spike_offsets"],
+        shape=tuple(np.asarray(attrs["shape"]).tolist()),  # type: ignore[arg-type]
+        window=tuple(np.asarray(attrs["window"]).tolist()),  # type: ignore[arg-type]
+        stimuli=data.get("stimuli"),
+        receptive_fields=data.get("receptive_fields"),
+        provenance=provenance,
+        source=source,
+        trial_counts=data.get("trial_counts"),
+        frame_interval=scalar(data.get("frame_interval")),
+        stimulus_start=scalar(data.get("stimulus_start")),
+        test_stimuli=data.get("test_stimuli"),
+    )
