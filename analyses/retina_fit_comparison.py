@@ -109,11 +109,10 @@ def _stored_config_matches(run_dir: Path, config) -> bool:
     try:
         d = json.loads((run_dir / "config.json").read_text())
         d = {k: v for k, v in d.items() if k not in ("neurocode_version", "torch_version")}
-        old = FitConfig.from_dict(d).to_dict()
+        stored = FitConfig.from_dict(d)
     except (OSError, ValueError, TypeError):
         return False
-    new = config.to_dict()
-    return all(old.get(k) == new[k] for k in new if k not in ("device", "threads", "data", "recording"))
+    return not config.differences(stored, ignore=("data", "recording"))
 
 
 def run_one(model: str, fold: int, seed: int, args, runs_dir: Path, wanted: tuple[str, str | None]) -> dict:

@@ -82,6 +82,8 @@ __all__ = [
 MODELS = ("nsnn", "dsnn", "cnn", "ln")
 LOSSES = ("mmd_linear", "mmd_gaussian", "paired", "poisson", "mse")
 ARCHITECTURES = ("paper", "rf")
+#: Config fields that may differ when a run is resumed (where it runs, not what it computes).
+RESUMABLE_FIELDS = ("device", "threads")
 CHECKPOINT_FORMAT = "neurocode-checkpoint"
 CHECKPOINT_VERSION = 2
 
@@ -256,6 +258,17 @@ class FitConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def differences(self, other: "FitConfig", ignore: tuple[str, ...] = ()) -> list[str]:
+        """Fields (sorted) in which ``other`` is another run than this one: the one rule of "same run".
+
+        Where a fit runs (``RESUMABLE_FIELDS``: device, threads) may change on resume; every
+        other field may not (the epoch count sets the lr schedule). ``ignore`` adds fields the
+        caller compares its own way.
+        """
+        a, b = self.to_dict(), other.to_dict()
+        skip = set(RESUMABLE_FIELDS) | set(ignore)
+        return sorted(k for k in a if k not in skip and a[k] != b.get(k))
 
     @classmethod
     def from_dict(cls, d: dict) -> "FitConfig":
@@ -696,10 +709,7 @@ def load_checkpoint(path: str | os.PathLike, config: FitConfig | None = None) ->
     if config is not None:
         if state["model_kind"] != config.model:
             raise CheckpointError(f"{path}: checkpoint is of model {state['model_kind']!r}, this run fits {config.model!r}")
-        saved = FitConfig.from_dict(state["config"]).to_dict()
-        now = config.to_dict()
-        # where it runs may change; the epoch count may not (the lr schedule depends on it)
-        diff = sorted(k for k in now if k not in ("device", "threads") and saved.get(k) != now[k])
+        diff = config.differences(FitConfig.from_dict(state["config"]))
         if diff:
             raise CheckpointError(f"{path}: checkpoint was written with a different configuration (fields {diff})")
     return state

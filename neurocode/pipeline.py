@@ -86,9 +86,6 @@ RASTER_FIGURE = "cell_raster.png"
 RF_FILE = "receptive_fields.json"
 PREDICTIONS_FORMAT = "neurocode-predictions"
 
-#: Config fields that may differ when a run is resumed (the epoch count may be extended).
-_RESUMABLE_FIELDS = ("device", "threads")
-
 
 class RunFolderError(ValueError):
     """A run folder's content is missing, corrupt, or belongs to another run."""
@@ -349,10 +346,10 @@ def _check_same_run(run_dir: Path, stored: dict, config) -> None:
             f"run folder {run_dir} holds a {stored.get('model')} run, not {config.model}; "
             "choose another --out (nothing was changed)"
         )
-    old = _config_from_dict(run_dir / CONFIG_FILE, stored).to_dict()
-    new = config.to_dict()
-    diff = sorted(k for k in new if k not in _RESUMABLE_FIELDS and old.get(k) != new[k])
+    stored_config = _config_from_dict(run_dir / CONFIG_FILE, stored)
+    diff = config.differences(stored_config)
     if diff:
+        old, new = stored_config.to_dict(), config.to_dict()
         detail = ", ".join(f"{k}: stored {old.get(k)!r}, now {new[k]!r}" for k in diff)
         raise RunFolderError(
             f"run folder {run_dir} holds a run with a different configuration ({detail}); resume with the "
