@@ -195,10 +195,10 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     import torch
 
-    from neurocode._io import atomic_path, write_json, write_text
+    from neurocode._io import write_json, write_text
     from neurocode.analysis import coding_analysis
     from neurocode.pipeline import load_run
-    from neurocode.plotting import plot_coding_scatter
+    from neurocode.plotting import plot_coding_scatter, save_figure
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -252,8 +252,7 @@ def main(argv=None) -> int:
         fname = "coding_recorded.png" if name == "recorded" else \
             f"coding_{name.split(' (')[1].rstrip(')') if ' (' in name else name}.png"
         fig = plot_coding_scatter(res, title=f"{name}, {rec_name}\nr = {res.r:.3f}, p = {res.p:.2g}")
-        with atomic_path(args.out / fname) as tmp:
-            fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+        save_figure(fig, args.out / fname, dpi=120)
         figures.append(fname)
 
     print(f"\nFig. 4B on recording {rec_name!r} ({key[0]}): Pearson r across stimuli between mean Fano factor "

@@ -119,7 +119,8 @@ COLUMNS = ["sigma", "n_runs", "rate_cc_mean", "rate_cc_sd", "count_cc_mean", "co
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from neurocode._io import atomic_path, write_json, write_text
+    from neurocode._io import write_json, write_text
+    from neurocode.plotting import save_figure
 
     t0 = time.perf_counter()
     resolve_preset(args)
@@ -163,8 +164,7 @@ def main(argv=None) -> int:
     ax.legend(frameon=False, fontsize="small")
     ax.set_title(f"NSNN on {rows[0]['recording']}, {args.preset} preset, fold {args.fold}, {len(args.seeds)} seed(s)",
                  fontsize="medium")
-    with atomic_path(args.out / "noise_level_sweep.png") as tmp:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    save_figure(fig, args.out / "noise_level_sweep.png", dpi=120)
 
     print(f"\nHeld-out scores of the NSNN vs membrane-noise SD (mean ± SD over seeds), recording "
           f"{rows[0]['recording']!r} ({rows[0]['data']}):")

@@ -241,17 +241,10 @@ def plot_comparison(rows: list[dict], runs: list[dict], title: str):
     return fig
 
 
-def save_figure(fig, path: Path) -> None:
-    from neurocode._io import atomic_path
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     from neurocode._io import write_json, write_text
-    from neurocode.plotting import plot_cc_bars
+    from neurocode.plotting import plot_cc_bars, save_figure
 
     out = args.out
     runs_dir = out / "runs"
@@ -276,13 +269,13 @@ def main(argv=None) -> int:
     write_json(out / "summary.json", {"protocol": protocol, "summary": rows, "runs": run_rows})
     title = (f"{rec_name}, {args.preset} preset, {len(args.folds)} fold(s) x {len(args.seeds)} seed(s), "
              f"{'/'.join(map(str, epochs))} epochs")
-    save_figure(plot_comparison(rows, run_rows, title), out / "comparison.png")
+    save_figure(plot_comparison(rows, run_rows, title), out / "comparison.png", dpi=120)
     per_cell = {}
     for model in args.models:
         cc = [np.asarray(m["per_cell"]["rate_cc"], dtype=float) for m in runs if m["model"] == model]
         per_cell[model.upper()] = np.nanmean(np.stack(cc), axis=0) if cc else np.array([np.nan])
     ceiling = np.nanmean(np.stack([np.asarray(m["per_cell"]["ceiling_rate_cc"], float) for m in runs]), axis=0)
-    save_figure(plot_cc_bars(per_cell, per_cell=False, ceiling=ceiling), out / "rate_cc_per_cell.png")
+    save_figure(plot_cc_bars(per_cell, per_cell=False, ceiling=ceiling), out / "rate_cc_per_cell.png", dpi=120)
     print()
     print(f"Held-out scores, mean ± SD over folds x seeds ({title}; {wanted[0]}):")
     print(format_table(rows))

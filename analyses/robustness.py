@@ -176,7 +176,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     import torch
 
-    from neurocode._io import atomic_path, write_json, write_text
+    from neurocode._io import write_json, write_text
+    from neurocode.plotting import save_figure
     from neurocode.pipeline import load_run
 
     if args.threads:
@@ -226,8 +227,7 @@ def main(argv=None) -> int:
     ax.legend(frameon=False)
     if wanted[1] is not None:
         ax.set_title(f"recording {wanted[1]!r} ({Path(wanted[0]).name})", fontsize="medium")
-    with atomic_path(args.out / "robustness.png") as tmp:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    save_figure(fig, args.out / "robustness.png", dpi=120)
 
     print(f"\nHeld-out rate CC under spike flips (mean ± SD over runs), {describe(wanted)}:")
     print(f"{'model':<6}{'beta':>8}{'runs':>6}  {'rate_cc':<16}{'vs beta=0':>10}")

@@ -258,14 +258,13 @@ def _cmd_analyze(args) -> int:
     print(f"  mean FF {float(_finite_mean(res.mean_fano)):.3f}, mean cosine similarity "
           f"{float(_finite_mean(res.cosine)):.3f}, fit: cosine = {res.slope:.3f} * FF + {res.intercept:.3f}")
     if args.out:
-        from neurocode._io import atomic_path, write_json
-        from neurocode.plotting import plot_coding_scatter
+        from neurocode._io import write_json
+        from neurocode.plotting import plot_coding_scatter, save_figure
 
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         fig = plot_coding_scatter(res, title=f"{rec.name}: r = {res.r:.3f}, p = {res.p:.2g}")
-        with atomic_path(out / "coding_scatter.png") as tmp:
-            fig.savefig(tmp, format="png", bbox_inches="tight")
+        save_figure(fig, out / "coding_scatter.png")
         write_json(out / "coding.json", {"recording": rec.name, "r": res.r, "p": res.p, "slope": res.slope,
                                          "intercept": res.intercept, "n_valid": res.n_valid,
                                          "mean_fano": res.mean_fano, "cosine": res.cosine})

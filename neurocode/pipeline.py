@@ -652,13 +652,10 @@ def _write_scores(path: Path, per_cell: dict) -> None:
     write_text(path, buf.getvalue())
 
 
-def _save_figure(fig, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", bbox_inches="tight")
-
-
 def _plot_training_curve(path: Path, history: list, config) -> None:
     from matplotlib.figure import Figure
+
+    from neurocode.plotting import save_figure
 
     rec = [h for h in history if "loss" in h]
     val = [h for h in rec if "val_rate_cc" in h]
@@ -675,12 +672,12 @@ def _plot_training_curve(path: Path, history: list, config) -> None:
         if best:
             ax2.axvline(best[-1]["best_epoch"], color="C1", ls=":", lw=1)
     ax.set_title(f"{config.model.upper()} ({config.preset}), fold {config.fold}, seed {config.seed}")
-    _save_figure(fig, path)
+    save_figure(fig, path)
 
 
 def _plot_representative_cell(path: Path, config, recorded: np.ndarray, preds: np.ndarray, rates: np.ndarray,
                               rate_cc: np.ndarray) -> None:
-    from neurocode.plotting import plot_cell_rasters
+    from neurocode.plotting import plot_cell_rasters, save_figure
 
     finite = np.flatnonzero(np.isfinite(rate_cc))
     if finite.size:
@@ -715,7 +712,7 @@ def _plot_representative_cell(path: Path, config, recorded: np.ndarray, preds: n
         for ax in axes:
             for k in range(1, n):
                 ax.axvline(k * T * dt, color="0.85", lw=0.5, zorder=0)
-        _save_figure(fig, path)
+        save_figure(fig, path)
 
 
 # --------------------------------------------------------------------------- printing

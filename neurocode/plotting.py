@@ -10,6 +10,7 @@ per row (trial or cell).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Mapping
 
 import matplotlib
@@ -19,6 +20,7 @@ from matplotlib.figure import Figure
 from neurocode.analysis.conversion import to_numpy
 
 __all__ = [
+    "save_figure",
     "raster",
     "plot_cell_rasters",
     "plot_population_raster",
@@ -29,9 +31,23 @@ __all__ = [
 ]
 
 
+def save_figure(fig: Figure, path, dpi: float | None = None) -> Path:
+    """Write ``fig`` to ``path`` atomically (a reader sees the old file or the complete new one).
+
+    The format follows the suffix (PNG without one). Every figure neurocode and its
+    ``analyses/`` scripts write goes through here.
+    """
+    from neurocode._io import atomic_path
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=dpi, bbox_inches="tight")
+    return path
+
+
 def _save(fig: Figure, path) -> Figure:
     if path is not None:
-        fig.savefig(path, bbox_inches="tight")
+        save_figure(fig, path)
     return fig
 
 
