@@ -72,3 +72,49 @@ def resolve_preset(args) -> None:
         raise SystemExit(f"error: --data/--recording: {exc.args[0] if exc.args else exc}") from None
     if args.preset is None:
         args.preset = "movie" if isinstance(rec, ContinuousRecording) else "quick"
+
+
+def stored_config_matches(run_dir: Path, config) -> bool:
+    """True if ``run_dir/config.json`` was written for ``config`` (device and threads aside; the
+    recording is compared by :func:`run_key`, where None and the default name are the same)."""
+    from neurocode.fitting import FitConfig
+
+    try:
+        d = json.loads((run_dir / "config.json").read_text())
+        d = {k: v for k, v in d.items() if k not in ("neurocode_version", "torch_version")}
+        stored = FitConfig.from_dict(d)
+    except (OSError, ValueError, TypeError):
+        return False
+    return not config.differences(stored, ignore=("data", "recording"))
+
+
+def ensure_run(run_dir: Path, model: str, args, wanted: tuple[str, str | None], *, fold: int = 0, seed: int = 0,
+               config=None, **overrides) -> dict:
+    """The metrics of a run folder, fitting or resuming it first where it has none.
+
+    The one fit-or-resume rule of the analyses: a folder fitted on another recording than
+    ``wanted`` (or, given ``config``, with other settings) is refused; a finished one is reused;
+    an interrupted one is resumed from its checkpoint; otherwise the model is fitted with
+    ``args.preset``, ``args.data``/``args.recording`` and ``overrides``.
+    """
+    import neurocode
+
+    if (run_dir / "config.json").exists() and run_key(run_dir) != wanted:
+        raise SystemExit(f"error: {run_dir} holds a fit on {describe(run_key(run_dir))}, not on {describe(wanted)} "
+                         "(--data/--recording); choose another --out")
+    has_run = any((run_dir / f).exists() for f in ("config.json", "checkpoint.pt", "metrics.json"))
+    if config is not None and has_run and not stored_config_matches(run_dir, config):
+        raise SystemExit(f"error: {run_dir} holds a run with different settings (preset, epochs, ...); "
+                         "use the settings it was made with or choose another --out")
+    if (run_dir / "metrics.json").exists():
+        print(f"[skip] {run_dir.name}: finished earlier", flush=True)
+        return json.loads((run_dir / "metrics.json").read_text())
+    resume = (run_dir / "config.json").exists() or (run_dir / "checkpoint.pt").exists()
+    print(f"[{'resume' if resume else 'fit'}] {run_dir} on {describe(wanted)} ({args.preset} preset)", flush=True)
+    data, recording = fit_source(run_dir, args)  # --data/--recording (or the folder's spelling of them)
+    try:
+        return neurocode.fit(model, data=data, recording=recording, preset=args.preset, fold=fold, seed=seed,
+                             out=run_dir, resume=resume, progress=not getattr(args, "no_progress", False),
+                             **overrides).metrics
+    except (FileNotFoundError, KeyError) as exc:  # a bad --data / --recording
+        raise SystemExit(f"error: {exc.args[0] if exc.args else exc}") from None

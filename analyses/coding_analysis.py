@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import describe, fit_source, recording_key, run_key  # noqa: E402
+from _common import describe, ensure_run, recording_key, run_key  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -100,7 +100,6 @@ def model_runs(args) -> tuple[list[Path], tuple[str, str | None]]:
     Refuses runs fitted on different recordings, or on another recording than an explicit
     ``--data``/``--recording`` (the "recorded" row would belong to another recording).
     """
-    import neurocode
 
     wanted = recording_key(args.data, args.recording)
     explicit = args.data is not None or args.recording is not None
@@ -122,23 +121,12 @@ def model_runs(args) -> tuple[list[Path], tuple[str, str | None]]:
                              "pass runs fitted on it")
         return list(args.run), keys[0]
     run_dir = args.out / "runs" / "nsnn-fold0-seed0"
-    if (run_dir / "config.json").exists() and run_key(run_dir) != wanted:
-        raise SystemExit(f"error: {run_dir} holds a fit on {describe(run_key(run_dir))}, not on {describe(wanted)} "
-                         "(--data/--recording); choose another --out")
-    if not (run_dir / "metrics.json").exists():
-        o = {"eval_trials": 16}
-        if args.epochs:
-            o["epochs"] = args.epochs
-        if args.threads:
-            o["threads"] = args.threads
-        resume = (run_dir / "config.json").exists()
-        print(f"[{'resume' if resume else 'fit'}] {run_dir} on {describe(wanted)}", flush=True)
-        data, recording = fit_source(run_dir, args)  # --data/--recording (or the folder's spelling of them)
-        try:
-            neurocode.fit("nsnn", data=data, recording=recording, preset=args.preset, fold=0, seed=0,
-                          out=run_dir, resume=resume, progress=not args.no_progress, **o)
-        except (FileNotFoundError, KeyError) as exc:  # a bad --data / --recording
-            raise SystemExit(f"error: {exc.args[0] if exc.args else exc}") from None
+    o = {"eval_trials": 16}
+    if args.epochs:
+        o["epochs"] = args.epochs
+    if args.threads:
+        o["threads"] = args.threads
+    ensure_run(run_dir, "nsnn", args, wanted, **o)
     return [run_dir], wanted
 
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 import math
 import sys
 import time
@@ -35,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import describe, fit_source, recording_key, resolve_preset, run_key  # noqa: E402
+from _common import ensure_run, recording_key, resolve_preset  # noqa: E402
 
 DEFAULT_SIGMAS = (0.05, 0.1, 0.2, 0.4)
 QUICK_SIGMAS = (0.1, 0.4)
@@ -76,27 +75,16 @@ def parse_args(argv=None):
 
 
 def fit_one(sigma: float, seed: int, args, wanted: tuple[str, str | None]) -> dict:
-    import neurocode
 
     run_dir = args.out / "runs" / f"nsnn-sigma{sigma:g}-fold{args.fold}-seed{seed}"
-    if (run_dir / "config.json").exists() and run_key(run_dir) != wanted:
-        raise SystemExit(f"error: {run_dir} holds a fit on {describe(run_key(run_dir))}, not on {describe(wanted)} "
-                         "(--data/--recording); choose another --out")
-    if (run_dir / "metrics.json").exists():
-        print(f"[skip] {run_dir.name}: finished earlier", flush=True)
-        return json.loads((run_dir / "metrics.json").read_text())
     # the membrane noise of both architectures (the quick and movie presets' RF-aware models read rf=,
     # the paper architecture snn=)
     o = {"device": args.device, "snn": {"noise_sigma": float(sigma)}, "rf": {"noise_sigma": float(sigma)}}
     for key, val in (("epochs", args.epochs), ("eval_trials", args.eval_trials), ("threads", args.threads)):
         if val:
             o[key] = val
-    resume = (run_dir / "config.json").exists()
-    print(f"[{'resume' if resume else 'fit'}] {run_dir.name}", flush=True)
     # a folder holding a run with other settings is refused by neurocode.fit (RunFolderError)
-    data, recording = fit_source(run_dir, args)  # --data/--recording (or the folder's spelling of them)
-    return neurocode.fit("nsnn", data=data, recording=recording, preset=args.preset, fold=args.fold,
-                         seed=seed, out=run_dir, resume=resume, progress=not args.no_progress, **o).metrics
+    return ensure_run(run_dir, "nsnn", args, wanted, fold=args.fold, seed=seed, **o)
 
 
 def _mean_sd(vals):

@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 import math
 import sys
 import time
@@ -43,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import describe, fit_source, recording_key, resolve_preset, run_key  # noqa: E402
+from _common import ensure_run, recording_key, resolve_preset  # noqa: E402
 
 MODELS = ("ln", "cnn", "dsnn", "nsnn")
 SCORES = ("rate_cc", "count_cc", "fano_corr")
@@ -91,7 +90,7 @@ def parse_args(argv=None):
 
 
 def overrides(args) -> dict:
-    o = {"device": args.device, "recording": args.recording}
+    o = {"device": args.device}
     if args.epochs:
         o["epochs"] = args.epochs
     if args.eval_trials:
@@ -101,46 +100,17 @@ def overrides(args) -> dict:
     return o
 
 
-def _stored_config_matches(run_dir: Path, config) -> bool:
-    """True if ``run_dir/config.json`` was written for ``config`` (device and threads aside; the
-    recording is compared by :func:`run_key`, where None and the default name are the same)."""
-    from neurocode.fitting import FitConfig
-
-    try:
-        d = json.loads((run_dir / "config.json").read_text())
-        d = {k: v for k, v in d.items() if k not in ("neurocode_version", "torch_version")}
-        stored = FitConfig.from_dict(d)
-    except (OSError, ValueError, TypeError):
-        return False
-    return not config.differences(stored, ignore=("data", "recording"))
-
-
 def run_one(model: str, fold: int, seed: int, args, runs_dir: Path, wanted: tuple[str, str | None]) -> dict:
     """Fit one (model, fold, seed) of the recording ``wanted`` unless its metrics exist; return its metrics."""
-    import neurocode
     from neurocode.fitting import make_config
 
     run_dir = runs_dir / f"{model}-fold{fold}-seed{seed}"
-    config = make_config(model, args.preset, data=args.data, fold=fold, seed=seed, **overrides(args))
-    has_run = any((run_dir / f).exists() for f in ("config.json", "checkpoint.pt", "metrics.json"))
-    if (run_dir / "config.json").exists() and run_key(run_dir) != wanted:
-        raise SystemExit(f"error: {run_dir} holds a fit on {describe(run_key(run_dir))}, not on {describe(wanted)} "
-                         "(--data/--recording); choose another --out")
-    if has_run and not _stored_config_matches(run_dir, config):
-        raise SystemExit(f"error: {run_dir} holds a run with different settings (preset, epochs, ...); "
-                         "use the settings it was made with or choose another --out")
-    metrics_file = run_dir / "metrics.json"
-    if metrics_file.exists():
-        print(f"[skip] {run_dir.name}: finished earlier", flush=True)
-        return json.loads(metrics_file.read_text())
-    resume = (run_dir / "checkpoint.pt").exists() or (run_dir / "config.json").exists()
-    print(f"[{'resume' if resume else 'fit'}] {run_dir.name} ({args.preset} preset)", flush=True)
+    config = make_config(model, args.preset, data=args.data, recording=args.recording, fold=fold, seed=seed,
+                         **overrides(args))
     t0 = time.perf_counter()
-    data, recording = fit_source(run_dir, args)  # --data/--recording (or the folder's spelling of them)
-    res = neurocode.fit(model, data=data, preset=args.preset, fold=fold, seed=seed, out=run_dir, resume=resume,
-                        progress=not args.no_progress, **{**overrides(args), "recording": recording})
-    print(f"       rate_cc {res.metrics['rate_cc']:.3f} in {time.perf_counter() - t0:.0f} s", flush=True)
-    return res.metrics
+    metrics = ensure_run(run_dir, model, args, wanted, fold=fold, seed=seed, config=config, **overrides(args))
+    print(f"       rate_cc {metrics['rate_cc']:.3f} in {time.perf_counter() - t0:.0f} s", flush=True)
+    return metrics
 
 
 def _mean_sd(values) -> tuple[float, float]:

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import describe, fit_source, recording_key, run_key  # noqa: E402
+from _common import describe, ensure_run, recording_key, run_key  # noqa: E402
 
 DEFAULT_BETAS = (0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05)
 QUICK_BETAS = (0.0, 0.01, 0.05)
@@ -83,7 +83,6 @@ def find_runs(args, wanted: tuple[str, str | None]) -> list[Path]:
 
     Every one must have been fitted on ``wanted`` (the --data/--recording recording).
     """
-    import neurocode
 
     if args.runs is not None:
         if not args.runs.is_dir():
@@ -102,23 +101,12 @@ def find_runs(args, wanted: tuple[str, str | None]) -> list[Path]:
     runs = []
     for model in ("nsnn", "dsnn"):
         run_dir = args.out / "runs" / f"{model}-fold0-seed0"
-        if (run_dir / "config.json").exists() and run_key(run_dir) != wanted:
-            raise SystemExit(f"error: {run_dir} holds a fit on {describe(run_key(run_dir))}, not on "
-                             f"{describe(wanted)} (--data/--recording); choose another --out")
-        if not (run_dir / "metrics.json").exists():
-            o = {"eval_trials": args.trials}
-            if args.epochs:
-                o["epochs"] = args.epochs
-            if args.threads:
-                o["threads"] = args.threads
-            resume = (run_dir / "config.json").exists()
-            print(f"[{'resume' if resume else 'fit'}] {run_dir} on {describe(wanted)}", flush=True)
-            data, recording = fit_source(run_dir, args)  # --data/--recording (or the folder's spelling of them)
-            try:
-                neurocode.fit(model, data=data, recording=recording, preset=args.preset, fold=0, seed=0,
-                              out=run_dir, resume=resume, progress=not args.no_progress, **o)
-            except (FileNotFoundError, KeyError) as exc:  # a bad --data / --recording
-                raise SystemExit(f"error: {exc.args[0] if exc.args else exc}") from None
+        o = {"eval_trials": args.trials}
+        if args.epochs:
+            o["epochs"] = args.epochs
+        if args.threads:
+            o["threads"] = args.threads
+        ensure_run(run_dir, model, args, wanted, **o)
         runs.append(run_dir)
     return runs
 
