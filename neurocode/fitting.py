@@ -79,7 +79,44 @@ __all__ = [
     "validation_split",
 ]
 
-MODELS = ("nsnn", "dsnn", "cnn", "ln")
+@dataclass(frozen=True)
+class ModelKind:
+    """What the fit needs to know about a model family, in one place.
+
+    Attributes
+    ----------
+    name : str
+    spiking : bool
+        Emits spike trains (NSNN, DSNN); otherwise predicts rates (CNN, LN).
+    noisy : bool
+        Its trials differ (NSNN): K sampled trials per stimulus, a noise generator.
+    loss : str
+        Default loss; ``losses`` are those that apply.
+    reference : bool
+        The LN reference model: always RF-based, fitted in closed form (ridge regression) on
+        flashed stimuli and by gradient descent on clips; every other fit reports its scores.
+    """
+
+    name: str
+    spiking: bool
+    noisy: bool
+    loss: str
+    losses: tuple[str, ...]
+    reference: bool = False
+
+    def trials(self, k: int) -> int:
+        """Trials to sample when K are wanted: a deterministic model's trials are identical."""
+        return k if self.noisy else 1
+
+
+_SPIKING_LOSSES = ("mmd_linear", "mmd_gaussian", "paired")
+MODEL_KINDS: dict[str, ModelKind] = {
+    "nsnn": ModelKind("nsnn", spiking=True, noisy=True, loss="mmd_linear", losses=_SPIKING_LOSSES),
+    "dsnn": ModelKind("dsnn", spiking=True, noisy=False, loss="mmd_linear", losses=_SPIKING_LOSSES),
+    "cnn": ModelKind("cnn", spiking=False, noisy=False, loss="poisson", losses=("poisson",)),
+    "ln": ModelKind("ln", spiking=False, noisy=False, loss="mse", losses=("mse",), reference=True),
+}
+MODELS = tuple(MODEL_KINDS)
 LOSSES = ("mmd_linear", "mmd_gaussian", "paired", "poisson", "mse")
 ARCHITECTURES = ("paper", "rf")
 #: Config fields that may differ when a run is resumed (where it runs, not what it computes).
@@ -210,13 +247,12 @@ class FitConfig:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
-        expected = {"cnn": ("poisson",), "ln": ("mse",)}.get(self.model, ("mmd_linear", "mmd_gaussian", "paired"))
-        if self.loss not in expected:
+        if self.loss not in self.kind.losses:
             raise ValueError(f"loss {self.loss!r} does not apply to model {self.model!r} "
                              "(the CNN uses 'poisson', LN 'mse', spiking models an MMD or 'paired')")
         if not 0 < float(self.val_fraction) < 1:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
-        if self.probability_loss and not (self.model == "nsnn" and self.architecture == "rf"):
+        if self.probability_loss and not (self.kind.noisy and self.architecture == "rf"):
             raise ValueError("probability_loss applies to the RF-architecture NSNN (model='nsnn', architecture='rf')")
         if self.patience is not None and int(self.patience) < 1:
             raise ValueError(f"patience must be >= 1 or None, got {self.patience!r}")
@@ -227,7 +263,7 @@ class FitConfig:
                      "val_trials"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
-        if self.model_trials < 2 and self.model == "nsnn" and self.loss != "paired":
+        if self.model_trials < 2 and self.kind.noisy and self.loss != "paired":
             raise ValueError("model_trials must be >= 2 for a set-level MMD of a noisy model")
         if not 0 <= self.fold < self.n_folds:
             raise ValueError(f"fold={self.fold} out of range for n_folds={self.n_folds} (0..{self.n_folds - 1})")
@@ -253,8 +289,12 @@ class FitConfig:
             self.cnn = CNNConfig(**self.cnn)
         if isinstance(self.rf, dict):
             self.rf = RFConfig(**self.rf)
-        self.snn.noisy = self.rf.noisy = self.model == "nsnn"
+        self.snn.noisy = self.rf.noisy = self.kind.noisy
         self.snn.input_size = self.cnn.input_size = self.rf.input_size = self.input_size
+
+    @property
+    def kind(self) -> ModelKind:
+        return MODEL_KINDS[self.model]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -335,8 +375,6 @@ PRESETS: dict[str, dict[str, dict]] = {
     },
 }
 
-_DEFAULT_LOSS = {"cnn": "poisson", "ln": "mse"}
-
 
 def make_config(model: str = "nsnn", preset: str = "quick", **overrides) -> FitConfig:
     """Build a :class:`FitConfig` from a preset plus overrides.
@@ -349,7 +387,7 @@ def make_config(model: str = "nsnn", preset: str = "quick", **overrides) -> FitC
     if model not in MODELS:
         raise ValueError(f"model must be one of {MODELS}, got {model!r}")
     kwargs = dict(PRESETS[preset]["common"])
-    kwargs["loss"] = _DEFAULT_LOSS.get(model, "mmd_linear")
+    kwargs["loss"] = MODEL_KINDS[model].loss
     specific = dict(PRESETS[preset][model])
     arch = {key: dict(specific.pop(key, {})) for key in ("snn", "cnn", "rf")}
     kwargs.update(specific)
@@ -362,7 +400,7 @@ def make_config(model: str = "nsnn", preset: str = "quick", **overrides) -> FitC
 
 def predicts_rates(config: FitConfig) -> bool:
     """Whether the model's predictions are rates only (CNN, LN, population-mean readouts), not spikes."""
-    if config.model in ("cnn", "ln"):
+    if not config.kind.spiking:
         return True
     if config.architecture == "rf":
         return config.rf.readout_units > 1
@@ -370,7 +408,13 @@ def predicts_rates(config: FitConfig) -> bool:
 
 
 def _uses_rf(config: FitConfig) -> bool:
-    return config.architecture == "rf" or config.model == "ln"
+    return config.architecture == "rf" or config.kind.reference
+
+
+def _reports_probability(config: FitConfig, clips: bool) -> bool:
+    """An NSNN with one output unit per cell in the RF-aware or clip models reports its firing
+    probabilities (given each trial's own history): the PSTH without Bernoulli sampling noise."""
+    return config.kind.noisy and (clips or _uses_rf(config)) and config.rf.readout_units == 1
 
 
 def resolve_device(name: str) -> torch.device:
@@ -541,7 +585,7 @@ def prepare_data(config: FitConfig, recording: Recording | ContinuousRecording |
     normalizer = ImageNormalizer().fit(small[train_idx])
     images = normalizer.transform(small)
     rfs = None
-    if _uses_rf(config):
+    if _uses_rf(config) or rec.is_clips:
         square = dataclasses.replace(rec, stimuli=pad_to_square(rec.stimuli, fill)[0])
         rfs = receptive_fields_for(square, train_idx, bin_size=config.bin_size)
     images = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
@@ -562,6 +606,11 @@ def prepare_data(config: FitConfig, recording: Recording | ContinuousRecording |
     )
 
 
+#: The model classes by model name: on clips (time-varying stimuli) and RF-aware on flashes.
+_CLIP_MODELS = {"ln": ClipLN, "cnn": ClipCNN, "nsnn": ClipSNN, "dsnn": ClipSNN}
+_RF_MODELS = {"ln": RetinaLN, "cnn": RetinaRFCNN, "nsnn": RetinaRFSNN, "dsnn": RetinaRFSNN}
+
+
 def build_model(config: FitConfig, n_cells: int, generator: torch.Generator | None = None,
                 rfs: ReceptiveFields | None = None, *, n_steps: int = 30, n_lags: int = 0) -> nn.Module:
     """The model ``config.model`` with ``n_cells`` outputs (weights from torch's global RNG).
@@ -571,21 +620,14 @@ def build_model(config: FitConfig, n_cells: int, generator: torch.Generator | No
     stimuli; ``n_lags > 0`` builds the clip models of :mod:`neurocode.models.clip` (time-varying
     stimuli, a temporal filter of ``n_lags`` frames).
     """
+    spiking = {"generator": generator} if config.kind.spiking else {}
     if n_lags > 0:
         rf = dataclasses.replace(config.rf, n_cells=n_cells, n_steps=n_steps)
-        if config.model == "ln":
-            return ClipLN(rf, n_lags, rfs)
-        if config.model == "cnn":
-            return ClipCNN(rf, n_lags, rfs)
-        return ClipSNN(rf, n_lags, rfs, generator=generator)
+        return _CLIP_MODELS[config.model](rf, n_lags, rfs, **spiking)
     if _uses_rf(config):
         rf = dataclasses.replace(config.rf, n_cells=n_cells, n_steps=n_steps)
-        if config.model == "ln":
-            return RetinaLN(rf, rfs)
-        if config.model == "cnn":
-            return RetinaRFCNN(rf, rfs)
-        return RetinaRFSNN(rf, rfs, generator=generator)
-    if config.model == "cnn":
+        return _RF_MODELS[config.model](rf, rfs, **spiking)
+    if not config.kind.spiking:
         return RetinaCNN(dataclasses.replace(config.cnn, n_cells=n_cells, n_steps=n_steps))
     return RetinaSNN(dataclasses.replace(config.snn, n_cells=n_cells, n_steps=n_steps), generator=generator)
 
@@ -616,12 +658,12 @@ def _batches(n: int, size: int, gen: torch.Generator) -> list[Tensor]:
 
 def _pairs_per_step(config: FitConfig) -> bool:
     """The paper CNN trains on (image, trial) pairs; every other model on whole images."""
-    return config.model == "cnn" and config.architecture == "paper"
+    return config.architecture == "paper" and not config.kind.spiking and not config.kind.reference
 
 
 def _trained_rates_model(config: FitConfig, data: FitData) -> bool:
     """Rate models trained by gradient: the CNN, and the LN on clips (no closed form for its separable filter)."""
-    return config.model == "cnn" or (config.model == "ln" and data.is_clips)
+    return not config.kind.spiking and (data.is_clips or not config.kind.reference)
 
 
 def _fit_pairs(data: FitData) -> Tensor:
@@ -651,11 +693,11 @@ def _train_step(config, model, data, batch, device, noise_gen, pairs=None) -> Te
     if _trained_rates_model(config, data):
         rates = model(x)  # [T, B, N]
         target = data.psth(img).to(device).transpose(0, 1)
-        if config.model == "ln":
+        if config.loss == "mse":
             return (rates - target).square().mean()
         # all trials of each stimulus: the Poisson NLL summed over trials is R x that of the mean count
         return poisson_nll(rates, target)
-    K = 1 if config.model == "dsnn" else config.model_trials
+    K = config.kind.trials(config.model_trials)
     if config.probability_loss:
         _, spikes = model(x, n_trials=K, return_probability=True)
     else:
@@ -745,20 +787,20 @@ def _train_ln(config: FitConfig, model: RetinaLN, data: FitData, device) -> list
 
 def _calibrate(config: FitConfig, model: nn.Module, data: FitData, device) -> dict | None:
     """Start every model at realistic rates (on training stimuli only)."""
-    fit = torch.as_tensor(data.fit_idx)
-    psth = data.psth(fit).mean(0).clamp(max=0.95).to(device)  # [T, N]
     if data.is_clips:
         return _calibrate_clips(config, model, data, device)
+    fit = torch.as_tensor(data.fit_idx)
+    psth = data.psth(fit).mean(0).clamp(max=0.95).to(device)  # [T, N]
     with torch.no_grad():
         if _uses_rf(config):
             model.features.fit_normalization(data.images[fit].to(device))
-        if config.model == "cnn":
+        if not config.kind.spiking:
             if _uses_rf(config):
                 model.initialise_rates(psth)
             return None
         calibrate = calibrate_rf_snn if _uses_rf(config) else calibrate_rates
         rates = calibrate(model, data.images[fit[:16]].to(device), hidden_rate=config.hidden_rate, output_rate=psth,
-                          n_trials=1 if config.model == "dsnn" else 4)
+                          n_trials=config.kind.trials(4))
     return {"epoch": 0, "initial_rates": rates}
 
 
@@ -772,7 +814,7 @@ def _calibrate_clips(config: FitConfig, model: nn.Module, data: FitData, device)
     fit = torch.as_tensor(data.fit_idx)
     psth = data.psth(fit)  # [n, T, N]
     rate = psth.mean((0, 1)).clamp(min=1e-3, max=0.95).to(device)  # [N] spikes per bin
-    if config.model == "ln":
+    if config.kind.reference:
         clips = data.images[fit]  # [n, F, S, S]
         with torch.no_grad():
             model.linear.init_from_sta(spike_triggered_average(clips, psth, data.n_lags).to(device), clips.to(device))
@@ -786,9 +828,9 @@ def _calibrate_clips(config: FitConfig, model: nn.Module, data: FitData, device)
         ln, ln_history = train(ln_config, data, progress=False)
     with torch.no_grad():
         model.linear.load_state_dict(ln.linear.state_dict())
-        scale = config.rf.noise_sigma if config.model in ("nsnn", "dsnn") else 1.0
+        scale = config.rf.noise_sigma if config.kind.spiking else 1.0
         model.linear_gain.copy_(ln.linear_gain.detach() * scale)
-    if config.model == "cnn":
+    if not config.kind.spiking:
         with torch.no_grad():
             model.initialise_rates(rate)
         return {"epoch": 0, "ln_start": ln_history[-1]}
@@ -812,13 +854,13 @@ def _calibrate_clip_rates(config, model, data, device, rate, ln, ln_summary) -> 
     x = data.inputs(pick, device)
     target = ln(x)  # [T, B, N]
     base = model.linear_gain.detach().clone()
-    k = 1 if config.model == "dsnn" else 4
+    k = config.kind.trials(4)
     best_cc = torch.full_like(base, -2.0)
     best_gain = base.clone()
     for m in _GAIN_MULTIPLIERS:
         model.linear_gain.copy_(base * m)
         calibrate_clip_snn(model, x, hidden_rate=config.hidden_rate, output_rate=rate, n_trials=k)
-        if config.model == "nsnn" and config.rf.readout_units == 1:
+        if _reports_probability(config, clips=True):
             predicted = model(x, n_trials=k, return_probability=True)[1].mean(1)
         else:
             predicted = model(x, n_trials=k).mean(1)
@@ -884,10 +926,10 @@ def train(
         "noise": torch.Generator(device=device).manual_seed(config.seed),
         "order": torch.Generator().manual_seed(config.seed + 1),
     }
-    model = build_model(config, data.n_cells, generator=gens["noise"] if config.model == "nsnn" else None,
+    model = build_model(config, data.n_cells, generator=gens["noise"] if config.kind.noisy else None,
                         rfs=data.rfs, n_steps=data.n_steps, n_lags=data.n_lags).to(device)
     ckpt = Path(checkpoint) if checkpoint is not None else None
-    if config.model == "ln" and not data.is_clips:
+    if config.kind.reference and not data.is_clips:
         history = _train_ln(config, model, data, device)
         if ckpt is not None:
             with atomic_path(ckpt) as tmp:
@@ -1036,7 +1078,7 @@ def _predict_inputs(config, model, images: Tensor, clips: bool, n_trials, seed, 
         x = images[i : i + 1]
         return x.transpose(0, 1) if clips else x
 
-    if config.model in ("cnn", "ln"):
+    if not config.kind.spiking:
         rates = torch.stack([model(one(i))[:, 0] for i in range(images.shape[0])]).cpu().numpy().astype(np.float32)
         return (rates, rates) if return_rates else rates
     K = n_trials or config.eval_trials
@@ -1044,8 +1086,8 @@ def _predict_inputs(config, model, images: Tensor, clips: bool, n_trials, seed, 
     previous = model.generator
     model.generator = gen
     # an RF-architecture NSNN reports its firing probabilities: the PSTH without sampling noise
-    rb = _uses_rf(config) and config.model == "nsnn" and config.rf.readout_units == 1
-    k = 1 if config.model == "dsnn" else K
+    rb = _reports_probability(config, clips)
+    k = config.kind.trials(K)
     try:
         spikes, probs = [], []
         for i in range(images.shape[0]):

@@ -249,7 +249,7 @@ def fit(model: str = "nsnn", data: str | os.PathLike | None = None, preset: str 
     # 6. score, next to the LN reference on the same split
     from neurocode.models import parameter_count
 
-    ln = ln_reference(config, fit_data) if config.model != "ln" else None
+    ln = None if config.kind.reference else ln_reference(config, fit_data)
     metrics = _evaluate(run_dir, config, fit_data, preds, rates, fit_data.test_idx, history, parameter_count(net),
                         ln=ln)
     return RunResult(run_dir=run_dir, config=config, metrics=metrics, history=history)
@@ -557,7 +557,7 @@ def evaluate(run_dir: str | os.PathLike, recording=None) -> dict:
     with torch.random.fork_rng(devices=[]):
         n_params = parameter_count(build_model(config, data.n_cells, rfs=data.rfs, n_steps=data.n_steps,
                                                n_lags=data.n_lags))
-    ln = ln_reference(config, data) if config.model != "ln" else None  # closed form: the fit's own values
+    ln = None if config.kind.reference else ln_reference(config, data)
     return _evaluate(run_dir, config, data, preds, rates, test, history, n_params, ln=ln)
 
 
@@ -619,7 +619,7 @@ def _evaluate(run_dir: Path, config, data, preds: np.ndarray, rates: np.ndarray,
     if ln is not None:
         metrics["ln_rate_cc"], metrics["ln_count_cc"] = ln["rate_cc"], ln["count_cc"]
         metrics["ln_ridge"] = ln.get("ridge")
-    elif config.model == "ln":
+    elif config.kind.reference:
         metrics["ln_rate_cc"], metrics["ln_count_cc"] = m["rate_cc"], m["count_cc"]
     if not spiking:
         # a rate model (CNN, population-mean readout): its mean rate is reported, it has no spikes
