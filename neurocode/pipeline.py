@@ -1,26 +1,11 @@
 """The main job: fit a retina model to the recording, predict the held-out images, score it.
 
-:func:`fit` runs one fit end to end and writes a *run folder*::
-
-    config.json          the FitConfig (+ neurocode and torch versions)
-    checkpoint.pt        model, optimiser, scheduler and RNG states after the last epoch
-    history.json         the training curve (record 0: initial per-layer firing rates of
-                         spiking models)
-    predictions.h5       model responses to the test images: ``rates`` float32
-                         [n_test, T, n_cells] (expected spikes per bin), plus ``spikes``
-                         uint8 [n_test, T, K, n_cells] for spiking models, ``test_stimuli``
-    receptive_fields.json  the cells' RFs used by RF-aware models and how they were
-                         obtained (stored contours, or estimated from training images)
-    metrics.json         held-out scores (means over cells and ``per_cell`` arrays)
-    per_cell_scores.csv  the per-cell scores as a table
-    training_curve.png   training loss and validation rate CC per epoch
-    cell_raster.png      raster + PSTH of a representative cell, recorded vs model
-
+:func:`fit` runs one fit end to end and writes a *run folder* (:class:`neurocode.runs.RunFolder`:
+config, checkpoint, history, predictions, metrics, per-cell scores, figures; every file written
+atomically, and a folder that holds a run never written by another one).
 :func:`evaluate` recomputes ``metrics.json``, the table and the figures from a run folder;
-:func:`format_metrics` renders the scores as the short table the CLI prints.
-
-Every file is written atomically (a reader sees the old file or the complete new one), and
-a run folder that already holds a run is never overwritten unless the run is resumed.
+:func:`format_metrics` renders the scores as the short table the CLI prints. The scores
+themselves are computed by :func:`neurocode.analysis.scores.compute_metrics`.
 
 Scores (held-out stimuli: the images of the fold, or the clips of a repeated segment)
 ------------------------------------------------------------------------------------
@@ -56,9 +41,7 @@ trials all of them have.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import json
 import os
 import warnings
@@ -68,28 +51,13 @@ from typing import Any
 
 import numpy as np
 
-from neurocode._io import atomic_path, write_json, write_text
+from neurocode._io import write_json
 from neurocode.analysis.scores import compute_metrics
 from neurocode.fitting import predicts_rates
+from neurocode.runs import RunFolder, RunFolderError, default_run_dir, write_predictions
 
 __all__ = ["RunResult", "RunFolderError", "fit", "evaluate", "format_metrics", "default_run_dir", "load_run",
            "predict_run", "simulate_run"]
-
-CONFIG_FILE = "config.json"
-CHECKPOINT_FILE = "checkpoint.pt"
-HISTORY_FILE = "history.json"
-PREDICTIONS_FILE = "predictions.h5"
-METRICS_FILE = "metrics.json"
-SCORES_FILE = "per_cell_scores.csv"
-CURVE_FIGURE = "training_curve.png"
-RASTER_FIGURE = "cell_raster.png"
-RF_FILE = "receptive_fields.json"
-PREDICTIONS_FORMAT = "neurocode-predictions"
-
-
-class RunFolderError(ValueError):
-    """A run folder's content is missing, corrupt, or belongs to another run."""
-
 
 @dataclass
 class RunResult:
@@ -113,21 +81,6 @@ class RunResult:
 
     def __str__(self) -> str:  # printing a result shows the scores
         return format_metrics(self.metrics) + f"\nrun folder: {self.run_dir}"
-
-
-def default_run_dir(model: str, preset: str, fold: int, seed: int, resume: bool = False) -> Path:
-    """``runs/{model}-{preset}-fold{fold}-seed{seed}`` (relative to the working directory).
-
-    A new run takes the first of that name, ``…-2``, ``…-3``, … not yet used, so repeating a
-    command never collides with an earlier run; ``resume`` takes the latest existing one.
-    """
-    base = Path("runs") / f"{model}-{preset}-fold{fold}-seed{seed}"
-    if not base.exists():
-        return base
-    latest, i = base, 2
-    while (nxt := base.with_name(f"{base.name}-{i}")).exists():
-        latest, i = nxt, i + 1
-    return latest if resume else nxt
 
 
 # --------------------------------------------------------------------------- fit
@@ -190,11 +143,10 @@ def fit(model: str = "nsnn", data: str | os.PathLike | None = None, preset: str 
     import torch
 
     from neurocode import __version__
-    from neurocode.fitting import FitConfig, load_checkpoint, make_config, predict, prepare_data, train
+    from neurocode.data import ContinuousRecording, load_recording
+    from neurocode.fitting import FitConfig, make_config, predict, prepare_data, train
 
     # 1. configuration (a bad argument names itself)
-    from neurocode.data import ContinuousRecording, load_recording
-
     known = {f.name for f in fields(FitConfig)} - {"model", "preset", "data", "fold", "seed"}
     unknown = sorted(set(overrides) - known)
     if unknown:
@@ -212,39 +164,23 @@ def fit(model: str = "nsnn", data: str | os.PathLike | None = None, preset: str 
 
     # 2. the run folder
     run_dir = Path(out) if out is not None else default_run_dir(config.model, config.preset, config.fold, config.seed, resume)
-    ckpt = run_dir / CHECKPOINT_FILE
-    if run_dir.exists() and not run_dir.is_dir():
-        raise FileExistsError(f"{run_dir}: exists and is not a folder; choose another --out")
-    present = [name for name in (METRICS_FILE, CHECKPOINT_FILE, CONFIG_FILE) if (run_dir / name).exists()]
-    if present and not resume:
-        raise FileExistsError(
-            f"{run_dir}: already holds a run ({', '.join(present)}); pass --resume (resume=True) to continue "
-            "or re-score it, or choose another --out"
-        )
-    if resume and (run_dir / CONFIG_FILE).exists():
-        stored = _read_config(run_dir)
-        _check_same_run(run_dir, stored, config)
-    if resume and ckpt.exists():
-        load_checkpoint(ckpt, config)  # CheckpointError (corrupt / other run) before anything is written
+    folder = RunFolder(run_dir)
+    folder.check(config, resume)  # nothing is written before this passes
 
     # 3. data (errors in the recording surface before the folder is created)
     fit_data = prepare_data(config, recording)
 
     # 4. train
-    run_dir.mkdir(parents=True, exist_ok=True)
-    cfg = config.to_dict()
-    cfg["neurocode_version"] = __version__
-    cfg["torch_version"] = torch.__version__
-    write_json(run_dir / CONFIG_FILE, cfg)
+    folder.write_config(config, neurocode_version=__version__, torch_version=torch.__version__)
     if fit_data.rfs is not None:
-        write_json(run_dir / RF_FILE, fit_data.rfs.to_dict())
-    net, history = train(config, fit_data, checkpoint=ckpt, resume=resume, progress=progress,
+        write_json(folder.receptive_fields, fit_data.rfs.to_dict())
+    net, history = train(config, fit_data, checkpoint=folder.checkpoint, resume=resume, progress=progress,
                          on_epoch=on_epoch)
-    write_json(run_dir / HISTORY_FILE, history)
+    folder.write_history(history)
 
     # 5. predict the held-out images (the first and only time the test images are read)
     preds, rates = predict(config, net, fit_data, fit_data.test_idx, return_rates=True)
-    _write_predictions(run_dir / PREDICTIONS_FILE, config, preds, rates, fit_data.test_idx)
+    write_predictions(folder.predictions, config, preds, rates, fit_data.test_idx)
 
     # 6. score, next to the LN reference on the same split
     from neurocode.models import parameter_count
@@ -294,29 +230,6 @@ def torch_index(idx):
     return torch.as_tensor(np.asarray(idx))
 
 
-def _read_config(run_dir: Path) -> dict:
-    path = run_dir / CONFIG_FILE
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file ({run_dir} is not a neurocode run folder)")
-    try:
-        d = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RunFolderError(f"{path}: corrupt run configuration ({exc})") from None
-    if not isinstance(d, dict) or "model" not in d:
-        raise RunFolderError(f"{path}: not a neurocode run configuration (field 'model' missing)")
-    return d
-
-
-def _config_from_dict(path: Path, d: dict):
-    from neurocode.fitting import FitConfig
-
-    d = {k: v for k, v in d.items() if k not in ("neurocode_version", "torch_version")}
-    try:
-        return FitConfig.from_dict(d)
-    except (TypeError, ValueError) as exc:
-        raise RunFolderError(f"{path}: invalid run configuration ({exc})") from None
-
-
 def load_run(run_dir: str | os.PathLike, device: str = "cpu"):
     """The fitted model of a run folder, ready to predict.
 
@@ -331,101 +244,14 @@ def load_run(run_dir: str | os.PathLike, device: str = "cpu"):
     from neurocode.fitting import build_model, load_checkpoint, prepare_data
 
     run_dir = Path(run_dir)
-    config = _config_from_dict(run_dir / CONFIG_FILE, _read_config(run_dir))
+    folder = RunFolder(run_dir)
+    config = folder.read_config()
     config.device = device
     data = prepare_data(config)
-    state = load_checkpoint(run_dir / CHECKPOINT_FILE, config)
+    state = load_checkpoint(folder.checkpoint, config)
     model = build_model(config, data.n_cells, rfs=data.rfs, n_steps=data.n_steps, n_lags=data.n_lags)
     model.load_state_dict(state["model"])
     return config, model.to(device).eval(), data
-
-
-def _check_same_run(run_dir: Path, stored: dict, config) -> None:
-    if stored.get("model") != config.model:
-        raise RunFolderError(
-            f"run folder {run_dir} holds a {stored.get('model')} run, not {config.model}; "
-            "choose another --out (nothing was changed)"
-        )
-    stored_config = _config_from_dict(run_dir / CONFIG_FILE, stored)
-    diff = config.differences(stored_config)
-    if diff:
-        old, new = stored_config.to_dict(), config.to_dict()
-        detail = ", ".join(f"{k}: stored {old.get(k)!r}, now {new[k]!r}" for k in diff)
-        raise RunFolderError(
-            f"run folder {run_dir} holds a run with a different configuration ({detail}); resume with the "
-            "same settings or choose another --out (nothing was changed)"
-        )
-
-
-def _write_predictions(path: Path, config, preds: np.ndarray, rates: np.ndarray, test_idx: np.ndarray | None,
-                       **attrs) -> None:
-    """Predictions file: ``rates``, ``spikes`` (spiking models), ``test_stimuli`` (when given), ``attrs``."""
-    import h5py
-
-    spiking = not predicts_rates(config)
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["format"] = PREDICTIONS_FORMAT
-            f.attrs["model"] = config.model
-            f.attrs["bin_size"] = float(config.bin_size)
-            f.attrs["n_trials"] = int(preds.shape[2]) if spiking else 0
-            f.attrs["seed"] = int(config.seed)
-            f.attrs["fold"] = int(config.fold)
-            for key, value in attrs.items():
-                f.attrs[key] = value
-            if spiking:
-                ds = f.create_dataset("spikes", data=preds.astype(np.uint8), compression="gzip", compression_opts=4)
-                ds.attrs["dims"] = "stimulus, time bin, model trial, cell"
-            ds = f.create_dataset("rates", data=rates.astype(np.float32), compression="gzip", compression_opts=4)
-            ds.attrs["dims"] = "stimulus, time bin, cell"
-            ds.attrs["unit"] = "expected spikes per bin"
-            if test_idx is not None:
-                f.create_dataset("test_stimuli", data=np.asarray(test_idx, dtype=np.int64))
-
-
-def _read_predictions(path: Path, config, n_steps: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(preds, rates, test_stimuli)``: spikes (spiking models) or rates, the rates, the test images."""
-    import h5py
-
-    if not path.exists():
-        raise FileNotFoundError(
-            f"{path}: no such file (the run did not finish; continue it with `neurocode fit ... --resume`)"
-        )
-    key = "rates" if predicts_rates(config) else "spikes"
-    try:
-        with h5py.File(path, "r") as f:
-            fmt = f.attrs.get("format")
-            fmt = fmt.decode() if isinstance(fmt, bytes) else fmt
-            if fmt != PREDICTIONS_FORMAT:
-                raise RunFolderError(f"{path}: not a neurocode predictions file (attribute 'format' is {fmt!r})")
-            kind = f.attrs.get("model")
-            kind = kind.decode() if isinstance(kind, bytes) else kind
-            if kind != config.model:
-                raise RunFolderError(f"{path}: holds predictions of a {kind} model, the run's config.json says "
-                                     f"{config.model}")
-            if key not in f:
-                raise RunFolderError(f"{path}: dataset '{key}' missing")
-            preds = f[key][()]
-            # files of neurocode 0.1 held no rates for spiking models: the spike average is theirs
-            rates = f["rates"][()] if "rates" in f else preds.mean(2).astype(np.float32)
-            test = f["test_stimuli"][()] if "test_stimuli" in f else None
-    except RunFolderError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - h5py raises many types for damaged files
-        raise RunFolderError(f"{path}: cannot read predictions ({type(exc).__name__}: {exc})") from None
-    if test is None:
-        raise RunFolderError(f"{path}: dataset 'test_stimuli' missing")
-    want_ndim = 3 if predicts_rates(config) else 4
-    if preds.ndim != want_ndim or preds.shape[0] != len(test) or preds.shape[1] != n_steps:
-        raise RunFolderError(f"{path}: dataset '{key}' has shape {preds.shape}, expected "
-                             f"[{len(test)}, {n_steps}{', K' if want_ndim == 4 else ''}, n_cells]")
-    if rates.shape != (preds.shape[0], preds.shape[1], preds.shape[-1]):
-        raise RunFolderError(f"{path}: dataset 'rates' has shape {rates.shape}, expected "
-                             f"[{preds.shape[0]}, {preds.shape[1]}, {preds.shape[-1]}]")
-    for name, arr in ((key, preds), ("rates", rates)):
-        if not np.all(np.isfinite(arr)):
-            raise RunFolderError(f"{path}: dataset '{name}' contains NaN or infinite values")
-    return preds, rates, np.asarray(test, dtype=np.int64)
 
 
 def predict_run(run_dir: str | os.PathLike, stimuli: str | os.PathLike | np.ndarray,
@@ -470,7 +296,7 @@ def predict_run(run_dir: str | os.PathLike, stimuli: str | os.PathLike | np.ndar
     config, model, data = load_run(run_dir)
     preds, rates = predict_stimuli(config, model, data, frames, n_trials=n_trials, return_rates=True)
     out = Path(out) if out is not None else run_dir / f"predictions_{stem}.h5"
-    _write_predictions(out, config, preds, rates, None, run_dir=str(run_dir.resolve()))
+    write_predictions(out, config, preds, rates, None, run_dir=str(run_dir.resolve()))
     return out
 
 
@@ -541,17 +367,18 @@ def evaluate(run_dir: str | os.PathLike, recording=None) -> dict:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"{run_dir}: no such run folder")
-    config = _config_from_dict(run_dir / CONFIG_FILE, _read_config(run_dir))
+    folder = RunFolder(run_dir)
+    config = folder.read_config()
     data = prepare_data(config, recording)
-    preds, rates, test = _read_predictions(run_dir / PREDICTIONS_FILE, config, data.n_steps)
+    preds, rates, test = folder.read_predictions(config, data.n_steps)
     if not np.array_equal(test, data.test_idx):
         raise RunFolderError(
-            f"{run_dir / PREDICTIONS_FILE}: test images {test.tolist()} differ from the split of the recording "
+            f"{folder.predictions}: test images {test.tolist()} differ from the split of the recording "
             f"and config ({data.test_idx.tolist()}); was the recording file changed?"
         )
     if preds.shape[-1] != data.n_cells:
-        raise RunFolderError(f"{run_dir / PREDICTIONS_FILE}: {preds.shape[-1]} cells, the recording has {data.n_cells}")
-    history = _read_history(run_dir)
+        raise RunFolderError(f"{folder.predictions}: {preds.shape[-1]} cells, the recording has {data.n_cells}")
+    history = folder.read_history()
     import torch
 
     with torch.random.fork_rng(devices=[]):
@@ -559,19 +386,6 @@ def evaluate(run_dir: str | os.PathLike, recording=None) -> dict:
                                                n_lags=data.n_lags))
     ln = None if config.kind.reference else ln_reference(config, data)
     return _evaluate(run_dir, config, data, preds, rates, test, history, n_params, ln=ln)
-
-
-def _read_history(run_dir: Path) -> list:
-    path = run_dir / HISTORY_FILE
-    if not path.exists():
-        return []
-    try:
-        h = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RunFolderError(f"{path}: corrupt training history ({exc})") from None
-    if not isinstance(h, list):
-        raise RunFolderError(f"{path}: training history must be a list of records")
-    return h
 
 
 def _evaluate(run_dir: Path, config, data, preds: np.ndarray, rates: np.ndarray, test: np.ndarray, history: list,
@@ -630,26 +444,16 @@ def _evaluate(run_dir: Path, config, data, preds: np.ndarray, rates: np.ndarray,
     metrics["initial_rates"] = [float(v) for v in initial[0]["initial_rates"]] if initial else None
     metrics["neurocode_version"] = __version__
     metrics["per_cell"] = per_cell
-    write_json(run_dir / METRICS_FILE, metrics)
-    _write_scores(run_dir / SCORES_FILE, per_cell)
+    folder = RunFolder(run_dir)
+    write_json(folder.metrics, metrics)
+    folder.write_scores(per_cell)
     if train_records:
-        _plot_training_curve(run_dir / CURVE_FIGURE, history, config)
-    elif (run_dir / CURVE_FIGURE).exists():
-        (run_dir / CURVE_FIGURE).unlink()
-    _plot_representative_cell(run_dir / RASTER_FIGURE, config, counts, preds, rates, per_cell["rate_cc"])
+        _plot_training_curve(folder.curve_figure, history, config)
+    elif folder.curve_figure.exists():
+        folder.curve_figure.unlink()
+    _plot_representative_cell(folder.raster_figure, config, counts, preds, rates, per_cell["rate_cc"])
     # what the caller gets back is what a reader of metrics.json gets (None for NaN, lists)
-    return json.loads((run_dir / METRICS_FILE).read_text())
-
-
-def _write_scores(path: Path, per_cell: dict) -> None:
-    cols = ["rate_cc", "count_cc", "baseline_rate_cc", "ceiling_rate_cc", "recorded_ff", "model_ff"]
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["cell"] + cols)
-    n = len(per_cell["rate_cc"])
-    for c in range(n):
-        w.writerow([c] + ["" if not np.isfinite(per_cell[k][c]) else f"{per_cell[k][c]:.6g}" for k in cols])
-    write_text(path, buf.getvalue())
+    return json.loads(folder.metrics.read_text())
 
 
 def _plot_training_curve(path: Path, history: list, config) -> None:
