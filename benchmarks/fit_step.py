@@ -44,7 +44,7 @@ def _child(model: str, variant: str, steps: int, threads: int, profile: bool) ->
 
     import torch
 
-    from neurocode.fitting import _steps_per_epoch, _train_step, build_model, make_config, prepare_data
+    from neurocode.fitting import steps_per_epoch, train_step, build_model, make_config, prepare_data
     from neurocode.models import RetinaSNN, calibrate_rates
 
     torch.set_num_threads(threads)
@@ -77,7 +77,7 @@ def _child(model: str, variant: str, steps: int, threads: int, profile: bool) ->
 
     def step(i):
         b = order[(i * batch) % n_items:][:batch]
-        loss = _train_step(step_config, m, data, b, torch.device("cpu"), gen)
+        loss = train_step(step_config, m, data, b, torch.device("cpu"), gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -90,7 +90,7 @@ def _child(model: str, variant: str, steps: int, threads: int, profile: bool) ->
         times.append(time.perf_counter() - t0)
     out = {
         "step_s": statistics.median(times),
-        "steps_per_epoch": _steps_per_epoch(config, data),
+        "steps_per_epoch": steps_per_epoch(config, data),
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2,
     }
     out["epoch_s"] = out["step_s"] * out["steps_per_epoch"]

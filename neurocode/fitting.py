@@ -71,6 +71,8 @@ __all__ = [
     "prepare_data",
     "build_model",
     "train",
+    "train_step",
+    "steps_per_epoch",
     "predict",
     "predict_stimuli",
     "load_checkpoint",
@@ -494,6 +496,11 @@ class FitData:
         x = x.transpose(0, 1) if self.is_clips else x
         return x.to(device) if device is not None else x
 
+    def test_counts(self) -> np.ndarray:
+        """``[n_test, T, R, n_cells]``: the test stimuli's counts, their first R = fewest trials of any test stimulus."""
+        R = int(self.trial_mask[torch.as_tensor(self.test_idx)].sum(1).min())
+        return self.counts.numpy()[self.test_idx][:, :, :R]
+
     def psth(self, idx) -> Tensor:
         """``[n, T, n_cells]``: trial-averaged counts of stimuli ``idx`` (absent trials excluded)."""
         idx = torch.as_tensor(np.asarray(idx))
@@ -673,13 +680,13 @@ def _fit_pairs(data: FitData) -> Tensor:
     return torch.stack([fit_idx[rows], trials], dim=1)
 
 
-def _steps_per_epoch(config: FitConfig, data: FitData) -> int:
+def steps_per_epoch(config: FitConfig, data: FitData) -> int:
     if _pairs_per_step(config):
         return math.ceil(len(_fit_pairs(data)) / config.batch_size)
     return math.ceil(len(data.fit_idx) / config.batch_images)
 
 
-def _train_step(config, model, data, batch, device, noise_gen, pairs=None) -> Tensor:
+def train_step(config, model, data, batch, device, noise_gen, pairs=None) -> Tensor:
     """Loss of one batch; ``batch`` indexes the stimuli the network is trained on (``fit_idx``),
     or their recorded (stimulus, trial) pairs (paper CNN)."""
     if _pairs_per_step(config):
@@ -935,7 +942,7 @@ def train(
             with atomic_path(ckpt) as tmp:
                 torch.save(_checkpoint_state(config, model, None, None, 1, history, gens, None), tmp)
         return model, history
-    steps = _steps_per_epoch(config, data)
+    steps = steps_per_epoch(config, data)
     total = config.epochs * steps
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
@@ -967,7 +974,7 @@ def train(
             model.train()
             losses = []
             for b in _batches(n_items, batch, gens["order"]):
-                loss = _train_step(config, model, data, b, device, gens["noise"], pairs)
+                loss = train_step(config, model, data, b, device, gens["noise"], pairs)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch + 1}; "
                                              "lower lr (the last checkpoint holds the previous epoch)")

@@ -213,21 +213,9 @@ def ln_reference(config, data) -> dict:
     with torch.random.fork_rng(devices=[]):
         model, history = train(ln_config, data, progress=False)
     rates = predict(ln_config, model, data, data.test_idx)
-    m = compute_metrics(_test_counts(data), rates, data.psth(data.train_idx).numpy(), spiking=False,
+    m = compute_metrics(data.test_counts(), rates, data.psth(data.train_idx).numpy(), spiking=False,
                         bin_size=config.bin_size)
     return {"rate_cc": m["rate_cc"], "count_cc": m["count_cc"], "ridge": history[-1].get("chosen_ridge")}
-
-
-def _test_counts(data) -> np.ndarray:
-    """``[n_test, T, R, N]``: the test stimuli's counts, their first R = fewest trials of any test stimulus."""
-    R = int(data.trial_mask[torch_index(data.test_idx)].sum(1).min())
-    return data.counts.numpy()[data.test_idx][:, :, :R]
-
-
-def torch_index(idx):
-    import torch
-
-    return torch.as_tensor(np.asarray(idx))
 
 
 def load_run(run_dir: str | os.PathLike, device: str = "cpu"):
@@ -392,7 +380,7 @@ def _evaluate(run_dir: Path, config, data, preds: np.ndarray, rates: np.ndarray,
               n_params: int, ln: dict | None = None) -> dict:
     from neurocode import __version__
 
-    counts = _test_counts(data)
+    counts = data.test_counts()
     spiking = not predicts_rates(config)
     m = compute_metrics(counts, preds, data.psth(data.train_idx).numpy(), spiking, config.bin_size, model_rates=rates)
     per_cell = m.pop("per_cell")

@@ -32,7 +32,7 @@ def fitted(tmp_path_factory):
 
 def test_nsnn_predicts_the_repeats_nearly_as_well_as_the_ground_truth(fitted):
     from neurocode.analysis.scores import compute_metrics
-    from neurocode.pipeline import _test_counts, load_run
+    from neurocode.pipeline import load_run
 
     run, truth = fitted
     metrics = json.loads((run / "metrics.json").read_text())
@@ -43,7 +43,7 @@ def test_nsnn_predicts_the_repeats_nearly_as_well_as_the_ground_truth(fitted):
     T = info["n_bins"]
     first = [int(round(o / truth.dt)) for o in info["test_clip_offsets"]]
     truth_rates = np.stack([truth.repeat_rates[f: f + T] for f in first]).astype(np.float32)
-    gt = compute_metrics(_test_counts(data), truth_rates, data.psth(data.train_idx).numpy(), False, BIN)
+    gt = compute_metrics(data.test_counts(), truth_rates, data.psth(data.train_idx).numpy(), False, BIN)
     assert gt["rate_cc"] > 0.85
     assert metrics["rate_cc"] >= 0.9 * gt["rate_cc"], (metrics["rate_cc"], gt["rate_cc"])
     # and it is scored against the LN model, the baseline (the mean rate: ~0) and the ceiling
