@@ -135,3 +135,34 @@ def test_probability_loss_trains_on_the_same_samples(natural_recording):
     losses = {flag: [h["loss"] for h in h_ if "loss" in h] for flag, h_ in histories.items()}
     assert all(np.isfinite(v).all() for v in losses.values())
     assert losses[True] != losses[False]
+
+
+def test_model_kinds_decide_losses_and_trials():
+    from neurocode.fitting import MODEL_KINDS, MODELS, make_config
+
+    assert set(MODELS) == set(MODEL_KINDS)
+    for name, kind in MODEL_KINDS.items():
+        config = make_config(name, "quick")
+        assert config.kind is kind and config.loss == kind.loss and kind.loss in kind.losses
+    assert MODEL_KINDS["nsnn"].trials(8) == 8 and MODEL_KINDS["dsnn"].trials(8) == 1
+    with pytest.raises(ValueError, match="does not apply to model 'cnn'"):
+        make_config("cnn", "quick", loss="mmd_linear")
+
+
+def test_run_folder_refuses_another_run_before_writing(tmp_path):
+    from neurocode.fitting import make_config
+    from neurocode.runs import RunFolder, RunFolderError
+
+    config = make_config("nsnn", "quick", epochs=3)
+    folder = RunFolder(tmp_path / "run")
+    folder.check(config, resume=False)
+    assert not folder.path.exists()  # checking writes nothing
+    folder.write_config(config, neurocode_version="test")
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        folder.check(config, resume=False)
+    folder.check(make_config("nsnn", "quick", epochs=3, threads=2), resume=True)  # where it runs may change
+    with pytest.raises(RunFolderError, match=r"epochs: stored 3, now 4"):
+        folder.check(make_config("nsnn", "quick", epochs=4), resume=True)
+    with pytest.raises(RunFolderError, match="holds a nsnn run, not dsnn"):
+        folder.check(make_config("dsnn", "quick", epochs=3), resume=True)
+    assert folder.read_config().to_dict() == config.to_dict()
