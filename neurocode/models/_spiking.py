@@ -50,3 +50,26 @@ class SpikingLayers(nn.Module):
         if units > 1:
             cell_current = cell_current.repeat_interleave(units, dim=-1)
         return cell_current + self.unit_offsets
+
+    def _outputs(self, x: torch.Tensor, layers: list, ubar, n_trials: int, batch: int, return_all: bool,
+                 return_probability: bool, substeps: int = 1):
+        """The model's outputs from its last layer's spikes ``x [T, K*B, n_cells * units]`` (per bin).
+
+        Spikes ``[T, K, B, n_cells]`` (a cell's units averaged), then with ``return_all`` the
+        list of every layer's output, and with ``return_probability`` each trial's expected
+        count per bin given its own history: ``F(ubar - v_th)`` of the output neurons' pre-noise
+        potential, summed over a bin's ``substeps``.
+        """
+        cfg = self.config
+        T = x.shape[0]
+        units = x.view(T, n_trials, batch, cfg.n_cells, cfg.readout_units)
+        out = units.mean(-1) if cfg.readout_units > 1 else units[..., 0]
+        extra = ()
+        if return_all:
+            extra += (layers,)
+        if return_probability:
+            # P(o[t] = 1 | the trial's own history) = F(ubar[t] - v_th) for either noise placement
+            out_neuron = self.neurons[-1]
+            prob = out_neuron.noise.cdf(ubar - out_neuron.v_th)
+            extra += (prob.view(T, substeps, n_trials, batch, cfg.n_cells).sum(1),)
+        return (out, *extra) if extra else out

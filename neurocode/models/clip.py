@@ -248,7 +248,7 @@ class ClipSNN(SpikingLayers, _ClipBase):
         linear = self.linear_drive(clips)
         T, B = linear.shape[:2]
         x = self.core(clips)
-        layers = []
+        layers, ubar = [], None
         last = len(self.neurons) - 1
         m = cfg.output_substeps
         for i, neuron in enumerate(self.neurons):
@@ -263,16 +263,8 @@ class ClipSNN(SpikingLayers, _ClipBase):
                     x = neuron(current)
                 x = x.view(T, m, *x.shape[1:]).sum(1)
             layers.append(x)
-        units = x.view(T, n_trials, B, cfg.n_cells, cfg.readout_units)
-        out = units.mean(-1) if cfg.readout_units > 1 else units[..., 0]
-        extra = ()
-        if return_all:
-            extra += (layers,)
-        if return_probability:
-            out_neuron = self.neurons[-1]
-            prob = out_neuron.noise.cdf(ubar - out_neuron.v_th)
-            extra += (prob.view(T, m, n_trials, B, cfg.n_cells).sum(1),)
-        return (out, *extra) if extra else out
+        return self._outputs(x, layers, ubar, n_trials, B, return_all,
+                             return_probability, substeps=m)
 
 
 @torch.no_grad()

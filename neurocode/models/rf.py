@@ -283,7 +283,7 @@ class RetinaRFSNN(SpikingLayers, _RFBase):
         x = self.core_drive(images)
         if return_probability and (not cfg.noisy or cfg.readout_units > 1):
             raise ValueError("return_probability applies to a noisy model with one unit per cell")
-        layers = []
+        layers, ubar = [], None
         last = len(self.neurons) - 1
         for i, neuron in enumerate(self.neurons):
             current = self.layer_current(i, x, n_trials, images)
@@ -292,17 +292,8 @@ class RetinaRFSNN(SpikingLayers, _RFBase):
             else:
                 x = neuron(current)
             layers.append(x)
-        units = x.view(cfg.n_steps, n_trials, B, cfg.n_cells, cfg.readout_units)
-        out = units.mean(-1) if cfg.readout_units > 1 else units[..., 0]
-        extra = ()
-        if return_all:
-            extra += (layers,)
-        if return_probability:
-            # P(o[t] = 1 | the trial's own history) = F(ubar[t] - v_th) for either noise placement
-            out_neuron = self.neurons[-1]
-            prob = out_neuron.noise.cdf(ubar - out_neuron.v_th)
-            extra += (prob.view(cfg.n_steps, n_trials, B, cfg.n_cells),)
-        return (out, *extra) if extra else out
+        return self._outputs(x, layers, ubar, n_trials, B, return_all,
+                             return_probability)
 
     @torch.no_grad()
     def firing_rates(self, images: Tensor, n_trials: int = 1) -> list[float]:
