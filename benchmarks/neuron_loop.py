@@ -28,7 +28,7 @@ import time
 
 import torch
 
-from neurocode.neurons import LIF, NoisyLIF, _kernels
+from neurocode.neurons import LIF, NoisyLIF, kernel_failure, kernel_library, pure_torch
 from neurocode.noise import Gaussian
 
 TAU, V_TH, SIGMA = 0.5, 1.0, 0.2
@@ -109,12 +109,8 @@ def fwd_bwd(model, x: torch.Tensor):
 def torch_path(fn):
     """Run ``fn`` with the fused kernel disabled (pure-torch loop, torch.normal noise)."""
     def run():
-        saved = _kernels._lib, _kernels._failed
-        _kernels._lib, _kernels._failed = None, "disabled by the benchmark"
-        try:
+        with pure_torch("disabled by the benchmark"):
             fn()
-        finally:
-            _kernels._lib, _kernels._failed = saved
     return run
 
 
@@ -130,10 +126,10 @@ def main(argv=None) -> None:
     B = args.batch or (4 if args.quick else 64)
     T = args.steps
     repeat = args.repeat or (2 if args.quick else 5)
-    lib = _kernels.get_library()
+    lib = kernel_library()
     print(f"torch {torch.__version__}, threads={torch.get_num_threads()}, T={T}, B={B}, median of {repeat}"
           f" after 1 warm-up, forward+backward, float32; fused kernel: "
-          f"{'yes' if lib is not None else 'NO (' + str(_kernels.failure()) + ')'}")
+          f"{'yes' if lib is not None else 'NO (' + str(kernel_failure()) + ')'}")
 
     lif, nlif = LIF(), NoisyLIF(Gaussian(SIGMA), placement="escape")
     noise = Gaussian(SIGMA)

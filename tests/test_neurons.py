@@ -704,16 +704,17 @@ def test_seeded_gaussian_noise_is_standard_normal(dtype):
 
 @needs_kernel
 @pytest.mark.parametrize("placement", PLACEMENTS)
-def test_noisylif_kernel_and_torch_noise_same_law(placement, monkeypatch):
+def test_noisylif_kernel_and_torch_noise_same_law(placement):
     """Kernel-drawn (seeded) and torch-drawn Gaussian noise differ sample by sample but have
     the same law: the firing rates agree within a binomial CI."""
     n, sigma = 40_000, 0.2
     x = torch.tensor([0.75, 0.95, 1.0, 1.1, 1.3]).expand(3, n, 5)
     neuron = NoisyLIF(Gaussian(sigma), placement=placement)
     r_kernel = neuron(x, generator=gen(90)).mean(1)
-    monkeypatch.setattr(_kernels, "_lib", None)
-    monkeypatch.setattr(_kernels, "_failed", "disabled for this test")
-    r_torch = neuron(x, generator=gen(90)).mean(1)
+    with _kernels.pure_torch("disabled for this test"):
+        assert _kernels.get_library() is None
+        r_torch = neuron(x, generator=gen(90)).mean(1)
+    assert _kernels.get_library() is not None  # back afterwards
     var = (r_kernel * (1 - r_kernel) + r_torch * (1 - r_torch)) / n
     assert torch.all((r_kernel - r_torch).abs() <= 5 * var.sqrt() + 1 / n)
     assert (r_kernel - r_torch).abs().max() > 0  # genuinely different samples

@@ -29,6 +29,7 @@ with ``-march=native``). Set ``NEUROCODE_NO_KERNEL=1`` to disable the kernels.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import os
@@ -466,6 +467,23 @@ def get_library() -> ctypes.CDLL | None:
                 warnings.warn(f"neurocode: fused LIF kernel unavailable, using the pure-torch loop ({_failed})",
                               RuntimeWarning, stacklevel=3)
     return _lib
+
+
+@contextlib.contextmanager
+def pure_torch(reason: str = "disabled by the caller"):
+    """Within the block, every neuron runs the pure-torch loop (torch.normal noise), not the kernel.
+
+    For comparisons of the two paths (benchmarks, tests); the kernel is back afterwards.
+    """
+    global _lib, _failed
+    with _lock:
+        saved = _lib, _failed
+        _lib, _failed = None, reason
+    try:
+        yield
+    finally:
+        with _lock:
+            _lib, _failed = saved
 
 
 def failure() -> str | None:
