@@ -213,11 +213,7 @@ def natural_movie(n_frames: int, shape: Sequence[int] = (90, 90), seed: int = 0,
     sm = gaussian_filter(noise, sigma=(float(correlation_frames), float(correlation_px), float(correlation_px)),
                          mode=("reflect", "wrap", "wrap"))
     del noise
-    sm -= sm.mean(dtype=np.float64)
-    sd = float(sm.std(dtype=np.float64))
-    if sd > 0:
-        sm /= sd
-    return _to_uint8(sm)
+    return _to_uint8(_standardised(sm, axis=None))
 
 
 def flashes(n_images: int, shape: Sequence[int] = (64, 64), seed: int = 0,
@@ -246,10 +242,15 @@ def flashes(n_images: int, shape: Sequence[int] = (64, 64), seed: int = 0,
     h, w = _shape(shape)
     noise = np.random.default_rng(seed).standard_normal((n_images, h, w))
     sm = gaussian_filter(noise, sigma=(0.0, float(correlation_px), float(correlation_px)), mode="wrap")
-    sm -= sm.mean(axis=(1, 2), keepdims=True)
-    sd = sm.std(axis=(1, 2), keepdims=True)
-    sm /= np.where(sd > 0, sd, 1.0)
-    return _to_uint8(sm)
+    return _to_uint8(_standardised(sm, axis=(1, 2)))
+
+
+def _standardised(x: np.ndarray, axis) -> np.ndarray:
+    """``x`` z-scored in place over ``axis`` (None: all of it); a constant stays 0."""
+    x -= x.mean(axis=axis, keepdims=True, dtype=np.float64).astype(x.dtype)
+    sd = x.std(axis=axis, keepdims=True, dtype=np.float64)
+    x /= np.where(sd > 0, sd, 1.0).astype(x.dtype)
+    return x
 
 
 def _contrast(frames: np.ndarray) -> np.ndarray:

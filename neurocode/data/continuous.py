@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from neurocode.data.binning import bin_index, n_bins
+from neurocode.data.binning import BIN_TOLERANCE, bin_index, n_bins
 from neurocode.data.errors import DataFormatError
 from neurocode.data.hdf5 import H5_OPTS, SCHEMA_VERSION, save_group
 from neurocode.data.recording import Recording, _as_frames
@@ -336,11 +336,12 @@ class ContinuousRecording:
 
     def _window_spikes(self, start: float, span: float) -> list[np.ndarray]:
         """Per cell, spikes in ``[start, start + span)`` relative to ``start`` (binning rule's edges)."""
+        # bin 0 of a window of width span, by the binning rule's edges (tolerance included)
+        lo, hi = start - BIN_TOLERANCE * span, start + span - BIN_TOLERANCE * span
         out = []
         for times in self.spike_times:
-            rel = times - start
-            b = bin_index(times, start, span)
-            out.append(np.clip(rel[b == 0], 0.0, span))
+            a, b = np.searchsorted(times, [lo, hi], side="left")
+            out.append(np.clip(times[a:b] - start, 0.0, span))
         return out
 
     # ------------------------------------------------------------------ HDF5
