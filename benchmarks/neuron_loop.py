@@ -10,7 +10,7 @@ Compares, in one run and on the same inputs:
 (b) the fused :class:`neurocode.neurons.LIF` on time-major [T, B, ...];
 (c) the fused :class:`neurocode.neurons.NoisyLIF` (escape, Gaussian sigma = 0.2);
 (d) extra columns: (b) and (c) forced onto the pure-torch fallback loop (the C++ kernel
-    disabled), with torch.normal noise.
+    disabled), drawing the same counter-based noise with torch operations.
 
 Shapes: T = 30, B = 64 (``--quick``: B = 4), neuron maps 16x40x40, 32x30x30 and 64 units
 (the three neuron layers of the retina CNN), each measured separately and summed.
@@ -107,7 +107,7 @@ def fwd_bwd(model, x: torch.Tensor):
 
 
 def torch_path(fn):
-    """Run ``fn`` with the fused kernel disabled (pure-torch loop, torch.normal noise)."""
+    """Run ``fn`` with the fused kernel disabled (pure-torch loop, the noise stream in torch ops)."""
     def run():
         with pure_torch("disabled by the benchmark"):
             fn()

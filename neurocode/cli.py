@@ -153,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _cmd_fit(args) -> int:
-    from neurocode.pipeline import fit, format_metrics
+    from neurocode.analysis.scores import format_metrics
+    from neurocode.pipeline import fit
 
     overrides = {}
     for key in ("recording", "input_size", "bin_size", "window"):
@@ -173,7 +174,8 @@ def _cmd_fit(args) -> int:
 
 
 def _cmd_evaluate(args) -> int:
-    from neurocode.pipeline import evaluate, format_metrics
+    from neurocode.analysis.scores import format_metrics
+    from neurocode.pipeline import evaluate
 
     metrics = evaluate(args.run_dir)
     print(format_metrics(metrics))

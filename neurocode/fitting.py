@@ -45,7 +45,7 @@ import math
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Literal, get_args
 
 import numpy as np
 import torch
@@ -118,9 +118,13 @@ MODEL_KINDS: dict[str, ModelKind] = {
     "cnn": ModelKind("cnn", spiking=False, noisy=False, loss="poisson", losses=("poisson",)),
     "ln": ModelKind("ln", spiking=False, noisy=False, loss="mse", losses=("mse",), reference=True),
 }
-MODELS = tuple(MODEL_KINDS)
-LOSSES = ("mmd_linear", "mmd_gaussian", "paired", "poisson", "mse")
-ARCHITECTURES = ("paper", "rf")
+ModelName = Literal["nsnn", "dsnn", "cnn", "ln"]
+LossName = Literal["mmd_linear", "mmd_gaussian", "paired", "poisson", "mse"]
+ArchitectureName = Literal["paper", "rf"]
+MODELS: tuple[str, ...] = get_args(ModelName)
+LOSSES: tuple[str, ...] = get_args(LossName)
+ARCHITECTURES: tuple[str, ...] = get_args(ArchitectureName)
+assert set(MODELS) == set(MODEL_KINDS)
 #: Config fields that may differ when a run is resumed (where it runs, not what it computes).
 RESUMABLE_FIELDS = ("device", "threads")
 CHECKPOINT_FORMAT = "neurocode-checkpoint"
@@ -131,7 +135,7 @@ class CheckpointError(RuntimeError):
     """A checkpoint file is unreadable, corrupt or belongs to another run."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class FitConfig:
     """Everything that defines a fit; saved as ``config.json`` in the run folder.
 
@@ -208,8 +212,8 @@ class FitConfig:
         torch CPU threads (None: torch's default).
     """
 
-    model: str = "nsnn"
-    architecture: str = "paper"
+    model: ModelName = "nsnn"
+    architecture: ArchitectureName = "paper"
     preset: str = "custom"
     data: str | None = None
     recording: str | None = None
@@ -227,7 +231,7 @@ class FitConfig:
     batch_size: int = 64
     model_trials: int = 8
     eval_trials: int = 64
-    loss: str = "mmd_linear"
+    loss: LossName = "mmd_linear"
     tau_s: float = 2.0
     hidden_rate: float = 0.1
     val_fraction: float = 1 / 6
@@ -258,7 +262,8 @@ class FitConfig:
             raise ValueError("probability_loss applies to the RF-architecture NSNN (model='nsnn', architecture='rf')")
         if self.patience is not None and int(self.patience) < 1:
             raise ValueError(f"patience must be >= 1 or None, got {self.patience!r}")
-        self.ln_ridge = tuple(float(v) for v in self.ln_ridge)
+        # frozen: the normalised values (tuples, nested configs) are set once, here
+        object.__setattr__(self, "ln_ridge", tuple(float(v) for v in self.ln_ridge))
         if not self.ln_ridge or any(not (v >= 0 and math.isfinite(v)) for v in self.ln_ridge):
             raise ValueError(f"ln_ridge must be non-negative numbers, got {self.ln_ridge!r}")
         for name in ("epochs", "batch_images", "batch_size", "eval_trials", "input_size", "n_folds", "val_every",
@@ -284,15 +289,15 @@ class FitConfig:
                 raise ValueError(f"window must be (t_start, t_stop) in s, got {self.window!r}") from None
             if len(w) != 2 or not (math.isfinite(w[0]) and math.isfinite(w[1]) and w[0] < w[1]):
                 raise ValueError(f"window must be (t_start, t_stop) with t_start < t_stop, got {self.window!r}")
-            self.window = w
-        if isinstance(self.snn, dict):
-            self.snn = SNNConfig(**self.snn)
-        if isinstance(self.cnn, dict):
-            self.cnn = CNNConfig(**self.cnn)
-        if isinstance(self.rf, dict):
-            self.rf = RFConfig(**self.rf)
-        self.snn.noisy = self.rf.noisy = self.kind.noisy
-        self.snn.input_size = self.cnn.input_size = self.rf.input_size = self.input_size
+            object.__setattr__(self, "window", w)
+        # the architectures follow the fit's model kind and input size
+        for key, kind in (("snn", SNNConfig), ("cnn", CNNConfig), ("rf", RFConfig)):
+            arch = getattr(self, key)
+            arch = kind(**arch) if isinstance(arch, dict) else arch
+            shared = {"input_size": self.input_size}
+            if key != "cnn":
+                shared["noisy"] = self.kind.noisy
+            object.__setattr__(self, key, dataclasses.replace(arch, **shared))
 
     @property
     def kind(self) -> ModelKind:

@@ -3,9 +3,11 @@
 :func:`fit` runs one fit end to end and writes a *run folder* (:class:`neurocode.runs.RunFolder`:
 config, checkpoint, history, predictions, metrics, per-cell scores, figures; every file written
 atomically, and a folder that holds a run never written by another one).
-:func:`evaluate` recomputes ``metrics.json``, the table and the figures from a run folder;
-:func:`format_metrics` renders the scores as the short table the CLI prints. The scores
-themselves are computed by :func:`neurocode.analysis.scores.compute_metrics`.
+:func:`evaluate` recomputes ``metrics.json``, the table and the figures from a run folder.
+The scores themselves are computed by :func:`neurocode.analysis.scores.compute_metrics`
+and printed by :func:`neurocode.analysis.scores.format_metrics`; the figures are
+:func:`neurocode.plotting.plot_training_curve` and
+:func:`neurocode.plotting.plot_representative_cell`.
 
 Scores (held-out stimuli: the images of the fold, or the clips of a repeated segment)
 ------------------------------------------------------------------------------------
@@ -44,7 +46,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import warnings
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -52,11 +53,11 @@ from typing import Any
 import numpy as np
 
 from neurocode._io import write_json
-from neurocode.analysis.scores import compute_metrics
+from neurocode.analysis.scores import compute_metrics, format_metrics
 from neurocode.fitting import predicts_rates
 from neurocode.runs import RunFolder, RunFolderError, default_run_dir, write_predictions
 
-__all__ = ["RunResult", "RunFolderError", "fit", "evaluate", "format_metrics", "default_run_dir", "load_run",
+__all__ = ["RunResult", "RunFolderError", "fit", "evaluate", "default_run_dir", "load_run",
            "predict_run", "simulate_run"]
 
 @dataclass
@@ -233,8 +234,7 @@ def load_run(run_dir: str | os.PathLike, device: str = "cpu"):
 
     run_dir = Path(run_dir)
     folder = RunFolder(run_dir)
-    config = folder.read_config()
-    config.device = device
+    config = dataclasses.replace(folder.read_config(), device=device)
     data = prepare_data(config)
     state = load_checkpoint(folder.checkpoint, config)
     model = build_model(config, data.n_cells, rfs=data.rfs, n_steps=data.n_steps, n_lags=data.n_lags)
@@ -379,6 +379,7 @@ def evaluate(run_dir: str | os.PathLike, recording=None) -> dict:
 def _evaluate(run_dir: Path, config, data, preds: np.ndarray, rates: np.ndarray, test: np.ndarray, history: list,
               n_params: int, ln: dict | None = None) -> dict:
     from neurocode import __version__
+    from neurocode.plotting import plot_representative_cell, plot_training_curve, save_figure
 
     counts = data.test_counts()
     spiking = not predicts_rates(config)
@@ -436,114 +437,15 @@ def _evaluate(run_dir: Path, config, data, preds: np.ndarray, rates: np.ndarray,
     write_json(folder.metrics, metrics)
     folder.write_scores(per_cell)
     if train_records:
-        _plot_training_curve(folder.curve_figure, history, config)
+        save_figure(plot_training_curve(history, loss=config.loss, title=_title(config)), folder.curve_figure)
     elif folder.curve_figure.exists():
         folder.curve_figure.unlink()
-    _plot_representative_cell(folder.raster_figure, config, counts, preds, rates, per_cell["rate_cc"])
+    fig = plot_representative_cell(counts, preds, rates, per_cell["rate_cc"], dt=float(config.bin_size),
+                                   name=config.model.upper(), rates_only=not spiking)
+    save_figure(fig, folder.raster_figure)
     # what the caller gets back is what a reader of metrics.json gets (None for NaN, lists)
     return json.loads(folder.metrics.read_text())
 
 
-def _plot_training_curve(path: Path, history: list, config) -> None:
-    from matplotlib.figure import Figure
-
-    from neurocode.plotting import save_figure
-
-    rec = [h for h in history if "loss" in h]
-    val = [h for h in rec if "val_rate_cc" in h]
-    best = [h for h in history if "best_epoch" in h]
-    fig = Figure(figsize=(5.0, 3.2), layout="constrained")
-    ax = fig.subplots()
-    ax.plot([h["epoch"] for h in rec], [h["loss"] for h in rec], marker="o", ms=3, color="C0")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(f"training loss ({config.loss})", color="C0")
-    if val:
-        ax2 = ax.twinx()
-        ax2.plot([h["epoch"] for h in val], [h["val_rate_cc"] for h in val], marker="s", ms=3, color="C1")
-        ax2.set_ylabel("validation rate CC", color="C1")
-        if best:
-            ax2.axvline(best[-1]["best_epoch"], color="C1", ls=":", lw=1)
-    ax.set_title(f"{config.model.upper()} ({config.preset}), fold {config.fold}, seed {config.seed}")
-    save_figure(fig, path)
-
-
-def _plot_representative_cell(path: Path, config, recorded: np.ndarray, preds: np.ndarray, rates: np.ndarray,
-                              rate_cc: np.ndarray) -> None:
-    from neurocode.plotting import plot_cell_rasters, save_figure
-
-    finite = np.flatnonzero(np.isfinite(rate_cc))
-    if finite.size:
-        med = float(np.median(rate_cc[finite]))
-        cell = int(finite[np.argmin(np.abs(rate_cc[finite] - med))])
-        what = f"rate CC {rate_cc[cell]:.2f}, median over cells {med:.2f}"
-    else:
-        cell, what = 0, "rate CC undefined for every cell"
-    n, T = recorded.shape[:2]
-    dt = float(config.bin_size)
-    # the test images one after the other: [n * T, trials]
-    rec = recorded[..., cell].reshape(n * T, -1)
-    name = config.model.upper()
-    if predicts_rates(config):
-        responses = {"recorded": rec}
-    else:
-        responses = {"recorded": rec, name: preds[..., cell].reshape(n * T, -1)}
-    title = f"cell {cell} ({what}); {n} test images, {T * dt:.1f} s each"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fig = plot_cell_rasters(responses, dt=dt, title=title)
-        fig.set_size_inches(5.0 * len(responses), 4.0)  # the test images side by side need width
-        axes = fig.axes
-        n_cols = len(responses)
-        psth_axes = axes[n_cols:]
-        if predicts_rates(config):
-            rate = rates[..., cell].reshape(n * T) / dt
-            t = (np.arange(n * T) + 0.5) * dt
-            psth_axes[0].plot(t, rate, color="C0", label=f"{name} rate")
-            psth_axes[0].plot([], [], color="k", label="recorded")
-            psth_axes[0].legend(frameon=False, fontsize="small")
-        for ax in axes:
-            for k in range(1, n):
-                ax.axvline(k * T * dt, color="0.85", lw=0.5, zorder=0)
-        save_figure(fig, path)
-
-
-# --------------------------------------------------------------------------- printing
-def format_metrics(metrics: dict) -> str:
-    """The scores as a short table (what ``neurocode fit`` / ``evaluate`` print)."""
-
-    def f(v, fmt="{:.3f}"):
-        return "n/a" if v is None else fmt.format(v)
-
-    def pm(key):
-        sem = (metrics.get("sem") or {}).get(key)
-        return f(metrics.get(key)) + ("" if sem is None else f" ± {sem:.3f}")
-
-    lines = [
-        f"{str(metrics.get('model', '?')).upper()} ({metrics.get('preset')} preset), fold {metrics.get('fold')}, "
-        f"seed {metrics.get('seed')}: {metrics.get('n_test_images')} held-out "
-        f"{'clips' if metrics.get('stimulus') == 'clips' else 'images'}, {metrics.get('n_cells')} cells, "
-        f"{metrics.get('parameter_count')} parameters",
-        "  score (mean ± sem over cells)      model              LN       baseline           ceiling",
-        f"  {'rate CC (PSTH, ' + format(1000 * metrics.get('bin_size', 0.01), 'g') + '-ms bins)':<35}{pm('rate_cc'):<18} {f(metrics.get('ln_rate_cc')):<8} "
-        f"{pm('baseline_rate_cc'):<18} {pm('ceiling_rate_cc')}",
-        f"  count CC (across images)           {pm('count_cc'):<18} {f(metrics.get('ln_count_cc')):<8}",
-        f"  Fano factor corr. (across cells)   {f(metrics.get('fano_corr'))}"
-        f"   (mean FF: recorded {f(metrics.get('recorded_ff'), '{:.2f}')}, model {f(metrics.get('model_ff'), '{:.2f}')})",
-        f"  mean firing rate                   model {f(metrics.get('model_rate_hz'), '{:.2f}')} Hz, "
-        f"recorded {f(metrics.get('recorded_rate_hz'), '{:.2f}')} Hz",
-    ]
-    if metrics.get("initial_rates"):
-        rates = ", ".join(f"{r:.3f}" for r in metrics["initial_rates"])
-        lines.append(f"  initial firing rates per layer     {rates} (spikes/neuron/step)")
-    if metrics.get("best_epoch") is not None:
-        lines.append(f"  validation rate CC                 {f(metrics.get('val_rate_cc'))} (best epoch "
-                     f"{metrics['best_epoch']} of {metrics.get('epochs')}, {metrics.get('n_validation_images')} "
-                     "validation images)")
-    elif metrics.get("model") == "ln" and metrics.get("ln_ridge") is not None:
-        lines.append(f"  validation rate CC                 {f(metrics.get('val_rate_cc'))} (ridge "
-                     f"{metrics['ln_ridge']:g} chosen on {metrics.get('n_validation_images')} validation images)")
-    if metrics.get("rf_source"):
-        lines.append(f"  receptive fields                   {metrics['rf_source']}")
-    if metrics.get("final_loss") is not None:
-        lines.append(f"  final training loss                {metrics['final_loss']:.4g} after {metrics.get('epochs')} epochs")
-    return "\n".join(lines)
+def _title(config) -> str:
+    return f"{config.model.upper()} ({config.preset}), fold {config.fold}, seed {config.seed}"

@@ -28,6 +28,8 @@ __all__ = [
     "plot_ff_scatter",
     "plot_coding_scatter",
     "plot_receptive_fields",
+    "plot_training_curve",
+    "plot_representative_cell",
 ]
 
 
@@ -307,3 +309,88 @@ def plot_receptive_fields(rfs, image=None, ax=None, path=None, n_sigma: float = 
         ax.legend(handles=handles, loc="upper right", fontsize=7, framealpha=0.7)
     ax.set_title(f"{rfs.source} RFs ({n_sigma:g}-σ)", fontsize=9)
     return _save(fig, path)
+
+
+def plot_training_curve(history: list, loss: str = "loss", title: str | None = None) -> Figure:
+    """Training loss per epoch and, where recorded, the validation rate CC (twin axis).
+
+    Parameters
+    ----------
+    history : list of dict
+        A run's ``history.json``: records with ``epoch`` and ``loss`` (and ``val_rate_cc``),
+        and a final record with ``best_epoch`` (marked by a dotted line).
+    loss : str
+        Name of the training loss, for the axis label.
+    title : str, optional
+    """
+    rec = [h for h in history if "loss" in h]
+    val = [h for h in rec if "val_rate_cc" in h]
+    best = [h for h in history if "best_epoch" in h]
+    fig = Figure(figsize=(5.0, 3.2), layout="constrained")
+    ax = fig.subplots()
+    ax.plot([h["epoch"] for h in rec], [h["loss"] for h in rec], marker="o", ms=3, color="C0")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"training loss ({loss})", color="C0")
+    if val:
+        ax2 = ax.twinx()
+        ax2.plot([h["epoch"] for h in val], [h["val_rate_cc"] for h in val], marker="s", ms=3, color="C1")
+        ax2.set_ylabel("validation rate CC", color="C1")
+        if best:
+            ax2.axvline(best[-1]["best_epoch"], color="C1", ls=":", lw=1)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_representative_cell(recorded, predicted, rates, rate_cc, dt: float, name: str = "model",
+                             rates_only: bool = False) -> Figure:
+    """Rasters and PSTHs of the cell whose rate CC is the median over cells, test stimuli in a row.
+
+    Parameters
+    ----------
+    recorded : array [n_stimuli, T, trials, n_cells] of counts
+    predicted : array [n_stimuli, T, model_trials, n_cells]
+        The model's sampled spikes (ignored when ``rates_only``).
+    rates : array [n_stimuli, T, n_cells]
+        The model's expected count per bin (drawn as a rate when ``rates_only``).
+    rate_cc : array [n_cells]
+        Per-cell scores; the cell nearest their median is shown.
+    dt : float
+        Bin width in seconds.
+    name : str
+        The model's name in the legend.
+    rates_only : bool
+        The model predicts rates, not spikes (a CNN, an LN model).
+    """
+    import warnings
+
+    recorded, rate_cc = np.asarray(recorded), np.asarray(rate_cc, dtype=float)
+    finite = np.flatnonzero(np.isfinite(rate_cc))
+    if finite.size:
+        med = float(np.median(rate_cc[finite]))
+        cell = int(finite[np.argmin(np.abs(rate_cc[finite] - med))])
+        what = f"rate CC {rate_cc[cell]:.2f}, median over cells {med:.2f}"
+    else:
+        cell, what = 0, "rate CC undefined for every cell"
+    n, T = recorded.shape[:2]
+    rec = recorded[..., cell].reshape(n * T, -1)  # the test stimuli one after the other
+    responses = {"recorded": rec}
+    if not rates_only:
+        responses[name] = np.asarray(predicted)[..., cell].reshape(n * T, -1)
+    title = f"cell {cell} ({what}); {n} test stimuli, {T * dt:.1f} s each"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fig = plot_cell_rasters(responses, dt=dt, title=title)
+    fig.set_size_inches(5.0 * len(responses), 4.0)  # the test stimuli side by side need width
+    axes = fig.axes
+    if rates_only:
+        rate = np.asarray(rates)[..., cell].reshape(n * T) / dt
+        t = (np.arange(n * T) + 0.5) * dt
+        psth_ax = axes[len(responses):][0]
+        psth_ax.plot(t, rate, color="C0", label=f"{name} rate")
+        psth_ax.plot([], [], color="k", label="recorded")
+        psth_ax.legend(frameon=False, fontsize="small")
+    for ax in axes:
+        for k in range(1, n):
+            ax.axvline(k * T * dt, color="0.85", lw=0.5, zorder=0)
+    return fig

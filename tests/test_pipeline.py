@@ -17,7 +17,8 @@ import torch
 import neurocode
 from neurocode.fitting import CheckpointError
 from neurocode.analysis.scores import compute_metrics
-from neurocode.pipeline import RunFolderError, evaluate, fit, format_metrics
+from neurocode.analysis.scores import format_metrics
+from neurocode.pipeline import RunFolderError, evaluate, fit
 
 TINY = dict(preset="quick", architecture="paper", epochs=3, input_size=16, eval_trials=4, model_trials=2, threads=1,
             snn={"channels": (2, 4), "kernel_sizes": (5, 3), "hidden": (8,)},

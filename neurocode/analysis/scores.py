@@ -22,7 +22,7 @@ from neurocode.analysis.statistics import (
     split_half_reliability,
 )
 
-__all__ = ["compute_metrics", "nanmean", "nansem"]
+__all__ = ["compute_metrics", "format_metrics", "nanmean", "nansem"]
 
 
 def compute_metrics(recorded: np.ndarray, model: np.ndarray, train_recorded: np.ndarray, spiking: bool,
@@ -100,3 +100,45 @@ def nansem(x) -> float | None:
     x = np.asarray(x, dtype=float)
     x = x[np.isfinite(x)]
     return float(x.std(ddof=1) / np.sqrt(x.size)) if x.size >= 2 else None
+
+
+def format_metrics(metrics: dict) -> str:
+    """A run's scores (``metrics.json``) as a short text table: model, LN, baseline and ceiling
+    side by side (what ``neurocode fit`` / ``evaluate`` print, and ``print(result)`` shows)."""
+
+    def f(v, fmt="{:.3f}"):
+        return "n/a" if v is None else fmt.format(v)
+
+    def pm(key):
+        sem = (metrics.get("sem") or {}).get(key)
+        return f(metrics.get(key)) + ("" if sem is None else f" ± {sem:.3f}")
+
+    lines = [
+        f"{str(metrics.get('model', '?')).upper()} ({metrics.get('preset')} preset), fold {metrics.get('fold')}, "
+        f"seed {metrics.get('seed')}: {metrics.get('n_test_images')} held-out "
+        f"{'clips' if metrics.get('stimulus') == 'clips' else 'images'}, {metrics.get('n_cells')} cells, "
+        f"{metrics.get('parameter_count')} parameters",
+        "  score (mean ± sem over cells)      model              LN       baseline           ceiling",
+        f"  {'rate CC (PSTH, ' + format(1000 * metrics.get('bin_size', 0.01), 'g') + '-ms bins)':<35}{pm('rate_cc'):<18} {f(metrics.get('ln_rate_cc')):<8} "
+        f"{pm('baseline_rate_cc'):<18} {pm('ceiling_rate_cc')}",
+        f"  count CC (across images)           {pm('count_cc'):<18} {f(metrics.get('ln_count_cc')):<8}",
+        f"  Fano factor corr. (across cells)   {f(metrics.get('fano_corr'))}"
+        f"   (mean FF: recorded {f(metrics.get('recorded_ff'), '{:.2f}')}, model {f(metrics.get('model_ff'), '{:.2f}')})",
+        f"  mean firing rate                   model {f(metrics.get('model_rate_hz'), '{:.2f}')} Hz, "
+        f"recorded {f(metrics.get('recorded_rate_hz'), '{:.2f}')} Hz",
+    ]
+    if metrics.get("initial_rates"):
+        rates = ", ".join(f"{r:.3f}" for r in metrics["initial_rates"])
+        lines.append(f"  initial firing rates per layer     {rates} (spikes/neuron/step)")
+    if metrics.get("best_epoch") is not None:
+        lines.append(f"  validation rate CC                 {f(metrics.get('val_rate_cc'))} (best epoch "
+                     f"{metrics['best_epoch']} of {metrics.get('epochs')}, {metrics.get('n_validation_images')} "
+                     "validation images)")
+    elif metrics.get("model") == "ln" and metrics.get("ln_ridge") is not None:
+        lines.append(f"  validation rate CC                 {f(metrics.get('val_rate_cc'))} (ridge "
+                     f"{metrics['ln_ridge']:g} chosen on {metrics.get('n_validation_images')} validation images)")
+    if metrics.get("rf_source"):
+        lines.append(f"  receptive fields                   {metrics['rf_source']}")
+    if metrics.get("final_loss") is not None:
+        lines.append(f"  final training loss                {metrics['final_loss']:.4g} after {metrics.get('epochs')} epochs")
+    return "\n".join(lines)

@@ -24,7 +24,7 @@ from neurocode.models.utils import conv_output_size
 __all__ = ["CNNConfig", "PSoftplus", "RetinaCNN"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class CNNConfig:
     """Architecture of :class:`RetinaCNN`; the defaults are the paper's baseline.
 
@@ -66,7 +66,7 @@ class CNNConfig:
                 raise ValueError(
                     f"CNNConfig.{name} must be two positive integers (one per conv layer), got {val!r}"
                 )
-            setattr(self, name, val)  # accept lists, store tuples
+            object.__setattr__(self, name, val)  # accept lists, store tuples (frozen dataclass)
 
     def feature_sizes(self) -> tuple[int, int]:
         """Side lengths of the feature maps after conv block 1 and 2.

@@ -47,7 +47,7 @@ __all__ = ["RFConfig", "RetinaLN", "RetinaRFSNN", "RetinaRFCNN", "calibrate_rf_s
 N_FEATURES = len(RF_FEATURE_NAMES)
 
 
-@dataclass
+@dataclass(frozen=True)
 class RFConfig:
     """Architecture of the RF-aware models (:class:`RetinaRFSNN`, :class:`RetinaRFCNN`, :class:`RetinaLN`).
 
@@ -99,7 +99,7 @@ class RFConfig:
             val = tuple(getattr(self, name))
             if len(val) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in val):
                 raise ValueError(f"RFConfig.{name} must be two positive integers, got {val!r}")
-            setattr(self, name, val)
+            object.__setattr__(self, name, val)  # accept lists, store tuples (frozen dataclass)
         if any(k % 2 == 0 for k in self.kernel_sizes):
             raise ValueError(f"RFConfig.kernel_sizes must be odd ('same' padding), got {self.kernel_sizes}")
         if self.input_size % self.core_pool:

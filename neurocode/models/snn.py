@@ -30,7 +30,7 @@ from neurocode.models.utils import bisect_shift, conv_output_size
 __all__ = ["SNNConfig", "RetinaSNN", "calibrate_rates"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class SNNConfig:
     """Architecture of :class:`RetinaSNN`; defaults are the paper's (16C25-32C11-FC64x3-FC49).
 
@@ -88,8 +88,8 @@ class SNNConfig:
             val = tuple(getattr(self, name))
             if len(val) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in val):
                 raise ValueError(f"SNNConfig.{name} must be two positive integers, got {val!r}")
-            setattr(self, name, val)
-        self.hidden = tuple(int(h) for h in self.hidden)
+            object.__setattr__(self, name, val)  # accept lists, store tuples (frozen dataclass)
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
         if any(h < 1 for h in self.hidden):
             raise ValueError(f"SNNConfig.hidden must be positive widths, got {self.hidden!r}")
         if self.readout not in ("sum", "mean"):

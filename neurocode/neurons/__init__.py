@@ -3,9 +3,10 @@
 from neurocode.neurons._kernels import failure as kernel_failure
 from neurocode.neurons._kernels import get_library as kernel_library
 from neurocode.neurons._kernels import pure_torch
+from neurocode.neurons.counter_rng import SeededGaussian, counter_normal
 from neurocode.neurons.functional import heaviside_spike, lif_sequence, lif_step
 from neurocode.neurons.lif import LIF
 from neurocode.neurons.noisy_lif import NoisyLIF
 
 __all__ = ["LIF", "NoisyLIF", "lif_sequence", "lif_step", "heaviside_spike", "pure_torch", "kernel_library",
-           "kernel_failure"]
+           "kernel_failure", "SeededGaussian", "counter_normal"]

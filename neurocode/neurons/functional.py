@@ -11,6 +11,12 @@ remembered) and ``w = ubar + eps`` for *membrane* noise (the sample is added to 
 potential and carried to the next step through ``tau``: the Euler-Maruyama reading of the
 paper's Eq. 5-6). A deterministic LIF has ``eps = 0``.
 
+Non-finite input: a NaN potential (or noise) is neither below nor above the threshold, so
+its spike is NaN, and the neuron's state and every later spike of it stay NaN -- NaN
+propagates as through any torch operation and is never read as a spike, on every path
+(kernel, pure torch, ``lif_step``). ``+inf`` fires and then, reset by ``inf * 0``, is NaN;
+``-inf`` never fires.
+
 Backward: the spike's derivative with respect to ``ubar`` is replaced by
 ``spike_grad(ubar - v_th)`` -- the noise density ``F'`` for noise-driven learning (NDL,
 Eq. 19), a surrogate gradient for a deterministic SNN. The reset is differentiated too
@@ -21,13 +27,15 @@ backward recurrence: no per-step graph is built, each step costs two fused tenso
 forward and one backward, and everything that does not depend on the recurrence (the
 spike-gradient density, the reset factor) is computed over all steps at once.
 
-On CPU (float32/float64, built-in density) the same node is computed by a fused C++ kernel
-(:mod:`neurocode.neurons._kernels`, built on first use): threads over neurons, the time
-loop inside, one read of ``x`` and one write of spikes/``ubar`` per step, and a one-pass
-backward that recomputes the density in-register. Its forward outputs equal the torch
-path's bit for bit, its gradients up to the rounding of exp/sigmoid. With
-:class:`SeededGaussian` thresholds the kernel also draws the Gaussian escape noise itself
-(counter-based, from one seed per step). Anything else (CUDA, other dtypes, user-defined
+On CPU (float32/float64, built-in density) the same node is the torch operator
+``neurocode::lif_forward`` of the fused C++ kernel (:mod:`neurocode.neurons._kernels`,
+built on first use): threads over neurons, the time loop inside, one read of ``x`` and one
+write of spikes/``ubar`` per step, and a one-pass backward that recomputes the density
+in-register. Its forward outputs equal the torch path's bit for bit, its gradients up to
+the rounding of exp/sigmoid. With :class:`SeededGaussian` thresholds the kernel also
+draws the Gaussian escape noise itself, from the counter-based stream of
+:mod:`neurocode.neurons.counter_rng` that the torch path materialises: the same seeds give
+the same spikes on either path. Anything else (CUDA, other dtypes, user-defined
 densities, no compiler) uses the pure-torch loop: ``backend=`` chooses explicitly.
 """
 
@@ -37,6 +45,8 @@ from typing import Callable
 
 import torch
 from torch import Tensor
+
+from neurocode.neurons.counter_rng import SeededGaussian
 
 SpikeGrad = Callable[[Tensor], Tensor]
 
@@ -53,7 +63,10 @@ class _HeavisideSpike(torch.autograd.Function):
         ctx.save_for_backward(ubar)
         ctx.v_th = v_th
         ctx.spike_grad = spike_grad
-        return (ubar >= threshold).to(ubar.dtype)
+        above = ubar >= threshold
+        spikes = above.to(ubar.dtype)
+        # NaN (neither below nor at/above the threshold) propagates; it never reads as a spike
+        return spikes.masked_fill_(~(above | (ubar < threshold)), float("nan"))
 
     @staticmethod
     def backward(ctx, grad_spikes):
@@ -152,6 +165,12 @@ class _LIFSequence(torch.autograd.Function):
                 torch.addcmul(x[t + 1], w, keep[t], value=tau, out=ubar[t + 1])
         u_last = w * keep[T - 1]
         spikes = keep.neg_().add_(1.0)
+        undecided = ubar.isnan()  # NaN propagates as in the kernel: never a spike
+        for noise in (threshold, eps):
+            if noise is not None:
+                undecided |= noise.isnan()
+        if undecided.any():
+            spikes.masked_fill_(undecided, float("nan"))
         ctx.save_for_backward(ubar, spikes, eps)
         ctx.set_materialize_grads(False)  # unused outputs: None, not [T, ...] zeros
         ctx.u0_given = u0 is not None
@@ -185,25 +204,6 @@ _KERNEL_DTYPES = (torch.float32, torch.float64)
 BACKENDS = ("auto", "kernel", "torch")
 
 
-class SeededGaussian:
-    """Gaussian per-step thresholds ``loc + sigma * z[t, n]`` given by seeds, not values.
-
-    ``z[t, n]`` is the fused kernel's counter-based standard normal of neuron ``n`` at
-    step ``t`` (SplitMix64 keyed by ``seeds[t]``, Box-Muller): the escape loop draws it
-    in-register, :meth:`materialize` writes the very same numbers to a tensor.
-    """
-
-    def __init__(self, seeds: Tensor, loc: float, sigma: float):
-        self.seeds, self.loc, self.sigma = seeds, float(loc), float(sigma)
-
-    def materialize(self, shape, dtype) -> Tensor:
-        from neurocode.neurons import _kernels
-        lib = _kernels.get_library()
-        if lib is None:
-            raise RuntimeError("seeded Gaussian noise needs the fused kernel library")
-        return _kernels.gauss_sample(lib, self.seeds, shape, self.loc, self.sigma, dtype)
-
-
 def _kernel_spec(spike_grad: SpikeGrad):
     """(family id, (p0, p1, p2)) when ``spike_grad`` is a built-in density the kernel knows.
 
@@ -227,72 +227,8 @@ def _kernel_spec(spike_grad: SpikeGrad):
     return None
 
 
-def _as_rows(t: Tensor, T: int, N: int, broadcast_ok: bool = True) -> Tensor:
-    """``t`` viewed as [T, N] with a unit neuron stride (or 0, a value shared by all neurons,
-    when ``broadcast_ok``) and a row stride of N or 0 (a static input), copying otherwise."""
-    r = t.reshape(T, N)
-    if (N > 1 and r.stride(1) not in ((0, 1) if broadcast_ok else (1,))) or (T > 1 and r.stride(0) not in (0, N)):
-        r = r.contiguous()
-    return r
-
-
-def _ptr(t: Tensor | None):
-    return None if t is None else t.data_ptr()
-
-
-class _LIFSequenceKernel(torch.autograd.Function):
-    """The same computation as :class:`_LIFSequence`, done by the fused C++ kernels."""
-
-    @staticmethod
-    def forward(ctx, x, u0, threshold, eps, tau, v_th, spec, detach_reset, lib):
-        T = x.shape[0]
-        N = x[0].numel()
-        xr = _as_rows(x, T, N, broadcast_ok=False)
-        mode, extra, seeds, sigma = 0, None, None, 0.0
-        if isinstance(threshold, SeededGaussian):
-            mode, seeds, sigma = 3, threshold.seeds.contiguous(), threshold.sigma
-            if threshold.loc != v_th:
-                raise ValueError("SeededGaussian thresholds must be centred at v_th")
-        elif threshold is not None:
-            mode, extra = 1, threshold.reshape(T, N).contiguous()
-        elif eps is not None:
-            mode, extra = 2, eps.reshape(T, N).contiguous()
-        u0r = None if u0 is None else u0.reshape(N).contiguous()
-        spikes = torch.empty((T, N), dtype=x.dtype)
-        ubar = torch.empty((T, N), dtype=x.dtype)
-        u_last = torch.empty(N, dtype=x.dtype)
-        fwd = lib.nc_lif_forward_f32 if x.dtype == torch.float32 else lib.nc_lif_forward_f64
-        fwd(xr.data_ptr(), xr.stride(0) if T > 1 else N, _ptr(u0r), _ptr(extra if mode == 1 else None),
-            _ptr(extra if mode == 2 else None), spikes.data_ptr(), ubar.data_ptr(), u_last.data_ptr(),
-            T, N, tau, v_th, mode, torch.get_num_threads(), _ptr(seeds), sigma)
-        ctx.save_for_backward(ubar, spikes, extra if mode == 2 else None)
-        ctx.set_materialize_grads(False)  # unused outputs: None, not [T, ...] zeros
-        ctx.u0_given = u0 is not None
-        ctx.x_shape = x.shape
-        ctx.tau, ctx.v_th, ctx.spec, ctx.detach_reset, ctx.lib = tau, v_th, spec, detach_reset, lib
-        return spikes.view(x.shape), ubar.view(x.shape), u_last.view(x.shape[1:])
-
-    @staticmethod
-    def backward(ctx, grad_spikes, grad_ubar, grad_u_last):
-        ubar, spikes, eps = ctx.saved_tensors
-        T, N = ubar.shape
-        gs = None if grad_spikes is None else _as_rows(grad_spikes, T, N)
-        gu = None if grad_ubar is None else _as_rows(grad_ubar, T, N)
-        gl = None if grad_u_last is None else grad_u_last.reshape(N).contiguous()
-        c = torch.empty((T, N), dtype=ubar.dtype)
-        fam, (p0, p1, p2) = ctx.spec
-        bwd = ctx.lib.nc_lif_backward_f32 if ubar.dtype == torch.float32 else ctx.lib.nc_lif_backward_f64
-        bwd(fam, ubar.data_ptr(), spikes.data_ptr(), _ptr(eps),
-            _ptr(gs), 0 if gs is None else gs.stride(0), 0 if gs is None else gs.stride(1),
-            _ptr(gu), 0 if gu is None else gu.stride(0), 0 if gu is None else gu.stride(1),
-            _ptr(gl), c.data_ptr(), T, N, ctx.tau, ctx.v_th, p0, p1, p2, int(ctx.detach_reset),
-            torch.get_num_threads())
-        grad_u0 = (c[0] * ctx.tau).view(ctx.x_shape[1:]) if ctx.u0_given and ctx.needs_input_grad[1] else None
-        return c.view(ctx.x_shape), grad_u0, None, None, None, None, None, None, None
-
-
 def _kernel_or_reason(x, u0, threshold, eps, spike_grad):
-    """(library, spec) when the fused kernel can run this call, else (None, why not)."""
+    """(operators, spec) when the fused kernel can run this call, else (None, why not)."""
     if x.device.type != "cpu":
         return None, f"device {x.device.type} (the kernel is CPU only)"
     if x.dtype not in _KERNEL_DTYPES:
@@ -306,10 +242,10 @@ def _kernel_or_reason(x, u0, threshold, eps, spike_grad):
     if spec is None:
         return None, f"spike_grad {spike_grad!r} is not a built-in density"
     from neurocode.neurons import _kernels
-    lib = _kernels.get_library()
-    if lib is None:
-        return None, f"kernel library unavailable ({_kernels.failure() or 'disabled by NEUROCODE_NO_KERNEL'})"
-    return lib, spec
+    ops = _kernels.get_library()
+    if ops is None:
+        return None, f"kernel unavailable ({_kernels.failure() or 'disabled by NEUROCODE_NO_KERNEL'})"
+    return ops, spec
 
 
 def lif_sequence(
@@ -393,12 +329,18 @@ def lif_sequence(
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend != "torch":
-        lib, spec = _kernel_or_reason(x, u0, threshold, membrane, spike_grad)
-        if lib is not None:
-            return _LIFSequenceKernel.apply(x, u0, threshold, membrane, float(tau), float(v_th), spec,
-                                            bool(detach_reset), lib)
+        ops, spec = _kernel_or_reason(x, u0, threshold, membrane, spike_grad)
+        if ops is not None:
+            family, (p0, p1, p2) = spec
+            seeds = sigma = None
+            if isinstance(threshold, SeededGaussian):
+                if threshold.loc != v_th:
+                    raise ValueError(f"SeededGaussian thresholds must be centred at v_th={v_th}, got {threshold.loc}")
+                threshold, seeds, sigma = None, threshold.seeds.cpu(), threshold.sigma
+            return ops.lif_forward(x, u0, threshold, membrane, seeds, float(tau), float(v_th), float(sigma or 0.0),
+                                   family, p0, p1, p2, bool(detach_reset))
         if backend == "kernel":
             raise RuntimeError(f"lif_sequence(backend='kernel') cannot run: {spec}")
     if isinstance(threshold, SeededGaussian):
-        threshold = threshold.materialize(x.shape, x.dtype).to(x.device)
+        threshold = threshold.materialize(x.shape, x.dtype, x.device)
     return _LIFSequence.apply(x, u0, threshold, membrane, float(tau), float(v_th), spike_grad, bool(detach_reset))

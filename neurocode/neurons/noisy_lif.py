@@ -6,7 +6,8 @@ import torch
 from torch import Tensor
 
 from neurocode.neurons._base import LIFBase, check_sequence
-from neurocode.neurons.functional import PLACEMENTS, SeededGaussian, lif_sequence, lif_step
+from neurocode.neurons.counter_rng import SeededGaussian, draw_seeds
+from neurocode.neurons.functional import PLACEMENTS, lif_sequence, lif_step
 from neurocode.noise import Gaussian, NoiseModel
 
 
@@ -38,12 +39,14 @@ class NoisyLIF(LIFBase):
     generator : torch.Generator, optional
         Default source of the noise (a call's ``generator=`` overrides it).
 
-    Gaussian noise on CPU (float32/float64) is drawn by the fused kernel: one 64-bit seed per
-    step from the generator, then a counter-based SplitMix64 + Box-Muller normal per neuron
-    (24-bit uniforms in float32, 53-bit in float64, like torch.normal; neurons 2m and 2m+1
-    take the cosine and sine branch of one uniform pair, two independent normals). It is reproducible
-    from the generator and ``step()`` draws what ``forward()`` draws, but the samples differ
-    from ``torch.normal``'s (same law); other noises, CUDA, or no kernel use ``noise.sample``.
+    Gaussian noise comes from one counter-based stream whatever the path: one 64-bit seed per
+    step from the generator, then a SplitMix64 + Box-Muller normal per neuron
+    (:mod:`neurocode.neurons.counter_rng`; 24-bit uniforms in float32, 53-bit in float64,
+    like torch.normal). The fused CPU kernel draws it in-register, the pure-torch loop
+    (CUDA, half precision, no compiler) materialises the same numbers, so a seed gives the
+    same spikes on every path, and ``step()`` draws what ``forward()`` draws. The samples
+    differ from ``torch.normal``'s (same law). Other noise models sample with
+    ``noise.sample`` from the generator.
 
     Shape
     -----
@@ -65,23 +68,18 @@ class NoisyLIF(LIFBase):
 
     def _draw(self, shape, like: Tensor, generator, loc: float) -> Tensor:
         g = generator if generator is not None else self.generator
-        seeded = self._seeded(shape[0], like, g, loc)
+        seeded = self._seeded(shape[0], g, loc)
         if seeded is not None:
-            return seeded.materialize(shape, like.dtype)
+            return seeded.materialize(shape, like.dtype, like.device)
         return self.noise.sample(shape, g, loc=loc, dtype=like.dtype, device=like.device)
 
-    def _seeded(self, T: int, like: Tensor, generator, loc: float) -> SeededGaussian | None:
-        """Gaussian noise drawn by the fused kernel: one 64-bit seed per step from the
-        generator (so T single steps draw what one T-step call draws), None when the
-        kernel does not apply (non-Gaussian noise, CUDA, other dtypes, no kernel)."""
-        if not (isinstance(self.noise, Gaussian) and type(self.noise).sample is Gaussian.sample
-                and like.device.type == "cpu" and like.dtype in (torch.float32, torch.float64)):
+    def _seeded(self, T: int, generator, loc: float) -> SeededGaussian | None:
+        """Gaussian noise as the counter-based stream: one 64-bit seed per step from the
+        generator (so T single steps draw what one T-step call draws); None for other
+        noise models (and Gaussian subclasses with their own sampler)."""
+        if not (isinstance(self.noise, Gaussian) and type(self.noise).sample is Gaussian.sample):
             return None
-        from neurocode.neurons import _kernels
-        if _kernels.get_library() is None:
-            return None
-        seeds = torch.randint(-2**63, 2**63 - 1, (T,), generator=generator, dtype=torch.int64)
-        return SeededGaussian(seeds, loc, self.noise.sigma)
+        return SeededGaussian(draw_seeds(T, generator), loc, self.noise.sigma)
 
     def forward(self, x: Tensor, state: Tensor | None = None, *, generator: torch.Generator | None = None,
                 return_potential: bool = False, return_state: bool = False):
@@ -107,7 +105,7 @@ class NoisyLIF(LIFBase):
             # v_th - eps and v_th + eps have the same law (symmetric noise): draw the
             # thresholds directly, one pass.
             g = generator if generator is not None else self.generator
-            threshold = self._seeded(x.shape[0], x, g, self.v_th)  # drawn inside the kernel
+            threshold = self._seeded(x.shape[0], g, self.v_th)  # drawn inside the kernel on CPU
             if threshold is None:
                 threshold = self._draw(x.shape, x, generator, loc=self.v_th)
             out = lif_sequence(x, threshold=threshold, **kwargs)

@@ -1,0 +1,496 @@
+// neurocode's fused LIF time loop: torch operators neurocode::lif_forward, neurocode::lif_backward
+// and neurocode::gauss_fill (CPU, float32/float64). Built on first use by
+// torch.utils.cpp_extension.load (see neurocode/neurons/_kernels.py, which also registers the
+// autograd formula and the fake-tensor shapes).
+//
+// Layout: every tensor is seen as [T, N] (time-major, all neurons flattened). Each thread owns a
+// contiguous range of neurons and walks it in blocks of BLK neurons; for a block the time loop is
+// outermost and the potentials stay in a small local array, so every step reads one row of x and
+// writes one row of spikes and ubar (auto-vectorised over the block). The backward pass walks time
+// backwards the same way, recomputing the spike-gradient density in-register and applying
+//     c[t] = g[t] * gs[t] + gu[t] + tau * c[t+1] * (keep[t] - w[t] * g[t]).
+//
+// The arithmetic replicates the pure-torch path (neurocode/neurons/functional.py) operation by
+// operation (same order, no implicit FMA contraction: -ffp-contract=off; an explicit fma where
+// torch's add(alpha=) kernel uses one), so the forward outputs agree to the last bit and the
+// gradients up to the exp implementations (libmvec vs torch's, a few ulp in the density).
+//
+// Threads are std::thread (at::get_num_threads() of them), not OpenMP, so that the process never
+// holds a second OpenMP runtime next to torch's.
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <thread>
+#include <vector>
+#include <sys/mman.h>
+
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <optional>
+#include <torch/library.h>
+
+// Vector variants of exp from glibc's libmvec (declared by <math.h> only under -ffast-math,
+// which we do not use: it would change the arithmetic).
+extern "C" {
+__attribute__((simd("notinbranch"))) double exp(double) noexcept;
+__attribute__((simd("notinbranch"))) float expf(float) noexcept;
+__attribute__((simd("notinbranch"))) double log(double) noexcept;
+__attribute__((simd("notinbranch"))) float logf(float) noexcept;
+__attribute__((simd("notinbranch"))) double cos(double) noexcept;
+__attribute__((simd("notinbranch"))) float cosf(float) noexcept;
+__attribute__((simd("notinbranch"))) double sin(double) noexcept;
+__attribute__((simd("notinbranch"))) float sinf(float) noexcept;
+}
+
+namespace {
+
+// Fresh output buffers are page-faulted in as they are first written; ask for transparent
+// huge pages (THP "madvise" mode) so that this costs ~512x fewer faults. Harmless elsewhere.
+static void advise_huge(void* p, size_t bytes) {
+#ifdef MADV_HUGEPAGE
+    const uintptr_t H = uintptr_t(1) << 21;
+    uintptr_t a = (reinterpret_cast<uintptr_t>(p) + H - 1) & ~(H - 1);
+    uintptr_t b = (reinterpret_cast<uintptr_t>(p) + bytes) & ~(H - 1);
+    if (b > a) madvise(reinterpret_cast<void*>(a), b - a, MADV_HUGEPAGE);
+#endif
+}
+
+constexpr int64_t BLK = 512;
+
+template <typename S>
+static inline S clampz(S z) {
+    const S m = S(1e4);
+    return z < -m ? -m : (z > m ? m : z);
+}
+
+template <typename S>
+static inline S sigm(S z) { return S(1) / (S(1) + std::exp(-z)); }
+
+// Spike-gradient density at d = ubar - v_th, operation for operation as in neurocode.noise.
+template <typename S, int FAM>
+static inline S density(S d, S p0, S p1, S p2) {
+    if (FAM == 0) {            // gauss: exp((-p1 * z) * z) * p2, z = clamp(d / p0)
+        S z = clampz(d / p0);
+        return std::exp((-p1 * z) * z) * p2;
+    } else if (FAM == 1) {     // logistic noise: sig(z) * sig(-z) / p0, z = clamp(d / p0)
+        S z = clampz(d / p0);
+        return (sigm(z) * sigm(-z)) / p0;
+    } else if (FAM == 2) {     // sigmoid surrogate: (p0 * sig(z)) * sig(-z), z = clamp(d * p0)
+        S z = clampz(d * p0);
+        return (p0 * sigm(z)) * sigm(-z);
+    } else if (FAM == 3) {     // box: 1[|d| <= p0] / p1
+        return (std::fabs(d) <= p0 ? S(1) : S(0)) / p1;
+    } else {                   // triangle: max(1 - |d| / p0, 0) / p0
+        S r = S(1) - std::fabs(d) / p0;
+        return (r < S(0) ? S(0) : r) / p0;
+    }
+}
+
+// Counter-based Gaussian noise: element i of step t is a function of (seeds[t], i) only. The same
+// numbers, computed with torch operations, are neurocode.neurons.counter_rng.counter_normal (the path
+// for CUDA, other dtypes and machines without a compiler): one random stream everywhere.
+// Elements 2m and 2m+1 form pair m: uniforms (u1, u2) from SplitMix64 outputs of the stream
+// seeded with seeds[t] (the (m+1)-th output in float32, outputs 2m+1 and 2m+2 in float64),
+// then Box-Muller with both branches: z[2m] = r cos(2 pi u2), z[2m+1] = r sin(2 pi u2),
+// r = sqrt(-2 log u1) -- two independent exact N(0, 1) samples per (log, sqrt, hash).
+// float32: 24-bit uniforms u1 in (0, 1], u2 in [0, 1), like torch.normal's float path
+// (|z| <= sqrt(48 ln 2) ~ 5.77); float64: 53-bit uniforms (|z| <= sqrt(106 ln 2) ~ 8.57).
+static inline uint64_t mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+constexpr uint64_t GOLDEN = 0x9E3779B97F4A7C15ULL;
+
+// (u1, 2 pi u2) of pair m; r = sqrt(-2 log u1) is taken in a separate float-only loop (in a
+// loop that also holds the 64-bit hash GCC calls the scalar log, not libmvec's).
+static inline void pair_uniforms(uint64_t seed, int64_t m, float& u1, float& a) {
+    const uint64_t h = mix64(seed + uint64_t(m + 1) * GOLDEN);
+    u1 = float(uint32_t(h >> 40) + 1u) * 5.9604644775390625e-08f;                   // (0, 1]
+    const float u2 = float(uint32_t(h >> 8) & 0xFFFFFFu) * 5.9604644775390625e-08f;  // [0, 1)
+    a = 6.2831853071795865f * u2;
+}
+
+static inline void pair_uniforms(uint64_t seed, int64_t m, double& u1, double& a) {
+    const uint64_t h1 = mix64(seed + uint64_t(2 * m + 1) * GOLDEN);
+    const uint64_t h2 = mix64(seed + uint64_t(2 * m + 2) * GOLDEN);
+    u1 = double((h1 >> 11) + 1) * 1.1102230246251565e-16;        // (0, 1]
+    const double u2 = double(h2 >> 11) * 1.1102230246251565e-16;  // [0, 1)
+    a = 6.283185307179586 * u2;
+}
+
+template <typename S>
+static inline S radius(S u1) { return std::sqrt(S(-2) * std::log(u1)); }
+
+// out[k] = loc + sigma * z[i0 + k], k < n (any i0, n >= 0): pairs are generated whole, in
+// vectorised loops over pairs (libmvec log/cos/sin), then interleaved. cos and sin run in
+// separate loops on reloaded angles: GCC would otherwise fuse them into a scalar sincos call.
+// (Everything is a pure function of (seed, i): the blocking never changes the numbers.)
+constexpr int64_t NBLK = 256;  // pairs per chunk
+template <typename S>
+static inline void fill_normals(uint64_t seed, int64_t i0, int64_t n, S loc, S sigma, S* __restrict out) {
+    if (n <= 0) return;
+    if (i0 & 1) {  // odd start: the sine branch of pair (i0 - 1) / 2
+        S u1, a;
+        pair_uniforms(seed, i0 >> 1, u1, a);
+        out[0] = loc + sigma * (radius(u1) * std::sin(a));
+        ++i0; ++out; --n;
+    }
+    alignas(64) S rr[NBLK];
+    alignas(64) S aa[NBLK];
+    alignas(64) S zc[NBLK];
+    alignas(64) S zs[NBLK];
+    const int64_t m0 = i0 >> 1;
+    const int64_t np = (n + 1) >> 1;
+    for (int64_t j0 = 0; j0 < np; j0 += NBLK) {
+        const int64_t k = std::min(NBLK, np - j0);
+#pragma omp simd
+        for (int64_t j = 0; j < k; ++j) pair_uniforms(seed, m0 + j0 + j, rr[j], aa[j]);
+#pragma omp simd
+        for (int64_t j = 0; j < k; ++j) rr[j] = radius(rr[j]);
+#pragma omp simd
+        for (int64_t j = 0; j < k; ++j) zc[j] = loc + sigma * (rr[j] * std::cos(aa[j]));
+#pragma omp simd
+        for (int64_t j = 0; j < k; ++j) zs[j] = loc + sigma * (rr[j] * std::sin(aa[j]));
+        S* o = out + 2 * j0;
+        const int64_t kk = std::min(k, (n >> 1) - j0);  // complete pairs in this chunk
+        for (int64_t j = 0; j < kk; ++j) { o[2 * j] = zc[j]; o[2 * j + 1] = zs[j]; }
+        if (kk < k) o[2 * kk] = zc[kk];  // odd end: cosine branch only
+    }
+}
+
+// The spike 1 - keep, and NaN where the potential or the threshold is NaN (neither below nor at
+// or above the threshold): a NaN input propagates as it does through torch's own operations
+// instead of reading as "fire" (the pure-torch loop does the same).
+template <typename S>
+static inline S fired(S u, S thr, S keep) {
+    return (keep == S(0) && !(u >= thr)) ? std::numeric_limits<S>::quiet_NaN() : S(1) - keep;
+}
+
+template <typename F>
+static void run_threads(int64_t N, int nthreads, F&& body) {
+    // Split [0, N) into nthreads contiguous ranges aligned to 16 neurons.
+    int64_t nt = std::max<int64_t>(1, std::min<int64_t>(nthreads, (N + 4095) / 4096));
+    if (nt <= 1) { body(0, N); return; }
+    int64_t chunk = ((N + nt - 1) / nt + 15) / 16 * 16;
+    std::vector<std::thread> pool;
+    for (int64_t k = 1; k < nt; ++k) {
+        int64_t a = k * chunk, b = std::min(N, a + chunk);
+        if (a < b) pool.emplace_back([&body, a, b] { body(a, b); });
+    }
+    body(0, std::min(N, chunk));
+    for (auto& th : pool) th.join();
+}
+
+// mode: 0 deterministic (threshold v_th), 1 escape (per-step thresholds thr), 2 membrane (eps),
+// 3 escape with Gaussian thresholds v_th + sigma * z drawn here from seeds[t] (see fill_normals)
+template <typename S>
+static void forward(const S* x, int64_t sx, const S* u0, const S* thr, const S* eps, S* spikes, S* ubar,
+                    S* ulast, int64_t T, int64_t N, double tau_, double vth_, int mode, int nthreads,
+                    const int64_t* seeds, double sigma_) {
+    const S tau = S(tau_), vth = S(vth_), sigma = S(sigma_);
+    advise_huge(spikes, sizeof(S) * T * N);
+    advise_huge(ubar, sizeof(S) * T * N);
+    run_threads(N, nthreads, [&](int64_t lo, int64_t hi) {
+        alignas(64) S w[BLK];
+        alignas(64) S keep[BLK];
+        alignas(64) S th[BLK];
+        for (int64_t b0 = lo; b0 < hi; b0 += BLK) {
+            const int64_t n = std::min(BLK, hi - b0);
+            for (int64_t t = 0; t < T; ++t) {
+                const S* xt = x + t * sx + b0;
+                S* ut = ubar + t * N + b0;
+                S* st = spikes + t * N + b0;
+                if (t == 0) {
+                    // torch.add(x, u0, alpha=tau) is a fused multiply-add in torch's CPU kernel
+                    if (u0) { for (int64_t i = 0; i < n; ++i) ut[i] = std::fma(tau, u0[b0 + i], xt[i]); }
+                    else { for (int64_t i = 0; i < n; ++i) ut[i] = xt[i]; }
+                } else {
+                    // torch.addcmul(x, w, keep, value=tau): x + (tau * w) * keep
+                    for (int64_t i = 0; i < n; ++i) ut[i] = xt[i] + (tau * w[i]) * keep[i];
+                }
+                if (mode == 0) {
+                    for (int64_t i = 0; i < n; ++i) {
+                        S k = ut[i] < vth ? S(1) : S(0);
+                        keep[i] = k; w[i] = ut[i]; st[i] = fired(ut[i], vth, k);
+                    }
+                } else if (mode == 1) {
+                    const S* tht = thr + t * N + b0;
+                    for (int64_t i = 0; i < n; ++i) {
+                        S k = ut[i] < tht[i] ? S(1) : S(0);
+                        keep[i] = k; w[i] = ut[i]; st[i] = fired(ut[i], tht[i], k);
+                    }
+                } else if (mode == 3) {
+                    fill_normals(uint64_t(seeds[t]), b0, n, vth, sigma, th);
+                    for (int64_t i = 0; i < n; ++i) {
+                        S k = ut[i] < th[i] ? S(1) : S(0);
+                        keep[i] = k; w[i] = ut[i]; st[i] = fired(ut[i], th[i], k);
+                    }
+                } else {
+                    const S* et = eps + t * N + b0;
+                    for (int64_t i = 0; i < n; ++i) {
+                        S ww = ut[i] + et[i];
+                        S k = ww < vth ? S(1) : S(0);
+                        keep[i] = k; w[i] = ww; st[i] = fired(ww, vth, k);
+                    }
+                }
+            }
+            for (int64_t i = 0; i < n; ++i) ulast[b0 + i] = w[i] * keep[i];
+        }
+    });
+}
+
+// gs/gu: upstream gradients of spikes/ubar viewed as [T, N] with strides (s*t, s*n), s*n in {0, 1};
+// null when absent. gl: upstream gradient of u_last [N] or null. Every inner loop is a
+// plain elementwise loop over the block so that it vectorises (exp through libmvec).
+template <typename S, int FAM>
+static void backward(const S* ubar, const S* spikes, const S* eps, const S* gs, int64_t sgt, int64_t sgn,
+                     const S* gu, int64_t sut, int64_t sun, const S* gl, S* c, int64_t T, int64_t N,
+                     double tau_, double vth_, double p0_, double p1_, double p2_, int detach, int nthreads) {
+    const S tau = S(tau_), vth = S(vth_), p0 = S(p0_), p1 = S(p1_), p2 = S(p2_);
+    advise_huge(c, sizeof(S) * T * N);
+    run_threads(N, nthreads, [&](int64_t lo, int64_t hi) {
+        alignas(64) S cn[BLK];
+        alignas(64) S g[BLK];
+        alignas(64) S dr[BLK];
+        alignas(64) S v[BLK];
+        for (int64_t b0 = lo; b0 < hi; b0 += BLK) {
+            const int64_t n = std::min(BLK, hi - b0);
+            for (int64_t t = T - 1; t >= 0; --t) {
+                const S* __restrict ut = ubar + t * N + b0;
+                const S* __restrict st = spikes + t * N + b0;
+                S* __restrict ct = c + t * N + b0;
+#pragma omp simd
+                for (int64_t i = 0; i < n; ++i) g[i] = density<S, FAM>(ut[i] - vth, p0, p1, p2);
+                if (detach) {
+                    for (int64_t i = 0; i < n; ++i) dr[i] = S(1) - st[i];
+                } else if (eps) {
+                    const S* __restrict et = eps + t * N + b0;
+                    for (int64_t i = 0; i < n; ++i) dr[i] = (S(1) - st[i]) + S(-1) * ((ut[i] + et[i]) * g[i]);
+                } else {
+                    for (int64_t i = 0; i < n; ++i) dr[i] = (S(1) - st[i]) + S(-1) * (ut[i] * g[i]);
+                }
+                if (gs) {
+                    const S* __restrict gst = gs + t * sgt + b0 * sgn;
+                    if (sgn) { for (int64_t i = 0; i < n; ++i) v[i] = g[i] * gst[i]; }
+                    else { const S a = gst[0]; for (int64_t i = 0; i < n; ++i) v[i] = g[i] * a; }
+                } else {
+                    for (int64_t i = 0; i < n; ++i) v[i] = S(0);
+                }
+                if (gu) {
+                    const S* __restrict gut = gu + t * sut + b0 * sun;
+                    if (sun) { for (int64_t i = 0; i < n; ++i) v[i] = v[i] + gut[i]; }
+                    else { const S a = gut[0]; for (int64_t i = 0; i < n; ++i) v[i] = v[i] + a; }
+                }
+                if (t == T - 1) {
+                    if (gl) { for (int64_t i = 0; i < n; ++i) v[i] = v[i] + gl[b0 + i] * dr[i]; }
+                } else {
+                    for (int64_t i = 0; i < n; ++i) v[i] = v[i] + (tau * cn[i]) * dr[i];
+                }
+                for (int64_t i = 0; i < n; ++i) { cn[i] = v[i]; ct[i] = v[i]; }
+            }
+        }
+    });
+}
+
+template <typename S>
+static void backward_family(int fam, const S* ubar, const S* spikes, const S* eps, const S* gs, int64_t sgt,
+                            int64_t sgn, const S* gu, int64_t sut, int64_t sun, const S* gl, S* c, int64_t T,
+                            int64_t N, double tau, double vth, double p0, double p1, double p2, int detach,
+                            int nthreads) {
+    switch (fam) {
+        case 0: backward<S, 0>(ubar, spikes, eps, gs, sgt, sgn, gu, sut, sun, gl, c, T, N, tau, vth, p0, p1, p2, detach, nthreads); break;
+        case 1: backward<S, 1>(ubar, spikes, eps, gs, sgt, sgn, gu, sut, sun, gl, c, T, N, tau, vth, p0, p1, p2, detach, nthreads); break;
+        case 2: backward<S, 2>(ubar, spikes, eps, gs, sgt, sgn, gu, sut, sun, gl, c, T, N, tau, vth, p0, p1, p2, detach, nthreads); break;
+        case 3: backward<S, 3>(ubar, spikes, eps, gs, sgt, sgn, gu, sut, sun, gl, c, T, N, tau, vth, p0, p1, p2, detach, nthreads); break;
+        default: backward<S, 4>(ubar, spikes, eps, gs, sgt, sgn, gu, sut, sun, gl, c, T, N, tau, vth, p0, p1, p2, detach, nthreads); break;
+    }
+}
+
+template <typename S>
+static void gauss_fill(const int64_t* seeds, int64_t T, int64_t N, double loc_, double sigma_, S* out, int nthreads) {
+    const S loc = S(loc_), sigma = S(sigma_);
+    advise_huge(out, sizeof(S) * T * N);
+    run_threads(N, nthreads, [&](int64_t lo, int64_t hi) {
+        for (int64_t t = 0; t < T; ++t) {
+            fill_normals(uint64_t(seeds[t]), lo, hi - lo, loc, sigma, out + t * N + lo);
+        }
+    });
+}
+
+}  // namespace
+
+
+// ---------------------------------------------------------------------------------------------
+// torch operators
+
+using at::Tensor;
+using std::optional;
+
+constexpr const char* FAMILY_NAMES = "0 gauss, 1 logistic, 2 sigmoid, 3 box, 4 triangle";
+
+// t viewed as [T, N] with a unit (or, when broadcast_ok, zero) neuron stride and a row stride of N
+// or 0 (a static input or a broadcast gradient), copying otherwise.
+static Tensor as_rows(const Tensor& t, int64_t T, int64_t N, bool broadcast_ok) {
+    Tensor r = t.reshape({T, N});
+    const bool col_ok = N <= 1 || r.stride(1) == 1 || (broadcast_ok && r.stride(1) == 0);
+    const bool row_ok = T <= 1 || r.stride(0) == N || r.stride(0) == 0;
+    return (col_ok && row_ok) ? r : r.contiguous();
+}
+
+static void check_like(const Tensor& t, const Tensor& x, const char* op, const char* name, bool same_shape) {
+    TORCH_CHECK(t.device().is_cpu(), op, ": ", name, " must be a CPU tensor, got device ", t.device());
+    TORCH_CHECK(t.scalar_type() == x.scalar_type(), op, ": ", name, " has dtype ", t.scalar_type(),
+                ", expected ", x.scalar_type(), " (the dtype of x)");
+    if (same_shape) {
+        TORCH_CHECK(t.sizes() == x.sizes(), op, ": ", name, " has shape ", t.sizes(), ", expected ", x.sizes());
+    }
+}
+
+static int64_t check_family(int64_t family) {
+    TORCH_CHECK(family >= 0 && family <= 4, "neurocode::lif: family must be one of ", FAMILY_NAMES, ", got ",
+                family);
+    return family;
+}
+
+// Forward of the LIF sequence. At most one noise input: threshold [T, ...] (escape noise as per-step
+// thresholds), eps [T, ...] (membrane noise) or seeds [T] int64 (escape noise with Gaussian thresholds
+// v_th + sigma * z drawn here). family/p0..p2/detach_reset describe the backward and are unused here.
+std::tuple<Tensor, Tensor, Tensor> op_lif_forward(const Tensor& x, const optional<Tensor>& u0,
+                                                 const optional<Tensor>& threshold, const optional<Tensor>& eps,
+                                              const optional<Tensor>& seeds, double tau, double v_th, double sigma,
+                                              int64_t family, double p0, double p1, double p2, bool detach_reset) {
+    const char* op = "neurocode::lif_forward";
+    TORCH_CHECK(x.dim() >= 2 && x.size(0) >= 1, op, ": x must be time-major [T, B, ...] with T >= 1, got shape ",
+                x.sizes());
+    TORCH_CHECK(x.device().is_cpu(), op, ": x must be a CPU tensor, got device ", x.device());
+    TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble, op,
+                ": x must be float32 or float64, got ", x.scalar_type());
+    TORCH_CHECK(int(threshold.has_value()) + int(eps.has_value()) + int(seeds.has_value()) <= 1, op,
+                ": give at most one of threshold, eps and seeds");
+    TORCH_CHECK(std::isfinite(tau) && std::isfinite(v_th) && std::isfinite(sigma), op,
+                ": tau, v_th and sigma must be finite, got ", tau, ", ", v_th, ", ", sigma);
+    check_family(family);
+    (void)p0; (void)p1; (void)p2; (void)detach_reset;
+    const int64_t T = x.size(0);
+    const int64_t N = x.numel() / T;
+    Tensor xr = as_rows(x, T, N, false);
+    Tensor u0r, extra, seeds_c;
+    int mode = 0;
+    if (u0.has_value()) {
+        check_like(*u0, x, op, "u0", false);
+        TORCH_CHECK(u0->numel() == N, op, ": u0 must have ", N, " elements (x[0]), got shape ", u0->sizes());
+        u0r = u0->reshape({N}).contiguous();
+    }
+    if (threshold.has_value()) {
+        check_like(*threshold, x, op, "threshold", true);
+        mode = 1;
+        extra = threshold->reshape({T, N}).contiguous();
+    } else if (eps.has_value()) {
+        check_like(*eps, x, op, "eps", true);
+        mode = 2;
+        extra = eps->reshape({T, N}).contiguous();
+    } else if (seeds.has_value()) {
+        TORCH_CHECK(seeds->device().is_cpu() && seeds->scalar_type() == at::kLong && seeds->dim() == 1 &&
+                        seeds->size(0) == T,
+                    op, ": seeds must be a CPU int64 tensor of shape [", T, "], got ", seeds->scalar_type(), " ",
+                    seeds->sizes(), " on ", seeds->device());
+        mode = 3;
+        seeds_c = seeds->contiguous();
+    }
+    auto opts = x.options().memory_format(at::MemoryFormat::Contiguous);
+    Tensor spikes = at::empty(x.sizes(), opts);
+    Tensor ubar = at::empty(x.sizes(), opts);
+    Tensor u_last = at::empty(x.sizes().slice(1), opts);
+    const int nthreads = at::get_num_threads();
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "neurocode::lif_forward", [&] {
+        forward<scalar_t>(xr.const_data_ptr<scalar_t>(), T > 1 ? xr.stride(0) : N,
+                          u0r.defined() ? u0r.const_data_ptr<scalar_t>() : nullptr,
+                          mode == 1 ? extra.const_data_ptr<scalar_t>() : nullptr,
+                          mode == 2 ? extra.const_data_ptr<scalar_t>() : nullptr, spikes.mutable_data_ptr<scalar_t>(),
+                          ubar.mutable_data_ptr<scalar_t>(), u_last.mutable_data_ptr<scalar_t>(), T, N, tau, v_th,
+                          mode, nthreads, mode == 3 ? seeds_c.const_data_ptr<int64_t>() : nullptr, sigma);
+    });
+    return {spikes, ubar, u_last};
+}
+
+// Gradient with respect to ubar[t] (= the input x[t]) of the LIF sequence; grad_u0 is tau * c[0].
+Tensor op_lif_backward(const Tensor& ubar, const Tensor& spikes, const optional<Tensor>& eps,
+                    const optional<Tensor>& grad_spikes, const optional<Tensor>& grad_ubar,
+                    const optional<Tensor>& grad_u_last, double tau, double v_th, int64_t family, double p0, double p1,
+                    double p2, bool detach_reset) {
+    const char* op = "neurocode::lif_backward";
+    TORCH_CHECK(ubar.dim() >= 2 && ubar.size(0) >= 1, op, ": ubar must be [T, B, ...] with T >= 1, got shape ",
+                ubar.sizes());
+    TORCH_CHECK(ubar.device().is_cpu(), op, ": ubar must be a CPU tensor, got device ", ubar.device());
+    TORCH_CHECK(ubar.scalar_type() == at::kFloat || ubar.scalar_type() == at::kDouble, op,
+                ": ubar must be float32 or float64, got ", ubar.scalar_type());
+    check_like(spikes, ubar, op, "spikes", true);
+    const int fam = int(check_family(family));
+    const int64_t T = ubar.size(0);
+    const int64_t N = ubar.numel() / T;
+    Tensor ubar_c = ubar.reshape({T, N}).contiguous();
+    Tensor spikes_c = spikes.reshape({T, N}).contiguous();
+    Tensor eps_c, gs, gu, gl;
+    if (eps.has_value()) { check_like(*eps, ubar, op, "eps", true); eps_c = eps->reshape({T, N}).contiguous(); }
+    if (grad_spikes.has_value()) { check_like(*grad_spikes, ubar, op, "grad_spikes", true); gs = as_rows(*grad_spikes, T, N, true); }
+    if (grad_ubar.has_value()) { check_like(*grad_ubar, ubar, op, "grad_ubar", true); gu = as_rows(*grad_ubar, T, N, true); }
+    if (grad_u_last.has_value()) {
+        check_like(*grad_u_last, ubar, op, "grad_u_last", false);
+        TORCH_CHECK(grad_u_last->numel() == N, op, ": grad_u_last must have ", N, " elements, got shape ",
+                    grad_u_last->sizes());
+        gl = grad_u_last->reshape({N}).contiguous();
+    }
+    Tensor c = at::empty(ubar.sizes(), ubar.options().memory_format(at::MemoryFormat::Contiguous));
+    const int nthreads = at::get_num_threads();
+    AT_DISPATCH_FLOATING_TYPES(ubar.scalar_type(), "neurocode::lif_backward", [&] {
+        using S = scalar_t;
+        backward_family<S>(fam, ubar_c.const_data_ptr<S>(), spikes_c.const_data_ptr<S>(),
+                           eps_c.defined() ? eps_c.const_data_ptr<S>() : nullptr,
+                           gs.defined() ? gs.const_data_ptr<S>() : nullptr, gs.defined() ? gs.stride(0) : 0,
+                           gs.defined() ? gs.stride(1) : 0, gu.defined() ? gu.const_data_ptr<S>() : nullptr,
+                           gu.defined() ? gu.stride(0) : 0, gu.defined() ? gu.stride(1) : 0,
+                           gl.defined() ? gl.const_data_ptr<S>() : nullptr, c.mutable_data_ptr<S>(), T, N, tau,
+                           v_th, p0, p1, p2, int(detach_reset), nthreads);
+    });
+    return c;
+}
+
+// [T, n]: loc + sigma * z with z[t, i] the counter-based N(0, 1) of element i drawn from seeds[t].
+Tensor op_gauss_fill(const Tensor& seeds, int64_t n, double loc, double sigma, at::ScalarType dtype) {
+    const char* op = "neurocode::gauss_fill";
+    TORCH_CHECK(seeds.device().is_cpu() && seeds.scalar_type() == at::kLong && seeds.dim() == 1, op,
+                ": seeds must be a 1-D CPU int64 tensor, got ", seeds.scalar_type(), " ", seeds.sizes(), " on ",
+                seeds.device());
+    TORCH_CHECK(n >= 0, op, ": n must be >= 0, got ", n);
+    TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble, op, ": dtype must be float32 or float64, got ", dtype);
+    const int64_t T = seeds.size(0);
+    Tensor s = seeds.contiguous();
+    Tensor out = at::empty({T, n}, seeds.options().dtype(dtype));
+    const int nthreads = at::get_num_threads();
+    AT_DISPATCH_FLOATING_TYPES(dtype, "neurocode::gauss_fill", [&] {
+        gauss_fill<scalar_t>(s.const_data_ptr<int64_t>(), T, n, loc, sigma, out.mutable_data_ptr<scalar_t>(),
+                             nthreads);
+    });
+    return out;
+}
+
+TORCH_LIBRARY(neurocode, m) {
+    m.def("lif_forward(Tensor x, Tensor? u0, Tensor? threshold, Tensor? eps, Tensor? seeds, float tau, float v_th, "
+          "float sigma, int family, float p0, float p1, float p2, bool detach_reset) -> (Tensor, Tensor, Tensor)");
+    m.def("lif_backward(Tensor ubar, Tensor spikes, Tensor? eps, Tensor? grad_spikes, Tensor? grad_ubar, "
+          "Tensor? grad_u_last, float tau, float v_th, int family, float p0, float p1, float p2, bool detach_reset) "
+          "-> Tensor");
+    m.def("gauss_fill(Tensor seeds, int n, float loc, float sigma, ScalarType dtype) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(neurocode, CPU, m) {
+    m.impl("lif_forward", &op_lif_forward);
+    m.impl("lif_backward", &op_lif_backward);
+    m.impl("gauss_fill", &op_gauss_fill);
+}
