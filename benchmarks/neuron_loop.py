@@ -17,6 +17,11 @@ Shapes: T = 30, B = 64 (``--quick``: B = 4), neuron maps 16x40x40, 32x30x30 and 
 Reports the median of ``--repeat`` runs after one warm-up. Nothing is asserted.
 
     OMP_NUM_THREADS=2 python benchmarks/neuron_loop.py [--threads 2] [--quick]
+    OMP_NUM_THREADS=2 python benchmarks/neuron_loop.py --faults [--fault-batch 64]
+
+``--faults`` prints only the page faults and system time per call of one LIF layer at
+16x90x90 with torch's transparent-huge-page allocations off and on (``import neurocode``
+turns them on when it comes before torch: see ``neurocode/__init__.py``).
 """
 
 from __future__ import annotations
@@ -98,6 +103,65 @@ def timed(fn, repeat: int) -> float:
     return statistics.median(times)
 
 
+def fault_probe(feat: tuple, B: int, T: int, repeat: int) -> dict:
+    """Median per fwd+bwd of the fused LIF with loss ``(spikes * R).sum()``, after two
+    warm-up calls: minor page faults, system and user CPU seconds, wall seconds."""
+    import resource
+
+    x = (1.2 * torch.rand(T, B, *feat)).requires_grad_()
+    R = torch.randn_like(x)
+    lif = LIF()
+    rows = []
+    for i in range(repeat + 2):
+        if i == 2:  # warmed up (kernel loaded): the peak from here on, above the input and R alone
+            x.grad = None
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # resets VmHWM to the current resident size
+            base_kb = _rss_kb("VmRSS")
+        r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+        x.grad = None
+        (lif(x) * R).sum().backward()
+        r1 = resource.getrusage(resource.RUSAGE_SELF)
+        if i >= 2:
+            rows.append((r1.ru_minflt - r0.ru_minflt, r1.ru_stime - r0.ru_stime, r1.ru_utime - r0.ru_utime,
+                         time.perf_counter() - t0))
+    keys = ("faults", "sys_s", "user_s", "wall_s")
+    out = {k: statistics.median(r[i] for r in rows) for i, k in enumerate(keys)}
+    out["peak_added_x"] = (_rss_kb("VmHWM") - base_kb) * 1024 / (x.numel() * x.element_size())
+    return out
+
+
+def _rss_kb(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def faults_table(args) -> None:
+    """The fault probe at 16x90x90 with torch's huge-page allocations off and on (each in its own
+    process: torch reads THP_MEM_ALLOC_ENABLE once)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    print(f"\npage faults, fused LIF fwd+bwd at 16x90x90, T={args.steps}, B={args.fault_batch}, loss (spikes * R).sum(),"
+          f" median of {args.repeat or 3} after 2 warm-ups:")
+    print(f"{'THP_MEM_ALLOC_ENABLE':<22}{'minor faults':>14}{'sys s':>9}{'user s':>9}{'wall s':>9}"
+          f"{'peak added / input':>20}")
+    for thp in ("0", "1"):
+        env = dict(os.environ, THP_MEM_ALLOC_ENABLE=thp)
+        out = subprocess.run([sys.executable, __file__, "--probe", "--threads", str(args.threads), "--steps",
+                              str(args.steps), "--fault-batch", str(args.fault_batch), "--repeat", str(args.repeat or 3)],
+                             env=env, capture_output=True, text=True, check=True).stdout
+        r = json.loads(out.strip().splitlines()[-1])
+        print(f"{thp:<22}{r['faults']:>14,.0f}{r['sys_s']:>9.2f}{r['user_s']:>9.2f}{r['wall_s']:>9.2f}"
+              f"{r['peak_added_x']:>19.2f}x")
+    print("peak added = peak resident size above the resident input and R (the input's gradient included)")
+
+
 def fwd_bwd(model, x: torch.Tensor):
     def run():
         x.grad = None
@@ -121,8 +185,18 @@ def main(argv=None) -> None:
     ap.add_argument("--batch", type=int, default=None)
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--repeat", type=int, default=None)
+    ap.add_argument("--faults", action="store_true", help="only the page-fault table (16x90x90)")
+    ap.add_argument("--fault-batch", type=int, default=64, help="batch of the page-fault table (default 64)")
+    ap.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.probe:
+        import json
+        print(json.dumps(fault_probe((16, 90, 90), args.fault_batch, args.steps, args.repeat or 3)))
+        return
+    if args.faults:
+        faults_table(args)
+        return
     B = args.batch or (4 if args.quick else 64)
     T = args.steps
     repeat = args.repeat or (2 if args.quick else 5)
@@ -167,6 +241,8 @@ def main(argv=None) -> None:
           "\nsample share = noise.sample alone (one [T, B, ...] torch Gaussian draw, which the kernel path"
           "\n  no longer makes: it draws the thresholds in-register) / extra cost;"
           "\ntorch LIF / torch noisy = the same modules on the pure-torch fallback loop.")
+    if not args.quick:
+        faults_table(args)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,17 @@ The top-level names are imported on first use, so that ``import neurocode.data``
 ``neurocode.analysis``) does not pay for importing torch.
 """
 
+import os as _os
+import sys as _sys
 from importlib import import_module
+
+# A spiking layer's [T, B, ...] maps are hundreds of MB of fresh memory on every call; with
+# 4-KB pages the kernel faults each page in (about 490k faults per training step at the
+# retina shapes, more system time than compute). torch backs its large CPU allocations with
+# transparent huge pages when this is set before its first allocation, so it is set here
+# when torch is not imported yet and the user has not chosen (THP_MEM_ALLOC_ENABLE=0 opts out).
+if "torch" not in _sys.modules:
+    _os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 __version__ = "0.1.0"
 

@@ -33,3 +33,21 @@ def test_recording_binning_equals_its_neo_block_binned_by_analysis(fast):
     assert (rec.spike_times_flat == rec.window[1]).any()
     counts = block_to_counts(rec.to_neo(), 0.01, fast=fast)
     np.testing.assert_array_equal(counts, rec.binned(0.01))
+
+
+def test_import_neurocode_turns_on_huge_page_allocations_only_when_it_can():
+    """torch reads THP_MEM_ALLOC_ENABLE once, at its first allocation: neurocode sets it when it
+    is imported before torch, and never overrides a user's choice."""
+    import os
+
+    code = "import {first}, os; import torch; torch.ones(1); print(os.environ.get('THP_MEM_ALLOC_ENABLE'))"
+    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
+
+    def run(first, **extra):
+        out = subprocess.run([sys.executable, "-c", code.format(first=first)], env={**env, **extra},
+                             capture_output=True, text=True, check=True)
+        return out.stdout.strip()
+
+    assert run("neurocode") == "1"
+    assert run("torch, neurocode") == "None"  # too late to matter: left alone
+    assert run("neurocode", THP_MEM_ALLOC_ENABLE="0") == "0"

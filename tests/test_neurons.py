@@ -522,6 +522,7 @@ def test_repr():
 # fused C++ kernel vs the pure-torch loop
 # ----------------------------------------------------------------------------------------
 
+from neurocode._io import sha256_file  # noqa: E402
 from neurocode.neurons import _kernels  # noqa: E402
 from neurocode.neurons.counter_rng import SeededGaussian, counter_normal, draw_seeds  # noqa: E402
 
@@ -793,15 +794,15 @@ def test_kernel_operators_pass_opcheck():
     thr = 1.0 + 0.3 * torch.randn(T, B, F, generator=gen(102))
     seeds = draw_seeds(T, gen(103))
     spec = (0, 0.2, 12.5, 1.99)  # gauss family
-    calls = [(x, None, None, None, None, 0.5, 1.0, 0.0, *spec, False),
-             (x, u0, thr, None, None, 0.5, 1.0, 0.0, *spec, False),
-             (x, u0, None, thr - 1, None, 0.5, 1.0, 0.0, 1, 0.2, 0.0, 0.0, True),
-             (x, u0, None, None, seeds, 0.5, 1.0, 0.3, 2, 4.0, 0.0, 0.0, False)]
+    calls = [(x, None, None, None, None, 0.5, 1.0, 0.0, *spec, False, True, True),
+             (x, u0, thr, None, None, 0.5, 1.0, 0.0, *spec, False, False, True),
+             (x, u0, None, thr - 1, None, 0.5, 1.0, 0.0, 1, 0.2, 0.0, 0.0, True, True, False),
+             (x, u0, None, None, seeds, 0.5, 1.0, 0.3, 2, 4.0, 0.0, 0.0, False, False, False)]
     for args in calls:
         torch.library.opcheck(ops.lif_forward.default, args)
-    s, ubar, _ = ops.lif_forward(x.detach(), None, None, None, None, 0.5, 1.0, 0.0, *spec, False)
-    torch.library.opcheck(ops.lif_backward.default, (ubar, s, None, torch.randn(T, B, F), None, torch.randn(B, F),
-                                                      0.5, 1.0, *spec, False))
+    bits = ops.lif_forward(x.detach(), None, thr, None, None, 0.5, 1.0, 0.0, *spec, False, False, False)[3]
+    torch.library.opcheck(ops.lif_backward.default, (x.detach(), None, None, bits, torch.randn(T, B, F), None,
+                                                      torch.randn(B, F), 0.5, 1.0, *spec, False))
     torch.library.opcheck(ops.gauss_fill.default, (seeds, 11, 0.0, 1.0, torch.float32))
 
 
@@ -820,9 +821,11 @@ def test_kernel_operators_check_their_inputs():
            ((x, None, None, None, torch.zeros(3, dtype=torch.int64)), r"seeds must be a CPU int64 tensor of shape \[4\]")]
     for args, message in bad:
         with pytest.raises(RuntimeError, match=message):
-            ops.lif_forward(*args, 0.5, 1.0, 0.0, *spec, False)
+            ops.lif_forward(*args, 0.5, 1.0, 0.0, *spec, False, True, True)
     with pytest.raises(RuntimeError, match="family must be one of"):
-        ops.lif_forward(x, None, None, None, None, 0.5, 1.0, 0.0, 7, 0.2, 12.5, 1.99, False)
+        ops.lif_forward(x, None, None, None, None, 0.5, 1.0, 0.0, 7, 0.2, 12.5, 1.99, False, True, True)
+    with pytest.raises(RuntimeError, match=r"keep_bits must be a CPU uint8 tensor of shape \[4, 1\]"):
+        ops.lif_backward(x, None, None, torch.zeros(4, 2, dtype=torch.uint8), x, None, None, 0.5, 1.0, *spec, False)
     with pytest.raises(RuntimeError, match="n must be >= 0"):
         ops.gauss_fill(torch.zeros(2, dtype=torch.int64), -1, 0.0, 1.0, torch.float32)
 
@@ -849,7 +852,7 @@ def test_corrupt_kernel_build_is_rebuilt_not_loaded(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == str(copy)
     assert library.stat().st_size > 4096
-    assert (copy / f"{build.name}.so.sha256").read_text().strip() == _kernels._sha256(library)
+    assert (copy / f"{build.name}.so.sha256").read_text().strip() == sha256_file(library)
 
 
 @pytest.mark.parametrize("neuron", [LIF(), NoisyLIF(Gaussian(0.2)), NoisyLIF(Gaussian(0.2), placement="membrane"),
@@ -915,3 +918,32 @@ def test_planted_kernel_library_is_not_loaded(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.startswith("False") and "writable by others" in proc.stdout
     assert "could not be built" in proc.stderr
+
+
+@needs_kernel
+@pytest.mark.parametrize("placement", ["none", "escape", "membrane", "seeded"])
+def test_kernel_without_potentials_recomputes_them_exactly(placement):
+    """potential=False: the kernel keeps only its inputs and the escape decisions as bits, and its
+    backward pass, recomputing the potentials, gives bit for bit the gradients it gives when
+    it keeps them."""
+    T, shape = 9, (4, 1031)  # a ragged last byte of bits
+    x = (1.4 * torch.rand(T, *shape, generator=gen(120), dtype=torch.float64)).requires_grad_()
+    u0 = (0.5 * torch.rand(*shape, generator=gen(121), dtype=torch.float64)).requires_grad_()
+    kw = {}
+    if placement == "escape":
+        kw["threshold"] = 1.0 + 0.3 * torch.randn(T, *shape, generator=gen(122), dtype=torch.float64)
+    elif placement == "membrane":
+        kw.update(eps=0.3 * torch.randn(T, *shape, generator=gen(122), dtype=torch.float64), placement="membrane")
+    elif placement == "seeded":
+        kw["threshold"] = SeededGaussian(draw_seeds(T, gen(122)), 1.0, 0.3)
+    w = torch.randn(T, *shape, generator=gen(123), dtype=torch.float64)
+    wl = torch.randn(*shape, generator=gen(124), dtype=torch.float64)
+    results = []
+    for potential in (True, False):
+        s, ubar, u_last = lif_sequence(x, tau=0.6, v_th=1.0, spike_grad=Gaussian(0.3).pdf, u0=u0, potential=potential,
+                                       backend="kernel", **kw)
+        assert (ubar is None) != potential
+        results.append((s, u_last, torch.autograd.grad((s * w).sum() + (u_last * wl).sum(), [x, u0])))
+    (s1, l1, g1), (s2, l2, g2) = results
+    assert torch.equal(s1, s2) and torch.equal(l1, l2)
+    assert torch.equal(g1[0], g2[0]) and torch.equal(g1[1], g2[1])

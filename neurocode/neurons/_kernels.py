@@ -31,6 +31,8 @@ import threading
 import warnings
 from pathlib import Path
 
+from neurocode._io import sha256_file
+
 # Spike-gradient families understood by the kernel (``_kernel_spec()`` of the built-in
 # noise models and surrogates returns one of these names and up to three parameters).
 FAMILIES = {"gauss": 0, "logistic": 1, "sigmoid": 2, "box": 3, "triangle": 4}
@@ -66,21 +68,13 @@ def build_directory() -> Path:
     return Path(root) / "neurocode" / f"neurocode_lif_{key}"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _drop_unverified(library: Path, digest: Path) -> None:
     """Delete a built library whose recorded SHA-256 is missing or does not match, so that
     the build below makes it again instead of loading a truncated or foreign file."""
     if not library.exists():
         return
     try:
-        ok = digest.read_text().strip() == _sha256(library)
+        ok = digest.read_text().strip() == sha256_file(library)
     except OSError:
         ok = False
     if not ok:
@@ -113,7 +107,7 @@ def _build():
          build_directory=str(directory), is_python_module=False, verbose=False)
     # the library is now the verified one or the one ninja just (re)built: record it, so that
     # later processes verify it before loading
-    current = _sha256(library)
+    current = sha256_file(library)
     if not digest.exists() or digest.read_text().strip() != current:
         tmp = digest.with_suffix(f".tmp{os.getpid()}")
         tmp.write_text(current)
@@ -128,32 +122,42 @@ def _register_python_side() -> None:
     import torch
 
     @torch.library.register_fake("neurocode::lif_forward")
-    def _(x, u0, threshold, eps, seeds, tau, v_th, sigma, family, p0, p1, p2, detach_reset):
-        return x.new_empty(x.shape), x.new_empty(x.shape), x.new_empty(x.shape[1:])
+    def _(x, u0, threshold, eps, seeds, tau, v_th, sigma, family, p0, p1, p2, detach_reset, return_potential,
+          return_state):
+        T, N = x.shape[0], x[0].numel()
+        bits = (T, (N + 7) // 8) if threshold is not None or seeds is not None else (0,)
+        return (x.new_empty(x.shape), x.new_empty(x.shape if return_potential else (0,)),
+                x.new_empty(x.shape[1:] if return_state else (0,)), x.new_empty(bits, dtype=torch.uint8))
 
     @torch.library.register_fake("neurocode::lif_backward")
-    def _(ubar, spikes, eps, grad_spikes, grad_ubar, grad_u_last, tau, v_th, family, p0, p1, p2, detach_reset):
-        return ubar.new_empty(ubar.shape)
+    def _(x, u0, eps, keep_bits, grad_spikes, grad_ubar, grad_u_last, tau, v_th, family, p0, p1, p2, detach_reset):
+        return x.new_empty(x.shape)
 
     @torch.library.register_fake("neurocode::gauss_fill")
     def _(seeds, n, loc, sigma, dtype):
         return seeds.new_empty((seeds.shape[0], n), dtype=dtype)
 
     def setup_context(ctx, inputs, output):
-        x, u0, _threshold, eps, _seeds, tau, v_th, _sigma, family, p0, p1, p2, detach_reset = inputs
-        spikes, ubar, _ = output
-        ctx.save_for_backward(ubar, spikes, eps)
+        # what the backward pass recomputes the potentials from: the inputs, and the escape
+        # decisions as bits (not the [T, ...] potentials and spikes: a quarter of a float per
+        # neuron-step at most, instead of two floats)
+        x, u0, threshold, eps, seeds, tau, v_th, _sigma, family, p0, p1, p2, detach_reset, _, _ = inputs
+        bits = output[3] if (threshold is not None or seeds is not None) else None
+        ctx.save_for_backward(x, u0, eps, bits)
         ctx.set_materialize_grads(False)  # unused outputs: None, not [T, ...] zeros
-        ctx.u0_shape = None if u0 is None else u0.shape
         ctx.params = (tau, v_th, family, p0, p1, p2, detach_reset)
 
-    def backward(ctx, grad_spikes, grad_ubar, grad_u_last):
-        ubar, spikes, eps = ctx.saved_tensors
-        c = torch.ops.neurocode.lif_backward(ubar, spikes, eps, grad_spikes, grad_ubar, grad_u_last, *ctx.params)
+    def backward(ctx, grad_spikes, grad_ubar, grad_u_last, _grad_bits):
+        x, u0, eps, bits = ctx.saved_tensors
+        if grad_ubar is not None and grad_ubar.numel() == 0:
+            grad_ubar = None
+        if grad_u_last is not None and grad_u_last.numel() == 0:
+            grad_u_last = None
+        c = torch.ops.neurocode.lif_backward(x, u0, eps, bits, grad_spikes, grad_ubar, grad_u_last, *ctx.params)
         grad_u0 = None
-        if ctx.u0_shape is not None and ctx.needs_input_grad[1]:
-            grad_u0 = (c[0] * ctx.params[0]).reshape(ctx.u0_shape)
-        return c, grad_u0, None, None, None, None, None, None, None, None, None, None, None
+        if u0 is not None and ctx.needs_input_grad[1]:
+            grad_u0 = (c[0] * ctx.params[0]).reshape(u0.shape)
+        return (c, grad_u0) + (None,) * 13
 
     torch.library.register_autograd("neurocode::lif_forward", backward, setup_context=setup_context)
 

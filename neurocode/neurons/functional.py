@@ -260,7 +260,9 @@ def lif_sequence(
     u0: Tensor | None = None,
     threshold: Tensor | None = None,
     backend: str = "auto",
-) -> tuple[Tensor, Tensor, Tensor]:
+    potential: bool = True,
+    state: bool = True,
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """Run LIF dynamics over a whole time-major sequence in one autograd node.
 
     Parameters
@@ -296,14 +298,20 @@ def lif_sequence(
         pure-torch loop otherwise; ``"kernel"`` requires the kernel (RuntimeError if it
         cannot run); ``"torch"`` forces the pure-torch loop. Both give the same spikes
         and potentials and the same gradients up to float rounding of the density.
+    potential : bool
+        Return ``ubar``. With False the kernel neither writes nor keeps the [T, ...]
+        potentials (its backward pass recomputes them from ``x``), and ``ubar`` is None.
+    state : bool
+        Return ``u_last`` (None otherwise).
 
     Returns
     -------
     spikes : Tensor [T, B, ...] of {0, 1}, dtype of ``x``
-    ubar : Tensor [T, B, ...]
-        Pre-noise membrane potentials.
-    u_last : Tensor [B, ...]
-        Potential after the last step's reset (the state to continue from).
+    ubar : Tensor [T, B, ...] or None
+        Pre-noise membrane potentials (None when ``potential`` is False).
+    u_last : Tensor [B, ...] or None
+        Potential after the last step's reset (the state to continue from; None when
+        ``state`` is False).
     """
     if x.dim() < 2 or x.shape[0] == 0:
         raise ValueError(f"x must be time-major [T, B, ...] with T >= 1, got shape {tuple(x.shape)}")
@@ -337,10 +345,14 @@ def lif_sequence(
                 if threshold.loc != v_th:
                     raise ValueError(f"SeededGaussian thresholds must be centred at v_th={v_th}, got {threshold.loc}")
                 threshold, seeds, sigma = None, threshold.seeds.cpu(), threshold.sigma
-            return ops.lif_forward(x, u0, threshold, membrane, seeds, float(tau), float(v_th), float(sigma or 0.0),
-                                   family, p0, p1, p2, bool(detach_reset))
+            spikes, ubar, u_last, _ = ops.lif_forward(x, u0, threshold, membrane, seeds, float(tau), float(v_th),
+                                                      float(sigma or 0.0), family, p0, p1, p2, bool(detach_reset),
+                                                      bool(potential), bool(state))
+            return spikes, (ubar if potential else None), (u_last if state else None)
         if backend == "kernel":
             raise RuntimeError(f"lif_sequence(backend='kernel') cannot run: {spec}")
     if isinstance(threshold, SeededGaussian):
         threshold = threshold.materialize(x.shape, x.dtype, x.device)
-    return _LIFSequence.apply(x, u0, threshold, membrane, float(tau), float(v_th), spike_grad, bool(detach_reset))
+    spikes, ubar, u_last = _LIFSequence.apply(x, u0, threshold, membrane, float(tau), float(v_th), spike_grad,
+                                              bool(detach_reset))
+    return spikes, (ubar if potential else None), (u_last if state else None)

@@ -61,7 +61,8 @@ class LIF(LIFBase):
         check_sequence(x)
         spikes, ubar, u_last = lif_sequence(
             x, tau=self.tau, v_th=self.v_th, spike_grad=self.surrogate.grad,
-            detach_reset=self.detach_reset, u0=self._initial_state(x, state),
+            detach_reset=self.detach_reset, u0=self._initial_state(x, state), potential=return_potential,
+            state=return_state or self.stateful,
         )
         return self._finish(spikes, ubar, u_last, return_potential, return_state)
 

@@ -100,7 +100,8 @@ class NoisyLIF(LIFBase):
         """
         check_sequence(x)
         kwargs = dict(tau=self.tau, v_th=self.v_th, spike_grad=self.noise.pdf, detach_reset=self.detach_reset,
-                      u0=self._initial_state(x, state))
+                      u0=self._initial_state(x, state), potential=return_potential,
+                      state=return_state or self.stateful)
         if self.placement == "escape":
             # v_th - eps and v_th + eps have the same law (symmetric noise): draw the
             # thresholds directly, one pass.

@@ -187,24 +187,40 @@ static void run_threads(int64_t N, int nthreads, F&& body) {
     for (auto& th : pool) th.join();
 }
 
+// The firing decisions of modes 1 and 3 (their thresholds are not kept) as bits for the backward
+// pass: bit i % 8 of byte i / 8 of row t is keep[t, i] (1: no spike). Thread ranges and blocks start
+// at multiples of 16 neurons, so every byte belongs to one thread.
+template <typename S>
+static inline void pack_keep(const S* keep, int64_t n, uint8_t* out) {
+    for (int64_t j = 0; j < (n + 7) / 8; ++j) {
+        uint8_t b = 0;
+        for (int64_t k = 0; k < 8 && 8 * j + k < n; ++k) b |= uint8_t(keep[8 * j + k] != S(0)) << k;
+        out[j] = b;
+    }
+}
+
 // mode: 0 deterministic (threshold v_th), 1 escape (per-step thresholds thr), 2 membrane (eps),
-// 3 escape with Gaussian thresholds v_th + sigma * z drawn here from seeds[t] (see fill_normals)
+// 3 escape with Gaussian thresholds v_th + sigma * z drawn here from seeds[t] (see fill_normals).
+// ubar may be null (the potentials are not wanted: the backward pass recomputes them); bits
+// (modes 1 and 3) receives the decisions as bits, [T, ceil(N / 8)].
 template <typename S>
 static void forward(const S* x, int64_t sx, const S* u0, const S* thr, const S* eps, S* spikes, S* ubar,
-                    S* ulast, int64_t T, int64_t N, double tau_, double vth_, int mode, int nthreads,
+                    S* ulast, uint8_t* bits, int64_t T, int64_t N, double tau_, double vth_, int mode, int nthreads,
                     const int64_t* seeds, double sigma_) {
     const S tau = S(tau_), vth = S(vth_), sigma = S(sigma_);
+    const int64_t NB = (N + 7) / 8;
     advise_huge(spikes, sizeof(S) * T * N);
-    advise_huge(ubar, sizeof(S) * T * N);
+    if (ubar) advise_huge(ubar, sizeof(S) * T * N);
     run_threads(N, nthreads, [&](int64_t lo, int64_t hi) {
         alignas(64) S w[BLK];
         alignas(64) S keep[BLK];
         alignas(64) S th[BLK];
+        alignas(64) S ub[BLK];
         for (int64_t b0 = lo; b0 < hi; b0 += BLK) {
             const int64_t n = std::min(BLK, hi - b0);
             for (int64_t t = 0; t < T; ++t) {
                 const S* xt = x + t * sx + b0;
-                S* ut = ubar + t * N + b0;
+                S* ut = ubar ? ubar + t * N + b0 : ub;
                 S* st = spikes + t * N + b0;
                 if (t == 0) {
                     // torch.add(x, u0, alpha=tau) is a fused multiply-add in torch's CPU kernel
@@ -239,41 +255,70 @@ static void forward(const S* x, int64_t sx, const S* u0, const S* thr, const S* 
                         keep[i] = k; w[i] = ww; st[i] = fired(ww, vth, k);
                     }
                 }
+                if (bits) pack_keep(keep, n, bits + t * NB + b0 / 8);
             }
-            for (int64_t i = 0; i < n; ++i) ulast[b0 + i] = w[i] * keep[i];
+            if (ulast) { for (int64_t i = 0; i < n; ++i) ulast[b0 + i] = w[i] * keep[i]; }
         }
     });
 }
 
-// gs/gu: upstream gradients of spikes/ubar viewed as [T, N] with strides (s*t, s*n), s*n in {0, 1};
-// null when absent. gl: upstream gradient of u_last [N] or null. Every inner loop is a
+// Backward pass. Nothing of the forward pass is kept but its inputs (x, u0, eps) and, for modes
+// 1 and 3, the decisions as bits: for each block of neurons the potentials are recomputed forward
+// in time into c (the same operations as the forward pass, so bit for bit the same values), then
+// the reverse recurrence overwrites them with the gradient, step by step, while the block stays in
+// cache. gs/gu: upstream gradients of spikes/ubar viewed as [T, N] with strides (s*t, s*n), s*n in
+// {0, 1}; null when absent. gl: upstream gradient of u_last [N] or null. Every inner loop is a
 // plain elementwise loop over the block so that it vectorises (exp through libmvec).
+template <typename S>
+static inline void decisions(const S* ut, const S* et, const uint8_t* bt, S vth, int64_t n, S* keep, S* w) {
+    if (bt) {
+        for (int64_t i = 0; i < n; ++i) { keep[i] = ((bt[i >> 3] >> (i & 7)) & 1) ? S(1) : S(0); w[i] = ut[i]; }
+    } else if (et) {
+        for (int64_t i = 0; i < n; ++i) { S ww = ut[i] + et[i]; keep[i] = ww < vth ? S(1) : S(0); w[i] = ww; }
+    } else {
+        for (int64_t i = 0; i < n; ++i) { keep[i] = ut[i] < vth ? S(1) : S(0); w[i] = ut[i]; }
+    }
+}
+
 template <typename S, int FAM>
-static void backward(const S* ubar, const S* spikes, const S* eps, const S* gs, int64_t sgt, int64_t sgn,
-                     const S* gu, int64_t sut, int64_t sun, const S* gl, S* c, int64_t T, int64_t N,
-                     double tau_, double vth_, double p0_, double p1_, double p2_, int detach, int nthreads) {
+static void backward(const S* x, int64_t sx, const S* u0, const S* eps, const uint8_t* bits, const S* gs,
+                     int64_t sgt, int64_t sgn, const S* gu, int64_t sut, int64_t sun, const S* gl, S* c, int64_t T,
+                     int64_t N, double tau_, double vth_, double p0_, double p1_, double p2_, int detach,
+                     int nthreads) {
     const S tau = S(tau_), vth = S(vth_), p0 = S(p0_), p1 = S(p1_), p2 = S(p2_);
+    const int64_t NB = (N + 7) / 8;
     advise_huge(c, sizeof(S) * T * N);
     run_threads(N, nthreads, [&](int64_t lo, int64_t hi) {
         alignas(64) S cn[BLK];
         alignas(64) S g[BLK];
         alignas(64) S dr[BLK];
         alignas(64) S v[BLK];
+        alignas(64) S keep[BLK];
+        alignas(64) S w[BLK];
         for (int64_t b0 = lo; b0 < hi; b0 += BLK) {
             const int64_t n = std::min(BLK, hi - b0);
-            for (int64_t t = T - 1; t >= 0; --t) {
-                const S* __restrict ut = ubar + t * N + b0;
-                const S* __restrict st = spikes + t * N + b0;
-                S* __restrict ct = c + t * N + b0;
-#pragma omp simd
-                for (int64_t i = 0; i < n; ++i) g[i] = density<S, FAM>(ut[i] - vth, p0, p1, p2);
-                if (detach) {
-                    for (int64_t i = 0; i < n; ++i) dr[i] = S(1) - st[i];
-                } else if (eps) {
-                    const S* __restrict et = eps + t * N + b0;
-                    for (int64_t i = 0; i < n; ++i) dr[i] = (S(1) - st[i]) + S(-1) * ((ut[i] + et[i]) * g[i]);
+            for (int64_t t = 0; t < T; ++t) {  // the potentials, into c
+                const S* xt = x + t * sx + b0;
+                S* ut = c + t * N + b0;
+                if (t == 0) {
+                    if (u0) { for (int64_t i = 0; i < n; ++i) ut[i] = std::fma(tau, u0[b0 + i], xt[i]); }
+                    else { for (int64_t i = 0; i < n; ++i) ut[i] = xt[i]; }
                 } else {
-                    for (int64_t i = 0; i < n; ++i) dr[i] = (S(1) - st[i]) + S(-1) * (ut[i] * g[i]);
+                    for (int64_t i = 0; i < n; ++i) ut[i] = xt[i] + (tau * w[i]) * keep[i];
+                }
+                decisions(ut, eps ? eps + t * N + b0 : nullptr, bits ? bits + t * NB + b0 / 8 : nullptr, vth, n,
+                          keep, w);
+            }
+            for (int64_t t = T - 1; t >= 0; --t) {  // the gradient, over them
+                S* __restrict ct = c + t * N + b0;
+                decisions(ct, eps ? eps + t * N + b0 : nullptr, bits ? bits + t * NB + b0 / 8 : nullptr, vth, n,
+                          keep, w);
+#pragma omp simd
+                for (int64_t i = 0; i < n; ++i) g[i] = density<S, FAM>(ct[i] - vth, p0, p1, p2);
+                if (detach) {
+                    for (int64_t i = 0; i < n; ++i) dr[i] = keep[i];
+                } else {
+                    for (int64_t i = 0; i < n; ++i) dr[i] = keep[i] + S(-1) * (w[i] * g[i]);
                 }
                 if (gs) {
                     const S* __restrict gst = gs + t * sgt + b0 * sgn;
@@ -299,17 +344,19 @@ static void backward(const S* ubar, const S* spikes, const S* eps, const S* gs, 
 }
 
 template <typename S>
-static void backward_family(int fam, const S* ubar, const S* spikes, const S* eps, const S* gs, int64_t sgt,
-                            int64_t sgn, const S* gu, int64_t sut, int64_t sun, const S* gl, S* c, int64_t T,
-                            int64_t N, double tau, double vth, double p0, double p1, double p2, int detach,
-                            int nthreads) {
+static void backward_family(int fam, const S* x, int64_t sx, const S* u0, const S* eps, const uint8_t* bits,
+                            const S* gs, int64_t sgt, int64_t sgn, const S* gu, int64_t sut, int64_t sun, const S* gl,
+                            S* c, int64_t T, int64_t N, double tau, double vth, double p0, double p1, double p2,
+                            int detach, int nthreads) {
+#define NC_ARGS x, sx, u0, eps, bits, gs, sgt, sgn, gu, sut, sun, gl, c, T, N, tau, vth, p0, p1, p2, detach, nthreads
     switch (fam) {
-        case 0: backward<S, 0>(ubar, spikes, eps, gs, sgt, sgn, gu, sut, sun, gl, c, T, N, tau, vth, p0, p1, p2, detach, nthreads); break;
-        case 1: backward<S, 1>(ubar, spikes, eps, gs, sgt, sgn, gu, sut, sun, gl, c, T, N, tau, vth, p0, p1, p2, detach, nthreads); break;
-        case 2: backward<S, 2>(ubar, spikes, eps, gs, sgt, sgn, gu, sut, sun, gl, c, T, N, tau, vth, p0, p1, p2, detach, nthreads); break;
-        case 3: backward<S, 3>(ubar, spikes, eps, gs, sgt, sgn, gu, sut, sun, gl, c, T, N, tau, vth, p0, p1, p2, detach, nthreads); break;
-        default: backward<S, 4>(ubar, spikes, eps, gs, sgt, sgn, gu, sut, sun, gl, c, T, N, tau, vth, p0, p1, p2, detach, nthreads); break;
+        case 0: backward<S, 0>(NC_ARGS); break;
+        case 1: backward<S, 1>(NC_ARGS); break;
+        case 2: backward<S, 2>(NC_ARGS); break;
+        case 3: backward<S, 3>(NC_ARGS); break;
+        default: backward<S, 4>(NC_ARGS); break;
     }
+#undef NC_ARGS
 }
 
 template <typename S>
@@ -360,11 +407,14 @@ static int64_t check_family(int64_t family) {
 
 // Forward of the LIF sequence. At most one noise input: threshold [T, ...] (escape noise as per-step
 // thresholds), eps [T, ...] (membrane noise) or seeds [T] int64 (escape noise with Gaussian thresholds
-// v_th + sigma * z drawn here). family/p0..p2/detach_reset describe the backward and are unused here.
-std::tuple<Tensor, Tensor, Tensor> op_lif_forward(const Tensor& x, const optional<Tensor>& u0,
-                                                 const optional<Tensor>& threshold, const optional<Tensor>& eps,
-                                              const optional<Tensor>& seeds, double tau, double v_th, double sigma,
-                                              int64_t family, double p0, double p1, double p2, bool detach_reset) {
+// v_th + sigma * z drawn here). Returns spikes, ubar (empty unless return_potential), u_last (empty
+// unless return_state), and the decisions as bits for the backward pass (modes with threshold or
+// seeds; empty otherwise).
+// family/p0..p2/detach_reset describe the backward and are unused here.
+std::tuple<Tensor, Tensor, Tensor, Tensor> op_lif_forward(
+    const Tensor& x, const optional<Tensor>& u0, const optional<Tensor>& threshold, const optional<Tensor>& eps,
+    const optional<Tensor>& seeds, double tau, double v_th, double sigma, int64_t family, double p0, double p1,
+    double p2, bool detach_reset, bool return_potential, bool return_state) {
     const char* op = "neurocode::lif_forward";
     TORCH_CHECK(x.dim() >= 2 && x.size(0) >= 1, op, ": x must be time-major [T, B, ...] with T >= 1, got shape ",
                 x.sizes());
@@ -405,53 +455,78 @@ std::tuple<Tensor, Tensor, Tensor> op_lif_forward(const Tensor& x, const optiona
     }
     auto opts = x.options().memory_format(at::MemoryFormat::Contiguous);
     Tensor spikes = at::empty(x.sizes(), opts);
-    Tensor ubar = at::empty(x.sizes(), opts);
-    Tensor u_last = at::empty(x.sizes().slice(1), opts);
+    Tensor ubar = return_potential ? at::empty(x.sizes(), opts) : at::empty({0}, opts);
+    Tensor u_last = return_state ? at::empty(x.sizes().slice(1), opts) : at::empty({0}, opts);
+    const bool keep_bits = mode == 1 || mode == 3;
+    Tensor bits = at::empty(keep_bits ? std::vector<int64_t>{T, (N + 7) / 8} : std::vector<int64_t>{0},
+                            x.options().dtype(at::kByte));
     const int nthreads = at::get_num_threads();
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "neurocode::lif_forward", [&] {
         forward<scalar_t>(xr.const_data_ptr<scalar_t>(), T > 1 ? xr.stride(0) : N,
                           u0r.defined() ? u0r.const_data_ptr<scalar_t>() : nullptr,
                           mode == 1 ? extra.const_data_ptr<scalar_t>() : nullptr,
                           mode == 2 ? extra.const_data_ptr<scalar_t>() : nullptr, spikes.mutable_data_ptr<scalar_t>(),
-                          ubar.mutable_data_ptr<scalar_t>(), u_last.mutable_data_ptr<scalar_t>(), T, N, tau, v_th,
-                          mode, nthreads, mode == 3 ? seeds_c.const_data_ptr<int64_t>() : nullptr, sigma);
+                          return_potential ? ubar.mutable_data_ptr<scalar_t>() : nullptr,
+                          return_state ? u_last.mutable_data_ptr<scalar_t>() : nullptr, keep_bits ? bits.mutable_data_ptr<uint8_t>() : nullptr,
+                          T, N, tau, v_th, mode, nthreads, mode == 3 ? seeds_c.const_data_ptr<int64_t>() : nullptr,
+                          sigma);
     });
-    return {spikes, ubar, u_last};
+    return {spikes, ubar, u_last, bits};
 }
 
-// Gradient with respect to ubar[t] (= the input x[t]) of the LIF sequence; grad_u0 is tau * c[0].
-Tensor op_lif_backward(const Tensor& ubar, const Tensor& spikes, const optional<Tensor>& eps,
-                    const optional<Tensor>& grad_spikes, const optional<Tensor>& grad_ubar,
-                    const optional<Tensor>& grad_u_last, double tau, double v_th, int64_t family, double p0, double p1,
-                    double p2, bool detach_reset) {
+// Gradient with respect to x of the LIF sequence (grad_u0 is tau * c[0]), from the forward pass's
+// inputs: x, u0, eps (membrane noise) and the decisions as bits (escape noise; absent: recomputed
+// from the potentials and v_th).
+Tensor op_lif_backward(const Tensor& x, const optional<Tensor>& u0, const optional<Tensor>& eps,
+                       const optional<Tensor>& keep_bits, const optional<Tensor>& grad_spikes,
+                       const optional<Tensor>& grad_ubar, const optional<Tensor>& grad_u_last, double tau, double v_th,
+                       int64_t family, double p0, double p1, double p2, bool detach_reset) {
     const char* op = "neurocode::lif_backward";
-    TORCH_CHECK(ubar.dim() >= 2 && ubar.size(0) >= 1, op, ": ubar must be [T, B, ...] with T >= 1, got shape ",
-                ubar.sizes());
-    TORCH_CHECK(ubar.device().is_cpu(), op, ": ubar must be a CPU tensor, got device ", ubar.device());
-    TORCH_CHECK(ubar.scalar_type() == at::kFloat || ubar.scalar_type() == at::kDouble, op,
-                ": ubar must be float32 or float64, got ", ubar.scalar_type());
-    check_like(spikes, ubar, op, "spikes", true);
+    TORCH_CHECK(x.dim() >= 2 && x.size(0) >= 1, op, ": x must be [T, B, ...] with T >= 1, got shape ", x.sizes());
+    TORCH_CHECK(x.device().is_cpu(), op, ": x must be a CPU tensor, got device ", x.device());
+    TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble, op,
+                ": x must be float32 or float64, got ", x.scalar_type());
     const int fam = int(check_family(family));
-    const int64_t T = ubar.size(0);
-    const int64_t N = ubar.numel() / T;
-    Tensor ubar_c = ubar.reshape({T, N}).contiguous();
-    Tensor spikes_c = spikes.reshape({T, N}).contiguous();
-    Tensor eps_c, gs, gu, gl;
-    if (eps.has_value()) { check_like(*eps, ubar, op, "eps", true); eps_c = eps->reshape({T, N}).contiguous(); }
-    if (grad_spikes.has_value()) { check_like(*grad_spikes, ubar, op, "grad_spikes", true); gs = as_rows(*grad_spikes, T, N, true); }
-    if (grad_ubar.has_value()) { check_like(*grad_ubar, ubar, op, "grad_ubar", true); gu = as_rows(*grad_ubar, T, N, true); }
+    const int64_t T = x.size(0);
+    const int64_t N = x.numel() / T;
+    Tensor xr = as_rows(x, T, N, false);
+    Tensor u0r, eps_c, bits_c, gs, gu, gl;
+    if (u0.has_value()) {
+        check_like(*u0, x, op, "u0", false);
+        TORCH_CHECK(u0->numel() == N, op, ": u0 must have ", N, " elements (x[0]), got shape ", u0->sizes());
+        u0r = u0->reshape({N}).contiguous();
+    }
+    if (eps.has_value()) { check_like(*eps, x, op, "eps", true); eps_c = eps->reshape({T, N}).contiguous(); }
+    if (keep_bits.has_value()) {
+        TORCH_CHECK(keep_bits->device().is_cpu() && keep_bits->scalar_type() == at::kByte &&
+                        keep_bits->dim() == 2 && keep_bits->size(0) == T && keep_bits->size(1) == (N + 7) / 8,
+                    op, ": keep_bits must be a CPU uint8 tensor of shape [", T, ", ", (N + 7) / 8, "], got ",
+                    keep_bits->scalar_type(), " ", keep_bits->sizes());
+        TORCH_CHECK(!eps.has_value(), op, ": give eps (membrane noise) or keep_bits (escape noise), not both");
+        bits_c = keep_bits->contiguous();
+    }
+    if (grad_spikes.has_value()) {
+        check_like(*grad_spikes, x, op, "grad_spikes", true);
+        gs = as_rows(*grad_spikes, T, N, true);
+    }
+    if (grad_ubar.has_value()) {
+        check_like(*grad_ubar, x, op, "grad_ubar", true);
+        gu = as_rows(*grad_ubar, T, N, true);
+    }
     if (grad_u_last.has_value()) {
-        check_like(*grad_u_last, ubar, op, "grad_u_last", false);
+        check_like(*grad_u_last, x, op, "grad_u_last", false);
         TORCH_CHECK(grad_u_last->numel() == N, op, ": grad_u_last must have ", N, " elements, got shape ",
                     grad_u_last->sizes());
         gl = grad_u_last->reshape({N}).contiguous();
     }
-    Tensor c = at::empty(ubar.sizes(), ubar.options().memory_format(at::MemoryFormat::Contiguous));
+    Tensor c = at::empty(x.sizes(), x.options().memory_format(at::MemoryFormat::Contiguous));
     const int nthreads = at::get_num_threads();
-    AT_DISPATCH_FLOATING_TYPES(ubar.scalar_type(), "neurocode::lif_backward", [&] {
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "neurocode::lif_backward", [&] {
         using S = scalar_t;
-        backward_family<S>(fam, ubar_c.const_data_ptr<S>(), spikes_c.const_data_ptr<S>(),
+        backward_family<S>(fam, xr.const_data_ptr<S>(), T > 1 ? xr.stride(0) : N,
+                           u0r.defined() ? u0r.const_data_ptr<S>() : nullptr,
                            eps_c.defined() ? eps_c.const_data_ptr<S>() : nullptr,
+                           bits_c.defined() ? bits_c.const_data_ptr<uint8_t>() : nullptr,
                            gs.defined() ? gs.const_data_ptr<S>() : nullptr, gs.defined() ? gs.stride(0) : 0,
                            gs.defined() ? gs.stride(1) : 0, gu.defined() ? gu.const_data_ptr<S>() : nullptr,
                            gu.defined() ? gu.stride(0) : 0, gu.defined() ? gu.stride(1) : 0,
@@ -482,10 +557,12 @@ Tensor op_gauss_fill(const Tensor& seeds, int64_t n, double loc, double sigma, a
 
 TORCH_LIBRARY(neurocode, m) {
     m.def("lif_forward(Tensor x, Tensor? u0, Tensor? threshold, Tensor? eps, Tensor? seeds, float tau, float v_th, "
-          "float sigma, int family, float p0, float p1, float p2, bool detach_reset) -> (Tensor, Tensor, Tensor)");
-    m.def("lif_backward(Tensor ubar, Tensor spikes, Tensor? eps, Tensor? grad_spikes, Tensor? grad_ubar, "
-          "Tensor? grad_u_last, float tau, float v_th, int family, float p0, float p1, float p2, bool detach_reset) "
-          "-> Tensor");
+          "float sigma, int family, float p0, float p1, float p2, bool detach_reset, bool return_potential, "
+          "bool return_state) "
+          "-> (Tensor, Tensor, Tensor, Tensor)");
+    m.def("lif_backward(Tensor x, Tensor? u0, Tensor? eps, Tensor? keep_bits, Tensor? grad_spikes, "
+          "Tensor? grad_ubar, Tensor? grad_u_last, float tau, float v_th, int family, float p0, float p1, float p2, "
+          "bool detach_reset) -> Tensor");
     m.def("gauss_fill(Tensor seeds, int n, float loc, float sigma, ScalarType dtype) -> Tensor");
 }
 
