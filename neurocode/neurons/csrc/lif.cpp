@@ -192,11 +192,26 @@ static void run_threads(int64_t N, int nthreads, F&& body) {
 // at multiples of 16 neurons, so every byte belongs to one thread.
 template <typename S>
 static inline void pack_keep(const S* keep, int64_t n, uint8_t* out) {
-    for (int64_t j = 0; j < (n + 7) / 8; ++j) {
-        uint8_t b = 0;
-        for (int64_t k = 0; k < 8 && 8 * j + k < n; ++k) b |= uint8_t(keep[8 * j + k] != S(0)) << k;
-        out[j] = b;
+    const int64_t full = n / 8;
+    for (int64_t j = 0; j < full; ++j) {
+        unsigned b = 0;
+        for (int k = 0; k < 8; ++k) b |= unsigned(keep[8 * j + k] != S(0)) << k;
+        out[j] = uint8_t(b);
     }
+    if (n % 8) {
+        unsigned b = 0;
+        for (int64_t k = 0; k < n % 8; ++k) b |= unsigned(keep[8 * full + k] != S(0)) << k;
+        out[full] = uint8_t(b);
+    }
+}
+
+static inline void unpack_keep(const uint8_t* bits, int64_t n, uint8_t* keep) {
+    const int64_t full = n / 8;
+    for (int64_t j = 0; j < full; ++j) {
+        const unsigned b = bits[j];
+        for (int k = 0; k < 8; ++k) keep[8 * j + k] = uint8_t((b >> k) & 1u);
+    }
+    for (int64_t k = 0; k < n % 8; ++k) keep[8 * full + k] = uint8_t((bits[full] >> k) & 1u);
 }
 
 // mode: 0 deterministic (threshold v_th), 1 escape (per-step thresholds thr), 2 membrane (eps),
@@ -270,9 +285,9 @@ static void forward(const S* x, int64_t sx, const S* u0, const S* thr, const S* 
 // {0, 1}; null when absent. gl: upstream gradient of u_last [N] or null. Every inner loop is a
 // plain elementwise loop over the block so that it vectorises (exp through libmvec).
 template <typename S>
-static inline void decisions(const S* ut, const S* et, const uint8_t* bt, S vth, int64_t n, S* keep, S* w) {
-    if (bt) {
-        for (int64_t i = 0; i < n; ++i) { keep[i] = ((bt[i >> 3] >> (i & 7)) & 1) ? S(1) : S(0); w[i] = ut[i]; }
+static inline void decisions(const S* ut, const S* et, const uint8_t* kt, S vth, int64_t n, S* keep, S* w) {
+    if (kt) {  // the forward pass's decisions, unpacked
+        for (int64_t i = 0; i < n; ++i) { keep[i] = S(kt[i]); w[i] = ut[i]; }
     } else if (et) {
         for (int64_t i = 0; i < n; ++i) { S ww = ut[i] + et[i]; keep[i] = ww < vth ? S(1) : S(0); w[i] = ww; }
     } else {
@@ -295,8 +310,12 @@ static void backward(const S* x, int64_t sx, const S* u0, const S* eps, const ui
         alignas(64) S v[BLK];
         alignas(64) S keep[BLK];
         alignas(64) S w[BLK];
+        std::vector<uint8_t> kb(bits ? size_t(T * BLK) : 0);  // the block's decisions, unpacked once
         for (int64_t b0 = lo; b0 < hi; b0 += BLK) {
             const int64_t n = std::min(BLK, hi - b0);
+            if (bits) {
+                for (int64_t t = 0; t < T; ++t) unpack_keep(bits + t * NB + b0 / 8, n, kb.data() + t * BLK);
+            }
             for (int64_t t = 0; t < T; ++t) {  // the potentials, into c
                 const S* xt = x + t * sx + b0;
                 S* ut = c + t * N + b0;
@@ -306,13 +325,13 @@ static void backward(const S* x, int64_t sx, const S* u0, const S* eps, const ui
                 } else {
                     for (int64_t i = 0; i < n; ++i) ut[i] = xt[i] + (tau * w[i]) * keep[i];
                 }
-                decisions(ut, eps ? eps + t * N + b0 : nullptr, bits ? bits + t * NB + b0 / 8 : nullptr, vth, n,
-                          keep, w);
+                decisions(ut, eps ? eps + t * N + b0 : nullptr, bits ? kb.data() + t * BLK : nullptr, vth, n, keep,
+                          w);
             }
             for (int64_t t = T - 1; t >= 0; --t) {  // the gradient, over them
                 S* __restrict ct = c + t * N + b0;
-                decisions(ct, eps ? eps + t * N + b0 : nullptr, bits ? bits + t * NB + b0 / 8 : nullptr, vth, n,
-                          keep, w);
+                decisions(ct, eps ? eps + t * N + b0 : nullptr, bits ? kb.data() + t * BLK : nullptr, vth, n, keep,
+                          w);
 #pragma omp simd
                 for (int64_t i = 0; i < n; ++i) g[i] = density<S, FAM>(ct[i] - vth, p0, p1, p2);
                 if (detach) {
