@@ -37,7 +37,7 @@ from neurocode._io import sha256_file
 # noise models and surrogates returns one of these names and up to three parameters).
 FAMILIES = {"gauss": 0, "logistic": 1, "sigmoid": 2, "box": 3, "triangle": 4}
 
-SOURCE = Path(__file__).with_name("csrc") / "lif.cpp"
+SOURCES = (Path(__file__).with_name("csrc") / "lif.cpp", Path(__file__).with_name("csrc") / "event_conv.cpp")
 CFLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fopenmp-simd")
 LDFLAGS = ("-lmvec",)
 
@@ -62,7 +62,7 @@ def build_directory() -> Path:
     """Where this machine's build of the kernel lives (the name hashes source, flags and CPU)."""
     import torch
     from torch.utils.cpp_extension import get_default_build_root
-    key = hashlib.sha256("\0".join([SOURCE.read_text(), *CFLAGS, *LDFLAGS, _cpu_key(), torch.__version__,
+    key = hashlib.sha256("\0".join([*(src.read_text() for src in SOURCES), *CFLAGS, *LDFLAGS, _cpu_key(), torch.__version__,
                                     os.environ.get("CXX", "")]).encode()).hexdigest()[:16]
     root = os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root()
     return Path(root) / "neurocode" / f"neurocode_lif_{key}"
@@ -103,7 +103,7 @@ def _build():
     _private_directory(directory)
     library, digest = directory / f"{name}.so", directory / f"{name}.so.sha256"
     _drop_unverified(library, digest)
-    load(name=name, sources=[str(SOURCE)], extra_cflags=list(CFLAGS), extra_ldflags=list(LDFLAGS),
+    load(name=name, sources=[str(src) for src in SOURCES], extra_cflags=list(CFLAGS), extra_ldflags=list(LDFLAGS),
          build_directory=str(directory), is_python_module=False, verbose=False)
     # the library is now the verified one or the one ninja just (re)built: record it, so that
     # later processes verify it before loading
@@ -160,6 +160,35 @@ def _register_python_side() -> None:
         return (c, grad_u0) + (None,) * 13
 
     torch.library.register_autograd("neurocode::lif_forward", backward, setup_context=setup_context)
+
+    @torch.library.register_fake("neurocode::event_conv2d")
+    def _(x, weight, bias, padding):
+        B, _, H, W = x.shape
+        O, _, KH, KW = weight.shape
+        return x.new_empty((B, H + 2 * padding - KH + 1, W + 2 * padding - KW + 1, O)).permute(0, 3, 1, 2)
+
+    @torch.library.register_fake("neurocode::event_conv2d_weight")
+    def _(x, grad_output, weight_shape, padding):
+        return x.new_empty(tuple(weight_shape))
+
+    def conv_setup(ctx, inputs, output):
+        x, weight, bias, padding = inputs
+        ctx.save_for_backward(x, weight)
+        ctx.padding, ctx.has_bias = padding, bias is not None
+
+    def conv_backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        p = ctx.padding
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:  # depends on the output gradient only: dense
+            grad_x = torch.nn.functional.conv_transpose2d(grad, weight, padding=p)
+        if ctx.needs_input_grad[1]:
+            grad_w = torch.ops.neurocode.event_conv2d_weight(x, grad, list(weight.shape), p)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = grad.sum((0, 2, 3))
+        return grad_x, grad_w, grad_b, None
+
+    torch.library.register_autograd("neurocode::event_conv2d", conv_backward, setup_context=conv_setup)
 
 
 def get_library():
