@@ -77,13 +77,11 @@ def resolve_preset(args) -> None:
 def stored_config_matches(run_dir: Path, config) -> bool:
     """True if ``run_dir/config.json`` was written for ``config`` (device and threads aside; the
     recording is compared by :func:`run_key`, where None and the default name are the same)."""
-    from neurocode.fitting import FitConfig
+    from neurocode.runs import RunFolder
 
     try:
-        d = json.loads((run_dir / "config.json").read_text())
-        d = {k: v for k, v in d.items() if k not in ("neurocode_version", "torch_version")}
-        stored = FitConfig.from_dict(d)
-    except (OSError, ValueError, TypeError):
+        stored = RunFolder(run_dir).read_config()
+    except (OSError, ValueError):
         return False
     return not config.differences(stored, ignore=("data", "recording"))
 

@@ -79,15 +79,16 @@ def parse_args(argv=None):
 
 
 def _check_spiking(run_dir: Path) -> None:
-    from neurocode.fitting import FitConfig, predicts_rates
+    from neurocode.fitting import predicts_rates
+    from neurocode.runs import RunFolder
 
     cfg = json.loads((run_dir / "config.json").read_text())
     model = cfg.get("model")
     if model not in ("nsnn", "dsnn"):
         raise SystemExit(f"error: --run {run_dir}: a {model} run; the coding analysis needs a spiking model")
     try:
-        config = FitConfig.from_dict({k: v for k, v in cfg.items() if k not in ("neurocode_version", "torch_version")})
-    except (TypeError, ValueError) as exc:
+        config = RunFolder(run_dir).read_config()
+    except (OSError, ValueError) as exc:
         raise SystemExit(f"error: --run {run_dir}: invalid config.json ({exc})") from None
     if predicts_rates(config):
         raise SystemExit(f"error: --run {run_dir}: its population-mean readout predicts rates, not trials; "

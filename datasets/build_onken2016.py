@@ -4,7 +4,9 @@
 Recipe (from the repository root)::
 
     python datasets/build_onken2016.py --source ../shared/data/onken2016 \
-        --out datasets/onken2016_retina2.h5
+        --out datasets/onken2016_retina2.h5 --overwrite
+
+(``--overwrite`` replaces the existing file; without it an existing ``--out`` is refused.)
 
 ``--source`` is the root of the Onken et al. (2016) package (Dryad doi:10.5061/dryad.4ch10,
 https://doi.org/10.5061/dryad.4ch10, CC0), i.e. the folder holding ``NeuralData/`` and
@@ -27,12 +29,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 # Allow running from a checkout without installing the package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from neurocode._io import atomic_path  # noqa: E402
 from neurocode.data.onken2016 import load_onken2016, sha256_file  # noqa: E402
 
 #: SHA-256 of every package file this recipe reads (from the package's SHA256SUMS).
@@ -150,9 +152,22 @@ def verify(source: Path, rel: str, sums: dict[str, str]) -> None:
             raise ChecksumError(f"{path}: SHA-256 mismatch ({label} expects {want}, file has {actual})")
 
 
-def build(source: Path, out: Path) -> Path:
-    """Verify the sources, load the three recordings, write ``out`` atomically."""
+def build(source: Path, out: Path, *, overwrite: bool = False) -> Path:
+    """Verify the sources, load the three recordings, write ``out`` atomically.
+
+    An existing ``out`` is refused (FileExistsError, before anything is read) unless
+    ``overwrite`` is True; it is then replaced in one step, never left half-written. The file
+    gets the permissions of the umask. A failed write (disk full, read-only folder) raises
+    :class:`neurocode._io.WriteError` naming ``out`` and leaves no temporary file.
+    """
     source = Path(source)
+    out = Path(out)
+    if str(out) in ("", "."):
+        raise ValueError("--out must name a file")
+    if not overwrite and os.path.lexists(out):
+        raise FileExistsError(f"{out}: file exists; pass --overwrite (overwrite=True) to replace it")
+    if out.is_dir():
+        raise IsADirectoryError(f"{out}: is a folder; --out must name a file")
     sums = read_sha256sums(source)
     recs = []
     for group, stem, frames in RECORDINGS:
@@ -175,19 +190,12 @@ def build(source: Path, out: Path) -> Path:
             if got[key] != want:
                 raise RuntimeError(f"{source / spike_rel}: {key} is {got[key]}, expected {want}")
         recs.append(rec)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # Build into a temporary file next to `out`, then move into place: never a half-written file.
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".build", dir=out.parent)
-    os.close(fd)
-    os.remove(tmp)
-    try:
+    # Build into a temporary file next to `out`, then move into place: never a half-written file
+    # (and, without overwrite, never onto a file that appeared meanwhile).
+    with atomic_path(out, overwrite=overwrite) as tmp:
+        tmp.unlink()  # Recording.save starts a new file here
         for rec in recs:
             rec.save(tmp, rec.name)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return out
 
 
@@ -195,8 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--source", type=Path, required=True, help="root of the Onken 2016 package")
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "onken2016_retina2.h5")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     args = p.parse_args(argv)
-    out = build(args.source, args.out)
+    out = build(args.source, args.out, overwrite=args.overwrite)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")
     return 0
 

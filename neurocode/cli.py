@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run folder (default: runs/{model}-{preset}-fold{K}-seed{S})")
     f.add_argument("--resume", action="store_true",
                    help="continue an interrupted run in --out from its checkpoint (or re-score a finished one)")
+    f.add_argument("--overwrite", action="store_true",
+                   help="replace the run --out holds, or write into a folder holding files neurocode did not make")
     f.add_argument("--epochs", type=int, default=None, metavar="N", help="override the preset's epoch count")
     f.add_argument("--device", default=None, metavar="D",
                    help="auto (a GPU when present), cpu, cuda, cuda:1, ... (default: auto)")
@@ -76,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Recompute metrics.json, per_cell_scores.csv and the figures of a run folder "
                                    "from its predictions and the recording, and print the scores.")
     e.add_argument("run_dir", metavar="RUN_DIR")
+    e.add_argument("--rescore", action="store_true",
+                   help="score against a recording file that changed since the fit (writes metrics_rescored.json)")
 
     pr = sub.add_parser("predict", help="predict a fitted model's responses to new stimuli",
                         description="Responses of a run folder's model to new stimuli, prepared as its training "
@@ -106,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "retina 2 to the neurocode HDF5 format (datasets/build_onken2016.py).")
     db.add_argument("--source", required=True, metavar="DIR", help="root of the Onken 2016 package")
     db.add_argument("--out", required=True, metavar="FILE", help="output HDF5 file")
+    db.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
 
     a = sub.add_parser("analyze", help="neural-coding analyses of the recording")
     asub = a.add_subparsers(dest="analysis", metavar="{coding}")
@@ -124,13 +129,20 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from neurocode.fitting import CheckpointError
 
     return (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, CheckpointError,
-            DataFormatError, KeyError)
+            DataFormatError, KeyError, FloatingPointError)
 
 
 def _message(exc: BaseException) -> str:
     text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
-    # one line, whatever a library put in the message
-    return " ".join(line.strip() for line in text.splitlines() if line.strip()) or type(exc).__name__
+    if isinstance(exc, OSError) and exc.strerror and exc.filename and not isinstance(exc, FileNotFoundError):
+        text = f"cannot write or read {exc.filename}: {exc.strerror}"
+    # one line of printable text, whatever a library (or a file's content) put in the message
+    return " ".join(printable(line).strip() for line in text.splitlines() if line.strip()) or type(exc).__name__
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters (terminal escapes) shown as escapes, not executed."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(text))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     except _user_errors() as exc:
         print(f"{PROG}: error: {_message(exc)}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the machine, not the input: disk full, read-only, permissions
+        print(f"{PROG}: error: {_message(exc)}", file=sys.stderr)
+        return 1
 
 
 def _cmd_fit(args) -> int:
@@ -167,7 +182,8 @@ def _cmd_fit(args) -> int:
     if args.threads is not None:
         overrides["threads"] = args.threads
     result = fit(model=args.model, data=args.data, preset=args.preset, fold=args.fold, seed=args.seed,
-                 out=args.out, resume=args.resume, progress=not args.no_progress, **overrides)
+                 out=args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress,
+                 **overrides)
     print(format_metrics(result.metrics))
     print(f"run folder: {result.run_dir}")
     return 0
@@ -177,8 +193,10 @@ def _cmd_evaluate(args) -> int:
     from neurocode.analysis.scores import format_metrics
     from neurocode.pipeline import evaluate
 
-    metrics = evaluate(args.run_dir)
+    metrics = evaluate(args.run_dir, rescore=args.rescore)
     print(format_metrics(metrics))
+    if args.rescore and metrics.get("data_sha256"):
+        print("scored against a changed recording file: written to metrics_rescored.json")
     print(f"run folder: {args.run_dir}")
     return 0
 
@@ -197,10 +215,11 @@ def _cmd_data(args) -> int:
 
         path = Path(args.path) if args.path else bundled_path()
         names = list_recordings(path)
-        print(f"{path}:")
+        print(f"{printable(path)}:")
         print(f"  {'recording':<20} {'stimuli':>7} {'cells':>5} {'trials':>6} {'spikes':>9}  window (s)  frames")
         for name in names:
             rec = load_recording(path, name)
+            name = printable(name)  # a group name is the file's content: never terminal escapes
             if isinstance(rec, ContinuousRecording):
                 frames = f"{rec.n_frames} x " + "x".join(str(s) for s in rec.frame_shape)
                 print(f"  {name:<20} {'movie':>7} {rec.n_cells:>5} {rec.n_repeats:>6} {rec.n_spikes:>9,}  "
@@ -232,7 +251,7 @@ def _cmd_data(args) -> int:
         raise FileNotFoundError(f"{source}: no such folder (--source must be the root of the Onken 2016 package)")
     ns = runpy.run_path(str(recipe), run_name="neurocode_build_onken2016")
     try:
-        out = ns["build"](source, Path(args.out))
+        out = ns["build"](source, Path(args.out), overwrite=args.overwrite)
     except (ns.get("ChecksumError", ValueError), RuntimeError) as exc:
         raise ValueError(str(exc)) from None
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")

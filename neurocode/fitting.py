@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -77,6 +78,7 @@ __all__ = [
     "predict_stimuli",
     "load_checkpoint",
     "resolve_device",
+    "check_device",
     "predicts_rates",
     "validation_split",
 ]
@@ -274,6 +276,18 @@ class FitConfig:
             raise ValueError("model_trials must be >= 2 for a set-level MMD of a noisy model")
         if not 0 <= self.fold < self.n_folds:
             raise ValueError(f"fold={self.fold} out of range for n_folds={self.n_folds} (0..{self.n_folds - 1})")
+        for name in ("seed", "fold", "threads"):
+            value = getattr(self, name)
+            if value is None and name == "threads":
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise ValueError(f"{name} must be an integer (--{name}), got {value!r}")
+            object.__setattr__(self, name, int(value))
+        if not 0 <= self.seed < 2 ** 63 - 1:
+            raise ValueError(f"seed must be in [0, 2**63 - 1) (--seed), got {self.seed}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be a positive integer or None (--threads), got {self.threads!r}")
+        check_device(self.device, available=False)
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
         for name in ("bin_size", "clip_duration"):
@@ -424,7 +438,32 @@ def _reports_probability(config: FitConfig, clips: bool) -> bool:
     return config.kind.noisy and (clips or _uses_rf(config)) and config.rf.readout_units == 1
 
 
+def check_device(name: str, available: bool = True) -> None:
+    """ValueError unless ``name`` is "auto" or a device torch knows (and, with ``available``,
+    one this machine has: a stored configuration may name a GPU the reader lacks)."""
+    if name == "auto":
+        return
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N', ... (--device), got {name!r} "
+                         f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    if device.type not in ("cpu", "cuda", "mps", "xpu"):
+        raise ValueError(f"device {name!r} (--device): fits run on 'cpu', 'cuda' (or 'auto')")
+    if not available:
+        return
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name!r} (--device): no CUDA device on this machine; use 'cpu' or 'auto'")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {name!r} (--device): this machine has {torch.cuda.device_count()} CUDA "
+                             "device(s)")
+    elif device.type != "cpu" and not getattr(torch, device.type).is_available():
+        raise ValueError(f"device {name!r} (--device): not available on this machine")
+
+
 def resolve_device(name: str) -> torch.device:
+    check_device(name)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
@@ -755,6 +794,11 @@ def load_checkpoint(path: str | os.PathLike, config: FitConfig | None = None) ->
                               f"({type(exc).__name__}: {detail})") from exc
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not a neurocode checkpoint (field 'format' missing or wrong)")
+    bad = sorted(k for k, v in (state.get("model") or {}).items()
+                 if isinstance(v, Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all()))
+    if bad:
+        raise CheckpointError(f"{path}: the model weights {bad[:3]}{' ...' if len(bad) > 3 else ''} hold NaN or inf; "
+                              "refusing to use them (a diverged fit)")
     if state.get("version") != CHECKPOINT_VERSION:
         raise CheckpointError(f"{path}: checkpoint version {state.get('version')!r}, expected {CHECKPOINT_VERSION}")
     missing = {"model_kind", "config", "epoch", "model", "optimizer", "scheduler", "rng", "history", "best"} - set(state)
@@ -981,8 +1025,8 @@ def train(
             for b in _batches(n_items, batch, gens["order"]):
                 loss = train_step(config, model, data, b, device, gens["noise"], pairs)
                 if not torch.isfinite(loss):
-                    raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch + 1}; "
-                                             "lower lr (the last checkpoint holds the previous epoch)")
+                    raise FloatingPointError(f"the training loss became {loss.item()} in epoch {epoch + 1}; lower "
+                                             f"lr ({_kept(ckpt, start, epoch)})")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -1003,6 +1047,10 @@ def train(
                     since_best += 1
                 bar.set_postfix(epoch=epoch + 1, loss=f"{losses[-1]:.4g}", val_cc=f"{val:.3f}")
             history.append(record)
+            bad = [name for name, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
+            if bad:
+                raise FloatingPointError(f"the weights {bad[:3]} became NaN or inf in epoch {epoch + 1}; lower lr "
+                                         f"({_kept(ckpt, start, epoch)})")
             if ckpt is not None:
                 state = _checkpoint_state(config, model, optimizer, scheduler, epoch + 1, history, gens, best)
                 with atomic_path(ckpt) as tmp:
@@ -1015,6 +1063,15 @@ def train(
         model.load_state_dict(best["model"])
         history.append({"best_epoch": best["epoch"], "val_rate_cc": best["val_rate_cc"]})
     return model, history
+
+
+def _kept(ckpt: Path | None, start: int, epoch: int) -> str:
+    """What a diverged fit leaves behind, for its error message."""
+    if ckpt is None:
+        return "no checkpoint was requested"
+    if epoch == 0 or (epoch == start and not ckpt.exists()):
+        return f"no epoch finished, so {ckpt} was not written"
+    return f"{ckpt} keeps epoch {epoch}, the last good one"
 
 
 def predict(config: FitConfig, model: nn.Module, data: FitData, stimuli: np.ndarray, n_trials: int | None = None,

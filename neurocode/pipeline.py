@@ -52,12 +52,12 @@ from typing import Any
 
 import numpy as np
 
-from neurocode._io import write_json
+from neurocode._io import sha256_file, write_json
 from neurocode.analysis.scores import compute_metrics, format_metrics
 from neurocode.fitting import predicts_rates
-from neurocode.runs import RunFolder, RunFolderError, default_run_dir, write_predictions
+from neurocode.runs import RunFolder, RunFolderBusy, RunFolderError, default_run_dir, write_predictions
 
-__all__ = ["RunResult", "RunFolderError", "fit", "evaluate", "default_run_dir", "load_run",
+__all__ = ["RunResult", "RunFolderError", "RunFolderBusy", "FitInterrupted", "fit", "recording_sha256", "evaluate", "default_run_dir", "load_run",
            "predict_run", "simulate_run"]
 
 @dataclass
@@ -85,9 +85,32 @@ class RunResult:
 
 
 # --------------------------------------------------------------------------- fit
+class FitInterrupted(KeyboardInterrupt):
+    """A fit stopped by Ctrl-C (SIGINT); says whether an epoch was checkpointed to resume from."""
+
+    def __init__(self, run_dir: Path, checkpointed: bool):
+        super().__init__(str(run_dir))
+        self.run_dir, self.checkpointed = Path(run_dir), checkpointed
+
+
+def recording_sha256(config) -> str:
+    """SHA-256 of the recording file a configuration names (the bundled file when None)."""
+    from neurocode.data import bundled_path
+
+    return sha256_file(config.data if config.data is not None else bundled_path())
+
+
+def _check_provenance(folder: RunFolder, digest: str) -> None:
+    stored = folder.read_config_extra().get("data_sha256")
+    if stored is not None and stored != digest:
+        raise RunFolderError(f"{folder.path}: the recording file changed since this run was fitted (SHA-256 "
+                             f"{stored[:12]}... then, {digest[:12]}... now); pass --rescore (rescore=True) to "
+                             "score the run against the new file, written to metrics_rescored.json")
+
+
 def fit(model: str = "nsnn", data: str | os.PathLike | None = None, preset: str | None = None, fold: int = 0,
-        seed: int = 0, out: str | os.PathLike | None = None, resume: bool = False, progress: bool = True,
-        on_epoch=None, **overrides) -> RunResult:
+        seed: int = 0, out: str | os.PathLike | None = None, resume: bool = False, overwrite: bool = False,
+        progress: bool = True, on_epoch=None, **overrides) -> RunResult:
     """Fit a retina model to the recording, predict the held-out images and score them.
 
     Parameters
@@ -114,7 +137,11 @@ def fit(model: str = "nsnn", data: str | os.PathLike | None = None, preset: str 
         Continue an interrupted run in ``out`` from its checkpoint (same result as an
         uninterrupted run), or re-predict and re-score a finished one. The configuration
         must be the one stored in the folder (``device`` and ``threads`` excepted: the
-        learning-rate schedule depends on the epoch count, so it cannot change).
+        learning-rate schedule depends on the epoch count, so it cannot change), and the
+        recording file the one it was fitted to (SHA-256).
+    overwrite : bool
+        Replace the run ``out`` holds (its files are deleted first), or write into a folder
+        that holds files neurocode did not make (those keep, except any with a run file's name).
     progress : bool
         Show a progress bar.
     on_epoch : callable, optional
@@ -135,7 +162,12 @@ def fit(model: str = "nsnn", data: str | os.PathLike | None = None, preset: str 
     FileNotFoundError
         ``data`` does not exist.
     FileExistsError
-        ``out`` already holds a run and ``resume`` is False.
+        ``out`` already holds a run and neither ``resume`` nor ``overwrite`` is given, or it
+        holds files neurocode did not make and ``overwrite`` is not given.
+    RunFolderBusy
+        Another process is fitting, evaluating or predicting in ``out``.
+    FitInterrupted
+        Ctrl-C during training (a KeyboardInterrupt).
     neurocode.fitting.CheckpointError
         The checkpoint to resume from is corrupt or belongs to another configuration.
 
@@ -145,7 +177,7 @@ def fit(model: str = "nsnn", data: str | os.PathLike | None = None, preset: str 
 
     from neurocode import __version__
     from neurocode.data import ContinuousRecording, load_recording
-    from neurocode.fitting import FitConfig, make_config, predict, prepare_data, train
+    from neurocode.fitting import FitConfig, check_device, make_config, prepare_data, train
 
     # 1. configuration (a bad argument names itself)
     known = {f.name for f in fields(FitConfig)} - {"model", "preset", "data", "fold", "seed"}
@@ -162,24 +194,42 @@ def fit(model: str = "nsnn", data: str | os.PathLike | None = None, preset: str 
     if preset is None:
         preset = "movie" if isinstance(recording, ContinuousRecording) else "quick"
     config = make_config(model, preset, data=data, fold=fold, seed=seed, **overrides)
+    check_device(config.device)  # a GPU this machine lacks is refused before anything is written
 
-    # 2. the run folder
-    run_dir = Path(out) if out is not None else default_run_dir(config.model, config.preset, config.fold, config.seed, resume)
+    # 2. the run folder: one writer at a time, and nothing written before the checks pass
+    run_dir = RunFolder(out).path if out is not None else default_run_dir(config.model, config.preset, config.fold, config.seed, resume)
     folder = RunFolder(run_dir)
-    folder.check(config, resume)  # nothing is written before this passes
+    with folder.lock():
+        folder.check(config, resume, overwrite)
+        digest = recording_sha256(config)
+        if resume and folder.config.exists():
+            _check_provenance(folder, digest)
 
-    # 3. data (errors in the recording surface before the folder is created)
-    fit_data = prepare_data(config, recording)
+        # 3. data (errors in the recording surface before the folder is created)
+        fit_data = prepare_data(config, recording)
 
-    # 4. train
-    folder.write_config(config, neurocode_version=__version__, torch_version=torch.__version__)
-    if fit_data.rfs is not None:
-        write_json(folder.receptive_fields, fit_data.rfs.to_dict())
-    net, history = train(config, fit_data, checkpoint=folder.checkpoint, resume=resume, progress=progress,
-                         on_epoch=on_epoch)
-    folder.write_history(history)
+        # 4. train
+        if overwrite:
+            folder.clear()
+        folder.write_config(config, neurocode_version=__version__, torch_version=torch.__version__,
+                            data_sha256=digest)
+        if fit_data.rfs is not None:
+            write_json(folder.receptive_fields, fit_data.rfs.to_dict())
+        try:
+            net, history = train(config, fit_data, checkpoint=folder.checkpoint, resume=resume, progress=progress,
+                                 on_epoch=on_epoch)
+        except KeyboardInterrupt:
+            raise FitInterrupted(run_dir, folder.checkpoint.exists()) from None
+        folder.write_history(history)
+        return _predict_and_score(folder, config, fit_data, net, history)
+
+
+def _predict_and_score(folder: RunFolder, config, fit_data, net, history: list) -> RunResult:
+    run_dir = folder.path
 
     # 5. predict the held-out images (the first and only time the test images are read)
+    from neurocode.fitting import predict
+
     preds, rates = predict(config, net, fit_data, fit_data.test_idx, return_rates=True)
     write_predictions(folder.predictions, config, preds, rates, fit_data.test_idx)
 
@@ -281,10 +331,11 @@ def predict_run(run_dir: str | os.PathLike, stimuli: str | os.PathLike | np.ndar
                 raise ValueError(f"{path}: .npz file lacks the array 'stimuli' (found {loaded.files})")
             loaded = loaded["stimuli"]
         frames, stem = loaded, path.stem
-    config, model, data = load_run(run_dir)
-    preds, rates = predict_stimuli(config, model, data, frames, n_trials=n_trials, return_rates=True)
-    out = Path(out) if out is not None else run_dir / f"predictions_{stem}.h5"
-    write_predictions(out, config, preds, rates, None, run_dir=str(run_dir.resolve()))
+    with RunFolder(run_dir).lock():
+        config, model, data = load_run(run_dir)
+        preds, rates = predict_stimuli(config, model, data, frames, n_trials=n_trials, return_rates=True)
+        out = Path(out) if out is not None else run_dir / f"predictions_{stem}.h5"
+        write_predictions(out, config, preds, rates, None, run_dir=str(run_dir.resolve()))
     return out
 
 
@@ -328,13 +379,17 @@ def simulate_run(run_dir: str | os.PathLike, stimuli: np.ndarray, n_trials: int 
 
 
 # --------------------------------------------------------------------------- evaluate
-def evaluate(run_dir: str | os.PathLike, recording=None) -> dict:
+def evaluate(run_dir: str | os.PathLike, recording=None, rescore: bool = False) -> dict:
     """Recompute the held-out scores of a run folder and write them there.
 
     Reads ``config.json`` and ``predictions.h5``, reloads the recording named in the
     configuration (or uses ``recording``, a :class:`~neurocode.data.Recording`), and
     writes ``metrics.json``, ``per_cell_scores.csv``, ``training_curve.png`` (if
     ``history.json`` is present) and ``cell_raster.png``.
+
+    The recording file must be the one the run was fitted to (its SHA-256 is stored in
+    ``config.json``). ``rescore=True`` scores the run against a changed file instead and
+    writes only ``metrics_rescored.json`` (the run's own files stay as they are).
 
     Returns
     -------
@@ -347,16 +402,32 @@ def evaluate(run_dir: str | os.PathLike, recording=None) -> dict:
         ``run_dir``, its ``config.json`` or ``predictions.h5`` is missing.
     RunFolderError
         A file of the run folder is corrupt or inconsistent with the others or with the
-        recording.
+        recording; the recording file changed since the fit (without ``rescore``).
+    RunFolderBusy
+        Another process is fitting or predicting in the folder.
     """
-    from neurocode.fitting import build_model, prepare_data
-    from neurocode.models import parameter_count
-
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"{run_dir}: no such run folder")
     folder = RunFolder(run_dir)
+    with folder.lock():
+        return _rescore(folder, recording, rescore)
+
+
+def _rescore(folder: RunFolder, recording, rescore: bool) -> dict:
+    from neurocode.fitting import build_model, prepare_data
+    from neurocode.models import parameter_count
+
+    run_dir = folder.path
     config = folder.read_config()
+    changed = False
+    if recording is None:
+        try:
+            _check_provenance(folder, recording_sha256(config))
+        except RunFolderError:
+            if not rescore:
+                raise
+            changed = True
     data = prepare_data(config, recording)
     preds, rates, test = folder.read_predictions(config, data.n_steps)
     if not np.array_equal(test, data.test_idx):
@@ -373,11 +444,11 @@ def evaluate(run_dir: str | os.PathLike, recording=None) -> dict:
         n_params = parameter_count(build_model(config, data.n_cells, rfs=data.rfs, n_steps=data.n_steps,
                                                n_lags=data.n_lags))
     ln = None if config.kind.reference else ln_reference(config, data)
-    return _evaluate(run_dir, config, data, preds, rates, test, history, n_params, ln=ln)
+    return _evaluate(run_dir, config, data, preds, rates, test, history, n_params, ln=ln, rescored=changed)
 
 
 def _evaluate(run_dir: Path, config, data, preds: np.ndarray, rates: np.ndarray, test: np.ndarray, history: list,
-              n_params: int, ln: dict | None = None) -> dict:
+              n_params: int, ln: dict | None = None, rescored: bool = False) -> dict:
     from neurocode import __version__
     from neurocode.plotting import plot_representative_cell, plot_training_curve, save_figure
 
@@ -434,6 +505,11 @@ def _evaluate(run_dir: Path, config, data, preds: np.ndarray, rates: np.ndarray,
     metrics["neurocode_version"] = __version__
     metrics["per_cell"] = per_cell
     folder = RunFolder(run_dir)
+    if rescored:  # against a recording file other than the fitted one: the run's own files stay
+        metrics["data_sha256"] = recording_sha256(config)
+        path = folder.path / "metrics_rescored.json"
+        write_json(path, metrics)
+        return json.loads(path.read_text())
     write_json(folder.metrics, metrics)
     folder.write_scores(per_cell)
     if train_records:

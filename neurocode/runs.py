@@ -20,6 +20,7 @@ is resumed.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -29,15 +30,19 @@ from typing import Any
 
 import numpy as np
 
-from neurocode._io import atomic_path, write_json, write_text
+from neurocode._io import write_json, write_text
 
-__all__ = ["RunFolder", "RunFolderError", "default_run_dir", "PREDICTIONS_FORMAT"]
+__all__ = ["RunFolder", "RunFolderError", "RunFolderBusy", "default_run_dir", "PREDICTIONS_FORMAT"]
 
 PREDICTIONS_FORMAT = "neurocode-predictions"
 
 
 class RunFolderError(ValueError):
     """A run folder's content is missing, corrupt, or belongs to another run."""
+
+
+class RunFolderBusy(RunFolderError):
+    """Another process (a fit, evaluate or predict) holds the run folder's lock."""
 
 
 def default_run_dir(model: str, preset: str, fold: int, seed: int, resume: bool = False) -> Path:
@@ -67,8 +72,16 @@ class RunFolder:
     CURVE_FIGURE = "training_curve.png"
     RASTER_FIGURE = "cell_raster.png"
     RECEPTIVE_FIELDS = "receptive_fields.json"
+    RESCORED = "metrics_rescored.json"
+
+    #: Every file a fit writes (the folder holds only these, our temporary files and
+    #: ``predictions_*.h5`` of ``neurocode predict``).
+    FILES = (CONFIG, CHECKPOINT, HISTORY, PREDICTIONS, METRICS, SCORES, CURVE_FIGURE, RASTER_FIGURE,
+             RECEPTIVE_FIELDS, RESCORED)
 
     def __init__(self, path: str | os.PathLike):
+        if not os.fspath(path).strip():
+            raise ValueError("the run folder path is empty (--out); give a folder name")
         self.path = Path(path)
 
     def __repr__(self) -> str:
@@ -85,14 +98,67 @@ class RunFolder:
     raster_figure = property(lambda self: self.path / self.RASTER_FIGURE)
     receptive_fields = property(lambda self: self.path / self.RECEPTIVE_FIELDS)
 
+    # ------------------------------------------------------------------ one writer at a time
+    @property
+    def lock_file(self) -> Path:
+        """The lock beside the folder (``.NAME.lock`` in its parent): taking it creates nothing inside."""
+        resolved = self.path.resolve()
+        return resolved.parent / f".{resolved.name}.lock"
+
+    @contextlib.contextmanager
+    def lock(self):
+        """Hold the folder's OS-level lock for the block, or raise :class:`RunFolderBusy` at once.
+
+        A fit holds it from its checks to its last write, ``evaluate`` and ``predict`` while
+        they read and write, so two processes never write one run folder.
+        """
+        from filelock import FileLock, Timeout
+
+        path = self.lock_file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(path, timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise RunFolderBusy(f"{self.path}: another neurocode process (a fit, evaluate or predict) is using "
+                                "this run folder; wait for it to finish or choose another --out") from None
+        try:
+            yield self
+        finally:
+            lock.release()
+
     # ------------------------------------------------------------------ the one compatibility rule
-    def check(self, config, resume: bool) -> None:
+    def foreign_files(self) -> list[str]:
+        """Entries of the folder that no fit of neurocode wrote (all of them, if it holds no run)."""
+        if not self.path.is_dir():
+            return []
+        names = sorted(p.name for p in self.path.iterdir())
+        if self.CONFIG not in names:
+            return names
+        ours = set(self.FILES)
+        return [n for n in names if n not in ours and not (n.startswith("predictions_") and n.endswith(".h5"))
+                and not (n.startswith(".") and n.endswith(".tmp"))]  # .NAME.XXXX.tmp: an atomic write's
+
+    def check(self, config, resume: bool, overwrite: bool = False) -> None:
         """Refuse, before anything is written, a folder that is not this run's to write.
+
+        Parameters
+        ----------
+        config : FitConfig
+        resume : bool
+            Continue (or re-score) the run the folder holds.
+        overwrite : bool
+            Write into a folder that holds files neurocode did not make (they are left alone,
+            except those with the names of a run's files), or replace the run it holds (its
+            files are deleted first).
 
         Raises
         ------
+        ValueError
+            ``resume`` and ``overwrite`` together.
         FileExistsError
-            The path is a file, or the folder holds a run and ``resume`` is False.
+            The path is a file; the folder holds files neurocode did not make; or it holds a
+            run and neither ``resume`` nor ``overwrite`` is given.
         RunFolderError
             ``resume`` into a folder holding another model or configuration.
         neurocode.fitting.CheckpointError
@@ -100,18 +166,30 @@ class RunFolder:
         """
         from neurocode.fitting import load_checkpoint
 
+        if resume and overwrite:
+            raise ValueError("--resume continues the run in the folder, --overwrite replaces it: give one of them")
         if self.path.exists() and not self.path.is_dir():
             raise FileExistsError(f"{self.path}: exists and is not a folder; choose another --out")
+        foreign = self.foreign_files()
+        if foreign and not overwrite:
+            shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+            raise FileExistsError(f"{self.path}: holds files neurocode did not make ({shown}); choose another --out "
+                                  "or pass --overwrite to write into it anyway (nothing was changed)")
         present = [name for name in (self.METRICS, self.CHECKPOINT, self.CONFIG) if (self.path / name).exists()]
-        if present and not resume:
+        if present and not (resume or overwrite):
             raise FileExistsError(
                 f"{self.path}: already holds a run ({', '.join(present)}); pass --resume (resume=True) to continue "
-                "or re-score it, or choose another --out"
+                "or re-score it, --overwrite to replace it, or choose another --out"
             )
         if resume and self.config.exists():
             self.check_same_run(config)
         if resume and self.checkpoint.exists():
             load_checkpoint(self.checkpoint, config)  # CheckpointError (corrupt / other run)
+
+    def clear(self) -> None:
+        """Delete the run's files (not any other file in the folder): ``--overwrite`` starts afresh."""
+        for name in self.FILES:
+            (self.path / name).unlink(missing_ok=True)
 
     def check_same_run(self, config) -> None:
         """RunFolderError unless the stored configuration is ``config``'s run (device, threads aside)."""
@@ -133,10 +211,10 @@ class RunFolder:
         self.path.mkdir(parents=True, exist_ok=True)
         write_json(self.config, {**config.to_dict(), **extra})
 
-    def read_config(self):
-        """The stored :class:`~neurocode.fitting.FitConfig` (FileNotFoundError / RunFolderError naming the file)."""
-        from neurocode.fitting import FitConfig
+    #: What config.json holds beside the FitConfig's fields: versions and the recording's SHA-256.
+    CONFIG_EXTRA = ("neurocode_version", "torch_version", "data_sha256")
 
+    def _read_config_json(self) -> dict:
         path = self.config
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such file ({self.path} is not a neurocode run folder)")
@@ -144,13 +222,26 @@ class RunFolder:
             d = json.loads(path.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise RunFolderError(f"{path}: corrupt run configuration ({exc})") from None
+        except RecursionError:
+            raise RunFolderError(f"{path}: not a neurocode run configuration (nested too deeply)") from None
         if not isinstance(d, dict) or "model" not in d:
             raise RunFolderError(f"{path}: not a neurocode run configuration (field 'model' missing)")
-        d = {k: v for k, v in d.items() if k not in ("neurocode_version", "torch_version")}
+        return d
+
+    def read_config(self):
+        """The stored :class:`~neurocode.fitting.FitConfig` (FileNotFoundError / RunFolderError naming the file)."""
+        from neurocode.fitting import FitConfig
+
+        d = {k: v for k, v in self._read_config_json().items() if k not in self.CONFIG_EXTRA}
         try:
             return FitConfig.from_dict(d)
-        except (TypeError, ValueError) as exc:
-            raise RunFolderError(f"{path}: invalid run configuration ({exc})") from None
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise RunFolderError(f"{self.config}: invalid run configuration ({str(exc)[:300]})") from None
+
+    def read_config_extra(self) -> dict:
+        """The versions and the recording's SHA-256 stored beside the configuration (absent keys: older runs)."""
+        d = self._read_config_json()
+        return {k: d[k] for k in self.CONFIG_EXTRA if k in d}
 
     def write_history(self, history: list) -> None:
         write_json(self.history, history)
@@ -186,29 +277,28 @@ class RunFolder:
 def write_predictions(path: Path, config, preds: np.ndarray, rates: np.ndarray, test_idx: np.ndarray | None,
                       **attrs) -> None:
     """Predictions file: ``rates``, ``spikes`` (spiking models), ``test_stimuli`` (when given), ``attrs``."""
-    import h5py
-
+    from neurocode._io import atomic_h5
     from neurocode.fitting import predicts_rates
 
     spiking = not predicts_rates(config)
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["format"] = PREDICTIONS_FORMAT
-            f.attrs["model"] = config.model
-            f.attrs["bin_size"] = float(config.bin_size)
-            f.attrs["n_trials"] = int(preds.shape[2]) if spiking else 0
-            f.attrs["seed"] = int(config.seed)
-            f.attrs["fold"] = int(config.fold)
-            for key, value in attrs.items():
-                f.attrs[key] = value
-            if spiking:
-                ds = f.create_dataset("spikes", data=preds.astype(np.uint8), compression="gzip", compression_opts=4)
-                ds.attrs["dims"] = "stimulus, time bin, model trial, cell"
-            ds = f.create_dataset("rates", data=rates.astype(np.float32), compression="gzip", compression_opts=4)
-            ds.attrs["dims"] = "stimulus, time bin, cell"
-            ds.attrs["unit"] = "expected spikes per bin"
-            if test_idx is not None:
-                f.create_dataset("test_stimuli", data=np.asarray(test_idx, dtype=np.int64))
+    # built in memory, written in one piece: a full disk is a WriteError naming the file (no crash)
+    with atomic_h5(path) as f:
+        f.attrs["format"] = PREDICTIONS_FORMAT
+        f.attrs["model"] = config.model
+        f.attrs["bin_size"] = float(config.bin_size)
+        f.attrs["n_trials"] = int(preds.shape[2]) if spiking else 0
+        f.attrs["seed"] = int(config.seed)
+        f.attrs["fold"] = int(config.fold)
+        for key, value in attrs.items():
+            f.attrs[key] = value
+        if spiking:
+            ds = f.create_dataset("spikes", data=preds.astype(np.uint8), compression="gzip", compression_opts=4)
+            ds.attrs["dims"] = "stimulus, time bin, model trial, cell"
+        ds = f.create_dataset("rates", data=rates.astype(np.float32), compression="gzip", compression_opts=4)
+        ds.attrs["dims"] = "stimulus, time bin, cell"
+        ds.attrs["unit"] = "expected spikes per bin"
+        if test_idx is not None:
+            f.create_dataset("test_stimuli", data=np.asarray(test_idx, dtype=np.int64))
 
 
 def read_predictions(path: Path, config, n_steps: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -11,15 +11,14 @@ import torch
 
 from elephant.statistics import fanofactor, instantaneous_rate as el_instantaneous_rate
 from elephant.kernels import GaussianKernel
+from elephant_reference import fano_factor_elephant, psth_elephant
 from neurocode.analysis import (
     count_cc_per_cell,
     fano_factor,
-    fano_factor_elephant,
     instantaneous_rate,
     pearson,
     prediction_cosine_similarity,
     psth,
-    psth_elephant,
     rate_cc_per_cell,
     spikes_to_spiketrains,
     split_half_reliability,

@@ -252,11 +252,11 @@ def test_metrics_match_hand_computation():
 
 def test_evaluate_perfect_predictions_file(tiny_run, tmp_path):
     """evaluate() reads predictions.h5: the recorded trials themselves score rate CC 1."""
-    from neurocode.fitting import FitConfig, prepare_data
+    from neurocode.fitting import prepare_data
+    from neurocode.runs import RunFolder
 
     d = _copy(tiny_run, tmp_path)
-    cfg = json.loads((d / "config.json").read_text())
-    cfg = FitConfig.from_dict({k: v for k, v in cfg.items() if not k.endswith("_version")})
+    cfg = RunFolder(d).read_config()
     data = prepare_data(cfg)
     with h5py.File(d / "predictions.h5", "r+") as f:
         del f["spikes"], f["rates"]

@@ -33,12 +33,10 @@ from neurocode.analysis.stability import lyapunov_bounds, sample_lyapunov_expone
 from neurocode.analysis.statistics import (
     count_cc_per_cell,
     fano_factor,
-    fano_factor_elephant,
     instantaneous_rate,
     pearson,
     prediction_cosine_similarity,
     psth,
-    psth_elephant,
     rate_cc_per_cell,
     split_half_reliability,
 )
@@ -49,8 +47,8 @@ __all__ = [
     "bin_spike_times", "binned_counts", "binned_spike_train", "block_to_counts",
     "spike_counts", "spikes_to_block", "spikes_to_spiketrains", "spiketrains_to_counts",
     "to_numpy", "SpikeFlip", "flip_spikes", "perturb_spikes", "lyapunov_bounds",
-    "sample_lyapunov_exponent", "count_cc_per_cell", "fano_factor", "fano_factor_elephant",
-    "instantaneous_rate", "pearson", "prediction_cosine_similarity", "psth", "psth_elephant",
+    "sample_lyapunov_exponent", "count_cc_per_cell", "fano_factor",
+    "instantaneous_rate", "pearson", "prediction_cosine_similarity", "psth",
     "rate_cc_per_cell", "split_half_reliability",
 ]
 

@@ -82,6 +82,8 @@ def coding_analysis(counts_per_stimulus, predictions=None, ddof: int = 0) -> Cod
     counts = to_numpy(counts_per_stimulus).astype(float)
     if counts.ndim != 3:
         raise ValueError(f"counts must be [n_stimuli, trials, units], got {counts.shape}")
+    if counts.size == 0:
+        raise ValueError(f"counts is empty (shape {counts.shape})")
     ff = fano_factor(counts, axis_trials=1, ddof=ddof)  # [n_stimuli, units]
     with np.errstate(all="ignore"):
         valid = np.isfinite(ff)
@@ -135,6 +137,9 @@ def model_coding_analysis(model, inputs, n_trials: int = 10, *, code_layer=None,
     """
     import torch
 
+    for arg, value in (("n_trials", n_trials), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{arg} must be a positive integer, got {value!r}")
     if seed is not None:
         torch.manual_seed(seed)
     x_all = inputs if torch.is_tensor(inputs) else torch.as_tensor(np.asarray(inputs))

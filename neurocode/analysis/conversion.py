@@ -40,18 +40,47 @@ __all__ = [
 
 
 def to_numpy(x) -> np.ndarray:
-    """Return ``x`` as a numpy array (torch tensors are detached and moved to CPU)."""
+    """Return ``x`` as a numpy array (torch tensors are detached and moved to CPU).
+
+    Tensors of a dtype numpy lacks (``torch.bfloat16``, the float8 types) are converted to
+    float32 first, exactly (every bfloat16 value is a float32 value).
+    """
     if hasattr(x, "detach") and hasattr(x, "cpu"):
-        return x.detach().cpu().numpy()
+        t = x.detach().cpu()
+        try:
+            return t.numpy()
+        except TypeError:  # "Got unsupported ScalarType BFloat16"
+            return t.float().numpy()
     if isinstance(x, pq.Quantity):
         return np.asarray(x.magnitude)
     return np.asarray(x)
 
 
-def _as_seconds(x) -> float:
-    if isinstance(x, pq.Quantity):
-        return float(x.rescale(pq.s).magnitude)
-    return float(x)
+def _as_seconds(x, name: str = "time") -> float:
+    try:
+        if isinstance(x, pq.Quantity):
+            return float(x.rescale(pq.s).magnitude)
+        return float(x)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be a number of seconds, got {x!r} ({exc})") from None
+
+
+def check_step(value, name: str, window: float | None = None) -> float:
+    """``value`` (s) as a float; ValueError naming ``name`` unless ``0 < value`` (``<= window`` if given)."""
+    v = _as_seconds(value, name)
+    if not (np.isfinite(v) and v > 0):
+        raise ValueError(f"{name} must be a positive number of seconds, got {v:g}")
+    if window is not None and v > window * (1 + 1e-9):
+        raise ValueError(f"{name}={v:g} s is longer than the window of {window:g} s")
+    return v
+
+
+def check_window(t_start: float, t_stop: float) -> None:
+    """ValueError unless ``t_start < t_stop`` (both finite)."""
+    if not (np.isfinite(t_start) and np.isfinite(t_stop)):
+        raise ValueError(f"t_start and t_stop must be finite, got ({t_start:g}, {t_stop:g})")
+    if not t_stop > t_start:
+        raise ValueError(f"t_stop must be greater than t_start, got t_start={t_start:g} s, t_stop={t_stop:g} s")
 
 
 def spikes_to_spiketrains(spikes, dt: float, t_start: float = 0.0) -> list[list[neo.SpikeTrain]]:
@@ -76,9 +105,13 @@ def spikes_to_spiketrains(spikes, dt: float, t_start: float = 0.0) -> list[list[
         x = x[:, None, :]
     if x.ndim != 3:
         raise ValueError(f"spikes must be [T, trials, cells], got shape {x.shape}")
-    dt = _as_seconds(dt)
-    t0 = _as_seconds(t_start)
+    if x.size == 0:
+        raise ValueError(f"spikes is empty (shape {x.shape})")
+    dt = check_step(dt, "dt")
+    t0 = _as_seconds(t_start, "t_start")
     T, n_trials, n_cells = x.shape
+    if not np.isfinite(x).all():
+        raise ValueError("spikes contains NaN or infinite values")
     counts = np.rint(x).astype(np.int64)
     if np.any(counts < 0):
         raise ValueError("spike counts must be non-negative")
@@ -180,14 +213,24 @@ def bin_spike_times(spike_times, bin_size: float, t_start: float, t_stop: float)
     -------
     np.ndarray of int64, ``[n_bins, *nesting]``
     """
-    bin_size, t_start, t_stop = (_as_seconds(v) for v in (bin_size, t_start, t_stop))
+    t_start, t_stop = _as_seconds(t_start, "t_start"), _as_seconds(t_stop, "t_stop")
+    check_window(t_start, t_stop)
+    bin_size = check_step(bin_size, "bin_size", t_stop - t_start)
     leaves, shape = _flatten_leaves(spike_times)
+    if not leaves or 0 in shape:
+        raise ValueError("spike_times is empty: expected (nested lists of) spike-time arrays")
     T = n_bins(t_stop - t_start, bin_size)
     lengths = np.fromiter((len(v) for v in leaves), dtype=np.int64, count=len(leaves))
     if lengths.sum():
         times = np.concatenate([_leaf_seconds(v) for v in leaves])
     else:
         times = np.zeros(0)
+    bad = ~np.isfinite(times)
+    if bad.any():
+        leaf = int(np.searchsorted(np.cumsum(lengths), int(np.argmax(bad)), side="right"))
+        where = tuple(int(i) for i in np.unravel_index(leaf, shape)) if shape else ()
+        raise ValueError(f"spike_times contains NaN or infinite spike times (train {where}); they would be "
+                         "dropped without a trace")
     owner = np.repeat(np.arange(len(leaves)), lengths)
     bins = bin_index(times, t_start, bin_size)
     ok = (times >= t_start) & (bins >= 0) & (bins < T)
@@ -230,16 +273,35 @@ def _flatten_leaves(x) -> tuple[list, tuple]:
 def spiketrains_to_counts(spiketrains, bin_size, t_start=None, t_stop=None, fast: bool = True) -> np.ndarray:
     """Counts ``[n_bins, *nesting]`` from nested SpikeTrains (fast path or elephant).
 
-    ``t_start``/``t_stop`` default to the (common) values of the spike trains.
+    ``t_start``/``t_stop`` default to the values shared by all spike trains. Like elephant,
+    trains of different ``t_start`` (``t_stop``) need an explicit ``t_start`` (``t_stop``):
+    ValueError otherwise, naming the values that differ (never a silent cut to the common
+    window).
     """
+    flat, _ = _flatten_trains(spiketrains)
+    if not flat:
+        raise ValueError("spiketrains is empty: expected (nested lists of) neo.SpikeTrain")
+    if t_start is None:
+        t_start = _common(flat, "t_start")
+    if t_stop is None:
+        t_stop = _common(flat, "t_stop")
     if not fast:
         return binned_counts(spiketrains, bin_size, t_start, t_stop)
-    flat, _ = _flatten_trains(spiketrains)
-    if t_start is None:
-        t_start = max(_as_seconds(st.t_start) for st in flat)
-    if t_stop is None:
-        t_stop = min(_as_seconds(st.t_stop) for st in flat)
     return bin_spike_times(spiketrains, bin_size, t_start, t_stop)
+
+
+def _common(flat: list, key: str) -> float:
+    """The ``t_start``/``t_stop`` shared by all trains (s); ValueError naming the values if they differ."""
+    values = np.array([_as_seconds(getattr(st, key), key) for st in flat])
+    lo, hi = float(values.min()), float(values.max())
+    if lo != hi:
+        i, j = int(np.argmin(values)), int(np.argmax(values))
+        raise ValueError(
+            f"the spike trains have different {key} ({lo:g} s for train {i}, {hi:g} s for train {j}); pass "
+            f"{key} explicitly to bin over a shared window (e.g. t_start = the largest t_start, t_stop = the "
+            "smallest t_stop), as elephant requires"
+        )
+    return lo
 
 
 def block_to_counts(block: neo.Block, bin_size=None, t_start=None, t_stop=None, fast: bool = True) -> np.ndarray:
@@ -258,6 +320,8 @@ def block_to_counts(block: neo.Block, bin_size=None, t_start=None, t_stop=None, 
             entries.append((ann.get("stimulus", s if s is not None else 0),
                             ann.get("trial", k if k is not None else si),
                             ann.get("cell", ci), st))
+    if not entries:
+        raise ValueError(f"block {block.name!r} holds no spike trains")
     S = 1 + max(e[0] for e in entries)
     K = 1 + max(e[1] for e in entries)
     C = 1 + max(e[2] for e in entries)

@@ -15,6 +15,7 @@ import scipy.stats
 import neo
 
 from neurocode.analysis.conversion import (
+    check_step,
     spike_counts,
     spikes_to_spiketrains,
     to_numpy,
@@ -22,16 +23,29 @@ from neurocode.analysis.conversion import (
 
 __all__ = [
     "fano_factor",
-    "fano_factor_elephant",
     "prediction_cosine_similarity",
     "pearson",
     "rate_cc_per_cell",
     "count_cc_per_cell",
     "psth",
-    "psth_elephant",
     "instantaneous_rate",
     "split_half_reliability",
 ]
+
+
+def _numeric(data, name: str) -> np.ndarray:
+    """``data`` as a float64 array; ValueError naming ``name`` if it is empty or not numeric."""
+    x = to_numpy(data)
+    if x.dtype == object or np.iscomplexobj(x) or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+        raise ValueError(f"{name} must be a real numeric array (or tensor), got dtype {x.dtype}")
+    if x.size == 0:
+        raise ValueError(f"{name} is empty (shape {x.shape})")
+    return x.astype(np.float64)
+
+
+def _check_not_empty(data, name: str) -> None:
+    if isinstance(data, (list, tuple)) and len(data) == 0:
+        raise ValueError(f"{name} is empty")
 
 
 def _is_neo(x) -> bool:
@@ -48,7 +62,13 @@ def fano_factor(data, axis_trials: int = -2, ddof: int = 0, time_axis: int | Non
 
     Semantics follow :func:`elephant.statistics.fanofactor` (elephant 1.2): the variance
     is the population variance (``ddof=0``, the default here too) and the result is NaN
-    when the mean count is 0 (all trials silent). No warning is emitted for NaN.
+    when the mean count is 0 (all trials silent); no warning is emitted for that NaN.
+
+    One difference, on purpose: with a single trial (generally: fewer than ``ddof + 2``
+    trials) the variance *across trials* is undefined. elephant returns 0 for one spike
+    train, which would claim a perfectly reliable cell; this function returns NaN and
+    issues a :class:`RuntimeWarning` naming the trial count. No trials at all (empty input)
+    is a ValueError.
 
     Parameters
     ----------
@@ -69,23 +89,48 @@ def fano_factor(data, axis_trials: int = -2, ddof: int = 0, time_axis: int | Non
     Returns
     -------
     float or np.ndarray of float
+
+    Raises
+    ------
+    ValueError
+        Empty or non-numeric ``data``, a negative ``ddof``, or an axis out of range.
     """
+    if isinstance(ddof, bool) or not isinstance(ddof, (int, np.integer)) or ddof < 0:
+        raise ValueError(f"ddof must be a non-negative integer, got {ddof!r}")
+    _check_not_empty(data, "data")
     if _is_neo(data):
         if isinstance(data, (list, tuple)) and isinstance(data[0], neo.SpikeTrain):
             counts = spike_counts(data)  # [trials]
             return float(_ff(counts[:, None].astype(float), 0, ddof)[0])
         counts = spike_counts(data)  # [trial, cell] (nesting order)
+        if counts.size == 0:
+            raise ValueError(f"data is empty (nesting {counts.shape})")
         return _ff(counts.astype(float), 0, ddof)
-    x = to_numpy(data).astype(float)
+    x = _numeric(data, "data")
+    if x.ndim < 2 and time_axis is None:
+        raise ValueError(f"data must be counts [..., trials, cells] with axis_trials={axis_trials}, got shape {x.shape}")
     if time_axis is not None:
-        ta = time_axis % x.ndim
-        at = axis_trials % x.ndim
+        ta = _axis(time_axis, x.ndim, "time_axis")
+        at = _axis(axis_trials, x.ndim, "axis_trials")
+        if ta == at:
+            raise ValueError(f"time_axis and axis_trials must differ, both are axis {ta}")
         x = x.sum(axis=ta)
         axis_trials = at - (1 if ta < at else 0)
-    return _ff(x, axis_trials, ddof)
+    return _ff(x, _axis(axis_trials, x.ndim, "axis_trials"), ddof)
+
+
+def _axis(axis: int, ndim: int, name: str) -> int:
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)) or not -ndim <= axis < ndim:
+        raise ValueError(f"{name}={axis!r} is out of range for an array of {ndim} dimensions")
+    return int(axis) % ndim
 
 
 def _ff(x: np.ndarray, axis: int, ddof: int) -> np.ndarray:
+    n = x.shape[axis]
+    if n < ddof + 2:
+        warnings.warn(f"fano_factor: {n} trial(s) along the trial axis (ddof={ddof}): the variance across trials "
+                      f"needs at least {ddof + 2}, so the Fano factor is NaN", RuntimeWarning, stacklevel=3)
+        return np.full(np.delete(np.array(x.shape), axis), np.nan)
     mean = x.mean(axis=axis)
     var = x.var(axis=axis, ddof=ddof)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -93,21 +138,6 @@ def _ff(x: np.ndarray, axis: int, ddof: int) -> np.ndarray:
     return np.where(mean > 0, ff, np.nan)
 
 
-def fano_factor_elephant(trains) -> np.ndarray:
-    """Reference path: elephant's ``fanofactor`` per cell for ``trains[trial][cell]``.
-
-    Returns ``[cells]``. Slow (one elephant call per cell); used in tests and benchmarks.
-    """
-    from elephant.statistics import fanofactor
-
-    n_cells = len(trains[0])
-    out = np.empty(n_cells)
-    for c in range(n_cells):
-        out[c] = fanofactor([row[c] for row in trains])
-    return out
-
-
-# --------------------------------------------------------------------------- cosine similarity
 def prediction_cosine_similarity(predictions, axis_trials: int = -2) -> np.ndarray | float:
     """Mean pairwise cosine similarity between repeated trials' prediction vectors.
 
@@ -127,13 +157,30 @@ def prediction_cosine_similarity(predictions, axis_trials: int = -2) -> np.ndarr
         zeros (cosine undefined) are excluded; NaN if fewer than 2 non-zero trials remain.
         Identical non-zero trials give exactly 1.
 
+    Raises
+    ------
+    ValueError
+        Empty or non-numeric input, fewer than 2 dimensions, ``axis_trials`` the feature
+        axis, or NaN / infinite values (they would silently remove a trial).
+
     Notes
     -----
     Vectorised as ``(||sum_i u_i||^2 - m) / (m (m - 1))`` with ``u_i`` the unit vectors of
     the ``m`` non-zero trials; tested equal to ``1 - scipy.spatial.distance.pdist(., 'cosine')``.
     """
-    x = to_numpy(predictions).astype(float)
-    x = np.moveaxis(x, axis_trials, -2)
+    x = _numeric(predictions, "predictions")
+    if x.ndim < 2:
+        raise ValueError(f"predictions must be [..., trials, features], got shape {x.shape}")
+    at = _axis(axis_trials, x.ndim, "axis_trials")
+    if at == x.ndim - 1:
+        raise ValueError(f"axis_trials={axis_trials} is the feature axis (the last one); the trials need their own axis")
+    if not np.isfinite(x).all():
+        raise ValueError("predictions contains NaN or infinite values")
+    x = np.moveaxis(x, at, -2)
+    # scale each vector to max |x| = 1 first: the norms of very small (large) vectors would
+    # underflow (overflow) and the unit vectors would not be unit
+    scale = np.abs(x).max(axis=-1, keepdims=True)
+    x = x / np.where(scale > 0, scale, 1.0)
     norm = np.linalg.norm(x, axis=-1, keepdims=True)
     nz = norm[..., 0] > 0
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -236,10 +283,19 @@ def psth(data, dt: float | None = None, axis_trials: int = -2, bin_size: float |
         Arrays: ``[..., T', cells]`` in Hz. Neo: ``[n_bins]`` for a list of trains,
         ``[n_bins, cells]`` for a nested list — equal to
         ``elephant.statistics.time_histogram(..., output='rate')``.
+
+    Raises
+    ------
+    ValueError
+        Empty input; ``dt`` or ``bin_size`` not positive or longer than the window; spike
+        trains of different ``t_start`` / ``t_stop`` without explicit ones (as elephant);
+        NaN spike times.
     """
+    _check_not_empty(data, "data")
     if _is_neo(data):
         if bin_size is None:
             raise ValueError("bin_size is required for neo input")
+        bin_size = check_step(bin_size, "bin_size")  # seconds, also for a Quantity in ms
         from neurocode.analysis.conversion import spiketrains_to_counts
 
         if isinstance(data[0], neo.SpikeTrain):
@@ -249,40 +305,24 @@ def psth(data, dt: float | None = None, axis_trials: int = -2, bin_size: float |
         return counts.mean(axis=1) / float(bin_size)
     if dt is None:
         raise ValueError("dt (seconds) is required for count arrays")
-    x = to_numpy(data).astype(float)
-    at = axis_trials % x.ndim
+    dt = check_step(dt, "dt")
+    x = _numeric(data, "data")
+    if x.ndim < 3:
+        raise ValueError(f"data must be counts [..., T, trials, cells], got shape {x.shape}")
+    at = _axis(axis_trials, x.ndim, "axis_trials")
+    if at == 0:
+        raise ValueError(f"axis_trials={axis_trials} leaves no time axis before it ([..., T, trials, cells])")
     x = np.moveaxis(x, at, -1)  # [..., T, cells, trials]
     rate = x.mean(axis=-1) / dt  # [..., T, cells]
     if bin_size is not None:
+        bin_size = check_step(bin_size, "bin_size", rate.shape[-2] * dt)
         f = int(round(bin_size / dt))
         if f < 1 or abs(f * dt - bin_size) > 1e-9 * max(bin_size, 1.0):
-            raise ValueError("bin_size must be an integer multiple of dt")
+            raise ValueError(f"bin_size={bin_size:g} s must be an integer multiple of dt={dt:g} s")
         T = rate.shape[-2] // f
         rate = rate[..., : T * f, :]
         rate = rate.reshape(rate.shape[:-2] + (T, f, rate.shape[-1])).mean(axis=-2)
     return rate
-
-
-def psth_elephant(trains, bin_size, t_start=None, t_stop=None) -> np.ndarray:
-    """Reference PSTH with :func:`elephant.statistics.time_histogram` (``output='rate'``).
-
-    ``trains`` is a list of SpikeTrains (-> ``[n_bins]``) or nested ``[trial][cell]``
-    (-> ``[n_bins, cells]``); Hz.
-    """
-    from elephant.statistics import time_histogram
-
-    q = lambda v: None if v is None else (v if isinstance(v, pq.Quantity) else v * pq.s)  # noqa: E731
-    bs = q(bin_size)
-    if isinstance(trains[0], neo.SpikeTrain):
-        h = time_histogram(trains, bin_size=bs, t_start=q(t_start), t_stop=q(t_stop), output="rate")
-        return h.rescale("Hz").magnitude[:, 0]
-    n_cells = len(trains[0])
-    cols = []
-    for c in range(n_cells):
-        h = time_histogram([row[c] for row in trains], bin_size=bs, t_start=q(t_start),
-                           t_stop=q(t_stop), output="rate")
-        cols.append(h.rescale("Hz").magnitude[:, 0])
-    return np.stack(cols, axis=1)
 
 
 def instantaneous_rate(data, sampling_period: float, kernel="gaussian", sigma: float = 0.01,
@@ -308,7 +348,9 @@ def instantaneous_rate(data, sampling_period: float, kernel="gaussian", sigma: f
     from elephant import kernels as ek
     from elephant.statistics import instantaneous_rate as _ir
 
+    sampling_period = check_step(sampling_period, "sampling_period")
     if isinstance(kernel, str):
+        check_step(sigma, "sigma")
         names = {"gaussian": ek.GaussianKernel, "exponential": ek.ExponentialKernel,
                  "alpha": ek.AlphaKernel, "rectangular": ek.RectangularKernel,
                  "triangular": ek.TriangularKernel, "laplacian": ek.LaplacianKernel}

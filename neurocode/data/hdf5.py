@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from neurocode._io import atomic_path
+from neurocode._io import atomic_h5
 from neurocode.data.errors import DataFormatError
 
 __all__ = [
@@ -81,37 +81,106 @@ def save_group(path: str | os.PathLike, name: str, write: Any, *, overwrite: boo
     import h5py
 
     path = Path(path)
-    if not name or "/" in name or name.startswith("."):
-        raise ValueError(f"invalid recording name {name!r}: must be non-empty, without '/'")
+    if not name or "/" in name or name.startswith(".") or "\x00" in name or not _utf8(name):
+        raise ValueError(f"invalid recording name {name!r}: must be non-empty text, without '/' or NUL, "
+                         "not starting with '.'")
     existing = path.exists()
     if existing:
         others = list_recordings(path)
         if name in others and not overwrite:
             raise ValueError(f"{path}: recording {name!r} already exists (pass overwrite=True to replace it)")
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w", track_order=False) as f:
-            f.attrs["format"] = FILE_FORMAT
-            f.attrs["schema_version"] = np.int64(SCHEMA_VERSION)
-            if existing:
+    # Built in memory and written out in one piece (neurocode._io.atomic_h5): a full disk or a
+    # read-only folder is a WriteError naming the file, and the previous file stays as it was.
+    with atomic_h5(path, track_order=False) as f:
+        f.attrs["format"] = FILE_FORMAT
+        f.attrs["schema_version"] = np.int64(SCHEMA_VERSION)
+        if existing:
+            other = "?"
+            try:
                 with h5py.File(path, "r") as old:
                     for other in others:
                         if other != name:
                             old.copy(old[other], f, name=other)
-            write(f.create_group(name), name)
+            except Exception as e:  # noqa: BLE001 - a damaged group surfaces as many types
+                raise DataFormatError(f"{path}: cannot copy recording '{other}' into the new file "
+                                      f"({type(e).__name__}: {e})") from None
+        write(f.create_group(name), name)
     return path
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates
+        return False
+    return True
 
 
 # ---------------------------------------------------------------------- reading
 def _plain(value: Any) -> str:
-    """Attribute value for messages: 99 rather than np.int64(99)."""
-    return "missing" if value is None else repr(np.asarray(value).tolist())
+    """Attribute value for messages: 99 rather than np.int64(99) (at most 80 characters)."""
+    if value is None:
+        return "missing"
+    try:
+        text = repr(np.asarray(value).tolist())
+    except Exception:  # noqa: BLE001
+        text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _version_ok(ver: Any) -> bool:
-    try:
-        return ver is not None and np.ndim(ver) == 0 and int(ver) == ver and int(ver) in READABLE_VERSIONS
-    except (TypeError, ValueError):
+    """Only an integer scalar in READABLE_VERSIONS: not 1.0, 1.7, "1", True or [1]."""
+    if isinstance(ver, np.ndarray):
+        if ver.ndim != 0:
+            return False
+        ver = ver[()]
+    if isinstance(ver, (bool, np.bool_)) or not isinstance(ver, (int, np.integer)):
         return False
+    return int(ver) in READABLE_VERSIONS
+
+
+def _is_number_array(a: np.ndarray, integer: bool = False) -> bool:
+    if a.dtype == bool:
+        return False
+    return np.issubdtype(a.dtype, np.integer) or (not integer and np.issubdtype(a.dtype, np.floating))
+
+
+def _int_tuple(value: Any, path: Path, field_: str, n: int, what: str) -> tuple[int, ...]:
+    a = np.asarray(value)
+    if a.shape != (n,) or not _is_number_array(a, integer=True):
+        raise DataFormatError(f"{path}: attribute '{field_}' is {_plain(value)} ({a.dtype} {a.shape}), expected "
+                              f"{n} integers {what}")
+    return tuple(int(v) for v in a)
+
+
+def _float_tuple(value: Any, path: Path, field_: str, n: int, what: str) -> tuple[float, ...]:
+    a = np.asarray(value)
+    if a.shape != (n,) or not _is_number_array(a) or not np.isfinite(a.astype(np.float64)).all():
+        raise DataFormatError(f"{path}: attribute '{field_}' is {_plain(value)} ({a.dtype} {a.shape}), expected "
+                              f"{n} finite numbers {what}")
+    return tuple(float(v) for v in a)
+
+
+def _float_scalar(value: Any, path: Path, field_: str, what: str) -> float | None:
+    if value is None:
+        return None
+    a = np.asarray(value)
+    if a.ndim != 0 or not _is_number_array(a) or not np.isfinite(float(a)):
+        raise DataFormatError(f"{path}: attribute '{field_}' is {_plain(value)} ({a.dtype} {a.shape}), expected "
+                              f"one finite number {what}")
+    return float(a)
+
+
+def _text(value: Any) -> str | None:
+    """A string attribute (h5py gives str, or bytes for fixed-length strings), else None."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    if isinstance(value, (bytes, np.bytes_)):
+        try:
+            return bytes(value).decode()
+        except UnicodeDecodeError:
+            return None
+    return str(value) if isinstance(value, (str, np.str_)) else None
 
 
 def _open_h5(path: Path):
@@ -129,15 +198,14 @@ def _open_h5(path: Path):
     except Exception as e:  # noqa: BLE001 - any low-level failure means a corrupt file
         f.close()
         raise DataFormatError(f"{path}: cannot read root attributes ({e})") from None
-    if isinstance(fmt, bytes):
-        fmt = fmt.decode()
-    if fmt != FILE_FORMAT:
+    if _text(fmt) != FILE_FORMAT:
         f.close()
-        raise DataFormatError(f"{path}: root attribute 'format' is {fmt!r}, expected {FILE_FORMAT!r}")
+        raise DataFormatError(f"{path}: root attribute 'format' is {_plain(fmt)}, expected {FILE_FORMAT!r}")
     if not _version_ok(ver):
         f.close()
         raise DataFormatError(
-            f"{path}: root attribute 'schema_version' is {_plain(ver)}, this neurocode reads {list(READABLE_VERSIONS)}"
+            f"{path}: root attribute 'schema_version' is {_plain(ver)}, expected one of the integers "
+            f"{list(READABLE_VERSIONS)} (the versions this neurocode reads)"
         )
     return f
 
@@ -186,6 +254,8 @@ def load_recording(path: str | os.PathLike | None = None, name: str | None = Non
         If the file is not HDF5, truncated, of another schema version, or a dataset or
         attribute is missing or malformed; the message names the file and the field.
     """
+    import h5py
+
     path = bundled_path() if path is None else Path(path)
     if path.suffix.lower() == ".nwb":
         from neurocode.data.nwb import read_nwb
@@ -209,17 +279,20 @@ def load_recording(path: str | os.PathLike | None = None, name: str | None = Non
         if name not in names:
             raise KeyError(f"{path}: no recording {name!r} (found: {names})")
         g = f[name]
-        field_ = "?"
+        field_ = name
         try:
+            if not isinstance(g, h5py.Group):
+                raise DataFormatError(f"{path}: '{name}' is a {type(g).__name__}, expected a recording group")
             field_ = f"{name}.attrs['schema_version']"
             ver = g.attrs.get("schema_version")
             if not _version_ok(ver):
-                raise DataFormatError(f"{path}: attribute '{field_}' is {_plain(ver)}, expected one of "
+                raise DataFormatError(f"{path}: attribute '{field_}' is {_plain(ver)}, expected one of the integers "
                                       f"{list(READABLE_VERSIONS)}")
-            kind = g.attrs.get("kind", "stimulus_trials")
-            kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+            field_ = f"{name}.attrs['kind']"
+            raw_kind = g.attrs.get("kind", "stimulus_trials")
+            kind = _text(raw_kind)
             if kind not in ("stimulus_trials", "continuous"):
-                raise DataFormatError(f"{path}: attribute '{name}.attrs['kind']' is {kind!r}, expected "
+                raise DataFormatError(f"{path}: attribute '{field_}' is {_plain(raw_kind)}, expected "
                                       "'stimulus_trials' or 'continuous'")
             attrs: dict[str, Any] = {}
             required = ("window", "shape", "provenance") if kind == "stimulus_trials" else ("session", "provenance")
@@ -233,41 +306,66 @@ def load_recording(path: str | os.PathLike | None = None, name: str | None = Non
                         "frames", "frame_times", "repeats"):
                 field_ = f"{name}/{key}"
                 if key in g:
+                    if not isinstance(g[key], h5py.Dataset):
+                        raise DataFormatError(f"{path}: '{field_}' is a {type(g[key]).__name__}, expected a dataset")
                     data[key] = g[key][()]
                     if key == "stimuli":
-                        data["frame_interval"] = g[key].attrs.get("frame_interval")
-                        data["stimulus_start"] = g[key].attrs.get("stimulus_start")
+                        for a in ("frame_interval", "stimulus_start"):
+                            field_ = f"{name}/stimuli.attrs['{a}']"
+                            data[a] = _float_scalar(g[key].attrs.get(a), path, field_, "(s)")
                 elif key in ("spike_times", "spike_offsets"):
                     raise DataFormatError(f"{path}: dataset '{field_}' missing")
             field_ = f"{name}.attrs['provenance']"
-            prov = attrs["provenance"]
-            provenance = json.loads(prov.decode() if isinstance(prov, bytes) else prov)
+            prov = _text(attrs["provenance"])
+            if prov is None:
+                raise DataFormatError(f"{path}: attribute '{field_}' is {_plain(attrs['provenance'])} "
+                                      f"({np.asarray(attrs['provenance']).dtype}), expected a JSON object as text")
+            try:
+                provenance = json.loads(prov)
+            except (ValueError, RecursionError) as e:
+                raise DataFormatError(f"{path}: attribute '{field_}' is not valid JSON ({type(e).__name__}: "
+                                      f"{' '.join(str(e).split())})") from None
+            if not isinstance(provenance, dict):
+                raise DataFormatError(f"{path}: attribute '{field_}' is a JSON {type(provenance).__name__}, "
+                                      "expected a JSON object")
+            if kind == "stimulus_trials":
+                field_ = f"{name}.attrs['shape']"
+                shape = _int_tuple(attrs["shape"], path, field_, 3, "(n_stimuli, n_cells, n_trials)")
+                field_ = f"{name}.attrs['window']"
+                window = _float_tuple(attrs["window"], path, field_, 2, "(t_start, t_stop) in s")
+            else:
+                field_ = f"{name}.attrs['session']"
+                attrs["session"] = _float_tuple(attrs["session"], path, field_, 2, "(t_start, t_stop) in s")
         except DataFormatError:
             raise
         except Exception as e:  # noqa: BLE001 - truncated/corrupt data surfaces as many types
-            raise DataFormatError(f"{path}: cannot read '{field_}' ({type(e).__name__}: {e})") from None
+            raise DataFormatError(f"{path}: cannot read '{field_}' ({type(e).__name__}: "
+                                  f"{' '.join(str(e).split())})") from None
     source = f"{path}:{name}"
-    if kind == "continuous":
-        from neurocode.data.continuous import ContinuousRecording
+    try:
+        if kind == "continuous":
+            from neurocode.data.continuous import ContinuousRecording
 
-        return ContinuousRecording._from_h5(name, attrs, data, provenance, source)
-    from neurocode.data.recording import Recording
+            return ContinuousRecording._from_h5(name, attrs, data, provenance, source)
+        from neurocode.data.recording import Recording
 
-    def scalar(v):
-        return None if v is None else float(v)
-
-    return Recording(
-        name=name,
-        spike_times_flat=data["spike_times"],
-        spike_offsets=data["spike_offsets"],
-        shape=tuple(np.asarray(attrs["shape"]).tolist()),  # type: ignore[arg-type]
-        window=tuple(np.asarray(attrs["window"]).tolist()),  # type: ignore[arg-type]
-        stimuli=data.get("stimuli"),
-        receptive_fields=data.get("receptive_fields"),
-        provenance=provenance,
-        source=source,
-        trial_counts=data.get("trial_counts"),
-        frame_interval=scalar(data.get("frame_interval")),
-        stimulus_start=scalar(data.get("stimulus_start")),
-        test_stimuli=data.get("test_stimuli"),
-    )
+        return Recording(
+            name=name,
+            spike_times_flat=data["spike_times"],
+            spike_offsets=data["spike_offsets"],
+            shape=shape,
+            window=window,
+            stimuli=data.get("stimuli"),
+            receptive_fields=data.get("receptive_fields"),
+            provenance=provenance,
+            source=source,
+            trial_counts=data.get("trial_counts"),
+            frame_interval=data.get("frame_interval"),
+            stimulus_start=data.get("stimulus_start"),
+            test_stimuli=data.get("test_stimuli"),
+        )
+    except DataFormatError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any other failure on file content is a format error too
+        raise DataFormatError(f"{source}: inconsistent recording ({type(e).__name__}: "
+                              f"{' '.join(str(e).split())})") from None

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from neurocode._io import _jsonable, atomic_path
+from neurocode._io import _jsonable, atomic_h5
 from neurocode.data.errors import DataFormatError
 
 __all__ = ["read_nwb", "write_nwb", "import_nwb"]
@@ -358,7 +358,11 @@ def read_nwb(path: str | os.PathLike, *, stimulus_column: str | None = None, sti
         kind, obj = _pick_stimulus(ctx, nwb, stimulus, column)
         info = {"path": str(path.resolve()), "sha256": sha, "session_description": str(nwb.session_description),
                 "identifier": str(nwb.identifier)}
-        provenance = {**dict(meta.get("provenance") or {}), "nwb": info}
+        prov = meta.get("provenance") or {}
+        if not isinstance(prov, dict):
+            raise ctx.err(f"scratch/{SCRATCH_NAME}", f"holds a provenance that is a JSON {type(prov).__name__}, "
+                                                     "expected a JSON object")
+        provenance = {**prov, "nwb": info}
         rec_name = name if name is not None else str(meta.get("name") or path.stem)
         if kind == "movie":
             return _read_continuous(ctx, nwb, obj, trains, rf, provenance, rec_name, meta)
@@ -563,8 +567,9 @@ def write_nwb(recording, path: str | os.PathLike, *, overwrite: bool = False) ->
     with ``timestamps`` and one ``trials`` row per repeat. Name, provenance, test stimuli and
     the continuous session are kept as JSON in ``scratch/neurocode``.
 
-    The file is written atomically (a temporary file in the same folder, then
-    :func:`os.replace`).
+    The file is built in memory and written atomically (a temporary file in the same folder,
+    then :func:`os.replace`); a failed write (disk full, read-only folder) raises
+    :class:`neurocode._io.WriteError` naming ``path`` and leaves no temporary file behind.
 
     Parameters
     ----------
@@ -619,10 +624,12 @@ def write_nwb(recording, path: str | os.PathLike, *, overwrite: bool = False) ->
         _write_continuous(nwb, recording, meta)
     nwb.add_scratch(json.dumps(_jsonable(meta), sort_keys=True), name=SCRATCH_NAME,
                     description="neurocode metadata (JSON): recording name, provenance, test stimuli, session")
-    with atomic_path(path) as tmp, warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*does not end in '.nwb'")  # the temporary file's name
-        with pynwb.NWBHDF5IO(str(tmp), "w") as io:
-            io.write(nwb)
+    # built in memory and written in one piece (neurocode._io.atomic_h5): a full disk is a
+    # WriteError naming the file, never a crash of HDF5 closing a half-written file
+    with atomic_h5(path, overwrite=overwrite) as f, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not end in '.nwb'")  # the in-memory file's name
+        io = pynwb.NWBHDF5IO(mode="w", file=f)
+        io.write(nwb)  # not io.close(): that would close the in-memory file before it is written out
     return path
 
 

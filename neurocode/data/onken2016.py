@@ -42,6 +42,8 @@ CITATION = (
 
 #: Response window of the flashed stimuli (s): spikes are 1..300 ms after the flash.
 FLASH_WINDOW = (0.0, 0.3)
+#: Non-integer movie spike times all below this value are taken for seconds (see ``_check_unit``).
+MOVIE_MIN_S = 60.0
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -68,24 +70,180 @@ def _kind(path: Path, spikes: np.ndarray) -> str:
 
 
 def _loadmat(path: Path, variable: str) -> np.ndarray:
+    """``variable`` of a MATLAB 5/7 file, after checking the file's structure (:func:`_check_mat5`)."""
+    import io
+
     import scipy.io
 
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
+    raw = path.read_bytes()
+    names = _check_mat5(raw, path, variable)
+    if variable not in names:
+        found = sorted(k for k in names if not k.startswith("__"))
+        raise DataFormatError(f"{path}: variable {variable!r} not found (found: {found})")
     try:
-        mat = scipy.io.loadmat(str(path))
+        mat = scipy.io.loadmat(io.BytesIO(raw), variable_names=[variable])
     except NotImplementedError as e:  # MATLAB v7.3 files are HDF5
         raise DataFormatError(f"{path}: unsupported MATLAB file version ({e})") from None
     except Exception as e:  # noqa: BLE001 - scipy raises many types on truncated/corrupt files
         raise DataFormatError(f"{path}: cannot read MATLAB file ({type(e).__name__}: {e})") from None
-    if variable not in mat:
-        found = sorted(k for k in mat if not k.startswith("__"))
-        raise DataFormatError(f"{path}: variable {variable!r} not found (found: {found})")
+    if variable not in mat or isinstance(mat[variable], str):  # scipy puts "Read error: ..." strings
+        raise DataFormatError(f"{path}: cannot read variable {variable!r} ({mat.get(variable)})")
     return mat[variable]
 
 
+# ---------------------------------------------------------------------- MAT 5 structure check
+# scipy.io.loadmat is not hardened against damaged files (its docstring says so): a flipped
+# byte can make it read past a buffer and crash the process (e.g. a numeric array flagged
+# complex without an imaginary part). The check below walks the file's element tree first
+# and accepts only a well-formed one: every size consistent with its parent, numeric data
+# of exactly prod(dims) items, cell arrays of exactly prod(dims) matrices.
+_MI_ITEMSIZE = {1: 1, 2: 1, 3: 2, 4: 2, 5: 4, 6: 4, 7: 4, 9: 8, 12: 8, 13: 8}  # miINT8 .. miUINT64
+_MI_TEXT = {1: 1, 2: 1, 4: 2, 16: 1, 17: 2, 18: 4}  # char data: int8, uint8, uint16, utf8/16/32
+_MI_MATRIX, _MI_COMPRESSED = 14, 15
+_MX_CELL, _MX_CHAR = 1, 4
+_MAX_DEPTH = 16
+
+
+class _Mat5:
+    def __init__(self, path: Path, endian: str):
+        import struct
+
+        self.path = path
+        self.u32 = struct.Struct(endian + "I")
+        self.two = struct.Struct(endian + "II").unpack_from
+        self.i32 = endian + "i"
+        self.struct = struct
+        self._dims: dict[int, Any] = {}
+
+    def dims(self, n: int):
+        """Unpacker of ``n`` int32 dimensions."""
+        if n not in self._dims:
+            self._dims[n] = self.struct.Struct(f"{self.i32[0]}{n}i").unpack_from
+        return self._dims[n]
+
+    def bad(self, what: str) -> DataFormatError:
+        return DataFormatError(f"{self.path}: cannot read MATLAB file (damaged MATLAB 5/7 structure: {what})")
+
+    def tag(self, buf, pos: int, end: int) -> tuple[int, int, int, int]:
+        """(type, n_bytes, data start, next element) of the element at ``pos`` (inside ``[pos, end)``)."""
+        start = pos + 8
+        if start > end:
+            raise self.bad(f"element header at byte {pos} runs past its container")
+        first, nbytes = self.two(buf, pos)
+        if first >> 16:  # small data element: type and size in one word, data in the next 4 bytes
+            if first >> 16 > 4:
+                raise self.bad(f"small element at byte {pos} claims {first >> 16} bytes")
+            return first & 0xFFFF, first >> 16, pos + 4, start
+        stop = start + nbytes
+        if stop > end:
+            raise self.bad(f"element at byte {pos} claims {nbytes} bytes, {end - start} are left")
+        stop += (-nbytes) % 8
+        return first, nbytes, start, stop if stop < end else end
+
+    def matrix(self, buf, pos: int, end: int, deep: bool, depth: int = 0) -> str:
+        """Check the miMATRIX content ``buf[pos:end]``; return its name."""
+        if pos == end:
+            return ""  # an empty matrix (e.g. an empty cell entry)
+        if depth > _MAX_DEPTH:
+            raise self.bad("cell arrays nested too deeply")
+        mtype, nbytes, start, pos = self.tag(buf, pos, end)
+        if mtype != 6 or nbytes != 8:
+            raise self.bad("array flags missing")
+        flags = self.u32.unpack_from(buf, start)[0]
+        cls, complex_ = flags & 0xFF, bool(flags & 0x800)
+        mtype, nbytes, start, pos = self.tag(buf, pos, end)
+        if mtype not in (5, 6) or nbytes % 4 or nbytes < 8:
+            raise self.bad("array dimensions missing")
+        dims = self.dims(nbytes // 4)(buf, start)
+        if min(dims) < 0:
+            raise self.bad(f"negative array dimension {dims}")
+        mtype, nbytes, start, pos = self.tag(buf, pos, end)
+        if mtype not in (1, 16):
+            raise self.bad("array name missing")
+        name = bytes(buf[start:start + nbytes]).decode("latin1") if depth == 0 else ""
+        if not deep:
+            return name
+        n = 1
+        for d in dims:
+            n *= d
+        if 6 <= cls <= 15:  # numeric: the real part, and the imaginary part of a complex array
+            for part in range(1 + complex_):
+                mtype, nbytes, start, pos = self.tag(buf, pos, end)
+                size = _MI_ITEMSIZE.get(mtype)
+                if size is None or nbytes != n * size:
+                    raise self.bad(f"{('real', 'imaginary')[part]} part of a {list(dims)} array holds {nbytes} "
+                                   f"bytes of type {mtype}")
+        elif cls == _MX_CELL and not complex_:
+            for _ in range(n):
+                mtype, nbytes, start, pos = self.tag(buf, pos, end)
+                if mtype != _MI_MATRIX:
+                    raise self.bad(f"cell array entry of type {mtype}, expected a matrix")
+                self.matrix(buf, start, start + nbytes, True, depth + 1)
+        elif cls == _MX_CHAR and not complex_:
+            mtype, nbytes, start, pos = self.tag(buf, pos, end)
+            size = _MI_TEXT.get(mtype)
+            if size is None or (mtype in (1, 2, 4) and nbytes != n * size):
+                raise self.bad(f"character data of type {mtype} does not fit a {list(dims)} array")
+        else:
+            raise self.bad(f"array class {cls}{' (complex)' if complex_ else ''} is not numeric, cell or char")
+        if end - pos >= 8:
+            raise self.bad(f"{end - pos} unexpected bytes after array {name!r}")
+        return name
+
+
+def _check_mat5(raw: bytes, path: Path, variable: str) -> list[str]:
+    """Names of the file's variables; DataFormatError unless the file (up to ``variable``) is well formed.
+
+    ``variable`` is checked element by element; the variables before it only as far as
+    scipy reads them when it skips them (the matrix header).
+    """
+    import zlib
+
+    if len(raw) >= 128 and raw[124:126] in (b"\x00\x02", b"\x02\x00"):
+        raise DataFormatError(f"{path}: unsupported MATLAB file version (7.3, HDF5-based): save it with "
+                              "-v7 or -v6")
+    if len(raw) < 128 or raw[126:128] not in (b"IM", b"MI") or 0 in raw[:4]:
+        raise DataFormatError(f"{path}: cannot read MATLAB file (not a MATLAB 5/7 file: bad header)")
+    reader = _Mat5(path, "<" if raw[126:128] == b"IM" else ">")
+    if reader.struct.unpack_from(reader.i32[0] + "H", raw, 124)[0] != 0x0100:
+        raise DataFormatError(f"{path}: cannot read MATLAB file (not a MATLAB 5/7 file: version field)")
+    buf = memoryview(raw)
+    names: list[str] = []
+    pos, end = 128, len(raw)
+    while pos < end:
+        if end - pos < 8 and not any(raw[pos:end]):
+            break  # trailing padding
+        mtype, nbytes, start, _ = reader.tag(buf, pos, end)
+        nxt = start + nbytes  # top-level elements are not padded beyond their size
+        if nbytes == 0:
+            raise reader.bad(f"empty variable at byte {pos}")
+        if mtype == _MI_COMPRESSED:
+            inflater = zlib.decompressobj()
+            try:
+                inner = inflater.decompress(buf[start:nxt]) + inflater.flush()
+            except zlib.error as e:
+                raise reader.bad(f"compressed variable at byte {pos}: {e}") from None
+            if not inflater.eof:
+                raise reader.bad(f"compressed variable at byte {pos} is cut short")
+            body = memoryview(inner)
+            mtype, nbytes, start, _ = reader.tag(body, 0, len(body))
+        else:
+            body = buf
+        if mtype != _MI_MATRIX:
+            raise reader.bad(f"variable at byte {pos} is of type {mtype}, expected a matrix")
+        name = reader.matrix(body, start, start + nbytes, deep=False)
+        names.append(name)
+        if name == variable:
+            reader.matrix(body, start, start + nbytes, deep=True)
+            break
+        pos = nxt
+    return names
+
+
 def _train(entry: Any, path: Path, where: str) -> np.ndarray:
-    """One spike-time vector in ms -> float64 s, sorted."""
+    """One spike-time vector as stored (ms in the original package) -> float64, sorted."""
     a = np.asarray(entry)
     if a.dtype == object or not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
         raise DataFormatError(f"{path}: variable 'Spikes' {where}: expected numeric spike times, got {a.dtype}")
@@ -94,7 +252,47 @@ def _train(entry: Any, path: Path, where: str) -> np.ndarray:
     t = a.ravel().astype(np.float64)
     if np.isnan(t).any():
         raise DataFormatError(f"{path}: variable 'Spikes' {where}: NaN in spike times")
-    return np.sort(t) / 1000.0  # ms -> s; sorted as the Recording contract requires
+    return np.sort(t)  # sorted as the Recording contract requires
+
+
+def _check_unit(trains: list[np.ndarray], path: Path, kind: str, window: tuple[float, float] | None,
+                time_unit: str | None) -> str:
+    """The unit of the stored spike times: ``time_unit``, or "ms" after checking they are not seconds.
+
+    The package stores int32 milliseconds after stimulus onset (1..300 for a 0.3-s flash, up to
+    18000 for an 18-s movie). Times in seconds read as ms would shrink every train 1000-fold
+    without any other error, so non-integer spike times are refused when
+
+    * they all fit inside the response window *in seconds* (``window``, else 0.3 s for
+      flashed stimuli and 60 s for a movie: a movie lasts far longer than 60 ms), or
+    * the median interval between successive spikes of a train is below 1 (read as ms: a
+      cell firing above 1 kHz), over at least 20 intervals.
+    """
+    if time_unit in ("ms", "s"):
+        return time_unit
+    if time_unit is not None:
+        raise ValueError(f"time_unit must be 'ms', 's' or None (ms, checked), got {time_unit!r}")
+    times = np.concatenate(trains) if trains else np.zeros(0)
+    if times.size == 0 or np.all(times == np.rint(times)):
+        return "ms"
+    if window is not None:
+        limit, what = float(window[1]), f"fit the response window {tuple(window)} s in seconds"
+    elif kind == "movie":
+        limit, what = MOVIE_MIN_S, f"fit the first {MOVIE_MIN_S:g} s of a movie in seconds"
+    else:
+        limit, what = FLASH_WINDOW[1], f"fit the {FLASH_WINDOW[1]:g}-s response window of a flash in seconds"
+    largest = float(np.abs(times).max())
+    isi = np.concatenate([np.diff(t) for t in trains if t.size > 1] or [np.zeros(0)])
+    median_isi = float(np.median(isi)) if isi.size >= 20 else None
+    if largest <= limit or (median_isi is not None and median_isi < 1.0):
+        why = what if largest <= limit else f"have a median inter-spike interval of {median_isi:g} (over 1 kHz as ms)"
+        raise DataFormatError(
+            f"{path}: variable 'Spikes' holds non-integer spike times (at most {largest:g}) that {why}: they look "
+            f"like seconds, but the format stores milliseconds after stimulus onset (int32, e.g. 1..300 for a "
+            f"0.3-s flash), and read as ms they would be 1000 times too short. Store the times in ms, or pass "
+            f"time_unit='s' (time_unit='ms' if they are ms)"
+        )
+    return "ms"
 
 
 def _cells_trials(block: Any, path: Path, where: str) -> np.ndarray:
@@ -204,6 +402,7 @@ def load_onken2016(
     *,
     name: str | None = None,
     window: tuple[float, float] | None = None,
+    time_unit: str | None = None,
 ) -> Recording:
     """Load one spike file of the Onken et al. (2016) package as a :class:`Recording`.
 
@@ -224,6 +423,12 @@ def load_onken2016(
     window : (float, float), optional
         Response window in s. Default: (0, 0.3) for flashed/shifted images; for movies
         (0, ceil(last spike in s)) — 18 s for the retina-2 movies (times 0..18000 ms).
+    time_unit : {"ms", "s"}, optional
+        Unit of the stored spike times. Default (None): milliseconds, as in the package,
+        after checking that they are not seconds: non-integer times that all fit inside the
+        response window in seconds (a movie without ``window``: inside 60 s), or whose median
+        inter-spike interval is below 1 (over 1 kHz as ms), raise DataFormatError instead of
+        being read 1000-fold too small.
 
     Returns
     -------
@@ -237,7 +442,8 @@ def load_onken2016(
         A named file or folder is missing.
     DataFormatError
         Unreadable/corrupt file, missing variable, ragged cell/trial counts, NaN, spike times
-        outside the window, non-square frames, cell-count mismatch; names file and field.
+        outside the window or apparently in seconds, non-square frames, cell-count mismatch;
+        names file and field.
     """
     spike_file = Path(spike_file)
     spikes = _loadmat(spike_file, "Spikes")
@@ -280,6 +486,9 @@ def load_onken2016(
                 trains.append(_train(b[c, k], spike_file, f"stimulus {s}, cell {c}, trial {k}"))
     lengths = np.fromiter((t.size for t in trains), dtype=np.int64, count=len(trains))
     times = np.concatenate(trains)
+    unit = _check_unit(trains, spike_file, kind, window, time_unit)
+    if unit == "ms":
+        times = times / 1000.0  # ms -> s
 
     if window is None:
         if kind == "movie":
@@ -319,7 +528,7 @@ def load_onken2016(
         "licence": LICENCE,
         "doi": DATA_DOI,
         "paper_doi": PAPER_DOI,
-        "spike_time_units_in_source": "ms (int32), converted to s as ms / 1000",
+        "spike_time_units_in_source": "ms (int32), converted to s as ms / 1000" if unit == "ms" else "s",
     }
     if kind == "flashed" and stimuli is not None:
         provenance["stimulus_pairing"] = "stimuli[i] is imageNNN.raw with NNN = i + 1"

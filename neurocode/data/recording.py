@@ -27,9 +27,17 @@ import numpy as np
 
 from neurocode.data.binning import bin_index, n_bins
 from neurocode.data.errors import DataFormatError
-from neurocode.data.hdf5 import H5_OPTS, SCHEMA_VERSION, save_group
+from neurocode.data.hdf5 import H5_OPTS, SCHEMA_VERSION, _utf8, save_group
 
 __all__ = ["Recording"]
+
+
+def _num(x: float) -> str:
+    """Short but exact: 0.3 for 0.3, 0.30000001192092896 for float32(0.3) (never "0.3 outside [0, 0.3]")."""
+    x = float(x)
+    short = f"{x:g}"
+    return short if float(short) == x else repr(x)
+
 
 class _SpikeTimesView(Sequence):
     """Read-only nested view ``view[s][c][k]`` onto the flat spike-time array."""
@@ -141,9 +149,13 @@ class Recording:
         src = self.source
         self.name = str(self.name)
         try:
-            shape = tuple(int(x) for x in self.shape)
-        except (TypeError, ValueError):
+            raw = tuple(self.shape)
+            shape = tuple(int(x) for x in raw)
+        except (TypeError, ValueError, OverflowError):
             raise DataFormatError(f"{src}: shape must be (n_stimuli, n_cells, n_trials), got {self.shape!r}") from None
+        if any(isinstance(x, (bool, np.bool_)) or x != y for x, y in zip(raw, shape)):
+            raise DataFormatError(f"{src}: shape must be whole numbers (n_stimuli, n_cells, n_trials), got "
+                                  f"{tuple(np.asarray(raw).tolist())}")
         if len(shape) != 3 or min(shape) < 1:
             raise DataFormatError(f"{src}: shape must be (n_stimuli, n_cells, n_trials) >= 1, got {shape}")
         if self.trial_counts is None:
@@ -166,23 +178,35 @@ class Recording:
             raise DataFormatError(f"{src}: window must satisfy t_start < t_stop, got ({t0}, {t1})")
         self.window = (t0, t1)
         times = np.asarray(self.spike_times_flat)
-        if times.ndim != 1 or not (np.issubdtype(times.dtype, np.floating) or np.issubdtype(times.dtype, np.integer)):
+        if times.ndim != 1 or times.dtype == bool or \
+                not (np.issubdtype(times.dtype, np.floating) or np.issubdtype(times.dtype, np.integer)):
             raise DataFormatError(f"{src}: spike_times must be a 1-D numeric array, got {times.dtype} {times.shape}")
+        stored_dtype = times.dtype
         self.spike_times_flat = np.ascontiguousarray(times, dtype=np.float64)
         off = np.asarray(self.spike_offsets)
         n_trains = self.n_trains
-        if off.shape != (n_trains + 1,) or not np.issubdtype(off.dtype, np.integer):
+        if off.ndim != 1 or off.dtype == bool or not np.issubdtype(off.dtype, np.integer):
+            raise DataFormatError(f"{src}: spike_offsets must be a 1-D integer array, got {off.dtype} {off.shape}")
+        if off.shape != (n_trains + 1,):
+            trials = ", ".join(str(c) for c in counts[:5]) + (", ..." if counts.size > 5 else "")
             raise DataFormatError(
-                f"{src}: spike_offsets must be integer [{n_trains + 1}] for {shape[0]} stimuli x {shape[1]} cells "
-                f"x {int(counts.sum())} trials in all, got {off.dtype} {off.shape}"
+                f"{src}: spike_offsets has {off.size} entries but shape {shape} with trial counts [{trials}] gives "
+                f"{n_trains} trains ({shape[0]} stimuli x {shape[1]} cells x {int(counts.sum())} trials in all), "
+                f"so {n_trains + 1} entries are expected (fields 'spike_offsets', 'shape', 'trial_counts')"
             )
         self.spike_offsets = np.ascontiguousarray(off, dtype=np.int64)
         off = self.spike_offsets
-        if off[0] != 0 or off[-1] != times.size or np.any(np.diff(off) < 0):
-            raise DataFormatError(
-                f"{src}: spike_offsets must rise from 0 to n_spikes={times.size} (got {off[0]}..{off[-1]})"
-            )
-        self._validate_times()
+        if off[0] != 0:
+            raise DataFormatError(f"{src}: spike_offsets must start at 0, got {off[0]}")
+        if off[-1] != times.size:
+            raise DataFormatError(f"{src}: spike_offsets must rise from 0 to n_spikes={times.size} (the length of "
+                                  f"spike_times), but ends at {off[-1]}")
+        dec = np.flatnonzero(np.diff(off) < 0)
+        if dec.size:
+            i = int(dec[0])
+            raise DataFormatError(f"{src}: spike_offsets must rise from 0 to n_spikes={times.size}, but decrease "
+                                  f"from {off[i]} to {off[i + 1]} at entry {i + 1} (after {self._train_label(i)})")
+        self._validate_times(stored_dtype)
         if self.stimuli is not None:
             self.stimuli = _as_frames(self.stimuli, shape[0], src)
             if self.stimuli.ndim == 4:
@@ -208,7 +232,10 @@ class Recording:
                                       f"0..{shape[0] - 1}, got {test.tolist()[:10]}")
             self.test_stimuli = np.sort(test.astype(np.int64))
         if self.receptive_fields is not None:
-            rf = np.asarray(self.receptive_fields, dtype=np.float64)
+            rf = np.asarray(self.receptive_fields)
+            if rf.dtype == bool or not (np.issubdtype(rf.dtype, np.floating) or np.issubdtype(rf.dtype, np.integer)):
+                raise DataFormatError(f"{src}: receptive_fields must be numbers, got {rf.dtype}")
+            rf = rf.astype(np.float64)
             if rf.ndim != 3 or rf.shape[0] != shape[1] or rf.shape[1] != 2:
                 raise DataFormatError(
                     f"{src}: receptive_fields must be [n_cells={shape[1]}, 2, n_points], got {rf.shape}"
@@ -240,7 +267,7 @@ class Recording:
         c, k = divmod(int(i - self._train_base[s]), int(self.trial_counts[s]))
         return f"stimulus {s}, cell {c}, trial {k}"
 
-    def _validate_times(self) -> None:
+    def _validate_times(self, stored_dtype: np.dtype | None = None) -> None:
         times, src = self.spike_times_flat, self.source
         if times.size == 0:
             return
@@ -253,9 +280,14 @@ class Recording:
         if out.any():
             j = int(np.argmax(out))
             i = int(np.searchsorted(self.spike_offsets, j, side="right") - 1)
+            hint = ""
+            if stored_dtype is not None and np.issubdtype(stored_dtype, np.floating) and \
+                    np.finfo(stored_dtype).bits < 64:
+                hint = (f"; the spike times are stored as {stored_dtype}, whose rounding can put a spike just "
+                        "outside the window: store them as float64")
             raise DataFormatError(
-                f"{src}: spike times outside the window [{t0:g}, {t1:g}] s in {self._train_label(i)} "
-                f"(t = {times[j]:g} s)"
+                f"{src}: spike times outside the window [{_num(t0)}, {_num(t1)}] s in {self._train_label(i)} "
+                f"(t = {_num(times[j])} s{hint})"
             )
         # A decrease is only allowed where a new train starts.
         dec = np.flatnonzero(np.diff(times) < 0) + 1
@@ -675,9 +707,10 @@ class Recording:
         g.attrs["window"] = np.asarray(self.window, dtype=np.float64)
         g.attrs["shape"] = np.asarray(self.shape, dtype=np.int64)
         g.attrs["provenance"] = json.dumps(self.provenance, sort_keys=True)
-        for key in ("citation", "licence", "doi"):
-            if key in self.provenance:
-                g.attrs[key] = str(self.provenance[key])
+        for key in ("citation", "licence", "doi"):  # plain-text copies for HDF5 browsers (the JSON is the record)
+            value = str(self.provenance.get(key, ""))
+            if key in self.provenance and "\x00" not in value and _utf8(value):  # else HDF5 cannot store it
+                g.attrs[key] = value
         d = g.create_dataset("spike_times", data=self.spike_times_flat, **opts)
         d.attrs["units"] = "s"
         d = g.create_dataset("spike_offsets", data=self.spike_offsets, **opts)

@@ -43,30 +43,52 @@ struct Geometry {
     int64_t B, C, H, W, O, KH, KW, P, OH, OW;
 };
 
-// out_cl [B, OH, OW, O] += sum over nonzero x[b, c, iy, ix] of x * wt[c, ky, kx, :]
+// out_cl [B, OH, OW, O] += sum over nonzero x[b, c, iy, ix] of x * wt[c, ky, kx, :]. The outputs are
+// accumulated in tiles of ROWS output rows (a few KB: they stay in L1 while every input row that
+// reaches them scatters into them); the nonzero inputs of each row are listed once per sample.
 template <typename S>
 void scatter_forward(const S* x, const S* wt, S* out_cl, const Geometry& g, int nthreads) {
+    const int64_t rows = std::max<int64_t>(1, (16 * 1024 / int64_t(sizeof(S))) / std::max<int64_t>(1, g.OW * g.O));
     parallel_ranges(g.B, nthreads, [&](int64_t b0, int64_t b1, int) {
+        std::vector<int32_t> col(size_t(g.C * g.H * g.W));  // the nonzero columns of each input row
+        std::vector<int64_t> start(size_t(g.C * g.H + 1));
         for (int64_t b = b0; b < b1; ++b) {
+            const S* xb = x + b * g.C * g.H * g.W;
+            int64_t n = 0;
+            for (int64_t r = 0; r < g.C * g.H; ++r) {
+                start[r] = n;
+                const S* row = xb + r * g.W;
+                for (int64_t ix = 0; ix < g.W; ++ix) {
+                    if (row[ix] != S(0)) col[n++] = int32_t(ix);
+                }
+            }
+            start[g.C * g.H] = n;
             S* ob = out_cl + b * g.OH * g.OW * g.O;
-            for (int64_t c = 0; c < g.C; ++c) {
-                const S* xc = x + (b * g.C + c) * g.H * g.W;
-                for (int64_t iy = 0; iy < g.H; ++iy) {
-                    const int64_t ky0 = std::max<int64_t>(0, iy + g.P - (g.OH - 1));
-                    const int64_t ky1 = std::min<int64_t>(g.KH - 1, iy + g.P);
-                    for (int64_t ix = 0; ix < g.W; ++ix) {
-                        const S v = xc[iy * g.W + ix];
-                        if (v == S(0)) continue;
-                        const int64_t kx0 = std::max<int64_t>(0, ix + g.P - (g.OW - 1));
-                        const int64_t kx1 = std::min<int64_t>(g.KW - 1, ix + g.P);
-                        for (int64_t ky = ky0; ky <= ky1; ++ky) {
-                            const int64_t oy = iy + g.P - ky;
-                            for (int64_t kx = kx0; kx <= kx1; ++kx) {
-                                const int64_t ox = ix + g.P - kx;
-                                S* __restrict o = ob + (oy * g.OW + ox) * g.O;
-                                const S* __restrict w = wt + ((c * g.KH + ky) * g.KW + kx) * g.O;
+            for (int64_t oy0 = 0; oy0 < g.OH; oy0 += rows) {
+                const int64_t oy1 = std::min(g.OH, oy0 + rows);
+                for (int64_t c = 0; c < g.C; ++c) {
+                    // input rows iy reach output rows iy + P - ky, ky in [0, KH)
+                    const int64_t iy_lo = std::max<int64_t>(0, oy0 - g.P);
+                    const int64_t iy_hi = std::min<int64_t>(g.H - 1, oy1 - 1 + g.KH - 1 - g.P);
+                    for (int64_t iy = iy_lo; iy <= iy_hi; ++iy) {
+                        const int64_t r = c * g.H + iy;
+                        const int64_t ky0 = std::max<int64_t>(0, iy + g.P - (oy1 - 1));
+                        const int64_t ky1 = std::min<int64_t>(g.KH - 1, iy + g.P - oy0);
+                        for (int64_t e = start[r]; e < start[r + 1]; ++e) {
+                            const int64_t ix = col[e];
+                            const S v = xb[r * g.W + ix];
+                            const int64_t kx0 = std::max<int64_t>(0, ix + g.P - (g.OW - 1));
+                            const int64_t kx1 = std::min<int64_t>(g.KW - 1, ix + g.P);
+                            for (int64_t ky = ky0; ky <= ky1; ++ky) {
+                                const int64_t oy = iy + g.P - ky;
+                                S* orow = ob + (oy * g.OW + ix + g.P) * g.O;
+                                const S* wrow = wt + ((c * g.KH + ky) * g.KW) * g.O;
+                                for (int64_t kx = kx0; kx <= kx1; ++kx) {
+                                    S* __restrict o = orow - kx * g.O;
+                                    const S* __restrict w = wrow + kx * g.O;
 #pragma omp simd
-                                for (int64_t k = 0; k < g.O; ++k) o[k] += v * w[k];
+                                    for (int64_t k = 0; k < g.O; ++k) o[k] += v * w[k];
+                                }
                             }
                         }
                     }
