@@ -13,27 +13,16 @@ Nothing is asserted.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 import torch.nn.functional as F
+from _common import timed
 
 from neurocode.models.event_conv import event_conv2d
 
 # (name, samples = T x K x images, in channels, side, out channels, kernel, padding)
 SHAPES = [("paper conv2", 480, 16, 40, 32, 11, 0), ("quick conv2", 256, 8, 32, 16, 5, 2)]
 DENSITIES = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
-
-
-def timed(fn, repeat: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main(argv=None) -> None:

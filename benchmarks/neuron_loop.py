@@ -32,6 +32,7 @@ import statistics
 import time
 
 import torch
+from _common import rss_kb, timed
 
 from neurocode.neurons import LIF, NoisyLIF, kernel_failure, kernel_library, pure_torch
 from neurocode.noise import Gaussian
@@ -93,16 +94,6 @@ def ref_lif(x_bt: torch.Tensor, noisy: bool) -> torch.Tensor:
 # -- timing ---------------------------------------------------------------------------------
 
 
-def timed(fn, repeat: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def fault_probe(feat: tuple, B: int, T: int, repeat: int) -> dict:
     """Median per fwd+bwd of the fused LIF with loss ``(spikes * R).sum()``, after two
     warm-up calls: minor page faults, system and user CPU seconds, wall seconds."""
@@ -117,7 +108,7 @@ def fault_probe(feat: tuple, B: int, T: int, repeat: int) -> dict:
             x.grad = None
             with open("/proc/self/clear_refs", "w") as f:
                 f.write("5")  # resets VmHWM to the current resident size
-            base_kb = _rss_kb("VmRSS")
+            base_kb = rss_kb("VmRSS")
         r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
         x.grad = None
         (lif(x) * R).sum().backward()
@@ -127,16 +118,9 @@ def fault_probe(feat: tuple, B: int, T: int, repeat: int) -> dict:
                          time.perf_counter() - t0))
     keys = ("faults", "sys_s", "user_s", "wall_s")
     out = {k: statistics.median(r[i] for r in rows) for i, k in enumerate(keys)}
-    out["peak_added_x"] = (_rss_kb("VmHWM") - base_kb) * 1024 / (x.numel() * x.element_size())
+    out["peak_added_x"] = (rss_kb("VmHWM") - base_kb) * 1024 / (x.numel() * x.element_size())
     return out
 
-
-def _rss_kb(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
 
 
 def faults_table(args) -> None:

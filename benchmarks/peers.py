@@ -30,17 +30,11 @@ import subprocess
 import sys
 import time
 
+from _common import rss_kb
+
 SHAPES = {"16x40x40": (16, 40, 40), "32x30x30": (32, 30, 30), "64": (64,)}
 LIBRARIES = ("neurocode LIF", "neurocode NoisyLIF", "snnTorch", "SpikingJelly", "Norse")
 T = 30
-
-
-def _rss_kb(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
 
 
 def _layer(library: str):
@@ -107,7 +101,7 @@ def child(library: str, shape: str, batch: int, repeat: int, threads: int) -> di
     x = (torch.randn((T, batch) + SHAPES[shape], generator=g) * 0.6 + 0.45).requires_grad_(True)
     r = torch.randn(x.shape, generator=g)
     layer = _layer(library)
-    base = _rss_kb("VmRSS")
+    base = rss_kb("VmRSS")
 
     def step():
         x.grad = None
@@ -123,7 +117,7 @@ def child(library: str, shape: str, batch: int, repeat: int, threads: int) -> di
         step()
         times.append(time.perf_counter() - t0)
     return {"library": library, "shape": shape, "seconds": statistics.median(times),
-            "peak_mb": (_rss_kb("VmHWM") - base) / 1024, "rate": float(spikes.detach().float().mean())}
+            "peak_mb": (rss_kb("VmHWM") - base) / 1024, "rate": float(spikes.detach().float().mean())}
 
 
 def main(argv=None) -> None:

@@ -17,7 +17,6 @@ Spike files come in three shapes:
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import re
@@ -26,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from neurocode._io import sha256_file
 from neurocode.data.errors import DataFormatError
 from neurocode.data.recording import Recording
 
@@ -44,15 +44,6 @@ CITATION = (
 FLASH_WINDOW = (0.0, 0.3)
 #: Non-integer movie spike times all below this value are taken for seconds (see ``_check_unit``).
 MOVIE_MIN_S = 60.0
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _kind(path: Path, spikes: np.ndarray) -> str:
