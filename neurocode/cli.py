@@ -121,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="recording file, neurocode HDF5 or NWB (default: the bundled one)")
     ac.add_argument("--recording", metavar="NAME", default=None, help="recording (group) inside --data")
     ac.add_argument("--out", metavar="DIR", default=None, help="save the scatter figure and numbers here")
+    from neurocode.recognition.cli import add_classify_parser  # recognition: neurocode/recognition/cli.py
+
+    add_classify_parser(sub)
     return p
 
 
@@ -150,14 +153,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handlers = {"fit": _cmd_fit, "evaluate": _cmd_evaluate, "predict": _cmd_predict, "data": _cmd_data,
-                "analyze": _cmd_analyze}
+                "analyze": _cmd_analyze, "classify": _cmd_classify}
     try:
         return handlers[args.command](args)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        from neurocode.pipeline import FitInterrupted
+
         print(f"{PROG}: interrupted", file=sys.stderr)
-        if args.command == "fit":
-            print(f"{PROG}: the last finished epoch is checkpointed; continue with the same command plus --resume",
-                  file=sys.stderr)
+        if isinstance(exc, FitInterrupted):
+            if exc.checkpointed:
+                print(f"{PROG}: the last finished epoch is checkpointed in {exc.run_dir}; continue with the same "
+                      "command plus --resume", file=sys.stderr)
+            else:
+                print(f"{PROG}: no epoch had finished, so nothing was checkpointed; the same command plus --resume "
+                      f"starts {exc.run_dir} again", file=sys.stderr)
         return 130
     except _user_errors() as exc:
         print(f"{PROG}: error: {_message(exc)}", file=sys.stderr)
@@ -291,6 +300,12 @@ def _cmd_analyze(args) -> int:
                                          "mean_fano": res.mean_fano, "cosine": res.cosine})
         print(f"  wrote {out / 'coding_scatter.png'} and {out / 'coding.json'}")
     return 0
+
+
+def _cmd_classify(args) -> int:
+    from neurocode.recognition.cli import run_classify
+
+    return run_classify(args)
 
 
 def _finite_mean(x):

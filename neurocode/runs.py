@@ -128,29 +128,38 @@ class RunFolder:
             lock.release()
 
     # ------------------------------------------------------------------ the one compatibility rule
-    def foreign_files(self) -> list[str]:
-        """Entries of the folder that no fit of neurocode wrote (all of them, if it holds no run)."""
+    def foreign_files(self, files: tuple[str, ...] = ()) -> list[str]:
+        """Entries of the folder that no run of neurocode wrote (all of them, if it holds no run);
+        ``files``: names a kind of run writes beside the common ones."""
         if not self.path.is_dir():
             return []
         names = sorted(p.name for p in self.path.iterdir())
         if self.CONFIG not in names:
             return names
-        ours = set(self.FILES)
+        ours = set(self.FILES) | set(files)
         return [n for n in names if n not in ours and not (n.startswith("predictions_") and n.endswith(".h5"))
                 and not (n.startswith(".") and n.endswith(".tmp"))]  # .NAME.XXXX.tmp: an atomic write's
 
-    def check(self, config, resume: bool, overwrite: bool = False) -> None:
+    def check(self, config, resume: bool, overwrite: bool = False, *, load_checkpoint=None,
+              files: tuple[str, ...] = ()) -> None:
         """Refuse, before anything is written, a folder that is not this run's to write.
 
         Parameters
         ----------
-        config : FitConfig
+        config : FitConfig, or another frozen run configuration
+            Any dataclass with ``model``, ``to_dict()``, ``from_dict()`` and
+            ``differences(other)`` (a classifier's ``ClassifyConfig``).
         resume : bool
             Continue (or re-score) the run the folder holds.
         overwrite : bool
             Write into a folder that holds files neurocode did not make (they are left alone,
             except those with the names of a run's files), or replace the run it holds (its
             files are deleted first).
+        load_checkpoint : callable, optional
+            ``load_checkpoint(path, config)`` raising on a corrupt checkpoint or one of another
+            run; default :func:`neurocode.fitting.load_checkpoint`.
+        files : tuple of str
+            Names this kind of run writes beside the common ones (not foreign files).
 
         Raises
         ------
@@ -164,13 +173,14 @@ class RunFolder:
         neurocode.fitting.CheckpointError
             The checkpoint to resume from is corrupt or of another configuration.
         """
-        from neurocode.fitting import load_checkpoint
+        if load_checkpoint is None:
+            from neurocode.fitting import load_checkpoint
 
         if resume and overwrite:
             raise ValueError("--resume continues the run in the folder, --overwrite replaces it: give one of them")
         if self.path.exists() and not self.path.is_dir():
             raise FileExistsError(f"{self.path}: exists and is not a folder; choose another --out")
-        foreign = self.foreign_files()
+        foreign = self.foreign_files(files)
         if foreign and not overwrite:
             shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
             raise FileExistsError(f"{self.path}: holds files neurocode did not make ({shown}); choose another --out "
@@ -192,8 +202,8 @@ class RunFolder:
             (self.path / name).unlink(missing_ok=True)
 
     def check_same_run(self, config) -> None:
-        """RunFolderError unless the stored configuration is ``config``'s run (device, threads aside)."""
-        stored = self.read_config()
+        """RunFolderError unless the stored configuration is ``config``'s run (where it runs aside)."""
+        stored = self.read_config(type(config))
         if stored.model != config.model:
             raise RunFolderError(f"run folder {self.path} holds a {stored.model} run, not {config.model}; "
                                  "choose another --out (nothing was changed)")
@@ -211,8 +221,9 @@ class RunFolder:
         self.path.mkdir(parents=True, exist_ok=True)
         write_json(self.config, {**config.to_dict(), **extra})
 
-    #: What config.json holds beside the FitConfig's fields: versions and the recording's SHA-256.
-    CONFIG_EXTRA = ("neurocode_version", "torch_version", "data_sha256")
+    #: What config.json holds beside the configuration's fields: versions, the recording's
+    #: SHA-256, the kind of run.
+    CONFIG_EXTRA = ("neurocode_version", "torch_version", "data_sha256", "kind")
 
     def _read_config_json(self) -> dict:
         path = self.config
@@ -228,13 +239,15 @@ class RunFolder:
             raise RunFolderError(f"{path}: not a neurocode run configuration (field 'model' missing)")
         return d
 
-    def read_config(self):
-        """The stored :class:`~neurocode.fitting.FitConfig` (FileNotFoundError / RunFolderError naming the file)."""
-        from neurocode.fitting import FitConfig
+    def read_config(self, kind=None):
+        """The stored configuration, a :class:`~neurocode.fitting.FitConfig` unless ``kind`` says
+        which class (FileNotFoundError / RunFolderError naming the file)."""
+        if kind is None:
+            from neurocode.fitting import FitConfig as kind
 
         d = {k: v for k, v in self._read_config_json().items() if k not in self.CONFIG_EXTRA}
         try:
-            return FitConfig.from_dict(d)
+            return kind.from_dict(d)
         except (TypeError, ValueError, RecursionError) as exc:
             raise RunFolderError(f"{self.config}: invalid run configuration ({str(exc)[:300]})") from None
 

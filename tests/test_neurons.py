@@ -835,24 +835,33 @@ def test_kernel_operators_check_their_inputs():
 def test_corrupt_kernel_build_is_rebuilt_not_loaded(tmp_path):
     """A truncated library in the build directory is detected by its SHA-256 and rebuilt;
     the process that finds it neither crashes nor loads it."""
+    build, copy, library, load = _cache_copy(tmp_path, "*.lock")
+    library.write_bytes(library.read_bytes()[:4096])  # truncated: mapping it would SIGBUS
+    proc = load("assert kernel_library() is not None, kernel_failure(); "
+                "from neurocode.neurons._kernels import build_directory; print(build_directory())")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == str(copy)
+    assert library.stat().st_size > 4096
+    assert (copy / f"{build.name}.so.sha256").read_text().strip() == sha256_file(library)
+
+
+def _cache_copy(tmp_path, *ignore):
+    """A copy of this machine's kernel build directory under a fresh extension root, and a
+    function running Python code in a process that uses that root."""
     import shutil
     import subprocess
     import sys
     build = _kernels.build_directory()
     root = tmp_path / "ext"
     copy = root / build.relative_to(build.parent.parent)
-    shutil.copytree(build, copy, ignore=shutil.ignore_patterns("*.lock"))
-    library = copy / f"{build.name}.so"
-    library.write_bytes(library.read_bytes()[:4096])  # truncated: mapping it would SIGBUS
-    code = ("import torch; from neurocode.neurons import kernel_library, kernel_failure; "
-            "assert kernel_library() is not None, kernel_failure(); "
-            "from neurocode.neurons._kernels import build_directory; print(build_directory())")
+    shutil.copytree(build, copy, ignore=shutil.ignore_patterns(*ignore))
     env = dict(os.environ, TORCH_EXTENSIONS_DIR=str(root), OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.strip() == str(copy)
-    assert library.stat().st_size > 4096
-    assert (copy / f"{build.name}.so.sha256").read_text().strip() == sha256_file(library)
+
+    def load(code: str):
+        code = ("import warnings, torch; warnings.simplefilter('always'); "
+                "from neurocode.neurons import kernel_library, kernel_failure; " + code)
+        return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    return build, copy, copy / f"{build.name}.so", load
 
 
 @pytest.mark.parametrize("neuron", [LIF(), NoisyLIF(Gaussian(0.2)), NoisyLIF(Gaussian(0.2), placement="membrane"),
@@ -895,26 +904,16 @@ def test_nan_input_propagates_and_never_fires(neuron, path):
 def test_planted_kernel_library_is_not_loaded(tmp_path):
     """A library planted at the cache path (no recorded hash, or a directory others can write
     to) is never loaded: it is rebuilt, or the kernel is refused with a warning."""
-    import shutil
-    import subprocess
-    import sys
-    build = _kernels.build_directory()
-    root = tmp_path / "ext"
-    copy = root / build.relative_to(build.parent.parent)
-    shutil.copytree(build, copy, ignore=shutil.ignore_patterns("*.lock", "*.sha256"))
-    library = copy / f"{build.name}.so"
+    build, copy, library, load = _cache_copy(tmp_path, "*.lock", "*.sha256")
     library.write_bytes(b"\x7fELF planted")  # would crash or run foreign code if loaded
-    code = ("import warnings, torch; warnings.simplefilter('always'); "
-            "from neurocode.neurons import kernel_library, kernel_failure; "
-            "print(kernel_library() is not None, kernel_failure())")
-    env = dict(os.environ, TORCH_EXTENSIONS_DIR=str(root), OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    code = "print(kernel_library() is not None, kernel_failure())"
+    proc = load(code)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.startswith("True")  # rebuilt, not loaded
     assert library.read_bytes()[:4] == b"\x7fELF" and library.stat().st_size > 4096
     assert (copy.stat().st_mode & 0o777) == 0o700
     copy.chmod(0o777)  # another user could plant a library and its hash here
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    proc = load(code)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.startswith("False") and "writable by others" in proc.stdout
     assert "could not be built" in proc.stderr
