@@ -1,14 +1,17 @@
 #!/usr/bin/env python
 """Held-out rate CC of the NSNN vs its membrane-noise level sigma (paper Fig. 9B, on the retina fit).
 
-One NSNN is fitted per (sigma, seed) with Gaussian membrane noise N(0, sigma^2) and
-noise-driven learning (``snn={"noise_sigma": sigma}``); runs go to
+A thin caller of :func:`neurocode.sweep.sweep`: a grid over ``sigma`` (the membrane-noise SD of
+both architectures, ``rf.noise_sigma`` and ``snn.noise_sigma``) x seeds, run on Ray Tune when it is
+installed (``--address`` for a cluster) or one fit after another. One NSNN is fitted per
+(sigma, seed) with Gaussian membrane noise N(0, sigma^2) and noise-driven learning; runs go to
 ``OUT/runs/nsnn-sigma{sigma}-fold{k}-seed{s}`` and finished ones are not redone. Fits are on
 ``--data FILE`` / ``--recording NAME`` (default: the bundled retina-2 recording); a run folder
 holding a fit on another recording is refused. The recorded Fano factor, baseline and ceiling
 come from the runs' own metrics (their recording and test stimuli).
 
-Writes into ``OUT`` (default ``results/noise_level_sweep``):
+Writes into ``OUT`` (default ``results/noise_level_sweep``), beside the sweep's ``results.csv``/``.json``
+(a row per fit) and ``comparison.png``:
 
     noise_level_sweep.csv/.json   sigma, rate_cc / count_cc / fano_corr mean and SD over seeds,
                                   model and recorded Fano factor, final training loss, the
@@ -27,6 +30,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import json
 import math
 import sys
 import time
@@ -34,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import ensure_run, recording_key, resolve_preset  # noqa: E402
+from _common import recording_key, resolve_preset  # noqa: E402
 
 DEFAULT_SIGMAS = (0.05, 0.1, 0.2, 0.4)
 QUICK_SIGMAS = (0.1, 0.4)
@@ -55,7 +59,11 @@ def parse_args(argv=None):
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (mean and SD over them)")
     p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
     p.add_argument("--eval-trials", type=int, default=None, help="sampled trials per test image")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads per fit (default 1: as many fits at once as free cores)")
+    p.add_argument("--cpus", type=int, default=None, help="CPUs of the local Ray session (default: the free cores)")
+    p.add_argument("--address", default=None, help="run the fits on a running Ray cluster (auto, HOST:6379)")
+    p.add_argument("--no-ray", action="store_true", help="run the fits one after another in this process")
     p.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda, ...")
     p.add_argument("--out", type=Path, default=Path("results/noise_level_sweep"), help="results folder")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -74,17 +82,23 @@ def parse_args(argv=None):
     return a
 
 
-def fit_one(sigma: float, seed: int, args, wanted: tuple[str, str | None]) -> dict:
+def run_sweep(args):
+    """The NSNN fits over sigma x seeds, through :func:`neurocode.sweep.sweep`; returns its result."""
+    from neurocode.sweep import SweepError, sweep
 
-    run_dir = args.out / "runs" / f"nsnn-sigma{sigma:g}-fold{args.fold}-seed{seed}"
-    # the membrane noise of both architectures (the quick and movie presets' RF-aware models read rf=,
-    # the paper architecture snn=)
-    o = {"device": args.device, "snn": {"noise_sigma": float(sigma)}, "rf": {"noise_sigma": float(sigma)}}
-    for key, val in (("epochs", args.epochs), ("eval_trials", args.eval_trials), ("threads", args.threads)):
+    o = {"device": args.device}
+    for key, val in (("epochs", args.epochs), ("eval_trials", args.eval_trials)):
         if val:
             o[key] = val
-    # a folder holding a run with other settings is refused by neurocode.fit (RunFolderError)
-    return ensure_run(run_dir, "nsnn", args, wanted, fold=args.fold, seed=seed, **o)
+    try:
+        # a folder holding a run with other settings, or on another recording, is refused (SweepError)
+        return sweep(models=["nsnn"], folds=[args.fold], seeds=args.seeds,
+                     grid={"sigma": [float(s) for s in args.sigmas]}, out=args.out, preset=args.preset,
+                     data=args.data, recording=args.recording,
+                     threads=args.threads or 1, cpus=args.cpus, address=args.address,
+                     use_ray=False if args.no_ray else None, **o)
+    except (SweepError, FileNotFoundError, KeyError) as exc:
+        raise SystemExit(f"error: {exc.args[0] if exc.args else exc}") from None
 
 
 def _mean_sd(vals):
@@ -113,9 +127,12 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     resolve_preset(args)
     wanted = recording_key(args.data, args.recording)
+    result = run_sweep(args)
+    metrics = {(r["sigma"], r["seed"]): json.loads((args.out / r["run"] / "metrics.json").read_text())
+               for r in result.rows}
     rows = []
     for sigma in args.sigmas:
-        ms = [fit_one(sigma, seed, args, wanted) for seed in args.seeds]
+        ms = [metrics[(float(sigma), seed)] for seed in args.seeds]
         row = {"sigma": float(sigma), "n_runs": len(ms)}
         for k in ("rate_cc", "count_cc", "fano_corr"):
             row[f"{k}_mean"], row[f"{k}_sd"] = _mean_sd([m.get(k) for m in ms])
@@ -165,7 +182,8 @@ def main(argv=None) -> int:
               f"{r['model_ff']:>9.3f}{r['final_loss']:>11.4g}")
     print(f"(recorded FF {rows[0]['recorded_ff']:.3f}; baseline {rows[0]['baseline_rate_cc']:.3f}, "
           f"ceiling {rows[0]['ceiling_rate_cc']:.3f})")
-    print(f"\nwritten to {args.out}/ (noise_level_sweep.csv, .json, .png) in {time.perf_counter() - t0:.0f} s")
+    print(f"\nwritten to {args.out}/ (noise_level_sweep.csv, .json, .png; results.csv, results.json, comparison.png) "
+          f"in {time.perf_counter() - t0:.0f} s (fits: {result.engine})")
     return 0
 
 

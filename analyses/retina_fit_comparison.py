@@ -1,14 +1,18 @@
 #!/usr/bin/env python
 """LN vs CNN vs DSNN vs NSNN on the retina recording over folds x seeds (paper Fig. 5B, on our data).
 
-Every (model, fold, seed) is one :func:`neurocode.fit` run in ``OUT/runs/{model}-fold{k}-seed{s}``.
-A run whose ``metrics.json`` exists is not redone; one interrupted mid-fit (checkpoint, no
-metrics) is resumed from its last epoch. Running the command again therefore continues
-where it stopped, and adding folds or seeds only fits the new ones. Fits are on ``--data FILE``
-/ ``--recording NAME`` (default: the bundled retina-2 recording); a run folder holding a fit on
-another recording is refused, and the baseline and ceiling come from the runs' own metrics.
+A thin caller of :func:`neurocode.sweep.sweep` (the fits run on Ray Tune when it is installed: a
+local Ray session on the free cores, or a cluster with ``--address``; else one after another in this
+process, with the same results). Every (model, fold, seed) is one :func:`neurocode.fit` run in
+``OUT/runs/{model}-fold{k}-seed{s}``. A run whose ``metrics.json`` exists is not redone; one
+interrupted mid-fit (checkpoint, no metrics) is resumed from its last epoch. Running the command
+again therefore continues where it stopped, and adding folds or seeds only fits the new ones.
+Fits are on ``--data FILE`` / ``--recording NAME`` (default: the bundled retina-2 recording); a run
+folder holding a fit on another recording is refused, and the baseline and ceiling come from the
+runs' own metrics.
 
-Writes into ``OUT`` (default ``results/retina_fit_comparison``):
+Writes into ``OUT`` (default ``results/retina_fit_comparison``), beside the sweep's own
+``results.csv``/``results.json`` (a row per fit, all digits):
 
     runs.csv            one row per fit: rate_cc, count_cc, fano_corr, validation rate_cc and best
                         epoch, baseline, ceiling, parameters, recording and data file
@@ -26,8 +30,8 @@ Examples::
     python analyses/retina_fit_comparison.py --full              # paper preset, 5 folds x 3 seeds (GPU advised)
     python analyses/retina_fit_comparison.py --data my_retina.h5 --recording flashes --out results/my_retina
 
-Fits of different seeds can run as separate processes into the same ``--out`` (e.g. one per
-core with ``--threads 1``); a last run without new work only collects the table.
+The fits run ``cores / --threads`` at a time (default ``--threads 1``); a last run without new
+work only collects the table.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import json
 import math
 import sys
 import time
@@ -42,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import ensure_run, recording_key, resolve_preset  # noqa: E402
+from _common import recording_key, resolve_preset  # noqa: E402
 
 MODELS = ("ln", "cnn", "dsnn", "nsnn")
 SCORES = ("rate_cc", "count_cc", "fano_corr")
@@ -66,7 +71,11 @@ def parse_args(argv=None):
     p.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS), help="models to compare")
     p.add_argument("--epochs", type=int, default=None, help="override the preset's epoch count")
     p.add_argument("--eval-trials", type=int, default=None, help="override the sampled trials per test image")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads per fit")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads per fit (default 1: as many fits at once as free cores)")
+    p.add_argument("--cpus", type=int, default=None, help="CPUs of the local Ray session (default: the free cores)")
+    p.add_argument("--address", default=None, help="run the fits on a running Ray cluster (auto, HOST:6379)")
+    p.add_argument("--no-ray", action="store_true", help="run the fits one after another in this process")
     p.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda, ...")
     p.add_argument("--out", type=Path, default=Path("results/retina_fit_comparison"), help="results folder")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -95,22 +104,20 @@ def overrides(args) -> dict:
         o["epochs"] = args.epochs
     if args.eval_trials:
         o["eval_trials"] = args.eval_trials
-    if args.threads:
-        o["threads"] = args.threads
     return o
 
 
-def run_one(model: str, fold: int, seed: int, args, runs_dir: Path, wanted: tuple[str, str | None]) -> dict:
-    """Fit one (model, fold, seed) of the recording ``wanted`` unless its metrics exist; return its metrics."""
-    from neurocode.fitting import make_config
+def run_sweep(args):
+    """The fits of the comparison, through :func:`neurocode.sweep.sweep`; returns its result."""
+    from neurocode.sweep import SweepError, sweep
 
-    run_dir = runs_dir / f"{model}-fold{fold}-seed{seed}"
-    config = make_config(model, args.preset, data=args.data, recording=args.recording, fold=fold, seed=seed,
-                         **overrides(args))
-    t0 = time.perf_counter()
-    metrics = ensure_run(run_dir, model, args, wanted, fold=fold, seed=seed, config=config, **overrides(args))
-    print(f"       rate_cc {metrics['rate_cc']:.3f} in {time.perf_counter() - t0:.0f} s", flush=True)
-    return metrics
+    try:
+        return sweep(models=[m for m in MODELS if m in args.models], folds=args.folds, seeds=args.seeds,
+                     out=args.out, preset=args.preset, data=args.data, recording=args.recording,
+                     threads=args.threads or 1, cpus=args.cpus, address=args.address,
+                     use_ray=False if args.no_ray else None, **overrides(args))
+    except (SweepError, FileNotFoundError, KeyError) as exc:
+        raise SystemExit(f"error: {exc.args[0] if exc.args else exc}") from None
 
 
 def _mean_sd(values) -> tuple[float, float]:
@@ -182,50 +189,17 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def plot_comparison(rows: list[dict], runs: list[dict], title: str):
-    from matplotlib.figure import Figure
-
-    models = [r for r in rows if r["model"] not in ("baseline", "ceiling")]
-    lines = {r["model"]: r for r in rows if r["model"] in ("baseline", "ceiling")}
-    fig = Figure(figsize=(1.3 * len(models) + 2.4, 3.6), layout="constrained")
-    ax = fig.subplots()
-    x = np.arange(len(models))
-    colors = {"LN": "C7", "CNN": "C2", "DSNN": "C1", "NSNN": "C0"}
-    ax.bar(x, [r["rate_cc_mean"] for r in models], yerr=[r["rate_cc_sd"] for r in models], capsize=4,
-           color=[colors.get(r["model"], "0.7") for r in models], edgecolor="k", alpha=0.8)
-    for i, r in enumerate(models):
-        v = [m["rate_cc"] for m in runs if m["model"].upper() == r["model"]]
-        jitter = (np.random.default_rng(i).random(len(v)) - 0.5) * 0.3
-        ax.scatter(i + jitter, v, s=10, color="k", zorder=3)
-    if "baseline" in lines:
-        ax.axhline(lines["baseline"]["rate_cc_mean"], ls=":", color="0.4",
-                   label=f"baseline (mean PSTH) {lines['baseline']['rate_cc_mean']:.2f}")
-    if "ceiling" in lines:
-        ax.axhline(lines["ceiling"]["rate_cc_mean"], ls="--", color="r",
-                   label=f"ceiling (split-half) {lines['ceiling']['rate_cc_mean']:.2f}")
-    ax.set_xticks(x, [f"{r['model']}\n{r['parameter_count']:,} par." for r in models])
-    ax.set_ylabel("held-out rate CC (Pearson r)")
-    ax.set_ylim(min(0.0, ax.get_ylim()[0]), 1.0)
-    ax.legend(frameon=False, fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    ax.set_title(title, fontsize="medium")
-    return fig
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     from neurocode._io import write_json, write_text
     from neurocode.plotting import plot_cc_bars, save_figure
 
     out = args.out
-    runs_dir = out / "runs"
     t0 = time.perf_counter()
     resolve_preset(args)
     wanted = recording_key(args.data, args.recording)
-    runs = []
-    for fold in args.folds:
-        for seed in args.seeds:
-            for model in args.models:
-                runs.append(run_one(model, fold, seed, args, runs_dir, wanted))
+    result = run_sweep(args)  # the fits, results.csv/.json, comparison.png
+    runs = [json.loads((out / r["run"] / "metrics.json").read_text()) for r in result.rows]
     rows = summarise(runs)
     rec_name = wanted[1] if wanted[1] is not None else runs[0].get("recording")
     run_rows = [{c: (m["model"].upper() if c == "model" else m.get(c)) for c in RUN_COLUMNS} for m in runs]
@@ -235,11 +209,11 @@ def main(argv=None) -> int:
     write_text(out / "summary.csv", to_csv(rows, COLUMNS))
     epochs = sorted({m["epochs"] for m in runs})
     protocol = {"data": wanted[0], "recording": rec_name, "preset": args.preset, "folds": args.folds,
-                "seeds": args.seeds, "models": args.models, "epochs": epochs, "quick": args.quick}
+                "seeds": args.seeds, "models": args.models, "epochs": epochs, "quick": args.quick,
+                "engine": result.engine}
     write_json(out / "summary.json", {"protocol": protocol, "summary": rows, "runs": run_rows})
     title = (f"{rec_name}, {args.preset} preset, {len(args.folds)} fold(s) x {len(args.seeds)} seed(s), "
              f"{'/'.join(map(str, epochs))} epochs")
-    save_figure(plot_comparison(rows, run_rows, title), out / "comparison.png", dpi=120)
     per_cell = {}
     for model in args.models:
         cc = [np.asarray(m["per_cell"]["rate_cc"], dtype=float) for m in runs if m["model"] == model]
@@ -247,10 +221,10 @@ def main(argv=None) -> int:
     ceiling = np.nanmean(np.stack([np.asarray(m["per_cell"]["ceiling_rate_cc"], float) for m in runs]), axis=0)
     save_figure(plot_cc_bars(per_cell, per_cell=False, ceiling=ceiling), out / "rate_cc_per_cell.png", dpi=120)
     print()
-    print(f"Held-out scores, mean ± SD over folds x seeds ({title}; {wanted[0]}):")
+    print(f"Held-out scores, mean ± SD over folds x seeds ({title}; {wanted[0]}; fits: {result.engine}):")
     print(format_table(rows))
-    print(f"\nwritten to {out}/ (summary.csv, summary.json, runs.csv, comparison.png, rate_cc_per_cell.png) "
-          f"in {time.perf_counter() - t0:.0f} s")
+    print(f"\nwritten to {out}/ (summary.csv, summary.json, runs.csv, results.csv, results.json, comparison.png, "
+          f"rate_cc_per_cell.png) in {time.perf_counter() - t0:.0f} s")
     return 0
 
 

@@ -24,9 +24,10 @@ _LAZY = {
     "NoisyLIF": ("neurocode.neurons", "NoisyLIF"),
     "fit": ("neurocode.pipeline", "fit"),
     "evaluate": ("neurocode.pipeline", "evaluate"),
+    "sweep": ("neurocode.sweep", None),  # a callable module: neurocode.sweep(...) runs neurocode.sweep.sweep
 }
 
-__all__ = ["noise", "LIF", "NoisyLIF", "fit", "evaluate", "__version__"]
+__all__ = ["noise", "LIF", "NoisyLIF", "fit", "evaluate", "sweep", "__version__"]
 
 
 def __getattr__(name):

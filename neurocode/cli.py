@@ -11,6 +11,8 @@
     neurocode data import FILE.nwb --out FILE.h5 [--name NAME]
     neurocode data build --source DIR --out FILE
     neurocode analyze coding [--data FILE] [--out DIR]
+    neurocode classify --dataset digits --model nsnn --out DIR      (neurocode/recognition/cli.py)
+    neurocode sweep --models nsnn,ln --folds 0,1 --seeds 0 --out DIR (neurocode/sweep/cli.py)
 
 Errors in the input (unknown model, missing file, fold out of range, corrupt checkpoint,
 a run folder of another run, ...) print one line ``neurocode: error: ...`` on stderr and
@@ -37,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "salamander retina recordings; score them on held-out images; neural-coding analyses.",
     )
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = p.add_subparsers(dest="command", metavar="{fit,evaluate,predict,data,analyze}")
+    sub = p.add_subparsers(dest="command", metavar="{fit,evaluate,predict,data,analyze,classify,sweep}")
     sub.required = True
 
     f = sub.add_parser("fit", help="fit a model, predict the held-out images, write a run folder",
@@ -124,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     from neurocode.recognition.cli import add_classify_parser  # recognition: neurocode/recognition/cli.py
 
     add_classify_parser(sub)
+    from neurocode.sweep import add_sweep_parser  # sweeps on Ray Tune: neurocode/sweep/cli.py
+
+    add_sweep_parser(sub)
     return p
 
 
@@ -153,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handlers = {"fit": _cmd_fit, "evaluate": _cmd_evaluate, "predict": _cmd_predict, "data": _cmd_data,
-                "analyze": _cmd_analyze, "classify": _cmd_classify}
+                "analyze": _cmd_analyze, "classify": _cmd_classify,
+                "sweep": _cmd_sweep}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt as exc:
@@ -300,6 +306,12 @@ def _cmd_analyze(args) -> int:
                                          "mean_fano": res.mean_fano, "cosine": res.cosine})
         print(f"  wrote {out / 'coding_scatter.png'} and {out / 'coding.json'}")
     return 0
+
+
+def _cmd_sweep(args) -> int:
+    from neurocode.sweep import run_sweep
+
+    return run_sweep(args)
 
 
 def _cmd_classify(args) -> int:
