@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 
+import neurocode  # noqa: F401  -- before torch, as in the CLI: huge-page allocations (neurocode/__init__.py)
 import torch
 import torch.nn.functional as F
 from _common import timed

@@ -31,6 +31,7 @@ import math
 import statistics
 import time
 
+import neurocode  # noqa: F401  -- before torch, as in the CLI: huge-page allocations (neurocode/__init__.py)
 import torch
 from _common import rss_kb, timed
 
