@@ -10,31 +10,13 @@ from pathlib import Path
 
 
 def recording_key(data, recording) -> tuple[str, str | None]:
-    """``(file, name)`` of the recording that fit settings ``data``/``recording`` select.
+    """:func:`neurocode.data.hdf5.recording_key`, a missing bundled file as a one-line exit."""
+    from neurocode.data.hdf5 import recording_key as key
 
-    ``data`` None is the bundled file, ``recording`` None the file's default recording
-    ("natural_images", or its only one); an NWB file holds one recording (name None).
-    """
-    from neurocode.data.hdf5 import DEFAULT_RECORDING, bundled_path, list_recordings
-
-    if data is None:
-        try:
-            path = bundled_path()
-        except FileNotFoundError as exc:
-            raise SystemExit(f"error: {exc}") from None
-    else:
-        path = Path(data).expanduser()
-    path = path.resolve()
-    if path.suffix.lower() == ".nwb":
-        return str(path), None
-    name = recording
-    if name is None:
-        try:
-            names = list_recordings(path)
-        except Exception:  # noqa: BLE001 - an unreadable file fails later, with its own message
-            names = []
-        name = names[0] if len(names) == 1 and DEFAULT_RECORDING not in names else DEFAULT_RECORDING
-    return str(path), str(name)
+    try:
+        return key(data, recording)
+    except FileNotFoundError as exc:
+        raise SystemExit(f"error: {exc}") from None
 
 
 def describe(key: tuple[str, str | None]) -> str:

@@ -369,3 +369,23 @@ def load_recording(path: str | os.PathLike | None = None, name: str | None = Non
     except Exception as e:  # noqa: BLE001 - any other failure on file content is a format error too
         raise DataFormatError(f"{source}: inconsistent recording ({type(e).__name__}: "
                               f"{' '.join(str(e).split())})") from None
+
+
+def recording_key(data, recording) -> tuple[str, str | None]:
+    """``(file, name)`` of the recording that fit settings ``data``/``recording`` select.
+
+    ``data`` None is the bundled file, ``recording`` None the file's default recording
+    ("natural_images", or its only one); an NWB file holds one recording (name None). Two
+    settings that select the same recording get the same key.
+    """
+    path = (bundled_path() if data is None else Path(data).expanduser()).resolve()
+    if path.suffix.lower() == ".nwb":
+        return str(path), None
+    name = recording
+    if name is None:
+        try:
+            names = list_recordings(path)
+        except Exception:  # noqa: BLE001 - an unreadable file fails where it is read, with its own message
+            names = []
+        name = names[0] if len(names) == 1 and DEFAULT_RECORDING not in names else DEFAULT_RECORDING
+    return str(path), str(name)

@@ -322,7 +322,7 @@ def sweep(models=("nsnn",), folds=(0,), seeds=(0,), *, out, preset: str | None =
 
     # the table, from the run folders
     rows = []
-    from neurocode.sweep._trials import recording_key
+    from neurocode.data.hdf5 import recording_key
 
     data_file = recording_key(data, recording)[0]  # the file, also for the bundled recording
     for s in specs:

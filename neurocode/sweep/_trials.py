@@ -162,27 +162,11 @@ class TrialSpec:
 
 
 # --------------------------------------------------------------------------- run folders are the record
-def recording_key(data, recording) -> tuple[str, str | None]:
-    """``(file, name)`` of the recording a fit's ``data``/``recording`` select (None: the defaults)."""
-    from neurocode.data.hdf5 import DEFAULT_RECORDING, bundled_path, list_recordings
-
-    path = (bundled_path() if data is None else Path(data).expanduser()).resolve()
-    if path.suffix.lower() == ".nwb":
-        return str(path), None
-    name = recording
-    if name is None:
-        try:
-            names = list_recordings(path)
-        except Exception:  # noqa: BLE001 - an unreadable file fails in the fit, with its own message
-            names = []
-        name = names[0] if len(names) == 1 and DEFAULT_RECORDING not in names else DEFAULT_RECORDING
-    return str(path), str(name)
-
-
 def folder_state(spec: TrialSpec, config, keys: dict | None = None) -> str:
     """``"done"`` (metrics.json of this configuration), ``"partial"`` (a config or checkpoint of it, no
     metrics: resume) or ``"new"``; SweepError for a folder holding another run or a run on another
     recording (never silently refitted or reused)."""
+    from neurocode.data.hdf5 import recording_key
     from neurocode.runs import RunFolder, RunFolderError
 
     folder = RunFolder(spec.run_dir)
