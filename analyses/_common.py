@@ -20,8 +20,9 @@ def recording_key(data, recording) -> tuple[str, str | None]:
 
 
 def describe(key: tuple[str, str | None]) -> str:
-    path, name = key
-    return f"the recording of {path}" if name is None else f"recording {name!r} of {path}"
+    from neurocode.data.hdf5 import describe_recording
+
+    return describe_recording(key)
 
 
 def run_key(run_dir: Path) -> tuple[str, str | None]:

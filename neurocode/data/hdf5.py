@@ -389,3 +389,9 @@ def recording_key(data, recording) -> tuple[str, str | None]:
             names = []
         name = names[0] if len(names) == 1 and DEFAULT_RECORDING not in names else DEFAULT_RECORDING
     return str(path), str(name)
+
+
+def describe_recording(key: tuple[str, str | None]) -> str:
+    """A :func:`recording_key` in words, for messages: ``recording 'NAME' of FILE``."""
+    path, name = key
+    return f"the recording of {path}" if name is None else f"recording {name!r} of {path}"

@@ -166,7 +166,7 @@ def folder_state(spec: TrialSpec, config, keys: dict | None = None) -> str:
     """``"done"`` (metrics.json of this configuration), ``"partial"`` (a config or checkpoint of it, no
     metrics: resume) or ``"new"``; SweepError for a folder holding another run or a run on another
     recording (never silently refitted or reused)."""
-    from neurocode.data.hdf5 import recording_key
+    from neurocode.data.hdf5 import describe_recording, recording_key
     from neurocode.runs import RunFolder, RunFolderError
 
     folder = RunFolder(spec.run_dir)
@@ -187,9 +187,10 @@ def folder_state(spec: TrialSpec, config, keys: dict | None = None) -> str:
             keys[(d, r)] = recording_key(d, r)
         return keys[(d, r)]
 
-    if key(stored.data, stored.recording) != key(config.data, config.recording):
-        raise SweepError(f"{folder.path}: holds a fit on another recording ({stored.data or 'the bundled file'}, "
-                         f"{stored.recording or 'default recording'}); choose another --out")
+    got, want = key(stored.data, stored.recording), key(config.data, config.recording)
+    if got != want:
+        raise SweepError(f"{folder.path}: holds a fit on {describe_recording(got)}, not on "
+                         f"{describe_recording(want)}; choose another --out")
     diff = [] if stored.model == config.model else ["model"]
     diff += config.differences(stored, ignore=("data", "recording"))
     if diff:
