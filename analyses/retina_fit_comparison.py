@@ -37,8 +37,6 @@ work only collects the table.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import math
 import sys
@@ -167,15 +165,6 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def to_csv(rows: list[dict], columns: list[str]) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(columns)
-    for r in rows:
-        w.writerow([_fmt(r.get(c)) for c in columns])
-    return buf.getvalue()
-
-
 def format_table(rows: list[dict]) -> str:
     def ms(r, k):
         m, s = r.get(f"{k}_mean"), r.get(f"{k}_sd")
@@ -193,6 +182,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from neurocode._io import write_json, write_text
     from neurocode.plotting import plot_cc_bars, save_figure
+    from neurocode.sweep.report import to_csv
 
     out = args.out
     t0 = time.perf_counter()
@@ -205,8 +195,8 @@ def main(argv=None) -> int:
     run_rows = [{c: (m["model"].upper() if c == "model" else m.get(c)) for c in RUN_COLUMNS} for m in runs]
     for r in run_rows:  # every run was checked to be on ``wanted`` (metrics' "data" is null for the bundled file)
         r["recording"], r["data"] = rec_name, wanted[0]
-    write_text(out / "runs.csv", to_csv(run_rows, RUN_COLUMNS))
-    write_text(out / "summary.csv", to_csv(rows, COLUMNS))
+    write_text(out / "runs.csv", to_csv(run_rows, RUN_COLUMNS, formatter=_fmt))
+    write_text(out / "summary.csv", to_csv(rows, COLUMNS, formatter=_fmt))
     epochs = sorted({m["epochs"] for m in runs})
     protocol = {"data": wanted[0], "recording": rec_name, "preset": args.preset, "folds": args.folds,
                 "seeds": args.seeds, "models": args.models, "epochs": epochs, "quick": args.quick,

@@ -946,3 +946,14 @@ def test_kernel_without_potentials_recomputes_them_exactly(placement):
     (s1, l1, g1), (s2, l2, g2) = results
     assert torch.equal(s1, s2) and torch.equal(l1, l2)
     assert torch.equal(g1[0], g2[0]) and torch.equal(g1[1], g2[1])
+
+
+def test_the_kernel_builds_where_a_compiler_is_present():
+    """The kernel tests above skip when the kernel is unavailable; this one turns a broken build
+    on a machine with a C++ compiler into a failure instead of a row of silent skips."""
+    import shutil
+    if os.environ.get("NEUROCODE_NO_KERNEL", "") not in ("", "0"):
+        pytest.skip("the kernel is disabled by NEUROCODE_NO_KERNEL")
+    if shutil.which(os.environ.get("CXX") or "c++") is None:
+        pytest.skip("no C++ compiler on this machine")
+    assert _kernels.get_library() is not None, _kernels.failure()
