@@ -44,7 +44,7 @@ def _child(model: str, variant: str, steps: int, threads: int, profile: bool) ->
 
     import torch
 
-    from neurocode.fitting import steps_per_epoch, train_step, build_model, make_config, prepare_data
+    from neurocode.fitting import build_model, make_config, prepare_data, steps_per_epoch
     from neurocode.models import RetinaSNN, calibrate_rates
 
     torch.set_num_threads(threads)
@@ -68,16 +68,15 @@ def _child(model: str, variant: str, steps: int, threads: int, profile: bool) ->
         with torch.no_grad():
             calibrate_rates(m, data.images[torch.as_tensor(data.train_idx[:4])], iterations=6, n_trials=1)
     opt = torch.optim.Adam(m.parameters(), lr=config.lr)
-    n_items = len(data.fit_idx) * (data.counts.shape[2] if model == "cnn" else 1)
-    batch = config.batch_size if model == "cnn" else config.batch_images
-    order = torch.randperm(n_items, generator=torch.Generator().manual_seed(1))
+    items, batch = config.kind.training_items(config, data)
+    order = torch.randperm(len(items), generator=torch.Generator().manual_seed(1))
 
     # "same shapes": a DSNN stepped like the NSNN, computing K = 8 (identical) trials
     step_config = dataclasses.replace(config, model="nsnn") if variant == "same-shapes" else config
 
     def step(i):
-        b = order[(i * batch) % n_items:][:batch]
-        loss = train_step(step_config, m, data, b, torch.device("cpu"), gen)
+        b = order[(i * batch) % len(items):][:batch]
+        loss = step_config.kind.loss(step_config, m, data, items[b], torch.device("cpu"), gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

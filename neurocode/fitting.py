@@ -1,25 +1,9 @@
 """Fitting retina models to recorded responses: configuration, data, training loop, predictions.
 
-The training loop is model-agnostic over three model kinds:
-
-``nsnn``
-    :class:`~neurocode.models.RetinaSNN` with noisy LIF neurons (Gaussian sigma = 0.2) and
-    noise-driven learning. Each step takes ``batch_images`` training images, samples
-    ``model_trials`` (K) spiking responses per image and compares the set of K model
-    trials with the set of the image's recorded trials (set-level PSP-kernel MMD^2,
-    :func:`~neurocode.losses.set_mmd_loss`), or, with ``loss="paired"``, each model trial
-    with one recorded trial (paper Eq. 27, :func:`~neurocode.losses.psp_mmd_loss`).
-``dsnn``
-    The same network with deterministic LIF neurons and the ERF surrogate gradient. Its
-    trials are identical, so one is computed and repeated (no extra cost).
-``cnn``
-    :class:`~neurocode.models.RetinaCNN` predicting rates, trained with the Poisson
-    negative log-likelihood of single recorded trials, ``batch_size`` (image, trial) pairs
-    per step.
-``ln``
-    :class:`~neurocode.models.RetinaLN`, the linear-nonlinear reference on receptive-field
-    features, fitted in closed form (ridge = MSE on the trial-averaged PSTH) with the ridge
-    strength chosen on the validation images.
+The training loop is model-agnostic: what differs between the model families (nsnn, dsnn,
+cnn, ln) -- their networks, training items, losses, starting points and responses -- is
+each family's :class:`~neurocode.kinds.ModelKind` (:mod:`neurocode.kinds`), and
+:func:`train` only calls it.
 
 Two architectures (``architecture``): ``"rf"`` (the quick preset) gives every model the
 cells' receptive fields -- RF features and a core readout placed at each RF
@@ -56,10 +40,9 @@ from neurocode._io import atomic_path
 from neurocode.data import ContinuousRecording, ImageNormalizer, Recording, downsample, kfold_split, load_recording
 from neurocode.data.preprocessing import pad_to_square
 from neurocode.data.receptive_fields import ReceptiveFields, receptive_fields_for
-from neurocode.losses import poisson_nll, psp_mmd_loss, set_mmd_loss
-from neurocode.models import CNNConfig, RetinaCNN, RetinaSNN, SNNConfig, calibrate_rates
-from neurocode.models.clip import ClipCNN, ClipLN, ClipSNN, calibrate_clip_snn, spike_triggered_average
-from neurocode.models.rf import RetinaLN, RetinaRFCNN, RetinaRFSNN, RFConfig, calibrate_rf_snn
+from neurocode.kinds import MODEL_KINDS, ModelKind
+from neurocode.models import CNNConfig, SNNConfig
+from neurocode.models.rf import RFConfig
 
 __all__ = [
     "MODELS",
@@ -72,7 +55,6 @@ __all__ = [
     "prepare_data",
     "build_model",
     "train",
-    "train_step",
     "steps_per_epoch",
     "predict",
     "predict_stimuli",
@@ -83,43 +65,6 @@ __all__ = [
     "validation_split",
 ]
 
-@dataclass(frozen=True)
-class ModelKind:
-    """What the fit needs to know about a model family, in one place.
-
-    Attributes
-    ----------
-    name : str
-    spiking : bool
-        Emits spike trains (NSNN, DSNN); otherwise predicts rates (CNN, LN).
-    noisy : bool
-        Its trials differ (NSNN): K sampled trials per stimulus, a noise generator.
-    loss : str
-        Default loss; ``losses`` are those that apply.
-    reference : bool
-        The LN reference model: always RF-based, fitted in closed form (ridge regression) on
-        flashed stimuli and by gradient descent on clips; every other fit reports its scores.
-    """
-
-    name: str
-    spiking: bool
-    noisy: bool
-    loss: str
-    losses: tuple[str, ...]
-    reference: bool = False
-
-    def trials(self, k: int) -> int:
-        """Trials to sample when K are wanted: a deterministic model's trials are identical."""
-        return k if self.noisy else 1
-
-
-_SPIKING_LOSSES = ("mmd_linear", "mmd_gaussian", "paired")
-MODEL_KINDS: dict[str, ModelKind] = {
-    "nsnn": ModelKind("nsnn", spiking=True, noisy=True, loss="mmd_linear", losses=_SPIKING_LOSSES),
-    "dsnn": ModelKind("dsnn", spiking=True, noisy=False, loss="mmd_linear", losses=_SPIKING_LOSSES),
-    "cnn": ModelKind("cnn", spiking=False, noisy=False, loss="poisson", losses=("poisson",)),
-    "ln": ModelKind("ln", spiking=False, noisy=False, loss="mse", losses=("mse",), reference=True),
-}
 ModelName = Literal["nsnn", "dsnn", "cnn", "ln"]
 LossName = Literal["mmd_linear", "mmd_gaussian", "paired", "poisson", "mse"]
 ArchitectureName = Literal["paper", "rf"]
@@ -408,7 +353,7 @@ def make_config(model: str = "nsnn", preset: str = "quick", **overrides) -> FitC
     if model not in MODELS:
         raise ValueError(f"model must be one of {MODELS}, got {model!r}")
     kwargs = dict(PRESETS[preset]["common"])
-    kwargs["loss"] = MODEL_KINDS[model].loss
+    kwargs["loss"] = MODEL_KINDS[model].default_loss
     specific = dict(PRESETS[preset][model])
     arch = {key: dict(specific.pop(key, {})) for key in ("snn", "cnn", "rf")}
     kwargs.update(specific)
@@ -421,21 +366,7 @@ def make_config(model: str = "nsnn", preset: str = "quick", **overrides) -> FitC
 
 def predicts_rates(config: FitConfig) -> bool:
     """Whether the model's predictions are rates only (CNN, LN, population-mean readouts), not spikes."""
-    if not config.kind.spiking:
-        return True
-    if config.architecture == "rf":
-        return config.rf.readout_units > 1
-    return config.snn.readout == "mean"
-
-
-def _uses_rf(config: FitConfig) -> bool:
-    return config.architecture == "rf" or config.kind.reference
-
-
-def _reports_probability(config: FitConfig, clips: bool) -> bool:
-    """An NSNN with one output unit per cell in the RF-aware or clip models reports its firing
-    probabilities (given each trial's own history): the PSTH without Bernoulli sampling noise."""
-    return config.kind.noisy and (clips or _uses_rf(config)) and config.rf.readout_units == 1
+    return config.kind.predicts_rates(config)
 
 
 def check_device(name: str, available: bool = True) -> None:
@@ -636,7 +567,7 @@ def prepare_data(config: FitConfig, recording: Recording | ContinuousRecording |
     normalizer = ImageNormalizer().fit(small[train_idx])
     images = normalizer.transform(small)
     rfs = None
-    if _uses_rf(config) or rec.is_clips:
+    if config.kind.uses_rf(config) or rec.is_clips:
         square = dataclasses.replace(rec, stimuli=pad_to_square(rec.stimuli, fill)[0])
         rfs = receptive_fields_for(square, train_idx, bin_size=config.bin_size)
     images = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
@@ -657,49 +588,10 @@ def prepare_data(config: FitConfig, recording: Recording | ContinuousRecording |
     )
 
 
-#: The model classes by model name: on clips (time-varying stimuli) and RF-aware on flashes.
-_CLIP_MODELS = {"ln": ClipLN, "cnn": ClipCNN, "nsnn": ClipSNN, "dsnn": ClipSNN}
-_RF_MODELS = {"ln": RetinaLN, "cnn": RetinaRFCNN, "nsnn": RetinaRFSNN, "dsnn": RetinaRFSNN}
-
-
 def build_model(config: FitConfig, n_cells: int, generator: torch.Generator | None = None,
                 rfs: ReceptiveFields | None = None, *, n_steps: int = 30, n_lags: int = 0) -> nn.Module:
-    """The model ``config.model`` with ``n_cells`` outputs (weights from torch's global RNG).
-
-    ``rfs`` places the RF-aware models' features and readouts (None: placeholders, for
-    loading a checkpoint, whose buffers hold the fitted ones). ``n_steps`` is T of flashed
-    stimuli; ``n_lags > 0`` builds the clip models of :mod:`neurocode.models.clip` (time-varying
-    stimuli, a temporal filter of ``n_lags`` frames).
-    """
-    spiking = {"generator": generator} if config.kind.spiking else {}
-    if n_lags > 0:
-        rf = dataclasses.replace(config.rf, n_cells=n_cells, n_steps=n_steps)
-        return _CLIP_MODELS[config.model](rf, n_lags, rfs, **spiking)
-    if _uses_rf(config):
-        rf = dataclasses.replace(config.rf, n_cells=n_cells, n_steps=n_steps)
-        return _RF_MODELS[config.model](rf, rfs, **spiking)
-    if not config.kind.spiking:
-        return RetinaCNN(dataclasses.replace(config.cnn, n_cells=n_cells, n_steps=n_steps))
-    return RetinaSNN(dataclasses.replace(config.snn, n_cells=n_cells, n_steps=n_steps), generator=generator)
-
-
-def _snn_loss(config: FitConfig, model_spikes: Tensor, recorded: Tensor, gen: torch.Generator,
-              mask: Tensor | None = None) -> Tensor:
-    """model_spikes [T, K, B, N]; recorded [T, R, B, N]; mask [R, B] (which recorded trials exist)."""
-    if config.loss == "paired":
-        T, K, B, N = model_spikes.shape
-        R = recorded.shape[1]
-        if mask is not None and not bool(mask.all()):
-            raise ValueError("loss 'paired' needs equal trial counts per stimulus; use 'mmd_linear'")
-        pick = torch.randint(R, (K,), generator=gen, device=gen.device).to(recorded.device)
-        return psp_mmd_loss(model_spikes.reshape(T, K * B, N), recorded[:, pick].reshape(T, K * B, N), config.tau_s)
-    if model_spikes.shape[1] == 1:
-        # a deterministic model's trials are identical: repeating costs nothing
-        model_spikes = model_spikes.expand(-1, 2, -1, -1)
-    kernel = "linear" if config.loss == "mmd_linear" else "gaussian"
-    if mask is not None and bool(mask.all()):
-        mask = None
-    return set_mmd_loss(model_spikes, recorded, kernel=kernel, tau_s=config.tau_s, recorded_mask=mask)
+    """The model ``config.model`` with ``n_cells`` outputs: :meth:`neurocode.kinds.ModelKind.build`."""
+    return config.kind.build(config, n_cells, generator, rfs, n_steps=n_steps, n_lags=n_lags)
 
 
 def _batches(n: int, size: int, gen: torch.Generator) -> list[Tensor]:
@@ -707,54 +599,9 @@ def _batches(n: int, size: int, gen: torch.Generator) -> list[Tensor]:
     return list(order.split(size))
 
 
-def _pairs_per_step(config: FitConfig) -> bool:
-    """The paper CNN trains on (image, trial) pairs; every other model on whole images."""
-    return config.architecture == "paper" and not config.kind.spiking and not config.kind.reference
-
-
-def _trained_rates_model(config: FitConfig, data: FitData) -> bool:
-    """Rate models trained by gradient: the CNN, and the LN on clips (no closed form for its separable filter)."""
-    return not config.kind.spiking and (data.is_clips or not config.kind.reference)
-
-
-def _fit_pairs(data: FitData) -> Tensor:
-    """``[P, 2]``: (stimulus, trial) of every recorded trial of the stimuli trained on."""
-    fit_idx = torch.as_tensor(data.fit_idx)
-    rows, trials = torch.nonzero(data.trial_mask[fit_idx], as_tuple=True)
-    return torch.stack([fit_idx[rows], trials], dim=1)
-
-
 def steps_per_epoch(config: FitConfig, data: FitData) -> int:
-    if _pairs_per_step(config):
-        return math.ceil(len(_fit_pairs(data)) / config.batch_size)
-    return math.ceil(len(data.fit_idx) / config.batch_images)
-
-
-def train_step(config, model, data, batch, device, noise_gen, pairs=None) -> Tensor:
-    """Loss of one batch; ``batch`` indexes the stimuli the network is trained on (``fit_idx``),
-    or their recorded (stimulus, trial) pairs (paper CNN)."""
-    if _pairs_per_step(config):
-        img, trial = pairs[batch, 0], pairs[batch, 1]
-        uniq, inverse = torch.unique(img, return_inverse=True)
-        rates = model(data.inputs(uniq, device))  # [T, U, N]
-        target = data.counts[img, :, trial].to(device).transpose(0, 1)  # [T, P, N]
-        return poisson_nll(rates[:, inverse], target)
-    img = torch.as_tensor(data.fit_idx)[batch]
-    x = data.inputs(img, device)
-    if _trained_rates_model(config, data):
-        rates = model(x)  # [T, B, N]
-        target = data.psth(img).to(device).transpose(0, 1)
-        if config.loss == "mse":
-            return (rates - target).square().mean()
-        # all trials of each stimulus: the Poisson NLL summed over trials is R x that of the mean count
-        return poisson_nll(rates, target)
-    K = config.kind.trials(config.model_trials)
-    if config.probability_loss:
-        _, spikes = model(x, n_trials=K, return_probability=True)
-    else:
-        spikes = model(x, n_trials=K)  # [T, K, B, N]
-    recorded = data.counts[img].to(device).permute(1, 2, 0, 3)  # [T, R, B, N]
-    return _snn_loss(config, spikes, recorded, noise_gen, data.trial_mask[img].T.to(device))
+    items, per_step = config.kind.training_items(config, data)
+    return math.ceil(len(items) / per_step)
 
 
 def _checkpoint_state(config, model, optimizer, scheduler, epoch, history, gens, best) -> dict:
@@ -826,110 +673,17 @@ def _validation_rate_cc(config: FitConfig, model: nn.Module, data: FitData) -> f
     return float(cc.mean()) if cc.size else float("nan")
 
 
-def _train_ln(config: FitConfig, model: RetinaLN, data: FitData, device) -> list[dict]:
-    """Ridge strength chosen on the validation images, then refitted on all training images."""
-    images = data.images.to(device)
-    psth = data.psth(np.arange(data.counts.shape[0])).to(device)  # [n, T, N]
-    history = []
-    for ridge in config.ln_ridge:
-        model.fit_ridge(images[data.fit_idx], psth[data.fit_idx], ridge)
-        history.append({"ridge": ridge, "val_rate_cc": _validation_rate_cc(config, model, data)})
-    best = max(history, key=lambda h: (np.nan_to_num(h["val_rate_cc"], nan=-np.inf)))
-    model.fit_ridge(images[data.train_idx], psth[data.train_idx], best["ridge"])
-    history.append({"chosen_ridge": best["ridge"], "val_rate_cc": best["val_rate_cc"],
-                    "refit_on": "training + validation images"})
-    return history
+def _ln_fitter(config: FitConfig, data: FitData):
+    """Fits the LN model on ``data`` with ``config``'s data settings: the clip models' starting point."""
+    def fit_ln():
+        ln_config = make_config("ln", config.preset if config.preset in PRESETS else "movie",
+                                **{f.name: getattr(config, f.name) for f in fields(FitConfig)
+                                   if f.name in ("data", "recording", "seed", "input_size", "bin_size", "window",
+                                                 "clip_duration", "clip_history", "val_fraction", "device",
+                                                 "threads")})
+        return train(ln_config, data, progress=False)
 
-
-def _calibrate(config: FitConfig, model: nn.Module, data: FitData, device) -> dict | None:
-    """Start every model at realistic rates (on training stimuli only)."""
-    if data.is_clips:
-        return _calibrate_clips(config, model, data, device)
-    fit = torch.as_tensor(data.fit_idx)
-    psth = data.psth(fit).mean(0).clamp(max=0.95).to(device)  # [T, N]
-    with torch.no_grad():
-        if _uses_rf(config):
-            model.features.fit_normalization(data.images[fit].to(device))
-        if not config.kind.spiking:
-            if _uses_rf(config):
-                model.initialise_rates(psth)
-            return None
-        calibrate = calibrate_rf_snn if _uses_rf(config) else calibrate_rates
-        rates = calibrate(model, data.images[fit[:16]].to(device), hidden_rate=config.hidden_rate, output_rate=psth,
-                          n_trials=config.kind.trials(4))
-    return {"epoch": 0, "initial_rates": rates}
-
-
-def _calibrate_clips(config: FitConfig, model: nn.Module, data: FitData, device) -> dict | None:
-    """Clip models start where the LN analysis ends.
-
-    The LN model's filter starts from the training clips' STA (rank 1); every other model's
-    linear pathway starts from a fitted LN model (same training and validation clips), its
-    gain scaled to the noise of a spiking model; biases start at the mean rates.
-    """
-    fit = torch.as_tensor(data.fit_idx)
-    psth = data.psth(fit)  # [n, T, N]
-    rate = psth.mean((0, 1)).clamp(min=1e-3, max=0.95).to(device)  # [N] spikes per bin
-    if config.kind.reference:
-        clips = data.images[fit]  # [n, F, S, S]
-        with torch.no_grad():
-            model.linear.init_from_sta(spike_triggered_average(clips, psth, data.n_lags).to(device), clips.to(device))
-            model.bias.copy_(rate + torch.log(-torch.expm1(-rate)))
-        return None
-    ln_config = make_config("ln", config.preset if config.preset in PRESETS else "movie",
-                            **{f.name: getattr(config, f.name) for f in fields(FitConfig)
-                               if f.name in ("data", "recording", "seed", "input_size", "bin_size", "window",
-                                             "clip_duration", "clip_history", "val_fraction", "device", "threads")})
-    with torch.random.fork_rng(devices=[]):
-        ln, ln_history = train(ln_config, data, progress=False)
-    with torch.no_grad():
-        model.linear.load_state_dict(ln.linear.state_dict())
-        scale = config.rf.noise_sigma if config.kind.spiking else 1.0
-        model.linear_gain.copy_(ln.linear_gain.detach() * scale)
-    if not config.kind.spiking:
-        with torch.no_grad():
-            model.initialise_rates(rate)
-        return {"epoch": 0, "ln_start": ln_history[-1]}
-    return _calibrate_clip_rates(config, model, data, device, rate, ln, ln_history[-1])
-
-
-#: Multipliers of a spiking clip model's initial linear gain tried per cell (see _calibrate_clip_rates).
-_GAIN_MULTIPLIERS = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
-
-
-@torch.no_grad()
-def _calibrate_clip_rates(config, model, data, device, rate, ln, ln_summary) -> dict:
-    """Biases at the mean rates, and per cell the linear gain whose spiking rate follows the LN rate best.
-
-    A spiking output neuron's rate curve (the noise CDF through a leaky membrane with reset) is
-    not the LN model's softplus: per cell, the gain (a multiple of ``noise_sigma × LN gain``)
-    whose predicted rate correlates best with the fitted LN's rate on 16 training clips is kept.
-    """
-    fit = torch.as_tensor(data.fit_idx)
-    pick = fit[torch.randperm(len(fit), generator=torch.Generator().manual_seed(config.seed))[:16]]
-    x = data.inputs(pick, device)
-    target = ln(x)  # [T, B, N]
-    base = model.linear_gain.detach().clone()
-    k = config.kind.trials(4)
-    best_cc = torch.full_like(base, -2.0)
-    best_gain = base.clone()
-    for m in _GAIN_MULTIPLIERS:
-        model.linear_gain.copy_(base * m)
-        calibrate_clip_snn(model, x, hidden_rate=config.hidden_rate, output_rate=rate, n_trials=k)
-        if _reports_probability(config, clips=True):
-            predicted = model(x, n_trials=k, return_probability=True)[1].mean(1)
-        else:
-            predicted = model(x, n_trials=k).mean(1)
-        a = predicted.flatten(0, 1) - predicted.flatten(0, 1).mean(0)
-        b = target.flatten(0, 1) - target.flatten(0, 1).mean(0)
-        cc = (a * b).sum(0) / (a.norm(dim=0) * b.norm(dim=0)).clamp(min=1e-12)
-        better = cc > best_cc
-        best_cc = torch.where(better, cc, best_cc)
-        best_gain = torch.where(better, base * m, best_gain)
-    model.linear_gain.copy_(best_gain)
-    rates = calibrate_clip_snn(model, x, hidden_rate=config.hidden_rate, output_rate=rate, n_trials=k)
-    return {"epoch": 0, "initial_rates": rates, "ln_start": ln_summary,
-            "gain_multipliers": (best_gain / base).tolist()}
+    return fit_ln
 
 
 def train(
@@ -982,15 +736,16 @@ def train(
         "noise": torch.Generator(device=device).manual_seed(config.seed),
         "order": torch.Generator().manual_seed(config.seed + 1),
     }
-    model = build_model(config, data.n_cells, generator=gens["noise"] if config.kind.noisy else None,
-                        rfs=data.rfs, n_steps=data.n_steps, n_lags=data.n_lags).to(device)
+    kind = config.kind
+    model = kind.build(config, data.n_cells, gens["noise"] if kind.noisy else None, data.rfs, n_steps=data.n_steps,
+                       n_lags=data.n_lags).to(device)
     ckpt = Path(checkpoint) if checkpoint is not None else None
-    if config.kind.reference and not data.is_clips:
-        history = _train_ln(config, model, data, device)
+    closed_form = kind.fit_closed_form(config, model, data, device, lambda m: _validation_rate_cc(config, m, data))
+    if closed_form is not None:
         if ckpt is not None:
             with atomic_path(ckpt) as tmp:
-                torch.save(_checkpoint_state(config, model, None, None, 1, history, gens, None), tmp)
-        return model, history
+                torch.save(_checkpoint_state(config, model, None, None, 1, closed_form, gens, None), tmp)
+        return model, closed_form
     steps = steps_per_epoch(config, data)
     total = config.epochs * steps
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -1007,12 +762,10 @@ def train(
             g.set_state(state["rng"][name])
         history, start, best = list(state["history"]), int(state["epoch"]), state["best"]
     else:
-        initial = _calibrate(config, model, data, device)
+        initial = kind.start(config, model, data, device, _ln_fitter(config, data))
         if initial is not None:
             history.append(initial)
-    pairs = _fit_pairs(data) if _pairs_per_step(config) else None
-    n_items = len(pairs) if pairs is not None else len(data.fit_idx)
-    batch = config.batch_size if _pairs_per_step(config) else config.batch_images
+    items, per_step = kind.training_items(config, data)
     since_best = 0 if best is None else sum(1 for h in history if h.get("epoch", 0) > best["epoch"]
                                             and "val_rate_cc" in h)
     bar = tqdm(total=total, initial=start * steps, desc=f"fit {config.model}", disable=not progress, unit="step")
@@ -1022,8 +775,8 @@ def train(
                 break
             model.train()
             losses = []
-            for b in _batches(n_items, batch, gens["order"]):
-                loss = train_step(config, model, data, b, device, gens["noise"], pairs)
+            for b in _batches(len(items), per_step, gens["order"]):
+                loss = kind.loss(config, model, data, items[b], device, gens["noise"])
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"the training loss became {loss.item()} in epoch {epoch + 1}; lower "
                                              f"lr ({_kept(ckpt, start, epoch)})")
@@ -1148,28 +901,19 @@ def _predict_inputs(config, model, images: Tensor, clips: bool, n_trials, seed, 
         return x.transpose(0, 1) if clips else x
 
     if not config.kind.spiking:
-        rates = torch.stack([model(one(i))[:, 0] for i in range(images.shape[0])]).cpu().numpy().astype(np.float32)
+        rates = torch.stack([config.kind.respond(config, model, one(i), 1, clips).rates
+                             for i in range(images.shape[0])]).cpu().numpy().astype(np.float32)
         return (rates, rates) if return_rates else rates
     K = n_trials or config.eval_trials
     gen = torch.Generator(device=device).manual_seed(config.seed + 10_000 if seed is None else seed)
     previous = model.generator
     model.generator = gen
-    # an RF-architecture NSNN reports its firing probabilities: the PSTH without sampling noise
-    rb = _reports_probability(config, clips)
-    k = config.kind.trials(K)
     try:
-        spikes, probs = [], []
-        for i in range(images.shape[0]):
-            if rb:
-                s, p = model(one(i), n_trials=k, return_probability=True)  # [T, K, 1, N]
-                probs.append(p[:, :, 0].mean(1).cpu())
-            else:
-                s = model(one(i), n_trials=k)
-            spikes.append(s.expand(-1, K, -1, -1)[:, :, 0].cpu())
-        out = torch.stack(spikes)  # [n, T, K, N]
-        rates = (torch.stack(probs) if rb else out.mean(2)).numpy().astype(np.float32)
-        # a population rate code (DSNN readout) predicts rates, not spikes
-        preds = rates if predicts_rates(config) else out.to(torch.uint8).numpy()
-        return (preds, rates) if return_rates else preds
+        responses = [config.kind.respond(config, model, one(i), K, clips) for i in range(images.shape[0])]
+        rates = torch.stack([r.rates for r in responses]).cpu().numpy().astype(np.float32)
+        if predicts_rates(config):  # a population rate code (DSNN readout) predicts rates, not spikes
+            return (rates, rates) if return_rates else rates
+        spikes = torch.stack([r.spikes for r in responses]).to(torch.uint8).cpu().numpy()  # [n, T, K, N]
+        return (spikes, rates) if return_rates else spikes
     finally:
         model.generator = previous

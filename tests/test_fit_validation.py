@@ -143,10 +143,59 @@ def test_model_kinds_decide_losses_and_trials():
     assert set(MODELS) == set(MODEL_KINDS)
     for name, kind in MODEL_KINDS.items():
         config = make_config(name, "quick")
-        assert config.kind is kind and config.loss == kind.loss and kind.loss in kind.losses
+        assert config.kind is kind and config.loss == kind.default_loss and kind.default_loss in kind.losses
     assert MODEL_KINDS["nsnn"].trials(8) == 8 and MODEL_KINDS["dsnn"].trials(8) == 1
     with pytest.raises(ValueError, match="does not apply to model 'cnn'"):
         make_config("cnn", "quick", loss="mmd_linear")
+
+
+def test_train_and_predict_go_through_the_model_kind_only(natural_recording, monkeypatch):
+    """A kind's protocol is all train() and predict() use: a subclass that records its calls and
+    scales the loss changes the fit, and train() holds no test of a model's name."""
+    import inspect
+    import re
+
+    import neurocode.fitting as fitting
+    from neurocode.kinds import MODEL_KINDS, CNNKind
+
+    calls = []
+
+    class Recorded(CNNKind):
+        def build(self, *args, **kwargs):
+            calls.append("build")
+            return super().build(*args, **kwargs)
+
+        def training_items(self, config, data):
+            calls.append("training_items")
+            items, per_step = super().training_items(config, data)
+            return items, 2 * per_step
+
+        def loss(self, *args):
+            calls.append("loss")
+            return 2 * super().loss(*args)
+
+        def start(self, *args):
+            calls.append("start")
+            return super().start(*args)
+
+        def respond(self, *args):
+            calls.append("respond")
+            return super().respond(*args)
+
+    torch.set_num_threads(1)
+    config = make_config("cnn", **{k: v for k, v in TINY_RF.items() if k != "preset"} | {"epochs": 1})
+    data = prepare_data(config, natural_recording)
+    _, plain = train(config, data, progress=False)
+    monkeypatch.setitem(MODEL_KINDS, "cnn", Recorded(name="cnn"))
+    assert isinstance(config.kind, Recorded)
+    _, recorded = train(config, data, progress=False)
+    steps = -(-len(data.fit_idx) // (2 * config.batch_images))
+    assert calls[0] == "build" and set(calls[1:4]) == {"start", "training_items"}
+    assert calls.count("loss") == steps
+    assert calls.count("respond") == len(data.val_idx)  # the validation predictions
+    assert recorded[-2]["loss"] != pytest.approx(plain[-2]["loss"])
+    source = inspect.getsource(fitting.train)
+    assert not re.search(r"""(model|kind\.name|loss)\s*[!=]=\s*["']""", source)
 
 
 def test_run_folder_refuses_another_run_before_writing(tmp_path):

@@ -125,18 +125,19 @@ def test_empty_out_is_an_error(out, capsys, tmp_path, monkeypatch):
 # ---------------------------------------------------------------- 5. NaN in a fit
 def test_a_diverging_fit_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     import neurocode.fitting as fitting
+    from neurocode.kinds import SpikingKind
 
-    real_step, calls = fitting.train_step, {"n": 0}
+    real_loss, calls = SpikingKind.loss, {"n": 0}
     steps = None
 
-    def step(config, model, data, batch, *args, **kwargs):
+    def loss(self, config, model, data, items, *args):
         nonlocal steps
         steps = steps or fitting.steps_per_epoch(config, data)
         calls["n"] += 1
-        loss = real_step(config, model, data, batch, *args, **kwargs)
-        return loss * float("nan") if calls["n"] > steps else loss  # diverges in epoch 2
+        value = real_loss(self, config, model, data, items, *args)
+        return value * float("nan") if calls["n"] > steps else value  # diverges in epoch 2
 
-    monkeypatch.setattr(fitting, "train_step", step)
+    monkeypatch.setattr(SpikingKind, "loss", loss)
     out = tmp_path / "run"
     with pytest.raises(FloatingPointError, match="epoch 2.*keeps epoch 1, the last good one"):
         fit("nsnn", out=out, progress=False, **TINY)

@@ -1,0 +1,396 @@
+"""Model kinds: what a fit does differently for each model family, one object per family.
+
+Every family implements the :class:`ModelKind` protocol: build its network, list the items a
+training step draws from (stimuli, or (stimulus, trial) pairs), give the loss of a batch of
+them, set its starting point (calibration, or a closed-form fit), and respond to one stimulus
+(spikes and/or rates). :func:`neurocode.fitting.train` and :func:`neurocode.fitting.predict`
+call these and never ask which family they hold. The entries (``MODEL_KINDS``):
+
+``nsnn``
+    :class:`SpikingKind` with noisy LIF neurons and noise-driven learning: K sampled trials per
+    stimulus, compared as a set with the recorded trials (PSP-kernel MMD^2) or pairwise.
+``dsnn``
+    :class:`SpikingKind` without noise (surrogate gradients): its trials are identical, so one
+    is computed and repeated.
+``cnn``
+    :class:`CNNKind`: rates; the paper's CNN trains on (stimulus, trial) pairs with the Poisson
+    NLL, the RF-aware CNN on whole stimuli.
+``ln``
+    :class:`LNKind`: the linear-nonlinear reference, fitted in closed form (ridge) on flashed
+    stimuli and by gradient descent on clips.
+
+A kind reads the fit's configuration (:class:`neurocode.fitting.FitConfig`) and data
+(:class:`neurocode.fitting.FitData`) but imports neither: it sits between the models and losses
+below it and the fitting loop above it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+import torch
+from torch import Tensor, nn
+
+from neurocode.data.receptive_fields import ReceptiveFields
+from neurocode.losses import poisson_nll, psp_mmd_loss, set_mmd_loss
+from neurocode.models import RetinaCNN, RetinaSNN, calibrate_rates
+from neurocode.models.clip import ClipCNN, ClipLN, ClipSNN, calibrate_clip_snn, spike_triggered_average
+from neurocode.models.rf import RetinaLN, RetinaRFCNN, RetinaRFSNN, calibrate_rf_snn
+
+if TYPE_CHECKING:
+    from neurocode.fitting import FitConfig, FitData
+
+__all__ = ["ModelKind", "SpikingKind", "CNNKind", "LNKind", "MODEL_KINDS", "Response"]
+
+#: Fits an LN model to the same data (the clip models' starting point): returns (model, history).
+LNFitter = Callable[[], "tuple[nn.Module, list[dict]]"]
+
+
+@dataclass(frozen=True)
+class Response:
+    """A model's response to one stimulus.
+
+    Attributes
+    ----------
+    rates : Tensor [T, N] float
+        The PSTH in expected spikes per bin.
+    spikes : Tensor [T, K, N] of {0,1}, or None
+        K sampled trials (spiking models); None for rate models.
+    """
+
+    rates: Tensor
+    spikes: Tensor | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelKind:
+    """The protocol of a model family (module docstring); subclasses fill in the methods.
+
+    Attributes
+    ----------
+    name : str
+    spiking : bool
+        Emits spike trains (NSNN, DSNN); otherwise predicts rates (CNN, LN).
+    noisy : bool
+        Its trials differ (NSNN): K sampled trials per stimulus, a noise generator.
+    default_loss : str
+        The loss a fit of this kind uses unless told otherwise; ``losses`` are those that apply.
+    reference : bool
+        The LN reference model: every other fit reports its scores beside it.
+    """
+
+    name: str
+    spiking: bool
+    noisy: bool
+    default_loss: str
+    losses: tuple[str, ...]
+    reference: bool = False
+
+    def trials(self, k: int) -> int:
+        """Trials to sample when K are wanted: a deterministic model's trials are identical."""
+        return k if self.noisy else 1
+
+    def uses_rf(self, config: FitConfig) -> bool:
+        """Whether the model reads each cell out at its receptive field (the RF-aware models)."""
+        return config.architecture == "rf"
+
+    def predicts_rates(self, config: FitConfig) -> bool:
+        """Whether predictions are rates only (CNN, LN, population-mean readouts), not spikes."""
+        return True
+
+    def build(self, config: FitConfig, n_cells: int, generator: torch.Generator | None = None,
+              rfs: ReceptiveFields | None = None, *, n_steps: int = 30, n_lags: int = 0) -> nn.Module:
+        """The network with ``n_cells`` outputs (weights from torch's global RNG).
+
+        ``rfs`` places the RF-aware models' features and readouts (None: placeholders, for
+        loading a checkpoint). ``n_steps`` is T of flashed stimuli; ``n_lags > 0`` builds the
+        clip models of :mod:`neurocode.models.clip` (a temporal filter of ``n_lags`` frames).
+        """
+        raise NotImplementedError
+
+    def training_items(self, config: FitConfig, data: FitData) -> tuple[Tensor, int]:
+        """What one epoch draws batches from, and how many per step.
+
+        Returns
+        -------
+        items : Tensor [n] of stimulus indices, or [P, 2] of (stimulus, trial)
+        per_step : int
+        """
+        return torch.as_tensor(data.fit_idx), config.batch_images
+
+    def loss(self, config: FitConfig, model: nn.Module, data: FitData, items: Tensor, device: torch.device,
+             noise_gen: torch.Generator) -> Tensor:
+        """Scalar training loss of a batch of ``items`` (rows of :meth:`training_items`)."""
+        raise NotImplementedError
+
+    def fit_closed_form(self, config: FitConfig, model: nn.Module, data: FitData, device: torch.device,
+                        validate: Callable[[nn.Module], float]) -> list[dict] | None:
+        """Fit without gradient descent and return the history, or None: train by gradient."""
+        return None
+
+    def start(self, config: FitConfig, model: nn.Module, data: FitData, device: torch.device,
+              fit_ln: LNFitter) -> dict | None:
+        """Set a fresh model's starting point on training stimuli only; a history record or None."""
+        return None
+
+    def respond(self, config: FitConfig, model: nn.Module, x: Tensor, n_trials: int, clips: bool) -> Response:
+        """The response to one stimulus ``x`` (``[1, 1, S, S]`` frame or ``[F, 1, S, S]`` clip)."""
+        return Response(rates=model(x)[:, 0])
+
+
+def _rate_model_loss(config: FitConfig, model: nn.Module, data: FitData, items: Tensor, device) -> Tensor:
+    """Rates of whole stimuli against their trial-averaged counts (MSE, or the Poisson NLL)."""
+    rates = model(data.inputs(items, device))  # [T, B, N]
+    target = data.psth(items).to(device).transpose(0, 1)
+    if config.loss == "mse":
+        return (rates - target).square().mean()
+    # all trials of each stimulus: the Poisson NLL summed over trials is R x that of the mean count
+    return poisson_nll(rates, target)
+
+
+def _initial_psth(data: FitData, device) -> tuple[Tensor, Tensor]:
+    fit = torch.as_tensor(data.fit_idx)
+    return fit, data.psth(fit).mean(0).clamp(max=0.95).to(device)  # [T, N]
+
+
+def _clip_rate(data: FitData, device) -> Tensor:
+    """``[N]`` mean spikes per bin of the training clips (clamped away from 0 and 1)."""
+    return data.psth(torch.as_tensor(data.fit_idx)).mean((0, 1)).clamp(min=1e-3, max=0.95).to(device)
+
+
+def _start_from_ln(model: nn.Module, fit_ln: LNFitter, scale: float) -> tuple[nn.Module, dict]:
+    """Copy a fitted LN model's linear pathway into a clip model, its gain times ``scale``."""
+    with torch.random.fork_rng(devices=[]):
+        ln, ln_history = fit_ln()
+    with torch.no_grad():
+        model.linear.load_state_dict(ln.linear.state_dict())
+        model.linear_gain.copy_(ln.linear_gain.detach() * scale)
+    return ln, ln_history[-1]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpikingKind(ModelKind):
+    """NSNN (``noisy``) and DSNN: spike trains compared with the recorded trials."""
+
+    spiking: bool = True
+    default_loss: str = "mmd_linear"
+    losses: tuple[str, ...] = ("mmd_linear", "mmd_gaussian", "paired")
+
+    def predicts_rates(self, config: FitConfig) -> bool:
+        if config.architecture == "rf":
+            return config.rf.readout_units > 1
+        return config.snn.readout == "mean"
+
+    def reports_probability(self, config: FitConfig, clips: bool) -> bool:
+        """An NSNN with one output unit per cell in the RF-aware or clip models reports its firing
+        probabilities (given each trial's own history): the PSTH without Bernoulli sampling noise."""
+        return self.noisy and (clips or self.uses_rf(config)) and config.rf.readout_units == 1
+
+    def build(self, config, n_cells, generator=None, rfs=None, *, n_steps=30, n_lags=0):
+        if n_lags > 0:
+            return ClipSNN(dataclasses.replace(config.rf, n_cells=n_cells, n_steps=n_steps), n_lags, rfs,
+                           generator=generator)
+        if self.uses_rf(config):
+            return RetinaRFSNN(dataclasses.replace(config.rf, n_cells=n_cells, n_steps=n_steps), rfs,
+                               generator=generator)
+        return RetinaSNN(dataclasses.replace(config.snn, n_cells=n_cells, n_steps=n_steps), generator=generator)
+
+    def loss(self, config, model, data, items, device, noise_gen):
+        K = self.trials(config.model_trials)
+        x = data.inputs(items, device)
+        if config.probability_loss:
+            _, spikes = model(x, n_trials=K, return_probability=True)
+        else:
+            spikes = model(x, n_trials=K)  # [T, K, B, N]
+        recorded = data.counts[items].to(device).permute(1, 2, 0, 3)  # [T, R, B, N]
+        mask = data.trial_mask[items].T.to(device)  # [R, B]: which recorded trials exist
+        if config.loss == "paired":
+            T, K, B, N = spikes.shape
+            if not bool(mask.all()):
+                raise ValueError("loss 'paired' needs equal trial counts per stimulus; use 'mmd_linear'")
+            pick = torch.randint(recorded.shape[1], (K,), generator=noise_gen, device=noise_gen.device)
+            return psp_mmd_loss(spikes.reshape(T, K * B, N), recorded[:, pick.to(device)].reshape(T, K * B, N),
+                                config.tau_s)
+        if spikes.shape[1] == 1:
+            # a deterministic model's trials are identical: repeating costs nothing
+            spikes = spikes.expand(-1, 2, -1, -1)
+        kernel = "linear" if config.loss == "mmd_linear" else "gaussian"
+        return set_mmd_loss(spikes, recorded, kernel=kernel, tau_s=config.tau_s,
+                            recorded_mask=None if bool(mask.all()) else mask)
+
+    def start(self, config, model, data, device, fit_ln):
+        if data.is_clips:
+            rate = _clip_rate(data, device)
+            ln, ln_summary = _start_from_ln(model, fit_ln, config.rf.noise_sigma)
+            return self._calibrate_clip_gains(config, model, data, device, rate, ln, ln_summary)
+        fit, psth = _initial_psth(data, device)
+        with torch.no_grad():
+            if self.uses_rf(config):
+                model.features.fit_normalization(data.images[fit].to(device))
+            calibrate = calibrate_rf_snn if self.uses_rf(config) else calibrate_rates
+            rates = calibrate(model, data.images[fit[:16]].to(device), hidden_rate=config.hidden_rate,
+                              output_rate=psth, n_trials=self.trials(4))
+        return {"epoch": 0, "initial_rates": rates}
+
+    #: Multipliers of a spiking clip model's initial linear gain tried per cell.
+    GAIN_MULTIPLIERS = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
+
+    @torch.no_grad()
+    def _calibrate_clip_gains(self, config, model, data, device, rate, ln, ln_summary) -> dict:
+        """Biases at the mean rates, and per cell the linear gain whose spiking rate follows the LN rate best.
+
+        A spiking output neuron's rate curve (the noise CDF through a leaky membrane with reset)
+        is not the LN model's softplus: per cell, the gain (a multiple of ``noise_sigma × LN
+        gain``) whose predicted rate correlates best with the fitted LN's rate on 16 training
+        clips is kept.
+        """
+        fit = torch.as_tensor(data.fit_idx)
+        pick = fit[torch.randperm(len(fit), generator=torch.Generator().manual_seed(config.seed))[:16]]
+        x = data.inputs(pick, device)
+        target = ln(x)  # [T, B, N]
+        base = model.linear_gain.detach().clone()
+        k = self.trials(4)
+        best_cc = torch.full_like(base, -2.0)
+        best_gain = base.clone()
+        for m in self.GAIN_MULTIPLIERS:
+            model.linear_gain.copy_(base * m)
+            calibrate_clip_snn(model, x, hidden_rate=config.hidden_rate, output_rate=rate, n_trials=k)
+            if self.reports_probability(config, clips=True):
+                predicted = model(x, n_trials=k, return_probability=True)[1].mean(1)
+            else:
+                predicted = model(x, n_trials=k).mean(1)
+            a = predicted.flatten(0, 1) - predicted.flatten(0, 1).mean(0)
+            b = target.flatten(0, 1) - target.flatten(0, 1).mean(0)
+            cc = (a * b).sum(0) / (a.norm(dim=0) * b.norm(dim=0)).clamp(min=1e-12)
+            better = cc > best_cc
+            best_cc = torch.where(better, cc, best_cc)
+            best_gain = torch.where(better, base * m, best_gain)
+        model.linear_gain.copy_(best_gain)
+        rates = calibrate_clip_snn(model, x, hidden_rate=config.hidden_rate, output_rate=rate, n_trials=k)
+        return {"epoch": 0, "initial_rates": rates, "ln_start": ln_summary,
+                "gain_multipliers": (best_gain / base).tolist()}
+
+    def respond(self, config, model, x, n_trials, clips):
+        k = self.trials(n_trials)
+        if self.reports_probability(config, clips):
+            spikes, probability = model(x, n_trials=k, return_probability=True)  # [T, k, 1, N] each
+            rates = probability[:, :, 0].mean(1)
+        else:
+            spikes = model(x, n_trials=k)
+            rates = None
+        spikes = spikes.expand(-1, n_trials, -1, -1)[:, :, 0]  # [T, K, N]
+        return Response(rates=spikes.mean(1) if rates is None else rates, spikes=spikes)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CNNKind(ModelKind):
+    """The CNN baseline: rates through a parameterised softplus."""
+
+    spiking: bool = False
+    noisy: bool = False
+    default_loss: str = "poisson"
+    losses: tuple[str, ...] = ("poisson",)
+
+    def _pairs(self, config: FitConfig) -> bool:
+        # the paper's CNN trains on (stimulus, trial) pairs, as published; the RF-aware CNN on
+        # whole stimuli
+        return config.architecture == "paper"
+
+    def build(self, config, n_cells, generator=None, rfs=None, *, n_steps=30, n_lags=0):
+        if n_lags > 0:
+            return ClipCNN(dataclasses.replace(config.rf, n_cells=n_cells, n_steps=n_steps), n_lags, rfs)
+        if self.uses_rf(config):
+            return RetinaRFCNN(dataclasses.replace(config.rf, n_cells=n_cells, n_steps=n_steps), rfs)
+        return RetinaCNN(dataclasses.replace(config.cnn, n_cells=n_cells, n_steps=n_steps))
+
+    def training_items(self, config, data):
+        if not self._pairs(config):
+            return super().training_items(config, data)
+        fit_idx = torch.as_tensor(data.fit_idx)
+        rows, trials = torch.nonzero(data.trial_mask[fit_idx], as_tuple=True)
+        return torch.stack([fit_idx[rows], trials], dim=1), config.batch_size
+
+    def loss(self, config, model, data, items, device, noise_gen):
+        if items.dim() == 1:
+            return _rate_model_loss(config, model, data, items, device)
+        stimulus, trial = items[:, 0], items[:, 1]
+        unique, inverse = torch.unique(stimulus, return_inverse=True)
+        rates = model(data.inputs(unique, device))  # [T, U, N]
+        target = data.counts[stimulus, :, trial].to(device).transpose(0, 1)  # [T, P, N]
+        return poisson_nll(rates[:, inverse], target)
+
+    def start(self, config, model, data, device, fit_ln):
+        if data.is_clips:
+            rate = _clip_rate(data, device)
+            _, ln_summary = _start_from_ln(model, fit_ln, 1.0)
+            with torch.no_grad():
+                model.initialise_rates(rate)
+            return {"epoch": 0, "ln_start": ln_summary}
+        if self.uses_rf(config):
+            fit, psth = _initial_psth(data, device)
+            with torch.no_grad():
+                model.features.fit_normalization(data.images[fit].to(device))
+                model.initialise_rates(psth)
+        return None
+
+
+@dataclass(frozen=True, kw_only=True)
+class LNKind(ModelKind):
+    """The linear-nonlinear reference on receptive-field features (always RF-based)."""
+
+    spiking: bool = False
+    noisy: bool = False
+    default_loss: str = "mse"
+    losses: tuple[str, ...] = ("mse",)
+    reference: bool = True
+
+    def uses_rf(self, config: FitConfig) -> bool:
+        return True
+
+    def build(self, config, n_cells, generator=None, rfs=None, *, n_steps=30, n_lags=0):
+        rf = dataclasses.replace(config.rf, n_cells=n_cells, n_steps=n_steps)
+        return ClipLN(rf, n_lags, rfs) if n_lags > 0 else RetinaLN(rf, rfs)
+
+    def loss(self, config, model, data, items, device, noise_gen):
+        return _rate_model_loss(config, model, data, items, device)
+
+    def fit_closed_form(self, config, model, data, device, validate):
+        """Flashed stimuli: ridge regression, its strength chosen on the validation stimuli, then
+        refitted on all training stimuli. Clips (a separable filter) train by gradient."""
+        if data.is_clips:
+            return None
+        images = data.images.to(device)
+        psth = data.psth(torch.arange(data.counts.shape[0])).to(device)  # [n, T, N]
+        history = []
+        for ridge in config.ln_ridge:
+            model.fit_ridge(images[data.fit_idx], psth[data.fit_idx], ridge)
+            history.append({"ridge": ridge, "val_rate_cc": validate(model)})
+        best = max(history, key=lambda h: -math.inf if math.isnan(h["val_rate_cc"]) else h["val_rate_cc"])
+        model.fit_ridge(images[data.train_idx], psth[data.train_idx], best["ridge"])
+        history.append({"chosen_ridge": best["ridge"], "val_rate_cc": best["val_rate_cc"],
+                        "refit_on": "training + validation images"})
+        return history
+
+    def start(self, config, model, data, device, fit_ln):
+        if not data.is_clips:
+            return None  # flashed stimuli: fit_closed_form
+        # the separable filter starts from the training clips' spike-triggered average (rank 1)
+        fit = torch.as_tensor(data.fit_idx)
+        clips, psth = data.images[fit], data.psth(fit)
+        rate = _clip_rate(data, device)
+        with torch.no_grad():
+            model.linear.init_from_sta(spike_triggered_average(clips, psth, data.n_lags).to(device),
+                                       clips.to(device))
+            model.bias.copy_(rate + torch.log(-torch.expm1(-rate)))
+        return None
+
+
+MODEL_KINDS: dict[str, ModelKind] = {
+    "nsnn": SpikingKind(name="nsnn", noisy=True),
+    "dsnn": SpikingKind(name="dsnn", noisy=False),
+    "cnn": CNNKind(name="cnn"),
+    "ln": LNKind(name="ln"),
+}
