@@ -24,8 +24,12 @@
 #include <cstring>
 #include <limits>
 #include <thread>
+#include <type_traits>
 #include <vector>
 #include <sys/mman.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -189,29 +193,48 @@ static void run_threads(int64_t N, int nthreads, F&& body) {
 
 // The firing decisions of modes 1 and 3 (their thresholds are not kept) as bits for the backward
 // pass: bit i % 8 of byte i / 8 of row t is keep[t, i] (1: no spike). Thread ranges and blocks start
-// at multiples of 16 neurons, so every byte belongs to one thread.
+// at multiples of 16 neurons, so every byte belongs to one thread. With AVX-512 a vector compare
+// yields 16 (float) or 8 (double) bits at once, and a masked move turns them back into 0/1 values;
+// bit by bit, packing and unpacking took ~0.5 ns per neuron and step, 40 % of a noise draw.
 template <typename S>
 static inline void pack_keep(const S* keep, int64_t n, uint8_t* out) {
-    const int64_t full = n / 8;
-    for (int64_t j = 0; j < full; ++j) {
-        unsigned b = 0;
-        for (int k = 0; k < 8; ++k) b |= unsigned(keep[8 * j + k] != S(0)) << k;
-        out[j] = uint8_t(b);
+    int64_t i = 0;
+#if defined(__AVX512F__)
+    if constexpr (std::is_same_v<S, float>) {
+        for (; i + 16 <= n; i += 16) {
+            const __mmask16 m = _mm512_cmp_ps_mask(_mm512_loadu_ps(keep + i), _mm512_setzero_ps(), _CMP_NEQ_UQ);
+            std::memcpy(out + i / 8, &m, 2);
+        }
+    } else {
+        for (; i + 8 <= n; i += 8) {
+            out[i / 8] = uint8_t(_mm512_cmp_pd_mask(_mm512_loadu_pd(keep + i), _mm512_setzero_pd(), _CMP_NEQ_UQ));
+        }
     }
-    if (n % 8) {
+#endif
+    for (; i < n; i += 8) {
         unsigned b = 0;
-        for (int64_t k = 0; k < n % 8; ++k) b |= unsigned(keep[8 * full + k] != S(0)) << k;
-        out[full] = uint8_t(b);
+        for (int64_t k = 0; k < std::min<int64_t>(8, n - i); ++k) b |= unsigned(keep[i + k] != S(0)) << k;
+        out[i / 8] = uint8_t(b);
     }
 }
 
-static inline void unpack_keep(const uint8_t* bits, int64_t n, uint8_t* keep) {
-    const int64_t full = n / 8;
-    for (int64_t j = 0; j < full; ++j) {
-        const unsigned b = bits[j];
-        for (int k = 0; k < 8; ++k) keep[8 * j + k] = uint8_t((b >> k) & 1u);
+template <typename S>
+static inline void unpack_keep(const uint8_t* bits, int64_t n, S* keep) {
+    int64_t i = 0;
+#if defined(__AVX512F__)
+    if constexpr (std::is_same_v<S, float>) {
+        const __m512 one = _mm512_set1_ps(1.0f);
+        for (; i + 16 <= n; i += 16) {
+            __mmask16 m;
+            std::memcpy(&m, bits + i / 8, 2);
+            _mm512_storeu_ps(keep + i, _mm512_maskz_mov_ps(m, one));
+        }
+    } else {
+        const __m512d one = _mm512_set1_pd(1.0);
+        for (; i + 8 <= n; i += 8) _mm512_storeu_pd(keep + i, _mm512_maskz_mov_pd(__mmask8(bits[i / 8]), one));
     }
-    for (int64_t k = 0; k < n % 8; ++k) keep[8 * full + k] = uint8_t((bits[full] >> k) & 1u);
+#endif
+    for (; i < n; ++i) keep[i] = S((bits[i >> 3] >> (i & 7)) & 1u);
 }
 
 // mode: 0 deterministic (threshold v_th), 1 escape (per-step thresholds thr), 2 membrane (eps),
@@ -286,8 +309,9 @@ static void forward(const S* x, int64_t sx, const S* u0, const S* thr, const S* 
 // plain elementwise loop over the block so that it vectorises (exp through libmvec).
 template <typename S>
 static inline void decisions(const S* ut, const S* et, const uint8_t* kt, S vth, int64_t n, S* keep, S* w) {
-    if (kt) {  // the forward pass's decisions, unpacked
-        for (int64_t i = 0; i < n; ++i) { keep[i] = S(kt[i]); w[i] = ut[i]; }
+    if (kt) {  // the forward pass's decisions (bits)
+        unpack_keep(kt, n, keep);
+        for (int64_t i = 0; i < n; ++i) w[i] = ut[i];
     } else if (et) {
         for (int64_t i = 0; i < n; ++i) { S ww = ut[i] + et[i]; keep[i] = ww < vth ? S(1) : S(0); w[i] = ww; }
     } else {
@@ -310,12 +334,8 @@ static void backward(const S* x, int64_t sx, const S* u0, const S* eps, const ui
         alignas(64) S v[BLK];
         alignas(64) S keep[BLK];
         alignas(64) S w[BLK];
-        std::vector<uint8_t> kb(bits ? size_t(T * BLK) : 0);  // the block's decisions, unpacked once
         for (int64_t b0 = lo; b0 < hi; b0 += BLK) {
             const int64_t n = std::min(BLK, hi - b0);
-            if (bits) {
-                for (int64_t t = 0; t < T; ++t) unpack_keep(bits + t * NB + b0 / 8, n, kb.data() + t * BLK);
-            }
             for (int64_t t = 0; t < T; ++t) {  // the potentials, into c
                 const S* xt = x + t * sx + b0;
                 S* ut = c + t * N + b0;
@@ -325,12 +345,12 @@ static void backward(const S* x, int64_t sx, const S* u0, const S* eps, const ui
                 } else {
                     for (int64_t i = 0; i < n; ++i) ut[i] = xt[i] + (tau * w[i]) * keep[i];
                 }
-                decisions(ut, eps ? eps + t * N + b0 : nullptr, bits ? kb.data() + t * BLK : nullptr, vth, n, keep,
+                decisions(ut, eps ? eps + t * N + b0 : nullptr, bits ? bits + t * NB + b0 / 8 : nullptr, vth, n, keep,
                           w);
             }
             for (int64_t t = T - 1; t >= 0; --t) {  // the gradient, over them
                 S* __restrict ct = c + t * N + b0;
-                decisions(ct, eps ? eps + t * N + b0 : nullptr, bits ? kb.data() + t * BLK : nullptr, vth, n, keep,
+                decisions(ct, eps ? eps + t * N + b0 : nullptr, bits ? bits + t * NB + b0 / 8 : nullptr, vth, n, keep,
                           w);
 #pragma omp simd
                 for (int64_t i = 0; i < n; ++i) g[i] = density<S, FAM>(ct[i] - vth, p0, p1, p2);
