@@ -9,8 +9,10 @@ spiking models -- what a direct implementation of the paper does:
 * the neuron loop on the pure-torch path (``NEUROCODE_NO_KERNEL=1``);
 * the first layer's current recomputed at every time step (no static-input reuse);
 * one model sample per recorded trial (K = 30 instead of the set-level MMD's K = 8);
+* the second convolution dense (``torch.nn.functional.conv2d``) instead of event-driven;
 
-and prints our/baseline ratios. ``--profile`` adds a breakdown of one step of each of our
+and prints our/baseline ratios. One lever alone: ``dense-conv2`` is our step with only the
+second convolution dense. ``--profile`` adds a breakdown of one step of each of our
 configurations by operator category (convolutions, neuron loops, random numbers, linear
 layers, loss, other) from ``torch.profiler``.
 
@@ -64,6 +66,8 @@ def _child(model: str, variant: str, steps: int, threads: int, profile: bool) ->
             return torch.addcmul(_m.offset[:, None, :, None, None], _m.gain[:, None, :, None, None], drive)
 
         m.layer_currents = every_step
+    if variant in ("baseline", "dense-conv2") and isinstance(m, RetinaSNN):
+        m.conv2.max_density = 0.0  # torch's dense convolution of the spike maps
     if isinstance(m, RetinaSNN):
         with torch.no_grad():
             calibrate_rates(m, data.images[torch.as_tensor(data.train_idx[:4])], iterations=6, n_trials=1)
@@ -145,6 +149,8 @@ def main(argv=None) -> None:
         rows[(model, "ours")] = _run(model, "ours", args.steps, args.threads, args.profile)
         if model != "cnn":
             rows[(model, "baseline")] = _run(model, "baseline", max(1, args.steps - 1), args.threads, False)
+        if model != "cnn":
+            rows[(model, "dense-conv2")] = _run(model, "dense-conv2", args.steps, args.threads, False)
         if model == "dsnn":
             rows[(model, "same-shapes")] = _run(model, "same-shapes", args.steps, args.threads, False)
     print(f"paper preset, CPU, {args.threads} threads; median of {args.steps} steps after a warm-up\n")
@@ -157,6 +163,9 @@ def main(argv=None) -> None:
         if (model, "baseline") in rows:
             ratio = rows[(model, "baseline")]["step_s"] / rows[(model, "ours")]["step_s"]
             print(f"{model}: baseline step / our step = {ratio:.1f}x")
+        if (model, "dense-conv2") in rows:
+            ratio = rows[(model, "dense-conv2")]["step_s"] / rows[(model, "ours")]["step_s"]
+            print(f"{model}: step with a dense conv2 / our step (event-driven conv2) = {ratio:.2f}x")
     if ("nsnn", "ours") in rows and ("dsnn", "same-shapes") in rows:
         print("NSNN step / DSNN step at the same shapes (both K = 8 trials per image): "
               f"{rows[('nsnn', 'ours')]['step_s'] / rows[('dsnn', 'same-shapes')]['step_s']:.2f}")

@@ -14,7 +14,9 @@ Compares, in one run and on the same inputs:
 
 Shapes: T = 30, B = 64 (``--quick``: B = 4), neuron maps 16x40x40, 32x30x30 and 64 units
 (the three neuron layers of the retina CNN), each measured separately and summed.
-Reports the median of ``--repeat`` runs after one warm-up. Nothing is asserted.
+Reports the median of ``--repeat`` runs after one warm-up; the fused LIF and NoisyLIF, whose
+ratio is the noise overhead, alternate call by call (2 x repeat + 1 calls each), so that a
+shared machine's load slows both alike. Nothing is asserted.
 
     OMP_NUM_THREADS=2 python benchmarks/neuron_loop.py [--threads 2] [--quick]
     OMP_NUM_THREADS=2 python benchmarks/neuron_loop.py --faults [--fault-batch 64]
@@ -33,7 +35,7 @@ import time
 
 import neurocode  # noqa: F401  -- before torch, as in the CLI: huge-page allocations (neurocode/__init__.py)
 import torch
-from _common import rss_kb, timed
+from _common import rss_kb, timed, timed_interleaved
 
 from neurocode.neurons import LIF, NoisyLIF, kernel_failure, kernel_library, pure_torch
 from neurocode.noise import Gaussian
@@ -199,11 +201,13 @@ def main(argv=None) -> None:
         x_tb = (1.2 * torch.rand(T, B, *feat, generator=g)).requires_grad_()
         x_bt = x_tb.detach().transpose(0, 1).contiguous().requires_grad_()
         shape = x_tb.shape
+        # the fused pair alternates call by call: their ratio is the noise overhead
+        fused_lif, fused_noisy = timed_interleaved([fwd_bwd(lif, x_tb), fwd_bwd(nlif, x_tb)], 2 * repeat + 1)
         rows[name] = [
             timed(fwd_bwd(lambda x: ref_lif(x, noisy=False), x_bt), repeat),
-            timed(fwd_bwd(lif, x_tb), repeat),
+            fused_lif,
             timed(fwd_bwd(lambda x: ref_lif(x, noisy=True), x_bt), repeat),
-            timed(fwd_bwd(nlif, x_tb), repeat),
+            fused_noisy,
             timed(lambda: noise.sample(shape, loc=V_TH), repeat),
             timed(torch_path(fwd_bwd(lif, x_tb)), repeat),
             timed(torch_path(fwd_bwd(nlif, x_tb)), repeat),

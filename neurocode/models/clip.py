@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 from neurocode.models._spiking import SpikingLayers
 from neurocode.models.cnn import PSoftplus
+from neurocode.models.event_conv import SpikeConv2d
 from neurocode.models.readout import GaussianReadout
 from neurocode.models.rf import RFConfig
 from neurocode.models.utils import bisect_shift
@@ -217,7 +218,7 @@ class ClipSNN(SpikingLayers, _ClipBase):
         c1, c2 = config.channels
         k2 = config.kernel_sizes[1]
         self.core = _ClipCore(config, n_lags)
-        self.conv2 = nn.Conv2d(c1, c2, k2, padding=k2 // 2)
+        self.conv2 = SpikeConv2d(c1, c2, k2, padding=k2 // 2)  # its input is spikes
         centres, cov = _core_geometry(config, rfs)
         s = config.core_size
         self.readout = GaussianReadout(centres, cov, (s, s), c2)

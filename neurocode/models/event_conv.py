@@ -8,9 +8,12 @@ gradient depends on the output gradient only and stays dense (``conv_transpose2d
 result is the convolution's exact sum (its additions in another order than torch's dense
 kernel). It is used where it is faster: on CPU, float32/float64, stride 1, no dilation, one
 group, and an input density at or below ``max_density`` (measured in
-``benchmarks/event_conv.py``: at the paper network's second layer, 2 threads, the forward
-pass is 3.8x faster than the faster dense layout at 1 % density, 2.8x at 2 % and 0.8x at
-10 %, the weight gradient 5.2x, 3.7x and 1.3x); anything else takes ``nn.Conv2d``'s own path.
+``benchmarks/event_conv.py``, 2 threads: at the paper network's second layer, 16 -> 32 channels,
+11x11, the forward pass is 5.3x faster than the faster dense layout at 1 % density, 2.8x at
+10 %, 1.8x at 20 % and 1.1x at 50 %, the weight gradient 6.8x, 3.6x, 2.3x and 1.3x; at the
+quick preset's, 8 -> 16 channels, 5x5, the forward pass 1.6x at 10 %, 1.2x at 20 % and 0.7x at
+50 %, the weight gradient 3.9x, 2.9x and 1.7x); anything else takes ``nn.Conv2d``'s own path.
+The spiking retina models' second convolutions are ``SpikeConv2d`` layers.
 """
 
 from __future__ import annotations
@@ -62,7 +65,7 @@ class SpikeConv2d(nn.Conv2d):
         Use the event-driven path when at most this fraction of the input is nonzero.
     """
 
-    def __init__(self, *args, max_density: float = 0.03, **kwargs):
+    def __init__(self, *args, max_density: float = 0.25, **kwargs):
         super().__init__(*args, **kwargs)
         self.max_density = float(max_density)
 

@@ -39,6 +39,7 @@ from torch import Tensor, nn
 
 from neurocode.models._spiking import SpikingLayers
 from neurocode.models.cnn import PSoftplus
+from neurocode.models.event_conv import SpikeConv2d
 from neurocode.models.readout import RF_FEATURE_NAMES, GaussianReadout, RFFeatures, on_off
 from neurocode.models.utils import bisect_shift
 
@@ -231,7 +232,7 @@ class RetinaRFSNN(SpikingLayers, _RFBase):
         k1, k2 = cfg.kernel_sizes
         s = cfg.core_size
         self.conv1 = nn.Conv2d(2, c1, k1, padding=k1 // 2)
-        self.conv2 = nn.Conv2d(c1, c2, k2, padding=k2 // 2)
+        self.conv2 = SpikeConv2d(c1, c2, k2, padding=k2 // 2)  # its input is spikes
         self.gain = nn.Parameter(torch.ones(cfg.n_steps, c1))
         self.offset = nn.Parameter(torch.zeros(cfg.n_steps, c1))
         centres, cov = self._core_geometry

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from neurocode.models._spiking import SpikingLayers
+from neurocode.models.event_conv import SpikeConv2d
 from neurocode.models.utils import bisect_shift, conv_output_size
 
 __all__ = ["SNNConfig", "RetinaSNN", "calibrate_rates"]
@@ -125,7 +126,7 @@ class RetinaSNN(SpikingLayers, nn.Module):
         s1, s2 = cfg.feature_sizes()
         c1, c2 = cfg.channels
         self.conv1 = nn.Conv2d(1, c1, cfg.kernel_sizes[0], stride=cfg.strides[0])
-        self.conv2 = nn.Conv2d(c1, c2, cfg.kernel_sizes[1], stride=cfg.strides[1])
+        self.conv2 = SpikeConv2d(c1, c2, cfg.kernel_sizes[1], stride=cfg.strides[1])  # its input is spikes
         self.pool = nn.AvgPool2d(cfg.pool) if cfg.pool > 1 else nn.Identity()
         T = cfg.n_steps
         self.gain = nn.Parameter(torch.ones(T, c1), requires_grad=cfg.temporal_profile)
