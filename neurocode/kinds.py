@@ -43,7 +43,7 @@ from neurocode.models.rf import RetinaLN, RetinaRFCNN, RetinaRFSNN, calibrate_rf
 if TYPE_CHECKING:
     from neurocode.fitting import FitConfig, FitData
 
-__all__ = ["ModelKind", "SpikingKind", "CNNKind", "LNKind", "MODEL_KINDS", "Response"]
+__all__ = ["ModelKind", "SpikingKind", "RateKind", "CNNKind", "LNKind", "MODEL_KINDS", "Response"]
 
 #: Fits an LN model to the same data (the clip models' starting point): returns (model, history).
 LNFitter = Callable[[], "tuple[nn.Module, list[dict]]"]
@@ -139,16 +139,6 @@ class ModelKind:
     def respond(self, config: FitConfig, model: nn.Module, x: Tensor, n_trials: int, clips: bool) -> Response:
         """The response to one stimulus ``x`` (``[1, 1, S, S]`` frame or ``[F, 1, S, S]`` clip)."""
         return Response(rates=model(x)[:, 0])
-
-
-def _rate_model_loss(config: FitConfig, model: nn.Module, data: FitData, items: Tensor, device) -> Tensor:
-    """Rates of whole stimuli against their trial-averaged counts (MSE, or the Poisson NLL)."""
-    rates = model(data.inputs(items, device))  # [T, B, N]
-    target = data.psth(items).to(device).transpose(0, 1)
-    if config.loss == "mse":
-        return (rates - target).square().mean()
-    # all trials of each stimulus: the Poisson NLL summed over trials is R x that of the mean count
-    return poisson_nll(rates, target)
 
 
 def _initial_psth(data: FitData, device) -> tuple[Tensor, Tensor]:
@@ -286,11 +276,26 @@ class SpikingKind(ModelKind):
 
 
 @dataclass(frozen=True, kw_only=True)
-class CNNKind(ModelKind):
-    """The CNN baseline: rates through a parameterised softplus."""
+class RateKind(ModelKind):
+    """Models that predict rates (CNN, LN): by default trained on whole stimuli against their
+    trial-averaged counts (MSE, or the Poisson NLL)."""
 
     spiking: bool = False
     noisy: bool = False
+
+    def loss(self, config, model, data, items, device, noise_gen):
+        rates = model(data.inputs(items, device))  # [T, B, N]
+        target = data.psth(items).to(device).transpose(0, 1)
+        if config.loss == "mse":
+            return (rates - target).square().mean()
+        # all trials of each stimulus: the Poisson NLL summed over trials is R x that of the mean count
+        return poisson_nll(rates, target)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CNNKind(RateKind):
+    """The CNN baseline: rates through a parameterised softplus."""
+
     default_loss: str = "poisson"
     losses: tuple[str, ...] = ("poisson",)
 
@@ -315,7 +320,7 @@ class CNNKind(ModelKind):
 
     def loss(self, config, model, data, items, device, noise_gen):
         if items.dim() == 1:
-            return _rate_model_loss(config, model, data, items, device)
+            return super().loss(config, model, data, items, device, noise_gen)
         stimulus, trial = items[:, 0], items[:, 1]
         unique, inverse = torch.unique(stimulus, return_inverse=True)
         rates = model(data.inputs(unique, device))  # [T, U, N]
@@ -338,11 +343,9 @@ class CNNKind(ModelKind):
 
 
 @dataclass(frozen=True, kw_only=True)
-class LNKind(ModelKind):
+class LNKind(RateKind):
     """The linear-nonlinear reference on receptive-field features (always RF-based)."""
 
-    spiking: bool = False
-    noisy: bool = False
     default_loss: str = "mse"
     losses: tuple[str, ...] = ("mse",)
     reference: bool = True
@@ -353,9 +356,6 @@ class LNKind(ModelKind):
     def build(self, config, n_cells, generator=None, rfs=None, *, n_steps=30, n_lags=0):
         rf = dataclasses.replace(config.rf, n_cells=n_cells, n_steps=n_steps)
         return ClipLN(rf, n_lags, rfs) if n_lags > 0 else RetinaLN(rf, rfs)
-
-    def loss(self, config, model, data, items, device, noise_gen):
-        return _rate_model_loss(config, model, data, items, device)
 
     def fit_closed_form(self, config, model, data, device, validate):
         """Flashed stimuli: ridge regression, its strength chosen on the validation stimuli, then

@@ -69,6 +69,25 @@ void parallel_ranges(int64_t n, int nthreads, F&& body) {
     for (auto& th : pool) th.join();
 }
 
+// The weight gradient summed over samples split across threads: body(b0, b1, acc) adds samples
+// [b0, b1) into acc, which is dwt itself for the first thread and a zeroed copy for the others;
+// the copies are added into dwt at the end.
+template <typename S, typename F>
+void summed_over_threads(int64_t B, int nthreads, S* dwt, int64_t wsize, F&& body) {
+    const int64_t nt = std::max<int64_t>(1, std::min<int64_t>(nthreads, B));
+    std::vector<std::vector<S>> partial(static_cast<size_t>(nt));
+    parallel_ranges(B, int(nt), [&](int64_t b0, int64_t b1, int tid) {
+        S* acc = dwt;
+        if (tid > 0) { partial[tid].assign(size_t(wsize), S(0)); acc = partial[tid].data(); }
+        body(b0, b1, acc);
+    });
+    for (int64_t t = 1; t < nt; ++t) {
+        if (partial[t].empty()) continue;
+        const S* p = partial[t].data();
+        for (int64_t i = 0; i < wsize; ++i) dwt[i] += p[i];
+    }
+}
+
 struct Geometry {
     int64_t B, C, H, W, O, KH, KW, P, OH, OW;
 };
@@ -131,12 +150,7 @@ void scatter_forward(const S* x, const S* wt, S* out_cl, const Geometry& g, int 
 // dwt [C, KH, KW, O] = sum over nonzero x[b, c, iy, ix] of x * gout_cl[b, oy, ox, :]
 template <typename S>
 void gather_weight(const S* x, const S* gout_cl, S* dwt, const Geometry& g, int nthreads) {
-    const int64_t nt = std::max<int64_t>(1, std::min<int64_t>(nthreads, g.B));
-    const int64_t wsize = g.C * g.KH * g.KW * g.O;
-    std::vector<std::vector<S>> partial(static_cast<size_t>(nt));
-    parallel_ranges(g.B, int(nt), [&](int64_t b0, int64_t b1, int tid) {
-        S* acc = dwt;
-        if (tid > 0) { partial[tid].assign(size_t(wsize), S(0)); acc = partial[tid].data(); }
+    summed_over_threads(g.B, nthreads, dwt, g.C * g.KH * g.KW * g.O, [&](int64_t b0, int64_t b1, S* acc) {
         for (int64_t b = b0; b < b1; ++b) {
             const S* gb = gout_cl + b * g.OH * g.OW * g.O;
             for (int64_t c = 0; c < g.C; ++c) {
@@ -164,11 +178,6 @@ void gather_weight(const S* x, const S* gout_cl, S* dwt, const Geometry& g, int 
             }
         }
     });
-    for (int64_t t = 1; t < nt; ++t) {
-        if (partial[t].empty()) continue;
-        const S* p = partial[t].data();
-        for (int64_t i = 0; i < wsize; ++i) dwt[i] += p[i];
-    }
 }
 
 // ---- The register-tiled fast path (output channels a multiple of the SIMD width) ----
@@ -533,12 +542,7 @@ void tiled_weight(const S* x, const S* gout, const int64_t* gs, S* dwt, const Ge
     const int64_t L = std::max<int64_t>(0, nkb * KT - 1 - g.P), R = std::max<int64_t>(0, g.KW - 1 - g.P);
     const int64_t OWP = L + g.OW + R;
     const int64_t rblock = std::clamp<int64_t>(int64_t(24 * 1024) / (OWP * g.O * int64_t(sizeof(S))), 1, g.H);
-    const int64_t nt = std::max<int64_t>(1, std::min<int64_t>(nthreads, g.B));
-    const int64_t wsize = g.C * g.KH * g.KW * g.O;
-    std::vector<std::vector<S>> partial(static_cast<size_t>(nt));
-    parallel_ranges(g.B, int(nt), [&](int64_t b0, int64_t b1, int tid) {
-        S* acc = dwt;
-        if (tid > 0) { partial[tid].assign(size_t(wsize), S(0)); acc = partial[tid].data(); }
+    summed_over_threads(g.B, nthreads, dwt, g.C * g.KH * g.KW * g.O, [&](int64_t b0, int64_t b1, S* acc) {
         std::vector<S> gp(size_t(g.OH * OWP * g.O), S(0));  // the zero columns stay zero
         RowBits rb;
         std::vector<int32_t> pos;
@@ -590,11 +594,6 @@ void tiled_weight(const S* x, const S* gout, const int64_t* gs, S* dwt, const Ge
                 tiled_weight_sample<S, NV, KT, false>(pos.data(), val.data(), start.data(), gp.data(), OWP, L, acc, g, rblock);
         }
     });
-    for (int64_t t = 1; t < nt; ++t) {
-        if (partial[t].empty()) continue;
-        const S* p = partial[t].data();
-        for (int64_t i = 0; i < wsize; ++i) dwt[i] += p[i];
-    }
 }
 
 // The fast path's shape parameters, or nv = 0 where it does not apply (the scatter form then).
