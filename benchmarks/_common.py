@@ -1,5 +1,5 @@
 """What the benchmark scripts share (they run as ``python benchmarks/NAME.py``, so this folder
-is on ``sys.path``): a median timer and the process's resident-memory counters."""
+is on ``sys.path``): median timers and the process's resident-memory counters."""
 
 from __future__ import annotations
 
@@ -9,13 +9,7 @@ import time
 
 def timed(fn, repeat: int) -> float:
     """Median seconds of ``repeat`` calls of ``fn`` after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return timed_interleaved([fn], repeat)[0]
 
 
 def timed_interleaved(fns, repeat: int) -> list[float]:

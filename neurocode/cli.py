@@ -186,16 +186,10 @@ def _cmd_fit(args) -> int:
     from neurocode.analysis.scores import format_metrics
     from neurocode.pipeline import fit
 
-    overrides = {}
-    for key in ("recording", "input_size", "bin_size", "window"):
-        if getattr(args, key) is not None:
-            overrides[key] = tuple(args.window) if key == "window" else getattr(args, key)
-    if args.epochs is not None:
-        overrides["epochs"] = args.epochs
-    if args.device is not None:
-        overrides["device"] = args.device
-    if args.threads is not None:
-        overrides["threads"] = args.threads
+    overrides = {k: getattr(args, k) for k in ("recording", "input_size", "bin_size", "window", "epochs", "device",
+                                               "threads") if getattr(args, k) is not None}
+    if "window" in overrides:
+        overrides["window"] = tuple(overrides["window"])
     result = fit(model=args.model, data=args.data, preset=args.preset, fold=args.fold, seed=args.seed,
                  out=args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress,
                  **overrides)

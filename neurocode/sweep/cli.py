@@ -129,13 +129,7 @@ def add_sweep_parser(sub) -> argparse.ArgumentParser:
 def run_sweep(args) -> int:
     from neurocode.sweep import sweep
 
-    overrides = {}
-    if args.epochs is not None:
-        overrides["epochs"] = args.epochs
-    if args.eval_trials is not None:
-        overrides["eval_trials"] = args.eval_trials
-    if args.device is not None:
-        overrides["device"] = args.device
+    overrides = {k: getattr(args, k) for k in ("epochs", "eval_trials", "device") if getattr(args, k) is not None}
     result = sweep(models=args.models, folds=args.folds, seeds=args.seeds, out=args.out, preset=args.preset,
                    data=args.data, recording=args.recording, grid=parse_set(args.set), search=parse_search(args.search),
                    samples=args.samples, search_seed=args.search_seed, asha=not args.no_asha, threads=args.threads,
