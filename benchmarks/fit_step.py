@@ -11,8 +11,10 @@ spiking models -- what a direct implementation of the paper does:
 * one model sample per recorded trial (K = 30 instead of the set-level MMD's K = 8);
 * the second convolution dense (``torch.nn.functional.conv2d``) instead of event-driven;
 
-and prints our/baseline ratios. One lever alone: ``dense-conv2`` is our step with only the
-second convolution dense. ``--profile`` adds a breakdown of one step of each of our
+and prints our/baseline ratios. Levers alone: ``dense-conv2`` is our step with only the
+second convolution dense; ``torch-allocator`` is our step with torch's own CPU allocator instead
+of neurocode's caching allocator (``NEUROCODE_CACHING_ALLOCATOR=0``: every step's large buffers
+are mapped and faulted in afresh; see ``neurocode/memory.py``). ``--profile`` adds a breakdown of one step of each of our
 configurations by operator category (convolutions, neuron loops, random numbers, linear
 layers, loss, other) from ``torch.profiler``.
 
@@ -86,13 +88,15 @@ def _child(model: str, variant: str, steps: int, threads: int, profile: bool) ->
         opt.step()
 
     step(0)
-    times = []
+    times, system = [], []
     for i in range(1, steps + 1):
-        t0 = time.perf_counter()
+        r0, t0 = resource.getrusage(resource.RUSAGE_SELF).ru_stime, time.perf_counter()
         step(i)
         times.append(time.perf_counter() - t0)
+        system.append(resource.getrusage(resource.RUSAGE_SELF).ru_stime - r0)
     out = {
         "step_s": statistics.median(times),
+        "system_s": statistics.median(system),
         "steps_per_epoch": steps_per_epoch(config, data),
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2,
     }
@@ -125,6 +129,8 @@ def _run(model, variant, steps, threads, profile) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     if variant == "baseline":
         env["NEUROCODE_NO_KERNEL"] = "1"
+    if variant == "torch-allocator":
+        env["NEUROCODE_CACHING_ALLOCATOR"] = "0"
     cmd = [sys.executable, __file__, "--child", model, variant, str(steps), str(threads), str(int(profile))]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if res.returncode != 0:
@@ -151,13 +157,15 @@ def main(argv=None) -> None:
             rows[(model, "baseline")] = _run(model, "baseline", max(1, args.steps - 1), args.threads, False)
         if model != "cnn":
             rows[(model, "dense-conv2")] = _run(model, "dense-conv2", args.steps, args.threads, False)
+        rows[(model, "torch-allocator")] = _run(model, "torch-allocator", args.steps, args.threads, False)
         if model == "dsnn":
             rows[(model, "same-shapes")] = _run(model, "same-shapes", args.steps, args.threads, False)
     print(f"paper preset, CPU, {args.threads} threads; median of {args.steps} steps after a warm-up\n")
-    print(f"{'model':6} {'variant':11} {'step s':>8} {'steps/ep':>9} {'epoch s':>9} {'64 ep min':>10} {'peak GB':>8}")
+    print(f"{'model':6} {'variant':15} {'step s':>8} {'system s':>9} {'steps/ep':>9} {'epoch s':>9} {'64 ep min':>10}"
+          f" {'peak GB':>8}")
     for (model, variant), r in rows.items():
-        print(f"{model:6} {variant:11} {r['step_s']:8.2f} {r['steps_per_epoch']:9d} {r['epoch_s']:9.1f} "
-              f"{r['epoch_s'] * 64 / 60:10.1f} {r['peak_rss_gb']:8.2f}")
+        print(f"{model:6} {variant:15} {r['step_s']:8.2f} {r['system_s']:9.3f} {r['steps_per_epoch']:9d} "
+              f"{r['epoch_s']:9.1f} {r['epoch_s'] * 64 / 60:10.1f} {r['peak_rss_gb']:8.2f}")
     print()
     for model in args.models:
         if (model, "baseline") in rows:
@@ -166,6 +174,9 @@ def main(argv=None) -> None:
         if (model, "dense-conv2") in rows:
             ratio = rows[(model, "dense-conv2")]["step_s"] / rows[(model, "ours")]["step_s"]
             print(f"{model}: step with a dense conv2 / our step (event-driven conv2) = {ratio:.2f}x")
+        if (model, "torch-allocator") in rows:
+            ratio = rows[(model, "torch-allocator")]["step_s"] / rows[(model, "ours")]["step_s"]
+            print(f"{model}: step with torch's allocator / our step (caching allocator) = {ratio:.2f}x")
     if ("nsnn", "ours") in rows and ("dsnn", "same-shapes") in rows:
         print("NSNN step / DSNN step at the same shapes (both K = 8 trials per image): "
               f"{rows[('nsnn', 'ours')]['step_s'] / rows[('dsnn', 'same-shapes')]['step_s']:.2f}")

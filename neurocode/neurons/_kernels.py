@@ -37,7 +37,7 @@ from neurocode._io import sha256_file
 # noise models and surrogates returns one of these names and up to three parameters).
 FAMILIES = {"gauss": 0, "logistic": 1, "sigmoid": 2, "box": 3, "triangle": 4}
 
-SOURCES = (Path(__file__).with_name("csrc") / "lif.cpp", Path(__file__).with_name("csrc") / "event_conv.cpp")
+SOURCES = tuple(Path(__file__).with_name("csrc") / name for name in ("lif.cpp", "event_conv.cpp", "cpu_cache.cpp"))
 CFLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fopenmp-simd")
 LDFLAGS = ("-lmvec",)
 
@@ -114,6 +114,8 @@ def _build():
         os.chmod(tmp, 0o600)
         os.replace(tmp, digest)
     _register_python_side()
+    if os.environ.get("NEUROCODE_CACHING_ALLOCATOR", "1") != "0":  # see neurocode/memory.py
+        torch.ops.neurocode.cpu_cache_set_enabled(True)
     return torch.ops.neurocode
 
 
