@@ -136,8 +136,17 @@ static inline S radius(S u1) { return std::sqrt(S(-2) * std::log(u1)); }
 // separate loops on reloaded angles: GCC would otherwise fuse them into a scalar sincos call.
 // (Everything is a pure function of (seed, i): the blocking never changes the numbers.)
 constexpr int64_t NBLK = 256;  // pairs per chunk
+// The hash's 64-bit multiplies and libmvec's log/cos/sin run ~1.6x faster in 512-bit vectors
+// where the CPU has them (1.26 -> 0.80 ns per float32 draw here); GCC prefers 256-bit ones
+// unless told. The float32 numbers are the same (float64: within an ulp, as libmvec's 512-bit
+// log/cos/sin may round differently).
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define NEUROCODE_WIDE_VECTORS __attribute__((target("prefer-vector-width=512")))
+#else
+#define NEUROCODE_WIDE_VECTORS
+#endif
 template <typename S>
-static inline void fill_normals(uint64_t seed, int64_t i0, int64_t n, S loc, S sigma, S* __restrict out) {
+NEUROCODE_WIDE_VECTORS static void fill_normals(uint64_t seed, int64_t i0, int64_t n, S loc, S sigma, S* __restrict out) {
     if (n <= 0) return;
     if (i0 & 1) {  // odd start: the sine branch of pair (i0 - 1) / 2
         S u1, a;
@@ -237,6 +246,15 @@ static inline void unpack_keep(const uint8_t* bits, int64_t n, S* keep) {
     for (; i < n; ++i) keep[i] = S((bits[i >> 3] >> (i & 7)) & 1u);
 }
 
+// A block's row of the next time step lies N values away from this step's: too far for the
+// hardware prefetcher, which follows a stream within a page. Fetching it while this step computes
+// hides the memory latency at the start of every step (~5 % of a LIF layer's forward pass).
+template <bool Write, typename S>
+static inline void prefetch_row(const S* p, int64_t n) {
+    const char* b = reinterpret_cast<const char*>(p);
+    for (int64_t off = 0; off < n * int64_t(sizeof(S)); off += 64) __builtin_prefetch(b + off, Write ? 1 : 0, 3);
+}
+
 // mode: 0 deterministic (threshold v_th), 1 escape (per-step thresholds thr), 2 membrane (eps),
 // 3 escape with Gaussian thresholds v_th + sigma * z drawn here from seeds[t] (see fill_normals).
 // ubar may be null (the potentials are not wanted: the backward pass recomputes them); bits
@@ -260,6 +278,10 @@ static void forward(const S* x, int64_t sx, const S* u0, const S* thr, const S* 
                 const S* xt = x + t * sx + b0;
                 S* ut = ubar ? ubar + t * N + b0 : ub;
                 S* st = spikes + t * N + b0;
+                if (t + 1 < T) {
+                    prefetch_row<false>(xt + sx, n);
+                    if (eps) prefetch_row<false>(eps + (t + 1) * N + b0, n);
+                }
                 if (t == 0) {
                     // torch.add(x, u0, alpha=tau) is a fused multiply-add in torch's CPU kernel
                     if (u0) { for (int64_t i = 0; i < n; ++i) ut[i] = std::fma(tau, u0[b0 + i], xt[i]); }
@@ -339,6 +361,11 @@ static void backward(const S* x, int64_t sx, const S* u0, const S* eps, const ui
             for (int64_t t = 0; t < T; ++t) {  // the potentials, into c
                 const S* xt = x + t * sx + b0;
                 S* ut = c + t * N + b0;
+                if (t + 1 < T) {
+                    prefetch_row<false>(xt + sx, n);
+                    prefetch_row<true>(ut + N, n);
+                    if (eps) prefetch_row<false>(eps + (t + 1) * N + b0, n);
+                }
                 if (t == 0) {
                     if (u0) { for (int64_t i = 0; i < n; ++i) ut[i] = std::fma(tau, u0[b0 + i], xt[i]); }
                     else { for (int64_t i = 0; i < n; ++i) ut[i] = xt[i]; }
@@ -350,6 +377,12 @@ static void backward(const S* x, int64_t sx, const S* u0, const S* eps, const ui
             }
             for (int64_t t = T - 1; t >= 0; --t) {  // the gradient, over them
                 S* __restrict ct = c + t * N + b0;
+                if (t > 0) {
+                    prefetch_row<true>(ct - N, n);
+                    if (gs && sgn) prefetch_row<false>(gs + (t - 1) * sgt + b0, n);
+                    if (gu && sun) prefetch_row<false>(gu + (t - 1) * sut + b0, n);
+                    if (eps) prefetch_row<false>(eps + (t - 1) * N + b0, n);
+                }
                 decisions(ct, eps ? eps + t * N + b0 : nullptr, bits ? bits + t * NB + b0 / 8 : nullptr, vth, n, keep,
                           w);
 #pragma omp simd
