@@ -280,6 +280,7 @@ static void forward(const S* x, int64_t sx, const S* u0, const S* thr, const S* 
                 S* st = spikes + t * N + b0;
                 if (t + 1 < T) {
                     prefetch_row<false>(xt + sx, n);
+                    prefetch_row<true>(st + N, n);
                     if (eps) prefetch_row<false>(eps + (t + 1) * N + b0, n);
                 }
                 if (t == 0) {
