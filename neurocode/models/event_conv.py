@@ -7,12 +7,12 @@ spikes instead of the number of positions. The weight gradient is the same walk;
 gradient depends on the output gradient only and stays dense (``conv_transpose2d``). The
 result is the convolution's exact sum (its additions in another order than torch's dense
 kernel). It is used where it is faster: on CPU, float32/float64, stride 1, no dilation, one
-group, and an input density at or below ``max_density`` (measured in
-``benchmarks/event_conv.py``, 2 threads: at the paper network's second layer, 16 -> 32 channels,
-11x11, the forward pass is 5.3x faster than the faster dense layout at 1 % density, 2.8x at
-10 %, 1.8x at 20 % and 1.1x at 50 %, the weight gradient 6.8x, 3.6x, 2.3x and 1.3x; at the
-quick preset's, 8 -> 16 channels, 5x5, the forward pass 1.6x at 10 %, 1.2x at 20 % and 0.7x at
-50 %, the weight gradient 3.9x, 2.9x and 1.7x); anything else takes ``nn.Conv2d``'s own path.
+group, and an input density at or below ``max_density``. ``benchmarks/event_conv.py``, 2
+threads, against the faster dense layout (README has the table): at the paper network's
+second layer (16 -> 32 channels, 11x11) the forward pass is 6.3x faster at 1 % density, 3.1x at
+10 %, 2.0x at 20 % and 1.0x at 50 %, the weight gradient 6.9x, 3.7x, 2.3x and 1.3x; at the quick
+preset's (8 -> 16 channels, 5x5) the forward pass 1.6x at 10 % and 0.6x at 50 %. Anything else
+takes ``nn.Conv2d``'s own path.
 The spiking retina models' second convolutions are ``SpikeConv2d`` layers.
 """
 

@@ -63,7 +63,7 @@ void* map_block(size_t n, bool huge) {
     return p;
 }
 
-// Under the lock: forget kept blocks, largest first, until in_use + extra + cached <= limit;
+// Under the lock: forget kept blocks, largest first, until in_use + cached <= limit;
 // returns them for unmapping outside the lock.
 std::vector<std::pair<void*, size_t>> evict(Cache& c, size_t limit) {
     std::vector<std::pair<void*, size_t>> out;

@@ -26,7 +26,6 @@
 #include <thread>
 #include <type_traits>
 #include <vector>
-#include <sys/mman.h>
 #if defined(__AVX512F__)
 #include <immintrin.h>
 #endif
@@ -52,17 +51,6 @@ __attribute__((simd("notinbranch"))) float sinf(float) noexcept;
 }
 
 namespace {
-
-// Fresh output buffers are page-faulted in as they are first written; ask for transparent
-// huge pages (THP "madvise" mode) so that this costs ~512x fewer faults. Harmless elsewhere.
-static void advise_huge(void* p, size_t bytes) {
-#ifdef MADV_HUGEPAGE
-    const uintptr_t H = uintptr_t(1) << 21;
-    uintptr_t a = (reinterpret_cast<uintptr_t>(p) + H - 1) & ~(H - 1);
-    uintptr_t b = (reinterpret_cast<uintptr_t>(p) + bytes) & ~(H - 1);
-    if (b > a) madvise(reinterpret_cast<void*>(a), b - a, MADV_HUGEPAGE);
-#endif
-}
 
 constexpr int64_t BLK = 512;
 
@@ -265,8 +253,6 @@ static void forward(const S* x, int64_t sx, const S* u0, const S* thr, const S* 
                     const int64_t* seeds, double sigma_) {
     const S tau = S(tau_), vth = S(vth_), sigma = S(sigma_);
     const int64_t NB = (N + 7) / 8;
-    advise_huge(spikes, sizeof(S) * T * N);
-    if (ubar) advise_huge(ubar, sizeof(S) * T * N);
     run_threads(N, nthreads, [&](int64_t lo, int64_t hi) {
         alignas(64) S w[BLK];
         alignas(64) S keep[BLK];
@@ -349,7 +335,6 @@ static void backward(const S* x, int64_t sx, const S* u0, const S* eps, const ui
                      int nthreads) {
     const S tau = S(tau_), vth = S(vth_), p0 = S(p0_), p1 = S(p1_), p2 = S(p2_);
     const int64_t NB = (N + 7) / 8;
-    advise_huge(c, sizeof(S) * T * N);
     run_threads(N, nthreads, [&](int64_t lo, int64_t hi) {
         alignas(64) S cn[BLK];
         alignas(64) S g[BLK];
@@ -435,7 +420,6 @@ static void backward_family(int fam, const S* x, int64_t sx, const S* u0, const 
 template <typename S>
 static void gauss_fill(const int64_t* seeds, int64_t T, int64_t N, double loc_, double sigma_, S* out, int nthreads) {
     const S loc = S(loc_), sigma = S(sigma_);
-    advise_huge(out, sizeof(S) * T * N);
     run_threads(N, nthreads, [&](int64_t lo, int64_t hi) {
         for (int64_t t = 0; t < T; ++t) {
             fill_normals(uint64_t(seeds[t]), lo, hi - lo, loc, sigma, out + t * N + lo);
