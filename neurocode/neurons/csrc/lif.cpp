@@ -243,6 +243,10 @@ static inline void prefetch_row(const S* p, int64_t n) {
     for (int64_t off = 0; off < n * int64_t(sizeof(S)); off += 64) __builtin_prefetch(b + off, Write ? 1 : 0, 3);
 }
 
+// Values per piece of the escape-noise draw that the forward pass interleaves with its prefetches:
+// 4 pieces per block measured best (8 alike; at 16 the calls' overhead shows).
+constexpr int64_t DRAW_PIECE = BLK / 4;
+
 // mode: 0 deterministic (threshold v_th), 1 escape (per-step thresholds thr), 2 membrane (eps),
 // 3 escape with Gaussian thresholds v_th + sigma * z drawn here from seeds[t] (see fill_normals).
 // ubar may be null (the potentials are not wanted: the backward pass recomputes them); bits
@@ -264,7 +268,22 @@ static void forward(const S* x, int64_t sx, const S* u0, const S* thr, const S* 
                 const S* xt = x + t * sx + b0;
                 S* ut = ubar ? ubar + t * N + b0 : ub;
                 S* st = spikes + t * N + b0;
-                if (t + 1 < T) {
+                if (mode == 3) {
+                    // The draw needs no potential, so it comes first, in pieces, each after the
+                    // prefetches of its part of the next step's rows: the memory then works while
+                    // the draw computes. Issued all at once, the prefetches fill the line-fill
+                    // buffers and the draw waits for them (its cost per forward call at 16x40x40,
+                    // B = 64, 2 threads: 0.024 s that way, 0.015 s in pieces).
+                    for (int64_t a = 0; a < n; a += DRAW_PIECE) {
+                        const int64_t m = std::min(DRAW_PIECE, n - a);
+                        if (t + 1 < T) {
+                            prefetch_row<false>(xt + sx + a, m);
+                            prefetch_row<true>(st + N + a, m);
+                            if (a == 0 && bits) prefetch_row<true>(bits + (t + 1) * NB + b0 / 8, (n + 7) / 8);
+                        }
+                        fill_normals(uint64_t(seeds[t]), b0 + a, m, vth, sigma, th + a);
+                    }
+                } else if (t + 1 < T) {
                     prefetch_row<false>(xt + sx, n);
                     prefetch_row<true>(st + N, n);
                     if (eps) prefetch_row<false>(eps + (t + 1) * N + b0, n);
@@ -289,7 +308,6 @@ static void forward(const S* x, int64_t sx, const S* u0, const S* thr, const S* 
                         keep[i] = k; w[i] = ut[i]; st[i] = fired(ut[i], tht[i], k);
                     }
                 } else if (mode == 3) {
-                    fill_normals(uint64_t(seeds[t]), b0, n, vth, sigma, th);
                     for (int64_t i = 0; i < n; ++i) {
                         S k = ut[i] < th[i] ? S(1) : S(0);
                         keep[i] = k; w[i] = ut[i]; st[i] = fired(ut[i], th[i], k);
@@ -351,6 +369,7 @@ static void backward(const S* x, int64_t sx, const S* u0, const S* eps, const ui
                     prefetch_row<false>(xt + sx, n);
                     prefetch_row<true>(ut + N, n);
                     if (eps) prefetch_row<false>(eps + (t + 1) * N + b0, n);
+                    if (bits) prefetch_row<false>(bits + (t + 1) * NB + b0 / 8, (n + 7) / 8);
                 }
                 if (t == 0) {
                     if (u0) { for (int64_t i = 0; i < n; ++i) ut[i] = std::fma(tau, u0[b0 + i], xt[i]); }
@@ -368,6 +387,7 @@ static void backward(const S* x, int64_t sx, const S* u0, const S* eps, const ui
                     if (gs && sgn) prefetch_row<false>(gs + (t - 1) * sgt + b0, n);
                     if (gu && sun) prefetch_row<false>(gu + (t - 1) * sut + b0, n);
                     if (eps) prefetch_row<false>(eps + (t - 1) * N + b0, n);
+                    if (bits) prefetch_row<false>(bits + (t - 1) * NB + b0 / 8, (n + 7) / 8);
                 }
                 decisions(ct, eps ? eps + t * N + b0 : nullptr, bits ? bits + t * NB + b0 / 8 : nullptr, vth, n, keep,
                           w);
