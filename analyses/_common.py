@@ -1,12 +1,46 @@
-"""What the analyses scripts share: which recording a fit or a run folder is on.
+"""What the analyses scripts share: their common arguments, and which recording a fit or a run
+folder is on.
 
 Scripts import it as ``from _common import ...`` (they run with ``analyses/`` on ``sys.path``).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
+
+BUNDLED_DATA_HELP = "recording file (neurocode HDF5 or .nwb) to fit; default: the bundled retina-2 file"
+
+
+def add_common_arguments(p: argparse.ArgumentParser, *, out: str, data_help: str = BUNDLED_DATA_HELP,
+                         ray: bool = False) -> None:
+    """The arguments every analysis takes: --data, --recording, --threads, --out (default ``out``)
+    and --no-progress; with ``ray`` also those of fits spread over Ray (--cpus, --address,
+    --no-ray, --device), and --threads is then per fit. Check them with
+    :func:`check_common_arguments` after parsing."""
+    p.add_argument("--data", type=Path, default=None, help=data_help)
+    p.add_argument("--recording", default=None,
+                   help="recording (group) in --data; default: natural_images, or the file's only one")
+    if ray:
+        p.add_argument("--threads", type=int, default=None,
+                       help="torch CPU threads per fit (default 1: as many fits at once as free cores)")
+        p.add_argument("--cpus", type=int, default=None, help="CPUs of the local Ray session (default: the free cores)")
+        p.add_argument("--address", default=None, help="run the fits on a running Ray cluster (auto, HOST:6379)")
+        p.add_argument("--no-ray", action="store_true", help="run the fits one after another in this process")
+        p.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda, ...")
+    else:
+        p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--out", type=Path, default=Path(out), help="results folder")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def check_common_arguments(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
+    """--data must name an existing file; it is kept as an absolute path (fits may run elsewhere)."""
+    if a.data is not None:
+        if not a.data.expanduser().is_file():
+            p.error(f"--data {a.data}: no such recording file")
+        a.data = str(a.data.expanduser().resolve())
 
 
 def recording_key(data, recording) -> tuple[str, str | None]:

@@ -43,7 +43,9 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import describe, ensure_run, recording_key, run_key  # noqa: E402
+from _common import (  # noqa: E402
+    add_common_arguments, check_common_arguments, describe, ensure_run, recording_key, run_key,
+)
 
 
 def parse_args(argv=None):
@@ -52,24 +54,16 @@ def parse_args(argv=None):
     p.add_argument("--quick", action="store_true", help="tiny run for CI: a 2-epoch NSNN fit, 10 trials")
     p.add_argument("--run", type=Path, action="append", default=None,
                    help="a fitted NSNN/DSNN run folder (repeatable); default: fit an NSNN here")
-    p.add_argument("--data", type=Path, default=None,
-                   help="recording file (neurocode HDF5 or .nwb) of the fit made here, or that the --run "
-                        "folders must have been fitted on; default: the bundled retina-2 file")
-    p.add_argument("--recording", default=None,
-                   help="recording (group) in --data; default: natural_images, or the file's only one")
     p.add_argument("--trials", type=int, default=None,
                    help="model trials per image (default: the recording's trials per stimulus, 30 for the bundled one)")
     p.add_argument("--preset", choices=("quick", "paper", "movie"), default=None,
                    help="preset of the fit made here (default: quick; movie for a continuous recording)")
     p.add_argument("--epochs", type=int, default=None, help="epochs of the fit made here")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--out", type=Path, default=Path("results/coding_analysis"), help="results folder")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_common_arguments(p, out="results/coding_analysis",
+                         data_help="recording file (neurocode HDF5 or .nwb) of the fit made here, or that the "
+                                   "--run folders must have been fitted on; default: the bundled retina-2 file")
     a = p.parse_args(argv)
-    if a.data is not None:
-        if not a.data.expanduser().is_file():
-            p.error(f"--data {a.data}: no such recording file")
-        a.data = str(a.data.expanduser().resolve())
+    check_common_arguments(p, a)
     if a.quick:
         a.epochs = a.epochs or 2
         a.trials = a.trials or 10

@@ -34,11 +34,10 @@ import json
 import math
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-from _common import recording_key, resolve_preset  # noqa: E402
+from _common import add_common_arguments, check_common_arguments, recording_key, resolve_preset  # noqa: E402
 
 DEFAULT_SIGMAS = (0.05, 0.1, 0.2, 0.4)
 QUICK_SIGMAS = (0.1, 0.4)
@@ -49,33 +48,19 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="tiny run for CI: 2 sigmas, 2 epochs, 16 trials")
     p.add_argument("--sigmas", type=float, nargs="+", default=None, help=f"noise SDs (default {DEFAULT_SIGMAS})")
-    p.add_argument("--data", type=Path, default=None,
-                   help="recording file (neurocode HDF5 or .nwb) to fit; default: the bundled retina-2 file")
-    p.add_argument("--recording", default=None,
-                   help="recording (group) in --data; default: natural_images, or the file's only one")
     p.add_argument("--preset", choices=("quick", "paper", "movie"), default=None,
                    help="fit preset (default: quick; movie for a continuous recording)")
     p.add_argument("--fold", type=int, default=0, help="held-out fold")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (mean and SD over them)")
     p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
     p.add_argument("--eval-trials", type=int, default=None, help="sampled trials per test image")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads per fit (default 1: as many fits at once as free cores)")
-    p.add_argument("--cpus", type=int, default=None, help="CPUs of the local Ray session (default: the free cores)")
-    p.add_argument("--address", default=None, help="run the fits on a running Ray cluster (auto, HOST:6379)")
-    p.add_argument("--no-ray", action="store_true", help="run the fits one after another in this process")
-    p.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda, ...")
-    p.add_argument("--out", type=Path, default=Path("results/noise_level_sweep"), help="results folder")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_common_arguments(p, out="results/noise_level_sweep", ray=True)
     a = p.parse_args(argv)
     if a.sigmas is None:
         a.sigmas = list(QUICK_SIGMAS if a.quick else DEFAULT_SIGMAS)
     if any(not (s > 0 and math.isfinite(s)) for s in a.sigmas):
         p.error("every sigma must be a positive number")
-    if a.data is not None:
-        if not a.data.expanduser().is_file():
-            p.error(f"--data {a.data}: no such recording file")
-        a.data = str(a.data.expanduser().resolve())
+    check_common_arguments(p, a)
     if a.quick:
         a.epochs = a.epochs or 2
         a.eval_trials = a.eval_trials or 16

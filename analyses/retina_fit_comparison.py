@@ -41,11 +41,10 @@ import json
 import math
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-from _common import recording_key, resolve_preset  # noqa: E402
+from _common import add_common_arguments, check_common_arguments, recording_key, resolve_preset  # noqa: E402
 
 MODELS = ("ln", "cnn", "dsnn", "nsnn")
 SCORES = ("rate_cc", "count_cc", "fano_corr")
@@ -58,10 +57,6 @@ def parse_args(argv=None):
                    help="tiny run for CI: fold 0, seed 0, 2 epochs, 16 evaluation trials")
     p.add_argument("--full", action="store_true",
                    help="the full protocol: paper preset, folds 0-4, seeds 0-2 (hours on a CPU; resumable)")
-    p.add_argument("--data", type=Path, default=None,
-                   help="recording file (neurocode HDF5 or .nwb) to fit; default: the bundled retina-2 file")
-    p.add_argument("--recording", default=None,
-                   help="recording (group) in --data; default: natural_images, or the file's only one")
     p.add_argument("--preset", choices=("quick", "paper", "movie"), default=None,
                    help="fit preset (default: quick; movie for a continuous recording; --full: paper)")
     p.add_argument("--folds", type=int, nargs="+", default=None, help="held-out folds (default: 0 1 2 3 4)")
@@ -69,21 +64,11 @@ def parse_args(argv=None):
     p.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS), help="models to compare")
     p.add_argument("--epochs", type=int, default=None, help="override the preset's epoch count")
     p.add_argument("--eval-trials", type=int, default=None, help="override the sampled trials per test image")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads per fit (default 1: as many fits at once as free cores)")
-    p.add_argument("--cpus", type=int, default=None, help="CPUs of the local Ray session (default: the free cores)")
-    p.add_argument("--address", default=None, help="run the fits on a running Ray cluster (auto, HOST:6379)")
-    p.add_argument("--no-ray", action="store_true", help="run the fits one after another in this process")
-    p.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda, ...")
-    p.add_argument("--out", type=Path, default=Path("results/retina_fit_comparison"), help="results folder")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_common_arguments(p, out="results/retina_fit_comparison", ray=True)
     a = p.parse_args(argv)
     if a.quick and a.full:
         p.error("--quick and --full exclude each other")
-    if a.data is not None:
-        if not a.data.expanduser().is_file():
-            p.error(f"--data {a.data}: no such recording file")
-        a.data = str(a.data.expanduser().resolve())
+    check_common_arguments(p, a)
     if a.preset is None and a.full:
         a.preset = "paper"  # else chosen by resolve_preset, from the recording's kind
     if a.folds is None:

@@ -36,7 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import describe, ensure_run, recording_key, run_key  # noqa: E402
+from _common import (  # noqa: E402
+    add_common_arguments, check_common_arguments, describe, ensure_run, recording_key, run_key,
+)
 
 DEFAULT_BETAS = (0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05)
 QUICK_BETAS = (0.0, 0.01, 0.05)
@@ -48,29 +50,21 @@ def parse_args(argv=None):
     p.add_argument("--quick", action="store_true", help="tiny run for CI: 3 betas, 2-epoch fits, 16 trials")
     p.add_argument("--runs", type=Path, default=None,
                    help="folder of finished run folders to reuse (nsnn-*/dsnn-* with checkpoint.pt)")
-    p.add_argument("--data", type=Path, default=None,
-                   help="recording file (neurocode HDF5 or .nwb) of the fits; --runs must have been fitted on it "
-                        "(default: the bundled retina-2 file)")
-    p.add_argument("--recording", default=None,
-                   help="recording (group) in --data; default: natural_images, or the file's only one")
     p.add_argument("--betas", type=float, nargs="+", default=None, help=f"flip probabilities (default {DEFAULT_BETAS})")
     p.add_argument("--preset", choices=("quick", "paper", "movie"), default=None,
                    help="preset of fits made here (default: quick; movie for a continuous recording)")
     p.add_argument("--epochs", type=int, default=None, help="epochs of fits made here (default: the preset's)")
     p.add_argument("--trials", type=int, default=None, help="sampled trials per test image (default 64; quick 16)")
     p.add_argument("--repeats", type=int, default=1, help="independent perturbation draws per beta (averaged)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--out", type=Path, default=Path("results/robustness"), help="results folder")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_common_arguments(p, out="results/robustness",
+                         data_help="recording file (neurocode HDF5 or .nwb) of the fits; --runs must have been "
+                                   "fitted on it (default: the bundled retina-2 file)")
     a = p.parse_args(argv)
     if a.betas is None:
         a.betas = list(QUICK_BETAS if a.quick else DEFAULT_BETAS)
     if any(not 0.0 <= b <= 1.0 for b in a.betas):
         p.error("every beta must be in [0, 1]")
-    if a.data is not None:
-        if not a.data.expanduser().is_file():
-            p.error(f"--data {a.data}: no such recording file")
-        a.data = str(a.data.expanduser().resolve())
+    check_common_arguments(p, a)
     if a.quick:
         a.epochs = a.epochs or 2
         a.trials = a.trials or 16
