@@ -5,8 +5,9 @@ from neurocode.neurons._kernels import get_library as kernel_library
 from neurocode.neurons._kernels import pure_torch
 from neurocode.neurons.counter_rng import SeededGaussian, counter_normal
 from neurocode.neurons.functional import heaviside_spike, lif_sequence, lif_step
+from neurocode.neurons.learnable_noise_lif import LearnableNoisyLIF
 from neurocode.neurons.lif import LIF
 from neurocode.neurons.noisy_lif import NoisyLIF
 
-__all__ = ["LIF", "NoisyLIF", "lif_sequence", "lif_step", "heaviside_spike", "pure_torch", "kernel_library",
+__all__ = ["LIF", "NoisyLIF", "LearnableNoisyLIF", "lif_sequence", "lif_step", "heaviside_spike", "pure_torch", "kernel_library",
            "kernel_failure", "SeededGaussian", "counter_normal"]

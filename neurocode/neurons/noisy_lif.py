@@ -128,5 +128,9 @@ class NoisyLIF(LIFBase):
                                 placement=self.placement, detach_reset=self.detach_reset)
         return spikes, u
 
+    def firing_probability(self, ubar: Tensor) -> Tensor:
+        """``P[o = 1 | ubar] = F(ubar - v_th)`` for either noise placement."""
+        return self.noise.cdf(ubar - self.v_th)
+
     def extra_repr(self) -> str:
         return f"noise={self.noise}, placement={self.placement!r}, " + super().extra_repr()

@@ -1,0 +1,155 @@
+"""Noisy LIF neuron whose noise scale is learnt: noise as a trained resource (NDL for sigma too).
+
+The dynamics are :class:`~neurocode.neurons.NoisyLIF`'s with Gaussian escape noise, but the
+noise's standard deviation ``sigma`` is a parameter (one per neuron of the last dimension, or
+one for the layer), trained by the same loss as the weights::
+
+    ubar[t] = tau * u[t-1] + x[t]
+    o[t]    = 1[ubar[t] >= v_th + sigma * z[t]],   z ~ N(0, 1)       P[o = 1] = Phi((ubar - v_th) / sigma)
+    u[t]    = ubar[t] * (1 - o[t])
+
+Noise-driven learning differentiates the firing probability at the pre-noise potential, for
+the potential (Eq. 19) and, in the same way, for the noise scale::
+
+    d o / d ubar      := f_sigma(d)                        d = ubar - v_th, f_sigma the N(0, sigma^2) density
+    d o / d log sigma := d Phi(d / sigma) / d log sigma = -d * f_sigma(d)
+
+so both gradients are those of the expected spike given the potential. ``sigma = exp(log_sigma)``
+is positive for every value of the parameter. ``z`` is the counter-based stream of
+:mod:`neurocode.neurons.counter_rng` (one seed per step from the generator), so the same
+generator state draws the same numbers as a :class:`NoisyLIF` would.
+
+The time loop is a per-step autograd loop: this neuron is meant for small layers (a retina
+model's output cells), where it costs little next to the convolutions; the large hidden
+layers keep the fused kernel of :class:`NoisyLIF` with a fixed sigma.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from neurocode.neurons._base import LIFBase, check_sequence
+from neurocode.neurons.counter_rng import SeededGaussian, draw_seeds
+
+__all__ = ["LearnableNoisyLIF", "scaled_noise_spike"]
+
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+class _ScaledNoiseSpike(torch.autograd.Function):
+    """o = 1[ubar >= v_th + exp(log_sigma) * z]; NDL gradients for ubar and log_sigma (module docstring)."""
+
+    @staticmethod
+    def forward(ctx, ubar, z, log_sigma, v_th):
+        sigma = log_sigma.exp()
+        threshold = v_th + sigma * z
+        above = ubar >= threshold
+        spikes = above.to(ubar.dtype)
+        spikes.masked_fill_(~(above | (ubar < threshold)), float("nan"))  # NaN is never a spike
+        ctx.save_for_backward(ubar, log_sigma)
+        ctx.v_th = v_th
+        return spikes
+
+    @staticmethod
+    def backward(ctx, grad):
+        ubar, log_sigma = ctx.saved_tensors
+        sigma = log_sigma.exp()
+        d = ubar - ctx.v_th
+        r = (d / sigma).clamp(-1e4, 1e4)
+        density = torch.exp(-0.5 * r * r) * (_INV_SQRT_2PI / sigma)
+        g = grad * density
+        grad_log_sigma = None
+        if ctx.needs_input_grad[2]:
+            full = -(g * d)
+            # sum over the dimensions log_sigma was broadcast along
+            lead = full.dim() - log_sigma.dim()
+            full = full.sum(tuple(range(lead))) if lead else full
+            keep = tuple(i for i, s in enumerate(log_sigma.shape) if s == 1 and full.shape[i] != 1)
+            grad_log_sigma = full.sum(keep, keepdim=True) if keep else full
+        return g, None, grad_log_sigma, None
+
+
+def scaled_noise_spike(ubar: Tensor, z: Tensor, log_sigma: Tensor, v_th: float) -> Tensor:
+    """One step's spikes ``1[ubar >= v_th + exp(log_sigma) * z]`` with the NDL gradients.
+
+    Parameters
+    ----------
+    ubar : Tensor [B, ..., N]
+        Pre-noise potentials.
+    z : Tensor [B, ..., N]
+        Standard normal samples.
+    log_sigma : Tensor [N] or []
+        Log of the noise standard deviation (broadcast against ``ubar``).
+    v_th : float
+    """
+    return _ScaledNoiseSpike.apply(ubar, z, log_sigma, float(v_th))
+
+
+class LearnableNoisyLIF(LIFBase):
+    """Noisy LIF with Gaussian escape noise of learnable scale (module docstring).
+
+    Parameters
+    ----------
+    n_neurons : int or None
+        Size of the input's last dimension, one sigma per neuron; None: one sigma for the layer.
+    sigma : float
+        Initial noise standard deviation (> 0), in units of the potential.
+    tau, v_th, detach_reset, stateful, generator
+        As :class:`~neurocode.neurons.NoisyLIF`.
+
+    Attributes
+    ----------
+    log_sigma : nn.Parameter [n_neurons] or []
+
+    Shape
+    -----
+    input : Tensor [T, B, ..., n_neurons] (time-major); output : same shape, spikes in {0, 1}
+    """
+
+    def __init__(self, n_neurons: int | None = None, sigma: float = 0.2, tau: float = 0.5, v_th: float = 1.0,
+                 detach_reset: bool = False, stateful: bool = False, generator: torch.Generator | None = None):
+        super().__init__(tau, v_th, detach_reset, stateful)
+        if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma > 0):
+            raise ValueError(f"sigma must be a positive number, got {sigma!r}")
+        if n_neurons is not None and (isinstance(n_neurons, bool) or not isinstance(n_neurons, int) or n_neurons < 1):
+            raise ValueError(f"n_neurons must be a positive integer or None, got {n_neurons!r}")
+        shape = () if n_neurons is None else (n_neurons,)
+        self.log_sigma = nn.Parameter(torch.full(shape, math.log(sigma)))
+        self.generator = generator
+
+    @property
+    def sigma(self) -> Tensor:
+        """The noise standard deviation ``exp(log_sigma)`` (always > 0)."""
+        return self.log_sigma.exp()
+
+    def firing_probability(self, ubar: Tensor) -> Tensor:
+        """``P[o = 1 | ubar] = Phi((ubar - v_th) / sigma)``, differentiable in ``ubar`` and sigma."""
+        return torch.special.ndtr((ubar - self.v_th) / self.sigma)
+
+    def forward(self, x: Tensor, state: Tensor | None = None, *, generator: torch.Generator | None = None,
+                return_potential: bool = False, return_state: bool = False):
+        """Run the sequence; arguments and returns as :meth:`NoisyLIF.forward`."""
+        check_sequence(x)
+        if self.log_sigma.dim() and x.shape[-1] != self.log_sigma.shape[0]:
+            raise ValueError(f"input's last dimension is {x.shape[-1]}, the layer has {self.log_sigma.shape[0]} "
+                             "neurons (n_neurons)")
+        g = generator if generator is not None else self.generator
+        z = SeededGaussian(draw_seeds(x.shape[0], g), 0.0, 1.0).materialize(x.shape, x.dtype, x.device)
+        u = self._initial_state(x, state)
+        spikes, ubars = [], []
+        for t in range(x.shape[0]):
+            ubar = x[t] if u is None else x[t] + self.tau * u
+            o = scaled_noise_spike(ubar, z[t], self.log_sigma, self.v_th)
+            reset = o.detach() if self.detach_reset else o
+            u = ubar * (1 - reset)
+            spikes.append(o)
+            ubars.append(ubar)
+        out_ubar = torch.stack(ubars) if return_potential else None
+        return self._finish(torch.stack(spikes), out_ubar, u, return_potential, return_state)
+
+    def extra_repr(self) -> str:
+        n = "layer" if self.log_sigma.dim() == 0 else self.log_sigma.shape[0]
+        return f"learnable sigma per {n}, " + super().extra_repr()
