@@ -131,6 +131,10 @@ class FitConfig:
         models; "poisson" for the CNN.
     tau_s : float
         PSP time constant in steps (paper: 2).
+    count_weight : float
+        Spiking models with a set-level MMD: weight of a second MMD² term on each trial's spike
+        count over the window (the same linear-kernel estimator on counts, so it does not
+        penalise the model's trial-to-trial scatter); 0: none.
     hidden_rate : float
         Initial mean firing rate of hidden spiking layers (calibrated on training images).
     val_fraction : float
@@ -180,6 +184,7 @@ class FitConfig:
     eval_trials: int = 64
     loss: LossName = "mmd_linear"
     tau_s: float = 2.0
+    count_weight: float = 0.0
     hidden_rate: float = 0.1
     val_fraction: float = 1 / 6
     val_every: int = 2
@@ -207,6 +212,10 @@ class FitConfig:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
         if self.probability_loss and not (self.kind.noisy and self.architecture == "rf"):
             raise ValueError("probability_loss applies to the RF-architecture NSNN (model='nsnn', architecture='rf')")
+        if not (self.count_weight >= 0 and math.isfinite(self.count_weight)):
+            raise ValueError(f"count_weight must be a non-negative number, got {self.count_weight!r}")
+        if self.count_weight and not (self.kind.spiking and self.loss.startswith("mmd")):
+            raise ValueError("count_weight applies to spiking models with a set-level MMD loss")
         if self.patience is not None and int(self.patience) < 1:
             raise ValueError(f"patience must be >= 1 or None, got {self.patience!r}")
         # frozen: the normalised values (tuples, nested configs) are set once, here

@@ -141,9 +141,10 @@ class ModelKind:
         return Response(rates=model(x)[:, 0])
 
 
-def _initial_psth(data: FitData, device) -> tuple[Tensor, Tensor]:
+def _initial_psth(data: FitData, device, max_count: int = 1) -> tuple[Tensor, Tensor]:
+    """The training stimuli and their mean PSTH ``[T, N]``, below ``max_count`` spikes per bin."""
     fit = torch.as_tensor(data.fit_idx)
-    return fit, data.psth(fit).mean(0).clamp(max=0.95).to(device)  # [T, N]
+    return fit, data.psth(fit).mean(0).clamp(max=0.95 * max_count).to(device)
 
 
 def _clip_rate(data: FitData, device) -> Tensor:
@@ -208,15 +209,20 @@ class SpikingKind(ModelKind):
             # a deterministic model's trials are identical: repeating costs nothing
             spikes = spikes.expand(-1, 2, -1, -1)
         kernel = "linear" if config.loss == "mmd_linear" else "gaussian"
-        return set_mmd_loss(spikes, recorded, kernel=kernel, tau_s=config.tau_s,
-                            recorded_mask=None if bool(mask.all()) else mask)
+        mask = None if bool(mask.all()) else mask
+        loss = set_mmd_loss(spikes, recorded, kernel=kernel, tau_s=config.tau_s, recorded_mask=mask)
+        if config.count_weight:
+            # the window's spike count as a one-step trace (tau_s = 1: the PSP is the value itself)
+            loss = loss + config.count_weight * set_mmd_loss(spikes.sum(0, keepdim=True), recorded.sum(0, keepdim=True),
+                                                             kernel="linear", tau_s=1.0, recorded_mask=mask)
+        return loss
 
     def start(self, config, model, data, device, fit_ln):
         if data.is_clips:
             rate = _clip_rate(data, device)
             ln, ln_summary = _start_from_ln(model, fit_ln, config.rf.noise_sigma)
             return self._calibrate_clip_gains(config, model, data, device, rate, ln, ln_summary)
-        fit, psth = _initial_psth(data, device)
+        fit, psth = _initial_psth(data, device, config.rf.output_substeps if self.uses_rf(config) else 1)
         with torch.no_grad():
             if self.uses_rf(config):
                 model.features.fit_normalization(data.images[fit].to(device))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from neurocode.neurons import LIF, NoisyLIF
+from neurocode.neurons import LIF, LearnableNoisyLIF, NoisyLIF
 from neurocode.noise import ERF, Gaussian
 
 
@@ -16,21 +16,27 @@ class SpikingLayers(nn.Module):
     models with a per-cell readout population, ``readout_units`` and ``n_cells``).
     """
 
-    def _neuron(self, generator: torch.Generator | None):
+    def _neuron(self, generator: torch.Generator | None, *, noisy: bool | None = None,
+                learnable_units: int | None = None):
+        """A NoisyLIF (NSNN) or LIF (DSNN) layer; ``noisy=False`` forces a deterministic one
+        (an NSNN's noise-free core), ``learnable_units`` a :class:`LearnableNoisyLIF` with that
+        many noise scales (the noise scale trained per output unit)."""
         cfg = self.config
-        if cfg.noisy:
+        if cfg.noisy and learnable_units is not None:
+            return LearnableNoisyLIF(learnable_units, cfg.noise_sigma, tau=cfg.tau, v_th=cfg.v_th, generator=generator)
+        if cfg.noisy if noisy is None else noisy:
             return NoisyLIF(Gaussian(cfg.noise_sigma), tau=cfg.tau, v_th=cfg.v_th, generator=generator)
         return LIF(ERF(), tau=cfg.tau, v_th=cfg.v_th)
 
     @property
     def generator(self) -> torch.Generator | None:
         """The noise source of the noisy layers (None for a DSNN)."""
-        return getattr(self.neurons[0], "generator", None)
+        return next((n.generator for n in self.neurons if isinstance(n, (NoisyLIF, LearnableNoisyLIF))), None)
 
     @generator.setter
     def generator(self, generator: torch.Generator | None) -> None:
         for n in self.neurons:
-            if isinstance(n, NoisyLIF):
+            if isinstance(n, (NoisyLIF, LearnableNoisyLIF)):
                 n.generator = generator
 
     def _register_unit_offsets(self) -> None:
@@ -69,7 +75,6 @@ class SpikingLayers(nn.Module):
             extra += (layers,)
         if return_probability:
             # P(o[t] = 1 | the trial's own history) = F(ubar[t] - v_th) for either noise placement
-            out_neuron = self.neurons[-1]
-            prob = out_neuron.noise.cdf(ubar - out_neuron.v_th)
+            prob = self.neurons[-1].firing_probability(ubar)
             extra += (prob.view(T, substeps, n_trials, batch, cfg.n_cells).sum(1),)
         return (out, *extra) if extra else out

@@ -73,6 +73,20 @@ class RFConfig:
         Spiking model: NoisyLIF + NDL (NSNN) or LIF + ERF surrogate (DSNN).
     noise_sigma, tau, v_th : float
         Neuron parameters (SPEC §2: σ = 0.2 for the retina).
+    core_norm : bool or None
+        BatchNorm after each of the core's convolutions (a threshold-dependent normalisation in a
+        spiking core: unit-variance currents against v_th = 1, biases calibrated after it). None:
+        the family's own default (the CNN has it, the spiking core has not).
+    core_noisy : bool
+        NSNN: the core's neurons are noisy (NDL) too; False gives them deterministic LIF neurons
+        (ERF surrogate) and keeps the noise in the output neurons only.
+    readout_time_weights : bool
+        Spiking models: each cell weighs its core readout with its own time course ``c_n(t)``
+        (started at 1), as the CNN does; False: the core enters every bin with the same weights.
+    learn_sigma : bool
+        NSNN: the output neurons' noise scale is a parameter per output unit
+        (:class:`~neurocode.neurons.LearnableNoisyLIF`), started at ``noise_sigma`` and trained
+        by the fit's loss.
     n_cells, n_steps : int
         Output cells and time bins T.
     """
@@ -90,6 +104,10 @@ class RFConfig:
     n_cells: int = 49
     n_steps: int = 30
     output_substeps: int = 1
+    core_norm: bool | None = None
+    core_noisy: bool = True
+    readout_time_weights: bool = False
+    learn_sigma: bool = False
 
     def __post_init__(self) -> None:
         for name in ("input_size", "core_pool", "readout_units", "n_cells", "n_steps", "output_substeps"):
@@ -113,6 +131,10 @@ class RFConfig:
     @property
     def core_size(self) -> int:
         return self.input_size // self.core_pool
+
+    def has_core_norm(self, default: bool) -> bool:
+        """Whether the core normalises its convolutions (``core_norm``, or the family's ``default``)."""
+        return default if self.core_norm is None else bool(self.core_norm)
 
 
 def _rf_arrays(config: RFConfig, rfs) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -233,16 +255,29 @@ class RetinaRFSNN(SpikingLayers, _RFBase):
         s = cfg.core_size
         self.conv1 = nn.Conv2d(2, c1, k1, padding=k1 // 2)
         self.conv2 = SpikeConv2d(c1, c2, k2, padding=k2 // 2)  # its input is spikes
+        norm = cfg.has_core_norm(False)
+        self.norm1 = nn.BatchNorm2d(c1) if norm else nn.Identity()
+        self.norm2 = nn.BatchNorm2d(c2) if norm else nn.Identity()
         self.gain = nn.Parameter(torch.ones(cfg.n_steps, c1))
         self.offset = nn.Parameter(torch.zeros(cfg.n_steps, c1))
         centres, cov = self._core_geometry
         self.readout = GaussianReadout(centres, cov, (s, s), c2)
-        self.neurons = nn.ModuleList(self._neuron(generator) for _ in range(3))
+        self.core_weights = nn.Parameter(torch.ones(cfg.n_steps, cfg.n_cells)) if cfg.readout_time_weights else None
+        learnable = cfg.n_cells * cfg.readout_units if cfg.learn_sigma else None
+        self.neurons = nn.ModuleList([self._neuron(generator, noisy=cfg.noisy and cfg.core_noisy),
+                                      self._neuron(generator, noisy=cfg.noisy and cfg.core_noisy),
+                                      self._neuron(generator, learnable_units=learnable)])
         self._register_unit_offsets()
 
     def core_drive(self, images: Tensor) -> Tensor:
         """conv1 of the pooled ON/OFF maps, once per image: ``[B, c1, s, s]``."""
-        return self.conv1(F.avg_pool2d(on_off(images), self.config.core_pool))
+        return self.norm1(self.conv1(F.avg_pool2d(on_off(images), self.config.core_pool)))
+
+    def core_bias(self, i: int) -> Tensor:
+        """The bias that sets core layer ``i``'s firing rate (calibrated before training)."""
+        if i == 0:
+            return self.offset
+        return self.norm2.bias if isinstance(self.norm2, nn.BatchNorm2d) else self.conv2.bias
 
     def layer_current(self, i: int, x: Tensor, n_trials: int, images: Tensor | None = None) -> Tensor:
         """Input current of spiking layer ``i`` (time-major ``[T, K*B, ...]``).
@@ -255,12 +290,15 @@ class RetinaRFSNN(SpikingLayers, _RFBase):
             cur = torch.addcmul(self.offset[:, None, :, None, None], self.gain[:, None, :, None, None], x[None])
             return cur.unsqueeze(1).expand(T, n_trials, *cur.shape[1:]).reshape(T, -1, *cur.shape[2:])
         if i == 1:
-            y = self.conv2(x.flatten(0, 1))
+            y = self.norm2(self.conv2(x.flatten(0, 1)))
             return y.view(T, -1, *y.shape[1:])
-        B = images.shape[0]
-        core = self.readout(x).view(T, n_trials, B, -1)
-        cur = self._units(self.rf_drive(images)[:, None] + core)
-        return cur.reshape(T, n_trials * B, -1)
+        cur = self._units(self.rf_drive(images)[:, None] + self.core_readout(x, n_trials, images.shape[0]))
+        return cur.reshape(T, -1, cur.shape[-1])
+
+    def core_readout(self, x: Tensor, n_trials: int, batch: int) -> Tensor:
+        """Each cell's Gaussian readout of the core's spikes ``x [T, K*B, c2, s, s]``: ``[T, K, B, n_cells]``."""
+        core = self.readout(x).view(x.shape[0], n_trials, batch, -1)
+        return core * self.core_weights[:, None, None] if self.core_weights is not None else core
 
     def forward(self, images: Tensor, n_trials: int = 1, *, return_all: bool = False,
                 return_probability: bool = False):
@@ -280,21 +318,27 @@ class RetinaRFSNN(SpikingLayers, _RFBase):
         if n_trials < 1:
             raise ValueError(f"n_trials must be >= 1, got {n_trials}")
         cfg = self.config
-        B = images.shape[0]
+        B, T = images.shape[0], cfg.n_steps
         x = self.core_drive(images)
         if return_probability and (not cfg.noisy or cfg.readout_units > 1):
             raise ValueError("return_probability applies to a noisy model with one unit per cell")
         layers, ubar = [], None
         last = len(self.neurons) - 1
+        m = cfg.output_substeps
         for i, neuron in enumerate(self.neurons):
             current = self.layer_current(i, x, n_trials, images)
-            if i == last and return_probability:
-                x, ubar = neuron(current, return_potential=True)
-            else:
+            if i < last:
                 x = neuron(current)
+            else:
+                current = current.repeat_interleave(m, dim=0) if m > 1 else current
+                if return_probability:
+                    x, ubar = neuron(current, return_potential=True)
+                else:
+                    x = neuron(current)
+                x = x.view(T, m, *x.shape[1:]).sum(1) if m > 1 else x
             layers.append(x)
         return self._outputs(x, layers, ubar, n_trials, B, return_all,
-                             return_probability)
+                             return_probability, substeps=m)
 
     @torch.no_grad()
     def firing_rates(self, images: Tensor, n_trials: int = 1) -> list[float]:
@@ -321,7 +365,7 @@ def calibrate_rf_snn(model: RetinaRFSNN, images: Tensor, hidden_rate: float = 0.
     cfg = model.config
     x = model.core_drive(images)
     rates = []
-    for i, (neuron, bias) in enumerate(zip(model.neurons[:2], (model.offset, model.conv2.bias))):
+    for i, (neuron, bias) in enumerate(zip(model.neurons[:2], (model.core_bias(0), model.core_bias(1)))):
         current = model.layer_current(i, x, n_trials)
         shift = bisect_shift(lambda s: neuron(current + s).mean(), hidden_rate, iterations=iterations)
         bias += shift
@@ -329,17 +373,19 @@ def calibrate_rf_snn(model: RetinaRFSNN, images: Tensor, hidden_rate: float = 0.
         rates.append(float(x.mean()))
     # the output layer: bisect the per-cell time bias a[t, n] on the cell's mean over its units
     B = images.shape[0]
-    base = model._units(model.readout(x).view(cfg.n_steps, n_trials, B, -1) + model.rf_drive(images)[:, None]
+    base = model._units(model.core_readout(x, n_trials, B) + model.rf_drive(images)[:, None]
                         - model.time_bias[:, None, None])
     target = torch.full((cfg.n_steps, cfg.n_cells), 0.07) if output_rate is None else output_rate
     target = target.to(base)
     out_neuron = model.neurons[-1]
     units = cfg.readout_units
 
+    m = cfg.output_substeps
+
     def cell_rates(bias):
-        cur = base + bias.repeat_interleave(units, dim=1)[:, None, None]
-        spikes = out_neuron(cur.reshape(cfg.n_steps, n_trials * B, -1))
-        return spikes.view(cfg.n_steps, -1, cfg.n_cells, units).mean((1, 3))
+        cur = (base + bias.repeat_interleave(units, dim=1)[:, None, None]).reshape(cfg.n_steps, n_trials * B, -1)
+        spikes = out_neuron(cur.repeat_interleave(m, dim=0) if m > 1 else cur)
+        return spikes.view(cfg.n_steps, m, -1, cfg.n_cells, units).sum(1).mean((1, 3))
 
     model.time_bias.copy_(bisect_shift(cell_rates, target, like=model.time_bias, iterations=iterations))
     rates.append(float(cell_rates(model.time_bias).mean()))
@@ -364,9 +410,12 @@ class RetinaRFCNN(_RFBase):
         cfg = config
         c1, c2 = cfg.channels
         k1, k2 = cfg.kernel_sizes
+        norm = cfg.has_core_norm(True)
         self.core = nn.Sequential(
-            nn.Conv2d(2, c1, k1, padding=k1 // 2, bias=False), nn.BatchNorm2d(c1), nn.ReLU(),
-            nn.Conv2d(c1, c2, k2, padding=k2 // 2, bias=False), nn.BatchNorm2d(c2), nn.ReLU(),
+            nn.Conv2d(2, c1, k1, padding=k1 // 2, bias=not norm), nn.BatchNorm2d(c1) if norm else nn.Identity(),
+            nn.ReLU(),
+            nn.Conv2d(c1, c2, k2, padding=k2 // 2, bias=not norm), nn.BatchNorm2d(c2) if norm else nn.Identity(),
+            nn.ReLU(),
         )
         centres, cov = self._core_geometry
         self.readout = GaussianReadout(centres, cov, (cfg.core_size,) * 2, c2)
