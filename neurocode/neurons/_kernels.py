@@ -12,11 +12,18 @@ checked there with ``TORCH_CHECK``; this module adds their fake-tensor shapes
 ``neurocode::lif_backward``), which makes them pass ``torch.library.opcheck``.
 
 Build: ``torch.utils.cpp_extension.load`` with the system C++ compiler (a few seconds,
-once per machine). The code is built for the CPU it runs on (``-march=native``) with
-glibc's vector math library (``-lmvec``); the build directory is named by a hash of the
-source, the flags and the CPU's feature flags, under ``$TORCH_EXTENSIONS_DIR`` or torch's
-default extension root, so machines sharing a home directory never load each other's
-builds. The build directory is owner-only (a directory another user can write to is
+once per machine and instruction set). On x86-64 there is one build per instruction set
+(:data:`ISAS`): ``avx512`` (``-march=x86-64-v4``), ``avx2`` (``-march=x86-64-v3``) and
+``scalar`` (``-march=x86-64-v2``: SSE4.2, the kernel's hand-vectorised parts in scalar
+code), each with glibc's vector math library (``-lmvec``, for the float64 noise and the
+backward pass's exp). The best the CPU runs is used; ``NEUROCODE_ISA=avx512|avx2|scalar``
+forces one (an unknown value, or one the CPU cannot run, is an error); :func:`isa` says
+which. Other CPUs (aarch64, Apple silicon) get one ``generic`` build with the compiler's
+defaults and no libmvec. The float32 noise stream is the same bits in every build (its
+log/cos/sin are plain float arithmetic, see ``csrc/lif.cpp``). The build directory is named
+by the ISA and a hash of the source, the flags and the CPU's feature flags, under
+``$TORCH_EXTENSIONS_DIR`` or torch's default extension root, so machines sharing a home
+directory never load each other's builds. The build directory is owner-only (a directory another user can write to is
 refused), and a SHA-256 of the built library is kept beside it and checked before every
 load: a truncated, altered or planted library is deleted and rebuilt, never loaded.
 ``NEUROCODE_NO_KERNEL=1`` disables the kernel.
@@ -38,8 +45,19 @@ from neurocode._io import sha256_file
 FAMILIES = {"gauss": 0, "logistic": 1, "sigmoid": 2, "box": 3, "triangle": 4}
 
 SOURCES = tuple(Path(__file__).with_name("csrc") / name for name in ("lif.cpp", "event_conv.cpp", "cpu_cache.cpp"))
-CFLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fopenmp-simd")
-LDFLAGS = ("-lmvec",)
+CFLAGS = ("-O3", "-ffp-contract=off", "-fno-math-errno", "-fopenmp-simd")
+
+# x86-64 instruction sets, best first: the -march level of each build and the CPU flags
+# (/proc/cpuinfo) it needs. "scalar": no AVX; the compiler vectorises plain loops with SSE4.2.
+ISAS = ("avx512", "avx2", "scalar")
+_X86 = {
+    "avx512": (("-march=x86-64-v4", "-mtune=native"),
+               ("avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl", "avx2", "fma", "bmi1", "bmi2", "f16c",
+                "movbe")),
+    "avx2": (("-march=x86-64-v3", "-mtune=native"), ("avx2", "fma", "bmi1", "bmi2", "f16c", "movbe")),
+    "scalar": (("-march=x86-64-v2", "-mtune=native"), ("sse4_2", "ssse3", "popcnt")),
+}
+ISA_VARIABLE = "NEUROCODE_ISA"
 
 _lock = threading.Lock()
 _ops = None
@@ -58,14 +76,73 @@ def _cpu_key() -> str:
     return platform.processor() + platform.machine()
 
 
-def build_directory() -> Path:
-    """Where this machine's build of the kernel lives (the name hashes source, flags and CPU)."""
+def _is_x86_64() -> bool:
+    import platform
+    return platform.machine().lower() in ("x86_64", "amd64")
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; the platform's processor string elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+    return platform.processor() or platform.machine()
+
+
+def supported_isas() -> tuple[str, ...]:
+    """The kernel builds this CPU can run, best first (``("generic",)`` off x86-64)."""
+    if not _is_x86_64():
+        return ("generic",)
+    flags = set(_cpu_key().split(":", 1)[-1].split())
+    return tuple(name for name in ISAS if set(_X86[name][1]) <= flags)
+
+
+def isa() -> str:
+    """The instruction set of the kernel build this process uses (or would use): ``avx512``,
+    ``avx2``, ``scalar`` (x86-64 without AVX2) or ``generic`` (other CPUs).
+
+    The best the CPU supports unless ``NEUROCODE_ISA`` names one; a value that is not one of
+    :data:`ISAS`, or names a build the CPU cannot run, raises ValueError.
+    """
+    supported = supported_isas()
+    forced = os.environ.get(ISA_VARIABLE, "").strip().lower()
+    if not forced:
+        if not supported:
+            raise ValueError("neurocode: this x86-64 CPU lacks SSE4.2/POPCNT, which every kernel build needs")
+        return supported[0]
+    allowed = ISAS if _is_x86_64() else ("generic",)
+    if forced not in allowed:
+        raise ValueError(f"{ISA_VARIABLE}={forced!r} is not a kernel build; allowed values: {', '.join(allowed)} "
+                         f"(unset: the best this CPU runs, {supported[0] if supported else 'none'})")
+    if forced not in supported:
+        raise ValueError(f"{ISA_VARIABLE}={forced}: this CPU ({cpu_model()}) cannot run that build; it runs "
+                         f"{', '.join(supported) or 'none'}")
+    return forced
+
+
+def _flags(name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(compiler flags, linker flags) of the build ``name``."""
+    if name == "generic":
+        return CFLAGS, ()
+    return CFLAGS + _X86[name][0], ("-lmvec",)
+
+
+def build_directory(name: str | None = None) -> Path:
+    """Where this machine's build of the kernel for ISA ``name`` (default :func:`isa`) lives (the
+    name hashes source, flags and CPU)."""
     import torch
     from torch.utils.cpp_extension import get_default_build_root
-    key = hashlib.sha256("\0".join([*(src.read_text() for src in SOURCES), *CFLAGS, *LDFLAGS, _cpu_key(), torch.__version__,
+    name = name or isa()
+    cflags, ldflags = _flags(name)
+    key = hashlib.sha256("\0".join([*(src.read_text() for src in SOURCES), *cflags, *ldflags, _cpu_key(), torch.__version__,
                                     os.environ.get("CXX", "")]).encode()).hexdigest()[:16]
     root = os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root()
-    return Path(root) / "neurocode" / f"neurocode_lif_{key}"
+    return Path(root) / "neurocode" / f"neurocode_lif_{name}_{key}"
 
 
 def _drop_unverified(library: Path, digest: Path) -> None:
@@ -94,16 +171,17 @@ def _private_directory(directory: Path) -> None:
             d.chmod(0o700)
 
 
-def _build():
+def _build(which: str):
     import torch
     from torch.utils.cpp_extension import load
-    directory = build_directory()
+    directory = build_directory(which)
+    cflags, ldflags = _flags(which)
     name = directory.name
     directory.parent.parent.mkdir(parents=True, exist_ok=True)
     _private_directory(directory)
     library, digest = directory / f"{name}.so", directory / f"{name}.so.sha256"
     _drop_unverified(library, digest)
-    load(name=name, sources=[str(src) for src in SOURCES], extra_cflags=list(CFLAGS), extra_ldflags=list(LDFLAGS),
+    load(name=name, sources=[str(src) for src in SOURCES], extra_cflags=list(cflags), extra_ldflags=list(ldflags),
          build_directory=str(directory), is_python_module=False, verbose=False)
     # the library is now the verified one or the one ninja just (re)built: record it, so that
     # later processes verify it before loading
@@ -205,10 +283,11 @@ def get_library():
         return _ops
     if _failed is not None or os.environ.get("NEUROCODE_NO_KERNEL", "") not in ("", "0"):
         return None
+    which = isa()  # a bad NEUROCODE_ISA is the caller's error, not a reason to fall back silently
     with _lock:
         if _ops is None and _failed is None:
             try:
-                _ops = _build()
+                _ops = _build(which)
             except Exception as exc:  # noqa: BLE001 -- any failure means: use the torch path
                 _failed = f"{type(exc).__name__}: {str(exc)[-2000:]}"
                 warnings.warn("neurocode: the fused LIF kernel could not be built, so neurons run the pure-torch "

@@ -11,8 +11,8 @@
 // of 32 float32 channels: 24 zmm). The nonzero inputs reaching it lie, for each input channel
 // c, in a window of R + KH - 1 input rows by T + KW - 1 columns. A bitmask of every (padded)
 // input row is made once per sample, and every row's window at every tile column is listed
-// once per sample (its set bits compressed into column numbers: AVX-512 vpcompressd, no branch
-// per input); a tile offsets its rows' lists into one list of weight offsets. Each listed input
+// once per sample (its set bits compressed into column numbers: AVX-512 vpcompressd, or with AVX2
+// a table permutation per byte of the mask; no branch per input); a tile offsets its rows' lists into one list of weight offsets. Each listed input
 // at window position (u, d) adds W[c, u - i, d - j, :] to tile pixel (i, j) for all (i, j) at
 // once: the weights are stored with R - 1 zero rows and T - 1 zero columns around every
 // channel's kernel, so the R T adds need no bounds test (an add of zero changes no sum). A tap
@@ -47,7 +47,7 @@
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
-#if defined(__AVX512F__)
+#if defined(__AVX2__) || defined(__AVX512F__)
 #include <immintrin.h>
 #endif
 
@@ -277,6 +277,20 @@ Values row_bits(const S* xb, const Geometry& g, int64_t reach, RowBits& rb) {
                 if ((pos & 63) > 48) rw[(pos >> 6) + 1] |= uint64_t(nz) >> (64 - (pos & 63));
             }
         }
+#elif defined(__AVX2__)
+        if constexpr (std::is_same_v<S, float>) {  // 8 columns per compare (the sign bits of the masks)
+            const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.f);
+            for (; ix + 8 <= g.W; ix += 8) {
+                const __m256 v = _mm256_loadu_ps(row + ix);
+                const unsigned nz = unsigned(_mm256_movemask_ps(_mm256_cmp_ps(v, zero, _CMP_NEQ_UQ)));
+                spikes &= (unsigned(_mm256_movemask_ps(_mm256_cmp_ps(v, one, _CMP_NEQ_UQ))) & nz) == 0;
+                // v - v is 0 for a finite v, NaN for inf and NaN
+                finite &= (unsigned(_mm256_movemask_ps(_mm256_cmp_ps(_mm256_sub_ps(v, v), zero, _CMP_NEQ_UQ))) & nz) == 0;
+                const int64_t pos = g.P + ix;
+                rw[pos >> 6] |= uint64_t(nz) << (pos & 63);
+                if ((pos & 63) > 56) rw[(pos >> 6) + 1] |= uint64_t(nz) >> (64 - (pos & 63));
+            }
+        }
 #endif
         for (; ix < g.W; ++ix) {
             const S v = row[ix];
@@ -291,15 +305,35 @@ Values row_bits(const S* xb, const Geometry& g, int64_t reach, RowBits& rb) {
 
 // Writes base + step * i for every set bit i of a 16-bit mask, in order, to out (which has room
 // for 16 entries); returns how many.
+#if defined(__AVX2__) && !defined(__AVX512F__)
+// For each byte b: the positions of its set bits, in order, as 8 bytes (the rest 0): the
+// permutation that compresses 8 lanes by the mask b (AVX2 has no vpcompressd).
+struct CompressTable {
+    alignas(64) uint8_t idx[256][8];
+    CompressTable() {
+        for (int b = 0; b < 256; ++b) {
+            int n = 0;
+            for (int k = 0; k < 8; ++k) idx[b][k] = 0;
+            for (int k = 0; k < 8; ++k) if (b >> k & 1) idx[b][n++] = uint8_t(k);
+        }
+    }
+};
+static const CompressTable kCompress;
+#endif
+
 struct BitLister {
     int32_t step;
 #if defined(__AVX512F__)
     __m512i steps;
+#elif defined(__AVX2__)
+    __m256i steps;  // step * (0..7)
 #endif
     explicit BitLister(int32_t s) : step(s) {
 #if defined(__AVX512F__)
         steps = _mm512_mullo_epi32(_mm512_set1_epi32(s),
                                    _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+#elif defined(__AVX2__)
+        steps = _mm256_mullo_epi32(_mm256_set1_epi32(s), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 #endif
     }
     int64_t operator()(uint32_t m, int32_t base, int32_t* out) const {
@@ -307,6 +341,19 @@ struct BitLister {
         // no branch per input: a loop over the set bits mispredicts its exit at every window
         _mm512_storeu_si512(out, _mm512_maskz_compress_epi32(__mmask16(m), _mm512_add_epi32(_mm512_set1_epi32(base), steps)));
         return __builtin_popcount(m);
+#elif defined(__AVX2__)
+        // the same without a branch per input: each byte of the mask permutes 8 lanes by a table
+        // entry; the second byte's 8 entries are stored right after the first's set ones (out has
+        // room for 16)
+        const uint32_t lo = m & 0xffu, hi = (m >> 8) & 0xffu;
+        const __m256i v0 = _mm256_add_epi32(_mm256_set1_epi32(base), steps);
+        const __m256i v1 = _mm256_add_epi32(v0, _mm256_set1_epi32(8 * step));
+        const __m256i p0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(kCompress.idx[lo])));
+        const __m256i p1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(kCompress.idx[hi])));
+        const int64_t n0 = __builtin_popcount(lo);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), _mm256_permutevar8x32_epi32(v0, p0));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + n0), _mm256_permutevar8x32_epi32(v1, p1));
+        return n0 + __builtin_popcount(hi);
 #else
         int64_t n = 0;
         for (; m; m &= m - 1) out[n++] = base + step * __builtin_ctz(m);
