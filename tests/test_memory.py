@@ -1,5 +1,6 @@
 """neurocode's caching CPU allocator (neurons/csrc/cpu_cache.cpp, neurocode.memory)."""
 
+import json
 import os
 import resource
 import subprocess
@@ -106,3 +107,50 @@ def test_it_can_be_opted_out_of():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "False"
+
+
+_IMPORT_ORDER_PROBE = """
+import json, os, resource, sys
+if sys.argv[1] == "torch":
+    import torch
+    import neurocode
+else:
+    import neurocode
+    import torch
+torch.set_num_threads(1)
+from neurocode.neurons import LIF
+
+def rss(field):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+lif = LIF()
+lif(torch.rand(2, 1, 16))  # loads the kernel: its code is not the layer's memory
+x = (1.2 * torch.rand(30, 32, 16, 30, 30)).requires_grad_()
+R = torch.randn_like(x)
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # VmHWM := VmRSS
+base, faults = rss("VmRSS"), []
+for i in range(5):
+    f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    x.grad = None
+    (lif(x) * R).sum().backward()
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
+print(json.dumps({"added": (rss("VmHWM") - base) * 1024, "input": x.numel() * x.element_size(), "faults": faults[2:]}))
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="needs Linux's /proc/self/clear_refs")
+def test_peak_memory_and_faults_do_not_depend_on_import_order():
+    """`import torch` before `import neurocode` (what most scripts do) or after: one LIF layer's
+    fwd + bwd adds at most 2x its input to the peak (the input's gradient and the loss's
+    tensors) and faults no page in after two warm-up calls, in a fresh process each."""
+    env = {k: v for k, v in os.environ.items() if k not in ("THP_MEM_ALLOC_ENABLE", "NEUROCODE_CACHING_ALLOCATOR")}
+    for order in ("torch", "neurocode"):
+        out = subprocess.run([sys.executable, "-c", _IMPORT_ORDER_PROBE, order], env=env, capture_output=True,
+                             text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        # 2x the 55-MB input (3x would be 55 MB more), + 8 MB: blocks are rounded up to 2 MB
+        assert r["added"] <= 2 * r["input"] + 8 * MB, (order, r)
+        assert max(r["faults"]) < 64, (order, r)  # 0 or 1 here: the interpreter's own pages
