@@ -1,8 +1,10 @@
 """What the benchmark scripts share (they run as ``python benchmarks/NAME.py``, so this folder
-is on ``sys.path``): median timers and the process's resident-memory counters."""
+is on ``sys.path``): median timers, the process's resident-memory counters, and where a run
+ran (CPU model, the kernel build's instruction set, threads; ``--isa`` forces a build)."""
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 
@@ -34,3 +36,37 @@ def rss_kb(field: str) -> int:
             if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
+
+
+ISA_CHOICES = ("avx512", "avx2", "scalar", "generic")
+
+
+def add_isa_argument(parser) -> None:
+    """``--isa NAME``: run on that kernel build (sets NEUROCODE_ISA, which the benchmark's
+    subprocesses inherit); default: the best build this CPU runs, or NEUROCODE_ISA if set."""
+    parser.add_argument("--isa", choices=ISA_CHOICES, default=None,
+                        help="kernel build to run on (NEUROCODE_ISA; default: the best this CPU runs)")
+
+
+def apply_isa(args) -> None:
+    """Puts ``--isa`` into the environment before the kernel loads (it loads on first use)."""
+    if getattr(args, "isa", None):
+        os.environ["NEUROCODE_ISA"] = args.isa
+
+
+def machine_line(threads: int | None = None) -> str:
+    """``CPU <model>; kernel build <isa> (<why>); threads <n>``: where a benchmark ran."""
+    import torch
+
+    from neurocode.neurons import _kernels
+    forced = os.environ.get("NEUROCODE_ISA", "").strip()
+    try:
+        isa = _kernels.isa()
+    except ValueError as exc:
+        isa = f"none ({exc})"
+    why = (f"forced by NEUROCODE_ISA on a CPU that runs {', '.join(_kernels.supported_isas())}" if forced
+           else "the best this CPU runs")
+    if os.environ.get("NEUROCODE_NO_KERNEL", "") not in ("", "0"):
+        why += "; kernel disabled (NEUROCODE_NO_KERNEL)"
+    n = torch.get_num_threads() if threads is None else threads
+    return f"CPU {_kernels.cpu_model()}; kernel build {isa} ({why}); threads {n}"

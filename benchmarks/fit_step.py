@@ -32,6 +32,8 @@ import os
 import subprocess
 import sys
 
+from _common import add_isa_argument, apply_isa, machine_line
+
 CATEGORIES = [
     ("convolution", ("conv",)),
     ("neuron loop", ("lifsequence", "_lif", "lif_", "kernel")),
@@ -145,11 +147,14 @@ def main(argv=None) -> None:
     p.add_argument("--models", nargs="+", default=["nsnn", "dsnn", "cnn"])
     p.add_argument("--profile", action="store_true")
     p.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
+    add_isa_argument(p)
     args = p.parse_args(argv)
+    apply_isa(args)
     if args.child:
         model, variant, steps, threads, profile = args.child
         print(json.dumps(_child(model, variant, int(steps), int(threads), bool(int(profile)))))
         return
+    print(machine_line(args.threads), flush=True)
     rows = {}
     for model in args.models:
         rows[(model, "ours")] = _run(model, "ours", args.steps, args.threads, args.profile)

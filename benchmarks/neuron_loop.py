@@ -18,8 +18,11 @@ Reports the median of ``--repeat`` runs after one warm-up; the fused LIF and Noi
 ratio is the noise overhead, alternate call by call (2 x repeat + 1 calls each), so that a
 shared machine's load slows both alike. Nothing is asserted.
 
-    OMP_NUM_THREADS=2 python benchmarks/neuron_loop.py [--threads 2] [--quick]
+    OMP_NUM_THREADS=2 python benchmarks/neuron_loop.py [--threads 2] [--quick] [--isa avx2]
     OMP_NUM_THREADS=2 python benchmarks/neuron_loop.py --faults [--fault-batch 64]
+
+The first line printed names the CPU, the kernel build (avx512 / avx2 / scalar; ``--isa`` or
+NEUROCODE_ISA forces one the CPU runs) and the threads.
 
 ``--faults`` prints only the page faults and system time per call of one LIF layer at
 16x90x90: with torch's and glibc's defaults, with torch's transparent-huge-page allocations,
@@ -37,7 +40,7 @@ import time
 
 import neurocode  # noqa: F401  -- before torch, as in the CLI: huge-page allocations (neurocode/__init__.py)
 import torch
-from _common import rss_kb, timed, timed_interleaved
+from _common import add_isa_argument, apply_isa, machine_line, rss_kb, timed, timed_interleaved
 
 from neurocode.neurons import LIF, NoisyLIF, kernel_failure, kernel_library, pure_torch
 from neurocode.noise import Gaussian
@@ -178,20 +181,26 @@ def main(argv=None) -> None:
     ap.add_argument("--repeat", type=int, default=None)
     ap.add_argument("--faults", action="store_true", help="only the page-fault table (16x90x90)")
     ap.add_argument("--fault-batch", type=int, default=64, help="batch of the page-fault table (default 64)")
+    ap.add_argument("--shapes", nargs="+", choices=list(SHAPES), default=list(SHAPES),
+                    help="neuron maps to measure (default: all three)")
     ap.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
+    add_isa_argument(ap)
     args = ap.parse_args(argv)
+    apply_isa(args)
     torch.set_num_threads(args.threads)
     if args.probe:
         import json
         print(json.dumps(fault_probe((16, 90, 90), args.fault_batch, args.steps, args.repeat or 3)))
         return
     if args.faults:
+        print(machine_line())
         faults_table(args)
         return
     B = args.batch or (4 if args.quick else 64)
     T = args.steps
     repeat = args.repeat or (2 if args.quick else 5)
     lib = kernel_library()
+    print(machine_line())
     print(f"torch {torch.__version__}, threads={torch.get_num_threads()}, T={T}, B={B}, median of {repeat}"
           f" after 1 warm-up, forward+backward, float32; fused kernel: "
           f"{'yes' if lib is not None else 'NO (' + str(kernel_failure()) + ')'}")
@@ -201,6 +210,8 @@ def main(argv=None) -> None:
     cols = ["ref LIF", "fused LIF", "ref noisy", "fused noisy", "noise.sample", "torch LIF", "torch noisy"]
     rows = {}
     for name, feat in SHAPES.items():
+        if name not in args.shapes:
+            continue
         g = torch.Generator().manual_seed(0)
         x_tb = (1.2 * torch.rand(T, B, *feat, generator=g)).requires_grad_()
         x_bt = x_tb.detach().transpose(0, 1).contiguous().requires_grad_()

@@ -30,7 +30,7 @@ import subprocess
 import sys
 import time
 
-from _common import rss_kb
+from _common import add_isa_argument, apply_isa, machine_line, rss_kb
 
 SHAPES = {"16x40x40": (16, 40, 40), "32x30x30": (32, 30, 30), "64": (64,)}
 LIBRARIES = ("neurocode LIF", "neurocode NoisyLIF", "snnTorch", "SpikingJelly", "Norse")
@@ -127,10 +127,13 @@ def main(argv=None) -> None:
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--libraries", nargs="+", default=list(LIBRARIES))
     p.add_argument("--child", nargs=2, metavar=("LIBRARY", "SHAPE"), help=argparse.SUPPRESS)
+    add_isa_argument(p)
     a = p.parse_args(argv)
+    apply_isa(a)
     if a.child:
         print(json.dumps(child(a.child[0], a.child[1], a.batch, a.repeat, a.threads)))
         return
+    print(machine_line(a.threads), flush=True)
     rows = {}
     for shape in SHAPES:
         for lib in a.libraries:
