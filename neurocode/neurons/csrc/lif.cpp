@@ -518,8 +518,19 @@ static inline void unpack_keep(const uint8_t* bits, int64_t n, S* keep) {
 #elif defined(__AVX2__)
     // each lane tests its own bit of the broadcast byte, the all-ones compare selects 1.0
     if constexpr (std::is_same_v<S, float>) {
+        // 32 neurons per broadcast of four bytes: lane k of group j tests bit 8 j + k
         const __m256 one = _mm256_set1_ps(1.0f);
         const __m256i sel = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+        for (; i + 32 <= n; i += 32) {
+            int32_t word;
+            std::memcpy(&word, bits + i / 8, 4);
+            const __m256i w = _mm256_set1_epi32(word);
+            for (int j = 0; j < 4; ++j) {
+                const __m256i sj = _mm256_slli_epi32(sel, 8 * j);
+                const __m256i m = _mm256_cmpeq_epi32(_mm256_and_si256(w, sj), sj);
+                _mm256_storeu_ps(keep + i + 8 * j, _mm256_and_ps(_mm256_castsi256_ps(m), one));
+            }
+        }
         for (; i + 8 <= n; i += 8) {
             const __m256i b = _mm256_and_si256(_mm256_set1_epi32(bits[i / 8]), sel);
             _mm256_storeu_ps(keep + i, _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(b, sel)), one));
@@ -561,10 +572,11 @@ static inline void draw_thresholds(uint64_t seed, int64_t i0, int64_t n, double 
     fill_normals(seed, i0, n, loc, sigma, out);
 }
 
-// The decisions of the block's neurons i with near[i] != 0 (potential within the margin of the
-// approximate threshold) again, against the exact threshold.
-static inline void decide_exactly(uint64_t seed, int64_t b0, int64_t n, const float* ut, const float* near, float loc,
-                                  float sigma, float* keep, float* st) {
+// The decisions of the block's neurons whose potential lies within margin of the approximate
+// threshold th, again, against the exact threshold (near: room for the block's flags).
+static void decide_exactly(uint64_t seed, int64_t b0, int64_t n, const float* ut, const float* th, float margin,
+                           float loc, float sigma, float* keep, float* st, float* near) {
+    for (int64_t i = 0; i < n; ++i) near[i] = std::fabs(ut[i] - th[i]) <= margin ? 1.0f : 0.0f;
     alignas(8) uint8_t flags[BLK / 8 + 8] = {};
     pack_keep(near, n, flags);
     for (int64_t w0 = 0; w0 < n; w0 += 64) {
@@ -645,12 +657,13 @@ static void forward(const S* x, int64_t sx, const S* u0, const S* thr, const S* 
                 } else if (mode == 3) {
                     if constexpr (std::is_same_v<S, float>) {  // th: the approximate thresholds
                         const float margin = decision_margin(vth, sigma);
+                        int any = 0;  // (an OR over the block: in ~7 % of blocks at 1.5e-4 per neuron)
                         for (int64_t i = 0; i < n; ++i) {
                             S k = ut[i] < th[i] ? S(1) : S(0);
                             keep[i] = k; w[i] = ut[i]; st[i] = fired(ut[i], th[i], k);
-                            near[i] = std::fabs(ut[i] - th[i]) <= margin ? 1.0f : 0.0f;
+                            any |= int(std::fabs(ut[i] - th[i]) <= margin);
                         }
-                        decide_exactly(uint64_t(seeds[t]), b0, n, ut, near, vth, sigma, keep, st);
+                        if (any) decide_exactly(uint64_t(seeds[t]), b0, n, ut, th, margin, vth, sigma, keep, st, near);
                     } else {
                         for (int64_t i = 0; i < n; ++i) {
                             S k = ut[i] < th[i] ? S(1) : S(0);
