@@ -303,7 +303,7 @@ class CNNKind(RateKind):
     """The CNN baseline: rates through a parameterised softplus."""
 
     default_loss: str = "poisson"
-    losses: tuple[str, ...] = ("poisson",)
+    losses: tuple[str, ...] = ("poisson", "mse")
 
     def _pairs(self, config: FitConfig) -> bool:
         # the paper's CNN trains on (stimulus, trial) pairs, as published; the RF-aware CNN on

@@ -170,3 +170,35 @@ def test_deterministic_core_and_core_norm():
     assert isinstance(model.norm1, torch.nn.BatchNorm2d) and model.core_bias(1) is model.norm2.bias
     spikes = model(torch.randn(2, 1, 64, 64, generator=gen(14)), n_trials=3)
     assert spikes.shape == (10, 3, 2, 3)
+
+
+def test_readout_synapse_filters_the_core_readout():
+    """readout_synapse = a: y(t) = a y(t-1) + (1 - a) r(t) of the unfiltered readout r."""
+    plain, filtered = _rf_model(), _rf_model(readout_synapse=0.6)
+    filtered.load_state_dict(plain.state_dict())
+    with torch.no_grad():
+        for p_plain, p_filtered in zip(plain.readout.parameters(), filtered.readout.parameters()):
+            p_plain.normal_(generator=gen(15))
+            p_filtered.copy_(p_plain)
+    x = (torch.rand(10, 2 * 3, 16, 32, 32, generator=gen(16)) < 0.1).float()
+    r = plain.core_readout(x, 2, 3)
+    y = filtered.core_readout(x, 2, 3)
+    expect, prev = [], torch.zeros_like(r[0])
+    for t in range(10):
+        prev = 0.6 * prev + 0.4 * r[t]
+        expect.append(prev)
+    torch.testing.assert_close(y, torch.stack(expect))
+
+
+@pytest.mark.parametrize("field, value", [("readout_synapse", 1.0), ("readout_synapse", -0.1),
+                                          ("core_noise_sigma", 0.0)])
+def test_rf_config_rejects_bad_noise_and_synapse_settings(field, value):
+    from neurocode.models.rf import RFConfig
+
+    with pytest.raises(ValueError, match=field):
+        RFConfig(**{field: value})
+
+
+def test_core_noise_sigma_sets_the_core_layers_only():
+    model = _rf_model(core_noise_sigma=0.4)
+    assert [n.noise.sigma for n in model.neurons] == [0.4, 0.4, 0.2]

@@ -17,15 +17,18 @@ class SpikingLayers(nn.Module):
     """
 
     def _neuron(self, generator: torch.Generator | None, *, noisy: bool | None = None,
-                learnable_units: int | None = None):
+                learnable_units: int | None = None, learnable_layer: bool = False, sigma: float | None = None):
         """A NoisyLIF (NSNN) or LIF (DSNN) layer; ``noisy=False`` forces a deterministic one
         (an NSNN's noise-free core), ``learnable_units`` a :class:`LearnableNoisyLIF` with that
-        many noise scales (the noise scale trained per output unit)."""
+        many noise scales (the noise scale trained per output unit), ``learnable_layer`` one with
+        a single noise scale for the layer; ``sigma`` (initial) noise scale instead of the config's."""
         cfg = self.config
-        if cfg.noisy and learnable_units is not None:
-            return LearnableNoisyLIF(learnable_units, cfg.noise_sigma, tau=cfg.tau, v_th=cfg.v_th, generator=generator)
-        if cfg.noisy if noisy is None else noisy:
-            return NoisyLIF(Gaussian(cfg.noise_sigma), tau=cfg.tau, v_th=cfg.v_th, generator=generator)
+        noisy = cfg.noisy if noisy is None else noisy
+        sigma = cfg.noise_sigma if sigma is None else sigma
+        if noisy and (learnable_units is not None or learnable_layer):
+            return LearnableNoisyLIF(learnable_units, sigma, tau=cfg.tau, v_th=cfg.v_th, generator=generator)
+        if noisy:
+            return NoisyLIF(Gaussian(sigma), tau=cfg.tau, v_th=cfg.v_th, generator=generator)
         return LIF(ERF(), tau=cfg.tau, v_th=cfg.v_th)
 
     @property

@@ -77,16 +77,24 @@ class RFConfig:
         BatchNorm after each of the core's convolutions (a threshold-dependent normalisation in a
         spiking core: unit-variance currents against v_th = 1, biases calibrated after it). None:
         the family's own default (the CNN has it, the spiking core has not).
+    core_noise_sigma : float or None
+        NSNN: the core neurons' noise scale, if not ``noise_sigma``.
     core_noisy : bool
         NSNN: the core's neurons are noisy (NDL) too; False gives them deterministic LIF neurons
         (ERF surrogate) and keeps the noise in the output neurons only.
     readout_time_weights : bool
         Spiking models: each cell weighs its core readout with its own time course ``c_n(t)``
         (started at 1), as the CNN does; False: the core enters every bin with the same weights.
+    readout_synapse : float
+        Spiking models: the core readout reaches the output neurons through a current-based
+        synapse, ``y(t) = a y(t-1) + (1 - a) r(t)`` with this decay ``a`` per step (in [0, 1);
+        0: none), so that an output neuron integrates its core input over a few steps.
     learn_sigma : bool
         NSNN: the output neurons' noise scale is a parameter per output unit
         (:class:`~neurocode.neurons.LearnableNoisyLIF`), started at ``noise_sigma`` and trained
         by the fit's loss.
+    learn_core_sigma : bool
+        NSNN: each noisy core layer's noise scale is a parameter too (one per layer).
     n_cells, n_steps : int
         Output cells and time bins T.
     """
@@ -105,9 +113,12 @@ class RFConfig:
     n_steps: int = 30
     output_substeps: int = 1
     core_norm: bool | None = None
+    core_noise_sigma: float | None = None
     core_noisy: bool = True
     readout_time_weights: bool = False
+    readout_synapse: float = 0.0
     learn_sigma: bool = False
+    learn_core_sigma: bool = False
 
     def __post_init__(self) -> None:
         for name in ("input_size", "core_pool", "readout_units", "n_cells", "n_steps", "output_substeps"):
@@ -125,6 +136,10 @@ class RFConfig:
             raise ValueError(f"RFConfig.input_size {self.input_size} is not a multiple of core_pool {self.core_pool}")
         if not self.surround_scale > 1:
             raise ValueError(f"RFConfig.surround_scale must be > 1, got {self.surround_scale!r}")
+        if not 0 <= self.readout_synapse < 1:
+            raise ValueError(f"RFConfig.readout_synapse must be in [0, 1), got {self.readout_synapse!r}")
+        if self.core_noise_sigma is not None and not self.core_noise_sigma > 0:
+            raise ValueError(f"RFConfig.core_noise_sigma must be > 0 or None, got {self.core_noise_sigma!r}")
         if not self.noise_sigma > 0:
             raise ValueError(f"RFConfig.noise_sigma must be > 0, got {self.noise_sigma!r}")
 
@@ -264,8 +279,9 @@ class RetinaRFSNN(SpikingLayers, _RFBase):
         self.readout = GaussianReadout(centres, cov, (s, s), c2)
         self.core_weights = nn.Parameter(torch.ones(cfg.n_steps, cfg.n_cells)) if cfg.readout_time_weights else None
         learnable = cfg.n_cells * cfg.readout_units if cfg.learn_sigma else None
-        self.neurons = nn.ModuleList([self._neuron(generator, noisy=cfg.noisy and cfg.core_noisy),
-                                      self._neuron(generator, noisy=cfg.noisy and cfg.core_noisy),
+        core = dict(noisy=cfg.noisy and cfg.core_noisy, learnable_layer=cfg.learn_core_sigma,
+                    sigma=cfg.core_noise_sigma)
+        self.neurons = nn.ModuleList([self._neuron(generator, **core), self._neuron(generator, **core),
                                       self._neuron(generator, learnable_units=learnable)])
         self._register_unit_offsets()
 
@@ -298,6 +314,13 @@ class RetinaRFSNN(SpikingLayers, _RFBase):
     def core_readout(self, x: Tensor, n_trials: int, batch: int) -> Tensor:
         """Each cell's Gaussian readout of the core's spikes ``x [T, K*B, c2, s, s]``: ``[T, K, B, n_cells]``."""
         core = self.readout(x).view(x.shape[0], n_trials, batch, -1)
+        a = self.config.readout_synapse
+        if a > 0:
+            steps, y = [], torch.zeros_like(core[0])
+            for r in core.unbind(0):
+                y = a * y + (1 - a) * r
+                steps.append(y)
+            core = torch.stack(steps)
         return core * self.core_weights[:, None, None] if self.core_weights is not None else core
 
     def forward(self, images: Tensor, n_trials: int = 1, *, return_all: bool = False,
