@@ -59,7 +59,11 @@ void* map_block(size_t n, bool huge) {
     if (p > raw) munmap(raw, size_t(p - raw));
     const size_t tail = size_t(raw + n + kAlign - (p + n));
     if (tail) munmap(p + n, tail);
+#if defined(MADV_HUGEPAGE)  // Linux (macOS has no transparent huge pages)
     if (huge) madvise(p, n, MADV_HUGEPAGE);
+#else
+    (void)huge;
+#endif
     return p;
 }
 

@@ -41,8 +41,9 @@
 
 // Vector variants of exp/log/cos/sin from glibc's libmvec (declared by <math.h> only under
 // -ffast-math, which we do not use: it would change the arithmetic). x86-64 glibc only (the build
-// links -lmvec there); elsewhere (aarch64, macOS) these loops call the scalar functions.
-#if defined(__x86_64__) && defined(__GLIBC__)
+// links -lmvec there); elsewhere (aarch64, macOS; or with -DNEUROCODE_NO_LIBMVEC) these loops call
+// the scalar functions.
+#if defined(__x86_64__) && defined(__GLIBC__) && !defined(NEUROCODE_NO_LIBMVEC)
 #define NEUROCODE_LIBMVEC 1
 extern "C" {
 __attribute__((simd("notinbranch"))) double exp(double) noexcept;
