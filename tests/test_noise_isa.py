@@ -185,3 +185,29 @@ def test_every_build_draws_the_same_stream_and_spikes(tmp_path):
                     torch.testing.assert_close(grad, want, rtol=1e-4, atol=4e-6)  # measured: 1e-6 abs
                 else:  # the AVX2 and AVX-512 expf round alike: the same bits
                     assert torch.equal(grad, want), (name, key)
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_decisions_from_the_approximate_draw_are_the_exact_streams(dtype):
+    """The kernel's escape decisions (float32: from the approximate draw, exactly where it could
+    matter) equal those against the exact thresholds (gauss_fill, through the torch loop), at odd
+    sizes, several threads, and noise scales of 0 and 1e6."""
+    from neurocode.neurons.counter_rng import SeededGaussian
+    from neurocode.neurons.functional import lif_sequence
+    from neurocode.noise import Gaussian
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for n in (1, 17, 7007, 3 * 4097 + 5):
+            g = torch.Generator().manual_seed(n)
+            x = 1.4 * torch.rand(9, n, generator=g, dtype=dtype)
+            seeds = torch.randint(-2**63, 2**63 - 1, (9,), generator=g)
+            for sigma in (0.3, 0.0, 1e6):
+                thr = SeededGaussian(seeds, 1.0, sigma)
+                k, t = (lif_sequence(x, tau=0.6, v_th=1.0, spike_grad=Gaussian(0.3).pdf, threshold=thr, backend=b)[0]
+                        for b in ("kernel", "torch"))
+                assert torch.equal(k, t), (n, sigma)
+    finally:
+        torch.set_num_threads(old)
