@@ -209,5 +209,11 @@ def test_decisions_from_the_approximate_draw_are_the_exact_streams(dtype):
                 k, t = (lif_sequence(x, tau=0.6, v_th=1.0, spike_grad=Gaussian(0.3).pdf, threshold=thr, backend=b)[0]
                         for b in ("kernel", "torch"))
                 assert torch.equal(k, t), (n, sigma)
+            # potentials at the exact thresholds and one ulp below: every decision is a near one
+            th = SeededGaussian(seeds, 1.0, 0.3).materialize((9, n), dtype)
+            for x0, fire in ((th, 1.0), (torch.nextafter(th, torch.full_like(th, -1.0)), 0.0)):
+                k = lif_sequence(x0, tau=0.6, v_th=1.0, spike_grad=Gaussian(0.3).pdf,
+                                 threshold=SeededGaussian(seeds, 1.0, 0.3), backend="kernel")[0]
+                assert (k[0] == fire).all(), (n, fire)
     finally:
         torch.set_num_threads(old)
