@@ -274,9 +274,10 @@ def _register_python_side() -> None:
 def get_library():
     """The kernel operators (``torch.ops.neurocode``), or None when disabled or unbuildable.
 
-    Built once per machine and loaded once per process; a failure warns once, and every
-    later call runs the pure-torch loop, which draws the same noise and gives the same
-    spikes.
+    Built once per machine and instruction set (:func:`isa`) and loaded once per process; a
+    failure warns once, and every later call runs the pure-torch loop, which draws the same
+    noise and gives the same spikes. A ``NEUROCODE_ISA`` that names no build this CPU runs
+    raises ValueError (it is the caller's setting, not a reason to fall back silently).
     """
     global _ops, _failed
     if _ops is not None:
