@@ -121,6 +121,8 @@ def summarise(runs: list[dict]) -> list[dict]:
         for k in SCORES:
             row[f"{k}_mean"], row[f"{k}_sd"] = _mean_sd([m.get(k) for m in ms])
         row["parameter_count"] = int(ms[0]["parameter_count"])
+        row["model_ff_mean"], _ = _mean_sd([m.get("model_ff") for m in ms])
+        row["recorded_ff_mean"], _ = _mean_sd([m.get("recorded_ff") for m in ms])
         rows.append(row)
     # the baseline and ceiling depend on the split only (fold, seed), not on the model
     splits = {}
@@ -132,11 +134,51 @@ def summarise(runs: list[dict]) -> list[dict]:
         for k in SCORES[1:]:
             row[f"{k}_mean"] = row[f"{k}_sd"] = float("nan")
         row["parameter_count"] = 0
+        row["model_ff_mean"] = row["recorded_ff_mean"] = float("nan")
         rows.append(row)
     return rows
 
 
-COLUMNS = ["model", "n_runs"] + [f"{k}_{s}" for k in SCORES for s in ("mean", "sd")] + ["parameter_count"]
+#: Paired comparisons (first - second) over the splits both models were fitted on.
+PAIRS = (("nsnn", "cnn"), ("nsnn", "dsnn"), ("nsnn", "ln"), ("cnn", "ln"))
+
+
+def paired_differences(runs: list[dict]) -> list[dict]:
+    """Per pair of models and score: the per-split differences' mean, 95 % t-interval and wins.
+
+    A split is a (fold, seed); the two models of a pair were fitted on the same training images
+    and scored on the same test images, so their difference is paired.
+    """
+    from scipy import stats
+
+    by = {(m["model"], m["fold"], m["seed"]): m for m in runs}
+    out = []
+    for a, b in PAIRS:
+        splits = sorted({(f, s) for (mod, f, s) in by if mod == a} & {(f, s) for (mod, f, s) in by if mod == b})
+        for k in ("rate_cc", "count_cc"):
+            d = np.array([by[(a, f, s)][k] - by[(b, f, s)][k] for f, s in splits
+                          if by[(a, f, s)].get(k) is not None and by[(b, f, s)].get(k) is not None], dtype=float)
+            if d.size == 0:
+                continue
+            half = float(stats.t.ppf(0.975, d.size - 1) * d.std(ddof=1) / math.sqrt(d.size)) if d.size > 1 else math.nan
+            out.append({"pair": f"{a.upper()} - {b.upper()}", "score": k, "n_splits": int(d.size),
+                        "mean": float(d.mean()), "ci_low": float(d.mean() - half), "ci_high": float(d.mean() + half),
+                        "wins": int((d > 0).sum()), "ties": int((d == 0).sum())})
+    return out
+
+
+def format_differences(rows: list[dict]) -> str:
+    lines = [f"{'pair':<14}{'score':<10}{'mean':>8}  {'95% CI':<20}{'wins':>8}"]
+    for r in rows:
+        lines.append(f"{r['pair']:<14}{r['score']:<10}{r['mean']:>+8.4f}  [{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]"
+                     f"{r['wins']:>5} / {r['n_splits']}")
+    return "\n".join(lines)
+
+
+COLUMNS = ["model", "n_runs"] + [f"{k}_{s}" for k in SCORES for s in ("mean", "sd")] + ["parameter_count",
+                                                                                         "model_ff_mean",
+                                                                                         "recorded_ff_mean"]
+DIFFERENCE_COLUMNS = ["pair", "score", "n_splits", "mean", "ci_low", "ci_high", "wins", "ties"]
 RUN_COLUMNS = ["model", "fold", "seed", "epochs", "best_epoch", "val_rate_cc", "rate_cc", "count_cc", "fano_corr",
                "ln_rate_cc", "ln_count_cc", "baseline_rate_cc", "ceiling_rate_cc", "model_ff", "recorded_ff",
                "parameter_count", "recording", "data"]
@@ -155,11 +197,14 @@ def format_table(rows: list[dict]) -> str:
         m, s = r.get(f"{k}_mean"), r.get(f"{k}_sd")
         return "n/a" if m is None or not math.isfinite(m) else f"{m:.3f} ± {s:.3f}"
 
-    lines = [f"{'model':<9}{'runs':>5}  {'rate_cc':<16}{'count_cc':<16}{'fano_corr':<16}{'parameters':>11}"]
+    lines = [f"{'model':<9}{'runs':>5}  {'rate_cc':<16}{'count_cc':<16}{'fano_corr':<16}{'parameters':>11}"
+             f"  {'FF model / recorded':>20}"]
     for r in rows:
         params = f"{r['parameter_count']:,}" if r["parameter_count"] else "-"
+        ff = (f"{r['model_ff_mean']:.3f} / {r['recorded_ff_mean']:.3f}" if math.isfinite(r.get("model_ff_mean", math.nan))
+              else "")
         lines.append(f"{r['model']:<9}{r['n_runs']:>5}  {ms(r, 'rate_cc'):<16}{ms(r, 'count_cc'):<16}"
-                     f"{ms(r, 'fano_corr'):<16}{params:>11}")
+                     f"{ms(r, 'fano_corr'):<16}{params:>11}  {ff:>20}")
     return "\n".join(lines)
 
 
@@ -182,11 +227,14 @@ def main(argv=None) -> int:
         r["recording"], r["data"] = rec_name, wanted[0]
     write_text(out / "runs.csv", to_csv(run_rows, RUN_COLUMNS, formatter=_fmt))
     write_text(out / "summary.csv", to_csv(rows, COLUMNS, formatter=_fmt))
+    differences = paired_differences(runs)
+    write_text(out / "differences.csv", to_csv(differences, DIFFERENCE_COLUMNS, formatter=_fmt))
     epochs = sorted({m["epochs"] for m in runs})
     protocol = {"data": wanted[0], "recording": rec_name, "preset": args.preset, "folds": args.folds,
                 "seeds": args.seeds, "models": args.models, "epochs": epochs, "quick": args.quick,
                 "engine": result.engine}
-    write_json(out / "summary.json", {"protocol": protocol, "summary": rows, "runs": run_rows})
+    write_json(out / "summary.json", {"protocol": protocol, "summary": rows, "differences": differences,
+                                      "runs": run_rows})
     title = (f"{rec_name}, {args.preset} preset, {len(args.folds)} fold(s) x {len(args.seeds)} seed(s), "
              f"{'/'.join(map(str, epochs))} epochs")
     per_cell = {}
@@ -198,7 +246,10 @@ def main(argv=None) -> int:
     print()
     print(f"Held-out scores, mean ± SD over folds x seeds ({title}; {wanted[0]}; fits: {result.engine}):")
     print(format_table(rows))
-    print(f"\nwritten to {out}/ (summary.csv, summary.json, runs.csv, results.csv, results.json, comparison.png, "
+    if differences:
+        print("\nPaired differences per split (mean, 95 % t-interval, splits where the first is better):")
+        print(format_differences(differences))
+    print(f"\nwritten to {out}/ (summary.csv, summary.json, differences.csv, runs.csv, results.csv, results.json, comparison.png, "
           f"rate_cc_per_cell.png) in {time.perf_counter() - t0:.0f} s")
     return 0
 

@@ -343,8 +343,8 @@ PRESETS: dict[str, dict[str, dict]] = {
     "quick": {
         "common": dict(architecture="rf", lr=3e-3, input_size=64, batch_images=4, batch_size=64, model_trials=4,
                        eval_trials=64, epochs=30, val_every=3),
-        "nsnn": dict(),
-        "dsnn": dict(rf=dict(readout_units=32)),
+        "nsnn": dict(rf=dict(core_norm=True)),
+        "dsnn": dict(rf=dict(readout_units=32, core_norm=True)),
         "cnn": dict(epochs=40),
         "ln": dict(),
     },

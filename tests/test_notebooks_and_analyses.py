@@ -85,11 +85,20 @@ def _csv(path: Path) -> list[dict]:
 def test_retina_fit_comparison_quick(tmp_path):
     out = tmp_path / "cmp"
     proc = _run("retina_fit_comparison.py", "--out", str(out), cwd=tmp_path)
-    for name in ("summary.csv", "summary.json", "runs.csv", "comparison.png", "rate_cc_per_cell.png"):
+    for name in ("summary.csv", "summary.json", "runs.csv", "differences.csv", "comparison.png",
+                 "rate_cc_per_cell.png"):
         assert (out / name).is_file(), name
     rows = _csv(out / "summary.csv")
     assert list(rows[0]) == ["model", "n_runs", "rate_cc_mean", "rate_cc_sd", "count_cc_mean", "count_cc_sd",
-                             "fano_corr_mean", "fano_corr_sd", "parameter_count"]
+                             "fano_corr_mean", "fano_corr_sd", "parameter_count", "model_ff_mean",
+                             "recorded_ff_mean"]
+    runs = {r["model"]: r for r in _csv(out / "runs.csv")}
+    differences = {(d["pair"], d["score"]): d for d in _csv(out / "differences.csv")}
+    d = differences[("NSNN - CNN", "rate_cc")]
+    # one split: the difference is that split's, it wins or not, and no interval can be formed
+    assert float(d["mean"]) == pytest.approx(float(runs["NSNN"]["rate_cc"]) - float(runs["CNN"]["rate_cc"]), abs=1e-4)
+    assert d["n_splits"] == "1" and d["wins"] == str(int(float(d["mean"]) > 0)) and d["ci_low"] == ""
+    assert float(rows[3]["model_ff_mean"]) > 0 and rows[2]["model_ff_mean"] in ("", "0.0000")
     assert [r["model"] for r in rows] == ["LN", "CNN", "DSNN", "NSNN", "baseline", "ceiling"]
     for r in rows:
         assert -1 <= float(r["rate_cc_mean"]) <= 1

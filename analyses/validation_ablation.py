@@ -1,0 +1,178 @@
+"""Ablations of the quick-preset models scored on validation images only (docs/nsnn_vs_cnn.md).
+
+Each row is one change to a model's quick preset (``--row NAME``, or all rows of ``ROWS``);
+each is fitted on the folds given (seed 0 by default) with the split's test images blanked to
+NaN before training (so a read of one would poison the fit), and scored on the fold's
+validation images (the 8 carved out of its 48 training images): rate CC, count CC, the Fano
+factor correlation across cells, the model's and the recording's mean Fano factor, and the
+seconds per fit. The test images are never predicted.
+
+    python analyses/validation_ablation.py --folds 0 1 2 3 4 --out results/ablation
+    python analyses/validation_ablation.py --row nsnn-substeps3 --folds 0 --out results/ablation
+
+Rows already in ``OUT/ablation.csv`` (same row, fold, seed) are not fitted again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import add_common_arguments, check_common_arguments  # noqa: E402
+
+#: name -> (model, overrides of the quick preset). One change per row against its model's preset.
+ROWS: dict[str, tuple[str, dict]] = {
+    "ln": ("ln", {}),
+    "cnn": ("cnn", {}),
+    "cnn-no-bn": ("cnn", {"rf": {"core_norm": False}}),
+    "cnn-wide": ("cnn", {"rf": {"channels": (16, 32)}}),
+    "cnn-ep30": ("cnn", {"epochs": 30}),
+    "cnn-mse": ("cnn", {"loss": "mse"}),
+    "dsnn": ("dsnn", {}),
+    "nsnn": ("nsnn", {}),
+    "nsnn-bn": ("nsnn", {"rf": {"core_norm": True}}),
+    "nsnn-wide": ("nsnn", {"rf": {"channels": (16, 32)}}),
+    "nsnn-det-core": ("nsnn", {"rf": {"core_noisy": False}}),
+    "nsnn-substeps3": ("nsnn", {"rf": {"output_substeps": 3}}),
+    "nsnn-learn-sigma": ("nsnn", {"rf": {"learn_sigma": True}}),
+    "nsnn-sigma0.1": ("nsnn", {"rf": {"noise_sigma": 0.1}}),
+    "nsnn-sigma0.4": ("nsnn", {"rf": {"noise_sigma": 0.4}}),
+    "nsnn-time-weights": ("nsnn", {"rf": {"readout_time_weights": True}}),
+    "nsnn-hidden0.2": ("nsnn", {"hidden_rate": 0.2}),
+    "nsnn-K8": ("nsnn", {"model_trials": 8}),
+    "nsnn-tau_s4": ("nsnn", {"tau_s": 4.0}),
+    "nsnn-tau_s1": ("nsnn", {"tau_s": 1.0}),
+    "nsnn-count-term": ("nsnn", {"count_weight": 0.05}),
+    "nsnn-prob-loss": ("nsnn", {"probability_loss": True}),
+    "nsnn-ep45": ("nsnn", {"epochs": 45}),
+    "nsnn-lr1e-2": ("nsnn", {"lr": 1e-2}),
+    "nsnn-lr1e-3": ("nsnn", {"lr": 1e-3}),
+    # stage 2: one change each against nsnn-bn (the first stage's winner); dsnn-bn for the DSNN
+    "dsnn-bn": ("dsnn", {"rf": {"core_norm": True}}),
+    "bn+time-weights": ("nsnn", {"rf": {"core_norm": True, "readout_time_weights": True}}),
+    "bn+prob-loss": ("nsnn", {"probability_loss": True, "rf": {"core_norm": True}}),
+    "bn+learn-sigma": ("nsnn", {"rf": {"core_norm": True, "learn_sigma": True}}),
+    "bn+learn-sigma-all": ("nsnn", {"rf": {"core_norm": True, "learn_sigma": True, "learn_core_sigma": True}}),
+    "bn+substeps3": ("nsnn", {"rf": {"core_norm": True, "output_substeps": 3}}),
+    "bn+det-core": ("nsnn", {"rf": {"core_norm": True, "core_noisy": False}}),
+    "bn+ep45": ("nsnn", {"epochs": 45, "rf": {"core_norm": True}}),
+    "bn+wide": ("nsnn", {"rf": {"core_norm": True, "channels": (16, 32)}}),
+    "bn+substeps3+learn-sigma": ("nsnn", {"rf": {"core_norm": True, "output_substeps": 3, "learn_sigma": True}}),
+    "bn+synapse0.5": ("nsnn", {"rf": {"core_norm": True, "readout_synapse": 0.5}}),
+    "bn+synapse0.8": ("nsnn", {"rf": {"core_norm": True, "readout_synapse": 0.8}}),
+    "bn+core-sigma0.4": ("nsnn", {"rf": {"core_norm": True, "core_noise_sigma": 0.4}}),
+    "bn+core-sigma0.1": ("nsnn", {"rf": {"core_norm": True, "core_noise_sigma": 0.1}}),
+    "bn+K8": ("nsnn", {"model_trials": 8, "rf": {"core_norm": True}}),
+    "bn+hidden0.2": ("nsnn", {"hidden_rate": 0.2, "rf": {"core_norm": True}}),
+    "bn+hidden0.3": ("nsnn", {"hidden_rate": 0.3, "rf": {"core_norm": True}}),
+    "bn+lr6e-3": ("nsnn", {"lr": 6e-3, "rf": {"core_norm": True}}),
+}
+
+FIELDS = ("row", "model", "fold", "seed", "val_rate_cc", "val_count_cc", "val_fano_corr", "model_ff", "recorded_ff",
+          "seconds", "parameters", "best_epoch")
+
+
+def score_on_validation(config, model, data) -> dict:
+    """The held-out scores of :func:`neurocode.analysis.scores.compute_metrics`, on the validation images."""
+    import numpy as np
+
+    from neurocode.analysis.scores import compute_metrics
+    from neurocode.fitting import predict
+
+    preds, rates = predict(config, model, data, data.val_idx, seed=config.seed + 30_000, return_rates=True)
+    counts = data.counts.numpy()
+    R = int(data.trial_mask[data.val_idx].sum(1).min())
+    recorded = counts[data.val_idx][:, :, :R]
+    spiking = config.kind.spiking and not config.kind.predicts_rates(config)
+    return compute_metrics(recorded, preds, counts[data.fit_idx], spiking, data.bin_size,
+                           model_rates=rates if spiking else None)
+
+
+def run_row(name: str, fold: int, seed: int, threads: int | None, data_path, recording) -> dict:
+    import torch
+
+    from neurocode.fitting import make_config, prepare_data, train
+    from neurocode.models import parameter_count
+    from neurocode.sweep._trials import withhold_test_stimuli
+
+    model_name, overrides = ROWS[name]
+    config = make_config(model_name, "quick", fold=fold, seed=seed, threads=threads, device="cpu", data=data_path,
+                         recording=recording, **overrides)
+    data = prepare_data(config)
+    withhold_test_stimuli(data)
+    start = time.perf_counter()
+    model, history = train(config, data, progress=False)
+    seconds = time.perf_counter() - start
+    if config.kind.reference:
+        # the LN fit ends with a refit on all training images, validation ones included: score
+        # the chosen ridge strength fitted on the others only
+        ridge = next(h["chosen_ridge"] for h in history if "chosen_ridge" in h)
+        model.fit_ridge(data.images[data.fit_idx], data.psth(data.fit_idx), ridge)
+    with torch.random.fork_rng(devices=[]):
+        m = score_on_validation(config, model, data)
+    best = next((h["best_epoch"] for h in reversed(history) if "best_epoch" in h), None)
+    return {"row": name, "model": model_name, "fold": fold, "seed": seed, "val_rate_cc": m["rate_cc"],
+            "val_count_cc": m["count_cc"], "val_fano_corr": m["fano_corr"], "model_ff": m["model_ff"],
+            "recorded_ff": m["recorded_ff"], "seconds": round(seconds, 1), "parameters": parameter_count(model),
+            "best_epoch": best}
+
+
+def summary(rows: list[dict]) -> str:
+    """Mean over folds per row, in the order of ``ROWS``."""
+    import numpy as np
+
+    def mean(values):
+        v = np.array([float(x) for x in values if x not in ("", None) and math.isfinite(float(x))])
+        return f"{v.mean():.3f}" if v.size else "n/a"
+
+    lines = ["| row | folds | val rate CC | val count CC | fano_corr | model FF | recorded FF | s / fit |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name in ROWS:
+        mine = [r for r in rows if r["row"] == name]
+        if mine:
+            lines.append(f"| {name} | {len(mine)} | " + " | ".join(
+                mean(r[k] for r in mine) for k in ("val_rate_cc", "val_count_cc", "val_fano_corr", "model_ff",
+                                                    "recorded_ff", "seconds")) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--row", action="append", choices=sorted(ROWS), help="rows to fit (default: all)")
+    p.add_argument("--folds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    p.add_argument("--seed", type=int, default=0)
+    add_common_arguments(p, out="results/ablation")
+    a = p.parse_args(argv)
+    check_common_arguments(p, a)
+    a.out.mkdir(parents=True, exist_ok=True)
+    table = a.out / "ablation.csv"
+    done = []
+    if table.exists():
+        with open(table, newline="") as f:
+            done = list(csv.DictReader(f))
+    have = {(r["row"], int(r["fold"]), int(r["seed"])) for r in done}
+    for name in a.row or list(ROWS):
+        for fold in a.folds:
+            if (name, fold, a.seed) in have:
+                continue
+            row = run_row(name, fold, a.seed, a.threads, a.data, a.recording)
+            new = not table.exists()
+            with open(table, "a", newline="") as f:  # one line per fit: an interrupted run keeps its rows
+                w = csv.DictWriter(f, fieldnames=FIELDS)
+                if new:
+                    w.writeheader()
+                w.writerow(row)
+            done.append(row)
+            print(f"{name} fold {fold}: val rate CC {row['val_rate_cc']:.3f}, count CC {row['val_count_cc']:.3f}, "
+                  f"fano_corr {row['val_fano_corr']}, model FF {row['model_ff']}, {row['seconds']} s", flush=True)
+    print(summary(done))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
