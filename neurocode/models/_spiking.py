@@ -60,6 +60,19 @@ class SpikingLayers(nn.Module):
             cell_current = cell_current.repeat_interleave(units, dim=-1)
         return cell_current + self.unit_offsets
 
+    def _run_output(self, current: torch.Tensor, return_potential: bool = False):
+        """The output neurons over ``current [T, ...]``, ``output_substeps`` neuron steps per bin.
+
+        Returns the spike count per bin ``[T, ...]`` and, with ``return_potential``, the
+        pre-noise potentials of every substep ``[T * substeps, ...]`` (else None).
+        """
+        m = self.config.output_substeps
+        T = current.shape[0]
+        if m > 1:
+            current = current.repeat_interleave(m, dim=0)
+        x, ubar = self.neurons[-1](current, return_potential=True) if return_potential else (self.neurons[-1](current), None)
+        return (x.view(T, m, *x.shape[1:]).sum(1) if m > 1 else x), ubar
+
     def _outputs(self, x: torch.Tensor, layers: list, ubar, n_trials: int, batch: int, return_all: bool,
                  return_probability: bool, substeps: int = 1):
         """The model's outputs from its last layer's spikes ``x [T, K*B, n_cells * units]`` (per bin).

@@ -257,12 +257,7 @@ class ClipSNN(SpikingLayers, _ClipBase):
             if i < last:
                 x = neuron(current)
             else:
-                current = current.repeat_interleave(m, dim=0) if m > 1 else current
-                if return_probability:
-                    x, ubar = neuron(current, return_potential=True)
-                else:
-                    x = neuron(current)
-                x = x.view(T, m, *x.shape[1:]).sum(1)
+                x, ubar = self._run_output(current, return_probability)
             layers.append(x)
         return self._outputs(x, layers, ubar, n_trials, B, return_all,
                              return_probability, substeps=m)
@@ -286,14 +281,10 @@ def calibrate_clip_snn(model: ClipSNN, clips: Tensor, hidden_rate: float = 0.1, 
     base = model._units(model.readout(x).view(T, n_trials, B, -1) + linear[:, None])
     target = torch.full((cfg.n_cells,), 0.05) if output_rate is None else output_rate
     units = cfg.readout_units
-    out_neuron = model.neurons[-1]
-
-    m = cfg.output_substeps
 
     def cell_rates(bias):
         cur = (base + bias.repeat_interleave(units)).reshape(T, n_trials * B, -1)
-        spikes = out_neuron(cur.repeat_interleave(m, dim=0) if m > 1 else cur)
-        return spikes.view(T, m, -1, cfg.n_cells, units).sum(1).mean((0, 1, 3))
+        return model._run_output(cur)[0].view(T, -1, cfg.n_cells, units).mean((0, 1, 3))
 
     model.bias.copy_(bisect_shift(cell_rates, target.to(base), like=model.bias, iterations=iterations))
     rates.append(float(cell_rates(model.bias).mean()))

@@ -353,12 +353,7 @@ class RetinaRFSNN(SpikingLayers, _RFBase):
             if i < last:
                 x = neuron(current)
             else:
-                current = current.repeat_interleave(m, dim=0) if m > 1 else current
-                if return_probability:
-                    x, ubar = neuron(current, return_potential=True)
-                else:
-                    x = neuron(current)
-                x = x.view(T, m, *x.shape[1:]).sum(1) if m > 1 else x
+                x, ubar = self._run_output(current, return_probability)
             layers.append(x)
         return self._outputs(x, layers, ubar, n_trials, B, return_all,
                              return_probability, substeps=m)
@@ -400,15 +395,11 @@ def calibrate_rf_snn(model: RetinaRFSNN, images: Tensor, hidden_rate: float = 0.
                         - model.time_bias[:, None, None])
     target = torch.full((cfg.n_steps, cfg.n_cells), 0.07) if output_rate is None else output_rate
     target = target.to(base)
-    out_neuron = model.neurons[-1]
     units = cfg.readout_units
-
-    m = cfg.output_substeps
 
     def cell_rates(bias):
         cur = (base + bias.repeat_interleave(units, dim=1)[:, None, None]).reshape(cfg.n_steps, n_trials * B, -1)
-        spikes = out_neuron(cur.repeat_interleave(m, dim=0) if m > 1 else cur)
-        return spikes.view(cfg.n_steps, m, -1, cfg.n_cells, units).sum(1).mean((1, 3))
+        return model._run_output(cur)[0].view(cfg.n_steps, -1, cfg.n_cells, units).mean((1, 3))
 
     model.time_bias.copy_(bisect_shift(cell_rates, target, like=model.time_bias, iterations=iterations))
     rates.append(float(cell_rates(model.time_bias).mean()))
