@@ -28,7 +28,8 @@ NEUROCODE_ISA forces one the CPU runs) and the threads.
 16x90x90: with torch's and glibc's defaults, with torch's transparent-huge-page allocations,
 and with freed memory kept for reuse as well (what neurocode sets up: huge pages at
 ``import neurocode``, see ``neurocode/__init__.py``, and the caching allocator with the
-extension, see ``neurocode/memory.py``).
+extension, see ``neurocode/memory.py``), and with nothing set, once with ``import neurocode``
+first and once with ``import torch`` first.
 """
 
 from __future__ import annotations
@@ -132,7 +133,7 @@ def fault_probe(feat: tuple, B: int, T: int, repeat: int) -> dict:
 
 
 def faults_table(args) -> None:
-    """The fault probe at 16x90x90 under three allocator settings, each in its own process
+    """The fault probe at 16x90x90 under three allocator settings and both import orders, each in its own process
     (torch reads THP_MEM_ALLOC_ENABLE once, neurocode NEUROCODE_CACHING_ALLOCATOR at the extension's load)."""
     import json
     import os
@@ -142,18 +143,32 @@ def faults_table(args) -> None:
     print(f"\npage faults, fused LIF fwd+bwd at 16x90x90, T={args.steps}, B={args.fault_batch}, loss (spikes * R).sum(),"
           f" median of {args.repeat or 3} after 2 warm-ups:")
     print(f"{'allocations':<34}{'minor faults':>14}{'sys s':>9}{'user s':>9}{'wall s':>9}{'peak added / input':>20}")
-    settings = [("4-KB pages, torch's allocator", "0", "0"), ("huge pages, torch's allocator", "1", "0"),
-                ("huge pages, caching allocator", "1", "1")]
-    for label, thp, caching in settings:
-        env = dict(os.environ, THP_MEM_ALLOC_ENABLE=thp, NEUROCODE_CACHING_ALLOCATOR=caching)
-        out = subprocess.run([sys.executable, __file__, "--probe", "--threads", str(args.threads), "--steps",
-                              str(args.steps), "--fault-batch", str(args.fault_batch), "--repeat", str(args.repeat or 3)],
-                             env=env, capture_output=True, text=True, check=True).stdout
+    # None: the variable unset, as a user has it; the last two rows are import neurocode's defaults
+    # in both import orders (torch first is what most scripts and notebooks do)
+    settings = [("4-KB pages, torch's allocator", "0", "0", False), ("huge pages, torch's allocator", "1", "0", False),
+                ("huge pages, caching allocator", "1", "1", False),
+                ("defaults, neurocode imported first", None, None, False),
+                ("defaults, torch imported first", None, None, True)]
+    probe = ["--probe", "--threads", str(args.threads), "--steps", str(args.steps), "--fault-batch",
+             str(args.fault_batch), "--repeat", str(args.repeat or 3)]
+    for label, thp, caching, torch_first in settings:
+        env = dict(os.environ)
+        for name, value in (("THP_MEM_ALLOC_ENABLE", thp), ("NEUROCODE_CACHING_ALLOCATOR", caching)):
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = value
+        if torch_first:
+            cmd = [sys.executable, "-c", "import os, sys, runpy, torch; sys.argv = sys.argv[1:]; "
+                   "sys.path.insert(0, os.path.dirname(sys.argv[0])); runpy.run_path(sys.argv[0], run_name='__main__')", __file__, *probe]
+        else:
+            cmd = [sys.executable, __file__, *probe]
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
         r = json.loads(out.strip().splitlines()[-1])
         print(f"{label:<34}{r['faults']:>14,.0f}{r['sys_s']:>9.2f}{r['user_s']:>9.2f}{r['wall_s']:>9.2f}"
               f"{r['peak_added_x']:>19.2f}x")
     print("peak added = peak resident size over all calls above the resident input and R (the input's gradient"
-          " included); the last row is import neurocode's default")
+          " included); the last two rows set nothing: import neurocode's defaults, in either import order")
 
 
 def fwd_bwd(model, x: torch.Tensor):
