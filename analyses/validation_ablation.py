@@ -42,8 +42,6 @@ ROWS: dict[str, tuple[str, dict]] = {
     # stage 1: against the old preset (no BatchNorm in the spiking core)
     "dsnn-old": ("dsnn", {"rf": OLD}),
     "nsnn-old": ("nsnn", {"rf": OLD}),
-    "nsnn-bn": ("nsnn", {"rf": {"core_norm": True}}),
-    "dsnn-bn": ("dsnn", {"rf": {"core_norm": True}}),
     "nsnn-wide": ("nsnn", {"rf": {**OLD, "channels": (16, 32)}}),
     "nsnn-det-core": ("nsnn", {"rf": {**OLD, "core_noisy": False}}),
     "nsnn-substeps3": ("nsnn", {"rf": {**OLD, "output_substeps": 3}}),

@@ -159,8 +159,10 @@ def faults_table(args) -> None:
             else:
                 env[name] = value
         if torch_first:
-            cmd = [sys.executable, "-c", "import os, sys, runpy, torch; sys.argv = sys.argv[1:]; "
-                   "sys.path.insert(0, os.path.dirname(sys.argv[0])); runpy.run_path(sys.argv[0], run_name='__main__')", __file__, *probe]
+            torch_then_script = ("import os, sys, runpy, torch; sys.argv = sys.argv[1:]; "
+                                 "sys.path.insert(0, os.path.dirname(sys.argv[0])); "
+                                 "runpy.run_path(sys.argv[0], run_name='__main__')")
+            cmd = [sys.executable, "-c", torch_then_script, __file__, *probe]
         else:
             cmd = [sys.executable, __file__, *probe]
         out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
