@@ -20,12 +20,17 @@ documented in ``docs/nwb.md``; in short:
 Times in an NWB file are seconds from the session's ``timestamps_reference_time``, so they
 may not be negative; a negative spike, frame or trial time is a :class:`DataFormatError`.
 
+The session metadata (subject, experimenter, lab, institution, start time, keywords, ...) is an
+:class:`~neurocode.data.nwb_metadata.NWBMetadata`; with it, every file :func:`write_nwb` writes
+passes nwbinspector without a CRITICAL finding or a BEST_PRACTICE_VIOLATION.
+
 pynwb is an optional dependency (``pip install neurocode[nwb]``); it is imported only when
 one of these functions is called.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -33,7 +38,6 @@ import os
 import re
 import uuid
 import warnings
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +45,10 @@ import numpy as np
 
 from neurocode._io import _jsonable, atomic_h5
 from neurocode.data.errors import DataFormatError
+from neurocode.data.nwb_metadata import PLACEHOLDER_START_TIME, NWBMetadata, NWBSubject, default_metadata
 
-__all__ = ["read_nwb", "write_nwb", "import_nwb"]
+__all__ = ["read_nwb", "write_nwb", "import_nwb", "NWBMetadata", "NWBSubject", "NWBMetadataWarning",
+           "spike_time_resolution"]
 
 #: Trials-table column with the index (into the Images) of the stimulus of each trial.
 STIMULUS_COLUMN = "stimulus_index"
@@ -60,6 +66,16 @@ SCRATCH_NAME = "neurocode"
 TRIAL_GAP = 0.1
 #: Tolerance (s) for equal trial durations and for matching trials to stimulus onsets.
 TIME_TOL = 1e-6
+#: Scratch entry with a continuous recording's exact frame onsets, written when the frames are
+#: stored with ``starting_time`` + ``rate`` and those do not give the onsets back bit for bit.
+FRAME_TIMES_NAME = "neurocode_frame_times"
+#: Acquisition time grids (s), coarsest first, tried by :func:`spike_time_resolution`: 1 ms,
+#: 10, 20, 25, 30 and 100 kHz.
+RESOLUTION_GRIDS = (1e-3, 1e-4, 5e-5, 4e-5, 1 / 30000, 1e-5)
+
+
+class NWBMetadataWarning(UserWarning):
+    """A file written without the session metadata nwbinspector and DANDI require (a Subject)."""
 
 
 def _pynwb():
@@ -275,7 +291,50 @@ def _pick_stimulus(ctx: _Ctx, nwb, name: str | None, column: str) -> tuple[str, 
     if nwb.trials is not None and column in nwb.trials.colnames:
         return "none", None
     raise ctx.err("stimulus", "holds no IndexSeries with Images (flashed images) and no ImageSeries/OpticalSeries "
-                              f"(continuous stimulus), and the trials table has no '{column}' column")
+                              f"(continuous stimulus), and the trials table has no '{column}' column; name the "
+                              "trials column that holds each trial's image with stimulus_column= (CLI: "
+                              "--stimulus-column COLUMN)")
+
+
+def _scratch_array(nwb, name: str) -> np.ndarray | None:
+    """float64 array of a scratch entry, or None when absent or not numeric."""
+    try:
+        entry = nwb.scratch.get(name) if nwb.scratch is not None else None
+        return None if entry is None else np.asarray(entry.data[:], dtype=np.float64)
+    except Exception:  # noqa: BLE001 - foreign or damaged scratch data is ignored
+        return None
+
+
+def _session_metadata(nwb) -> dict | None:
+    """The file's session metadata as :meth:`NWBMetadata.to_dict`, or None when it has none to keep."""
+    def text(v):
+        return None if v is None else str(v.decode() if isinstance(v, bytes) else v)
+
+    def texts(v):
+        return [] if v is None else [text(x) for x in (v if not isinstance(v, (str, bytes)) else [v])]
+
+    d: dict[str, Any] = {
+        "session_start_time": None if nwb.session_start_time is None else nwb.session_start_time.isoformat(),
+        "session_description": text(nwb.session_description),
+        "experiment_description": text(nwb.experiment_description),
+        "experimenter": texts(nwb.experimenter), "lab": text(nwb.lab), "institution": text(nwb.institution),
+        "keywords": texts(nwb.keywords[:] if nwb.keywords is not None else None),
+        "related_publications": texts(nwb.related_publications), "session_id": text(nwb.session_id),
+    }
+    if nwb.session_start_time is not None and nwb.session_start_time == PLACEHOLDER_START_TIME:
+        d["session_start_time"] = None
+    sub = nwb.subject
+    if sub is not None:
+        d["subject"] = {k: text(getattr(sub, k, None)) for k in ("subject_id", "species", "age", "sex", "description",
+                                                                  "strain")}
+    res = nwb.units.resolution if nwb.units is not None else None
+    if res is not None and np.isfinite(res) and res > 0:
+        d["spike_time_resolution"] = float(res)
+    try:
+        NWBMetadata.from_dict(d)
+    except ValueError:
+        return None  # metadata that fails neurocode's checks is not carried over (it would fail on export)
+    return d
 
 
 def _metadata(nwb) -> dict:
@@ -289,6 +348,32 @@ def _metadata(nwb) -> dict:
         return meta if isinstance(meta, dict) and meta.get("format") == "neurocode" else {}
     except Exception:  # noqa: BLE001 - foreign or damaged scratch data is ignored
         return {}
+
+
+def _short_table_column(path: Path) -> tuple[str, str] | None:
+    """``(field, message)`` for the first table column whose length is not the table's row count, or None."""
+    import h5py
+
+    found: list[tuple[str, str]] = []
+
+    def visit(name, obj):
+        if found or not isinstance(obj, h5py.Group) or "colnames" not in obj.attrs or "id" not in obj:
+            return
+        n = obj["id"].shape[0]
+        table = name.rsplit("/", 1)[-1] if name.startswith("intervals/") or name == "units" else name
+        for col in [c.decode() if isinstance(c, bytes) else str(c) for c in obj.attrs["colnames"]]:
+            ds = obj.get(f"{col}_index", obj.get(col))
+            if isinstance(ds, h5py.Dataset) and ds.ndim >= 1 and ds.shape[0] != n:
+                found.append((f"{table}.{col}", f"has {ds.shape[0]} rows, but the table has {n} (its 'id'); every "
+                                                f"column needs one value per row"))
+                return
+
+    try:
+        with h5py.File(path, "r") as f:
+            f.visititems(visit)
+    except Exception:  # noqa: BLE001 - an unreadable file keeps its first error
+        return None
+    return found[0] if found else None
 
 
 # ---------------------------------------------------------------------- read
@@ -352,12 +437,20 @@ def read_nwb(path: str | os.PathLike, *, stimulus_column: str | None = None, sti
         try:
             nwb = io.read()
         except Exception as e:  # noqa: BLE001
-            raise DataFormatError(f"{path}: not a readable NWB file ({type(e).__name__}: {e})") from None
+            ragged = _short_table_column(path)  # pynwb's message for it is a 1.6-kB dump of the table's builder
+            if ragged is not None:
+                raise ctx.err(*ragged) from None
+            first = " ".join(str(e).split())
+            raise DataFormatError(f"{path}: not a readable NWB file ({type(e).__name__}: "
+                                  f"{first[:300] + ' ...' if len(first) > 300 else first})") from None
         meta = _metadata(nwb)
         trains, exact, rf = _read_units(ctx, nwb)
         kind, obj = _pick_stimulus(ctx, nwb, stimulus, column)
         info = {"path": str(path.resolve()), "sha256": sha, "session_description": str(nwb.session_description),
                 "identifier": str(nwb.identifier)}
+        session = _session_metadata(nwb)
+        if session is not None:
+            info["metadata"] = session
         prov = meta.get("provenance") or {}
         if not isinstance(prov, dict):
             raise ctx.err(f"scratch/{SCRATCH_NAME}", f"holds a provenance that is a JSON {type(prov).__name__}, "
@@ -385,6 +478,9 @@ def _read_flashed(ctx, nwb, kind, obj, column, trains, exact, rf, provenance, re
         if onsets is None:
             raise ctx.err(f"{series_field}.timestamps", "is missing (and there is no starting_time + rate)")
         _check_times(ctx, f"{series_field}.timestamps", onsets, strict=True)
+        if shown.ndim != 1 or shown.shape[0] != onsets.size:
+            raise ctx.err(f"{series_field}.data", f"has {shown.shape[0] if shown.ndim else 0} image indices for "
+                                                  f"{onsets.size} timestamps (one index per presentation expected)")
         if obj.indexed_images is not None:
             frames = _ordered_images(ctx, obj.indexed_images, _path_of(nwb, obj.indexed_images))
         elif obj.indexed_timeseries is not None:
@@ -445,7 +541,9 @@ def _read_flashed(ctx, nwb, kind, obj, column, trains, exact, rf, provenance, re
                                                f"'{column}' column or pass stimulus_column=")
         sidx = shown[jc].astype(np.int64)
     else:
-        raise ctx.err(f"trials.{column}", "is missing and there is no IndexSeries to match trials to presentations")
+        raise ctx.err(f"trials.{column}", f"is missing and there is no IndexSeries to match trials to presentations "
+                                          f"(trials columns: {list(trials.colnames)}); name the column that holds "
+                                          "each trial's image with stimulus_column= (CLI: --stimulus-column COLUMN)")
     n_stim = frames.shape[0] if frames is not None else int(sidx.max()) + 1
     if sidx.min() < 0 or sidx.max() >= n_stim:
         raise ctx.err(f"trials.{column}", f"must be stimulus indices in 0..{n_stim - 1}, "
@@ -519,6 +617,9 @@ def _read_continuous(ctx, nwb, series, trains, rf, provenance, rec_name, meta):
         raise ctx.err(f"{field_}.timestamps", "is missing (and there is no starting_time + rate)")
     if ft.size != frames.shape[0]:
         raise ctx.err(f"{field_}.timestamps", f"has {ft.size} times for {frames.shape[0]} frames")
+    exact_ft = _scratch_array(nwb, FRAME_TIMES_NAME)
+    if exact_ft is not None and exact_ft.shape == ft.shape and np.all(np.abs(exact_ft - ft) <= TIME_TOL):
+        ft = exact_ft  # written by write_nwb and unedited: the onsets bit for bit
     _check_times(ctx, f"{field_}.timestamps", ft, strict=True)
     repeats = None
     trials = nwb.trials
@@ -552,20 +653,29 @@ def _read_continuous(ctx, nwb, series, trains, rf, provenance, rec_name, meta):
 
 
 # ---------------------------------------------------------------------- write
-def write_nwb(recording, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+def write_nwb(recording, path: str | os.PathLike, *, metadata: NWBMetadata | None = None,
+              overwrite: bool = False) -> Path:
     """Write a recording as an NWB file in the layout :func:`read_nwb` reads (see ``docs/nwb.md``).
 
     A flashed :class:`~neurocode.data.Recording` becomes an ``Images`` container
     (``stimulus_template/stimuli``, one ``GrayscaleImage`` per stimulus, in order), an
-    ``IndexSeries`` ``stimulus/presentations`` and a ``trials`` table with ``stimulus_index``,
+    ``IndexSeries`` ``stimulus/presentations`` (regular onsets: ``starting_time`` + ``rate``)
+    and a ``trials`` table with ``stimulus_index``,
     ``window_start`` and ``window_stop``. Trial ``i`` (counting all trials, stimulus-major)
     has its stimulus onset at ``base + i · step`` s, with ``step`` the window's length plus a
     0.1-s gap rounded up to a multiple of 0.5 s; spike times are shifted by the onset. The
     units table also keeps each spike's exact onset-relative time (column
     ``spike_times_in_trial``), so :func:`read_nwb` returns the spike times bit for bit. A
     :class:`~neurocode.data.ContinuousRecording` becomes an ``ImageSeries`` ``stimulus/frames``
-    with ``timestamps`` and one ``trials`` row per repeat. Name, provenance, test stimuli and
-    the continuous session are kept as JSON in ``scratch/neurocode``.
+    (``starting_time`` + ``rate`` when the frames are regular to 1 ns, else ``timestamps``) and
+    one ``trials`` row per repeat. Name, provenance, test stimuli and the continuous session
+    are kept as JSON in ``scratch/neurocode``.
+
+    The session metadata comes from ``metadata``, else from the recording's provenance
+    (:func:`~neurocode.data.nwb_metadata.default_metadata`: the bundled recording's paper, an
+    NWB file it was read from, the source of a digital twin). The ``units`` table's
+    ``resolution`` is :func:`spike_time_resolution`. Without a subject the file lacks the
+    ``Subject`` nwbinspector and DANDI require, and an :class:`NWBMetadataWarning` says so.
 
     The file is built in memory and written atomically (a temporary file in the same folder,
     then :func:`os.replace`); a failed write (disk full, read-only folder) raises
@@ -578,6 +688,9 @@ def write_nwb(recording, path: str | os.PathLike, *, overwrite: bool = False) ->
         (write the ContinuousRecording they were cut from).
     path : path-like
         Target ``.nwb`` file.
+    metadata : NWBMetadata, optional
+        Subject, experimenter, lab, institution, session start time, descriptions, keywords,
+        publications, spike-time resolution.
     overwrite : bool
         Replace an existing file (otherwise FileExistsError).
 
@@ -587,6 +700,8 @@ def write_nwb(recording, path: str | os.PathLike, *, overwrite: bool = False) ->
         ``path``.
     """
     pynwb = _pynwb()
+    from pynwb.file import Subject
+
     from neurocode.data.continuous import ContinuousRecording
     from neurocode.data.recording import Recording
 
@@ -602,26 +717,46 @@ def write_nwb(recording, path: str | os.PathLike, *, overwrite: bool = False) ->
         kind = "flashed"
     else:
         raise TypeError(f"write_nwb needs a Recording or ContinuousRecording, got {type(recording).__name__}")
+    if metadata is not None and not isinstance(metadata, NWBMetadata):
+        raise TypeError(f"write_nwb: metadata must be an NWBMetadata, got {type(metadata).__name__}")
     prov = recording.provenance
+    md = metadata if metadata is not None else (default_metadata(prov) or NWBMetadata())
     desc = f"neurocode recording '{recording.name}'"
     if prov.get("dataset"):
         desc += f" ({prov['dataset']})"
+    notes = ["Written by neurocode (neurocode.data.nwb.write_nwb)."]
+    if md.session_start_time is None:
+        notes.append("session_start_time is a placeholder: the acquisition date is not recorded in the source.")
+    if md.notes:
+        notes.append(md.notes)
+    general = {key: getattr(md, key) or None for key in ("experiment_description", "lab", "institution",
+                                                         "session_id")}
+    general.update({key: list(getattr(md, key)) or None for key in ("experimenter", "keywords",
+                                                                   "related_publications")})
     nwb = pynwb.NWBFile(
-        session_description=desc,
+        session_description=md.session_description or desc,
         identifier=str(uuid.uuid4()),
-        # the recordings carry no acquisition date: the Unix epoch marks it as unknown
-        session_start_time=datetime(1970, 1, 1, tzinfo=timezone.utc),
-        notes="Written by neurocode (neurocode.data.nwb.write_nwb). session_start_time is a placeholder: "
-              "the acquisition date is not recorded in the source.",
+        # a recording without an acquisition date gets the Unix epoch, and notes say it is a placeholder
+        session_start_time=md.session_start_time or PLACEHOLDER_START_TIME,
+        notes=" ".join(notes),
         source_script="neurocode.data.nwb.write_nwb",
         source_script_file_name="neurocode/data/nwb.py",
+        subject=None if md.subject is None else Subject(**{k: v for k, v in dataclasses.asdict(md.subject).items()
+                                                           if v is not None}),
+        **{k: v for k, v in general.items() if v is not None},
     )
+    if md.subject is None:
+        warnings.warn(NWBMetadataWarning(
+            f"{path}: written without a subject (species, age, sex, id): nwbinspector reports that as CRITICAL and "
+            "DANDI refuses it; pass metadata=NWBMetadata(subject=NWBSubject(...)) (CLI: --metadata FILE.json)"),
+            stacklevel=2)
+    resolution = spike_time_resolution(recording, md)
     meta: dict[str, Any] = {"format": "neurocode", "version": 1, "kind": kind, "name": recording.name,
                             "provenance": prov}
     if kind == "flashed":
-        _write_flashed(nwb, recording, meta)
+        _write_flashed(nwb, recording, meta, resolution)
     else:
-        _write_continuous(nwb, recording, meta)
+        _write_continuous(nwb, recording, meta, resolution)
     nwb.add_scratch(json.dumps(_jsonable(meta), sort_keys=True), name=SCRATCH_NAME,
                     description="neurocode metadata (JSON): recording name, provenance, test stimuli, session")
     # built in memory and written in one piece (neurocode._io.atomic_h5): a full disk is a
@@ -640,7 +775,35 @@ def _compressed(data: np.ndarray, chunks=None):
                     chunks=chunks)
 
 
-def _add_units(nwb, trains: list[np.ndarray], rf: np.ndarray | None, exact: list[np.ndarray] | None) -> None:
+def spike_time_resolution(recording, metadata: NWBMetadata | None = None) -> float:
+    """The smallest possible difference between two spike times of ``recording``, s.
+
+    In order: ``metadata.spike_time_resolution``; the time step of a simulated recording
+    (``provenance["simulated"]["dt"]``: its spikes are resolved to bins); the coarsest of
+    :data:`RESOLUTION_GRIDS` (1 ms, 10/20/25/30/100 kHz) on which every spike time lies (to
+    1e-6 of the grid step); else 1 µs, the precision to which neurocode matches NWB times.
+    Pass the acquisition system's ``1 / sampling rate`` in ``metadata`` where it is known.
+    """
+    if metadata is not None and metadata.spike_time_resolution is not None:
+        return float(metadata.spike_time_resolution)
+    sim = recording.provenance.get("simulated")
+    if isinstance(sim, dict) and isinstance(sim.get("dt"), (int, float)) and sim["dt"] > 0:
+        return float(sim["dt"])
+    t = np.asarray(recording.spike_times_flat, dtype=np.float64)
+    if t.size:
+        for q in RESOLUTION_GRIDS:
+            steps = t / q
+            if np.all(np.abs(steps - np.round(steps)) <= 1e-6):
+                return float(q)
+    return TIME_TOL
+
+
+def _add_units(nwb, trains: list[np.ndarray], rf: np.ndarray | None, exact: list[np.ndarray] | None,
+               resolution: float) -> None:
+    from pynwb.misc import Units
+
+    nwb.units = Units(name="units", description="one row per recorded cell: its spike times (s, session clock)",
+                      resolution=float(resolution))
     if rf is not None:
         nwb.add_unit_column(RF_COLUMN, "receptive-field contour of the cell: [2, n_points] (x row, y row) in "
                                        "display pixels")
@@ -657,7 +820,7 @@ def _add_units(nwb, trains: list[np.ndarray], rf: np.ndarray | None, exact: list
         nwb.add_unit(**kw)
 
 
-def _write_flashed(nwb, rec, meta: dict) -> None:
+def _write_flashed(nwb, rec, meta: dict, resolution: float) -> None:
     from pynwb.base import ImageReferences, Images
     from pynwb.image import GrayscaleImage, IndexSeries
 
@@ -680,7 +843,7 @@ def _write_flashed(nwb, rec, meta: dict) -> None:
     # for one cell the trains are stored in increasing trial order, so each cell's times are sorted
     trains = [t_abs[cell_of_spike == j] for j in range(rec.n_cells)]
     exact = [t_rel[cell_of_spike == j] for j in range(rec.n_cells)]
-    _add_units(nwb, trains, rec.receptive_fields, exact)
+    _add_units(nwb, trains, rec.receptive_fields, exact, resolution)
     if rec.stimuli is not None:
         width = max(3, len(str(rec.n_stimuli - 1)))
         imgs = [GrayscaleImage(name=f"stimulus_{i:0{width}d}", data=_compressed(rec.stimuli[i]),
@@ -689,7 +852,7 @@ def _write_flashed(nwb, rec, meta: dict) -> None:
                         order_of_images=ImageReferences(name="order_of_images", data=imgs))
         nwb.add_stimulus_template(images)
         nwb.add_stimulus(IndexSeries(name="presentations", data=stim_of_trial.astype(np.uint32), unit="N/A",
-                                     indexed_images=images, timestamps=onsets,
+                                     indexed_images=images, starting_time=base, rate=1.0 / step,
                                      description="index (into stimulus_template/stimuli) of the image flashed at "
                                                  "each onset"))
     nwb.add_trial_column(STIMULUS_COLUMN, "index of the stimulus shown (order of stimulus_template/stimuli)")
@@ -702,17 +865,27 @@ def _write_flashed(nwb, rec, meta: dict) -> None:
         meta["test_stimuli"] = rec.test_stimuli.tolist()
 
 
-def _write_continuous(nwb, rec, meta: dict) -> None:
+def _write_continuous(nwb, rec, meta: dict, resolution: float) -> None:
     from pynwb.image import ImageSeries
 
     if rec.session[0] < 0 or rec.n_spikes and rec.spike_times_flat.min() < 0:
         raise ValueError(f"{rec.source}: NWB times must be >= 0; the session starts at {rec.session[0]:g} s "
                          "(shift the recording's clock first)")
-    _add_units(nwb, rec.spike_times, rec.receptive_fields, None)
+    _add_units(nwb, rec.spike_times, rec.receptive_fields, None, resolution)
+    ft = rec.frame_times
+    timing: dict[str, Any] = {"timestamps": ft}
+    # regular to 1 ns (nwbinspector's test): a rate, and the exact onsets in scratch if the rate misses a bit
+    if ft.size > 2 and np.unique(np.round(np.diff(ft), 9)).size == 1:
+        rate = (ft.size - 1) / (ft[-1] - ft[0])
+        timing = {"starting_time": float(ft[0]), "rate": float(rate)}
+        if not np.array_equal(ft[0] + np.arange(ft.size) / rate, ft):
+            nwb.add_scratch(np.asarray(ft, dtype=np.float64), name=FRAME_TIMES_NAME,
+                            description="neurocode: exact onset of every frame (s); stimulus/frames has them to "
+                                        "rounding as starting_time + i / rate")
     nwb.add_stimulus(ImageSeries(name="frames", data=_compressed(rec.frames, chunks=(1,) + rec.frame_shape),
-                                 unit="n.a.", format="raw", timestamps=rec.frame_times,
+                                 unit="n.a.", format="raw", **timing,
                                  description="stimulus frames [n_frames, H, W] (grey levels); frame i is on "
-                                             "screen from timestamps[i] until timestamps[i + 1]"))
+                                             "screen from its onset until the next frame's"))
     if rec.repeats is not None:
         for start, stop in rec.repeats:
             nwb.add_trial(start_time=float(start), stop_time=float(stop))
