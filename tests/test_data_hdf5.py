@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from neurocode.data import Recording, bundled_path, list_recordings, load_recording
+from neurocode.data import hdf5
 from neurocode.data.hdf5 import SCHEMA_VERSION
 
 REPO = Path(__file__).resolve().parents[1]
@@ -102,11 +103,11 @@ def test_interrupted_append_leaves_file_intact(tmp_path, monkeypatch):
     mov.save(path, "movie1")
     before = path.read_bytes()
 
-    def boom(self, g, name):
-        g.create_dataset("spike_times", data=self.spike_times_flat)
+    def boom(rec, g, name):
+        g.create_dataset("spike_times", data=rec.spike_times_flat)
         raise KeyboardInterrupt("simulated interruption")
 
-    monkeypatch.setattr(Recording, "_write_group", boom)
+    monkeypatch.setattr(hdf5, "_write_recording_group", boom)
     with pytest.raises(KeyboardInterrupt):
         mov.save(path, "movie1_copy")
     assert path.read_bytes() == before

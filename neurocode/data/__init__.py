@@ -22,9 +22,11 @@ from neurocode.data.receptive_fields import (
     from_contours,
     receptive_fields_for,
 )
-from neurocode.data.hdf5 import bundled_path, list_recordings, load_recording
 from neurocode.data.recording import Recording
 from neurocode.data.continuous import ContinuousRecording
+# the file formats register their writers (neurocode.data.formats) for Recording.save / .to_nwb
+from neurocode.data.hdf5 import bundled_path, list_recordings, load_recording
+from neurocode.data.nwb import NWBMetadata, NWBSubject, read_nwb, write_nwb
 
 __all__ = [
     "Recording",
@@ -37,6 +39,10 @@ __all__ = [
     "ImageNormalizer",
     "kfold_split",
     "DataFormatError",
+    "NWBMetadata",
+    "NWBSubject",
+    "read_nwb",
+    "write_nwb",
     "ReceptiveFields",
     "from_contours",
     "estimate_receptive_fields",

@@ -14,7 +14,6 @@ its centre. Binning follows :mod:`neurocode.data.binning`.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ import numpy as np
 
 from neurocode.data.binning import BIN_TOLERANCE, bin_index, n_bins
 from neurocode.data.errors import DataFormatError
-from neurocode.data.hdf5 import H5_OPTS, SCHEMA_VERSION, save_group
+from neurocode.data.formats import writer
 from neurocode.data.recording import Recording, _as_frames
 
 __all__ = ["ContinuousRecording"]
@@ -344,39 +343,10 @@ class ContinuousRecording:
             out.append(np.clip(times[a:b] - start, 0.0, span))
         return out
 
-    # ------------------------------------------------------------------ HDF5
+    # ------------------------------------------------------------------ files
     def save(self, path: str | os.PathLike, name: str | None = None, *, overwrite: bool = False) -> Path:
-        """Write as group ``name`` (kind "continuous") of a neurocode HDF5 file, atomically."""
-        return save_group(path, self.name if name is None else str(name), self._write_group, overwrite=overwrite)
-
-    def _write_group(self, g, name: str) -> None:
-        g.attrs["schema_version"] = np.int64(SCHEMA_VERSION)
-        g.attrs["kind"] = "continuous"
-        g.attrs["name"] = name
-        g.attrs["session"] = np.asarray(self.session, dtype=np.float64)
-        g.attrs["provenance"] = json.dumps(self.provenance, sort_keys=True)
-        g.create_dataset("frames", data=self.frames, chunks=(1,) + self.frames.shape[1:], **H5_OPTS)
-        d = g.create_dataset("frame_times", data=self.frame_times, **H5_OPTS)
-        d.attrs["units"] = "s"
-        d = g.create_dataset("spike_times", data=self.spike_times_flat, **H5_OPTS)
-        d.attrs["units"] = "s"
-        d = g.create_dataset("spike_offsets", data=self.spike_offsets, **H5_OPTS)
-        d.attrs["order"] = "cell"
-        if self.repeats is not None:
-            d = g.create_dataset("repeats", data=self.repeats, **H5_OPTS)
-            d.attrs["units"] = "s (start, stop)"
-        if self.receptive_fields is not None:
-            g.create_dataset("receptive_fields", data=self.receptive_fields, **H5_OPTS)
-
-    @classmethod
-    def _from_h5(cls, name: str, attrs: dict, data: dict, provenance: dict, source: str) -> "ContinuousRecording":
-        for key in ("frames", "frame_times"):
-            if key not in data:
-                raise DataFormatError(f"{source}: dataset '{name}/{key}' missing")
-        return cls(name=name, frames=data["frames"], frame_times=data["frame_times"],
-                   spike_times_flat=data["spike_times"], spike_offsets=data["spike_offsets"],
-                   session=tuple(np.asarray(attrs["session"]).tolist()), repeats=data.get("repeats"),
-                   receptive_fields=data.get("receptive_fields"), provenance=provenance, source=source)
+        """Write as group ``name`` (kind "continuous") of a neurocode HDF5 file, atomically (:mod:`neurocode.data.hdf5`)."""
+        return writer("hdf5")(self, path, name, overwrite=overwrite)
 
     @classmethod
     def from_spike_times(cls, spike_times: Sequence[Any], frames: Any, frame_times: Any, session: tuple[float, float],
@@ -409,12 +379,11 @@ class ContinuousRecording:
                    session=session, repeats=None if repeats is None else np.asarray(repeats, dtype=np.float64),
                    receptive_fields=receptive_fields, provenance=dict(provenance or {}), source=source)
 
-    def to_nwb(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    def to_nwb(self, path: str | os.PathLike, *, metadata=None, overwrite: bool = False) -> Path:
         """Write this recording as an NWB file (:func:`neurocode.data.nwb.write_nwb`; needs pynwb).
 
-        The frames become an ``ImageSeries`` with ``timestamps``, each repeat a row of the
-        ``trials`` table; :func:`neurocode.data.nwb.read_nwb` reads it back. See ``docs/nwb.md``.
+        The frames become an ``ImageSeries`` (with a rate when they are regular), each repeat a
+        row of the ``trials`` table; :func:`neurocode.data.nwb.read_nwb` reads it back.
+        ``metadata``: :class:`~neurocode.data.nwb.NWBMetadata`. See ``docs/nwb.md``.
         """
-        from neurocode.data.nwb import write_nwb
-
-        return write_nwb(self, path, overwrite=overwrite)
+        return writer("nwb")(self, path, metadata=metadata, overwrite=overwrite)

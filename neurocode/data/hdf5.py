@@ -1,10 +1,11 @@
 """The neurocode HDF5 file format: schema constants, atomic group writes, reading and listing.
 
 The layout (``schema_version`` 2; version-1 files still load) is documented in
-``datasets/README.md``. :class:`~neurocode.data.Recording` and
-:class:`~neurocode.data.ContinuousRecording` write their own groups (``_write_group``) through
-:func:`save_group`; :func:`load_recording` reads either kind (and NWB files, via
-:mod:`neurocode.data.nwb`).
+``datasets/README.md``. :func:`save_recording` writes a :class:`~neurocode.data.Recording` or
+:class:`~neurocode.data.ContinuousRecording` as a group through :func:`save_group` (it is the
+``"hdf5"`` writer of :mod:`neurocode.data.formats`, which ``rec.save(...)`` calls);
+:func:`load_recording` reads either kind (and NWB files, via :mod:`neurocode.data.nwb`). This
+module imports the in-memory classes; they never import it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from typing import Any
 import numpy as np
 
 from neurocode._io import atomic_h5
+from neurocode.data.continuous import ContinuousRecording
 from neurocode.data.errors import DataFormatError
+from neurocode.data.formats import register_writer
+from neurocode.data.recording import Recording
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -27,6 +31,7 @@ __all__ = [
     "DEFAULT_RECORDING",
     "bundled_path",
     "save_group",
+    "save_recording",
     "list_recordings",
     "load_recording",
 ]
@@ -106,6 +111,88 @@ def save_group(path: str | os.PathLike, name: str, write: Any, *, overwrite: boo
                                       f"({type(e).__name__}: {e})") from None
         write(f.create_group(name), name)
     return path
+
+
+def save_recording(recording: Recording | ContinuousRecording, path: str | os.PathLike, name: str | None = None,
+                   *, overwrite: bool = False) -> Path:
+    """Write ``recording`` as group ``name`` (default: its name) of the neurocode HDF5 file ``path``.
+
+    Other groups already in the file are kept. The write is atomic: a new file is written
+    next to ``path`` (other groups copied over) and moved into place with
+    :func:`os.replace`, so an interruption never leaves a corrupt file. ``overwrite``
+    replaces a group of the same name (otherwise ValueError). Returns ``path``.
+    """
+    if isinstance(recording, ContinuousRecording):
+        write = _write_continuous_group
+    elif isinstance(recording, Recording):
+        write = _write_recording_group
+    else:
+        raise TypeError(f"save_recording needs a Recording or ContinuousRecording, got {type(recording).__name__}")
+    return save_group(path, recording.name if name is None else str(name), lambda g, n: write(recording, g, n),
+                      overwrite=overwrite)
+
+
+def _write_recording_group(rec: Recording, g, name: str) -> None:
+    opts = H5_OPTS
+    g.attrs["schema_version"] = np.int64(SCHEMA_VERSION)
+    g.attrs["kind"] = "stimulus_trials"
+    g.attrs["name"] = name
+    g.attrs["window"] = np.asarray(rec.window, dtype=np.float64)
+    g.attrs["shape"] = np.asarray(rec.shape, dtype=np.int64)
+    g.attrs["provenance"] = json.dumps(rec.provenance, sort_keys=True)
+    for key in ("citation", "licence", "doi"):  # plain-text copies for HDF5 browsers (the JSON is the record)
+        value = str(rec.provenance.get(key, ""))
+        if key in rec.provenance and "\x00" not in value and _utf8(value):  # else HDF5 cannot store it
+            g.attrs[key] = value
+    d = g.create_dataset("spike_times", data=rec.spike_times_flat, **opts)
+    d.attrs["units"] = "s"
+    d = g.create_dataset("spike_offsets", data=rec.spike_offsets, **opts)
+    d.attrs["order"] = "stimulus, then cell, then trial (trial_counts[s] trials of stimulus s)"
+    g.create_dataset("trial_counts", data=rec.trial_counts, **opts)
+    if rec.stimuli is not None:
+        d = g.create_dataset("stimuli", data=rec.stimuli, chunks=(1,) + rec.stimuli.shape[1:], **opts)
+        d.attrs["units"] = "grey level 0-255" if rec.stimuli.dtype == np.uint8 else "intensity"
+        if rec.frame_interval is not None:
+            d.attrs["frame_interval"] = float(rec.frame_interval)
+            d.attrs["stimulus_start"] = float(rec.stimulus_start)
+    if rec.test_stimuli is not None:
+        g.create_dataset("test_stimuli", data=rec.test_stimuli, **opts)
+    if rec.receptive_fields is not None:
+        d = g.create_dataset("receptive_fields", data=rec.receptive_fields, **opts)
+        d.attrs["units"] = "display pixels (x row, y row)"
+
+
+def _write_continuous_group(rec: ContinuousRecording, g, name: str) -> None:
+    g.attrs["schema_version"] = np.int64(SCHEMA_VERSION)
+    g.attrs["kind"] = "continuous"
+    g.attrs["name"] = name
+    g.attrs["session"] = np.asarray(rec.session, dtype=np.float64)
+    g.attrs["provenance"] = json.dumps(rec.provenance, sort_keys=True)
+    g.create_dataset("frames", data=rec.frames, chunks=(1,) + rec.frames.shape[1:], **H5_OPTS)
+    d = g.create_dataset("frame_times", data=rec.frame_times, **H5_OPTS)
+    d.attrs["units"] = "s"
+    d = g.create_dataset("spike_times", data=rec.spike_times_flat, **H5_OPTS)
+    d.attrs["units"] = "s"
+    d = g.create_dataset("spike_offsets", data=rec.spike_offsets, **H5_OPTS)
+    d.attrs["order"] = "cell"
+    if rec.repeats is not None:
+        d = g.create_dataset("repeats", data=rec.repeats, **H5_OPTS)
+        d.attrs["units"] = "s (start, stop)"
+    if rec.receptive_fields is not None:
+        g.create_dataset("receptive_fields", data=rec.receptive_fields, **H5_OPTS)
+
+
+def _continuous_from_h5(name: str, attrs: dict, data: dict, provenance: dict, source: str) -> ContinuousRecording:
+    for key in ("frames", "frame_times"):
+        if key not in data:
+            raise DataFormatError(f"{source}: dataset '{name}/{key}' missing")
+    return ContinuousRecording(name=name, frames=data["frames"], frame_times=data["frame_times"],
+                               spike_times_flat=data["spike_times"], spike_offsets=data["spike_offsets"],
+                               session=tuple(np.asarray(attrs["session"]).tolist()), repeats=data.get("repeats"),
+                               receptive_fields=data.get("receptive_fields"), provenance=provenance, source=source)
+
+
+register_writer("hdf5", save_recording)
 
 
 def _utf8(text: str) -> bool:
@@ -344,11 +431,7 @@ def load_recording(path: str | os.PathLike | None = None, name: str | None = Non
     source = f"{path}:{name}"
     try:
         if kind == "continuous":
-            from neurocode.data.continuous import ContinuousRecording
-
-            return ContinuousRecording._from_h5(name, attrs, data, provenance, source)
-        from neurocode.data.recording import Recording
-
+            return _continuous_from_h5(name, attrs, data, provenance, source)
         return Recording(
             name=name,
             spike_times_flat=data["spike_times"],

@@ -44,7 +44,10 @@ from typing import Any
 import numpy as np
 
 from neurocode._io import _jsonable, atomic_h5
+from neurocode.data.continuous import ContinuousRecording
 from neurocode.data.errors import DataFormatError
+from neurocode.data.formats import register_writer
+from neurocode.data.recording import Recording
 from neurocode.data.nwb_metadata import PLACEHOLDER_START_TIME, NWBMetadata, NWBSubject, default_metadata
 
 __all__ = ["read_nwb", "write_nwb", "import_nwb", "NWBMetadata", "NWBSubject", "NWBMetadataWarning",
@@ -466,8 +469,6 @@ def read_nwb(path: str | os.PathLike, *, stimulus_column: str | None = None, sti
 
 
 def _read_flashed(ctx, nwb, kind, obj, column, trains, exact, rf, provenance, rec_name, meta):
-    from neurocode.data.recording import Recording
-
     frames = None
     onsets = shown = None
     series_field = None
@@ -601,8 +602,6 @@ def _read_flashed(ctx, nwb, kind, obj, column, trains, exact, rf, provenance, re
 
 
 def _read_continuous(ctx, nwb, series, trains, rf, provenance, rec_name, meta):
-    from neurocode.data.continuous import ContinuousRecording
-
     field_ = _path_of(nwb, series)
     if getattr(series, "external_file", None) is not None and (series.data is None or len(series.data) == 0):
         raise ctx.err(f"{field_}.external_file", "is not supported: the frames must be stored in the file (data)")
@@ -701,9 +700,6 @@ def write_nwb(recording, path: str | os.PathLike, *, metadata: NWBMetadata | Non
     """
     pynwb = _pynwb()
     from pynwb.file import Subject
-
-    from neurocode.data.continuous import ContinuousRecording
-    from neurocode.data.recording import Recording
 
     path = Path(path)
     if path.exists() and not overwrite:
@@ -890,6 +886,9 @@ def _write_continuous(nwb, rec, meta: dict, resolution: float) -> None:
         for start, stop in rec.repeats:
             nwb.add_trial(start_time=float(start), stop_time=float(stop))
     meta["session"] = [float(v) for v in rec.session]
+
+
+register_writer("nwb", write_nwb)
 
 
 # ---------------------------------------------------------------------- import

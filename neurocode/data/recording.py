@@ -10,8 +10,10 @@ A stimulus is a flashed frame ``[H, W]`` shown over the response window, or a cl
 :meth:`neurocode.data.ContinuousRecording.to_clips`. Each stimulus has its own number of
 trials. Binning follows the package's one rule, :mod:`neurocode.data.binning`.
 
-The file format (reading, listing, atomic group writes, schema versions) is
-:mod:`neurocode.data.hdf5`; the layout is documented in ``datasets/README.md``.
+The class knows no file format: :meth:`Recording.save` and :meth:`Recording.to_nwb` call the
+writers that :mod:`neurocode.data.hdf5` and :mod:`neurocode.data.nwb` register in
+:mod:`neurocode.data.formats` (the formats import this module, never the reverse). The HDF5
+layout is documented in ``datasets/README.md``.
 """
 
 from __future__ import annotations
@@ -27,9 +29,13 @@ import numpy as np
 
 from neurocode.data.binning import bin_index, n_bins
 from neurocode.data.errors import DataFormatError
-from neurocode.data.hdf5 import H5_OPTS, SCHEMA_VERSION, _utf8, save_group
+from neurocode.data.formats import writer
 
 __all__ = ["Recording"]
+
+#: ``neurocode_schema_version`` annotation of :meth:`Recording.to_neo` blocks: the recording
+#: layout they carry is that of the HDF5 files' schema version 2.
+NEO_SCHEMA_VERSION = 2
 
 
 def _num(x: float) -> str:
@@ -562,7 +568,7 @@ class Recording:
         t0, t1 = self.window
         block = neo.Block(name=self.name)
         block.annotate(
-            neurocode_schema_version=SCHEMA_VERSION,
+            neurocode_schema_version=NEO_SCHEMA_VERSION,
             shape=list(self.shape),
             provenance_json=json.dumps(self.provenance, sort_keys=True),
         )
@@ -697,44 +703,14 @@ class Recording:
         pathlib.Path
             ``path``.
         """
-        return save_group(path, self.name if name is None else str(name), self._write_group, overwrite=overwrite)
+        return writer("hdf5")(self, path, name, overwrite=overwrite)
 
-    def _write_group(self, g, name: str) -> None:
-        opts = H5_OPTS
-        g.attrs["schema_version"] = np.int64(SCHEMA_VERSION)
-        g.attrs["kind"] = "stimulus_trials"
-        g.attrs["name"] = name
-        g.attrs["window"] = np.asarray(self.window, dtype=np.float64)
-        g.attrs["shape"] = np.asarray(self.shape, dtype=np.int64)
-        g.attrs["provenance"] = json.dumps(self.provenance, sort_keys=True)
-        for key in ("citation", "licence", "doi"):  # plain-text copies for HDF5 browsers (the JSON is the record)
-            value = str(self.provenance.get(key, ""))
-            if key in self.provenance and "\x00" not in value and _utf8(value):  # else HDF5 cannot store it
-                g.attrs[key] = value
-        d = g.create_dataset("spike_times", data=self.spike_times_flat, **opts)
-        d.attrs["units"] = "s"
-        d = g.create_dataset("spike_offsets", data=self.spike_offsets, **opts)
-        d.attrs["order"] = "stimulus, then cell, then trial (trial_counts[s] trials of stimulus s)"
-        g.create_dataset("trial_counts", data=self.trial_counts, **opts)
-        if self.stimuli is not None:
-            d = g.create_dataset("stimuli", data=self.stimuli, chunks=(1,) + self.stimuli.shape[1:], **opts)
-            d.attrs["units"] = "grey level 0-255" if self.stimuli.dtype == np.uint8 else "intensity"
-            if self.frame_interval is not None:
-                d.attrs["frame_interval"] = float(self.frame_interval)
-                d.attrs["stimulus_start"] = float(self.stimulus_start)
-        if self.test_stimuli is not None:
-            g.create_dataset("test_stimuli", data=self.test_stimuli, **opts)
-        if self.receptive_fields is not None:
-            d = g.create_dataset("receptive_fields", data=self.receptive_fields, **opts)
-            d.attrs["units"] = "display pixels (x row, y row)"
-
-    def to_nwb(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    def to_nwb(self, path: str | os.PathLike, *, metadata=None, overwrite: bool = False) -> Path:
         """Write this recording as an NWB file (:func:`neurocode.data.nwb.write_nwb`; needs pynwb).
 
         Flashed frames become an ``Images`` container shown by an ``IndexSeries``, one row of
         the ``trials`` table per trial; :func:`neurocode.data.nwb.read_nwb` reads it back
-        exactly. See ``docs/nwb.md``.
+        exactly. ``metadata`` (:class:`~neurocode.data.nwb.NWBMetadata`): subject, lab,
+        session start time, ... See ``docs/nwb.md``.
         """
-        from neurocode.data.nwb import write_nwb
-
-        return write_nwb(self, path, overwrite=overwrite)
+        return writer("nwb")(self, path, metadata=metadata, overwrite=overwrite)

@@ -127,7 +127,7 @@ def add_sweep_parser(sub) -> argparse.ArgumentParser:
 
 
 def run_sweep(args) -> int:
-    from neurocode.sweep import sweep
+    from neurocode.sweep._engine import sweep
 
     overrides = {k: getattr(args, k) for k in ("epochs", "eval_trials", "device") if getattr(args, k) is not None}
     result = sweep(models=args.models, folds=args.folds, seeds=args.seeds, out=args.out, preset=args.preset,
