@@ -3,12 +3,15 @@
 ::
 
     neurocode fit --model nsnn [--data FILE(.h5|.nwb)] [--recording NAME] [--preset quick|paper|movie]
+                  [--stimulus-column COLUMN] [--stimulus NAME]
                   [--input-size N] [--bin-size S] [--window A B] [--fold K] [--seed S]
                   [--out DIR] [--resume] [--epochs N] [--device D] [--threads N] [--no-progress]
     neurocode evaluate RUN_DIR
     neurocode predict RUN_DIR --stimuli FILE [--out FILE] [--trials K]
     neurocode data list [FILE]
-    neurocode data import FILE.nwb --out FILE.h5 [--name NAME]
+    neurocode data import FILE.nwb --out FILE.h5 [--name NAME] [--stimulus-column COLUMN] [--stimulus NAME]
+    neurocode data export [FILE.h5] [--recording NAME] --out FILE.nwb [--metadata FILE.json] [--species ...]
+    neurocode data export --run RUN_DIR [--stimuli FILE] [--trials K] --out twin.nwb
     neurocode data build --source DIR --out FILE
     neurocode analyze coding [--data FILE] [--out DIR]
     neurocode classify --dataset digits --model nsnn --out DIR      (neurocode/recognition/cli.py)
@@ -53,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="recording: a neurocode HDF5 file or an NWB file (default: the bundled retina-2 recording)")
     f.add_argument("--recording", metavar="NAME", default=None,
                    help="recording (group) inside --data when the file holds several (see `neurocode data list`)")
+    _add_nwb_read_options(f)
     f.add_argument("--preset", choices=("quick", "paper", "movie"), default=None,
                    help="quick: minutes on a CPU; paper: the paper's network and 64 epochs; movie: continuous "
                         "stimuli (white noise, movies) in 1-s clips of 33-ms bins at 90x90 px "
@@ -94,8 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="predictions HDF5 file (default: RUN_DIR/predictions_<stimuli file name>.h5)")
     pr.add_argument("--trials", type=int, default=None, metavar="K", help="sampled trials per stimulus")
 
-    d = sub.add_parser("data", help="list or build prepared recordings")
-    dsub = d.add_subparsers(dest="data_command", metavar="{list,import,build}")
+    d = sub.add_parser("data", help="list, import, export or build recordings")
+    dsub = d.add_subparsers(dest="data_command", metavar="{list,import,export,build}")
     dsub.required = True
     dl = dsub.add_parser("list", help="recordings in a prepared HDF5 file")
     dl.add_argument("path", nargs="?", default=None, metavar="PATH",
@@ -107,6 +111,35 @@ def build_parser() -> argparse.ArgumentParser:
     di.add_argument("--out", required=True, metavar="FILE.h5", help="neurocode HDF5 file (created or extended)")
     di.add_argument("--name", default=None, metavar="NAME", help="recording name (default: from the NWB file)")
     di.add_argument("--overwrite", action="store_true", help="replace a recording of the same name in --out")
+    _add_nwb_read_options(di)
+    de = dsub.add_parser("export", help="write a recording, or a fitted run's sampled trials, as an NWB file",
+                         description="Write a recording (default: the bundled one) or the digital twin of a run folder "
+                                     "(trials sampled from its model) as an NWB file with the session metadata "
+                                     "(subject, lab, ...) that nwbinspector and DANDI check (docs/nwb.md).")
+    de.add_argument("path", nargs="?", default=None, metavar="FILE",
+                    help="neurocode HDF5 or NWB file (default: the bundled one)")
+    de.add_argument("--recording", default=None, metavar="NAME", help="recording (group) inside FILE")
+    de.add_argument("--run", default=None, metavar="RUN_DIR",
+                    help="export the digital twin of this run folder: trials sampled from its model")
+    de.add_argument("--stimuli", default=None, metavar="FILE",
+                    help="with --run: .npy/.npz stimuli to respond to (default: the run's held-out stimuli)")
+    de.add_argument("--trials", type=int, default=20, metavar="K", help="with --run: trials per stimulus (default 20)")
+    de.add_argument("--seed", type=int, default=0, metavar="S", help="with --run: sampling seed (default 0)")
+    de.add_argument("--out", required=True, metavar="FILE.nwb", help="NWB file to write")
+    de.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    de.add_argument("--metadata", default=None, metavar="FILE.json",
+                    help="session metadata (JSON: subject, experimenter, lab, institution, session_start_time, ...); "
+                         "default: what the recording's provenance says (the bundled recording's paper)")
+    for flag, help_ in (("subject-id", "subject's id"), ("species", "Latin binomial, e.g. 'Ambystoma mexicanum'"),
+                        ("age", "ISO 8601 duration, e.g. P2Y, P23W, or a range P1Y/P2Y"),
+                        ("sex", "M, F, O or U"), ("lab", "lab"), ("institution", "institution"),
+                        ("session-start-time", "ISO 8601 date and time with time zone"),
+                        ("session-description", "what the session was"),
+                        ("experiment-description", "what the experiment was")):
+        de.add_argument(f"--{flag}", default=None, metavar="TEXT", help=f"{help_} (overrides --metadata)")
+    de.add_argument("--experimenter", action="append", default=None, metavar="'LAST, FIRST'",
+                    help="who recorded (repeat for several; overrides --metadata)")
+    de.add_argument("--keywords", default=None, metavar="A,B,...", help="comma-separated keywords")
     db = dsub.add_parser("build", help="build the bundled recording from the original Onken 2016 package",
                          description="Verify the original Onken et al. (2016) files (SHA-256) and convert "
                                      "retina 2 to the neurocode HDF5 format (datasets/build_onken2016.py).")
@@ -130,6 +163,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_sweep_parser(sub)
     return p
+
+
+def _add_nwb_read_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--stimulus-column", default=None, metavar="COLUMN",
+                        help="NWB files: trials column with each trial's image index (default: stimulus_index; "
+                             "without it trials are matched to an IndexSeries), e.g. image_id")
+    parser.add_argument("--stimulus", default=None, metavar="NAME",
+                        help="NWB files: the stimulus object to read when the file holds several")
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -188,6 +229,8 @@ def _cmd_fit(args) -> int:
 
     overrides = {k: getattr(args, k) for k in ("recording", "input_size", "bin_size", "window", "epochs", "device",
                                                "threads") if getattr(args, k) is not None}
+    overrides.update({f"nwb_{k}": getattr(args, k) for k in ("stimulus_column", "stimulus")
+                      if getattr(args, k) is not None})
     if "window" in overrides:
         overrides["window"] = tuple(overrides["window"])
     result = fit(model=args.model, data=args.data, preset=args.preset, fold=args.fold, seed=args.seed,
@@ -245,9 +288,12 @@ def _cmd_data(args) -> int:
 
         if not Path(args.path).is_file():
             raise FileNotFoundError(f"{args.path}: no such NWB file")
-        out = import_nwb(args.path, args.out, name=args.name, overwrite=args.overwrite)
+        out = import_nwb(args.path, args.out, name=args.name, overwrite=args.overwrite,
+                         stimulus_column=args.stimulus_column, stimulus=args.stimulus)
         print(f"wrote {out}")
         return 0
+    if args.data_command == "export":
+        return _export_nwb(args)
     # build: the recipe lives in the repository's datasets/ folder, next to the package
     import runpy
 
@@ -264,6 +310,43 @@ def _cmd_data(args) -> int:
     except (ns.get("ChecksumError", ValueError), RuntimeError) as exc:
         raise ValueError(str(exc)) from None
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")
+    return 0
+
+
+def _export_nwb(args) -> int:
+    from neurocode.data.nwb import write_nwb
+    from neurocode.data.nwb_metadata import default_metadata, load_metadata, with_overrides
+
+    if args.run is not None:
+        from neurocode.pipeline import load_stimulus_file, simulate_run
+
+        if args.path is not None or args.recording is not None:
+            raise ValueError("--run exports a run's sampled trials; give either --run or a recording FILE, not both")
+        if args.trials < 1:
+            raise ValueError(f"--trials must be >= 1, got {args.trials}")
+        if not Path(args.run).is_dir():
+            raise FileNotFoundError(f"{args.run}: no such run folder (--run)")
+        stimuli = None if args.stimuli is None else load_stimulus_file(args.stimuli)
+        rec = simulate_run(args.run, stimuli, n_trials=args.trials, seed=args.seed)
+    else:
+        from neurocode.data import load_recording
+
+        if args.stimuli is not None:
+            raise ValueError("--stimuli applies to --run (the stimuli a run's model responds to)")
+        if args.path is not None and not Path(args.path).is_file():
+            raise FileNotFoundError(f"{args.path}: no such recording file")
+        rec = load_recording(args.path, args.recording)
+    base = load_metadata(args.metadata) if args.metadata else default_metadata(rec.provenance)
+    flags = {k: getattr(args, k) for k in ("subject_id", "species", "age", "sex", "lab", "institution",
+                                           "session_start_time", "session_description", "experiment_description",
+                                           "experimenter")}
+    if args.keywords is not None:
+        flags["keywords"] = tuple(k.strip() for k in args.keywords.split(",") if k.strip())
+    metadata = with_overrides(base, **flags)
+    out = write_nwb(rec, args.out, metadata=metadata, overwrite=args.overwrite)
+    what = "digital twin" if args.run is not None else "recording"
+    print(f"wrote {printable(str(out))} ({what} {printable(rec.name)!r}: {rec.n_cells} cells"
+          + ("" if metadata.subject is None else f"; subject {printable(metadata.subject.subject_id)!r}") + ")")
     return 0
 
 

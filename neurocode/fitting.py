@@ -98,6 +98,10 @@ class FitConfig:
         Prepared HDF5 recording file; None is the bundled retina-2 file.
     recording : str or None
         Recording (group) name in ``data``; None is the natural-image recording.
+    nwb_stimulus_column, nwb_stimulus : str or None
+        An NWB ``data`` file's read options (:func:`~neurocode.data.nwb.read_nwb`'s
+        ``stimulus_column``: the trials column with each trial's image; ``stimulus``: the
+        stimulus object); None: read_nwb's defaults.
     fold, n_folds, seed : int
         Held-out image fold (k-fold by image, seeded by ``seed``) and the seed of
         initialisation, noise and batch order.
@@ -168,6 +172,8 @@ class FitConfig:
     preset: str = "custom"
     data: str | None = None
     recording: str | None = None
+    nwb_stimulus_column: str | None = None
+    nwb_stimulus: str | None = None
     fold: int = 0
     n_folds: int = 5
     seed: int = 0
@@ -536,7 +542,8 @@ def prepare_data(config: FitConfig, recording: Recording | ContinuousRecording |
 
     The normalisation and the receptive-field estimate use the training stimuli only.
     """
-    rec = recording if recording is not None else load_recording(config.data, config.recording)
+    rec = recording if recording is not None else load_recording(
+        config.data, config.recording, stimulus_column=config.nwb_stimulus_column, stimulus=config.nwb_stimulus)
     if isinstance(rec, ContinuousRecording):
         fill = float(rec.frames.mean(dtype=np.float64))
         frames, note = _model_frames(rec.frames, config.input_size, fill)

@@ -190,7 +190,8 @@ def fit(model: str = "nsnn", data: str | os.PathLike | None = None, preset: str 
             raise FileNotFoundError(f"{data}: no such recording file (--data)")
         data = str(data.resolve())
     # the recording first: its kind chooses the default preset, and its errors come before any write
-    recording = load_recording(data, overrides.get("recording"))
+    recording = load_recording(data, overrides.get("recording"), stimulus_column=overrides.get("nwb_stimulus_column"),
+                               stimulus=overrides.get("nwb_stimulus"))
     if preset is None:
         preset = "movie" if isinstance(recording, ContinuousRecording) else "quick"
     config = make_config(model, preset, data=data, fold=fold, seed=seed, **overrides)
@@ -319,18 +320,7 @@ def predict_run(run_dir: str | os.PathLike, stimuli: str | os.PathLike | np.ndar
     if isinstance(stimuli, np.ndarray):
         frames, stem = stimuli, "new"
     else:
-        path = Path(stimuli)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such stimulus file (--stimuli)")
-        try:
-            loaded = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"{path}: not a .npy/.npz array file ({exc})") from None
-        if isinstance(loaded, np.lib.npyio.NpzFile):
-            if "stimuli" not in loaded.files:
-                raise ValueError(f"{path}: .npz file lacks the array 'stimuli' (found {loaded.files})")
-            loaded = loaded["stimuli"]
-        frames, stem = loaded, path.stem
+        frames, stem = load_stimulus_file(stimuli), Path(stimuli).stem
     with RunFolder(run_dir).lock():
         config, model, data = load_run(run_dir)
         preds, rates = predict_stimuli(config, model, data, frames, n_trials=n_trials, return_rates=True)
@@ -339,7 +329,23 @@ def predict_run(run_dir: str | os.PathLike, stimuli: str | os.PathLike | np.ndar
     return out
 
 
-def simulate_run(run_dir: str | os.PathLike, stimuli: np.ndarray, n_trials: int = 20, seed: int = 0):
+def load_stimulus_file(path: str | os.PathLike) -> np.ndarray:
+    """Stimuli from a ``.npy`` file (or the array ``stimuli`` of a ``.npz``), without unpickling."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such stimulus file (--stimuli)")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: not a .npy/.npz array file ({exc})") from None
+    if isinstance(loaded, np.lib.npyio.NpzFile):
+        if "stimuli" not in loaded.files:
+            raise ValueError(f"{path}: .npz file lacks the array 'stimuli' (found {loaded.files})")
+        loaded = loaded["stimuli"]
+    return loaded
+
+
+def simulate_run(run_dir: str | os.PathLike, stimuli: np.ndarray | None = None, n_trials: int = 20, seed: int = 0):
     """A fitted model as a digital twin: an in-silico recording of its responses to ``stimuli``.
 
     Spiking models (one unit per cell) record their own sampled spikes; rate models (CNN,
@@ -349,8 +355,9 @@ def simulate_run(run_dir: str | os.PathLike, stimuli: np.ndarray, n_trials: int 
     Parameters
     ----------
     run_dir : path
-    stimuli : np.ndarray
-        Frames ``[n, H, W]`` or clips ``[n, F, H, W]``, as for :func:`neurocode.fitting.predict_stimuli`.
+    stimuli : np.ndarray, optional
+        Frames ``[n, H, W]`` or clips ``[n, F, H, W]``, as for :func:`neurocode.fitting.predict_stimuli`;
+        None: the run's held-out stimuli.
     n_trials : int
         Trials per stimulus.
     seed : int
@@ -359,18 +366,20 @@ def simulate_run(run_dir: str | os.PathLike, stimuli: np.ndarray, n_trials: int 
     -------
     Recording
         ``[n, n_cells, n_trials]`` trains over the model's response bins, the stimuli attached
-        (clips as given: their first ``n_lags - 1`` frames are history before the window).
+        (clips as given: their first ``n_lags - 1`` frames are history before the window);
+        ``provenance["recording_provenance"]`` is the fitted recording's (its NWB metadata).
     """
     from neurocode.fitting import predict_stimuli
     from neurocode.simulate import recording_from_spikes, simulate_from_rates
 
     config, model, data = load_run(run_dir)
-    frames = np.asarray(stimuli)
+    frames = np.asarray(data.recording.stimuli[data.test_idx] if stimuli is None else stimuli)
     preds, rates = predict_stimuli(config, model, data, frames, n_trials=n_trials, seed=seed, return_rates=True)
     dt = float(config.bin_size)
     t0 = float(data.recording.window[0])
     clip = dict(frame_interval=dt, stimulus_start=t0 - (data.n_lags - 1) * dt) if data.is_clips else {}
-    prov = {"digital_twin_of": str(Path(run_dir).resolve()), "model": config.model}
+    prov = {"digital_twin_of": str(Path(run_dir).resolve()), "model": config.model,
+            "recording_provenance": data.recording.provenance}
     if predicts_rates(config):
         return simulate_from_rates(rates, dt, n_trials=n_trials, stimuli=frames, window=(t0, t0 + rates.shape[1] * dt),
                                    seed=seed, name=f"twin_{config.model}", provenance=prov, **clip)

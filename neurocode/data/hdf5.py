@@ -313,7 +313,8 @@ def list_recordings(path: str | os.PathLike | None = None) -> list[str]:
             raise DataFormatError(f"{path}: cannot list groups ({e})") from None
 
 
-def load_recording(path: str | os.PathLike | None = None, name: str | None = None):
+def load_recording(path: str | os.PathLike | None = None, name: str | None = None, *,
+                   stimulus_column: str | None = None, stimulus: str | None = None):
     """Load one recording from a neurocode HDF5 file.
 
     Parameters
@@ -324,6 +325,9 @@ def load_recording(path: str | os.PathLike | None = None, name: str | None = Non
         bundled file (:func:`bundled_path`).
     name : str, optional
         Group name; None means ``"natural_images"``, or the only recording in the file.
+    stimulus_column, stimulus : str, optional
+        NWB files only: :func:`~neurocode.data.nwb.read_nwb`'s options (the trials column
+        with each trial's stimulus index; the stimulus object to read).
 
     Returns
     -------
@@ -349,7 +353,11 @@ def load_recording(path: str | os.PathLike | None = None, name: str | None = Non
 
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such NWB file")
-        return read_nwb(path)
+        return read_nwb(path, stimulus_column=stimulus_column, stimulus=stimulus)
+    given = [f"{k} ({v!r})" for k, v in (("stimulus_column", stimulus_column), ("stimulus", stimulus)) if v is not None]
+    if given:
+        raise ValueError(f"{path}: {' and '.join(given)} applies to NWB files (.nwb) only; this is a neurocode HDF5 "
+                         "file, whose recordings are chosen by name (--recording)")
     with _open_h5(path) as f:
         try:
             names = sorted(f.keys())

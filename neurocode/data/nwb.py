@@ -893,13 +893,15 @@ register_writer("nwb", write_nwb)
 
 # ---------------------------------------------------------------------- import
 def import_nwb(nwb_path: str | os.PathLike, out_h5: str | os.PathLike, name: str | None = None,
-               overwrite: bool = False) -> Path:
+               overwrite: bool = False, *, stimulus_column: str | None = None, stimulus: str | None = None) -> Path:
     """Read an NWB file (:func:`read_nwb`) and save it as group ``name`` of a neurocode HDF5 file.
+
+    ``stimulus_column`` and ``stimulus`` are :func:`read_nwb`'s options.
 
     Returns
     -------
     pathlib.Path
         ``out_h5``.
     """
-    rec = read_nwb(nwb_path)
+    rec = read_nwb(nwb_path, stimulus_column=stimulus_column, stimulus=stimulus)
     return rec.save(out_h5, name, overwrite=overwrite)

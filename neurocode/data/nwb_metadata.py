@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["NWBSubject", "NWBMetadata", "ONKEN2016_METADATA", "onken2016_metadata", "default_metadata",
-           "twin_metadata", "load_metadata", "PLACEHOLDER_START_TIME"]
+           "twin_metadata", "load_metadata", "with_overrides", "PLACEHOLDER_START_TIME"]
 
 #: Written as ``session_start_time`` when the acquisition time is not known (NWB requires one);
 #: ``notes`` then says it is a placeholder. nwbinspector reports it as a suggestion, not a violation.
@@ -324,3 +324,36 @@ def twin_metadata(base: NWBMetadata | None, run_dir: str, model: str) -> NWBMeta
         notes=f"Simulated by neurocode from the run folder {run_dir}.",
         spike_time_resolution=None,
     )
+
+
+#: Fields of :class:`NWBSubject` that :func:`with_overrides` sets from ``subject_<field>`` keywords.
+SUBJECT_FIELDS = ("subject_id", "species", "age", "sex", "description", "strain")
+
+
+def with_overrides(base: NWBMetadata | None, **changes: Any) -> NWBMetadata:
+    """``base`` (or empty metadata) with the given fields replaced; None values leave a field as it is.
+
+    Subject fields are given as ``subject_id``, ``species``, ``age``, ``sex``,
+    ``subject_description``, ``strain``; a new subject needs at least ``subject_id``,
+    ``species`` and ``age``. Any other keyword is an :class:`NWBMetadata` field.
+    """
+    md = base or NWBMetadata()
+    sub = {("description" if k == "subject_description" else k): v for k, v in changes.items()
+           if (k in SUBJECT_FIELDS or k == "subject_description") and k != "description" and v is not None}
+    general = {k: v for k, v in changes.items() if k not in sub and k not in SUBJECT_FIELDS
+               and k != "subject_description" and v is not None}
+    known = {f.name for f in dataclasses.fields(NWBMetadata)}
+    unknown = sorted(set(general) - known)
+    if unknown:
+        raise ValueError(f"unknown NWB metadata field(s) {unknown}; known: {sorted(known | set(SUBJECT_FIELDS))}")
+    if sub:
+        if md.subject is not None:
+            subject = dataclasses.replace(md.subject, **sub)
+        else:
+            missing = [k for k in ("subject_id", "species", "age") if k not in sub]
+            if missing:
+                raise ValueError("a subject needs " + ", ".join(f"--{k.replace('_', '-')}" for k in missing) +
+                                 " (or a --metadata file with a subject)")
+            subject = NWBSubject(**sub)
+        general["subject"] = subject
+    return dataclasses.replace(md, **general) if general else md
