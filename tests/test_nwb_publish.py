@@ -41,18 +41,23 @@ LAB = NWBMetadata(
 )
 
 
-def findings(path, *levels):
-    """nwbinspector's findings on ``path`` at the given importance levels: ``[(level, check, message)]``."""
-    from nwbinspector import Importance, inspect_nwbfile
+def findings(path, *levels, config=None):
+    """nwbinspector's findings on ``path`` at the given importance levels: ``[(level, check, message)]``.
+
+    ``config="dandi"``: with DANDI's configuration (which raises the subject checks' importance).
+    """
+    from nwbinspector import Importance, inspect_nwbfile, load_config
 
     wanted = {Importance[level] for level in levels}
+    kw = {} if config is None else {"config": load_config(config)}
     return [(m.importance.name, m.check_function_name, m.message)
-            for m in inspect_nwbfile(nwbfile_path=str(path)) if m.importance in wanted]
+            for m in inspect_nwbfile(nwbfile_path=str(path), **kw) if m.importance in wanted]
 
 
 def assert_publishable(path):
-    bad = findings(path, "CRITICAL", "BEST_PRACTICE_VIOLATION")
-    assert bad == [], bad
+    for config in (None, "dandi"):
+        bad = findings(path, "CRITICAL", "BEST_PRACTICE_VIOLATION", config=config)
+        assert bad == [], (config, bad)
 
 
 def _white_noise(regular=True):
