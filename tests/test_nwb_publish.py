@@ -159,6 +159,7 @@ def test_onken_metadata_names_its_placeholders():
 
 @pytest.mark.parametrize("change,message", [
     (dict(species="axolotl"), "Latin binomial"),
+    (dict(species="Mus musculus domesticus"), "Latin binomial"),  # nwbinspector's form: two words
     (dict(age="14 months"), "ISO 8601"),
     (dict(sex="female"), "'M', 'F', 'O', 'U'"),
     (dict(subject_id="a/b"), "'/'"),
@@ -173,8 +174,25 @@ def test_bad_metadata_is_refused_naming_the_field(change, message):
 def test_a_new_subject_needs_id_species_and_age():
     with pytest.raises(ValueError, match="--species, --age"):
         with_overrides(NWBMetadata(), subject_id="x")
+    with pytest.raises(ValueError, match="unknown NWB metadata field.*'colour'"):
+        with_overrides(LAB, colour="blue")
+    assert with_overrides(LAB, subject_description="pigmented").subject.description == "pigmented"
     md = with_overrides(None, subject_id="x", species="Mus musculus", age="P90D", keywords=("a",))
     assert md.subject.sex == "U" and md.keywords == ("a",)
+
+
+def test_default_metadata_follows_the_provenance(natural_recording):
+    from neurocode.data.nwb_metadata import default_metadata
+
+    assert default_metadata(natural_recording.provenance) == ONKEN2016_METADATA
+    assert default_metadata({"note": "a lab's own recording"}) is None
+    twin = default_metadata({"digital_twin_of": "/runs/ln-quick", "model": "ln",
+                             "recording_provenance": natural_recording.provenance})
+    assert twin.subject.species == "Ambystoma mexicanum" and "digital twin" in twin.subject.description
+    assert twin.session_start_time is not None and "digital twin" in twin.keywords
+    # a file read back keeps the metadata it was written with, also a twin's (no new session time)
+    stored = {"digital_twin_of": "/runs/ln-quick", "nwb": {"metadata": twin.to_dict()}}
+    assert default_metadata(stored) == twin
 
 
 def test_spike_time_resolution_rules(natural_recording):

@@ -36,6 +36,8 @@ PLACEHOLDER_START_TIME = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _DURATION = re.compile(r"P(?!$)(\d+(\.\d+)?Y)?(\d+(\.\d+)?M)?(\d+(\.\d+)?W)?(\d+(\.\d+)?D)?"
                        r"(T(?=\d)(\d+(\.\d+)?H)?(\d+(\.\d+)?M)?(\d+(\.\d+)?S)?)?")
 _SEXES = ("M", "F", "O", "U")
+#: A Latin binomial or an NCBI taxonomy IRI, as nwbinspector checks ``Subject.species``.
+_SPECIES = re.compile(r"([A-Z][a-z]* [a-z]+)|(http://purl\.obolibrary\.org/obo/NCBITaxon_\d+)")
 _DOI_STARTS = ("doi:", "https://doi.org/", "http://dx.doi.org/")
 
 
@@ -88,8 +90,7 @@ class NWBSubject:
         if not _age_ok(self.age):
             raise ValueError(f"subject.age must be an ISO 8601 duration such as 'P2Y' or 'P23W', a range "
                              f"'P1Y/P2Y' or an open range 'P1Y/', got {self.age!r}")
-        binomial = re.fullmatch(r"[A-Z][a-z]+ [a-z]+( [a-z]+)?", self.species)
-        if not (binomial or self.species.startswith("http://purl.obolibrary.org/obo/NCBITaxon_")):
+        if not _SPECIES.fullmatch(self.species):
             raise ValueError(f"subject.species must be a Latin binomial such as 'Ambystoma mexicanum' (or an NCBI "
                              f"taxonomy URL), got {self.species!r}")
 
@@ -275,22 +276,22 @@ def default_metadata(provenance: dict) -> NWBMetadata | None:
     """The metadata a recording's provenance implies, or None when it implies none.
 
     In order: the metadata of the NWB file it was read from (``provenance["nwb"]["metadata"]``);
+    for a digital twin (``digital_twin_of``), :func:`twin_metadata` of its source recording's;
     for a recording of Onken et al. (2016) (``paper_doi``), :func:`onken2016_metadata` (retina 2
-    for the bundled files, else a subject named after the spike file); for a digital twin
-    (``digital_twin_of``), :func:`twin_metadata` of its source recording's.
+    for the bundled files, else a subject named after the spike file).
     """
     if not isinstance(provenance, dict):
         return None
-    twin_of = provenance.get("digital_twin_of")
-    if twin_of is not None:
-        base = default_metadata(provenance.get("recording_provenance") or {})
-        return twin_metadata(base, str(twin_of), str(provenance.get("model", "?")))
     stored = (provenance.get("nwb") or {}).get("metadata") if isinstance(provenance.get("nwb"), dict) else None
     if isinstance(stored, dict):
         try:
             return NWBMetadata.from_dict(stored, source="provenance['nwb']['metadata']")
         except ValueError:
             pass  # a file whose own metadata fails the checks: fall through to what else is known
+    twin_of = provenance.get("digital_twin_of")
+    if twin_of is not None:
+        base = default_metadata(provenance.get("recording_provenance") or {})
+        return twin_metadata(base, str(twin_of), str(provenance.get("model", "?")))
     if provenance.get("paper_doi") == ONKEN2016_PAPER_DOI:
         files = [Path(k).name for k in provenance.get("source_files_sha256") or {} if "Spikes" in k]
         if not files or any(f in _RETINA2_FILES for f in files):
@@ -326,8 +327,9 @@ def twin_metadata(base: NWBMetadata | None, run_dir: str, model: str) -> NWBMeta
     )
 
 
-#: Fields of :class:`NWBSubject` that :func:`with_overrides` sets from ``subject_<field>`` keywords.
-SUBJECT_FIELDS = ("subject_id", "species", "age", "sex", "description", "strain")
+#: Keywords of :func:`with_overrides` that set a field of the subject: keyword -> NWBSubject field.
+SUBJECT_KEYWORDS = {"subject_id": "subject_id", "species": "species", "age": "age", "sex": "sex", "strain": "strain",
+                    "subject_description": "description"}
 
 
 def with_overrides(base: NWBMetadata | None, **changes: Any) -> NWBMetadata:
@@ -338,14 +340,12 @@ def with_overrides(base: NWBMetadata | None, **changes: Any) -> NWBMetadata:
     ``species`` and ``age``. Any other keyword is an :class:`NWBMetadata` field.
     """
     md = base or NWBMetadata()
-    sub = {("description" if k == "subject_description" else k): v for k, v in changes.items()
-           if (k in SUBJECT_FIELDS or k == "subject_description") and k != "description" and v is not None}
-    general = {k: v for k, v in changes.items() if k not in sub and k not in SUBJECT_FIELDS
-               and k != "subject_description" and v is not None}
-    known = {f.name for f in dataclasses.fields(NWBMetadata)}
+    sub = {SUBJECT_KEYWORDS[k]: v for k, v in changes.items() if k in SUBJECT_KEYWORDS and v is not None}
+    general = {k: v for k, v in changes.items() if k not in SUBJECT_KEYWORDS and v is not None}
+    known = {f.name for f in dataclasses.fields(NWBMetadata)} - {"subject"}
     unknown = sorted(set(general) - known)
     if unknown:
-        raise ValueError(f"unknown NWB metadata field(s) {unknown}; known: {sorted(known | set(SUBJECT_FIELDS))}")
+        raise ValueError(f"unknown NWB metadata field(s) {unknown}; known: {sorted(known | set(SUBJECT_KEYWORDS))}")
     if sub:
         if md.subject is not None:
             subject = dataclasses.replace(md.subject, **sub)
