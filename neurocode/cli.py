@@ -119,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("path", nargs="?", default=None, metavar="FILE",
                     help="neurocode HDF5 or NWB file (default: the bundled one)")
     de.add_argument("--recording", default=None, metavar="NAME", help="recording (group) inside FILE")
+    _add_nwb_read_options(de)
     de.add_argument("--run", default=None, metavar="RUN_DIR",
                     help="export the digital twin of this run folder: trials sampled from its model")
     de.add_argument("--stimuli", default=None, metavar="FILE",
@@ -155,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     ac.add_argument("--data", metavar="PATH", default=None,
                     help="recording file, neurocode HDF5 or NWB (default: the bundled one)")
     ac.add_argument("--recording", metavar="NAME", default=None, help="recording (group) inside --data")
+    _add_nwb_read_options(ac)
     ac.add_argument("--out", metavar="DIR", default=None, help="save the scatter figure and numbers here")
     from neurocode.recognition.cli import add_classify_parser  # recognition: neurocode/recognition/cli.py
 
@@ -320,8 +322,9 @@ def _export_nwb(args) -> int:
     if args.run is not None:
         from neurocode.pipeline import load_stimulus_file, simulate_run
 
-        if args.path is not None or args.recording is not None:
-            raise ValueError("--run exports a run's sampled trials; give either --run or a recording FILE, not both")
+        if args.path is not None or args.recording is not None or args.stimulus_column or args.stimulus:
+            raise ValueError("--run exports a run's sampled trials; give either --run or a recording FILE (with "
+                             "--recording, --stimulus-column, --stimulus), not both")
         if args.trials < 1:
             raise ValueError(f"--trials must be >= 1, got {args.trials}")
         if not Path(args.run).is_dir():
@@ -335,7 +338,7 @@ def _export_nwb(args) -> int:
             raise ValueError("--stimuli applies to --run (the stimuli a run's model responds to)")
         if args.path is not None and not Path(args.path).is_file():
             raise FileNotFoundError(f"{args.path}: no such recording file")
-        rec = load_recording(args.path, args.recording)
+        rec = load_recording(args.path, args.recording, stimulus_column=args.stimulus_column, stimulus=args.stimulus)
     base = load_metadata(args.metadata) if args.metadata else default_metadata(rec.provenance)
     flags = {k: getattr(args, k) for k in ("subject_id", "species", "age", "sex", "lab", "institution",
                                            "session_start_time", "session_description", "experiment_description",
@@ -356,7 +359,7 @@ def _cmd_analyze(args) -> int:
 
     if args.data is not None and not Path(args.data).is_file():
         raise FileNotFoundError(f"{args.data}: no such recording file (--data)")
-    rec = load_recording(args.data, args.recording)
+    rec = load_recording(args.data, args.recording, stimulus_column=args.stimulus_column, stimulus=args.stimulus)
     if not isinstance(rec, Recording):
         raise ValueError(f"recording {rec.name!r} is continuous; the coding analysis needs repeated stimuli "
                          "(cut it into clips first: ContinuousRecording.to_clips)")
