@@ -137,3 +137,42 @@ def test_count_statistics_refuse_counts_that_are_not_counts(bad):
 def test_fano_factor_of_negative_counts_is_refused_not_2_67():
     with pytest.raises(ValueError, match="-1.0"):
         fano_factor(np.array([[-1.0], [-3.0], [-5.0]]))
+
+
+# --------------------------------------------------------------------------- the run folder
+@pytest.fixture(scope="module")
+def ln_run(tmp_path_factory):
+    from neurocode.pipeline import fit
+
+    return fit("ln", out=tmp_path_factory.mktemp("runs") / "ln", progress=False, epochs=1, input_size=16, threads=1)
+
+
+@pytest.mark.slow
+def test_evaluate_of_a_model_predicting_one_cell_scores_the_others_zero(ln_run, tmp_path, capsys):
+    import shutil
+
+    import h5py
+
+    from neurocode.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(ln_run.run_dir, run)
+    every = ln_run.metrics
+    best = int(np.nanargmax(np.array(every["per_cell"]["rate_cc"], dtype=float)))
+    with h5py.File(run / "predictions.h5", "r+") as f:
+        rates = f["rates"][()]
+        rates[..., np.arange(rates.shape[-1]) != best] = rates.mean()  # a constant for every other cell
+        del f["rates"]
+        f["rates"] = rates
+    assert main(["evaluate", str(run)]) == 0
+    printed = capsys.readouterr().out
+    m = json.loads((run / "metrics.json").read_text())
+    n_cells = m["n_cells"]
+    # the held-out recording of every cell varies, so every cell is scored
+    assert m["n_averaged"]["rate_cc"] == m["n_averaged"]["count_cc"] == n_cells == 49
+    assert m["rate_cc"] == pytest.approx(every["per_cell"]["rate_cc"][best] / n_cells)
+    assert m["rate_cc"] < every["rate_cc"]
+    rows = (run / "per_cell_scores.csv").read_text().splitlines()[1:]
+    zero = [r for r in rows if r.split(",")[1] == "0"]
+    assert len(zero) == n_cells - 1
+    assert f"{m['rate_cc']:.3f} ± {m['sem']['rate_cc']:.3f} ({n_cells})" in printed

@@ -134,6 +134,10 @@ def format_metrics(metrics: dict) -> str:
         return (f(metrics.get(key)) + ("" if sem is None else f" ± {sem:.3f}")
                 + ("" if n is None else f" ({n})"))
 
+    def count(key):  # " (n cells)" where a mean is over some cells
+        n = n_averaged.get(key)
+        return "" if not n else f" ({n})"
+
     ln_n = n_averaged.get("ln_rate_cc")
     ln = f(metrics.get("ln_rate_cc")) + ("" if ln_n is None else f" ({ln_n})")
     fano_n = n_averaged.get("fano_corr")
@@ -153,7 +157,8 @@ def format_metrics(metrics: dict) -> str:
         f"{pm('rate_cc'):<24} {ln:<12} {pm('baseline_rate_cc'):<24} {pm('ceiling_rate_cc')}",
         f"  count CC (across images)           {pm('count_cc'):<24} {f(metrics.get('ln_count_cc')):<12}",
         f"  Fano factor corr. (across cells)   {fano}"
-        f"   (mean FF: recorded {f(metrics.get('recorded_ff'), '{:.2f}')}, model {f(metrics.get('model_ff'), '{:.2f}')})",
+        f"   (mean FF: recorded {f(metrics.get('recorded_ff'), '{:.2f}')}{count('recorded_ff')}, "
+        f"model {f(metrics.get('model_ff'), '{:.2f}')}{count('model_ff')})",
         f"  mean firing rate                   model {f(metrics.get('model_rate_hz'), '{:.2f}')} Hz, "
         f"recorded {f(metrics.get('recorded_rate_hz'), '{:.2f}')} Hz",
     ]
