@@ -899,6 +899,10 @@ def predict_stimuli(config: FitConfig, model: nn.Module, data: FitData, frames: 
         raise ValueError(f"clips need at least {data.n_lags} frames (the temporal filter's length), got {x.shape[1]}")
     if not np.isfinite(x).all():
         raise ValueError("stimuli contain NaN or infinite values")
+    largest, float32_max = float(np.abs(x).max()), float(np.finfo(np.float32).max)
+    if largest > float32_max:  # the model's float32 would make them infinite
+        raise ValueError(f"stimuli hold values up to {largest:g}, outside the float32 range (±{float32_max:.3g}) "
+                         "the model computes in")
     fill = float(data.recording.stimuli[data.train_idx].mean(dtype=np.float64))
     small, _ = _model_frames(x, config.input_size, fill)
     images = torch.from_numpy(data.normalizer.transform(small))
@@ -908,6 +912,9 @@ def predict_stimuli(config: FitConfig, model: nn.Module, data: FitData, frames: 
 
 @torch.no_grad()
 def _predict_inputs(config, model, images: Tensor, clips: bool, n_trials, seed, return_rates):
+    if n_trials is not None and (isinstance(n_trials, bool) or not isinstance(n_trials, numbers.Integral)
+                                 or n_trials < 1):
+        raise ValueError(f"n_trials (--trials) must be an integer >= 1 (sampled trials per stimulus), got {n_trials!r}")
     device = next(model.parameters()).device
     model.eval()
     images = images.to(device)
@@ -920,7 +927,7 @@ def _predict_inputs(config, model, images: Tensor, clips: bool, n_trials, seed, 
         rates = torch.stack([config.kind.respond(config, model, one(i), 1, clips).rates
                              for i in range(images.shape[0])]).cpu().numpy().astype(np.float32)
         return (rates, rates) if return_rates else rates
-    K = n_trials or config.eval_trials
+    K = config.eval_trials if n_trials is None else int(n_trials)
     gen = torch.Generator(device=device).manual_seed(config.seed + 10_000 if seed is None else seed)
     previous = model.generator
     model.generator = gen

@@ -38,7 +38,14 @@ trials all of them have.
     Pearson r across cells between the recorded and the model's Fano factor of whole-window
     spike counts (per test image across trials: 30 recorded, K model; averaged over the
     test images where defined). ``null`` where undefined: a CNN has no trials, a DSNN's
-    trials are identical (FF = 0 for every cell).
+    trials are identical (FF = 0 for every cell), fewer than 5 cells have both
+    (:data:`~neurocode.analysis.statistics.MIN_CORRELATION_POINTS`).
+``n_averaged``
+    Per score, how many cells its mean is over (``fano_corr``: how many cells it correlates).
+    Every cell whose recorded response varies on the test stimuli is scored: one the model
+    does not predict (a constant, e.g. silent, or non-finite prediction) scores r = 0, so a
+    model cannot raise its mean by leaving cells out; only cells with a constant recording
+    (r undefined for any model) are left out of the means.
 """
 
 from __future__ import annotations
@@ -267,7 +274,8 @@ def ln_reference(config, data) -> dict:
     rates = predict(ln_config, model, data, data.test_idx)
     m = compute_metrics(data.test_counts(), rates, data.psth(data.train_idx).numpy(), spiking=False,
                         bin_size=config.bin_size)
-    return {"rate_cc": m["rate_cc"], "count_cc": m["count_cc"], "ridge": history[-1].get("chosen_ridge")}
+    return {"rate_cc": m["rate_cc"], "count_cc": m["count_cc"], "ridge": history[-1].get("chosen_ridge"),
+            "n_averaged": m["n_averaged"]}
 
 
 def load_run(run_dir: str | os.PathLike, device: str = "cpu"):
@@ -499,11 +507,12 @@ def _evaluate(run_dir: Path, config, data, preds: np.ndarray, rates: np.ndarray,
     metrics["best_epoch"] = int(summary[-1]["best_epoch"]) if summary and "best_epoch" in summary[-1] else None
     if summary and "chosen_ridge" in summary[-1]:
         metrics["ln_ridge"] = float(summary[-1]["chosen_ridge"])
+    reference = ln if ln is not None else m if config.kind.reference else None
+    if reference is not None:
+        metrics["ln_rate_cc"], metrics["ln_count_cc"] = reference["rate_cc"], reference["count_cc"]
+        metrics["n_averaged"].update({f"ln_{k}": reference["n_averaged"][k] for k in ("rate_cc", "count_cc")})
     if ln is not None:
-        metrics["ln_rate_cc"], metrics["ln_count_cc"] = ln["rate_cc"], ln["count_cc"]
         metrics["ln_ridge"] = ln.get("ridge")
-    elif config.kind.reference:
-        metrics["ln_rate_cc"], metrics["ln_count_cc"] = m["rate_cc"], m["count_cc"]
     if not spiking:
         # a rate model (CNN, population-mean readout): its mean rate is reported, it has no spikes
         metrics["model_ff"] = None

@@ -206,8 +206,9 @@ def test_metrics_stimulus_independent_model_equals_baseline():
     m = compute_metrics(rec, model, train, spiking=False)
     assert np.allclose(m["per_cell"]["rate_cc"], m["per_cell"]["baseline_rate_cc"])
     assert m["rate_cc"] == pytest.approx(m["baseline_rate_cc"])
-    # the same counts in every image: count CC undefined
-    assert np.isnan(m["per_cell"]["count_cc"]).all() and m["count_cc"] is None
+    # the same counts in every image: the model predicts no count differences, which scores 0
+    assert (m["per_cell"]["count_cc"] == 0).all() and m["count_cc"] == 0
+    assert m["n_averaged"]["count_cc"] == rec.shape[-1]
 
 
 def test_metrics_constant_model_fano_is_null():
@@ -221,11 +222,11 @@ def test_metrics_constant_model_fano_is_null():
 
 
 def test_metrics_match_hand_computation():
-    rec, train = _synthetic(3, n=4, T=12, R=6, N=3, n_train=5)
+    rec, train = _synthetic(3, n=4, T=12, R=6, N=5, n_train=5)
     rng = np.random.default_rng(9)
-    model = (rng.random((4, 12, 7, 3)) < 0.2).astype(float)
+    model = (rng.random((4, 12, 7, 5)) < 0.2).astype(float)
     m = compute_metrics(rec, model, train, spiking=True, bin_size=0.01)
-    for c in range(3):
+    for c in range(5):
         rp = rec[..., c].mean(axis=2).ravel()
         mp = model[..., c].mean(axis=2).ravel()
         assert m["per_cell"]["rate_cc"][c] == pytest.approx(np.corrcoef(rp, mp)[0, 1])

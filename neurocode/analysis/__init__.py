@@ -31,6 +31,7 @@ from neurocode.analysis.conversion import (
 )
 from neurocode.analysis.stability import lyapunov_bounds, sample_lyapunov_exponent
 from neurocode.analysis.statistics import (
+    MIN_CORRELATION_POINTS,
     count_cc_per_cell,
     fano_factor,
     instantaneous_rate,
@@ -49,7 +50,7 @@ __all__ = [
     "to_numpy", "SpikeFlip", "flip_spikes", "perturb_spikes", "lyapunov_bounds",
     "sample_lyapunov_exponent", "count_cc_per_cell", "fano_factor",
     "instantaneous_rate", "pearson", "prediction_cosine_similarity", "psth",
-    "rate_cc_per_cell", "split_half_reliability",
+    "rate_cc_per_cell", "split_half_reliability", "MIN_CORRELATION_POINTS",
 ]
 
 _LAZY = {"SpikeFlip", "flip_spikes", "perturb_spikes"}  # torch modules: imported on first use

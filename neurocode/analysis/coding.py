@@ -11,13 +11,14 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
 from neurocode.analysis.conversion import to_numpy
-from neurocode.analysis.statistics import fano_factor, pearson, prediction_cosine_similarity
+from neurocode.analysis.statistics import MIN_CORRELATION_POINTS, fano_factor, pearson, prediction_cosine_similarity
 
 __all__ = [
     "CodingResult",
@@ -41,7 +42,8 @@ class CodingResult:
     cosine : np.ndarray ``[n_stimuli]``
         Mean pairwise cosine similarity between trials' prediction vectors.
     r, p : float
-        Pearson correlation of ``mean_fano`` and ``cosine`` across stimuli (finite pairs).
+        Pearson correlation of ``mean_fano`` and ``cosine`` across stimuli (finite pairs); NaN
+        over fewer than :data:`~neurocode.analysis.statistics.MIN_CORRELATION_POINTS` of them.
     slope, intercept : float
         Least-squares fit ``cosine ~ slope * mean_fano + intercept`` (the dotted line).
     """
@@ -91,7 +93,7 @@ def coding_analysis(counts_per_stimulus, predictions=None, ddof: int = 0) -> Cod
     preds = counts if predictions is None else to_numpy(predictions).astype(float)
     preds = preds.reshape(preds.shape[0], preds.shape[1], -1)
     cos = prediction_cosine_similarity(preds, axis_trials=1)
-    r, p = pearson(mean_ff, cos)
+    r, p = pearson(mean_ff, cos, MIN_CORRELATION_POINTS)
     slope, intercept = _fit(mean_ff, cos)
     return CodingResult(mean_ff, np.asarray(cos, float), r, p, slope, intercept)
 
@@ -186,7 +188,13 @@ def _recording_counts(recording, bin_size=None):
         if bin_size is None:
             w = recording.window
             bin_size = float(w[1] - w[0])
-        return np.asarray(recording.binned(bin_size=bin_size))
+        if recording.equal_trials:
+            return np.asarray(recording.binned(bin_size=bin_size))
+        # the trials every stimulus has: an absent trial is no trial of 0 spikes
+        common = int(recording.trial_counts.min())
+        warnings.warn(f"{recording.source}: stimuli have {common}..{recording.n_trials} trials; the analysis uses "
+                      f"the first {common} of each (the trials all stimuli have)", UserWarning, stacklevel=3)
+        return np.asarray(recording.binned(bin_size=bin_size, padded=True))[:, :, :common]
     return to_numpy(recording)
 
 
@@ -198,6 +206,8 @@ def recorded_coding_analysis(recording, time_axis: int = 1) -> CodingResult:
     recording : ``neurocode.data.Recording`` or counts ``[n_stimuli, T, trials, cells]``
         (or already summed ``[n_stimuli, trials, cells]``). Counts are summed over the
         response window; each trial's population spike-count vector is its "prediction".
+        A recording whose stimuli have different trial counts is analysed on the trials
+        all of them have (the first ``min(trial_counts)``), with a warning that says so.
     """
     counts = _recording_counts(recording)
     if counts.ndim == 4:
@@ -210,7 +220,8 @@ class VariabilityResult:
     """Recorded vs model Fano factor per cell.
 
     ``ff_recorded``/``ff_model`` are ``[cells]`` (mean over windows/stimuli with a defined
-    FF); ``r, p`` is their Pearson correlation over cells with both finite.
+    FF); ``r, p`` is their Pearson correlation over cells with both finite, NaN over fewer
+    than :data:`~neurocode.analysis.statistics.MIN_CORRELATION_POINTS` cells.
     """
 
     ff_recorded: np.ndarray
@@ -218,6 +229,11 @@ class VariabilityResult:
     r: float
     p: float
     extra: dict = field(default_factory=dict)
+
+    @property
+    def n_valid(self) -> int:
+        """Cells the correlation is over (both Fano factors finite)."""
+        return int(np.sum(np.isfinite(self.ff_recorded) & np.isfinite(self.ff_model)))
 
 
 def per_cell_fano(counts, axis_trials: int = -2, ddof: int = 0) -> np.ndarray:
@@ -248,5 +264,5 @@ def variability_reproduction(recorded_counts, model_counts, axis_trials: int = -
     """
     ffr = per_cell_fano(recorded_counts, axis_trials, ddof)
     ffm = per_cell_fano(model_counts, axis_trials, ddof)
-    r, p = pearson(ffr, ffm)
+    r, p = pearson(ffr, ffm, MIN_CORRELATION_POINTS)
     return VariabilityResult(ffr, ffm, r, p)

@@ -24,7 +24,7 @@ import quantities as pq
 import neo
 from elephant.conversion import BinnedSpikeTrain
 
-from neurocode.data.binning import bin_index, n_bins
+from neurocode.data.binning import bin_index, check_binned_size, n_bins
 
 __all__ = [
     "to_numpy",
@@ -220,6 +220,7 @@ def bin_spike_times(spike_times, bin_size: float, t_start: float, t_stop: float)
     if not leaves or 0 in shape:
         raise ValueError("spike_times is empty: expected (nested lists of) spike-time arrays")
     T = n_bins(t_stop - t_start, bin_size)
+    check_binned_size((T,) + tuple(shape), bin_size, t_stop - t_start, what="counts [bins, *nesting]")
     lengths = np.fromiter((len(v) for v in leaves), dtype=np.int64, count=len(leaves))
     if lengths.sum():
         times = np.concatenate([_leaf_seconds(v) for v in leaves])

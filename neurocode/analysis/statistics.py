@@ -30,7 +30,14 @@ __all__ = [
     "psth",
     "instantaneous_rate",
     "split_half_reliability",
+    "MIN_CORRELATION_POINTS",
 ]
+
+#: Fewest points (cells, stimuli) a correlation *across* them is computed from by the scores and
+#: analyses (``fano_corr``, Fig. 4B, :func:`~neurocode.analysis.variability_reproduction`): below
+#: it the correlation is n/a (NaN; ``null`` in JSON), since r over 2 points is always ±1 and over
+#: 3-4 is hardly less extreme.
+MIN_CORRELATION_POINTS = 5
 
 
 def _numeric(data, name: str) -> np.ndarray:
@@ -41,6 +48,16 @@ def _numeric(data, name: str) -> np.ndarray:
     if x.size == 0:
         raise ValueError(f"{name} is empty (shape {x.shape})")
     return x.astype(np.float64)
+
+
+def _counts(data, name: str) -> np.ndarray:
+    """``data`` as float64 spike counts; ValueError naming ``name`` for a negative or non-finite value."""
+    x = _numeric(data, name)
+    bad = ~np.isfinite(x) | (x < 0)
+    if bad.any():
+        where = tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), x.shape))
+        raise ValueError(f"{name} must be spike counts (finite, >= 0), got {float(x[where])!r} at index {where}")
+    return x
 
 
 def _check_not_empty(data, name: str) -> None:
@@ -93,7 +110,8 @@ def fano_factor(data, axis_trials: int = -2, ddof: int = 0, time_axis: int | Non
     Raises
     ------
     ValueError
-        Empty or non-numeric ``data``, a negative ``ddof``, or an axis out of range.
+        Empty or non-numeric ``data``, a negative or non-finite count, a negative ``ddof``, or
+        an axis out of range.
     """
     if isinstance(ddof, bool) or not isinstance(ddof, (int, np.integer)) or ddof < 0:
         raise ValueError(f"ddof must be a non-negative integer, got {ddof!r}")
@@ -106,7 +124,7 @@ def fano_factor(data, axis_trials: int = -2, ddof: int = 0, time_axis: int | Non
         if counts.size == 0:
             raise ValueError(f"data is empty (nesting {counts.shape})")
         return _ff(counts.astype(float), 0, ddof)
-    x = _numeric(data, "data")
+    x = _counts(data, "data")
     if x.ndim < 2 and time_axis is None:
         raise ValueError(f"data must be counts [..., trials, cells] with axis_trials={axis_trials}, got shape {x.shape}")
     if time_axis is not None:
@@ -195,68 +213,91 @@ def prediction_cosine_similarity(predictions, axis_trials: int = -2) -> np.ndarr
 
 
 # --------------------------------------------------------------------------- correlations
-def pearson(x, y) -> tuple[float, float]:
+def pearson(x, y, min_points: int = 2) -> tuple[float, float]:
     """Pearson correlation ``(r, p)`` with :func:`scipy.stats.pearsonr` semantics.
 
     NaN entries (in either input) are dropped pairwise first. Returns ``(nan, nan)`` when
-    fewer than 2 finite pairs remain or either input is constant (scipy would warn).
+    fewer than ``min_points`` (at least 2) finite pairs remain or either input is constant
+    (scipy would warn). The scores and analyses that correlate across cells or stimuli pass
+    :data:`MIN_CORRELATION_POINTS`.
     """
+    if isinstance(min_points, bool) or not isinstance(min_points, (int, np.integer)) or min_points < 2:
+        raise ValueError(f"min_points must be an integer >= 2, got {min_points!r}")
     a = to_numpy(x).astype(float).ravel()
     b = to_numpy(y).astype(float).ravel()
     if a.shape != b.shape:
         raise ValueError(f"x and y must have the same size, got {a.shape} and {b.shape}")
     ok = np.isfinite(a) & np.isfinite(b)
     a, b = a[ok], b[ok]
-    if a.size < 2 or np.all(a == a[0]) or np.all(b == b[0]):
+    if a.size < min_points or np.all(a == a[0]) or np.all(b == b[0]):
         return float("nan"), float("nan")
     res = scipy.stats.pearsonr(a, b)
     return float(res.statistic), float(res.pvalue)
 
 
-def _cc_columns(a, b) -> np.ndarray:
+def _columns(a) -> np.ndarray:
     a = to_numpy(a).astype(float)
-    b = to_numpy(b).astype(float)
+    return a[:, None] if a.ndim == 1 else a.reshape(a.shape[0], -1)
+
+
+def _scaled(a: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        scale = np.abs(a).max(0)
+    return a / np.where((scale > 0) & np.isfinite(scale), scale, 1.0)
+
+
+def _unit_spread(a: np.ndarray) -> np.ndarray:
+    d = a - a.mean(0)
+    return np.sqrt((d * d).sum(0))
+
+
+def _cc_columns(a, b, constant_model_r: float = float("nan")) -> np.ndarray:
+    a, b = to_numpy(a).astype(float), to_numpy(b).astype(float)
     if a.shape != b.shape:
         raise ValueError(f"inputs must have the same shape, got {a.shape} and {b.shape}")
-    if a.ndim == 1:
-        a, b = a[:, None], b[:, None]
-    a = a.reshape(a.shape[0], -1)
-    b = b.reshape(b.shape[0], -1)
-    da = a - a.mean(0)
-    db = b - b.mean(0)
-    sa = np.sqrt((da * da).sum(0))
-    sb = np.sqrt((db * db).sum(0))
+    a, b = _scaled(_columns(a)), _scaled(_columns(b))
+    tol = 1e-12 * np.sqrt(a.shape[0])
+    da, db = a - a.mean(0), b - b.mean(0)
+    sa, sb = _unit_spread(a), _unit_spread(b)
     with np.errstate(divide="ignore", invalid="ignore"):
-        r = (da * db).sum(0) / (sa * sb)
-    # zero variance (also up to rounding: constant columns) -> NaN
-    tiny_a = sa <= 1e-12 * np.maximum(np.abs(a).max(0), 1.0) * np.sqrt(a.shape[0])
-    tiny_b = sb <= 1e-12 * np.maximum(np.abs(b).max(0), 1.0) * np.sqrt(b.shape[0])
-    r = np.where(tiny_a | tiny_b, np.nan, np.clip(r, -1.0, 1.0))
-    return r
+        r = np.clip((da * db).sum(0) / (sa * sb), -1.0, 1.0)
+    r = np.where((sa <= tol) | (sb <= tol), np.nan, r)
+    unpredicted = (sb <= tol) | ~np.isfinite(b).all(0)
+    return np.where(unpredicted & (sa > tol) & np.isfinite(a).all(0), constant_model_r, r)
 
 
-def rate_cc_per_cell(recorded_psth, model_psth) -> np.ndarray:
+def rate_cc_per_cell(recorded_psth, model_psth, constant_model_r: float = float("nan")) -> np.ndarray:
     """Pearson r per cell between recorded and model PSTHs.
 
     Parameters
     ----------
     recorded_psth, model_psth : ``[n_time_total, cells]``
-        Test stimuli's PSTHs concatenated along time (any rate unit; r is scale-free).
+        Test stimuli's PSTHs concatenated along time (any rate unit). r is scale-free, and so
+        is the test for a constant column, as in :func:`scipy.stats.pearsonr`: each column is
+        divided by its largest magnitude first (rates of 1e-13 spikes/bin vary as rates of 1
+        spike/bin do), and a column is constant when its spread is within rounding
+        (``1e-12·sqrt(n)``) of that scale.
+    constant_model_r : float
+        r given to a cell the model does not predict -- its prediction is constant (e.g. a
+        silent model cell) or not finite -- while its recorded PSTH varies. NaN (default):
+        undefined, as Pearson r; the held-out scores pass 0 (such a cell counts against the
+        model instead of dropping out of the mean: :func:`neurocode.analysis.compute_metrics`).
 
     Returns
     -------
-    np.ndarray ``[cells]``; NaN where a cell has zero variance in either input
-    (e.g. a silent model cell).
+    np.ndarray ``[cells]``; NaN where the recorded PSTH is constant, and where the model's is
+    (unless ``constant_model_r`` says otherwise).
     """
-    return _cc_columns(recorded_psth, model_psth)
+    return _cc_columns(recorded_psth, model_psth, constant_model_r)
 
 
-def count_cc_per_cell(recorded_counts, model_counts) -> np.ndarray:
+def count_cc_per_cell(recorded_counts, model_counts, constant_model_r: float = float("nan")) -> np.ndarray:
     """Pearson r per cell between trial-averaged spike counts ``[n_images, cells]``.
 
-    NaN where a cell has zero variance across images in either input.
+    NaN where a cell has zero variance across images in the recording; where the model's
+    counts do not vary (or are not finite), ``constant_model_r`` (see :func:`rate_cc_per_cell`).
     """
-    return _cc_columns(recorded_counts, model_counts)
+    return _cc_columns(recorded_counts, model_counts, constant_model_r)
 
 
 # --------------------------------------------------------------------------- PSTH / rates
@@ -287,7 +328,8 @@ def psth(data, dt: float | None = None, axis_trials: int = -2, bin_size: float |
     Raises
     ------
     ValueError
-        Empty input; ``dt`` or ``bin_size`` not positive or longer than the window; spike
+        Empty input; negative or non-finite counts; ``dt`` or ``bin_size`` not positive or
+        longer than the window; spike
         trains of different ``t_start`` / ``t_stop`` without explicit ones (as elephant);
         NaN spike times.
     """
@@ -306,7 +348,7 @@ def psth(data, dt: float | None = None, axis_trials: int = -2, bin_size: float |
     if dt is None:
         raise ValueError("dt (seconds) is required for count arrays")
     dt = check_step(dt, "dt")
-    x = _numeric(data, "data")
+    x = _counts(data, "data")
     if x.ndim < 3:
         raise ValueError(f"data must be counts [..., T, trials, cells], got shape {x.shape}")
     at = _axis(axis_trials, x.ndim, "axis_trials")

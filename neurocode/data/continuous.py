@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from neurocode.data.binning import BIN_TOLERANCE, bin_index, n_bins
+from neurocode.data.binning import BIN_TOLERANCE, bin_index, check_binned_size, n_bins
 from neurocode.data.errors import DataFormatError
 from neurocode.data.formats import writer
 from neurocode.data.recording import Recording, _as_frames
@@ -225,6 +225,7 @@ class ContinuousRecording:
         t0 = self.session[0] if t_start is None else float(t_start)
         t1 = self.session[1] if t_stop is None else float(t_stop)
         T = n_bins(t1 - t0, bin_size)
+        check_binned_size((T, self.n_cells), bin_size, t1 - t0, what="counts [bins, cells]")
         b = bin_index(self.spike_times_flat, t0, bin_size)
         cell = np.repeat(np.arange(self.n_cells), np.diff(self.spike_offsets))
         ok = (self.spike_times_flat >= t0) & (b >= 0) & (b < T)
@@ -296,6 +297,9 @@ class ContinuousRecording:
             raise ValueError(f"{self.source}: no clip of {clip_duration:g} s (+ {hist:g} s history) fits in the session")
         # each bin sees the frame on screen at its centre (robust to bins that start exactly on a frame
         # onset, where rounding would otherwise pick the previous frame)
+        n_clips = len(train_starts) + len(offsets)
+        check_binned_size((n_clips, H + T) + tuple(self.frames.shape[1:]), bin_size, clip_duration,
+                          what="clip frames [clips, frames, H, W]", itemsize=self.frames.dtype.itemsize)
         grid = (np.arange(H + T) - H + 0.5) * dt
         starts = np.asarray(train_starts)
         frame_at = [self.frame_index(s + grid) for s in starts]

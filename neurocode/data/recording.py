@@ -27,7 +27,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from neurocode.data.binning import bin_index, n_bins
+from neurocode.data.binning import bin_index, check_binned_size, n_bins
 from neurocode.data.errors import DataFormatError
 from neurocode.data.formats import writer
 
@@ -81,10 +81,14 @@ def _as_frames(stim: Any, n_stimuli: int, src: str, field_: str = "stimuli") -> 
         return np.ascontiguousarray(arr)
     if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)) or arr.dtype == bool:
         raise DataFormatError(f"{src}: field '{field_}' must be uint8 or floating point, got {arr.dtype}")
-    arr = np.ascontiguousarray(arr, dtype=np.float32)
     if not np.isfinite(arr).all():
         raise DataFormatError(f"{src}: field '{field_}' contains NaN or infinite values")
-    return arr
+    largest = float(np.abs(arr).max())
+    float32_max = float(np.finfo(np.float32).max)
+    if largest > float32_max:  # the cast would make them infinite
+        raise DataFormatError(f"{src}: field '{field_}' holds values up to {largest:g}, outside the float32 range "
+                              f"(±{float32_max:.3g}) frames are stored in")
+    return np.ascontiguousarray(arr, dtype=np.float32)
 
 
 @dataclass(eq=False)
@@ -539,10 +543,11 @@ class Recording:
                              f"{self.n_trials}); use binned(bin_size, padded=True) with trial_mask(), or psth()")
         t0, t1 = self.window
         T = n_bins(t1 - t0, bin_size)
+        n_s, n_c, n_t = self.shape
+        check_binned_size((n_s, T, n_t, n_c), bin_size, t1 - t0, what="counts [stimuli, bins, trials, cells]")
         b = bin_index(self.spike_times_flat, t0, bin_size)
         keep = (b >= 0) & (b < T)
         s, c, k = (v[self._train_of_spike()][keep] for v in self._train_coords())
-        n_s, n_c, n_t = self.shape
         lin = ((s * T + b[keep]) * n_t + k) * n_c + c
         counts = np.bincount(lin, minlength=n_s * T * n_t * n_c)
         return counts.reshape(n_s, T, n_t, n_c)

@@ -20,6 +20,7 @@ from neurocode.sweep._trials import (
     format_value,
     merge_overrides,
     n_validations,
+    read_metrics,
     run_grid_trial,
     run_name,
     run_search_trial,
@@ -220,6 +221,13 @@ def sweep(models=("nsnn",), folds=(0,), seeds=(0,), *, out, preset: str | None =
     if both:
         raise SweepError(f"setting(s) {sorted(both)} are both a grid axis and searched; choose one")
     check_settings(list(grid) + list(space))
+    if "threads" in grid or "threads" in space:
+        raise SweepError("setting 'threads' is the sweep's own option (--threads: torch threads per fit and the "
+                         "CPUs Ray reserves for it), not a setting")
+    clash = [k for k in list(grid) + list(space) if k in overrides]
+    if clash:
+        raise SweepError(f"setting {clash[0]!r} is also a fixed option of the sweep (--{clash[0].replace('_', '-')}); "
+                         "give it once: as --set/--search to vary it, or as the option to fix it")
     if int(threads) < 1:
         raise SweepError(f"threads must be >= 1, got {threads}")
     threads = int(overrides.pop("threads", threads) or threads)
@@ -315,7 +323,8 @@ def sweep(models=("nsnn",), folds=(0,), seeds=(0,), *, out, preset: str | None =
             for s in pending:
                 say(f"[{'resume' if states[s.name] == 'partial' else 'fit'}] {s.name} ({preset} preset)")
                 r = run_grid_trial(s)
-                say(f"       rate_cc {r['metrics']['rate_cc']:.3f} in {r['seconds']:.0f} s")
+                rate_cc = r["metrics"].get("rate_cc")
+                say(f"       rate_cc {'n/a' if rate_cc is None else format(rate_cc, '.3f')} in {r['seconds']:.0f} s")
                 log_rows.append({"run": s.name, "status": r["status"], "seconds": r["seconds"]})
         engine_name = ("ray" + (f" ({address})" if address else "")) if ray_mod is not None else \
             ("sequential" if pending else "none (every fit had finished)")
@@ -326,7 +335,7 @@ def sweep(models=("nsnn",), folds=(0,), seeds=(0,), *, out, preset: str | None =
 
     data_file = recording_key(data, recording)[0]  # the file, also for the bundled recording
     for s in specs:
-        metrics = json.loads((Path(s.run_dir) / "metrics.json").read_text())
+        metrics = read_metrics(s.run_dir)
         rows.append(rep.run_row(metrics, s.settings, f"runs/{s.name}", recording, data_file))
     setting_keys = list(grid) + list(space)
     for r in rows:  # setting columns right after model, fold, seed

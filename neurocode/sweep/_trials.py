@@ -31,7 +31,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "sigma": ("rf.noise_sigma", "snn.noise_sigma"),
 }
 #: What a sweep decides per trial and no setting may override.
-AXES = ("model", "fold", "seed", "preset", "data")
+AXES = ("model", "fold", "seed", "preset", "data", "recording")
 
 
 class SweepError(ValueError):
@@ -91,7 +91,7 @@ def check_settings(keys) -> None:
             parts = k.split(".")
             if parts[0] in AXES:
                 raise SweepError(f"setting {key!r}: {parts[0]} is an axis of the sweep itself "
-                                 "(--models, --folds, --seeds, --preset, --data), not a setting")
+                                 "(--models, --folds, --seeds, --preset, --data, --recording), not a setting")
             if len(parts) == 1 and parts[0] in top and parts[0] not in ARCH_KEYS:
                 continue
             if len(parts) == 2 and parts[0] in arch and parts[1] in {f.name for f in fields(arch[parts[0]])}:
@@ -162,6 +162,20 @@ class TrialSpec:
 
 
 # --------------------------------------------------------------------------- run folders are the record
+def read_metrics(run_dir: str | Path) -> dict:
+    """A run folder's ``metrics.json``; SweepError naming the file when it is not a JSON object."""
+    path = Path(run_dir) / "metrics.json"
+    try:
+        metrics = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        metrics = exc
+    if not isinstance(metrics, dict):
+        what = f"not JSON ({metrics})" if isinstance(metrics, Exception) else "not a JSON object"
+        raise SweepError(f"{path}: broken metrics.json, {what}; delete it and run the sweep again to re-score "
+                         "that run from its checkpoint")
+    return metrics
+
+
 def folder_state(spec: TrialSpec, config, keys: dict | None = None) -> str:
     """``"done"`` (metrics.json of this configuration), ``"partial"`` (a config or checkpoint of it, no
     metrics: resume) or ``"new"``; SweepError for a folder holding another run or a run on another
@@ -198,7 +212,10 @@ def folder_state(spec: TrialSpec, config, keys: dict | None = None) -> str:
         detail = ", ".join(f"{k}: stored {old.get(k)!r}, now {new.get(k)!r}" for k in diff[:4])
         raise SweepError(f"{folder.path}: holds a run with other settings ({detail}); sweep with the settings it "
                          "was made with, or choose another --out (nothing was changed)")
-    return "done" if folder.metrics.exists() else "partial"
+    if folder.metrics.exists():
+        read_metrics(folder.path)  # a broken one is named before anything runs
+        return "done"
+    return "partial"
 
 
 def run_grid_trial(spec: dict | TrialSpec, progress: bool = False) -> dict:
@@ -211,7 +228,7 @@ def run_grid_trial(spec: dict | TrialSpec, progress: bool = False) -> dict:
     spec = spec if isinstance(spec, TrialSpec) else TrialSpec.from_dict(spec)
     run_dir = Path(spec.run_dir)
     if (run_dir / "metrics.json").exists():  # a retried trial that had finished
-        return {"status": "done earlier", "seconds": 0.0, "metrics": json.loads((run_dir / "metrics.json").read_text())}
+        return {"status": "done earlier", "seconds": 0.0, "metrics": read_metrics(run_dir)}
     resume = (run_dir / "config.json").exists() or (run_dir / "checkpoint.pt").exists()
     data, overrides = spec.data, copy.deepcopy(spec.overrides)
     overrides["recording"] = spec.recording
