@@ -80,6 +80,7 @@ def compute_metrics(recorded: np.ndarray, model: np.ndarray, train_recorded: np.
     out: dict[str, Any] = {k: nanmean(per_cell[k]) for k in ("rate_cc", "count_cc", "baseline_rate_cc",
                                                               "ceiling_rate_cc")}
     out["fano_corr"] = None if not math.isfinite(r) else float(r)
+    out["fano_n_cells"] = int((np.isfinite(ff_rec) & np.isfinite(ff_mod)).sum())
     out["sem"] = {k: nansem(per_cell[k]) for k in ("rate_cc", "count_cc", "baseline_rate_cc", "ceiling_rate_cc")}
     out["recorded_ff"] = nanmean(ff_rec)
     out["model_ff"] = nanmean(ff_mod)
@@ -109,6 +110,10 @@ def format_metrics(metrics: dict) -> str:
     def f(v, fmt="{:.3f}"):
         return "n/a" if v is None else fmt.format(v)
 
+    # metrics.json keeps its "images" keys; what they count is said as what it is
+    noun = "clips" if metrics.get("stimulus") == "clips" else "images"
+    fano_cells = metrics.get("fano_n_cells")
+
     def pm(key):
         sem = (metrics.get("sem") or {}).get(key)
         return f(metrics.get(key)) + ("" if sem is None else f" ± {sem:.3f}")
@@ -116,13 +121,14 @@ def format_metrics(metrics: dict) -> str:
     lines = [
         f"{str(metrics.get('model', '?')).upper()} ({metrics.get('preset')} preset), fold {metrics.get('fold')}, "
         f"seed {metrics.get('seed')}: {metrics.get('n_test_images')} held-out "
-        f"{'clips' if metrics.get('stimulus') == 'clips' else 'images'}, {metrics.get('n_cells')} cells, "
+        f"{noun}, {metrics.get('n_cells')} cells, "
         f"{metrics.get('parameter_count')} parameters",
         "  score (mean ± sem over cells)      model              LN       baseline           ceiling",
         f"  {'rate CC (PSTH, ' + format(1000 * metrics.get('bin_size', 0.01), 'g') + '-ms bins)':<35}{pm('rate_cc'):<18} {f(metrics.get('ln_rate_cc')):<8} "
         f"{pm('baseline_rate_cc'):<18} {pm('ceiling_rate_cc')}",
-        f"  count CC (across images)           {pm('count_cc'):<18} {f(metrics.get('ln_count_cc')):<8}",
+        f"  {'count CC (across ' + noun + ')':<35}{pm('count_cc'):<18} {f(metrics.get('ln_count_cc')):<8}",
         f"  Fano factor corr. (across cells)   {f(metrics.get('fano_corr'))}"
+        + ("" if fano_cells is None or metrics.get("fano_corr") is None else f" over {fano_cells} cells") +
         f"   (mean FF: recorded {f(metrics.get('recorded_ff'), '{:.2f}')}, model {f(metrics.get('model_ff'), '{:.2f}')})",
         f"  mean firing rate                   model {f(metrics.get('model_rate_hz'), '{:.2f}')} Hz, "
         f"recorded {f(metrics.get('recorded_rate_hz'), '{:.2f}')} Hz",
@@ -133,10 +139,10 @@ def format_metrics(metrics: dict) -> str:
     if metrics.get("best_epoch") is not None:
         lines.append(f"  validation rate CC                 {f(metrics.get('val_rate_cc'))} (best epoch "
                      f"{metrics['best_epoch']} of {metrics.get('epochs')}, {metrics.get('n_validation_images')} "
-                     "validation images)")
+                     f"validation {noun})")
     elif metrics.get("model") == "ln" and metrics.get("ln_ridge") is not None:
         lines.append(f"  validation rate CC                 {f(metrics.get('val_rate_cc'))} (ridge "
-                     f"{metrics['ln_ridge']:g} chosen on {metrics.get('n_validation_images')} validation images)")
+                     f"{metrics['ln_ridge']:g} chosen on {metrics.get('n_validation_images')} validation {noun})")
     if metrics.get("rf_source"):
         lines.append(f"  receptive fields                   {metrics['rf_source']}")
     if metrics.get("final_loss") is not None:
