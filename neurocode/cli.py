@@ -4,8 +4,8 @@
 
     neurocode fit --model nsnn [--data FILE(.h5|.nwb)] [--recording NAME] [--preset quick|paper|movie]
                   [--stimulus-column COLUMN] [--stimulus NAME]
-                  [--input-size N] [--bin-size S] [--window A B] [--fold K] [--seed S]
-                  [--out DIR] [--resume] [--epochs N] [--device D] [--threads N] [--no-progress]
+                  [--input-size N] [--bin-size S] [--window A B] [--fold K] [--n-folds N] [--seed S]
+                  [--set KEY=VALUE ...] [--out DIR] [--resume] [--epochs N] [--device D] [--threads N] [--no-progress]
     neurocode evaluate RUN_DIR
     neurocode predict RUN_DIR --stimuli FILE [--out FILE] [--trials K]
     neurocode data list [FILE]
@@ -66,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--bin-size", type=float, default=None, metavar="S", help="time bin in s (T is derived)")
     f.add_argument("--window", type=float, nargs=2, default=None, metavar=("A", "B"),
                    help="response window in s to fit, inside the recording's (default: the recording's)")
-    f.add_argument("--fold", type=int, default=0, metavar="K", help="held-out fold of 5 (default: 0)")
+    f.add_argument("--fold", type=int, default=0, metavar="K", help="held-out fold of --n-folds (default: 0)")
+    f.add_argument("--n-folds", type=int, default=None, metavar="N",
+                   help="folds of the split by stimulus (default: 5); a recording of few stimuli needs fewer")
     f.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default: 0)")
     f.add_argument("--out", metavar="DIR", default=None,
                    help="run folder (default: runs/{model}-{preset}-fold{K}-seed{S})")
@@ -79,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto (a GPU when present), cpu, cuda, cuda:1, ... (default: auto)")
     f.add_argument("--threads", type=int, default=None, metavar="N", help="torch CPU threads")
     f.add_argument("--no-progress", action="store_true", help="no progress bar")
+    f.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other fit setting, as `sweep --set` takes it but with one value: a FitConfig field "
+                        "(lr=1e-3, model_trials=8), an architecture field (rf.noise_sigma=0.2) or sigma (the "
+                        "membrane-noise SD); repeatable")
 
     e = sub.add_parser("evaluate", help="recompute and print the held-out scores of a run folder",
                        description="Recompute metrics.json, per_cell_scores.csv and the figures of a run folder "
@@ -228,13 +234,19 @@ def main(argv: list[str] | None = None) -> int:
 def _cmd_fit(args) -> int:
     from neurocode.analysis.scores import format_metrics
     from neurocode.pipeline import fit
+    from neurocode.sweep.cli import parse_fit_set
 
-    overrides = {k: getattr(args, k) for k in ("recording", "input_size", "bin_size", "window", "epochs", "device",
-                                               "threads") if getattr(args, k) is not None}
+    overrides = {k: getattr(args, k) for k in ("recording", "input_size", "bin_size", "window", "n_folds", "epochs",
+                                               "device", "threads") if getattr(args, k) is not None}
     overrides.update({f"nwb_{k}": getattr(args, k) for k in ("stimulus_column", "stimulus")
                       if getattr(args, k) is not None})
     if "window" in overrides:
         overrides["window"] = tuple(overrides["window"])
+    settings = parse_fit_set(args.set)
+    both = sorted(set(settings) & set(overrides))
+    if both:
+        raise ValueError(f"--set {both[0]}=... and --{both[0].replace('_', '-')} both given; give one")
+    overrides.update(settings)
     result = fit(model=args.model, data=args.data, preset=args.preset, fold=args.fold, seed=args.seed,
                  out=args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress,
                  **overrides)

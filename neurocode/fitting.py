@@ -520,6 +520,21 @@ def validation_split(train_idx: np.ndarray, fraction: float, seed: int) -> tuple
     return np.setdiff1d(train_idx, val), val
 
 
+def _check_folds(name: str, n_stimuli: int, n_folds: int) -> None:
+    """ValueError naming ``--n-folds`` unless every fold leaves 3 training stimuli (validation needs them)."""
+    def enough(k: int) -> bool:
+        return 2 <= k <= n_stimuli and n_stimuli - -(-n_stimuli // k) >= 3
+
+    if enough(n_folds):
+        return
+    if n_stimuli < 4:
+        raise ValueError(f"recording {name!r} has {n_stimuli} stimuli: a fit split by stimulus needs at least 4 "
+                         "(3 to train on, one of them for validation, and 1 held out)")
+    good = [k for k in range(2, n_stimuli + 1) if enough(k)]
+    raise ValueError(f"recording {name!r} has {n_stimuli} stimuli: n_folds={n_folds} folds cannot hold one out and "
+                     f"keep 3 to train on; pass --n-folds K (n_folds=K in Python) with {good[0]} <= K <= {good[-1]}")
+
+
 def _model_frames(frames: np.ndarray, size: int, fill: float) -> tuple[np.ndarray, str]:
     """Letterbox to a square (``fill`` grey) and area-resample to ``size``; returns float32 frames and a note."""
     h, w = frames.shape[-2:]
@@ -575,6 +590,7 @@ def prepare_data(config: FitConfig, recording: Recording | ContinuousRecording |
         test_idx = rec.test_stimuli
         train_idx = np.setdiff1d(np.arange(rec.n_stimuli), test_idx)
     else:
+        _check_folds(rec.name, rec.n_stimuli, config.n_folds)
         train_idx, test_idx = kfold_split(rec.n_stimuli, config.n_folds, config.fold, config.seed)
     fit_idx, val_idx = validation_split(train_idx, config.val_fraction, config.seed)
     fill = float(rec.stimuli[train_idx].mean(dtype=np.float64))

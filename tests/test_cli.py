@@ -157,3 +157,69 @@ def test_data_build_reproduces_the_bundled_file(tmp_path, capsys):
         for key in ("spike_times_flat", "spike_offsets", "stimuli", "receptive_fields", "trial_counts"):
             x, y = getattr(a, key), getattr(b, key)
             assert (x is None and y is None) or np.array_equal(x, y)
+
+
+def _flashed_file(path, n_stimuli: int, seed: int = 0):
+    """A small flashed-image recording of 2 cells (4 trials each) saved as ``path``."""
+    from neurocode.data import Recording
+
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (n_stimuli, 24, 32), dtype=np.uint8)
+    trials = [[[np.sort(rng.uniform(0, 0.3, rng.poisson(4))) for _ in range(4)] for _cell in range(2)]
+              for _ in range(n_stimuli)]
+    Recording.from_spike_times(trials, window=(0.0, 0.3), stimuli=images, name="lab").save(path)
+    return path
+
+
+def test_fit_n_folds_and_set_reach_the_fit(tmp_path, capsys):
+    data = _flashed_file(tmp_path / "lab.h5", 12)
+    out = tmp_path / "run"
+    argv = ["fit", "--model", "ln", "--data", str(data), "--input-size", "16", "--n-folds", "3",
+            "--set", "ln_ridge=(1,10)", "--set", "val_fraction=0.25", "--out", str(out), "--threads", "1",
+            "--no-progress"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["n_folds"] == 3 and cfg["ln_ridge"] == [1.0, 10.0] and cfg["val_fraction"] == 0.25
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["n_test_images"] == 4 and m["n_validation_images"] == 2 and m["ln_ridge"] in (1.0, 10.0)
+    assert "4 held-out images" in printed and "2 validation images" in printed
+
+
+def test_fit_set_architecture_field_and_alias(tmp_path):
+    from neurocode.cli import build_parser
+    from neurocode.sweep.cli import parse_fit_set
+
+    args = build_parser().parse_args(["fit", "--set", "sigma=0.3", "--set", "rf.tau=0.6"])
+    assert parse_fit_set(args.set) == {"rf": {"noise_sigma": 0.3, "tau": 0.6}, "snn": {"noise_sigma": 0.3}}
+
+
+@pytest.mark.parametrize("argv, expect", [
+    (["--set", "lr"], "--set 'lr': write KEY=V1,V2"),
+    (["--set", "lr=1e-3,3e-3"], "fit takes one value per setting"),
+    (["--set", "lr=1e-3", "--set", "lr=3e-3"], "--set lr: given twice"),
+    (["--set", "no_such_field=1"], "unknown setting 'no_such_field'"),
+    (["--set", "fold=1"], "fold has its own option (--fold)"),
+    (["--set", "epochs=1", "--epochs", "2"], "--set epochs=... and --epochs both given"),
+])
+def test_fit_bad_set_one_line_exit_2(argv, expect, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["fit", "--out", str(out), "--no-progress"] + argv) == 2
+    assert expect in _error_line(capsys)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("n_stimuli, n_folds, expect", [
+    (3, None, "has 3 stimuli: a fit split by stimulus needs at least 4"),
+    (4, None, "n_folds=5 folds cannot hold one out and keep 3 to train on; pass --n-folds K (n_folds=K in Python) "
+              "with 4 <= K <= 4"),
+    (5, "2", "n_folds=2 folds cannot hold one out and keep 3 to train on; pass --n-folds K (n_folds=K in Python) "
+             "with 3 <= K <= 5"),
+])
+def test_too_few_stimuli_for_the_folds_names_the_option(n_stimuli, n_folds, expect, tmp_path, capsys):
+    data = _flashed_file(tmp_path / "few.h5", n_stimuli)
+    out = tmp_path / "out"
+    argv = ["fit", "--model", "ln", "--data", str(data), "--out", str(out), "--no-progress"]
+    assert main(argv + (["--n-folds", n_folds] if n_folds else [])) == 2
+    assert expect in _error_line(capsys)
+    assert not out.exists()

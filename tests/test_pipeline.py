@@ -389,3 +389,40 @@ def test_load_run_restores_the_fitted_model(tiny_run):
         saved = f["spikes"][()]
     # same weights and the same prediction seed: the run's predictions are reproduced exactly
     np.testing.assert_array_equal(predict(config, model, data, data.test_idx, n_trials=saved.shape[2]), saved)
+
+
+def test_metrics_fano_cells_count_only_cells_defined_in_both():
+    rec, train = _synthetic(4, N=8)
+    rng = np.random.default_rng(11)
+    model = (rng.random(rec.shape[:2] + (6, 8)) < 0.3).astype(float)
+    rec[..., 1] = 0.0    # a silent recorded cell: no recorded FF
+    model[..., 3] = 0.0  # a silent model cell: no model FF
+    m = compute_metrics(rec, model, train, spiking=True)
+    assert m["n_averaged"]["fano_corr"] == 6
+    ok = [0, 2, 4, 5, 6, 7]
+    r = np.corrcoef(m["per_cell"]["recorded_ff"][ok], m["per_cell"]["model_ff"][ok])[0, 1]
+    assert m["fano_corr"] == pytest.approx(r)
+
+
+def _printed_metrics(**extra) -> dict:
+    m = {"model": "nsnn", "preset": "movie", "fold": 0, "seed": 0, "n_test_images": 9, "n_cells": 20,
+         "parameter_count": 100, "bin_size": 0.033, "rate_cc": 0.8, "count_cc": 0.5, "ln_rate_cc": 0.7,
+         "ln_count_cc": 0.4, "baseline_rate_cc": 0.0, "ceiling_rate_cc": 0.7, "fano_corr": 0.3, "n_averaged": {"fano_corr": 17},
+         "recorded_ff": 1.0, "model_ff": 0.9, "model_rate_hz": 5.0, "recorded_rate_hz": 5.1, "val_rate_cc": 0.6,
+         "best_epoch": 4, "epochs": 20, "n_validation_images": 8}
+    m.update(extra)
+    return m
+
+
+def test_printout_of_a_clip_recording_counts_clips_not_images():
+    text = format_metrics(_printed_metrics(stimulus="clips"))
+    assert "images" not in text
+    assert "9 held-out clips" in text and "count CC (across clips)" in text and "8 validation clips" in text
+    assert "0.300 over 17 cells" in text
+
+
+def test_printout_of_flashed_images_and_of_an_undefined_fano_correlation():
+    text = format_metrics(_printed_metrics(stimulus="flashed frames", fano_corr=None, n_averaged={"fano_corr": 2}))
+    assert "9 held-out images" in text and "count CC (across images)" in text and "8 validation images" in text
+    fano = next(line for line in text.splitlines() if "Fano factor corr." in line)
+    assert "n/a" in fano and "cells  " not in fano and "over" not in fano

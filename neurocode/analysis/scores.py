@@ -127,6 +127,8 @@ def format_metrics(metrics: dict) -> str:
         return "n/a" if v is None else fmt.format(v)
 
     n_averaged = metrics.get("n_averaged") or {}
+    # metrics.json keeps its "images" keys; what they count is said as what it is
+    noun = "clips" if metrics.get("stimulus") == "clips" else "images"
 
     def pm(key):  # mean ± sem (n cells)
         sem = (metrics.get("sem") or {}).get(key)
@@ -149,13 +151,13 @@ def format_metrics(metrics: dict) -> str:
     lines = [
         f"{str(metrics.get('model', '?')).upper()} ({metrics.get('preset')} preset), fold {metrics.get('fold')}, "
         f"seed {metrics.get('seed')}: {metrics.get('n_test_images')} held-out "
-        f"{'clips' if metrics.get('stimulus') == 'clips' else 'images'}, {metrics.get('n_cells')} cells, "
+        f"{noun}, {metrics.get('n_cells')} cells, "
         f"{metrics.get('parameter_count')} parameters",
         "  score (mean ± sem over (n) cells)  model                    LN           baseline"
         "                 ceiling",
         f"  {'rate CC (PSTH, ' + format(1000 * metrics.get('bin_size', 0.01), 'g') + '-ms bins)':<35}"
         f"{pm('rate_cc'):<24} {ln:<12} {pm('baseline_rate_cc'):<24} {pm('ceiling_rate_cc')}",
-        f"  count CC (across images)           {pm('count_cc'):<24} {f(metrics.get('ln_count_cc')):<12}",
+        f"  {'count CC (across ' + noun + ')':<35}{pm('count_cc'):<24} {f(metrics.get('ln_count_cc')):<12}",
         f"  Fano factor corr. (across cells)   {fano}"
         f"   (mean FF: recorded {f(metrics.get('recorded_ff'), '{:.2f}')}{count('recorded_ff')}, "
         f"model {f(metrics.get('model_ff'), '{:.2f}')}{count('model_ff')})",
@@ -172,10 +174,10 @@ def format_metrics(metrics: dict) -> str:
     if metrics.get("best_epoch") is not None:
         lines.append(f"  validation rate CC                 {f(metrics.get('val_rate_cc'))} (best epoch "
                      f"{metrics['best_epoch']} of {metrics.get('epochs')}, {metrics.get('n_validation_images')} "
-                     "validation images)")
+                     f"validation {noun})")
     elif metrics.get("model") == "ln" and metrics.get("ln_ridge") is not None:
         lines.append(f"  validation rate CC                 {f(metrics.get('val_rate_cc'))} (ridge "
-                     f"{metrics['ln_ridge']:g} chosen on {metrics.get('n_validation_images')} validation images)")
+                     f"{metrics['ln_ridge']:g} chosen on {metrics.get('n_validation_images')} validation {noun})")
     if metrics.get("rf_source"):
         lines.append(f"  receptive fields                   {metrics['rf_source']}")
     if metrics.get("final_loss") is not None:

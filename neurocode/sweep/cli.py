@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import ast
 
-__all__ = ["add_sweep_parser", "run_sweep", "parse_set", "parse_search"]
+__all__ = ["add_sweep_parser", "run_sweep", "parse_set", "parse_search", "parse_fit_set"]
 
 
 def _split_top(text: str) -> list[str]:
@@ -52,10 +52,31 @@ def parse_set(items: list[str] | None) -> dict:
         key, sep, values = item.partition("=")
         if not sep or not key.strip() or not values.strip():
             raise ValueError(f"--set {item!r}: write KEY=V1,V2,... (e.g. --set sigma=0.1,0.2,0.4)")
+        if key.strip() in grid:
+            raise ValueError(f"--set {key.strip()}: given twice; list its values once (--set KEY=V1,V2)")
         vals = [_value(v) for v in _split_top(values)]
         vals = [tuple(v) if isinstance(v, list) else v for v in vals]
         grid[key.strip()] = vals
     return grid
+
+
+def parse_fit_set(items: list[str] | None) -> dict:
+    """``fit --set KEY=VALUE`` items as :func:`neurocode.fit` overrides: the sweep's parsing and
+    checks (:func:`parse_set`), one value per setting.
+
+    ``["lr=1e-3", "sigma=0.3"]`` -> ``{"lr": 0.001, "rf": {"noise_sigma": 0.3}, "snn": {"noise_sigma": 0.3}}``.
+    """
+    from neurocode.sweep._trials import AXES, check_settings, settings_overrides
+
+    grid = parse_set(items)
+    for key, values in grid.items():
+        if key in AXES:
+            raise ValueError(f"--set {key}=...: {key} has its own option (--{key})")
+        if len(values) != 1:
+            raise ValueError(f"--set {key}={','.join(map(str, values))}: fit takes one value per setting "
+                             "(a grid of values is `neurocode sweep --set`)")
+    check_settings(grid)
+    return settings_overrides({k: v[0] for k, v in grid.items()})
 
 
 def parse_search(items: list[str] | None) -> dict:
