@@ -293,9 +293,9 @@ def _cmd_analyze(args) -> int:
         raise ValueError(f"recording {rec.name!r} has {rec.n_stimuli} stimulus; the coding analysis needs the "
                          "repeated natural images")
     res = recorded_coding_analysis(rec)
-    print(f"Fig. 4B on recording {rec.name!r} ({rec.n_stimuli} images, {rec.n_cells} cells, {rec.n_trials} trials, "
+    print(f"Fig. 4B on recording {rec.name!r} ({rec.n_stimuli} {'clips' if rec.is_clips else 'images'}, {rec.n_cells} cells, {rec.n_trials} trials, "
           "whole-window spike counts):")
-    print(f"  mean Fano factor vs prediction cosine similarity across images: r = {res.r:.3f}, p = {res.p:.3g} "
+    print(f"  mean Fano factor vs prediction cosine similarity across {'clips' if rec.is_clips else 'images'}: r = {res.r:.3f}, p = {res.p:.3g} "
           f"(n = {res.n_valid})")
     print(f"  mean FF {float(_finite_mean(res.mean_fano)):.3f}, mean cosine similarity "
           f"{float(_finite_mean(res.cosine)):.3f}, fit: cosine = {res.slope:.3f} * FF + {res.intercept:.3f}")
