@@ -39,6 +39,8 @@ trials all of them have.
     spike counts (per test image across trials: 30 recorded, K model; averaged over the
     test images where defined). ``null`` where undefined: a CNN has no trials, a DSNN's
     trials are identical (FF = 0 for every cell).
+``fano_n_cells``
+    The number of cells ``fano_corr`` is over (both Fano factors defined).
 """
 
 from __future__ import annotations
