@@ -385,12 +385,12 @@ def _cmd_analyze(args) -> int:
         res = recorded_coding_analysis(rec)
     trials = f"{rec.n_trials} trials" if rec.equal_trials else \
         f"{rec.trial_counts.min()} trials (the common minimum of {rec.trial_counts.min()}-{rec.n_trials})"
-    print(f"Fig. 4B on recording {rec.name!r} ({rec.n_stimuli} images, {rec.n_cells} cells, {trials}, "
+    print(f"Fig. 4B on recording {rec.name!r} ({rec.n_stimuli} {'clips' if rec.is_clips else 'images'}, {rec.n_cells} cells, {trials}, "
           "whole-window spike counts):")
     for note in dict.fromkeys(str(n.message) for n in notes):
         print(f"  note: {printable(note)}")
     corr = f"r = {res.r:.3f}, p = {res.p:.3g}" if res.r == res.r else "r = n/a"
-    print(f"  mean Fano factor vs prediction cosine similarity across images: {corr} (n = {res.n_valid})")
+    print(f"  mean Fano factor vs prediction cosine similarity across {'clips' if rec.is_clips else 'images'}: {corr} (n = {res.n_valid})")
     print(f"  mean FF {float(_finite_mean(res.mean_fano)):.3f}, mean cosine similarity "
           f"{float(_finite_mean(res.cosine)):.3f}, fit: cosine = {res.slope:.3f} * FF + {res.intercept:.3f}")
     if args.out:

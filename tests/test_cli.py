@@ -186,7 +186,7 @@ def test_fit_n_folds_and_set_reach_the_fit(tmp_path, capsys):
     assert "4 held-out images" in printed and "2 validation images" in printed
 
 
-def test_fit_set_architecture_field_and_alias(tmp_path):
+def test_fit_set_architecture_field_and_alias():
     from neurocode.cli import build_parser
     from neurocode.sweep.cli import parse_fit_set
 

@@ -39,7 +39,7 @@ def _env() -> dict:
 def test_all_notebooks_present():
     names = [p.name for p in NOTEBOOKS]
     assert names == ["01_quickstart.ipynb", "02_neural_coding.ipynb", "03_noise_and_surrogates.ipynb",
-                     "04_stability.ipynb", "05_recognition.ipynb"]
+                     "04_stability.ipynb", "05_recognition.ipynb", "06_own_recording.ipynb"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])

@@ -426,3 +426,8 @@ def test_printout_of_flashed_images_and_of_an_undefined_fano_correlation():
     assert "9 held-out images" in text and "count CC (across images)" in text and "8 validation images" in text
     fano = next(line for line in text.splitlines() if "Fano factor corr." in line)
     assert "n/a" in fano and "cells  " not in fano and "over" not in fano
+
+
+def test_printout_of_one_validation_clip_is_singular():
+    text = format_metrics(_printed_metrics(stimulus="clips", n_validation_images=1))
+    assert "1 validation clip)" in text

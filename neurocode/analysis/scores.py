@@ -129,6 +129,8 @@ def format_metrics(metrics: dict) -> str:
     n_averaged = metrics.get("n_averaged") or {}
     # metrics.json keeps its "images" keys; what they count is said as what it is
     noun = "clips" if metrics.get("stimulus") == "clips" else "images"
+    n_val = metrics.get("n_validation_images")
+    val = f"{n_val} validation {noun[:-1] if n_val == 1 else noun}"
 
     def pm(key):  # mean ± sem (n cells)
         sem = (metrics.get("sem") or {}).get(key)
@@ -173,11 +175,10 @@ def format_metrics(metrics: dict) -> str:
         lines.append(f"  initial firing rates per layer     {rates} (spikes/neuron/step)")
     if metrics.get("best_epoch") is not None:
         lines.append(f"  validation rate CC                 {f(metrics.get('val_rate_cc'))} (best epoch "
-                     f"{metrics['best_epoch']} of {metrics.get('epochs')}, {metrics.get('n_validation_images')} "
-                     f"validation {noun})")
+                     f"{metrics['best_epoch']} of {metrics.get('epochs')}, {val})")
     elif metrics.get("model") == "ln" and metrics.get("ln_ridge") is not None:
         lines.append(f"  validation rate CC                 {f(metrics.get('val_rate_cc'))} (ridge "
-                     f"{metrics['ln_ridge']:g} chosen on {metrics.get('n_validation_images')} validation {noun})")
+                     f"{metrics['ln_ridge']:g} chosen on {val})")
     if metrics.get("rf_source"):
         lines.append(f"  receptive fields                   {metrics['rf_source']}")
     if metrics.get("final_loss") is not None:
