@@ -39,6 +39,11 @@ trials all of them have.
     spike counts (per test image across trials: 30 recorded, K model; averaged over the
     test images where defined). ``null`` where undefined: a CNN has no trials, a DSNN's
     trials are identical (FF = 0 for every cell).
+``mmd2``, ``mmd2_floor``, ``ff_abs_diff``, ``ff_corr``, ``noise_corr_r``, ``peak_ratio``, ...
+    The single-trial distribution, the same for every model, each sampled from its own
+    likelihood (:func:`neurocode.analysis.distribution.model_single_trials`: a CNN's or LN's
+    ``eval_trials`` Poisson draws seeded by the run's seed); defined in
+    :mod:`neurocode.analysis.distribution`.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ from typing import Any
 import numpy as np
 
 from neurocode._io import sha256_file, write_json
+from neurocode.analysis.distribution import distribution_scores, model_single_trials
 from neurocode.analysis.scores import compute_metrics, format_metrics
 from neurocode.fitting import predicts_rates
 from neurocode.runs import RunFolder, RunFolderBusy, RunFolderError, default_run_dir, write_predictions
@@ -455,7 +461,11 @@ def _evaluate(run_dir: Path, config, data, preds: np.ndarray, rates: np.ndarray,
     counts = data.test_counts()
     spiking = not predicts_rates(config)
     m = compute_metrics(counts, preds, data.psth(data.train_idx).numpy(), spiking, config.bin_size, model_rates=rates)
-    per_cell = m.pop("per_cell")
+    # the single-trial distribution: every model sampled from its own likelihood, the same scores
+    trials = model_single_trials(preds, spiking, n_trials=config.eval_trials, seed=config.seed)
+    dist = distribution_scores(counts, trials, seed=config.seed)
+    per_cell = {**m.pop("per_cell"), **dist.pop("per_cell")}
+    m.update(dist)
     metrics: dict[str, Any] = {
         "model": config.model,
         "preset": config.preset,

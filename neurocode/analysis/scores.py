@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from neurocode.analysis.coding import per_cell_fano
+from neurocode.analysis.distribution import format_distribution
 from neurocode.analysis.statistics import (
     count_cc_per_cell,
     pearson,
@@ -127,6 +128,7 @@ def format_metrics(metrics: dict) -> str:
         f"  mean firing rate                   model {f(metrics.get('model_rate_hz'), '{:.2f}')} Hz, "
         f"recorded {f(metrics.get('recorded_rate_hz'), '{:.2f}')} Hz",
     ]
+    lines += format_distribution(metrics)
     if metrics.get("initial_rates"):
         rates = ", ".join(f"{r:.3f}" for r in metrics["initial_rates"])
         lines.append(f"  initial firing rates per layer     {rates} (spikes/neuron/step)")
