@@ -41,9 +41,10 @@ trials all of them have.
     trials are identical (FF = 0 for every cell).
 ``mmd2``, ``mmd2_floor``, ``ff_abs_diff``, ``ff_corr``, ``noise_corr_r``, ``peak_ratio``, ...
     The single-trial distribution, the same for every model, each sampled from its own
-    likelihood (:func:`neurocode.analysis.distribution.model_single_trials`: a CNN's or LN's
-    ``eval_trials`` Poisson draws seeded by the run's seed); defined in
-    :mod:`neurocode.analysis.distribution`.
+    likelihood (:func:`neurocode.analysis.distribution.model_single_trials`; ``distribution_sampling``
+    says how: an NSNN's stored trials, a population-readout DSNN's rates repeated in each of
+    ``eval_trials`` trials, a CNN's or LN's ``eval_trials`` Poisson draws seeded by the run's
+    seed); defined in :mod:`neurocode.analysis.distribution`.
 """
 
 from __future__ import annotations
@@ -462,8 +463,9 @@ def _evaluate(run_dir: Path, config, data, preds: np.ndarray, rates: np.ndarray,
     spiking = not predicts_rates(config)
     m = compute_metrics(counts, preds, data.psth(data.train_idx).numpy(), spiking, config.bin_size, model_rates=rates)
     # the single-trial distribution: every model sampled from its own likelihood, the same scores
-    trials = model_single_trials(preds, spiking, n_trials=config.eval_trials, seed=config.seed)
-    dist = distribution_scores(counts, trials, seed=config.seed)
+    sampling = "trials" if spiking else "deterministic" if config.kind.spiking and not config.kind.noisy else "poisson"
+    trials = model_single_trials(preds, sampling, n_trials=config.eval_trials, seed=config.seed)
+    dist = {"distribution_sampling": sampling, **distribution_scores(counts, trials, seed=config.seed)}
     per_cell = {**m.pop("per_cell"), **dist.pop("per_cell")}
     m.update(dist)
     metrics: dict[str, Any] = {

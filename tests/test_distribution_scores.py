@@ -101,7 +101,7 @@ def test_deterministic_model_scores_fano_factor_zero():
 def test_poisson_model_scores_fano_factor_one_within_its_sampling_error():
     n, N, T, K, lam = 20, 10, 25, 64, 5.0  # lam: mean count in the window
     rates = np.full((n, T, N), lam / T)
-    trials = model_single_trials(rates, spiking=False, n_trials=K, seed=3)
+    trials = model_single_trials(rates, "poisson", n_trials=K, seed=3)
     rec = np.random.default_rng(4).poisson(lam, (n, 30, N)).astype(float)
     s = fano_scores(rec, trials.sum(axis=1))
     # FF with the population variance has mean (K-1)/K; for Poisson counts Var(FF) ~ (2 + 1/lam)/(K-1)
@@ -189,19 +189,26 @@ def test_peak_fidelity_hand_case():
 # --------------------------------------------------------------------------- single trials and the whole
 def test_model_single_trials_samples_each_model_from_its_own_likelihood():
     spikes = np.random.default_rng(8).integers(0, 2, (2, 5, 4, 3))
-    np.testing.assert_array_equal(model_single_trials(spikes, spiking=True, n_trials=99), spikes)
+    np.testing.assert_array_equal(model_single_trials(spikes, "trials", n_trials=99), spikes)
     rates = np.array([0.1, 1.0, 3.0])[None, None, :] * np.ones((4, 50, 1))
-    draws = model_single_trials(rates, spiking=False, n_trials=200, seed=1)
+    draws = model_single_trials(rates, "poisson", n_trials=200, seed=1)
     assert draws.shape == (4, 50, 200, 3)
-    np.testing.assert_array_equal(draws, model_single_trials(rates, spiking=False, n_trials=200, seed=1))
+    np.testing.assert_array_equal(draws, model_single_trials(rates, "poisson", n_trials=200, seed=1))
     m = draws.mean(axis=(0, 1, 2))
-    # 40,000 Poisson draws per cell: mean within 4 SE of the rate, variance = mean
+    # 40,000 Poisson draws per cell: mean within 4 SE of the rate; variance / mean = 1 within 4 SE
+    # (Var of a sample variance of Poisson counts ~ (lam + 2 lam^2) / n)
     np.testing.assert_allclose(m, [0.1, 1.0, 3.0], atol=4 * math.sqrt(3.0 / 40000))
-    np.testing.assert_allclose(draws.var(axis=(0, 1, 2)) / m, 1.0, atol=0.05)
+    np.testing.assert_allclose(draws.var(axis=(0, 1, 2)) / m, 1.0, atol=4 * math.sqrt((1 / 0.1 + 2) / 40000))
+    det = model_single_trials(rates * 0.25, "deterministic", n_trials=5)  # a DSNN's population readout
+    assert det.shape == (4, 50, 5, 3) and (det == det[:, :, :1]).all()
+    np.testing.assert_array_equal(det[:, :, 0], rates * 0.25)
+    assert fano_scores(np.ones((4, 3, 3)), det.sum(axis=1) + 1)["ff_model"] == 0.0
     with pytest.raises(ValueError, match="non-negative"):
-        model_single_trials(-rates, spiking=False, n_trials=2)
+        model_single_trials(-rates, "poisson", n_trials=2)
     with pytest.raises(ValueError, match=r"\[n_test, T, K, cells\]"):
-        model_single_trials(rates, spiking=True, n_trials=2)
+        model_single_trials(rates, "trials", n_trials=2)
+    with pytest.raises(ValueError, match="sampling must be one of"):
+        model_single_trials(rates, "gaussian", n_trials=2)
 
 
 def test_distribution_scores_of_the_recording_against_itself():
@@ -218,3 +225,38 @@ def test_distribution_scores_of_the_recording_against_itself():
     assert "MMD²" in text and "floor (split half)" in text and "Fano factor" in text and "noise corr" in text
     single = distribution_scores(rec[:, :, :1], rec)  # one recorded trial: no MMD², no FF, no split half
     assert "mmd2" not in single and single["ff_n_pairs"] == 0 and single["ff_corr"] is None
+
+
+# --------------------------------------------------------------------------- the comparison table
+def test_comparison_table_counts_wins_by_each_scores_direction():
+    import sys
+    from pathlib import Path
+
+    analyses = str(Path(__file__).resolve().parents[1] / "analyses")
+    sys.path.insert(0, analyses)
+    try:
+        import retina_fit_comparison as cmp
+    finally:
+        sys.path.remove(analyses)
+
+    def run(model, fold, **scores):
+        return {"model": model, "fold": fold, "seed": 0, "parameter_count": 10, "rate_cc": 0.7, "count_cc": 0.7,
+                "ceiling_rate_cc": 0.9, "mmd2_floor": 0.001 * fold, "noise_corr_split_half_r": 0.5, **scores}
+
+    # NSNN: lower MMD² in 2 of 3 splits, peak ratio closer to 1 in all 3, higher FF correlation in 1
+    runs = [run("nsnn", f, mmd2=m, peak_ratio=p, ff_corr=c) for f, (m, p, c) in
+            enumerate([(0.10, 0.95, 0.5), (0.12, 1.10, 0.4), (0.30, 0.90, 0.3)])]
+    runs += [run("cnn", f, mmd2=m, peak_ratio=p, ff_corr=c) for f, (m, p, c) in
+             enumerate([(0.20, 0.70, 0.6), (0.20, 1.30, 0.5), (0.25, 0.50, 0.1)])]
+    diff = {r["score"]: r for r in cmp.paired_differences(runs) if r["pair"] == "NSNN - CNN"}
+    assert (diff["mmd2"]["wins"], diff["mmd2"]["better"]) == (2, "lower")
+    assert diff["mmd2"]["mean"] == pytest.approx((-0.10 - 0.08 + 0.05) / 3)
+    assert (diff["peak_ratio"]["wins"], diff["peak_ratio"]["better"]) == (3, "closer to 1")
+    assert (diff["ff_corr"]["wins"], diff["ff_corr"]["better"]) == (1, "higher")
+    assert "noise_corr_r" not in diff  # no run has it: no row
+    rows = {r["model"]: r for r in cmp.summarise(runs)}
+    assert rows["NSNN"]["mmd2_mean"] == pytest.approx(0.52 / 3)
+    # the ceiling row is the recording's split half: the MMD² floor and the noise-correlation reliability
+    assert rows["ceiling"]["mmd2_mean"] == pytest.approx(0.001) and rows["ceiling"]["noise_corr_r_mean"] == 0.5
+    assert math.isnan(rows["baseline"]["mmd2_mean"])
+    assert "mmd2" in cmp.format_distribution_table(list(rows.values()))

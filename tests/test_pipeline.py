@@ -177,10 +177,13 @@ def test_fit_other_models(model, readout, tmp_path):
                 # fraction of a cell's units firing: multiples of 1 / readout_units
                 units = r.config.snn.readout_units
                 np.testing.assert_allclose(rates * units, np.round(rates * units), atol=1e-4)
+                # the distribution scores: the population-mean readout is its every (identical) trial
+                assert m["distribution_sampling"] == "deterministic" and m["ff_model"] in (0.0, None)
             else:
                 assert m["initial_rates"] is None
                 # scored on Poisson draws from its rates, as many trials as an NSNN samples
-                assert m["distribution_model_trials"] == 4 and m["ff_model"] > 0 and m["mmd2"] is not None
+                assert m["distribution_sampling"] == "poisson" and m["distribution_model_trials"] == 4
+                assert m["ff_model"] > 0 and m["mmd2"] is not None
     for name in RUN_FILES:
         assert (r.run_dir / name).is_file()
     assert np.isfinite(m["rate_cc"])

@@ -1,7 +1,8 @@
 """Held-out scores of the single-trial response *distribution*, the same for every model.
 
 A model is scored on trials sampled from its own likelihood (:func:`model_single_trials`: an
-NSNN's sampled spikes, a DSNN's deterministic trials, Poisson draws from a CNN's or LN's rates)
+NSNN's sampled spikes, a DSNN's deterministic trials (its spikes, or its population-mean rate in
+every trial), Poisson draws from a CNN's or LN's rates)
 against the recorded trials of the same test stimuli. Arrays are ``[n_stimuli, T, trials,
 cells]`` counts per bin (the layout of :meth:`neurocode.data.FitData.test_counts` and of
 ``predictions.h5``); model and recording may have different trial numbers.
@@ -63,6 +64,7 @@ from neurocode.analysis.statistics import fano_factor, pearson
 __all__ = [
     "MIN_POINTS_FOR_CORRELATION",
     "model_single_trials",
+    "SAMPLINGS",
     "recorded_bandwidth",
     "gaussian_mmd2",
     "split_half_mmd2",
@@ -110,31 +112,39 @@ def _mean_sem(x) -> tuple[float | None, float | None, int]:
 
 
 # --------------------------------------------------------------------------- single trials
-def model_single_trials(preds, spiking: bool, n_trials: int, seed: int = 0) -> np.ndarray:
+#: How :func:`model_single_trials` turns predictions into trials.
+SAMPLINGS = ("trials", "deterministic", "poisson")
+
+
+def model_single_trials(preds, sampling: str, n_trials: int, seed: int = 0) -> np.ndarray:
     """A run's held-out predictions as single trials, each model sampled from its own likelihood.
 
     Parameters
     ----------
-    preds : ``[n_test, T, K, cells]`` spikes (``spiking``) or ``[n_test, T, cells]`` rates
+    preds : ``[n_test, T, K, cells]`` spikes (``"trials"``) or ``[n_test, T, cells]`` rates
         What ``predictions.h5`` holds: a spiking model's sampled trials (an NSNN's noise, a
-        DSNN's deterministic, identical trials) or a rate model's expected spikes per bin.
-    spiking : bool
-        True for the spiking models: their trials are returned as they are.
+        DSNN's identical trials) or a model's expected spikes per bin.
+    sampling : {"trials", "deterministic", "poisson"}
+        ``"trials"``: the stored trials as they are. ``"deterministic"``: a deterministic
+        model's rates (a DSNN's population-mean readout: the fraction of its units firing) are
+        its every trial, ``n_trials`` identical copies. ``"poisson"``: a rate model's (CNN,
+        LN) ``n_trials`` independent Poisson draws per bin and cell, mean its rate.
     n_trials : int
-        Trials K drawn for a rate model (ignored for a spiking model).
+        Trials K made from rates (ignored for ``"trials"``).
     seed : int
         Seed of the Poisson draws (the run's seed: ``evaluate`` redraws the same trials).
 
     Returns
     -------
     np.ndarray, ``[n_test, T, K, cells]``
-        Spike counts per bin (float64); a rate model's are independent Poisson draws with mean
-        its rate, per bin, trial and cell.
+        Spikes (or the deterministic fraction of units) per bin, float64.
     """
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
     p = to_numpy(preds).astype(np.float64)
-    if spiking:
+    if sampling == "trials":
         if p.ndim != 4:
-            raise ValueError(f"spiking predictions must be [n_test, T, K, cells], got shape {p.shape}")
+            raise ValueError(f"sampled trials must be [n_test, T, K, cells], got shape {p.shape}")
         return p
     if p.ndim != 3:
         raise ValueError(f"rate predictions must be [n_test, T, cells], got shape {p.shape}")
@@ -142,9 +152,11 @@ def model_single_trials(preds, spiking: bool, n_trials: int, seed: int = 0) -> n
         raise ValueError("rate predictions must be finite and non-negative (expected spikes per bin)")
     if int(n_trials) < 1:
         raise ValueError(f"n_trials must be >= 1, got {n_trials!r}")
-    rng = np.random.default_rng(seed)
     n, T, N = p.shape
-    return rng.poisson(np.broadcast_to(p[:, :, None, :], (n, T, int(n_trials), N))).astype(np.float64)
+    shape = (n, T, int(n_trials), N)
+    if sampling == "deterministic":
+        return np.broadcast_to(p[:, :, None, :], shape).copy()
+    return np.random.default_rng(seed).poisson(np.broadcast_to(p[:, :, None, :], shape)).astype(np.float64)
 
 
 # --------------------------------------------------------------------------- MMD²
