@@ -74,14 +74,10 @@ __all__ = [
     "peak_fidelity",
     "distribution_scores",
     "format_distribution",
-    "PER_CELL_COLUMNS",
 ]
 
 #: Correlations over fewer points than this are reported as ``None`` (n/a).
 MIN_POINTS_FOR_CORRELATION = 5
-
-#: The per-cell columns :func:`distribution_scores` adds to ``per_cell_scores.csv``.
-PER_CELL_COLUMNS = ("mmd2", "mmd2_floor", "recorded_ff_active", "model_ff_active")
 
 
 def _counts(x, name: str) -> np.ndarray:
@@ -454,7 +450,8 @@ def distribution_scores(recorded, model_trials, tau_s: float = 2.0, min_mean_cou
     -------
     dict
         The flat scores (``None`` where undefined) and ``per_cell``: ``{name: [cells]}`` for
-        :data:`PER_CELL_COLUMNS`.
+        ``mmd2``, ``mmd2_floor`` (per-cell MMD² and floor, averaged over stimuli),
+        ``recorded_ff_active`` and ``model_ff_active`` (the Fano factors over counted pairs).
     """
     rec = _counts(recorded, "recorded")
     mod = _counts(model_trials, "model_trials")
