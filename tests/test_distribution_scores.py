@@ -60,7 +60,6 @@ def test_mmd2_of_identical_distributions_is_zero_within_its_sampling_error_and_p
         se = m_same.std(ddof=1) / math.sqrt(m_same.size)
         assert abs(m_same.mean()) < 4 * se
         assert m_other.mean() > 4 * m_other.std(ddof=1) / math.sqrt(m_other.size)
-        assert m_other.mean() > 10 * abs(m_same.mean())
 
 
 def test_per_cell_mmd2_is_each_cell_scored_alone():
