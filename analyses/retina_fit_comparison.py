@@ -15,10 +15,15 @@ Writes into ``OUT`` (default ``results/retina_fit_comparison``), beside the swee
 ``results.csv``/``results.json`` (a row per fit, all digits):
 
     runs.csv            one row per fit: rate_cc, count_cc, fano_corr, validation rate_cc and best
-                        epoch, baseline, ceiling, parameters, recording and data file
+                        epoch, baseline, ceiling, the single-trial distribution scores and their
+                        split-half floors, parameters, recording and data file
     summary.csv/.json   per model mean and SD over folds x seeds, plus the baseline
                         (stimulus-independent mean PSTH) and ceiling (split-half reliability) rows;
+                        the ceiling row holds the recording's own split-half value of every score
+                        that has one (rate CC, the MMD² floors, the noise-correlation pattern);
                         the JSON's ``protocol`` names the recording (``data``, ``recording``)
+    differences.csv     per pair of models and score: mean paired difference over splits, 95 %
+                        t-interval and the splits the first model wins (``better``: which way)
     comparison.png      rate CC per model (bars: mean +- SD over runs, dots: runs) with the
                         baseline and ceiling as lines
     rate_cc_per_cell.png  per-cell rate CC (averaged over runs) per model, Fig. 5B style
@@ -48,6 +53,12 @@ from _common import add_common_arguments, check_common_arguments, recording_key,
 
 MODELS = ("ln", "cnn", "dsnn", "nsnn")
 SCORES = ("rate_cc", "count_cc", "fano_corr")
+#: The single-trial distribution scores (:mod:`neurocode.analysis.distribution`) and which way is better.
+DISTRIBUTION_SCORES = {"mmd2": "lower", "mmd2_cell": "lower", "ff_abs_diff": "lower", "ff_corr": "higher",
+                       "noise_corr_r": "higher", "peak_ratio": "closer to 1", "peak_max_ratio": "closer to 1"}
+#: The recording's own split-half value of a score, shown in the ceiling row.
+SPLIT_HALF = {"rate_cc": "ceiling_rate_cc", "mmd2": "mmd2_floor", "mmd2_cell": "mmd2_cell_floor",
+              "noise_corr_r": "noise_corr_split_half_r"}
 
 
 def parse_args(argv=None):
@@ -118,7 +129,7 @@ def summarise(runs: list[dict]) -> list[dict]:
         if not ms:
             continue
         row = {"model": model.upper(), "n_runs": len(ms)}
-        for k in SCORES:
+        for k in (*SCORES, *DISTRIBUTION_SCORES):
             row[f"{k}_mean"], row[f"{k}_sd"] = _mean_sd([m.get(k) for m in ms])
         row["parameter_count"] = int(ms[0]["parameter_count"])
         row["model_ff_mean"], _ = _mean_sd([m.get("model_ff") for m in ms])
@@ -128,11 +139,11 @@ def summarise(runs: list[dict]) -> list[dict]:
     splits = {}
     for m in runs:
         splits[(m["fold"], m["seed"])] = m
-    for name, key in (("baseline", "baseline_rate_cc"), ("ceiling", "ceiling_rate_cc")):
+    for name, keys in (("baseline", {"rate_cc": "baseline_rate_cc"}), ("ceiling", SPLIT_HALF)):
         row = {"model": name, "n_runs": len(splits)}
-        row["rate_cc_mean"], row["rate_cc_sd"] = _mean_sd([m.get(key) for m in splits.values()])
-        for k in SCORES[1:]:
-            row[f"{k}_mean"] = row[f"{k}_sd"] = float("nan")
+        for k in (*SCORES, *DISTRIBUTION_SCORES):
+            row[f"{k}_mean"], row[f"{k}_sd"] = (_mean_sd([m.get(keys[k]) for m in splits.values()]) if k in keys
+                                                else (float("nan"), float("nan")))
         row["parameter_count"] = 0
         row["model_ff_mean"] = row["recorded_ff_mean"] = float("nan")
         rows.append(row)
@@ -143,11 +154,22 @@ def summarise(runs: list[dict]) -> list[dict]:
 PAIRS = (("nsnn", "cnn"), ("nsnn", "dsnn"), ("nsnn", "ln"), ("cnn", "ln"))
 
 
+def _wins(a: np.ndarray, b: np.ndarray, better: str) -> np.ndarray:
+    """Per split: whether the first model's score ``a`` beats the second's ``b``."""
+    if better == "lower":
+        return a < b
+    if better == "closer to 1":
+        return np.abs(a - 1) < np.abs(b - 1)
+    return a > b
+
+
 def paired_differences(runs: list[dict]) -> list[dict]:
     """Per pair of models and score: the per-split differences' mean, 95 % t-interval and wins.
 
     A split is a (fold, seed); the two models of a pair were fitted on the same training images
-    and scored on the same test images, so their difference is paired.
+    and scored on the same test images, so their difference is paired. The difference is always
+    first minus second; a win is a split where the first is better (``better``: higher, lower or
+    closer to 1).
     """
     from scipy import stats
 
@@ -155,33 +177,37 @@ def paired_differences(runs: list[dict]) -> list[dict]:
     out = []
     for a, b in PAIRS:
         splits = sorted({(f, s) for (mod, f, s) in by if mod == a} & {(f, s) for (mod, f, s) in by if mod == b})
-        for k in ("rate_cc", "count_cc"):
-            d = np.array([by[(a, f, s)][k] - by[(b, f, s)][k] for f, s in splits
-                          if by[(a, f, s)].get(k) is not None and by[(b, f, s)].get(k) is not None], dtype=float)
-            if d.size == 0:
+        for k, better in (("rate_cc", "higher"), ("count_cc", "higher"), *DISTRIBUTION_SCORES.items()):
+            both = [(by[(a, f, s)][k], by[(b, f, s)][k]) for f, s in splits
+                    if by[(a, f, s)].get(k) is not None and by[(b, f, s)].get(k) is not None]
+            if not both:
                 continue
+            va, vb = np.array(both, dtype=float).T
+            d = va - vb
             half = float(stats.t.ppf(0.975, d.size - 1) * d.std(ddof=1) / math.sqrt(d.size)) if d.size > 1 else math.nan
-            out.append({"pair": f"{a.upper()} - {b.upper()}", "score": k, "n_splits": int(d.size),
+            out.append({"pair": f"{a.upper()} - {b.upper()}", "score": k, "better": better, "n_splits": int(d.size),
                         "mean": float(d.mean()), "ci_low": float(d.mean() - half), "ci_high": float(d.mean() + half),
-                        "wins": int((d > 0).sum()), "ties": int((d == 0).sum())})
+                        "wins": int(_wins(va, vb, better).sum()), "ties": int((d == 0).sum())})
     return out
 
 
 def format_differences(rows: list[dict]) -> str:
-    lines = [f"{'pair':<14}{'score':<10}{'mean':>8}  {'95% CI':<20}{'wins':>8}"]
+    lines = [f"{'pair':<14}{'score':<16}{'mean':>8}  {'95% CI':<20}{'wins':>8}  better"]
     for r in rows:
-        lines.append(f"{r['pair']:<14}{r['score']:<10}{r['mean']:>+8.4f}  [{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]"
-                     f"{r['wins']:>5} / {r['n_splits']}")
+        lines.append(f"{r['pair']:<14}{r['score']:<16}{r['mean']:>+8.4f}  [{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]"
+                     f"{r['wins']:>5} / {r['n_splits']}  {r['better']}")
     return "\n".join(lines)
 
 
-COLUMNS = ["model", "n_runs"] + [f"{k}_{s}" for k in SCORES for s in ("mean", "sd")] + ["parameter_count",
-                                                                                         "model_ff_mean",
-                                                                                         "recorded_ff_mean"]
-DIFFERENCE_COLUMNS = ["pair", "score", "n_splits", "mean", "ci_low", "ci_high", "wins", "ties"]
+COLUMNS = (["model", "n_runs"] + [f"{k}_{s}" for k in SCORES for s in ("mean", "sd")]
+           + ["parameter_count", "model_ff_mean", "recorded_ff_mean"]
+           + [f"{k}_{s}" for k in DISTRIBUTION_SCORES for s in ("mean", "sd")])
+DIFFERENCE_COLUMNS = ["pair", "score", "better", "n_splits", "mean", "ci_low", "ci_high", "wins", "ties"]
 RUN_COLUMNS = ["model", "fold", "seed", "epochs", "best_epoch", "val_rate_cc", "rate_cc", "count_cc", "fano_corr",
                "ln_rate_cc", "ln_count_cc", "baseline_rate_cc", "ceiling_rate_cc", "model_ff", "recorded_ff",
-               "parameter_count", "recording", "data"]
+               "parameter_count", "recording", "data", *DISTRIBUTION_SCORES, "mmd2_floor", "mmd2_cell_floor",
+               "ff_recorded", "ff_model", "ff_n_cells", "noise_corr_n_pairs", "noise_corr_null_sd",
+               "noise_corr_split_half_r", "peak_n_bins"]
 
 
 def _fmt(v) -> str:
@@ -205,6 +231,23 @@ def format_table(rows: list[dict]) -> str:
               else "")
         lines.append(f"{r['model']:<9}{r['n_runs']:>5}  {ms(r, 'rate_cc'):<16}{ms(r, 'count_cc'):<16}"
                      f"{ms(r, 'fano_corr'):<16}{params:>11}  {ff:>20}")
+    return "\n".join(lines)
+
+
+def format_distribution_table(rows: list[dict]) -> str:
+    """The single-trial distribution scores per model (mean ± SD over runs); the ceiling row is the
+    recording's own split half (the MMD² floors, the noise-correlation pattern's reliability)."""
+
+    def ms(r, k):
+        m, s = r.get(f"{k}_mean"), r.get(f"{k}_sd")
+        return "n/a" if m is None or not math.isfinite(m) else f"{m:.3f} ± {s:.3f}"
+
+    keys = list(DISTRIBUTION_SCORES)
+    lines = [f"{'model':<9}" + "".join(f"{k:<16}" for k in keys)]
+    for r in rows:
+        if r["model"] == "baseline":
+            continue
+        lines.append(f"{r['model']:<9}" + "".join(f"{ms(r, k):<16}" for k in keys))
     return "\n".join(lines)
 
 
@@ -246,6 +289,9 @@ def main(argv=None) -> int:
     print()
     print(f"Held-out scores, mean ± SD over folds x seeds ({title}; {wanted[0]}; fits: {result.engine}):")
     print(format_table(rows))
+    print("\nSingle-trial distribution (MMD² on PSP traces, lower is better; FF over image/cell pairs with a "
+          "recorded mean count >= 0.5; ceiling = the recording's split half):")
+    print(format_distribution_table(rows))
     if differences:
         print("\nPaired differences per split (mean, 95 % t-interval, splits where the first is better):")
         print(format_differences(differences))

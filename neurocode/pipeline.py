@@ -46,6 +46,12 @@ trials all of them have.
     does not predict (a constant, e.g. silent, or non-finite prediction) scores r = 0, so a
     model cannot raise its mean by leaving cells out; only cells with a constant recording
     (r undefined for any model) are left out of the means.
+``mmd2``, ``mmd2_floor``, ``ff_abs_diff``, ``ff_corr``, ``noise_corr_r``, ``peak_ratio``, ...
+    The single-trial distribution, the same for every model, each sampled from its own
+    likelihood (:func:`neurocode.analysis.distribution.model_single_trials`; ``distribution_sampling``
+    says how: an NSNN's stored trials, a population-readout DSNN's rates repeated in each of
+    ``eval_trials`` trials, a CNN's or LN's ``eval_trials`` Poisson draws seeded by the run's
+    seed); defined in :mod:`neurocode.analysis.distribution`.
 """
 
 from __future__ import annotations
@@ -60,6 +66,7 @@ from typing import Any
 import numpy as np
 
 from neurocode._io import sha256_file, write_json
+from neurocode.analysis.distribution import distribution_scores, model_single_trials
 from neurocode.analysis.scores import compute_metrics, format_metrics
 from neurocode.fitting import predicts_rates
 from neurocode.runs import RunFolder, RunFolderBusy, RunFolderError, default_run_dir, write_predictions
@@ -472,7 +479,12 @@ def _evaluate(run_dir: Path, config, data, preds: np.ndarray, rates: np.ndarray,
     counts = data.test_counts()
     spiking = not predicts_rates(config)
     m = compute_metrics(counts, preds, data.psth(data.train_idx).numpy(), spiking, config.bin_size, model_rates=rates)
-    per_cell = m.pop("per_cell")
+    # the single-trial distribution: every model sampled from its own likelihood, the same scores
+    sampling = "trials" if spiking else "deterministic" if config.kind.spiking and not config.kind.noisy else "poisson"
+    trials = model_single_trials(preds, sampling, n_trials=config.eval_trials, seed=config.seed)
+    dist = {"distribution_sampling": sampling, **distribution_scores(counts, trials, seed=config.seed)}
+    per_cell = {**m.pop("per_cell"), **dist.pop("per_cell")}
+    m.update(dist)
     metrics: dict[str, Any] = {
         "model": config.model,
         "preset": config.preset,

@@ -275,6 +275,7 @@ class RunFolder:
     # ------------------------------------------------------------------ predictions and scores
     def write_scores(self, per_cell: dict) -> None:
         cols = ["rate_cc", "count_cc", "baseline_rate_cc", "ceiling_rate_cc", "recorded_ff", "model_ff"]
+        cols += [k for k in per_cell if k not in cols]  # e.g. the distribution scores' per-cell columns
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(["cell"] + cols)

@@ -91,13 +91,19 @@ def test_retina_fit_comparison_quick(tmp_path):
     rows = _csv(out / "summary.csv")
     assert list(rows[0]) == ["model", "n_runs", "rate_cc_mean", "rate_cc_sd", "count_cc_mean", "count_cc_sd",
                              "fano_corr_mean", "fano_corr_sd", "parameter_count", "model_ff_mean",
-                             "recorded_ff_mean"]
+                             "recorded_ff_mean", "mmd2_mean", "mmd2_sd", "mmd2_cell_mean", "mmd2_cell_sd",
+                             "ff_abs_diff_mean", "ff_abs_diff_sd", "ff_corr_mean", "ff_corr_sd",
+                             "noise_corr_r_mean", "noise_corr_r_sd", "peak_ratio_mean", "peak_ratio_sd",
+                             "peak_max_ratio_mean", "peak_max_ratio_sd"]
     runs = {r["model"]: r for r in _csv(out / "runs.csv")}
     differences = {(d["pair"], d["score"]): d for d in _csv(out / "differences.csv")}
     d = differences[("NSNN - CNN", "rate_cc")]
     # one split: the difference is that split's, it wins or not, and no interval can be formed
     assert float(d["mean"]) == pytest.approx(float(runs["NSNN"]["rate_cc"]) - float(runs["CNN"]["rate_cc"]), abs=1e-4)
     assert d["n_splits"] == "1" and d["wins"] == str(int(float(d["mean"]) > 0)) and d["ci_low"] == ""
+    d = differences[("NSNN - CNN", "mmd2")]  # lower is better: a win is a negative difference
+    assert d["better"] == "lower" and d["wins"] == str(int(float(d["mean"]) < 0))
+    assert float(runs["NSNN"]["mmd2_floor"]) == pytest.approx(float(runs["CNN"]["mmd2_floor"]))  # same split
     assert float(rows[3]["model_ff_mean"]) > 0 and rows[2]["model_ff_mean"] in ("", "0.0000")
     assert [r["model"] for r in rows] == ["LN", "CNN", "DSNN", "NSNN", "baseline", "ceiling"]
     for r in rows:

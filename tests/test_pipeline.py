@@ -76,10 +76,13 @@ def test_fit_writes_every_file_and_metric(tiny_run):
         assert f.attrs["model"] == "nsnn" and f.attrs["n_trials"] == 4 and f.attrs["bin_size"] == 0.01
         assert set(np.unique(s[()])) <= {0, 1}
     rows = (d / "per_cell_scores.csv").read_text().splitlines()
-    assert rows[0] == "cell,rate_cc,count_cc,baseline_rate_cc,ceiling_rate_cc,recorded_ff,model_ff"
+    assert rows[0] == ("cell,rate_cc,count_cc,baseline_rate_cc,ceiling_rate_cc,recorded_ff,model_ff,"
+                       "mmd2,mmd2_floor,recorded_ff_active,model_ff_active")
     assert len(rows) == 50
     text = format_metrics(m)
     assert "rate CC" in text and "NSNN" in text and "initial firing rates" in text
+    assert "MMD²" in text and "floor (split half)" in text and "noise correlations" in text
+    assert m["distribution_model_trials"] == 4 and m["mmd2_n_stimuli"] == 12 and m["mmd2_n_cells"] == 49
     assert str(tiny_run).endswith(f"run folder: {d}")
 
 
@@ -163,6 +166,9 @@ def test_fit_other_models(model, readout, tmp_path):
             assert s.shape == (12, 30, 4, 49)
             assert (s == s[:, :, :1]).all()  # identical trials
             assert all(v == 0 for v in m["per_cell"]["model_ff"] if v is not None)
+            # the distribution scores see the deterministic trials: FF 0, no count residuals
+            assert all(v == 0 for v in m["per_cell"]["model_ff_active"] if v is not None)
+            assert m["noise_corr_r"] is None and m["noise_corr_model_mean"] is None
         else:  # the CNN's rates, or the DSNN's population-mean readout (default)
             rates = f["rates"][()]
             assert rates.dtype == np.float32 and rates.shape == (12, 30, 49)
@@ -171,8 +177,13 @@ def test_fit_other_models(model, readout, tmp_path):
                 # fraction of a cell's units firing: multiples of 1 / readout_units
                 units = r.config.snn.readout_units
                 np.testing.assert_allclose(rates * units, np.round(rates * units), atol=1e-4)
+                # the distribution scores: the population-mean readout is its every (identical) trial
+                assert m["distribution_sampling"] == "deterministic" and m["ff_model"] in (0.0, None)
             else:
                 assert m["initial_rates"] is None
+                # scored on Poisson draws from its rates, as many trials as an NSNN samples
+                assert m["distribution_sampling"] == "poisson" and m["distribution_model_trials"] == 4
+                assert m["ff_model"] > 0 and m["mmd2"] is not None
     for name in RUN_FILES:
         assert (r.run_dir / name).is_file()
     assert np.isfinite(m["rate_cc"])
@@ -267,6 +278,11 @@ def test_evaluate_perfect_predictions_file(tiny_run, tmp_path):
     finite = [v for v in m["per_cell"]["rate_cc"] if v is not None]
     assert np.allclose(finite, 1.0) and m["rate_cc"] == pytest.approx(1.0)
     assert m["fano_corr"] == pytest.approx(1.0)
+    # the distribution scores of the recording against itself
+    assert m["ff_abs_diff"] == 0.0 and m["ff_corr"] == pytest.approx(1.0) and m["ff_n_cells"] > 40
+    assert m["peak_ratio"] == pytest.approx(1.0) and m["peak_max_ratio"] == pytest.approx(1.0)
+    assert m["noise_corr_r"] == pytest.approx(1.0) and m["noise_corr_n_pairs"] > 1000
+    assert m["mmd2"] <= 0 and m["mmd2_cell"] <= 0  # identical sets: minus the diagonal's excess
 
 
 # --------------------------------------------------------------------------- bad input

@@ -1,6 +1,6 @@
 """Neural-coding analyses: neo/elephant conversions, spike statistics, Fig. 4B coding
-analysis, variability reproduction, held-out scores, spike-state perturbation and Lyapunov
-stability.
+analysis, variability reproduction, held-out scores (of the mean and of the single-trial
+distribution), spike-state perturbation and Lyapunov stability.
 
 ``import neurocode.analysis`` does not import torch: the spike-state perturbations of models
 (:mod:`neurocode.analysis.perturbation`) are loaded on first use.
@@ -29,6 +29,15 @@ from neurocode.analysis.conversion import (
     spiketrains_to_counts,
     to_numpy,
 )
+from neurocode.analysis.distribution import (
+    distribution_scores,
+    fano_scores,
+    gaussian_mmd2,
+    model_single_trials,
+    noise_correlation_scores,
+    peak_fidelity,
+    split_half_mmd2,
+)
 from neurocode.analysis.stability import lyapunov_bounds, sample_lyapunov_exponent
 from neurocode.analysis.statistics import (
     MIN_CORRELATION_POINTS,
@@ -51,6 +60,8 @@ __all__ = [
     "sample_lyapunov_exponent", "count_cc_per_cell", "fano_factor",
     "instantaneous_rate", "pearson", "prediction_cosine_similarity", "psth",
     "rate_cc_per_cell", "split_half_reliability", "MIN_CORRELATION_POINTS",
+    "distribution_scores", "fano_scores", "gaussian_mmd2",
+    "model_single_trials", "noise_correlation_scores", "peak_fidelity", "split_half_mmd2",
 ]
 
 _LAZY = {"SpikeFlip", "flip_spikes", "perturb_spikes"}  # torch modules: imported on first use

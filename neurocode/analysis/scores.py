@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from neurocode.analysis.coding import per_cell_fano
+from neurocode.analysis.distribution import format_distribution
 from neurocode.analysis.statistics import (
     MIN_CORRELATION_POINTS,
     count_cc_per_cell,
@@ -170,6 +171,7 @@ def format_metrics(metrics: dict) -> str:
     if n_cells is not None and n_rate is not None and n_rate < n_cells:
         lines.append(f"  {n_cells - n_rate} of {n_cells} cells have a constant recorded response on the held-out "
                      "stimuli: no model can be scored on them (a cell the model does not predict scores 0)")
+    lines += format_distribution(metrics)
     if metrics.get("initial_rates"):
         rates = ", ".join(f"{r:.3f}" for r in metrics["initial_rates"])
         lines.append(f"  initial firing rates per layer     {rates} (spikes/neuron/step)")
