@@ -63,6 +63,11 @@ def test_a_continuous_recording_binned_over_a_huge_span_is_refused():
     with pytest.raises(ValueError, match=r"bin_size=1e-12 s over a window of 3 s: the counts \[bins, cells\]"):
         rec.binned(1e-12)
     assert rec.binned(1.0).sum() == 2  # a sane bin still counts every spike
+    long = ContinuousRecording("c", frames, np.array([0.0, 1.0, 2.0]), np.array([0.5, 1.5]), np.array([0, 1, 2]),
+                               session=(0.0, 1e9))
+    with pytest.raises(ValueError, match=r"bin_size=0\.033 s over a window of 1e\+09 s: the clip frames"):
+        long.to_clips(1.0, 0.033)  # before tiling a billion clips
+    assert long.binned(1e6).sum() == 2
 
 
 def test_cli_fit_with_bin_size_1e_9_is_one_line_naming_the_argument(capsys, tmp_path):
