@@ -132,6 +132,8 @@ def test_count_statistics_refuse_counts_that_are_not_counts(bad):
         fano_factor(counts)
     with pytest.raises(ValueError, match="data must be spike counts"):
         psth(counts[None, :, :, None].repeat(2, axis=0), dt=0.01)
+    with pytest.raises(ValueError, match=r"counts must be spike counts \(finite, >= 0\).*index \(0, 3, 2\)"):
+        split_half_reliability(counts[None])
 
 
 def test_fano_factor_of_negative_counts_is_refused_not_2_67():

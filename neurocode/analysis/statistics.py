@@ -434,9 +434,14 @@ def split_half_reliability(counts, axis_trials: int = -2, spearman_brown: bool =
     np.ndarray ``[cells]``
         Pearson r between the trial-averaged PSTHs of even trials (0, 2, 4, ...) and odd
         trials (1, 3, 5, ...), concatenated over stimuli; NaN for zero-variance cells.
+
+    Raises
+    ------
+    ValueError
+        Negative or non-finite counts, or ``axis_trials`` out of range.
     """
-    x = to_numpy(counts).astype(float)
-    x = np.moveaxis(x, axis_trials % x.ndim, -2)  # [..., trials, cells]
+    x = _counts(counts, "counts")
+    x = np.moveaxis(x, _axis(axis_trials, x.ndim, "axis_trials"), -2)  # [..., trials, cells]
     even = x[..., 0::2, :].mean(axis=-2)
     odd = x[..., 1::2, :].mean(axis=-2)
     n_cells = x.shape[-1]
