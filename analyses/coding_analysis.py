@@ -134,32 +134,6 @@ def model_counts(config, net, data, trials: int) -> np.ndarray:
     return spikes.sum(axis=1)
 
 
-def recorded_result(rec):
-    """Fig. 4B on a recording (counts summed over its response window), every stimulus.
-
-    With different trial counts per stimulus, each stimulus uses its own trials (a stimulus
-    with fewer than 2 has no Fano factor or cosine similarity: NaN).
-    """
-    from neurocode.analysis import coding_analysis, recorded_coding_analysis
-    from neurocode.analysis.coding import CodingResult
-    from neurocode.analysis.statistics import pearson
-
-    if rec.equal_trials:
-        return recorded_coding_analysis(rec)
-    counts = rec.binned(float(rec.window[1] - rec.window[0]), padded=True).sum(axis=1)  # [n, R, N]
-    ff = np.full(rec.n_stimuli, np.nan)
-    cos = np.full(rec.n_stimuli, np.nan)
-    for s, n in enumerate(rec.trial_counts):
-        if n >= 2:
-            one = coding_analysis(counts[s : s + 1, : int(n)])
-            ff[s], cos[s] = one.mean_fano[0], one.cosine[0]
-    r, p = pearson(ff, cos)
-    ok = np.isfinite(ff) & np.isfinite(cos)
-    slope, intercept = (np.polyfit(ff[ok], cos[ok], 1) if ok.sum() >= 2 and np.ptp(ff[ok]) > 0
-                        else (float("nan"), float("nan")))
-    return CodingResult(ff, cos, float(r), float(p), float(slope), float(intercept))
-
-
 def _same_stimuli(a, b) -> bool:
     """Whether two prepared recordings hold the same stimuli, cells, trials and window."""
     return (a.shape == b.shape and tuple(a.window) == tuple(b.window)
@@ -179,7 +153,7 @@ def main(argv=None) -> int:
     import torch
 
     from neurocode._io import write_json, write_text
-    from neurocode.analysis import coding_analysis
+    from neurocode.analysis import coding_analysis, recorded_coding_analysis
     from neurocode.pipeline import load_run
     from neurocode.plotting import plot_coding_scatter, save_figure
 
@@ -195,7 +169,8 @@ def main(argv=None) -> int:
             rec, first = data.recording, run_dir
             if args.trials is None:
                 args.trials = max(2, int(rec.n_trials))
-            results["recorded"] = (recorded_result(rec), int(rec.n_trials))
+            # with different trial counts per stimulus, each stimulus uses its own trials
+            results["recorded"] = (recorded_coding_analysis(rec), int(rec.n_trials))
         elif not _same_stimuli(rec, data.recording):
             raise SystemExit(f"error: --run {first} and --run {run_dir} were fitted on {describe(key)} with different "
                              f"stimuli or response windows ({rec!r} vs {data.recording!r}); analyse them separately")

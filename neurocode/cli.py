@@ -378,17 +378,11 @@ def _cmd_analyze(args) -> int:
     if rec.stimuli is None and rec.n_stimuli < 3:
         raise ValueError(f"recording {rec.name!r} has {rec.n_stimuli} stimulus; the coding analysis needs the "
                          "repeated natural images")
-    import warnings
-
-    with warnings.catch_warnings(record=True) as notes:
-        warnings.simplefilter("always")
-        res = recorded_coding_analysis(rec)
+    res = recorded_coding_analysis(rec)
     trials = f"{rec.n_trials} trials" if rec.equal_trials else \
-        f"{rec.trial_counts.min()} trials (the common minimum of {rec.trial_counts.min()}-{rec.n_trials})"
+        f"{rec.trial_counts.min()}-{rec.n_trials} trials, each image's statistics from its own"
     print(f"Fig. 4B on recording {rec.name!r} ({rec.n_stimuli} {'clips' if rec.is_clips else 'images'}, {rec.n_cells} cells, {trials}, "
           "whole-window spike counts):")
-    for note in dict.fromkeys(str(n.message) for n in notes):
-        print(f"  note: {printable(note)}")
     corr = f"r = {res.r:.3f}, p = {res.p:.3g}" if res.r == res.r else "r = n/a"
     print(f"  mean Fano factor vs prediction cosine similarity across {'clips' if rec.is_clips else 'images'}: {corr} (n = {res.n_valid})")
     print(f"  mean FF {float(_finite_mean(res.mean_fano)):.3f}, mean cosine similarity "

@@ -693,14 +693,16 @@ def load_checkpoint(path: str | os.PathLike, config: FitConfig | None = None) ->
 
 
 def _validation_rate_cc(config: FitConfig, model: nn.Module, data: FitData) -> float:
-    """Mean over cells of the validation images' rate CC (PSTHs concatenated)."""
+    """Mean over cells of the validation images' rate CC (PSTHs concatenated); a cell the model does
+    not predict (constant prediction, varying recording) scores 0, as in the held-out scores, so an
+    epoch cannot be chosen for leaving cells out."""
     from neurocode.analysis import rate_cc_per_cell
 
     _, rates = predict(config, model, data, data.val_idx, n_trials=config.val_trials, seed=config.seed + 20_000,
                        return_rates=True)
     recorded = data.psth(data.val_idx).numpy()  # [n, T, N]
     n, T, N = rates.shape
-    cc = rate_cc_per_cell(recorded.reshape(n * T, N), rates.reshape(n * T, N))
+    cc = rate_cc_per_cell(recorded.reshape(n * T, N), rates.reshape(n * T, N), constant_model_r=0.0)
     cc = cc[np.isfinite(cc)]
     return float(cc.mean()) if cc.size else float("nan")
 

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.stats
 
-from neurocode.analysis import bin_spike_times, coding_analysis, psth
+from neurocode.analysis import bin_spike_times, fano_factor, prediction_cosine_similarity
 from neurocode.cli import main
 from neurocode.data import ContinuousRecording, DataFormatError, Recording
 from neurocode.sweep import SweepError, sweep
@@ -63,6 +64,11 @@ def test_a_continuous_recording_binned_over_a_huge_span_is_refused():
     with pytest.raises(ValueError, match=r"bin_size=1e-12 s over a window of 3 s: the counts \[bins, cells\]"):
         rec.binned(1e-12)
     assert rec.binned(1.0).sum() == 2  # a sane bin still counts every spike
+    long = ContinuousRecording("c", frames, np.array([0.0, 1.0, 2.0]), np.array([0.5, 1.5]), np.array([0, 1, 2]),
+                               session=(0.0, 1e9))
+    with pytest.raises(ValueError, match=r"bin_size=0\.033 s over a window of 1e\+09 s: the clip frames"):
+        long.to_clips(1.0, 0.033)  # before tiling a billion clips
+    assert long.binned(1e6).sum() == 2
 
 
 def test_cli_fit_with_bin_size_1e_9_is_one_line_naming_the_argument(capsys, tmp_path):
@@ -87,18 +93,23 @@ def test_float64_frames_beyond_float32_are_named_not_nan():
 
 
 # --------------------------------------------------------------------------- analyze coding, unequal trials
-def test_analyze_coding_on_unequal_trial_counts_uses_the_common_trials(capsys, tmp_path):
+def test_analyze_coding_on_unequal_trial_counts_uses_each_images_own_trials(capsys, tmp_path):
     rng = np.random.default_rng(3)
     frames = rng.integers(0, 256, (8, 8, 8), dtype=np.uint8)
     rec = _recording(n_stim=8, n_cells=6, trials=(6, 4), stimuli=frames)
     path = rec.save(tmp_path / "uneq.h5")
     assert main(["analyze", "coding", "--data", str(path), "--out", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
-    assert "4 trials (the common minimum of 4-6)" in out
-    assert "the analysis uses the first 4 of each" in out
-    want = coding_analysis(rec.binned(0.3, padded=True)[:, :, :4].sum(axis=1))
+    assert "4-6 trials, each image's statistics from its own" in out
+    padded = rec.binned(0.3, padded=True)[:, 0]  # [images, trials, cells], absent trials 0
+    ff, cos = [], []
+    for s, n in enumerate(rec.trial_counts):  # an image's own trials, never an absent one as 0 spikes
+        ff.append(np.nanmean(fano_factor(padded[s, :n])))
+        cos.append(prediction_cosine_similarity(padded[s, :n]))
     got = json.loads((tmp_path / "out" / "coding.json").read_text())
-    assert got["r"] == pytest.approx(want.r) and got["n_valid"] == 8
+    np.testing.assert_allclose(got["mean_fano"], ff)
+    np.testing.assert_allclose(got["cosine"], cos)
+    assert got["r"] == pytest.approx(scipy.stats.pearsonr(ff, cos)[0]) and got["n_valid"] == 8
 
 
 # --------------------------------------------------------------------------- a fitted run and a sweep

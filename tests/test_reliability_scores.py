@@ -132,6 +132,8 @@ def test_count_statistics_refuse_counts_that_are_not_counts(bad):
         fano_factor(counts)
     with pytest.raises(ValueError, match="data must be spike counts"):
         psth(counts[None, :, :, None].repeat(2, axis=0), dt=0.01)
+    with pytest.raises(ValueError, match=r"counts must be spike counts \(finite, >= 0\).*index \(0, 3, 2\)"):
+        split_half_reliability(counts[None])
 
 
 def test_fano_factor_of_negative_counts_is_refused_not_2_67():
@@ -176,3 +178,23 @@ def test_evaluate_of_a_model_predicting_one_cell_scores_the_others_zero(ln_run, 
     zero = [r for r in rows if r.split(",")[1] == "0"]
     assert len(zero) == n_cells - 1
     assert f"{m['rate_cc']:.3f} ± {m['sem']['rate_cc']:.3f} ({n_cells})" in printed
+
+
+def test_the_validation_score_also_counts_a_cell_not_predicted(monkeypatch):
+    """The epoch (and the LN ridge) kept is chosen on the same rule as the held-out score."""
+    from types import SimpleNamespace
+
+    import torch
+
+    import neurocode.fitting as fitting
+
+    rec, _, lam = _population(12, n=6, cells=8)
+    psth_rec = rec.mean(axis=2)  # [n, T, cells] trial-averaged counts
+    one = lam.copy()
+    one[..., 1:] = 0.0  # the model predicts cell 0 and is silent for the others
+    monkeypatch.setattr(fitting, "predict", lambda *a, **k: (None, one))
+    data = SimpleNamespace(val_idx=np.arange(6), psth=lambda idx: torch.as_tensor(psth_rec[idx]))
+    config = SimpleNamespace(val_trials=2, seed=0)
+    score = fitting._validation_rate_cc(config, None, data)
+    r0 = scipy.stats.pearsonr(psth_rec[..., 0].ravel(), lam[..., 0].ravel())[0]
+    assert score == pytest.approx(r0 / 8)

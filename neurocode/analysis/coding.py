@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -188,13 +187,7 @@ def _recording_counts(recording, bin_size=None):
         if bin_size is None:
             w = recording.window
             bin_size = float(w[1] - w[0])
-        if recording.equal_trials:
-            return np.asarray(recording.binned(bin_size=bin_size))
-        # the trials every stimulus has: an absent trial is no trial of 0 spikes
-        common = int(recording.trial_counts.min())
-        warnings.warn(f"{recording.source}: stimuli have {common}..{recording.n_trials} trials; the analysis uses "
-                      f"the first {common} of each (the trials all stimuli have)", UserWarning, stacklevel=3)
-        return np.asarray(recording.binned(bin_size=bin_size, padded=True))[:, :, :common]
+        return np.asarray(recording.binned(bin_size=bin_size))
     return to_numpy(recording)
 
 
@@ -206,13 +199,28 @@ def recorded_coding_analysis(recording, time_axis: int = 1) -> CodingResult:
     recording : ``neurocode.data.Recording`` or counts ``[n_stimuli, T, trials, cells]``
         (or already summed ``[n_stimuli, trials, cells]``). Counts are summed over the
         response window; each trial's population spike-count vector is its "prediction".
-        A recording whose stimuli have different trial counts is analysed on the trials
-        all of them have (the first ``min(trial_counts)``), with a warning that says so.
+        A recording whose stimuli have different trial counts gives each stimulus's Fano
+        factor and cosine similarity from its own trials (a stimulus with fewer than 2: NaN).
     """
+    if hasattr(recording, "binned") and not recording.equal_trials:
+        return _coding_own_trials(recording)
     counts = _recording_counts(recording)
     if counts.ndim == 4:
         counts = counts.sum(axis=time_axis)
     return coding_analysis(counts)
+
+
+def _coding_own_trials(recording) -> CodingResult:
+    counts = recording.binned(float(recording.window[1] - recording.window[0]), padded=True).sum(axis=1)  # [n, R, N]
+    ff = np.full(recording.n_stimuli, np.nan)
+    cos = np.full(recording.n_stimuli, np.nan)
+    for s, n in enumerate(recording.trial_counts):
+        if n >= 2:  # an absent trial is no trial of 0 spikes: only the stimulus's own
+            one = coding_analysis(counts[s : s + 1, : int(n)])
+            ff[s], cos[s] = one.mean_fano[0], one.cosine[0]
+    r, p = pearson(ff, cos, MIN_CORRELATION_POINTS)
+    slope, intercept = _fit(ff, cos)
+    return CodingResult(ff, cos, r, p, slope, intercept)
 
 
 @dataclass

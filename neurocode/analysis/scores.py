@@ -160,7 +160,8 @@ def format_metrics(metrics: dict) -> str:
         "                 ceiling",
         f"  {'rate CC (PSTH, ' + format(1000 * metrics.get('bin_size', 0.01), 'g') + '-ms bins)':<35}"
         f"{pm('rate_cc'):<24} {ln:<12} {pm('baseline_rate_cc'):<24} {pm('ceiling_rate_cc')}",
-        f"  {'count CC (across ' + noun + ')':<35}{pm('count_cc'):<24} {f(metrics.get('ln_count_cc')):<12}",
+        f"  {'count CC (across ' + noun + ')':<35}{pm('count_cc'):<24} {f(metrics.get('ln_count_cc'))}"
+        f"{count('ln_count_cc')}",
         f"  Fano factor corr. (across cells)   {fano}"
         f"   (mean FF: recorded {f(metrics.get('recorded_ff'), '{:.2f}')}{count('recorded_ff')}, "
         f"model {f(metrics.get('model_ff'), '{:.2f}')}{count('model_ff')})",

@@ -246,11 +246,6 @@ def _scaled(a: np.ndarray) -> np.ndarray:
     return a / np.where((scale > 0) & np.isfinite(scale), scale, 1.0)
 
 
-def _unit_spread(a: np.ndarray) -> np.ndarray:
-    d = a - a.mean(0)
-    return np.sqrt((d * d).sum(0))
-
-
 def _cc_columns(a, b, constant_model_r: float = float("nan")) -> np.ndarray:
     a, b = to_numpy(a).astype(float), to_numpy(b).astype(float)
     if a.shape != b.shape:
@@ -258,7 +253,7 @@ def _cc_columns(a, b, constant_model_r: float = float("nan")) -> np.ndarray:
     a, b = _scaled(_columns(a)), _scaled(_columns(b))
     tol = 1e-12 * np.sqrt(a.shape[0])
     da, db = a - a.mean(0), b - b.mean(0)
-    sa, sb = _unit_spread(a), _unit_spread(b)
+    sa, sb = np.sqrt((da * da).sum(0)), np.sqrt((db * db).sum(0))
     with np.errstate(divide="ignore", invalid="ignore"):
         r = np.clip((da * db).sum(0) / (sa * sb), -1.0, 1.0)
     r = np.where((sa <= tol) | (sb <= tol), np.nan, r)
@@ -281,7 +276,7 @@ def rate_cc_per_cell(recorded_psth, model_psth, constant_model_r: float = float(
         r given to a cell the model does not predict -- its prediction is constant (e.g. a
         silent model cell) or not finite -- while its recorded PSTH varies. NaN (default):
         undefined, as Pearson r; the held-out scores pass 0 (such a cell counts against the
-        model instead of dropping out of the mean: :func:`neurocode.analysis.compute_metrics`).
+        model instead of dropping out of the mean: :func:`neurocode.analysis.scores.compute_metrics`).
 
     Returns
     -------
@@ -434,9 +429,14 @@ def split_half_reliability(counts, axis_trials: int = -2, spearman_brown: bool =
     np.ndarray ``[cells]``
         Pearson r between the trial-averaged PSTHs of even trials (0, 2, 4, ...) and odd
         trials (1, 3, 5, ...), concatenated over stimuli; NaN for zero-variance cells.
+
+    Raises
+    ------
+    ValueError
+        Negative or non-finite counts, or ``axis_trials`` out of range.
     """
-    x = to_numpy(counts).astype(float)
-    x = np.moveaxis(x, axis_trials % x.ndim, -2)  # [..., trials, cells]
+    x = _counts(counts, "counts")
+    x = np.moveaxis(x, _axis(axis_trials, x.ndim, "axis_trials"), -2)  # [..., trials, cells]
     even = x[..., 0::2, :].mean(axis=-2)
     odd = x[..., 1::2, :].mean(axis=-2)
     n_cells = x.shape[-1]

@@ -275,6 +275,10 @@ class ContinuousRecording:
         dt = float(bin_size)
         span, hist = T * dt, H * dt
         t0, t1 = self.session
+        # at most one clip per span of the session (and of each repeat): refused before tiling it
+        most = int((t1 - t0) // span) + 1 + (0 if self.repeats is None else len(self.repeats))
+        check_binned_size((most, H + T) + tuple(self.frames.shape[1:]), bin_size, t1 - t0,
+                          what="clip frames [clips, frames, H, W]", itemsize=self.frames.dtype.itemsize)
         first = self.frame_times[0]
         rep = self.repeats if self.repeats is not None else np.zeros((0, 2))
         train_starts = []
@@ -297,9 +301,6 @@ class ContinuousRecording:
             raise ValueError(f"{self.source}: no clip of {clip_duration:g} s (+ {hist:g} s history) fits in the session")
         # each bin sees the frame on screen at its centre (robust to bins that start exactly on a frame
         # onset, where rounding would otherwise pick the previous frame)
-        n_clips = len(train_starts) + len(offsets)
-        check_binned_size((n_clips, H + T) + tuple(self.frames.shape[1:]), bin_size, clip_duration,
-                          what="clip frames [clips, frames, H, W]", itemsize=self.frames.dtype.itemsize)
         grid = (np.arange(H + T) - H + 0.5) * dt
         starts = np.asarray(train_starts)
         frame_at = [self.frame_index(s + grid) for s in starts]

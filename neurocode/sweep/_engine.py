@@ -226,8 +226,10 @@ def sweep(models=("nsnn",), folds=(0,), seeds=(0,), *, out, preset: str | None =
                          "CPUs Ray reserves for it), not a setting")
     clash = [k for k in list(grid) + list(space) if k in overrides]
     if clash:
-        raise SweepError(f"setting {clash[0]!r} is also a fixed option of the sweep (--{clash[0].replace('_', '-')}); "
-                         "give it once: as --set/--search to vary it, or as the option to fix it")
+        k = clash[0]
+        fixed = f"--{k.replace('_', '-')}" if k in ("epochs", "eval_trials", "device") else f"{k}="
+        raise SweepError(f"setting {k!r} is also a fixed option of the sweep ({fixed}); give it once: as --set/"
+                         "--search to vary it, or as the option to fix it")
     if int(threads) < 1:
         raise SweepError(f"threads must be >= 1, got {threads}")
     threads = int(overrides.pop("threads", threads) or threads)
