@@ -244,7 +244,7 @@ class RunFolder:
             run and neither ``resume`` nor ``overwrite`` is given.
         RunFolderError
             ``resume`` into a folder holding another model or configuration.
-        neurocode.fitting.CheckpointError
+        neurocode.checkpoints.CheckpointError
             The checkpoint to resume from is corrupt or of another configuration.
         """
         if load_checkpoint is None:
