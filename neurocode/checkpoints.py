@@ -223,13 +223,13 @@ def restore_training(path: str | os.PathLike, state: dict, fmt: CheckpointFormat
     load_weights(model, state["model"], path, fmt.refit)
     n_params = sum(len(g["params"]) for g in optimizer.state_dict()["param_groups"])
     per_param = state["optimizer"].get("state") if isinstance(state["optimizer"], dict) else None
-    # Adam starts a parameter without state afresh: a tensor deleted from it would resume silently
-    complete = isinstance(per_param, dict) and (not per_param or (
-        len(per_param) == n_params and all(isinstance(s, dict) for s in per_param.values())
-        and len({frozenset(s) for s in per_param.values()}) == 1))
+    # every parameter's state holds the same tensors (Adam: step, exp_avg, exp_avg_sq); one deleted
+    # would fail mid-epoch, or resume silently afresh. (A parameter that never had a gradient has none.)
+    complete = isinstance(per_param, dict) and len(per_param) <= n_params and all(
+        isinstance(s, dict) for s in per_param.values()) and len({frozenset(s) for s in per_param.values()}) <= 1
     if not complete:
-        raise CheckpointError(f"{path}: incomplete checkpoint, the optimiser state does not cover the model's "
-                              f"{n_params} parameters; {fmt.refit}")
+        raise CheckpointError(f"{path}: incomplete checkpoint, the optimiser state of the model's {n_params} "
+                              f"parameters is not complete; {fmt.refit}")
     try:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
