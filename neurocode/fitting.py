@@ -36,7 +36,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from neurocode._io import atomic_path
+from neurocode.checkpoints import CheckpointError, CheckpointFormat, checkpoint_state, read_checkpoint, \
+    restore_training, save_checkpoint
 from neurocode.data import ContinuousRecording, ImageNormalizer, Recording, downsample, kfold_split, load_recording
 from neurocode.data.preprocessing import pad_to_square
 from neurocode.data.receptive_fields import ReceptiveFields, receptive_fields_for
@@ -76,10 +77,6 @@ assert set(MODELS) == set(MODEL_KINDS)
 RESUMABLE_FIELDS = ("device", "threads")
 CHECKPOINT_FORMAT = "neurocode-checkpoint"
 CHECKPOINT_VERSION = 2
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint file is unreadable, corrupt or belongs to another run."""
 
 
 @dataclass(frozen=True)
@@ -636,60 +633,22 @@ def steps_per_epoch(config: FitConfig, data: FitData) -> int:
     return math.ceil(len(items) / per_step)
 
 
-def _checkpoint_state(config, model, optimizer, scheduler, epoch, history, gens, best) -> dict:
-    return {
-        "format": CHECKPOINT_FORMAT,
-        "version": CHECKPOINT_VERSION,
-        "model_kind": config.model,
-        "config": config.to_dict(),
-        "epoch": epoch,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict() if optimizer is not None else {},
-        "scheduler": scheduler.state_dict() if scheduler is not None else {},
-        "rng": {name: g.get_state() for name, g in gens.items()},
-        "history": history,
-        "best": best,
-    }
+#: A fit's checkpoints (:mod:`neurocode.checkpoints`); ``model_kind`` is kept for the layout's sake.
+FIT_CHECKPOINT = CheckpointFormat(CHECKPOINT_FORMAT, CHECKPOINT_VERSION, FitConfig,
+                                  "refit with `neurocode fit ... --overwrite` (or another --out)", ("model_kind",))
 
 
 def load_checkpoint(path: str | os.PathLike, config: FitConfig | None = None) -> dict:
-    """Read and validate a checkpoint; with ``config``, check it belongs to that run.
+    """Read and validate a fit's checkpoint; with ``config``, check it belongs to that run.
 
     Raises
     ------
     CheckpointError
-        Unreadable or corrupt file, not a neurocode checkpoint, or written by a run with a
-        different model or configuration.
+        Unreadable, corrupt or incomplete file, not a neurocode checkpoint, an epoch outside
+        the run, or written by a run with a different model or configuration
+        (:func:`neurocode.checkpoints.read_checkpoint`).
     """
-    path = Path(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as exc:  # torch raises many types for damaged files
-        # first line only: torch's unpickling errors run over many lines and suggest weights_only=False
-        detail = (str(exc).strip().splitlines() or [""])[0][:200]
-        raise CheckpointError(f"{path}: cannot read checkpoint, the file is damaged or not a checkpoint "
-                              f"({type(exc).__name__}: {detail})") from exc
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path}: not a neurocode checkpoint (field 'format' missing or wrong)")
-    bad = sorted(k for k, v in (state.get("model") or {}).items()
-                 if isinstance(v, Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all()))
-    if bad:
-        raise CheckpointError(f"{path}: the model weights {bad[:3]}{' ...' if len(bad) > 3 else ''} hold NaN or inf; "
-                              "refusing to use them (a diverged fit)")
-    if state.get("version") != CHECKPOINT_VERSION:
-        raise CheckpointError(f"{path}: checkpoint version {state.get('version')!r}, expected {CHECKPOINT_VERSION}")
-    missing = {"model_kind", "config", "epoch", "model", "optimizer", "scheduler", "rng", "history", "best"} - set(state)
-    if missing:
-        raise CheckpointError(f"{path}: checkpoint lacks field(s) {sorted(missing)}")
-    if config is not None:
-        if state["model_kind"] != config.model:
-            raise CheckpointError(f"{path}: checkpoint is of model {state['model_kind']!r}, this run fits {config.model!r}")
-        diff = config.differences(FitConfig.from_dict(state["config"]))
-        if diff:
-            raise CheckpointError(f"{path}: checkpoint was written with a different configuration (fields {diff})")
-    return state
+    return read_checkpoint(path, FIT_CHECKPOINT, config)
 
 
 def _validation_rate_cc(config: FitConfig, model: nn.Module, data: FitData) -> float:
@@ -777,8 +736,8 @@ def train(
     closed_form = kind.fit_closed_form(config, model, data, device, lambda m: _validation_rate_cc(config, m, data))
     if closed_form is not None:
         if ckpt is not None:
-            with atomic_path(ckpt) as tmp:
-                torch.save(_checkpoint_state(config, model, None, None, 1, closed_form, gens, None), tmp)
+            save_checkpoint(ckpt, checkpoint_state(FIT_CHECKPOINT, config, model, None, None, 1, closed_form, gens,
+                                                   None, model_kind=config.model))
         return model, closed_form
     steps = steps_per_epoch(config, data)
     total = config.epochs * steps
@@ -788,13 +747,8 @@ def train(
     start = 0
     best: dict | None = None  # {"epoch", "val_rate_cc", "model": state_dict}
     if resume and ckpt is not None and ckpt.exists():
-        state = load_checkpoint(ckpt, config)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        for name, g in gens.items():
-            g.set_state(state["rng"][name])
-        history, start, best = list(state["history"]), int(state["epoch"]), state["best"]
+        history, start, best = restore_training(ckpt, load_checkpoint(ckpt, config), FIT_CHECKPOINT, model,
+                                                optimizer, scheduler, gens)
     else:
         initial = kind.start(config, model, data, device, _ln_fitter(config, data))
         if initial is not None:
@@ -839,9 +793,8 @@ def train(
                 raise FloatingPointError(f"the weights {bad[:3]} became NaN or inf in epoch {epoch + 1}; lower lr "
                                          f"({_kept(ckpt, start, epoch)})")
             if ckpt is not None:
-                state = _checkpoint_state(config, model, optimizer, scheduler, epoch + 1, history, gens, best)
-                with atomic_path(ckpt) as tmp:
-                    torch.save(state, tmp)
+                save_checkpoint(ckpt, checkpoint_state(FIT_CHECKPOINT, config, model, optimizer, scheduler, epoch + 1,
+                                                       history, gens, best, model_kind=config.model))
             if on_epoch is not None:
                 on_epoch(epoch + 1, record)
     finally:

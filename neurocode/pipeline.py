@@ -187,9 +187,6 @@ def fit(model: str = "nsnn", data: str | os.PathLike | None = None, preset: str 
 
     Nothing in ``out`` is written or overwritten before these checks pass.
     """
-    import torch
-
-    from neurocode import __version__
     from neurocode.data import ContinuousRecording, load_recording
     from neurocode.fitting import FitConfig, check_device, make_config, prepare_data, train
 
@@ -226,8 +223,7 @@ def fit(model: str = "nsnn", data: str | os.PathLike | None = None, preset: str 
         # 4. train
         if overwrite:
             folder.clear()
-        folder.write_config(config, neurocode_version=__version__, torch_version=torch.__version__,
-                            data_sha256=digest)
+        folder.write_config(config, data_sha256=digest)
         if fit_data.rfs is not None:
             write_json(folder.receptive_fields, fit_data.rfs.to_dict())
         try:
@@ -296,15 +292,14 @@ def load_run(run_dir: str | os.PathLike, device: str = "cpu"):
     data : FitData
         The recording prepared as for the fit (same split and normalisation).
     """
-    from neurocode.fitting import build_model, load_checkpoint, prepare_data
+    from neurocode.checkpoints import load_fitted, read_run
+    from neurocode.fitting import FIT_CHECKPOINT, build_model, prepare_data
 
-    run_dir = Path(run_dir)
-    folder = RunFolder(run_dir)
-    config = dataclasses.replace(folder.read_config(), device=device)
+    folder, config, state = read_run(run_dir, FIT_CHECKPOINT)
+    config = dataclasses.replace(config, device=device)
     data = prepare_data(config)
-    state = load_checkpoint(folder.checkpoint, config)
     model = build_model(config, data.n_cells, rfs=data.rfs, n_steps=data.n_steps, n_lags=data.n_lags)
-    model.load_state_dict(state["model"])
+    load_fitted(model, state, folder.checkpoint, FIT_CHECKPOINT)
     return config, model.to(device).eval(), data
 
 

@@ -3,7 +3,8 @@
 ::
 
     config.json            the FitConfig (+ neurocode and torch versions)
-    checkpoint.pt          model, optimiser, scheduler and RNG states (written by fitting.train)
+    checkpoint.pt          model, optimiser, scheduler and RNG states, history, best model
+                           (:mod:`neurocode.checkpoints`, written by fitting.train every epoch)
     history.json           the training curve
     receptive_fields.json  the RFs the RF-aware models used, and how they were obtained
     predictions.h5         held-out predictions: ``rates`` [n_test, T, n_cells], ``spikes``
@@ -16,12 +17,17 @@ Every file is written atomically (a reader sees the old file or the complete new
 folder that holds a run is never written by another one: :meth:`RunFolder.check` refuses it
 before anything is written unless the same run (:meth:`neurocode.fitting.FitConfig.differences`)
 is resumed.
+
+Recognition runs (:mod:`neurocode.recognition.training`) use the same skeleton: a
+:class:`RunConfig` dataclass in config.json, the folder's lock and checks, and the checkpoints
+of :mod:`neurocode.checkpoints`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -32,7 +38,8 @@ import numpy as np
 
 from neurocode._io import write_json, write_text
 
-__all__ = ["RunFolder", "RunFolderError", "RunFolderBusy", "default_run_dir", "PREDICTIONS_FORMAT"]
+__all__ = ["RunFolder", "RunFolderError", "RunFolderBusy", "RunConfig", "default_run_dir", "check_history",
+           "PREDICTIONS_FORMAT"]
 
 PREDICTIONS_FORMAT = "neurocode-predictions"
 
@@ -43,6 +50,73 @@ class RunFolderError(ValueError):
 
 class RunFolderBusy(RunFolderError):
     """Another process (a fit, evaluate or predict) holds the run folder's lock."""
+
+
+#: Fields of a training record and what they hold: epochs (integers >= 0), numbers (null where
+#: NaN) and per-cell lists of numbers; a record's other fields are free.
+_HISTORY_EPOCHS = ("epoch", "best_epoch")
+_HISTORY_NUMBERS = ("loss", "lr", "val_rate_cc", "ridge", "chosen_ridge", "train_accuracy", "val_accuracy",
+                    "val_loss", "seconds")
+_HISTORY_LISTS = ("initial_rates", "gain_multipliers")
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def check_history(history) -> list:
+    """``history`` if it is a list of training records (``history.json``), else ValueError saying where not.
+
+    A record is a dict; its ``epoch`` / ``best_epoch`` are integers >= 0, its ``loss``, ``lr``,
+    validation scores and ridge strengths numbers or null, ``initial_rates`` lists of numbers,
+    and a record with a ``loss`` has an ``epoch``.
+    """
+    if not isinstance(history, list):
+        raise ValueError(f"expected a list of training records, got {type(history).__name__}")
+    for i, record in enumerate(history):
+        if not isinstance(record, dict):
+            raise ValueError(f"record {i} is {type(record).__name__}, expected an object")
+        for key, value in record.items():
+            if key in _HISTORY_EPOCHS:
+                ok, want = isinstance(value, int) and not isinstance(value, bool) and value >= 0, "an integer >= 0"
+            elif key in _HISTORY_NUMBERS:
+                ok, want = value is None or _number(value), "a number"
+            elif key in _HISTORY_LISTS:
+                ok, want = isinstance(value, list) and all(v is None or _number(v) for v in value), "a list of numbers"
+            else:
+                continue
+            if not ok:
+                raise ValueError(f"record {i}: field {key!r} is {str(value)[:40]!r}, expected {want}")
+        if "loss" in record and "epoch" not in record:
+            raise ValueError(f"record {i} has a 'loss' but no 'epoch'")
+    return history
+
+
+class RunConfig:
+    """The config.json side of a run's frozen configuration dataclass (mixed into it).
+
+    ``to_dict`` / ``from_dict`` are the round trip through config.json (lists back to tuples,
+    unknown fields refused); ``differences`` is the one rule of "the same run": every field
+    counts but those in the class's ``RESUMABLE`` (where a run executes and what is measured
+    after training), which may change when a run is resumed.
+    """
+
+    RESUMABLE: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} field(s) {sorted(unknown)}")
+        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})
+
+    def differences(self, other) -> list[str]:
+        """Fields (sorted) in which ``other`` is another run than this one."""
+        a, b = self.to_dict(), other.to_dict()
+        return sorted(k for k in a if k not in self.RESUMABLE and a[k] != b.get(k))
 
 
 def default_run_dir(model: str, preset: str, fold: int, seed: int, resume: bool = False) -> Path:
@@ -170,7 +244,7 @@ class RunFolder:
             run and neither ``resume`` nor ``overwrite`` is given.
         RunFolderError
             ``resume`` into a folder holding another model or configuration.
-        neurocode.fitting.CheckpointError
+        neurocode.checkpoints.CheckpointError
             The checkpoint to resume from is corrupt or of another configuration.
         """
         if load_checkpoint is None:
@@ -218,8 +292,18 @@ class RunFolder:
 
     # ------------------------------------------------------------------ config and history
     def write_config(self, config, **extra: Any) -> None:
+        """config.json: ``config.to_dict()``, the neurocode and torch versions, and ``extra``
+        (:data:`CONFIG_EXTRA`: the recording's SHA-256, the kind of run)."""
+        import torch
+
+        from neurocode import __version__
+
+        unknown = set(extra) - set(self.CONFIG_EXTRA)
+        if unknown:
+            raise ValueError(f"config.json holds no field(s) {sorted(unknown)} beside the configuration")
         self.path.mkdir(parents=True, exist_ok=True)
-        write_json(self.config, {**config.to_dict(), **extra})
+        write_json(self.config, {**config.to_dict(), "neurocode_version": __version__,
+                                 "torch_version": torch.__version__, **extra})
 
     #: What config.json holds beside the configuration's fields: versions, the recording's
     #: SHA-256, the kind of run.
@@ -256,6 +340,19 @@ class RunFolder:
         d = self._read_config_json()
         return {k: d[k] for k in self.CONFIG_EXTRA if k in d}
 
+    def read_metrics(self) -> dict:
+        """metrics.json ({} before the run has finished; RunFolderError naming the file if it is corrupt)."""
+        path = self.metrics
+        if not path.exists():
+            return {}
+        try:
+            m = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            raise RunFolderError(f"{path}: corrupt metrics ({str(exc)[:200]})") from None
+        if not isinstance(m, dict):
+            raise RunFolderError(f"{path}: metrics must be a JSON object, got {type(m).__name__}")
+        return m
+
     def write_history(self, history: list) -> None:
         write_json(self.history, history)
 
@@ -268,9 +365,11 @@ class RunFolder:
             h = json.loads(path.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise RunFolderError(f"{path}: corrupt training history ({exc})") from None
-        if not isinstance(h, list):
-            raise RunFolderError(f"{path}: training history must be a list of records")
-        return h
+        try:
+            return check_history(h)
+        except ValueError as exc:
+            raise RunFolderError(f"{path}: invalid training history ({exc}); restore the file the fit wrote or "
+                                 "refit") from None
 
     # ------------------------------------------------------------------ predictions and scores
     def write_scores(self, per_cell: dict) -> None:

@@ -148,6 +148,7 @@ def test_a_diverging_fit_stops_and_keeps_the_last_good_checkpoint(tmp_path, monk
 
 def test_a_checkpoint_with_nan_weights_is_refused(tmp_path):
     import neurocode.fitting as fitting
+    from neurocode.checkpoints import checkpoint_state
     from neurocode.fitting import make_config
 
     config = make_config("nsnn", **{k: v for k, v in TINY.items() if k != "preset"})
@@ -156,7 +157,8 @@ def test_a_checkpoint_with_nan_weights_is_refused(tmp_path):
         next(model.parameters()).view(-1)[0] = float("nan")
     gens = {"noise": torch.Generator(), "order": torch.Generator()}
     path = tmp_path / "checkpoint.pt"
-    torch.save(fitting._checkpoint_state(config, model, None, None, 1, [], gens, None), path)
+    torch.save(checkpoint_state(fitting.FIT_CHECKPOINT, config, model, None, None, 1, [], gens, None,
+                                model_kind="nsnn"), path)
     with pytest.raises(CheckpointError, match="NaN or inf"):
         load_checkpoint(path)
 

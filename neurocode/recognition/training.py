@@ -6,7 +6,11 @@ checkpoint every epoch (atomically; ``resume=True`` continues an interrupted run
 result as an uninterrupted one), then score the chosen model once on the test set, with the
 robustness curves and, optionally, the Fig. 4B coding analysis.
 
-Run folder (the retina fits' :class:`~neurocode.runs.RunFolder` layout)::
+The run skeleton is the retina fits': a :class:`~neurocode.runs.RunFolder` (lock, checks
+before any write, config.json with the versions), :class:`ClassifyConfig` a
+:class:`~neurocode.runs.RunConfig`, and the checkpoints of :mod:`neurocode.checkpoints`.
+
+Run folder::
 
     config.json        the ClassifyConfig (+ neurocode and torch versions)
     checkpoint.pt      model, optimiser, scheduler, RNG states, history, best model
@@ -18,11 +22,10 @@ Run folder (the retina fits' :class:`~neurocode.runs.RunFolder` layout)::
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable
 
@@ -30,14 +33,16 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from neurocode._io import atomic_path, write_json
+from neurocode._io import write_json
+from neurocode.checkpoints import (CheckpointFormat, checkpoint_state, load_fitted, read_checkpoint, read_run,
+                                   restore_training, save_checkpoint)
 from neurocode.recognition.architectures import ARCHITECTURES, SpikingClassifier, build_classifier, parameter_count
 from neurocode.recognition.data import DATASETS, ClassificationData, load_dataset
 from neurocode.recognition.layers import MODELS, NeuronSpec
 from neurocode.recognition.methods import METHODS, get_method
 from neurocode.recognition.presets import PRESETS, find_preset, get_preset
 from neurocode.recognition.robustness import evaluate, model_input, robustness_curves
-from neurocode.runs import RunFolder, RunFolderError
+from neurocode.runs import RunConfig, RunFolder
 
 #: What a classifier run writes beside the common run-folder files.
 FIGURES = ("robustness.png", "coding_scatter.png")
@@ -52,18 +57,12 @@ CHECKPOINT_VERSION = 1
 DEFAULT_ARCH = {"digits": "digits", "cifar10": "cifarnet", "cifar100": "cifarnet", "dvs-cifar10": "vggsnn",
                 "dvs-gesture": "7bnet"}
 
-#: Fields that may change between a run and its resumption (they do not change what is trained).
-_NOT_IDENTITY = ("device", "threads", "num_workers", "data_dir", "download", "eval_batch_size", "flip_betas",
-                 "fgsm_eps", "do_gammas", "drop_rhos", "robust_repeats", "robust_limit", "coding_samples",
-                 "coding_trials")
-
-
 def _tuple(v):
     return tuple(float(x) for x in v)
 
 
 @dataclass(frozen=True)
-class ClassifyConfig:
+class ClassifyConfig(RunConfig):
     """Everything that defines a recognition run (use :func:`make_config` to fill it from a preset).
 
     Attributes
@@ -166,6 +165,11 @@ class ClassifyConfig:
         if self.drop_rhos and self.dataset in ("digits", "cifar10", "cifar100"):
             raise ValueError(f"drop_rhos (EventDrop) needs an event dataset, not {self.dataset!r}")
 
+    #: Fields that may change between a run and its resumption (they do not change what is trained).
+    RESUMABLE = ("device", "threads", "num_workers", "data_dir", "download", "eval_batch_size", "flip_betas",
+                 "fgsm_eps", "do_gammas", "drop_rhos", "robust_repeats", "robust_limit", "coding_samples",
+                 "coding_trials")
+
     @property
     def neuron(self) -> NeuronSpec:
         return NeuronSpec(self.model, self.noise_sigma, self.tau, self.v_th, self.surrogate_width)
@@ -173,23 +177,6 @@ class ClassifyConfig:
     @property
     def static(self) -> bool:
         return self.dataset in ("digits", "cifar10", "cifar100")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ClassifyConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown ClassifyConfig field(s) {sorted(unknown)}")
-        d = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
-        return cls(**d)
-
-    def differences(self, other: "ClassifyConfig") -> list[str]:
-        """Fields that make ``other`` a different run (execution and evaluation settings aside)."""
-        a, b = self.to_dict(), other.to_dict()
-        return [k for k in a if k not in _NOT_IDENTITY and a[k] != b[k]]
 
 
 def make_config(dataset: str = "digits", model: str = "nsnn", method: str = "stbp", arch: str | None = None,
@@ -260,33 +247,16 @@ def _resolve_device(name: str) -> torch.device:
 
 
 # ------------------------------------------------------------------ checkpoints
-def _save_checkpoint(path: Path, config, model, optimizer, scheduler, epoch, history, gens, best) -> None:
-    state = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": config.to_dict(), "epoch": epoch,
-             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-             "rng": {k: g.get_state() for k, g in gens.items()}, "torch_rng": torch.get_rng_state(),
-             "history": history, "best": best}
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+#: A classifier run's checkpoints (:mod:`neurocode.checkpoints`), with torch's global generator.
+CLASSIFIER_CHECKPOINT = CheckpointFormat(CHECKPOINT_FORMAT, CHECKPOINT_VERSION, ClassifyConfig,
+                                         "start it afresh with `neurocode classify ... --out NEW_FOLDER`",
+                                         ("torch_rng",))
 
 
 def load_checkpoint(path: str | os.PathLike, config: ClassifyConfig | None = None) -> dict:
-    """Read a classifier checkpoint; with ``config``, check it is this run's (RunFolderError otherwise)."""
-    path = Path(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for damaged files
-        detail = (str(exc).strip().splitlines() or [""])[0][:200]
-        raise RunFolderError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {detail})") from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise RunFolderError(f"{path}: not a neurocode classifier checkpoint (field 'format' missing or wrong)")
-    if config is not None:
-        diff = config.differences(ClassifyConfig.from_dict(state["config"]))
-        if diff:
-            raise RunFolderError(f"{path}: checkpoint of a different run (fields {diff}); use the same settings or "
-                                 "another --out")
-    return state
+    """Read a classifier checkpoint; with ``config``, check it is this run's
+    (:class:`~neurocode.checkpoints.CheckpointError`, a RunFolderError, otherwise)."""
+    return read_checkpoint(path, CLASSIFIER_CHECKPOINT, config)
 
 
 # ------------------------------------------------------------------ training
@@ -356,14 +326,8 @@ def train_classifier(config: ClassifyConfig, data: ClassificationData | None = N
     best: dict | None = None
     start = 0
     if resume and ckpt is not None and ckpt.exists():
-        state = load_checkpoint(ckpt, config)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        for k, g in gens.items():
-            g.set_state(state["rng"][k])
-        torch.set_rng_state(state["torch_rng"])
-        history, start, best = list(state["history"]), int(state["epoch"]), state["best"]
+        history, start, best = restore_training(ckpt, load_checkpoint(ckpt, config), CLASSIFIER_CHECKPOINT, model,
+                                                optimizer, scheduler, gens)
     bar = tqdm(total=config.epochs * steps, initial=start * steps, desc=f"train {config.model} {config.arch}",
                disable=not progress, unit="step")
     try:
@@ -400,7 +364,8 @@ def train_classifier(config: ClassifyConfig, data: ClassificationData | None = N
                             "model": {k: v.detach().clone() for k, v in model.state_dict().items()}}
             history.append(record)
             if ckpt is not None:
-                _save_checkpoint(ckpt, config, model, optimizer, scheduler, epoch + 1, history, gens, best)
+                save_checkpoint(ckpt, checkpoint_state(CLASSIFIER_CHECKPOINT, config, model, optimizer, scheduler,
+                                                       epoch + 1, history, gens, best, torch_rng=torch.get_rng_state()))
             if on_epoch is not None:
                 on_epoch(epoch + 1, record)
     finally:
@@ -490,13 +455,9 @@ def classify(dataset: str = "digits", model: str = "nsnn", method: str = "stbp",
 
 def _classify(config: ClassifyConfig, folder: RunFolder | None, resume: bool, progress: bool, figures: bool,
               data: ClassificationData | None) -> ClassifyResult:
-    import neurocode
-
     if folder is not None:
         folder.check(config, resume, load_checkpoint=load_checkpoint, files=FIGURES)
-        folder.path.mkdir(parents=True, exist_ok=True)
-        write_json(folder.config, {**config.to_dict(), "kind": "classifier", "neurocode_version": neurocode.__version__,
-                                   "torch_version": torch.__version__})
+        folder.write_config(config, kind="classifier")
     if data is None:
         data = load_dataset(config.dataset, data_dir=config.data_dir, download=config.download,
                             timesteps=config.timesteps, val_fraction=config.val_fraction,
@@ -539,17 +500,9 @@ def _classify(config: ClassifyConfig, folder: RunFolder | None, resume: bool, pr
 def load_run(run_dir: str | os.PathLike, data: ClassificationData | None = None,
              device: str = "cpu") -> tuple[ClassifyConfig, SpikingClassifier, dict]:
     """``(config, model, metrics)`` of a finished or interrupted run folder (the best model of its checkpoint)."""
-    folder = RunFolder(run_dir)
-    if not folder.config.exists():
-        raise FileNotFoundError(f"{folder.config}: no such file ({run_dir} is not a classify run folder)")
-    stored = json.loads(folder.config.read_text())
-    config = ClassifyConfig.from_dict({k: v for k, v in stored.items()
-                                       if k not in ("neurocode_version", "torch_version", "kind")})
-    state = load_checkpoint(folder.checkpoint, config)
+    folder, config, state = read_run(run_dir, CLASSIFIER_CHECKPOINT)
     if data is None:
         data = load_dataset(config.dataset, data_dir=config.data_dir, timesteps=config.timesteps,
                             val_fraction=config.val_fraction, split_seed=config.split_seed)
-    model = build_model(config, data).to(device)
-    model.load_state_dict(state["best"]["model"] if state.get("best") else state["model"])
-    metrics = json.loads(folder.metrics.read_text()) if folder.metrics.exists() else {}
-    return config, model, metrics
+    model = load_fitted(build_model(config, data), state, folder.checkpoint, CLASSIFIER_CHECKPOINT)
+    return config, model.to(device), folder.read_metrics()
