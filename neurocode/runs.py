@@ -6,6 +6,7 @@
     checkpoint.pt          model, optimiser, scheduler and RNG states (written by fitting.train)
     history.json           the training curve
     receptive_fields.json  the RFs the RF-aware models used, and how they were obtained
+    normalizer.json        the training images' mean and SD the model's input was z-scored with
     predictions.h5         held-out predictions: ``rates`` [n_test, T, n_cells], ``spikes``
                            [n_test, T, K, n_cells] for spiking models, ``test_stimuli``
     metrics.json           held-out scores
@@ -73,11 +74,12 @@ class RunFolder:
     RASTER_FIGURE = "cell_raster.png"
     RECEPTIVE_FIELDS = "receptive_fields.json"
     RESCORED = "metrics_rescored.json"
+    NORMALIZER = "normalizer.json"
 
     #: Every file a fit writes (the folder holds only these, our temporary files and
     #: ``predictions_*.h5`` of ``neurocode predict``).
     FILES = (CONFIG, CHECKPOINT, HISTORY, PREDICTIONS, METRICS, SCORES, CURVE_FIGURE, RASTER_FIGURE,
-             RECEPTIVE_FIELDS, RESCORED)
+             RECEPTIVE_FIELDS, RESCORED, NORMALIZER)
 
     def __init__(self, path: str | os.PathLike):
         if not os.fspath(path).strip():
@@ -97,6 +99,7 @@ class RunFolder:
     curve_figure = property(lambda self: self.path / self.CURVE_FIGURE)
     raster_figure = property(lambda self: self.path / self.RASTER_FIGURE)
     receptive_fields = property(lambda self: self.path / self.RECEPTIVE_FIELDS)
+    normalizer = property(lambda self: self.path / self.NORMALIZER)
 
     # ------------------------------------------------------------------ one writer at a time
     @property
@@ -272,6 +275,51 @@ class RunFolder:
             raise RunFolderError(f"{path}: training history must be a list of records")
         return h
 
+    # ------------------------------------------------------------------ what predict reuses
+    def write_normalizer(self, normalizer) -> None:
+        """Store an :class:`~neurocode.data.ImageNormalizer`'s mean and SD (``normalizer.json``)."""
+        write_json(self.normalizer, {"mean": normalizer.mean_, "std": normalizer.std_,
+                                     "unit": "grey levels of the resampled frames"})
+
+    def read_normalizer(self):
+        """The stored :class:`~neurocode.data.ImageNormalizer` (None for runs written before it was stored)."""
+        from neurocode.data import ImageNormalizer
+
+        d = self._read_json(self.normalizer, "image normalisation")
+        if d is None:
+            return None
+        mean, std = (d.get(k) if isinstance(d, dict) else None for k in ("mean", "std"))
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in (mean, std)) \
+                or std <= 0:
+            raise RunFolderError(f"{self.normalizer}: fields 'mean' and 'std' must be finite numbers, std > 0")
+        normalizer = ImageNormalizer()
+        normalizer.mean_, normalizer.std_ = float(mean), float(std)
+        return normalizer
+
+    def read_receptive_fields(self, n_cells: int):
+        """The stored receptive fields of ``n_cells`` cells (None when the run stored none)."""
+        from neurocode.data.receptive_fields import ReceptiveFields
+
+        d = self._read_json(self.receptive_fields, "receptive fields")
+        if d is None:
+            return None
+        try:
+            rfs = ReceptiveFields.from_dict(d)
+        except (TypeError, ValueError, KeyError) as exc:
+            raise RunFolderError(f"{self.receptive_fields}: invalid receptive fields ({str(exc)[:300]})") from None
+        if rfs.n_cells != n_cells:
+            raise RunFolderError(f"{self.receptive_fields}: {rfs.n_cells} cells, the recording has {n_cells}")
+        return rfs
+
+    @staticmethod
+    def _read_json(path: Path, what: str):
+        if not path.exists():
+            return None
+        try:
+            return json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            raise RunFolderError(f"{path}: corrupt {what} ({type(exc).__name__})") from None
+
     # ------------------------------------------------------------------ predictions and scores
     def write_scores(self, per_cell: dict) -> None:
         cols = ["rate_cc", "count_cc", "baseline_rate_cc", "ceiling_rate_cc", "recorded_ff", "model_ff"]
@@ -288,14 +336,15 @@ class RunFolder:
 
 
 def write_predictions(path: Path, config, preds: np.ndarray, rates: np.ndarray, test_idx: np.ndarray | None,
-                      **attrs) -> None:
-    """Predictions file: ``rates``, ``spikes`` (spiking models), ``test_stimuli`` (when given), ``attrs``."""
+                      overwrite: bool = True, **attrs) -> None:
+    """Predictions file: ``rates``, ``spikes`` (spiking models), ``test_stimuli`` (when given), ``attrs``;
+    ``overwrite=False``: FileExistsError if ``path`` exists, also when it appears meanwhile."""
     from neurocode._io import atomic_h5
     from neurocode.fitting import predicts_rates
 
     spiking = not predicts_rates(config)
     # built in memory, written in one piece: a full disk is a WriteError naming the file (no crash)
-    with atomic_h5(path) as f:
+    with atomic_h5(path, overwrite=overwrite) as f:
         f.attrs["format"] = PREDICTIONS_FORMAT
         f.attrs["model"] = config.model
         f.attrs["bin_size"] = float(config.bin_size)

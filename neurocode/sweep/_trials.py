@@ -164,8 +164,9 @@ class TrialSpec:
 # --------------------------------------------------------------------------- run folders are the record
 def folder_state(spec: TrialSpec, config, keys: dict | None = None) -> str:
     """``"done"`` (metrics.json of this configuration), ``"partial"`` (a config or checkpoint of it, no
-    metrics: resume) or ``"new"``; SweepError for a folder holding another run or a run on another
-    recording (never silently refitted or reused)."""
+    metrics: resume) or ``"new"``; SweepError for a folder holding another run, a run on another
+    recording, or a run whose recording file changed since it was fitted
+    (:func:`neurocode.pipeline.check_provenance`): never silently refitted or reused."""
     from neurocode.data.hdf5 import describe_recording, recording_key
     from neurocode.runs import RunFolder, RunFolderError
 
@@ -198,6 +199,13 @@ def folder_state(spec: TrialSpec, config, keys: dict | None = None) -> str:
         detail = ", ".join(f"{k}: stored {old.get(k)!r}, now {new.get(k)!r}" for k in diff[:4])
         raise SweepError(f"{folder.path}: holds a run with other settings ({detail}); sweep with the settings it "
                          "was made with, or choose another --out (nothing was changed)")
+    from neurocode.pipeline import check_provenance
+
+    try:
+        check_provenance(folder, stored)
+    except ValueError as exc:  # RunFolderError: the file changed; ValueError: it links other files
+        raise SweepError(f"{exc}. The sweep neither reuses nor refits this run: choose another --out, or remove "
+                         f"{folder.path} to fit it again (nothing was changed)") from None
     return "done" if folder.metrics.exists() else "partial"
 
 
