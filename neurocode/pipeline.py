@@ -335,8 +335,9 @@ def load_run(run_dir: str | os.PathLike, device: str = "cpu"):
     config = dataclasses.replace(folder.read_config(), device=device)
     check_provenance(folder, config)
     data = prepare_data(config)
-    data = dataclasses.replace(data, normalizer=folder.read_normalizer() or data.normalizer,
-                               rfs=folder.read_receptive_fields(data.n_cells) or data.rfs)
+    normalizer, rfs = folder.read_normalizer(), folder.read_receptive_fields(data.n_cells)
+    data = dataclasses.replace(data, normalizer=data.normalizer if normalizer is None else normalizer,
+                               rfs=data.rfs if rfs is None else rfs)
     state = load_checkpoint(folder.checkpoint, config)
     model = build_model(config, data.n_cells, rfs=data.rfs, n_steps=data.n_steps, n_lags=data.n_lags)
     model.load_state_dict(state["model"])
