@@ -122,6 +122,13 @@ def ensure_run(run_dir: Path, model: str, args, wanted: tuple[str, str | None], 
         raise SystemExit(f"error: {run_dir} holds a run with different settings (preset, epochs, ...); "
                          "use the settings it was made with or choose another --out")
     if (run_dir / "metrics.json").exists():
+        from neurocode.pipeline import check_provenance
+        from neurocode.runs import RunFolder
+
+        try:  # finished on this recording file, or its scores are not reused
+            check_provenance(RunFolder(run_dir))
+        except ValueError as exc:
+            raise SystemExit(f"error: {exc}") from None
         print(f"[skip] {run_dir.name}: finished earlier", flush=True)
         return json.loads((run_dir / "metrics.json").read_text())
     resume = (run_dir / "config.json").exists() or (run_dir / "checkpoint.pt").exists()

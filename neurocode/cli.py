@@ -87,7 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("predict", help="predict a fitted model's responses to new stimuli",
                         description="Responses of a run folder's model to new stimuli, prepared as its training "
-                                    "stimuli (letterboxed, resampled, normalised with the training statistics).")
+                                    "stimuli (letterboxed, resampled, normalised with the training statistics "
+                                    "stored in the run). The recording file must be the one the run was fitted "
+                                    "to (SHA-256): a changed file is refused.")
     pr.add_argument("run_dir", metavar="RUN_DIR")
     pr.add_argument("--stimuli", required=True, metavar="FILE",
                     help=".npy array (or .npz with key 'stimuli'): flashed frames [n, H, W], or clips [n, F, H, W] "

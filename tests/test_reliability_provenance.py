@@ -168,6 +168,23 @@ def test_a_rerun_sweep_on_a_changed_recording_is_refused_not_skipped(data_copy, 
     assert (tmp_path / "sweep" / "results.csv").read_text() == table
 
 
+def test_an_analysis_script_does_not_reuse_a_run_whose_recording_changed(ln_run, brighter_copy, tmp_path,
+                                                                         monkeypatch, capsys):
+    import argparse
+    import sys
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "analyses"))
+    sys.modules.pop("_common", None)
+    from _common import ensure_run, run_key
+
+    run = _run_on(ln_run, brighter_copy, tmp_path)
+    args = argparse.Namespace(preset="quick", data=str(brighter_copy), recording=None)
+    with pytest.raises(SystemExit, match=CHANGED):
+        ensure_run(run, "ln", args, run_key(run))
+    assert "[skip]" not in capsys.readouterr().out
+    assert ensure_run(ln_run, "ln", args, run_key(ln_run))["model"] == "ln"  # the fitted file: reused
+
+
 # ---------------------------------------------------------------- only what is hashed is read
 def _linking_file(path: Path, target: Path) -> Path:
     """A neurocode file whose recording group is an external link into ``target``."""
