@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from neurocode import cli
-from neurocode.pipeline import RunFolderError, evaluate, fit, load_run, predict_run, simulate_run
+from neurocode.pipeline import RunFolderError, evaluate, fit, load_run, simulate_run
 
 CHANGED = "recording file changed since this run was fitted"
 

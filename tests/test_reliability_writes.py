@@ -7,6 +7,7 @@ terminal escaped."""
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import shutil
 import subprocess
@@ -86,7 +87,7 @@ def test_two_concurrent_imports_into_one_file_both_land(tmp_path, data_copy):
 
     nwb = write_nwb(load_recording(data_copy).subset([0, 1, 2]), tmp_path / "small.nwb")
     out = tmp_path / "same.h5"
-    env = {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     procs = [subprocess.Popen([sys.executable, "-c", _IMPORT, str(nwb), str(out), name, str(tmp_path / f"{name}.ready"),
                                str(tmp_path / f"{other}.ready")], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
