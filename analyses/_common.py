@@ -94,10 +94,11 @@ def resolve_preset(args) -> None:
 def stored_config_matches(run_dir: Path, config) -> bool:
     """True if ``run_dir/config.json`` was written for ``config`` (device and threads aside; the
     recording is compared by :func:`run_key`, where None and the default name are the same)."""
+    from neurocode.fitting import FitConfig
     from neurocode.runs import RunFolder
 
     try:
-        stored = RunFolder(run_dir).read_config()
+        stored = RunFolder(run_dir).read_config(FitConfig)
     except (OSError, ValueError):
         return False
     return not config.differences(stored, ignore=("data", "recording"))
@@ -122,6 +123,13 @@ def ensure_run(run_dir: Path, model: str, args, wanted: tuple[str, str | None], 
         raise SystemExit(f"error: {run_dir} holds a run with different settings (preset, epochs, ...); "
                          "use the settings it was made with or choose another --out")
     if (run_dir / "metrics.json").exists():
+        from neurocode.pipeline import check_provenance
+        from neurocode.runs import RunFolder
+
+        try:  # finished on this recording file, or its scores are not reused
+            check_provenance(RunFolder(run_dir))
+        except ValueError as exc:
+            raise SystemExit(f"error: {exc}") from None
         print(f"[skip] {run_dir.name}: finished earlier", flush=True)
         return json.loads((run_dir / "metrics.json").read_text())
     resume = (run_dir / "config.json").exists() or (run_dir / "checkpoint.pt").exists()

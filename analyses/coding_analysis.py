@@ -73,7 +73,7 @@ def parse_args(argv=None):
 
 
 def _check_spiking(run_dir: Path) -> None:
-    from neurocode.fitting import predicts_rates
+    from neurocode.fitting import FitConfig, predicts_rates
     from neurocode.runs import RunFolder
 
     cfg = json.loads((run_dir / "config.json").read_text())
@@ -81,7 +81,7 @@ def _check_spiking(run_dir: Path) -> None:
     if model not in ("nsnn", "dsnn"):
         raise SystemExit(f"error: --run {run_dir}: a {model} run; the coding analysis needs a spiking model")
     try:
-        config = RunFolder(run_dir).read_config()
+        config = RunFolder(run_dir).read_config(FitConfig)
     except (OSError, ValueError) as exc:
         raise SystemExit(f"error: --run {run_dir}: invalid config.json ({exc})") from None
     if predicts_rates(config):

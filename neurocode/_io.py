@@ -29,7 +29,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-__all__ = ["WriteError", "atomic_path", "atomic_h5", "write_bytes", "write_json", "write_text"]
+__all__ = ["WriteError", "atomic_path", "atomic_h5", "write_bytes", "write_json", "write_text", "printable",
+           "printable_lines", "file_lock", "FileBusy"]
 
 #: Bytes per ``os.write`` call (the fault-injection tests replace :data:`_write`).
 _CHUNK = 1 << 20
@@ -286,3 +287,51 @@ def sha256_file(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def printable(text: Any) -> str:
+    """``text`` with control characters (terminal escapes, newlines) shown as escapes, not executed.
+
+    Every string a file provides (a recording name, a cell id, an attribute) goes through this
+    before it reaches a terminal: an ESC character is shown as the four characters ``\\x1b``.
+    """
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(text))
+
+
+def printable_lines(text: Any) -> str:
+    """:func:`printable` line by line: a multi-line report keeps its lines, loses its escapes."""
+    return "\n".join(printable(line) for line in str(text).split("\n"))
+
+
+class FileBusy(WriteError):
+    """Another process held a file's lock for longer than the wait allowed."""
+
+
+@contextmanager
+def file_lock(path: str | os.PathLike, timeout: float = 600.0) -> Iterator[Path]:
+    """Hold the OS-level lock of ``path`` (the file ``.NAME.lock`` beside it) for the block.
+
+    A read-modify-write of a shared file (a recording file that several ``data import`` add
+    groups to) takes it, so the second writer waits and then reads the first one's result.
+
+    Raises
+    ------
+    FileBusy
+        The lock was not free within ``timeout`` seconds; the message names ``path``.
+    """
+    from filelock import FileLock, Timeout
+
+    resolved = Path(path).resolve()
+    lock = FileLock(resolved.parent / f".{resolved.name}.lock", timeout=timeout)
+    try:
+        resolved.parent.mkdir(parents=True, exist_ok=True)
+        lock.acquire()
+    except Timeout:
+        raise FileBusy(_errno.EBUSY, f"{path}: another neurocode process has been writing this file for "
+                                     f"{timeout:g} s; try again when it has finished", str(path)) from None
+    except OSError as exc:  # a read-only or missing folder: the file could not be written either
+        raise _write_error(Path(path), exc) from None
+    try:
+        yield resolved
+    finally:
+        lock.release()

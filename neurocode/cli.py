@@ -7,7 +7,7 @@
                   [--input-size N] [--bin-size S] [--window A B] [--fold K] [--n-folds N] [--seed S]
                   [--set KEY=VALUE ...] [--out DIR] [--resume] [--epochs N] [--device D] [--threads N] [--no-progress]
     neurocode evaluate RUN_DIR
-    neurocode predict RUN_DIR --stimuli FILE [--out FILE] [--trials K]
+    neurocode predict RUN_DIR --stimuli FILE [--out FILE] [--trials K] [--overwrite]
     neurocode data list [FILE]
     neurocode data import FILE.nwb --out FILE.h5 [--name NAME] [--stimulus-column COLUMN] [--stimulus NAME]
     neurocode data export [FILE.h5] [--recording NAME] --out FILE.nwb [--metadata FILE.json] [--species ...]
@@ -27,6 +27,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+from neurocode._io import printable, printable_lines
 
 __all__ = ["main", "build_parser"]
 
@@ -95,7 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("predict", help="predict a fitted model's responses to new stimuli",
                         description="Responses of a run folder's model to new stimuli, prepared as its training "
-                                    "stimuli (letterboxed, resampled, normalised with the training statistics).")
+                                    "stimuli (letterboxed, resampled, normalised with the training statistics "
+                                    "stored in the run). The recording file must be the one the run was fitted "
+                                    "to (SHA-256): a changed file is refused.")
     pr.add_argument("run_dir", metavar="RUN_DIR")
     pr.add_argument("--stimuli", required=True, metavar="FILE",
                     help=".npy array (or .npz with key 'stimuli'): flashed frames [n, H, W], or clips [n, F, H, W] "
@@ -103,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", metavar="FILE", default=None,
                     help="predictions HDF5 file (default: RUN_DIR/predictions_<stimuli file name>.h5)")
     pr.add_argument("--trials", type=int, default=None, metavar="K", help="sampled trials per stimulus")
+    pr.add_argument("--overwrite", action="store_true",
+                    help="replace an existing --out (never a run's own file nor a recording file)")
 
     d = sub.add_parser("data", help="list, import, export or build recordings")
     dsub = d.add_subparsers(dest="data_command", metavar="{list,import,export,build}")
@@ -197,11 +203,6 @@ def _message(exc: BaseException) -> str:
     return " ".join(printable(line).strip() for line in text.splitlines() if line.strip()) or type(exc).__name__
 
 
-def printable(text: str) -> str:
-    """``text`` with control characters (terminal escapes) shown as escapes, not executed."""
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(text))
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
     parser = build_parser()
@@ -250,7 +251,7 @@ def _cmd_fit(args) -> int:
     result = fit(model=args.model, data=args.data, preset=args.preset, fold=args.fold, seed=args.seed,
                  out=args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress,
                  **overrides)
-    print(format_metrics(result.metrics))
+    print(printable_lines(format_metrics(result.metrics)))
     print(f"run folder: {result.run_dir}")
     return 0
 
@@ -260,7 +261,7 @@ def _cmd_evaluate(args) -> int:
     from neurocode.pipeline import evaluate
 
     metrics = evaluate(args.run_dir, rescore=args.rescore)
-    print(format_metrics(metrics))
+    print(printable_lines(format_metrics(metrics)))
     if args.rescore and metrics.get("data_sha256"):
         print("scored against a changed recording file: written to metrics_rescored.json")
     print(f"run folder: {args.run_dir}")
@@ -270,7 +271,7 @@ def _cmd_evaluate(args) -> int:
 def _cmd_predict(args) -> int:
     from neurocode.pipeline import predict_run
 
-    out = predict_run(args.run_dir, args.stimuli, out=args.out, n_trials=args.trials)
+    out = predict_run(args.run_dir, args.stimuli, out=args.out, n_trials=args.trials, overwrite=args.overwrite)
     print(f"wrote {out}")
     return 0
 

@@ -68,11 +68,11 @@ import numpy as np
 from neurocode._io import sha256_file, write_json
 from neurocode.analysis.distribution import distribution_scores, model_single_trials
 from neurocode.analysis.scores import compute_metrics, format_metrics
-from neurocode.fitting import predicts_rates
+from neurocode.fitting import FitConfig, load_checkpoint, predicts_rates
 from neurocode.runs import RunFolder, RunFolderBusy, RunFolderError, default_run_dir, write_predictions
 
 __all__ = ["RunResult", "RunFolderError", "RunFolderBusy", "FitInterrupted", "fit", "recording_sha256", "evaluate", "default_run_dir", "load_run",
-           "predict_run", "simulate_run"]
+           "predict_run", "simulate_run", "check_provenance"]
 
 @dataclass
 class RunResult:
@@ -108,18 +108,56 @@ class FitInterrupted(KeyboardInterrupt):
 
 
 def recording_sha256(config) -> str:
-    """SHA-256 of the recording file a configuration names (the bundled file when None)."""
+    """SHA-256 of the recording file a configuration names (the bundled file when None).
+
+    Raises
+    ------
+    ValueError
+        The file is an HDF5 file that reads data from other files (an external link, a
+        virtual dataset, external raw storage): its hash would not cover what is read, so such
+        a file is refused (the message names the file and the object).
+    """
     from neurocode.data import bundled_path
+    from neurocode.data.hdf5 import check_self_contained
 
-    return sha256_file(config.data if config.data is not None else bundled_path())
+    path = config.data if config.data is not None else bundled_path()
+    check_self_contained(path)
+    return sha256_file(path)
 
 
-def _check_provenance(folder: RunFolder, digest: str) -> None:
+def check_provenance(folder: RunFolder, config=None) -> str:
+    """The one provenance check of every command that reads a run: the recording file the run's
+    ``config.json`` names must be the file it was fitted to (SHA-256 stored at the fit).
+
+    ``fit --resume``, ``evaluate``, ``predict``, :func:`simulate_run` and a ``sweep`` that
+    would skip or resume a run all call it before reading the recording. A run written before
+    the hash was stored (no ``data_sha256``) passes.
+
+    Returns
+    -------
+    str
+        The recording file's SHA-256 now.
+
+    Raises
+    ------
+    RunFolderError
+        The file changed since the fit (the message names the run folder and the file).
+    ValueError
+        The file reads data from other HDF5 files (:func:`recording_sha256`).
+    """
+    config = folder.read_config(FitConfig) if config is None else config
+    digest = recording_sha256(config)
     stored = folder.read_config_extra().get("data_sha256")
     if stored is not None and stored != digest:
-        raise RunFolderError(f"{folder.path}: the recording file changed since this run was fitted (SHA-256 "
-                             f"{stored[:12]}... then, {digest[:12]}... now); pass --rescore (rescore=True) to "
-                             "score the run against the new file, written to metrics_rescored.json")
+        from neurocode.data import bundled_path
+
+        path = config.data if config.data is not None else bundled_path()
+        raise RunFolderError(f"{folder.path}: the recording file changed since this run was fitted ({path}: "
+                             f"SHA-256 {stored[:12]}... then, {digest[:12]}... now); its scores, normalisation and "
+                             "receptive fields belong to the old file: fit again on the new file, or score the run "
+                             "against it with `neurocode evaluate --rescore` (rescore=True; written to "
+                             "metrics_rescored.json)")
+    return digest
 
 
 def fit(model: str = "nsnn", data: str | os.PathLike | None = None, preset: str | None = None, fold: int = 0,
@@ -188,7 +226,7 @@ def fit(model: str = "nsnn", data: str | os.PathLike | None = None, preset: str 
     Nothing in ``out`` is written or overwritten before these checks pass.
     """
     from neurocode.data import ContinuousRecording, load_recording
-    from neurocode.fitting import FitConfig, check_device, make_config, prepare_data, train
+    from neurocode.fitting import check_device, make_config, prepare_data, train
 
     # 1. configuration (a bad argument names itself)
     known = {f.name for f in fields(FitConfig)} - {"model", "preset", "data", "fold", "seed"}
@@ -212,10 +250,8 @@ def fit(model: str = "nsnn", data: str | os.PathLike | None = None, preset: str 
     run_dir = RunFolder(out).path if out is not None else default_run_dir(config.model, config.preset, config.fold, config.seed, resume)
     folder = RunFolder(run_dir)
     with folder.lock():
-        folder.check(config, resume, overwrite)
-        digest = recording_sha256(config)
-        if resume and folder.config.exists():
-            _check_provenance(folder, digest)
+        folder.check(config, resume, overwrite, load_checkpoint=load_checkpoint)
+        digest = check_provenance(folder, config) if resume and folder.config.exists() else recording_sha256(config)
 
         # 3. data (errors in the recording surface before the folder is created)
         fit_data = prepare_data(config, recording)
@@ -226,6 +262,7 @@ def fit(model: str = "nsnn", data: str | os.PathLike | None = None, preset: str 
         folder.write_config(config, data_sha256=digest)
         if fit_data.rfs is not None:
             write_json(folder.receptive_fields, fit_data.rfs.to_dict())
+        folder.write_normalizer(fit_data.normalizer)
         try:
             net, history = train(config, fit_data, checkpoint=folder.checkpoint, resume=resume, progress=progress,
                                  on_epoch=on_epoch)
@@ -284,6 +321,12 @@ def ln_reference(config, data) -> dict:
 def load_run(run_dir: str | os.PathLike, device: str = "cpu"):
     """The fitted model of a run folder, ready to predict.
 
+    The recording file must be the one the run was fitted to (:func:`check_provenance`): the
+    model's cells, bins and split come from it. The image normalisation and the receptive
+    fields are the ones stored in the run folder at the fit (``normalizer.json``,
+    ``receptive_fields.json``), not re-derived; runs written before they were stored
+    re-derive them from the (hash-checked) file.
+
     Returns
     -------
     config : FitConfig
@@ -291,20 +334,78 @@ def load_run(run_dir: str | os.PathLike, device: str = "cpu"):
         With the checkpoint's weights, in eval mode, on ``device``.
     data : FitData
         The recording prepared as for the fit (same split and normalisation).
+
+    Raises
+    ------
+    RunFolderError
+        The recording file changed since the fit, or a stored file is corrupt.
     """
-    from neurocode.checkpoints import load_fitted, read_run
+    from neurocode.checkpoints import load_fitted, read_checkpoint
     from neurocode.fitting import FIT_CHECKPOINT, build_model, prepare_data
 
-    folder, config, state = read_run(run_dir, FIT_CHECKPOINT)
+    folder = RunFolder(run_dir)
+    config = folder.read_config(FitConfig)
+    check_provenance(folder, config)  # before the checkpoint: a changed file is named as such
+    state = read_checkpoint(folder.checkpoint, FIT_CHECKPOINT, config)
     config = dataclasses.replace(config, device=device)
     data = prepare_data(config)
+    normalizer, rfs = folder.read_normalizer(), folder.read_receptive_fields(data.n_cells)
+    data = dataclasses.replace(data, normalizer=data.normalizer if normalizer is None else normalizer,
+                               rfs=data.rfs if rfs is None else rfs)
     model = build_model(config, data.n_cells, rfs=data.rfs, n_steps=data.n_steps, n_lags=data.n_lags)
     load_fitted(model, state, folder.checkpoint, FIT_CHECKPOINT)
     return config, model.to(device).eval(), data
 
 
+def _is_recording_file(path: Path) -> bool:
+    """A neurocode recording file or an NWB file (by content, whatever its name)."""
+    if path.suffix.lower() == ".nwb":
+        return True
+    try:
+        import h5py
+
+        from neurocode.data.hdf5 import FILE_FORMAT
+
+        with h5py.File(path, "r") as f:
+            fmt = f.attrs.get("format")
+            fmt = fmt.decode() if isinstance(fmt, bytes) else fmt
+            return fmt == FILE_FORMAT or "nwb_version" in f.attrs
+    except Exception:  # noqa: BLE001 - not an HDF5 file (or unreadable): not a recording
+        return False
+
+
+def predictions_target(run_dir: Path, out: str | os.PathLike | None, stem: str, overwrite: bool = False) -> Path:
+    """Where ``predict`` may write: refuses, before any work, a file it must not replace.
+
+    Raises
+    ------
+    FileExistsError
+        ``out`` exists (without ``overwrite``), is a folder, or is a recording file (never
+        replaced, even with ``overwrite``).
+    ValueError
+        ``out`` is in a run folder (this one or another) and is not ``predictions_<name>.h5``:
+        a run's own files (config.json, predictions.h5, ...) are never written by ``predict``.
+    """
+    out = Path(out) if out is not None else run_dir / f"predictions_{stem}.h5"
+    if str(out).strip() in ("", "."):
+        raise ValueError("--out is empty; give the predictions file's name")
+    real = Path(os.path.realpath(out))  # a link is judged by what it points at
+    if real.is_dir():
+        raise FileExistsError(f"{out}: is a folder; --out names the predictions file (e.g. {out}/predictions.h5)")
+    if (real.parent / RunFolder.CONFIG).is_file() and not (real.name.startswith("predictions_")
+                                                           and real.name.endswith(".h5")):
+        raise ValueError(f"{out}: in the run folder {real.parent}, predict writes only predictions_<name>.h5 "
+                         "(a run's own files are never replaced); choose another --out")
+    if os.path.lexists(out):
+        if _is_recording_file(real):
+            raise FileExistsError(f"{out}: is a recording file; predictions never replace one, choose another --out")
+        if not overwrite:
+            raise FileExistsError(f"{out}: exists; pass --overwrite to replace it, or choose another --out")
+    return out
+
+
 def predict_run(run_dir: str | os.PathLike, stimuli: str | os.PathLike | np.ndarray,
-                out: str | os.PathLike | None = None, n_trials: int | None = None) -> Path:
+                out: str | os.PathLike | None = None, n_trials: int | None = None, overwrite: bool = False) -> Path:
     """Predict a run folder's model on new stimuli and write the predictions (HDF5).
 
     Parameters
@@ -315,14 +416,25 @@ def predict_run(run_dir: str | os.PathLike, stimuli: str | os.PathLike | np.ndar
         :func:`neurocode.fitting.predict_stimuli`), or a ``.npy`` file (``.npz``: key ``stimuli``).
     out : path, optional
         Default ``RUN_DIR/predictions_<file stem>.h5`` (``predictions_new.h5`` for an array).
+        Never a file of a run folder other than ``predictions_<name>.h5``, never a recording
+        file (:func:`predictions_target`).
     n_trials : int, optional
         Sampled trials per stimulus (default: the run's ``eval_trials``).
+    overwrite : bool
+        Replace an existing ``out`` (refused otherwise).
 
     Returns
     -------
     Path
         The file: ``rates`` float32 ``[n, T, n_cells]`` (expected spikes per bin), ``spikes``
         uint8 ``[n, T, K, n_cells]`` for spiking models, attributes ``bin_size``, ``model``.
+
+    Raises
+    ------
+    RunFolderError
+        The recording file changed since the fit (:func:`check_provenance`).
+    FileExistsError, ValueError
+        ``out`` is not a file predict may write (:func:`predictions_target`).
     """
     from neurocode.fitting import predict_stimuli
 
@@ -331,11 +443,11 @@ def predict_run(run_dir: str | os.PathLike, stimuli: str | os.PathLike | np.ndar
         frames, stem = stimuli, "new"
     else:
         frames, stem = load_stimulus_file(stimuli), Path(stimuli).stem
+    out = predictions_target(run_dir, out, stem, overwrite)
     with RunFolder(run_dir).lock():
         config, model, data = load_run(run_dir)
         preds, rates = predict_stimuli(config, model, data, frames, n_trials=n_trials, return_rates=True)
-        out = Path(out) if out is not None else run_dir / f"predictions_{stem}.h5"
-        write_predictions(out, config, preds, rates, None, run_dir=str(run_dir.resolve()))
+        write_predictions(out, config, preds, rates, None, overwrite=overwrite, run_dir=str(run_dir.resolve()))
     return out
 
 
@@ -438,11 +550,11 @@ def _rescore(folder: RunFolder, recording, rescore: bool) -> dict:
     from neurocode.models import parameter_count
 
     run_dir = folder.path
-    config = folder.read_config()
+    config = folder.read_config(FitConfig)
     changed = False
     if recording is None:
         try:
-            _check_provenance(folder, recording_sha256(config))
+            check_provenance(folder, config)
         except RunFolderError:
             if not rescore:
                 raise

@@ -7,6 +7,7 @@
                            (:mod:`neurocode.checkpoints`, written by fitting.train every epoch)
     history.json           the training curve
     receptive_fields.json  the RFs the RF-aware models used, and how they were obtained
+    normalizer.json        the training images' mean and SD the model's input was z-scored with
     predictions.h5         held-out predictions: ``rates`` [n_test, T, n_cells], ``spikes``
                            [n_test, T, K, n_cells] for spiking models, ``test_stimuli``
     metrics.json           held-out scores
@@ -147,11 +148,12 @@ class RunFolder:
     RASTER_FIGURE = "cell_raster.png"
     RECEPTIVE_FIELDS = "receptive_fields.json"
     RESCORED = "metrics_rescored.json"
+    NORMALIZER = "normalizer.json"
 
     #: Every file a fit writes (the folder holds only these, our temporary files and
     #: ``predictions_*.h5`` of ``neurocode predict``).
     FILES = (CONFIG, CHECKPOINT, HISTORY, PREDICTIONS, METRICS, SCORES, CURVE_FIGURE, RASTER_FIGURE,
-             RECEPTIVE_FIELDS, RESCORED)
+             RECEPTIVE_FIELDS, RESCORED, NORMALIZER)
 
     def __init__(self, path: str | os.PathLike):
         if not os.fspath(path).strip():
@@ -171,6 +173,7 @@ class RunFolder:
     curve_figure = property(lambda self: self.path / self.CURVE_FIGURE)
     raster_figure = property(lambda self: self.path / self.RASTER_FIGURE)
     receptive_fields = property(lambda self: self.path / self.RECEPTIVE_FIELDS)
+    normalizer = property(lambda self: self.path / self.NORMALIZER)
 
     # ------------------------------------------------------------------ one writer at a time
     @property
@@ -214,7 +217,7 @@ class RunFolder:
         return [n for n in names if n not in ours and not (n.startswith("predictions_") and n.endswith(".h5"))
                 and not (n.startswith(".") and n.endswith(".tmp"))]  # .NAME.XXXX.tmp: an atomic write's
 
-    def check(self, config, resume: bool, overwrite: bool = False, *, load_checkpoint=None,
+    def check(self, config, resume: bool, overwrite: bool = False, *, load_checkpoint,
               files: tuple[str, ...] = ()) -> None:
         """Refuse, before anything is written, a folder that is not this run's to write.
 
@@ -229,9 +232,9 @@ class RunFolder:
             Write into a folder that holds files neurocode did not make (they are left alone,
             except those with the names of a run's files), or replace the run it holds (its
             files are deleted first).
-        load_checkpoint : callable, optional
+        load_checkpoint : callable
             ``load_checkpoint(path, config)`` raising on a corrupt checkpoint or one of another
-            run; default :func:`neurocode.fitting.load_checkpoint`.
+            run (:func:`neurocode.fitting.load_checkpoint` for a fit).
         files : tuple of str
             Names this kind of run writes beside the common ones (not foreign files).
 
@@ -247,9 +250,6 @@ class RunFolder:
         neurocode.checkpoints.CheckpointError
             The checkpoint to resume from is corrupt or of another configuration.
         """
-        if load_checkpoint is None:
-            from neurocode.fitting import load_checkpoint
-
         if resume and overwrite:
             raise ValueError("--resume continues the run in the folder, --overwrite replaces it: give one of them")
         if self.path.exists() and not self.path.is_dir():
@@ -323,11 +323,9 @@ class RunFolder:
             raise RunFolderError(f"{path}: not a neurocode run configuration (field 'model' missing)")
         return d
 
-    def read_config(self, kind=None):
-        """The stored configuration, a :class:`~neurocode.fitting.FitConfig` unless ``kind`` says
-        which class (FileNotFoundError / RunFolderError naming the file)."""
-        if kind is None:
-            from neurocode.fitting import FitConfig as kind
+    def read_config(self, kind):
+        """The stored configuration as a ``kind`` (e.g. :class:`~neurocode.fitting.FitConfig`;
+        FileNotFoundError / RunFolderError naming the file)."""
 
         d = {k: v for k, v in self._read_config_json().items() if k not in self.CONFIG_EXTRA}
         try:
@@ -371,6 +369,51 @@ class RunFolder:
             raise RunFolderError(f"{path}: invalid training history ({exc}); restore the file the fit wrote or "
                                  "refit") from None
 
+    # ------------------------------------------------------------------ what predict reuses
+    def write_normalizer(self, normalizer) -> None:
+        """Store an :class:`~neurocode.data.ImageNormalizer`'s mean and SD (``normalizer.json``)."""
+        write_json(self.normalizer, {"mean": normalizer.mean_, "std": normalizer.std_,
+                                     "unit": "grey levels of the resampled frames"})
+
+    def read_normalizer(self):
+        """The stored :class:`~neurocode.data.ImageNormalizer` (None for runs written before it was stored)."""
+        from neurocode.data import ImageNormalizer
+
+        d = self._read_json(self.normalizer, "image normalisation")
+        if d is None:
+            return None
+        mean, std = (d.get(k) if isinstance(d, dict) else None for k in ("mean", "std"))
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in (mean, std)) \
+                or std <= 0:
+            raise RunFolderError(f"{self.normalizer}: fields 'mean' and 'std' must be finite numbers, std > 0")
+        normalizer = ImageNormalizer()
+        normalizer.mean_, normalizer.std_ = float(mean), float(std)
+        return normalizer
+
+    def read_receptive_fields(self, n_cells: int):
+        """The stored receptive fields of ``n_cells`` cells (None when the run stored none)."""
+        from neurocode.data.receptive_fields import ReceptiveFields
+
+        d = self._read_json(self.receptive_fields, "receptive fields")
+        if d is None:
+            return None
+        try:
+            rfs = ReceptiveFields.from_dict(d)
+        except (TypeError, ValueError, KeyError) as exc:
+            raise RunFolderError(f"{self.receptive_fields}: invalid receptive fields ({str(exc)[:300]})") from None
+        if rfs.n_cells != n_cells:
+            raise RunFolderError(f"{self.receptive_fields}: {rfs.n_cells} cells, the recording has {n_cells}")
+        return rfs
+
+    @staticmethod
+    def _read_json(path: Path, what: str):
+        if not path.exists():
+            return None
+        try:
+            return json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            raise RunFolderError(f"{path}: corrupt {what} ({type(exc).__name__})") from None
+
     # ------------------------------------------------------------------ predictions and scores
     def write_scores(self, per_cell: dict) -> None:
         cols = ["rate_cc", "count_cc", "baseline_rate_cc", "ceiling_rate_cc", "recorded_ff", "model_ff"]
@@ -388,14 +431,14 @@ class RunFolder:
 
 
 def write_predictions(path: Path, config, preds: np.ndarray, rates: np.ndarray, test_idx: np.ndarray | None,
-                      **attrs) -> None:
-    """Predictions file: ``rates``, ``spikes`` (spiking models), ``test_stimuli`` (when given), ``attrs``."""
+                      overwrite: bool = True, **attrs) -> None:
+    """Predictions file: ``rates``, ``spikes`` (spiking models), ``test_stimuli`` (when given), ``attrs``;
+    ``overwrite=False``: FileExistsError if ``path`` exists, also when it appears meanwhile."""
     from neurocode._io import atomic_h5
-    from neurocode.fitting import predicts_rates
 
-    spiking = not predicts_rates(config)
+    spiking = not config.kind.predicts_rates(config)
     # built in memory, written in one piece: a full disk is a WriteError naming the file (no crash)
-    with atomic_h5(path) as f:
+    with atomic_h5(path, overwrite=overwrite) as f:
         f.attrs["format"] = PREDICTIONS_FORMAT
         f.attrs["model"] = config.model
         f.attrs["bin_size"] = float(config.bin_size)
@@ -418,13 +461,11 @@ def read_predictions(path: Path, config, n_steps: int) -> tuple[np.ndarray, np.n
     """``(preds, rates, test_stimuli)``: spikes (spiking models) or rates, the rates, the test images."""
     import h5py
 
-    from neurocode.fitting import predicts_rates
-
     if not path.exists():
         raise FileNotFoundError(
             f"{path}: no such file (the run did not finish; continue it with `neurocode fit ... --resume`)"
         )
-    key = "rates" if predicts_rates(config) else "spikes"
+    key = "rates" if config.kind.predicts_rates(config) else "spikes"
     try:
         with h5py.File(path, "r") as f:
             fmt = f.attrs.get("format")
@@ -448,7 +489,7 @@ def read_predictions(path: Path, config, n_steps: int) -> tuple[np.ndarray, np.n
         raise RunFolderError(f"{path}: cannot read predictions ({type(exc).__name__}: {exc})") from None
     if test is None:
         raise RunFolderError(f"{path}: dataset 'test_stimuli' missing")
-    want_ndim = 3 if predicts_rates(config) else 4
+    want_ndim = 3 if config.kind.predicts_rates(config) else 4
     if preds.ndim != want_ndim or preds.shape[0] != len(test) or preds.shape[1] != n_steps:
         raise RunFolderError(f"{path}: dataset '{key}' has shape {preds.shape}, expected "
                              f"[{len(test)}, {n_steps}{', K' if want_ndim == 4 else ''}, n_cells]")

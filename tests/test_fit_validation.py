@@ -11,7 +11,7 @@ import torch
 
 from neurocode.cli import main
 from neurocode.data import Recording
-from neurocode.fitting import make_config, prepare_data, train, validation_split
+from neurocode.fitting import FitConfig, load_checkpoint, make_config, prepare_data, train, validation_split
 from neurocode.pipeline import fit
 
 TINY_RF = dict(preset="quick", epochs=3, input_size=16, eval_trials=4, model_trials=2, threads=1, val_every=1,
@@ -204,14 +204,14 @@ def test_run_folder_refuses_another_run_before_writing(tmp_path):
 
     config = make_config("nsnn", "quick", epochs=3)
     folder = RunFolder(tmp_path / "run")
-    folder.check(config, resume=False)
+    folder.check(config, resume=False, load_checkpoint=load_checkpoint)
     assert not folder.path.exists()  # checking writes nothing
     folder.write_config(config, neurocode_version="test")
     with pytest.raises(FileExistsError, match="already holds a run"):
-        folder.check(config, resume=False)
-    folder.check(make_config("nsnn", "quick", epochs=3, threads=2), resume=True)  # where it runs may change
+        folder.check(config, resume=False, load_checkpoint=load_checkpoint)
+    folder.check(make_config("nsnn", "quick", epochs=3, threads=2), resume=True, load_checkpoint=load_checkpoint)  # where it runs may change
     with pytest.raises(RunFolderError, match=r"epochs: stored 3, now 4"):
-        folder.check(make_config("nsnn", "quick", epochs=4), resume=True)
+        folder.check(make_config("nsnn", "quick", epochs=4), resume=True, load_checkpoint=load_checkpoint)
     with pytest.raises(RunFolderError, match="holds a nsnn run, not dsnn"):
-        folder.check(make_config("dsnn", "quick", epochs=3), resume=True)
-    assert folder.read_config().to_dict() == config.to_dict()
+        folder.check(make_config("dsnn", "quick", epochs=3), resume=True, load_checkpoint=load_checkpoint)
+    assert folder.read_config(FitConfig).to_dict() == config.to_dict()

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import neurocode
-from neurocode.fitting import CheckpointError
+from neurocode.fitting import CheckpointError, FitConfig
 from neurocode.analysis.scores import compute_metrics
 from neurocode.analysis.scores import format_metrics
 from neurocode.pipeline import RunFolderError, evaluate, fit
@@ -268,7 +268,7 @@ def test_evaluate_perfect_predictions_file(tiny_run, tmp_path):
     from neurocode.runs import RunFolder
 
     d = _copy(tiny_run, tmp_path)
-    cfg = RunFolder(d).read_config()
+    cfg = RunFolder(d).read_config(FitConfig)
     data = prepare_data(cfg)
     with h5py.File(d / "predictions.h5", "r+") as f:
         del f["spikes"], f["rates"]

@@ -56,6 +56,8 @@ def _recording(n_stim=4, n_cells=3, n_trials=2, n_spikes=5, seed=0, name="r", st
 
 
 def _leftovers(folder: Path, keep: set[str]) -> list[str]:
+    """Entries besides ``keep`` and their lock files (``.NAME.lock``, which stay, as run folders' do)."""
+    keep = set(keep) | {f".{name}.lock" for name in keep}
     return sorted(p.name for p in folder.iterdir() if p.name not in keep)
 
 
@@ -208,7 +210,7 @@ def test_hdf5_write_past_the_file_size_limit_does_not_crash(tmp_path):
     """, limit=100_000)
     assert res.returncode == 0, f"crashed with {res.returncode}: {res.stderr[-2000:]}"
     assert f"ERROR: cannot write {tmp_path / 'recs.h5'}: File too large" in res.stdout, res.stdout + res.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["recs.h5"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".recs.h5.lock", "recs.h5"]
     assert load_recording(tmp_path / "recs.h5").name == "small"
 
 
@@ -266,7 +268,7 @@ def test_disk_full_on_a_real_tmpfs(tiny_tmpfs, tmp_path):
     """, limit=resource_unlimited())
     assert res.returncode == 0, f"crashed with {res.returncode}: {res.stderr[-2000:]}"
     assert f"ERROR: cannot write {tiny_tmpfs / 'recs.h5'}: No space left on device" in res.stdout, res.stdout
-    assert sorted(p.name for p in tiny_tmpfs.iterdir()) == ["recs.h5"]
+    assert sorted(p.name for p in tiny_tmpfs.iterdir()) == [".recs.h5.lock", "recs.h5"]
     assert load_recording(tiny_tmpfs / "recs.h5").name == "small"
 
 

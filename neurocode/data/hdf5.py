@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from neurocode._io import atomic_h5
+from neurocode._io import atomic_h5, file_lock
 from neurocode.data.continuous import ContinuousRecording
 from neurocode.data.errors import DataFormatError
 from neurocode.data.formats import register_writer
@@ -82,13 +82,23 @@ H5_OPTS = dict(compression="gzip", compression_opts=9, shuffle=True, track_times
 
 
 def save_group(path: str | os.PathLike, name: str, write: Any, *, overwrite: bool = False) -> Path:
-    """Atomically (re)write group ``name`` of a neurocode file with ``write(group, name)``, keeping the others."""
-    import h5py
+    """Atomically (re)write group ``name`` of a neurocode file with ``write(group, name)``, keeping the others.
 
+    The file's lock (:func:`neurocode._io.file_lock`, ``.FILE.lock`` beside it) is held from
+    reading the other groups to writing the new file: two processes adding recordings to one
+    file at once both land, the second waiting for the first.
+    """
     path = Path(path)
     if not name or "/" in name or name.startswith(".") or "\x00" in name or not _utf8(name):
         raise ValueError(f"invalid recording name {name!r}: must be non-empty text, without '/' or NUL, "
                          "not starting with '.'")
+    with file_lock(path):
+        return _rewrite_with_group(path, name, write, overwrite)
+
+
+def _rewrite_with_group(path: Path, name: str, write: Any, overwrite: bool) -> Path:
+    import h5py
+
     existing = path.exists()
     if existing:
         others = list_recordings(path)
@@ -460,6 +470,59 @@ def load_recording(path: str | os.PathLike | None = None, name: str | None = Non
     except Exception as e:  # noqa: BLE001 - any other failure on file content is a format error too
         raise DataFormatError(f"{source}: inconsistent recording ({type(e).__name__}: "
                               f"{' '.join(str(e).split())})") from None
+
+
+def check_self_contained(path: str | os.PathLike) -> None:
+    """Refuse an HDF5 file that reads data from other files, so that its SHA-256 covers all it holds.
+
+    External links, virtual datasets and datasets with external raw storage are refused (a
+    change in the other file would pass a provenance check of this one); soft links inside
+    the file are fine. A file that is not HDF5 passes (its bytes are all it reads).
+
+    Raises
+    ------
+    ValueError
+        Naming the file and the first such object, e.g. ``rec.h5: object '/natural_images'
+        is an external link to other.h5:/natural_images; ...``.
+    """
+    import h5py
+
+    path = Path(path)
+    try:
+        f = h5py.File(path, "r")
+    except OSError:
+        return
+    with f:
+        seen: set = set()
+        stack = [f]
+        while stack:
+            group = stack.pop()
+            for key in group:
+                link = group.get(key, getlink=True)
+                where = f"{group.name.rstrip('/')}/{key}"
+                if isinstance(link, h5py.ExternalLink):
+                    _refuse_external(path, where, f"an external link to {link.filename}:{link.path}")
+                if isinstance(link, h5py.SoftLink):
+                    continue  # a path inside this file: its target is visited as itself
+                obj = group[key]
+                addr = h5py.h5o.get_info(obj.id).addr
+                if addr in seen:
+                    continue
+                seen.add(addr)
+                if isinstance(obj, h5py.Group):
+                    stack.append(obj)
+                elif isinstance(obj, h5py.Dataset):
+                    if obj.is_virtual:
+                        _refuse_external(path, where, "a virtual dataset (its data lives in other files)")
+                    if obj.external:
+                        _refuse_external(path, where, f"a dataset stored in external file(s) "
+                                                      f"{[e[0] for e in obj.external]}")
+
+
+def _refuse_external(path: Path, where: str, what: str) -> None:
+    raise ValueError(f"{path}: object {where!r} is {what}; neurocode reads only self-contained HDF5 files, "
+                     "so that the recording's SHA-256 covers every byte a run reads (copy the linked data into the "
+                     "file, e.g. with h5copy)")
 
 
 def recording_key(data, recording) -> tuple[str, str | None]:

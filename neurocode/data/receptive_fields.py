@@ -580,7 +580,10 @@ def _polarity_from_training(rfs: ReceptiveFields, images: np.ndarray, responses:
 
 
 def _recording_label(recording: Any) -> str:
-    return f"{getattr(recording, 'source', '<memory>')} (recording {getattr(recording, 'name', '?')!r})"
+    """The file and recording name for a message, escaped: a warning reaches the terminal as it is."""
+    from neurocode._io import printable
+
+    return printable(f"{getattr(recording, 'source', '<memory>')} (recording {getattr(recording, 'name', '?')!r})")
 
 
 def _clip_samples(train: Any, bin_size: float, max_samples: int = 6000, seed: int = 0

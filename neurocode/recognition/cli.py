@@ -117,6 +117,8 @@ def run_classify(args) -> int:
         result = classify(config=config, out=out, resume=args.resume, progress=not args.no_progress)
     except ImportError as exc:  # an optional dependency (torchvision, tonic, aedat) is missing
         raise ValueError(str(exc)) from None
-    print(format_metrics(result.metrics))
+    from neurocode._io import printable_lines
+
+    print(printable_lines(format_metrics(result.metrics)))
     print(f"run folder: {result.run_dir}")
     return 0

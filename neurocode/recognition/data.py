@@ -132,6 +132,31 @@ def load_digits_data(val_fraction: float = 0.1, test_fraction: float = 0.3, spli
 
 
 # ------------------------------------------------------------------ CIFAR
+#: The only callables a CIFAR batch may name: numpy's array and dtype reconstruction (numpy 1
+#: and 2 spellings, pickle protocols 2 to 5) and the bytes decoding of protocol-2 pickles. A
+#: batch is data: anything else (``os.system``, ``builtins.eval``, a class of some module) is
+#: refused before it is called.
+_CIFAR_PICKLE_GLOBALS = frozenset({
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    ("_codecs", "encode"),
+})
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """Reads a CIFAR batch (dicts, lists, bytes, str, ints and numpy arrays) and nothing else."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _CIFAR_PICKLE_GLOBALS:
+            raise pickle.UnpicklingError(f"refused to load {module}.{name}: a CIFAR batch holds only arrays, "
+                                         "lists, dicts, bytes, str and ints (the file is not run as code)")
+        return super().find_class(module, name)
+
+    def persistent_load(self, pid):
+        raise pickle.UnpicklingError("refused a persistent id: a CIFAR batch holds only plain data")
+
 def read_cifar_split(root: str | os.PathLike, name: str, train: bool) -> tuple[np.ndarray, np.ndarray]:
     """Images ``[N, 32, 32, 3]`` uint8 and labels ``[N]`` of the CIFAR python archive in ``root``.
 
@@ -154,7 +179,7 @@ def read_cifar_split(root: str | os.PathLike, name: str, train: bool) -> tuple[n
                                     "to fetch it with torchvision)")
         try:
             with open(path, "rb") as fh:
-                d = pickle.load(fh, encoding="bytes")
+                d = _BatchUnpickler(fh, encoding="bytes").load()
             data = np.asarray(d[b"data"], dtype=np.uint8)
             labels = np.asarray(d[key], dtype=np.int64)
         except (KeyError, pickle.UnpicklingError, EOFError, ValueError, TypeError) as exc:

@@ -147,7 +147,7 @@ def sweep(models=("nsnn",), folds=(0,), seeds=(0,), *, out, preset: str | None =
         The sweep's folder: ``runs/NAME/`` (a :func:`neurocode.fit` run folder per fit, NAME =
         ``{model}[-{setting}{value}...]-fold{k}-seed{s}``), ``results.csv``/``.json`` (a row per
         fit), ``summary.csv``, ``comparison.png``; with ``search``, ``search/NAME/``; Ray's own
-        logs in ``tune/``.
+        logs in ``tune/``. A folder holding anything else is refused before anything runs.
     preset, data, recording
         As for :func:`neurocode.fit` (one preset and one recording per sweep).
     grid : dict, optional
@@ -210,6 +210,7 @@ def sweep(models=("nsnn",), folds=(0,), seeds=(0,), *, out, preset: str | None =
     if out is None or not str(out).strip():
         raise SweepError("a sweep needs an output folder (out=, --out)")
     out = Path(out).expanduser().resolve()
+    check_sweep_folder(out)
     if data is not None:
         data = Path(data).expanduser()
         if not data.is_file():
@@ -356,6 +357,41 @@ def sweep(models=("nsnn",), folds=(0,), seeds=(0,), *, out, preset: str | None =
     return result
 
 
+#: What a sweep writes in its folder: folders, and the tables and figure of :func:`_write`.
+SWEEP_FOLDERS = ("runs", "search", "tune")
+SWEEP_TABLES = ("results.json", "results.csv", "summary.csv", "comparison.png")
+
+
+def check_sweep_folder(out: Path) -> None:
+    """Refuse, before anything runs, a sweep folder holding entries a sweep did not make.
+
+    The tables count as the sweep's only beside a ``results.json`` a sweep wrote (it is
+    written first), so a user's own ``results.csv`` or ``summary.csv`` is never replaced.
+    """
+    if out.exists() and not out.is_dir():
+        raise SweepError(f"{out}: exists and is not a folder; choose another --out")
+    if not out.is_dir():
+        return
+    entries = sorted(p.name for p in out.iterdir())
+    ours = _is_sweep_record(out / "results.json")
+    foreign = [n for n in entries
+               if not (n in SWEEP_FOLDERS and (out / n).is_dir())
+               and not (n in SWEEP_TABLES and ours)
+               and not (n.startswith(".") and n.endswith(".tmp"))]  # an atomic write's temporary file
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+        raise SweepError(f"{out}: holds files a sweep did not make ({shown}); choose another --out "
+                         "(a sweep writes results.csv, summary.csv, ... there; nothing was changed)")
+
+
+def _is_sweep_record(path: Path) -> bool:
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return False
+    return isinstance(d, dict) and isinstance(d.get("protocol"), dict) and isinstance(d.get("runs"), list)
+
+
 def _write(out: Path, rows, columns, summary, grid_keys, setting_keys, searched, log_rows, figure, protocol,
            seconds) -> None:
     from neurocode._io import write_json, write_text
@@ -364,11 +400,12 @@ def _write(out: Path, rows, columns, summary, grid_keys, setting_keys, searched,
     # the same table as last time (a finished sweep called again): its figure stands
     unchanged = (out / "results.csv").is_file() and (out / "results.csv").read_text() == table \
         and (out / "comparison.png").is_file()
+    # results.json first: beside it the other tables are known to be the sweep's (check_sweep_folder)
+    write_json(out / "results.json", {"protocol": protocol, "runs": rows, "summary": summary, "search": searched,
+                                      "log": log_rows, "seconds": seconds})
     write_text(out / "results.csv", table)
     summary_columns = rep.SUMMARY_COLUMNS[:1] + list(grid_keys) + rep.SUMMARY_COLUMNS[1:]
     write_text(out / "summary.csv", rep.to_csv(summary, summary_columns))
-    write_json(out / "results.json", {"protocol": protocol, "runs": rows, "summary": summary, "search": searched,
-                                      "log": log_rows, "seconds": seconds})
     if figure and not unchanged:
         from neurocode.plotting import save_figure
 

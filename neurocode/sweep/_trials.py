@@ -178,8 +178,9 @@ def read_metrics(run_dir: str | Path) -> dict:
 
 def folder_state(spec: TrialSpec, config, keys: dict | None = None) -> str:
     """``"done"`` (metrics.json of this configuration), ``"partial"`` (a config or checkpoint of it, no
-    metrics: resume) or ``"new"``; SweepError for a folder holding another run or a run on another
-    recording (never silently refitted or reused)."""
+    metrics: resume) or ``"new"``; SweepError for a folder holding another run, a run on another
+    recording, or a run whose recording file changed since it was fitted
+    (:func:`neurocode.pipeline.check_provenance`): never silently refitted or reused."""
     from neurocode.data.hdf5 import describe_recording, recording_key
     from neurocode.runs import RunFolder, RunFolderError
 
@@ -190,8 +191,10 @@ def folder_state(spec: TrialSpec, config, keys: dict | None = None) -> str:
     if not folder.config.exists():
         raise SweepError(f"{folder.path}: holds {', '.join(present)} without config.json; remove it or choose "
                          "another --out")
+    from neurocode.fitting import FitConfig
+
     try:
-        stored = folder.read_config()
+        stored = folder.read_config(FitConfig)
     except (RunFolderError, FileNotFoundError) as exc:
         raise SweepError(str(exc)) from None
     keys = {} if keys is None else keys  # a cache of recording keys
@@ -212,6 +215,13 @@ def folder_state(spec: TrialSpec, config, keys: dict | None = None) -> str:
         detail = ", ".join(f"{k}: stored {old.get(k)!r}, now {new.get(k)!r}" for k in diff[:4])
         raise SweepError(f"{folder.path}: holds a run with other settings ({detail}); sweep with the settings it "
                          "was made with, or choose another --out (nothing was changed)")
+    from neurocode.pipeline import check_provenance
+
+    try:
+        check_provenance(folder, stored)
+    except ValueError as exc:  # RunFolderError: the file changed; ValueError: it links other files
+        raise SweepError(f"{exc}. The sweep neither reuses nor refits this run: choose another --out, or remove "
+                         f"{folder.path} to fit it again (nothing was changed)") from None
     if folder.metrics.exists():
         read_metrics(folder.path)  # a broken one is named before anything runs
         return "done"

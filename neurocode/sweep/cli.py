@@ -148,6 +148,7 @@ def add_sweep_parser(sub) -> argparse.ArgumentParser:
 
 
 def run_sweep(args) -> int:
+    from neurocode._io import printable_lines
     from neurocode.sweep._engine import sweep
 
     overrides = {k: getattr(args, k) for k in ("epochs", "eval_trials", "device") if getattr(args, k) is not None}
@@ -159,7 +160,7 @@ def run_sweep(args) -> int:
     print()
     print(f"Held-out scores, mean ± SD over folds x seeds ({len(result.rows)} fits; {result.engine}; "
           f"{result.seconds:.0f} s):")
-    print(result.table())
+    print(printable_lines(result.table()))  # the table holds the recording's name: the file's content
     print(f"\nwritten to {result.out}/ (results.csv, results.json, summary.csv"
           f"{', comparison.png' if not args.no_figure else ''}{', search/' if result.search else ''})")
     return 0
