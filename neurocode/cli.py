@@ -248,13 +248,15 @@ def _cmd_data(args) -> int:
         out = import_nwb(args.path, args.out, name=args.name, overwrite=args.overwrite)
         print(f"wrote {out}")
         return 0
-    # build: the recipe lives in the repository's datasets/ folder, next to the package
+    # build: the recipe lives in the repository's datasets/ folder, installed as neurocode/datasets/
     import runpy
 
     recipe = Path(__file__).resolve().parents[1] / "datasets" / "build_onken2016.py"
     if not recipe.is_file():
-        raise FileNotFoundError(f"{recipe}: dataset recipe not found (it ships with the source repository, "
-                                "not with an installed wheel)")
+        recipe = Path(__file__).resolve().parent / "datasets" / "build_onken2016.py"
+    if not recipe.is_file():
+        raise FileNotFoundError(f"{recipe}: dataset recipe not found (datasets/build_onken2016.py of the source "
+                                "repository)")
     source = Path(args.source)
     if not source.is_dir():
         raise FileNotFoundError(f"{source}: no such folder (--source must be the root of the Onken 2016 package)")

@@ -20,7 +20,7 @@ documented in ``docs/nwb.md``; in short:
 Times in an NWB file are seconds from the session's ``timestamps_reference_time``, so they
 may not be negative; a negative spike, frame or trial time is a :class:`DataFormatError`.
 
-pynwb is an optional dependency (``pip install neurocode[nwb]``); it is imported only when
+pynwb is an optional dependency (``pip install neurocode-snn[nwb]``); it is imported only when
 one of these functions is called.
 """
 
@@ -66,7 +66,7 @@ def _pynwb():
     try:
         import pynwb
     except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError("reading or writing NWB files needs pynwb: pip install neurocode[nwb] "
+        raise ImportError("reading or writing NWB files needs pynwb: pip install neurocode-snn[nwb] "
                           "(or pip install pynwb)") from e
     return pynwb
 
