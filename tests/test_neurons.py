@@ -773,6 +773,7 @@ def test_same_seed_same_spikes_with_and_without_kernel(placement, dtype):
     assert (torch.stack(steps) == s_torch).double().mean() >= 0.999
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_draws_the_cpu_stream():
     """On CUDA the counter-based stream is the same torch code: same seed, same spikes."""
