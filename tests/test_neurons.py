@@ -855,7 +855,9 @@ def _cache_copy(tmp_path, *ignore):
     build = _kernels.build_directory()
     root = tmp_path / "ext"
     copy = root / build.relative_to(build.parent.parent)
-    shutil.copytree(build, copy, ignore=shutil.ignore_patterns(*ignore))
+    # "lock": torch's build baton, present while any process loads the build; copied, it would
+    # make the copy's loader wait forever
+    shutil.copytree(build, copy, ignore=shutil.ignore_patterns("lock", *ignore))
     env = dict(os.environ, TORCH_EXTENSIONS_DIR=str(root), OMP_NUM_THREADS="1")
 
     def load(code: str):
