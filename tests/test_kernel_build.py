@@ -96,3 +96,24 @@ def test_fit_without_a_compiler_prints_at_most_three_lines(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert len(out.stderr.splitlines()) <= 3, out.stderr
     assert "could not be built" in out.stderr and "rate CC" in out.stdout
+
+
+def test_a_built_library_wins_over_an_old_failure_memo(tmp_path):
+    """A failure memo beside a verified library (built since, e.g. after a compiler was installed):
+    the library is loaded, not the fallback, and the memo goes."""
+    import shutil
+
+    from neurocode.neurons import _kernels
+
+    if _kernels.get_library() is None:
+        pytest.skip(f"no kernel on this machine: {_kernels.failure()}")
+    build = _kernels.build_directory()
+    root = tmp_path / "ext"
+    copy = root / build.relative_to(build.parent.parent)
+    shutil.copytree(build, copy, ignore=shutil.ignore_patterns("lock", "*.lock", _kernels.FAILURE_MEMO))
+    memo = copy / _kernels.FAILURE_MEMO
+    memo.write_text(json.dumps({"isa": _kernels.isa(), "torch": "x", "reason": "RuntimeError: old", "log": "x"}))
+    out = _run(["-c", "from neurocode.neurons import kernel_library; print(kernel_library() is not None)"],
+               _env(root, NEUROCODE_ISA=_kernels.isa()))
+    assert out.returncode == 0 and out.stdout.strip() == "True", out.stderr
+    assert out.stderr == "" and not memo.exists()

@@ -27,7 +27,7 @@ forces one (an unknown value, or one the CPU cannot run, is an error); :func:`is
 which. Other CPUs (aarch64, Apple silicon) get one ``generic`` build with the compiler's
 defaults and no libmvec. The float32 noise stream is the same bits in every build (its
 log/cos/sin are plain float arithmetic, see ``csrc/lif.cpp``). The build directory is named
-by the ISA and a hash of the source, the flags and the CPU's feature flags, under
+by the ISA and a hash of the source (text and path), the flags and the CPU's feature flags, under
 ``$TORCH_EXTENSIONS_DIR`` or torch's default extension root, so machines sharing a home
 directory never load each other's builds. The build directory is owner-only (a directory another user can write to is
 refused), and a SHA-256 of the built library is kept beside it and checked before every
@@ -157,8 +157,11 @@ def build_directory(name: str | None = None) -> Path:
     from torch.utils.cpp_extension import get_default_build_root
     name = name or isa()
     cflags, ldflags = _flags(name)
-    key = hashlib.sha256("\0".join([*(src.read_text() for src in SOURCES), *cflags, *ldflags, _cpu_key(), torch.__version__,
-                                    os.environ.get("CXX", "")]).encode()).hexdigest()[:16]
+    # the sources' paths too: ninja rebuilds (silently, ~1 min) whenever build.ninja names other
+    # paths, so two checkouts or installs sharing one directory would rebuild it in turn
+    key = hashlib.sha256("\0".join([*(src.read_text() for src in SOURCES), *map(str, SOURCES), *cflags, *ldflags,
+                                    _cpu_key(), torch.__version__, os.environ.get("CXX", "")]).encode()
+                         ).hexdigest()[:16]
     root = os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root()
     return Path(root) / "neurocode" / f"neurocode_lif_{name}_{key}"
 
@@ -236,8 +239,8 @@ def remembered_failure(which: str | None = None) -> dict | None:
 
 
 def _build(which: str, force: bool = False):
-    """Load (or compile, then load) the kernel of ISA ``which``; a remembered failure raises
-    ``_RememberedFailure`` unless ``force``."""
+    """Load (or compile, then load) the kernel of ISA ``which``; with no library to load, a
+    remembered failure raises ``_RememberedFailure`` unless ``force``."""
     global _origin
     import torch
     from torch.utils.cpp_extension import load
@@ -246,12 +249,12 @@ def _build(which: str, force: bool = False):
     name = directory.name
     directory.parent.parent.mkdir(parents=True, exist_ok=True)
     _private_directory(directory)
-    memo = directory / FAILURE_MEMO
-    if memo.exists() and not force:
-        raise _RememberedFailure(memo)
     library, digest = directory / f"{name}.so", directory / f"{name}.so.sha256"
     _drop_unverified(library, digest)
     compiling = not library.exists()
+    memo = directory / FAILURE_MEMO
+    if compiling and memo.exists() and not force:  # a verified library (built since) wins over the memo
+        raise _RememberedFailure(memo)
     if compiling:
         print(f"neurocode: building the fused CPU kernel ({which}) once, ~1 min (later runs load it; "
               "`neurocode build-kernels` does this ahead) ...", file=sys.stderr, flush=True)
