@@ -28,7 +28,8 @@ def add_common_arguments(p: argparse.ArgumentParser, *, out: str, data_help: str
         p.add_argument("--cpus", type=int, default=None, help="CPUs of the local Ray session (default: the free cores)")
         p.add_argument("--address", default=None, help="run the fits on a running Ray cluster (auto, HOST:6379)")
         p.add_argument("--no-ray", action="store_true", help="run the fits one after another in this process")
-        p.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda, ...")
+        p.add_argument("--device", default="auto",
+                       help="auto (the CPU until the CUDA path is verified on a GPU), cpu, cuda, ...")
     else:
         p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--out", type=Path, default=Path(out), help="results folder")

@@ -31,8 +31,10 @@ import os
 import sys
 from pathlib import Path
 
-# Allow running from a checkout without installing the package.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# Allow running from a checkout without installing the package (installed, this file is
+# neurocode/datasets/build_onken2016.py and the package is importable already).
+if (Path(__file__).resolve().parents[1] / "neurocode").is_dir():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from neurocode._io import atomic_path  # noqa: E402
 from neurocode.data.onken2016 import load_onken2016, sha256_file  # noqa: E402

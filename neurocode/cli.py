@@ -16,6 +16,8 @@
     neurocode analyze coding [--data FILE] [--out DIR]
     neurocode classify --dataset digits --model nsnn --out DIR      (neurocode/recognition/cli.py)
     neurocode sweep --models nsnn,ln --folds 0,1 --seeds 0 --out DIR (neurocode/sweep/cli.py)
+    neurocode info                 version, kernel build, threads, devices, data directory
+    neurocode build-kernels        compile the fused CPU kernel now (~1 min, once per machine)
 
 Errors in the input (unknown model, missing file, fold out of range, corrupt checkpoint,
 a run folder of another run, ...) print one line ``neurocode: error: ...`` on stderr and
@@ -44,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "salamander retina recordings; score them on held-out images; neural-coding analyses.",
     )
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = p.add_subparsers(dest="command", metavar="{fit,evaluate,predict,data,analyze,classify,sweep}")
+    sub = p.add_subparsers(dest="command",
+                           metavar="{fit,evaluate,predict,data,analyze,classify,sweep,info,build-kernels}")
     sub.required = True
 
     f = sub.add_parser("fit", help="fit a model, predict the held-out images, write a run folder",
@@ -80,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace the run --out holds, or write into a folder holding files neurocode did not make")
     f.add_argument("--epochs", type=int, default=None, metavar="N", help="override the preset's epoch count")
     f.add_argument("--device", default=None, metavar="D",
-                   help="auto (a GPU when present), cpu, cuda, cuda:1, ... (default: auto)")
+                   help="auto (the CPU until the CUDA path is verified on a GPU), cpu, cuda, cuda:1, ... "
+                        "(default: auto)")
     f.add_argument("--threads", type=int, default=None, metavar="N", help="torch CPU threads")
     f.add_argument("--no-progress", action="store_true", help="no progress bar")
     f.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -176,6 +180,14 @@ def build_parser() -> argparse.ArgumentParser:
     from neurocode.sweep import add_sweep_parser  # sweeps on Ray Tune: neurocode/sweep/cli.py
 
     add_sweep_parser(sub)
+    sub.add_parser("info", help="version, the fused kernel's build and why, threads, devices, data directory",
+                   description="Print the version, the fused CPU kernel's build (instruction set and why; loaded, "
+                               "cached, not built or failed, with the reason), the threads, torch's devices and the "
+                               "data directory. Never compiles.")
+    sub.add_parser("build-kernels", help="compile the fused CPU kernel now (~1 min, once per machine)",
+                   description="Compile (or load) the fused CPU kernel for this CPU's instruction set now, so that "
+                               "the first fit does not; retries a build that failed before. Exit status 1 if it "
+                               "cannot be built (fits then run the pure-torch loop: same spikes, slower).")
     return p
 
 
@@ -209,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handlers = {"fit": _cmd_fit, "evaluate": _cmd_evaluate, "predict": _cmd_predict, "data": _cmd_data,
                 "analyze": _cmd_analyze, "classify": _cmd_classify,
-                "sweep": _cmd_sweep}
+                "sweep": _cmd_sweep, "info": _cmd_info, "build-kernels": _cmd_build_kernels}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt as exc:
@@ -309,13 +321,15 @@ def _cmd_data(args) -> int:
         return 0
     if args.data_command == "export":
         return _export_nwb(args)
-    # build: the recipe lives in the repository's datasets/ folder, next to the package
+    # build: the recipe lives in the repository's datasets/ folder, installed as neurocode/datasets/
     import runpy
 
     recipe = Path(__file__).resolve().parents[1] / "datasets" / "build_onken2016.py"
     if not recipe.is_file():
-        raise FileNotFoundError(f"{recipe}: dataset recipe not found (it ships with the source repository, "
-                                "not with an installed wheel)")
+        recipe = Path(__file__).resolve().parent / "datasets" / "build_onken2016.py"
+    if not recipe.is_file():
+        raise FileNotFoundError(f"{recipe}: dataset recipe not found (datasets/build_onken2016.py of the source "
+                                "repository)")
     source = Path(args.source)
     if not source.is_dir():
         raise FileNotFoundError(f"{source}: no such folder (--source must be the root of the Onken 2016 package)")
@@ -401,6 +415,21 @@ def _cmd_analyze(args) -> int:
                                          "mean_fano": res.mean_fano, "cosine": res.cosine})
         print(f"  wrote {out / 'coding_scatter.png'} and {out / 'coding.json'}")
     return 0
+
+
+def _cmd_info(args) -> int:
+    from neurocode.info import describe
+
+    print("\n".join(describe()))
+    return 0
+
+
+def _cmd_build_kernels(args) -> int:
+    from neurocode.info import build_kernels
+
+    ok, line = build_kernels()
+    print(line, file=sys.stdout if ok else sys.stderr)
+    return 0 if ok else 1
 
 
 def _cmd_sweep(args) -> int:

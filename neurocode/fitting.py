@@ -28,6 +28,7 @@ import dataclasses
 import math
 import numbers
 import os
+import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable, Literal, get_args
@@ -159,7 +160,7 @@ class FitConfig:
     snn, cnn, rf : SNNConfig, CNNConfig, RFConfig
         Architectures (only the one matching ``model`` and ``architecture`` is used).
     device : str
-        "auto" (a GPU when present, else CPU), "cpu", "cuda", ...
+        "auto" (the CPU until the CUDA path is verified on a GPU: ``CUDA_VERIFIED``), "cpu", "cuda", ...
     threads : int or None
         torch CPU threads (None: torch's default).
     """
@@ -405,11 +406,24 @@ def check_device(name: str, available: bool = True) -> None:
         raise ValueError(f"device {name!r} (--device): not available on this machine")
 
 
+#: Where and when the CUDA tests (``pytest -m cuda``) last passed on a real GPU; None: never, so
+#: "auto" means the CPU and a CUDA device is used only when named, with a one-line notice.
+CUDA_VERIFIED: str | None = None
+_cuda_notice_shown = False
+
+
 def resolve_device(name: str) -> torch.device:
+    """The torch device of ``name`` ("auto": a GPU once the CUDA path is verified, else the CPU)."""
+    global _cuda_notice_shown
     check_device(name)
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+        return torch.device("cuda" if CUDA_VERIFIED and torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not CUDA_VERIFIED and not _cuda_notice_shown:
+        _cuda_notice_shown = True
+        print(f"neurocode: the CUDA path ({name}) has not yet been verified on a GPU (the CUDA tests have not run on "
+              "one); proceeding", file=sys.stderr, flush=True)
+    return device
 
 
 @dataclass

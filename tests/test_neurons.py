@@ -773,6 +773,7 @@ def test_same_seed_same_spikes_with_and_without_kernel(placement, dtype):
     assert (torch.stack(steps) == s_torch).double().mean() >= 0.999
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_draws_the_cpu_stream():
     """On CUDA the counter-based stream is the same torch code: same seed, same spikes."""
@@ -854,7 +855,9 @@ def _cache_copy(tmp_path, *ignore):
     build = _kernels.build_directory()
     root = tmp_path / "ext"
     copy = root / build.relative_to(build.parent.parent)
-    shutil.copytree(build, copy, ignore=shutil.ignore_patterns(*ignore))
+    # "lock": torch's build baton, present while any process loads the build; copied, it would
+    # make the copy's loader wait forever
+    shutil.copytree(build, copy, ignore=shutil.ignore_patterns("lock", *ignore))
     env = dict(os.environ, TORCH_EXTENSIONS_DIR=str(root), OMP_NUM_THREADS="1")
 
     def load(code: str):

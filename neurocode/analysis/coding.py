@@ -144,6 +144,7 @@ def model_coding_analysis(model, inputs, n_trials: int = 10, *, code_layer=None,
     if seed is not None:
         torch.manual_seed(seed)
     x_all = inputs if torch.is_tensor(inputs) else torch.as_tensor(np.asarray(inputs))
+    device = next((p.device for p in model.parameters()), x_all.device)  # the inputs go where the model is
     n = x_all.shape[batch_axis]
     captured = {}
     handle = None
@@ -160,7 +161,7 @@ def model_coding_analysis(model, inputs, n_trials: int = 10, *, code_layer=None,
     try:
         with torch.no_grad():
             for s in starts:
-                xb = x_all.narrow(batch_axis, s, min(batch_size, n - s))
+                xb = x_all.narrow(batch_axis, s, min(batch_size, n - s)).to(device)
                 cs, ps = [], []
                 for _ in range(n_trials):
                     out = model(xb)

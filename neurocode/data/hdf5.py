@@ -51,9 +51,10 @@ DEFAULT_RECORDING = "natural_images"
 def bundled_path() -> Path:
     """Path of the bundled prepared recording file.
 
-    Returns ``<repo>/datasets/onken2016_retina2.h5`` (resolved from the package location),
-    or the value of the environment variable ``NEUROCODE_DATA`` if set (a file, or a folder
-    that contains ``onken2016_retina2.h5``).
+    Returns ``<repo>/datasets/onken2016_retina2.h5`` in a source checkout (or an editable
+    install), ``<site-packages>/neurocode/datasets/onken2016_retina2.h5`` in an installed wheel
+    (the same file, shipped as package data), or the value of the environment variable
+    ``NEUROCODE_DATA`` if set (a file, or a folder that contains ``onken2016_retina2.h5``).
 
     Raises
     ------
@@ -66,7 +67,9 @@ def bundled_path() -> Path:
         if path.is_dir():
             path = path / BUNDLED_FILENAME
     else:
-        path = Path(__file__).resolve().parents[2] / "datasets" / BUNDLED_FILENAME
+        package = Path(__file__).resolve().parents[1]
+        installed = package / "datasets" / BUNDLED_FILENAME
+        path = installed if installed.is_file() else package.parent / "datasets" / BUNDLED_FILENAME
     if not path.is_file():
         raise FileNotFoundError(
             f"{path}: bundled recording file not found. Build it from the original Onken et al. "

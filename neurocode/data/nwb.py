@@ -24,7 +24,7 @@ The session metadata (subject, experimenter, lab, institution, start time, keywo
 :class:`~neurocode.data.nwb_metadata.NWBMetadata`; with it, every file :func:`write_nwb` writes
 passes nwbinspector without a CRITICAL finding or a BEST_PRACTICE_VIOLATION.
 
-pynwb is an optional dependency (``pip install neurocode[nwb]``); it is imported only when
+pynwb is an optional dependency (``pip install neurocode-snn[nwb]``); it is imported only when
 one of these functions is called.
 """
 
@@ -85,7 +85,7 @@ def _pynwb():
     try:
         import pynwb
     except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError("reading or writing NWB files needs pynwb: pip install neurocode[nwb] "
+        raise ImportError("reading or writing NWB files needs pynwb: pip install neurocode-snn[nwb] "
                           "(or pip install pynwb)") from e
     return pynwb
 

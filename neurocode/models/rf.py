@@ -230,13 +230,13 @@ class RetinaLN(_RFBase):
         self.features.fit_normalization(images)
         f = self.features(images).double()  # [n, N, 6]
         n = f.shape[0]
-        X = torch.cat([torch.ones(f.shape[1], n, 1, dtype=f.dtype), f.transpose(0, 1)], dim=2)  # [N, n, 7]
+        X = torch.cat([torch.ones(f.shape[1], n, 1, dtype=f.dtype, device=f.device), f.transpose(0, 1)], dim=2)  # [N, n, 7]
         # the features are linearly dependent (ON - OFF = linear contrast): a tiny floor on the
         # penalty keeps the system solvable at ridge = 0 (minimum-norm-like solution)
-        reg = torch.eye(N_FEATURES + 1, dtype=f.dtype) * max(ridge, 1e-8 * n)
+        reg = torch.eye(N_FEATURES + 1, dtype=f.dtype, device=f.device) * max(ridge, 1e-8 * n)
         reg[0, 0] = 0
         A = X.transpose(1, 2) @ X + reg  # [N, 7, 7]
-        Y = psth.double().permute(2, 0, 1)  # [N, n, T]
+        Y = psth.to(f).permute(2, 0, 1)  # [N, n, T]
         W = torch.linalg.solve(A, X.transpose(1, 2) @ Y)  # [N, 7, T]
         self.time_bias.copy_(W[:, 0].T.float())
         self.feature_weights.copy_(W[:, 1:].permute(2, 0, 1).float())

@@ -244,7 +244,7 @@ def calibrate_rates(model: RetinaSNN, images: Tensor, hidden_rate: float = 0.1,
                 target = target / cfg.readout_units
         else:
             bias = biases[i]
-            target = torch.tensor(output_rate if i == last else hidden_rate)
+            target = torch.tensor(output_rate if i == last else hidden_rate, device=current.device)
 
         def shifted(shift):
             if per_unit:

@@ -11,17 +11,23 @@ checked there with ``TORCH_CHECK``; this module adds their fake-tensor shapes
 (``torch.library.register_autograd``: the backward is the operator
 ``neurocode::lif_backward``), which makes them pass ``torch.library.opcheck``.
 
-Build: ``torch.utils.cpp_extension.load`` with the system C++ compiler (a few seconds,
-once per machine and instruction set). On x86-64 there is one build per instruction set
-(:data:`ISAS`): ``avx512`` (``-march=x86-64-v4``), ``avx2`` (``-march=x86-64-v3``) and
-``scalar`` (``-march=x86-64-v2``: SSE4.2, the kernel's hand-vectorised parts in scalar
-code), each with glibc's vector math library (``-lmvec``, for the float64 noise and the
+Build: ``torch.utils.cpp_extension.load`` with the system C++ compiler (about a minute,
+once per machine and instruction set; ``neurocode build-kernels`` does it ahead of a fit). A
+build prints one line to stderr before it starts and one with the time it took; torch's own
+output (compiler checks, the ninja log) goes to ``build.log`` in the build directory. A failed
+build is remembered there (``build_failed.json``; the directory is per ISA, torch version and
+source hash), so later processes do not retry it: they print one line naming the reason, the
+log and how to get the fast path (``neurocode build-kernels`` retries).
+
+On x86-64 there is one build per instruction set (:data:`ISAS`): ``avx512``
+(``-march=x86-64-v4``), ``avx2`` (``-march=x86-64-v3``) and ``scalar`` (``-march=x86-64-v2``:
+SSE4.2, the kernel's hand-vectorised parts in scalar code), each with glibc's vector math library (``-lmvec``, for the float64 noise and the
 backward pass's exp). The best the CPU runs is used; ``NEUROCODE_ISA=avx512|avx2|scalar``
 forces one (an unknown value, or one the CPU cannot run, is an error); :func:`isa` says
 which. Other CPUs (aarch64, Apple silicon) get one ``generic`` build with the compiler's
 defaults and no libmvec. The float32 noise stream is the same bits in every build (its
 log/cos/sin are plain float arithmetic, see ``csrc/lif.cpp``). The build directory is named
-by the ISA and a hash of the source, the flags and the CPU's feature flags, under
+by the ISA and a hash of the source (text and path), the flags and the CPU's feature flags, under
 ``$TORCH_EXTENSIONS_DIR`` or torch's default extension root, so machines sharing a home
 directory never load each other's builds. The build directory is owner-only (a directory another user can write to is
 refused), and a SHA-256 of the built library is kept beside it and checked before every
@@ -33,8 +39,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
+import json
+import logging
 import os
+import sys
 import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -59,9 +70,16 @@ _X86 = {
 }
 ISA_VARIABLE = "NEUROCODE_ISA"
 
+#: Files in the build directory: torch's output of the last build, and the memo of a failed one.
+BUILD_LOG = "build.log"
+FAILURE_MEMO = "build_failed.json"
+#: How to get the fast path after a failed build (the last words of the fallback line).
+REMEDY = "install a C++ compiler (g++ or clang++; CXX names another) and run `neurocode build-kernels`"
+
 _lock = threading.Lock()
 _ops = None
 _failed: str | None = None
+_origin: str | None = None  # how this process got the kernel: "loaded", "built in N s", "remembered failure"
 
 
 def _cpu_key() -> str:
@@ -139,8 +157,11 @@ def build_directory(name: str | None = None) -> Path:
     from torch.utils.cpp_extension import get_default_build_root
     name = name or isa()
     cflags, ldflags = _flags(name)
-    key = hashlib.sha256("\0".join([*(src.read_text() for src in SOURCES), *cflags, *ldflags, _cpu_key(), torch.__version__,
-                                    os.environ.get("CXX", "")]).encode()).hexdigest()[:16]
+    # the sources' paths too: ninja rebuilds (silently, ~1 min) whenever build.ninja names other
+    # paths, so two checkouts or installs sharing one directory would rebuild it in turn
+    key = hashlib.sha256("\0".join([*(src.read_text() for src in SOURCES), *map(str, SOURCES), *cflags, *ldflags,
+                                    _cpu_key(), torch.__version__, os.environ.get("CXX", "")]).encode()
+                         ).hexdigest()[:16]
     root = os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root()
     return Path(root) / "neurocode" / f"neurocode_lif_{name}_{key}"
 
@@ -171,7 +192,56 @@ def _private_directory(directory: Path) -> None:
             d.chmod(0o700)
 
 
-def _build(which: str):
+def _short_reason(text: str) -> str:
+    """The line of a compiler or ninja log that says what went wrong (at most 160 characters)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for marker in ("error:", "not found", "No such file", "cannot find", "undefined reference", "Permission denied"):
+        hit = next((line for line in lines if marker in line), None)
+        if hit is not None:
+            return hit[:160]
+    return (lines[0] if lines else "no message")[:160]
+
+
+@contextlib.contextmanager
+def _captured(log: io.StringIO):
+    """torch's compiler banners (logging), warnings and printed output go to ``log``, not the terminal."""
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    handler = logging.StreamHandler(log)
+    saved = logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(log), \
+                contextlib.redirect_stderr(log):
+            warnings.simplefilter("always")
+            yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = saved
+        for w in caught:
+            log.write(f"{w.category.__name__}: {w.message}\n")
+
+
+def _write_private(path: Path, text: str) -> None:
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def remembered_failure(which: str | None = None) -> dict | None:
+    """The memo of a failed build of ISA ``which`` (default :func:`isa`) on this machine, this
+    torch and these sources: ``{"isa", "torch", "reason", "log"}``, or None."""
+    try:
+        return json.loads((build_directory(which) / FAILURE_MEMO).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _build(which: str, force: bool = False):
+    """Load (or compile, then load) the kernel of ISA ``which``; with no library to load, a
+    remembered failure raises ``_RememberedFailure`` unless ``force``."""
+    global _origin
     import torch
     from torch.utils.cpp_extension import load
     directory = build_directory(which)
@@ -181,20 +251,56 @@ def _build(which: str):
     _private_directory(directory)
     library, digest = directory / f"{name}.so", directory / f"{name}.so.sha256"
     _drop_unverified(library, digest)
-    load(name=name, sources=[str(src) for src in SOURCES], extra_cflags=list(cflags), extra_ldflags=list(ldflags),
-         build_directory=str(directory), is_python_module=False, verbose=False)
+    compiling = not library.exists()
+    memo = directory / FAILURE_MEMO
+    if compiling and memo.exists() and not force:  # a verified library (built since) wins over the memo
+        raise _RememberedFailure(memo)
+    if compiling:
+        print(f"neurocode: building the fused CPU kernel ({which}) once, ~1 min (later runs load it; "
+              "`neurocode build-kernels` does this ahead) ...", file=sys.stderr, flush=True)
+    started, log = time.perf_counter(), io.StringIO()
+    try:
+        with _captured(log):
+            load(name=name, sources=[str(src) for src in SOURCES], extra_cflags=list(cflags),
+                 extra_ldflags=list(ldflags), build_directory=str(directory), is_python_module=False, verbose=False)
+    except Exception as exc:
+        log.write(f"{type(exc).__name__}: {exc}\n")
+        _write_private(directory / BUILD_LOG, log.getvalue())
+        reason = f"{type(exc).__name__}: {_short_reason(str(exc))}"
+        _write_private(memo, json.dumps({"isa": which, "torch": torch.__version__, "reason": reason,
+                                         "log": str(directory / BUILD_LOG)}, indent=1))
+        raise _BuildFailed(reason, directory / BUILD_LOG) from exc
+    memo.unlink(missing_ok=True)
+    seconds = time.perf_counter() - started
+    if compiling:
+        _write_private(directory / BUILD_LOG, log.getvalue())
+        print(f"neurocode: kernel built in {seconds:.0f} s ({directory})", file=sys.stderr, flush=True)
+    _origin = f"built in {seconds:.0f} s" if compiling else "loaded from the cache"
     # the library is now the verified one or the one ninja just (re)built: record it, so that
     # later processes verify it before loading
     current = sha256_file(library)
     if not digest.exists() or digest.read_text().strip() != current:
-        tmp = digest.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(current)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, digest)
+        _write_private(digest, current)
     _register_python_side()
     if os.environ.get("NEUROCODE_CACHING_ALLOCATOR", "1") != "0":  # see neurocode/memory.py
         torch.ops.neurocode.cpu_cache_set_enabled(True)
     return torch.ops.neurocode
+
+
+class _BuildFailed(RuntimeError):
+    def __init__(self, reason: str, log: Path):
+        super().__init__(reason)
+        self.reason, self.log = reason, log
+
+
+class _RememberedFailure(RuntimeError):
+    def __init__(self, memo: Path):
+        try:
+            data = json.loads(memo.read_text())
+        except (OSError, ValueError):
+            data = {}
+        super().__init__(data.get("reason", "unknown reason"))
+        self.reason, self.log = data.get("reason", "unknown reason"), data.get("log", str(memo.parent / BUILD_LOG))
 
 
 def _register_python_side() -> None:
@@ -275,11 +381,13 @@ def get_library():
     """The kernel operators (``torch.ops.neurocode``), or None when disabled or unbuildable.
 
     Built once per machine and instruction set (:func:`isa`) and loaded once per process; a
-    failure warns once, and every later call runs the pure-torch loop, which draws the same
-    noise and gives the same spikes. A ``NEUROCODE_ISA`` that names no build this CPU runs
-    raises ValueError (it is the caller's setting, not a reason to fall back silently).
+    failure prints one line to stderr (reason, log file, remedy) once per process and is
+    remembered on disk, so that later processes fall back without compiling again. Every call
+    after a failure runs the pure-torch loop, which draws the same noise and gives the same
+    spikes. A ``NEUROCODE_ISA`` that names no build this CPU runs raises ValueError (it is the
+    caller's setting, not a reason to fall back silently).
     """
-    global _ops, _failed
+    global _ops, _failed, _origin
     if _ops is not None:
         return _ops
     if _failed is not None or os.environ.get("NEUROCODE_NO_KERNEL", "") not in ("", "0"):
@@ -290,10 +398,70 @@ def get_library():
             try:
                 _ops = _build(which)
             except Exception as exc:  # noqa: BLE001 -- any failure means: use the torch path
-                _failed = f"{type(exc).__name__}: {str(exc)[-2000:]}"
-                warnings.warn("neurocode: the fused LIF kernel could not be built, so neurons run the pure-torch "
-                              "loop (same spikes, slower). Reason: " + _failed, RuntimeWarning, stacklevel=3)
+                _failed, _origin = _fallback(exc, which)
+                print(_failed, file=sys.stderr, flush=True)
     return _ops
+
+
+def _fallback(exc: Exception, which: str) -> tuple[str, str]:
+    """(the one line saying what happened and how to get the fast path, the origin word)."""
+    if isinstance(exc, _RememberedFailure):
+        return (f"neurocode: the fused CPU kernel ({which}) could not be built earlier on this machine "
+                f"({exc.reason}; log {exc.log}), so neurons run the pure-torch loop (same spikes, slower); for the "
+                f"fast path {REMEDY}", "remembered failure")
+    if isinstance(exc, _BuildFailed):
+        return (f"neurocode: the fused CPU kernel ({which}) could not be built ({exc.reason}; log {exc.log}), so "
+                f"neurons run the pure-torch loop (same spikes, slower); for the fast path {REMEDY}", "failed")
+    reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+    return (f"neurocode: the fused CPU kernel ({which}) could not be built ({reason}), so neurons run the "
+            "pure-torch loop (same spikes, slower)", "failed")
+
+
+def build(force: bool = True) -> tuple[bool, str]:
+    """Build (or load) the kernel of :func:`isa` now; ``force`` retries a remembered failure.
+
+    For ``neurocode build-kernels``. Returns (success, one line saying what happened); a
+    failure is remembered as in :func:`get_library`, and this process then runs the
+    pure-torch loop.
+    """
+    global _ops, _failed, _origin
+    which = isa()
+    with _lock:
+        if _ops is None:
+            _failed = None
+            try:
+                _ops = _build(which, force=force)
+            except Exception as exc:  # noqa: BLE001 -- reported to the caller
+                _failed, _origin = _fallback(exc, which)
+                return False, _failed
+    return True, f"neurocode: the fused CPU kernel ({which}) is ready: {_origin} ({build_directory(which)})"
+
+
+def status() -> dict:
+    """What ``neurocode info`` prints about the kernel: ``isa``, ``why`` (the ISA's reason),
+    ``state`` (loaded / built / disabled / failed, with its reason) and ``directory``."""
+    forced = os.environ.get(ISA_VARIABLE, "").strip()
+    try:
+        which = isa()
+    except ValueError as exc:
+        return {"isa": "none", "why": str(exc), "state": "unavailable", "directory": None}
+    why = (f"forced by {ISA_VARIABLE}={forced}" if forced
+           else f"the best this CPU runs: {cpu_model()} runs {', '.join(supported_isas())}")
+    directory = build_directory(which)
+    if os.environ.get("NEUROCODE_NO_KERNEL", "") not in ("", "0"):
+        state = "disabled by NEUROCODE_NO_KERNEL (pure-torch loop)"
+    elif _ops is not None:
+        state = f"in use ({_origin})"
+    elif _failed is not None:
+        state = f"not in use: {_failed.removeprefix('neurocode: ')}"
+    elif (memo := remembered_failure(which)) is not None:
+        state = (f"failed earlier ({memo.get('reason')}; log {memo.get('log')}); the pure-torch loop runs; "
+                 f"for the fast path {REMEDY}")
+    elif (directory / f"{directory.name}.so").exists():
+        state = "built (cached; loaded at first use)"
+    else:
+        state = "not built yet (built at first use, ~1 min; `neurocode build-kernels` builds it now)"
+    return {"isa": which, "why": why, "state": state, "directory": str(directory)}
 
 
 @contextlib.contextmanager

@@ -444,7 +444,7 @@ def _tonic():
     try:
         import tonic
     except ImportError:
-        raise ImportError("the DVS datasets need tonic: pip install 'neurocode[vision]'") from None
+        raise ImportError("the DVS datasets need tonic: pip install 'neurocode-snn[vision]'") from None
     return tonic
 
 

@@ -15,7 +15,7 @@ stopped sweep and a finished one only collects the table.
 
 Ray runs locally by default (``num_cpus`` = the free cores; a trial reserves ``threads`` CPUs, so
 trials x threads never exceed the cores), or on a cluster (``address=``). Ray is an optional extra
-(``pip install "neurocode[sweep]"``): without it the same fits run one after another in this
+(``pip install "neurocode-snn[sweep]"``): without it the same fits run one after another in this
 process, with identical results.
 
 Outputs in ``OUT``: ``results.csv`` / ``results.json`` (a row per fit; the JSON adds the protocol,

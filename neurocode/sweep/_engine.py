@@ -266,7 +266,7 @@ def sweep(models=("nsnn",), folds=(0,), seeds=(0,), *, out, preset: str | None =
         raise SweepError("--address joins a Ray cluster; it cannot go with --no-ray")
     have_ray = _ray_available()
     if (use_ray or address) and not have_ray:
-        raise SweepError("Ray is not installed: pip install 'neurocode[sweep]' (or run without --address: the "
+        raise SweepError("Ray is not installed: pip install 'neurocode-snn[sweep]' (or run without --address: the "
                          "fits then run one after another in this process)")
     ray_on = have_ray and use_ray is not False
     storage = out / "tune"
@@ -321,7 +321,7 @@ def sweep(models=("nsnn",), folds=(0,), seeds=(0,), *, out, preset: str | None =
                                  f"in {out / 'runs'}, and the same call resumes the rest")
         elif pending:
             if not have_ray and len(pending) > 1:
-                say(f"[sweep] Ray is not installed (pip install 'neurocode[sweep]'): the {len(pending)} fits run one "
+                say(f"[sweep] Ray is not installed (pip install 'neurocode-snn[sweep]'): the {len(pending)} fits run one "
                     "after another in this process")
             for s in pending:
                 say(f"[{'resume' if states[s.name] == 'partial' else 'fit'}] {s.name} ({preset} preset)")
@@ -590,7 +590,7 @@ def _optuna_search(base: dict, space: dict, samples: int, done: list, root: Path
         import optuna
     except ImportError:
         raise SweepError("a search needs Optuna (and Ray Tune to run trials in parallel): "
-                         "pip install 'neurocode[sweep]'") from None
+                         "pip install 'neurocode-snn[sweep]'") from None
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

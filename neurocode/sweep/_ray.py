@@ -1,6 +1,6 @@
 """Running a sweep's trials on Ray Tune: the session, the grid, the Optuna + ASHA search.
 
-Imported only when Ray is installed (``pip install "neurocode[sweep]"``).
+Imported only when Ray is installed (``pip install "neurocode-snn[sweep]"``).
 """
 
 from __future__ import annotations
