@@ -55,6 +55,7 @@ import numpy as np
 from neurocode._io import sha256_file, write_json
 from neurocode.analysis.scores import compute_metrics, format_metrics
 from neurocode.fitting import predicts_rates
+from neurocode.neurons._kernels import caching_scope  # the caching allocator within fit/predict/evaluate only
 from neurocode.runs import RunFolder, RunFolderBusy, RunFolderError, default_run_dir, write_predictions
 
 __all__ = ["RunResult", "RunFolderError", "RunFolderBusy", "FitInterrupted", "fit", "recording_sha256", "evaluate", "default_run_dir", "load_run",
@@ -108,6 +109,7 @@ def _check_provenance(folder: RunFolder, digest: str) -> None:
                              "score the run against the new file, written to metrics_rescored.json")
 
 
+@caching_scope
 def fit(model: str = "nsnn", data: str | os.PathLike | None = None, preset: str | None = None, fold: int = 0,
         seed: int = 0, out: str | os.PathLike | None = None, resume: bool = False, overwrite: bool = False,
         progress: bool = True, on_epoch=None, **overrides) -> RunResult:
@@ -293,6 +295,7 @@ def load_run(run_dir: str | os.PathLike, device: str = "cpu"):
     return config, model.to(device).eval(), data
 
 
+@caching_scope
 def predict_run(run_dir: str | os.PathLike, stimuli: str | os.PathLike | np.ndarray,
                 out: str | os.PathLike | None = None, n_trials: int | None = None) -> Path:
     """Predict a run folder's model on new stimuli and write the predictions (HDF5).
@@ -345,6 +348,7 @@ def load_stimulus_file(path: str | os.PathLike) -> np.ndarray:
     return loaded
 
 
+@caching_scope
 def simulate_run(run_dir: str | os.PathLike, stimuli: np.ndarray | None = None, n_trials: int = 20, seed: int = 0):
     """A fitted model as a digital twin: an in-silico recording of its responses to ``stimuli``.
 
@@ -388,6 +392,7 @@ def simulate_run(run_dir: str | os.PathLike, stimuli: np.ndarray | None = None, 
 
 
 # --------------------------------------------------------------------------- evaluate
+@caching_scope
 def evaluate(run_dir: str | os.PathLike, recording=None, rescore: bool = False) -> dict:
     """Recompute the held-out scores of a run folder and write them there.
 
