@@ -82,24 +82,24 @@ class caching_allocator:  # noqa: N801 -- used as a function: with caching_alloc
 
     def __init__(self, enabled: bool = True):
         self.enabled = bool(enabled)
-        self._ops = self._was = self._scope = None
+        self._entered = []  # (operators, previous setting, scope) of each open `with` of this object
 
     def __enter__(self) -> "caching_allocator":
         from neurocode.neurons._kernels import CachingScope
-        self._ops = _ops()
-        if self._ops is not None:
-            self._was = bool(self._ops.cpu_cache_set_enabled(self.enabled))
-        if self.enabled:
-            self._scope = CachingScope()
-            self._scope.__enter__()
+        ops = _ops()
+        was = bool(ops.cpu_cache_set_enabled(self.enabled)) if ops is not None else None
+        scope = CachingScope() if self.enabled else None
+        if scope is not None:
+            scope.__enter__()
+        self._entered.append((ops, was, scope))
         return self
 
     def __exit__(self, *exc_info) -> None:
-        if self._scope is not None:
-            self._scope.__exit__(*exc_info)
-            self._scope = None
-        if self._ops is not None:
-            self._ops.cpu_cache_set_enabled(self._was)
+        ops, was, scope = self._entered.pop()
+        if scope is not None:
+            scope.__exit__(*exc_info)
+        if ops is not None:
+            ops.cpu_cache_set_enabled(was)
 
 
 def empty_cache() -> int:

@@ -88,6 +88,37 @@ def test_blocks_scopes_nest_and_restore_the_allocator_they_found():
     assert memory.cache_info().kept == kept + 4 * MB
 
 
+def test_overlapping_blocks_of_two_threads_and_an_error_restore_the_allocator():
+    import threading
+
+    before = current_allocator()
+    entered, a_left = threading.Barrier(2), threading.Event()
+    seen = {}
+
+    def a():
+        with memory.caching_allocator():
+            entered.wait()
+        a_left.set()
+
+    def b():
+        with memory.caching_allocator():
+            entered.wait()
+            a_left.wait()
+            seen["b after a left"] = memory.cache_info().enabled  # A's exit must not remove B's
+        seen["after both"] = current_allocator()
+
+    threads = [threading.Thread(target=a), threading.Thread(target=b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert seen == {"b after a left": True, "after both": before}
+    with pytest.raises(ValueError, match="inside"):
+        with memory.caching_allocator():
+            raise ValueError("inside")
+    assert current_allocator() == before
+
+
 def test_a_fit_uses_the_cache_inside_and_restores_the_allocator_after(tmp_path):
     from neurocode.pipeline import fit
     before, inside = current_allocator(), []
