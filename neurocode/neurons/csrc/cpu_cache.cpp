@@ -188,7 +188,7 @@ Scopes& scopes() {
 void install(Scopes& s) {
     CachingCPUAllocator& a = allocator();
     c10::Allocator* current = c10::GetCPUAllocator();
-    if (current == &a) return;  // installed by the user's code: theirs to remove
+    if (current == &a) return;  // never: `previous` must not become ourselves
     a.fallback = current;
     g_fallback_raw_deleter = current->raw_deleter();
     TORCH_CHECK(g_fallback_raw_deleter != nullptr, "torch's CPU allocator has no raw deleter");
@@ -226,7 +226,12 @@ void op_enter() {
     Scopes& s = scopes();
     std::lock_guard<std::mutex> g(s.mu);
     ++s.depth;
-    sync(s);
+    try {
+        sync(s);
+    } catch (...) {  // a failed entry is no open scope: nobody will exit it
+        --s.depth;
+        throw;
+    }
 }
 
 void op_exit() {
