@@ -14,7 +14,8 @@ spiking models -- what a direct implementation of the paper does:
 and prints our/baseline ratios. Levers alone: ``dense-conv2`` is our step with only the
 second convolution dense; ``torch-allocator`` is our step with torch's own CPU allocator instead
 of neurocode's caching allocator (``NEUROCODE_CACHING_ALLOCATOR=0``: every step's large buffers
-are mapped and faulted in afresh; see ``neurocode/memory.py``). ``--profile`` adds a breakdown of one step of each of our
+are mapped and faulted in afresh; see ``neurocode/memory.py``; the other variants run each step
+inside the allocator's scope, as a fit does). ``--profile`` adds a breakdown of one step of each of our
 configurations by operator category (convolutions, neuron loops, random numbers, linear
 layers, loss, other) from ``torch.profiler``.
 
@@ -52,6 +53,7 @@ def _child(model: str, variant: str, steps: int, threads: int, profile: bool) ->
 
     from neurocode.fitting import build_model, make_config, prepare_data, steps_per_epoch
     from neurocode.models import RetinaSNN, calibrate_rates
+    from neurocode.neurons._kernels import caching_scope
 
     torch.set_num_threads(threads)
     torch.set_flush_denormal(True)  # as neurocode.fitting.train does
@@ -82,6 +84,7 @@ def _child(model: str, variant: str, steps: int, threads: int, profile: bool) ->
     # "same shapes": a DSNN stepped like the NSNN, computing K = 8 (identical) trials
     step_config = dataclasses.replace(config, model="nsnn") if variant == "same-shapes" else config
 
+    @caching_scope  # as a fit's steps: inside neurocode's caching-allocator scope (neurocode/memory.py)
     def step(i):
         b = order[(i * batch) % len(items):][:batch]
         loss = step_config.kind.loss(step_config, m, data, items[b], torch.device("cpu"), gen)

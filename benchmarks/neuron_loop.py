@@ -25,11 +25,11 @@ The first line printed names the CPU, the kernel build (avx512 / avx2 / scalar; 
 NEUROCODE_ISA forces one the CPU runs) and the threads.
 
 ``--faults`` prints only the page faults and system time per call of one LIF layer at
-16x90x90: with torch's and glibc's defaults, with torch's transparent-huge-page allocations,
-and with freed memory kept for reuse as well (what neurocode sets up: huge pages at
-``import neurocode``, see ``neurocode/__init__.py``, and the caching allocator with the
-extension, see ``neurocode/memory.py``), and with nothing set, once with ``import neurocode``
-first and once with ``import torch`` first.
+16x90x90, the calls inside one caching-allocator scope as a fit's training steps are (see
+``neurocode/memory.py``): with torch's and glibc's defaults, with torch's
+transparent-huge-page allocations (``THP_MEM_ALLOC_ENABLE=1``, which neurocode no longer sets),
+and with freed memory kept for reuse by neurocode's caching allocator as well, and with nothing
+set, once with ``import neurocode`` first and once with ``import torch`` first.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ import math
 import statistics
 import time
 
-import neurocode  # noqa: F401  -- before torch, as in the CLI: huge-page allocations (neurocode/__init__.py)
+import neurocode  # noqa: F401  -- before torch, as in the CLI
 import torch
 from _common import add_isa_argument, apply_isa, machine_line, rss_kb, timed, timed_interleaved
 
@@ -105,10 +105,14 @@ def ref_lif(x_bt: torch.Tensor, noisy: bool) -> torch.Tensor:
 
 def fault_probe(feat: tuple, B: int, T: int, repeat: int) -> dict:
     """Median per fwd+bwd of the fused LIF with loss ``(spikes * R).sum()``, after two
-    warm-up calls: minor page faults, system and user CPU seconds, wall seconds; and the peak
-    resident size over all calls above the resident input and R (measured from before the first
-    call: memory kept for reuse between calls counts once, at its peak)."""
+    warm-up calls, all in one caching-allocator scope as a fit's steps (the loss's tensors
+    from the cache too, unless NEUROCODE_CACHING_ALLOCATOR=0): minor page faults, system and user
+    CPU seconds, wall seconds; and the peak resident size over all calls above the resident input
+    and R (measured from before the first call: memory kept for reuse between calls counts once,
+    at its peak)."""
     import resource
+
+    from neurocode.neurons._kernels import CachingScope
 
     x = (1.2 * torch.rand(T, B, *feat)).requires_grad_()
     R = torch.randn_like(x)
@@ -118,14 +122,15 @@ def fault_probe(feat: tuple, B: int, T: int, repeat: int) -> dict:
         f.write("5")  # resets VmHWM to the current resident size
     base_kb = rss_kb("VmRSS")
     rows = []
-    for i in range(repeat + 2):
-        r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-        x.grad = None
-        (lif(x) * R).sum().backward()
-        r1 = resource.getrusage(resource.RUSAGE_SELF)
-        if i >= 2:
-            rows.append((r1.ru_minflt - r0.ru_minflt, r1.ru_stime - r0.ru_stime, r1.ru_utime - r0.ru_utime,
-                         time.perf_counter() - t0))
+    with CachingScope():
+        for i in range(repeat + 2):
+            r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+            x.grad = None
+            (lif(x) * R).sum().backward()
+            r1 = resource.getrusage(resource.RUSAGE_SELF)
+            if i >= 2:
+                rows.append((r1.ru_minflt - r0.ru_minflt, r1.ru_stime - r0.ru_stime, r1.ru_utime - r0.ru_utime,
+                             time.perf_counter() - t0))
     keys = ("faults", "sys_s", "user_s", "wall_s")
     out = {k: statistics.median(r[i] for r in rows) for i, k in enumerate(keys)}
     out["peak_added_x"] = (rss_kb("VmHWM") - base_kb) * 1024 / (x.numel() * x.element_size())
@@ -134,7 +139,8 @@ def fault_probe(feat: tuple, B: int, T: int, repeat: int) -> dict:
 
 def faults_table(args) -> None:
     """The fault probe at 16x90x90 under three allocator settings and both import orders, each in its own process
-    (torch reads THP_MEM_ALLOC_ENABLE once, neurocode NEUROCODE_CACHING_ALLOCATOR at the extension's load)."""
+    (torch reads THP_MEM_ALLOC_ENABLE once, neurocode NEUROCODE_CACHING_ALLOCATOR at the extension's load; neurocode
+    sets neither)."""
     import json
     import os
     import subprocess

@@ -34,20 +34,3 @@ def test_recording_binning_equals_its_neo_block_binned_by_analysis(fast):
     counts = block_to_counts(rec.to_neo(), 0.01, fast=fast)
     np.testing.assert_array_equal(counts, rec.binned(0.01))
 
-
-def test_import_neurocode_turns_on_huge_page_allocations_whatever_the_import_order():
-    """torch reads THP_MEM_ALLOC_ENABLE once, at its first allocation (not at import): neurocode
-    sets it whether it is imported before or after torch, and never overrides a user's choice."""
-    import os
-
-    code = "import {first}, os; import torch; torch.ones(1); print(os.environ.get('THP_MEM_ALLOC_ENABLE'))"
-    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
-
-    def run(first, **extra):
-        out = subprocess.run([sys.executable, "-c", code.format(first=first)], env={**env, **extra},
-                             capture_output=True, text=True, check=True)
-        return out.stdout.strip()
-
-    assert run("neurocode") == "1"
-    assert run("torch, neurocode") == "1"  # import torch allocates nothing: still in time
-    assert run("neurocode", THP_MEM_ALLOC_ENABLE="0") == "0"

@@ -38,6 +38,7 @@ load: a truncated, altered or planted library is deleted and rebuilt, never load
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import json
@@ -69,6 +70,7 @@ _X86 = {
     "scalar": (("-march=x86-64-v2", "-mtune=native"), ("sse4_2", "ssse3", "popcnt")),
 }
 ISA_VARIABLE = "NEUROCODE_ISA"
+CACHING_ALLOCATOR_VARIABLE = "NEUROCODE_CACHING_ALLOCATOR"
 
 #: Files in the build directory: torch's output of the last build, and the memo of a failed one.
 BUILD_LOG = "build.log"
@@ -80,6 +82,12 @@ _lock = threading.Lock()
 _ops = None
 _failed: str | None = None
 _origin: str | None = None  # how this process got the kernel: "loaded", "built in N s", "remembered failure"
+
+# caching-allocator scopes (CachingScope) opened before the library was loaded, and the library
+# that, loaded inside them, entered one C++ scope on their behalf (None: none did)
+_scope_lock = threading.Lock()
+_early_scopes = 0
+_early_entered = None
 
 
 def _cpu_key() -> str:
@@ -282,8 +290,8 @@ def _build(which: str, force: bool = False):
     if not digest.exists() or digest.read_text().strip() != current:
         _write_private(digest, current)
     _register_python_side()
-    if os.environ.get("NEUROCODE_CACHING_ALLOCATOR", "1") != "0":  # see neurocode/memory.py
-        torch.ops.neurocode.cpu_cache_set_enabled(True)
+    if os.environ.get(CACHING_ALLOCATOR_VARIABLE, "1") == "0":  # see neurocode/memory.py
+        torch.ops.neurocode.cpu_cache_set_enabled(False)
     return torch.ops.neurocode
 
 
@@ -333,6 +341,7 @@ def _register_python_side() -> None:
         ctx.set_materialize_grads(False)  # unused outputs: None, not [T, ...] zeros
         ctx.params = (tau, v_th, family, p0, p1, p2, detach_reset)
 
+    @caching_scope
     def backward(ctx, grad_spikes, grad_ubar, grad_u_last, _grad_bits):
         x, u0, eps, bits = ctx.saved_tensors
         if grad_ubar is not None and grad_ubar.numel() == 0:
@@ -362,6 +371,7 @@ def _register_python_side() -> None:
         ctx.save_for_backward(x, weight)
         ctx.padding, ctx.has_bias = padding, bias is not None
 
+    @caching_scope
     def conv_backward(ctx, grad):
         x, weight = ctx.saved_tensors
         p = ctx.padding
@@ -387,7 +397,7 @@ def get_library():
     spikes. A ``NEUROCODE_ISA`` that names no build this CPU runs raises ValueError (it is the
     caller's setting, not a reason to fall back silently).
     """
-    global _ops, _failed, _origin
+    global _ops, _failed, _origin, _early_entered
     if _ops is not None:
         return _ops
     if _failed is not None or os.environ.get("NEUROCODE_NO_KERNEL", "") not in ("", "0"):
@@ -396,7 +406,12 @@ def get_library():
     with _lock:
         if _ops is None and _failed is None:
             try:
-                _ops = _build(which)
+                ops = _build(which)
+                with _scope_lock:
+                    _ops = ops
+                    if _early_scopes and _early_entered is None:  # a fit that loads the kernel midway
+                        ops.cpu_cache_enter()
+                        _early_entered = ops
             except Exception as exc:  # noqa: BLE001 -- any failure means: use the torch path
                 _failed, _origin = _fallback(exc, which)
                 print(_failed, file=sys.stderr, flush=True)
@@ -462,6 +477,49 @@ def status() -> dict:
     else:
         state = "not built yet (built at first use, ~1 min; `neurocode build-kernels` builds it now)"
     return {"isa": which, "why": why, "state": state, "directory": str(directory)}
+
+
+class CachingScope:
+    """Within the block, neurocode's caching allocator is torch's CPU allocator (``csrc/cpu_cache.cpp``).
+
+    What a neurocode call allocates comes from the cache; on the outermost exit, the allocator
+    that was installed before is torch's again. Scopes nest and may overlap across threads (one
+    process-wide count). A scope opened before the kernel is loaded takes effect when a call
+    inside it loads the kernel, so a fit never builds the kernel for the scope's sake. Without
+    the kernel, and with ``NEUROCODE_CACHING_ALLOCATOR=0``, it does nothing.
+    """
+
+    __slots__ = ("_ops",)
+
+    def __enter__(self):
+        global _early_scopes
+        with _scope_lock:
+            self._ops = _ops
+            if self._ops is None:
+                _early_scopes += 1
+            else:
+                self._ops.cpu_cache_enter()
+        return self
+
+    def __exit__(self, *exc_info):
+        global _early_scopes, _early_entered
+        with _scope_lock:
+            if self._ops is not None:
+                self._ops.cpu_cache_exit()
+                return
+            _early_scopes -= 1
+            if _early_scopes == 0 and _early_entered is not None:
+                _early_entered.cpu_cache_exit()
+                _early_entered = None
+
+
+def caching_scope(function):
+    """``function`` with each call inside a :class:`CachingScope`: neurocode's entry points."""
+    @functools.wraps(function)
+    def scoped(*args, **kwargs):
+        with CachingScope():
+            return function(*args, **kwargs)
+    return scoped
 
 
 @contextlib.contextmanager

@@ -46,6 +46,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from neurocode.neurons._kernels import caching_scope
 from neurocode.neurons.counter_rng import SeededGaussian
 
 SpikeGrad = Callable[[Tensor], Tensor]
@@ -178,6 +179,7 @@ class _LIFSequence(torch.autograd.Function):
         return spikes, ubar, u_last
 
     @staticmethod
+    @caching_scope
     def backward(ctx, grad_spikes, grad_ubar, grad_u_last):
         ubar, spikes, eps = ctx.saved_tensors
         tau = ctx.tau
@@ -248,6 +250,7 @@ def _kernel_or_reason(x, u0, threshold, eps, spike_grad):
     return ops, spec
 
 
+@caching_scope
 def lif_sequence(
     x: Tensor,
     *,

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from neurocode.neurons._base import LIFBase, check_sequence
+from neurocode.neurons._kernels import caching_scope
 from neurocode.neurons.counter_rng import SeededGaussian, draw_seeds
 
 __all__ = ["LearnableNoisyLIF", "scaled_noise_spike"]
@@ -129,6 +130,7 @@ class LearnableNoisyLIF(LIFBase):
         """``P[o = 1 | ubar] = Phi((ubar - v_th) / sigma)``, differentiable in ``ubar`` and sigma."""
         return torch.special.ndtr((ubar - self.v_th) / self.sigma)
 
+    @caching_scope
     def forward(self, x: Tensor, state: Tensor | None = None, *, generator: torch.Generator | None = None,
                 return_potential: bool = False, return_state: bool = False):
         """Run the sequence; arguments and returns as :meth:`NoisyLIF.forward`."""

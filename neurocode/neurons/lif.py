@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from neurocode.neurons._base import LIFBase, check_sequence
+from neurocode.neurons._kernels import caching_scope
 from neurocode.neurons.functional import lif_sequence, lif_step
 from neurocode.noise import ERF, Surrogate
 
@@ -43,6 +44,7 @@ class LIF(LIFBase):
         if not isinstance(self.surrogate, Surrogate):
             raise TypeError(f"surrogate must be a neurocode.noise.Surrogate, got {type(self.surrogate).__name__}")
 
+    @caching_scope
     def forward(self, x: Tensor, state: Tensor | None = None, *, return_potential: bool = False,
                 return_state: bool = False):
         """Run the whole sequence.

@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from neurocode.neurons._base import LIFBase, check_sequence
+from neurocode.neurons._kernels import caching_scope
 from neurocode.neurons.counter_rng import SeededGaussian, draw_seeds
 from neurocode.neurons.functional import PLACEMENTS, lif_sequence, lif_step
 from neurocode.noise import Gaussian, NoiseModel
@@ -81,6 +82,7 @@ class NoisyLIF(LIFBase):
             return None
         return SeededGaussian(draw_seeds(T, generator), loc, self.noise.sigma)
 
+    @caching_scope
     def forward(self, x: Tensor, state: Tensor | None = None, *, generator: torch.Generator | None = None,
                 return_potential: bool = False, return_state: bool = False):
         """Run the whole sequence.

@@ -16,6 +16,16 @@
 // mark, a step whose block sizes peak at different times evicts the blocks its next step needs;
 // at the paper preset 1/4 of slack ends all misses after the first steps.)
 // Blocks are 2-MB aligned and advised as transparent huge pages unless THP_MEM_ALLOC_ENABLE=0.
+//
+// It is torch's CPU allocator only inside neurocode's own calls (a library imported into a lab's
+// session must not change how the rest of its torch code allocates): each of the extension's ops
+// (a CacheScope in lif.cpp and event_conv.cpp) and each Python-side scope (neurocode._kernels:
+// a fit, predict or evaluate, a spiking layer's forward and backward, memory.caching_allocator())
+// enters a process-wide scope; the first entry installs it, the last exit restores whatever was
+// installed before, at the priority it had. A counter rather than each scope saving and restoring
+// the allocator it found: two threads' overlapping scopes would otherwise leave it installed.
+// Blocks keep their own deleter, so a tensor of ours freed outside every scope still goes back to
+// the cache.
 
 #include <algorithm>
 #include <cstdint>
@@ -160,27 +170,90 @@ CachingCPUAllocator& allocator() {
     return *a;
 }
 
-uint8_t g_priority = 1;  // c10 installs an allocator only over one of lower or equal priority
+// The scopes' state, under its own lock (allocations never take it).
+struct Scopes {
+    std::mutex mu;
+    int64_t depth = 0;
+    bool enabled = true;                   // whether open scopes install the allocator
+    bool installed = false;                // whether it is installed by the scopes now
+    c10::Allocator* previous = nullptr;    // what it replaced, restored on the last exit
+    uint8_t priority = 0;                  // the priority that allocator had (kept)
+};
 
-bool op_set_enabled(bool enabled) {
+Scopes& scopes() {
+    static Scopes* s = new Scopes;
+    return *s;
+}
+
+void install(Scopes& s) {
     CachingCPUAllocator& a = allocator();
-    const bool was = c10::GetCPUAllocator() == &a;
-    if (enabled == was) return was;
-    if (enabled) {
-        a.fallback = c10::GetCPUAllocator();
-        g_fallback_raw_deleter = a.fallback->raw_deleter();
-        TORCH_CHECK(g_fallback_raw_deleter != nullptr, "torch's CPU allocator has no raw deleter");
-        const char* thp = std::getenv("THP_MEM_ALLOC_ENABLE");
-        {
-            std::lock_guard<std::mutex> g(cache().mu);
-            cache().huge = !(thp && std::strcmp(thp, "0") == 0);
-        }
-        c10::SetCPUAllocator(&a, ++g_priority);
-    } else {
-        c10::SetCPUAllocator(a.fallback, ++g_priority);  // blocks of ours still in use keep their deleter
+    c10::Allocator* current = c10::GetCPUAllocator();
+    if (current == &a) return;  // never: `previous` must not become ourselves
+    a.fallback = current;
+    g_fallback_raw_deleter = current->raw_deleter();
+    TORCH_CHECK(g_fallback_raw_deleter != nullptr, "torch's CPU allocator has no raw deleter");
+    const char* thp = std::getenv("THP_MEM_ALLOC_ENABLE");
+    {
+        std::lock_guard<std::mutex> g(cache().mu);
+        cache().huge = !(thp && std::strcmp(thp, "0") == 0);
     }
+    // c10 installs an allocator over one of lower or equal priority and keeps the higher one:
+    // the lowest priority that takes is the current one, so restoring at it leaves c10 as it was
+    // (a raised priority would lock out every allocator installed later at the default one).
+    for (int p = 0; p <= 255; ++p) {
+        c10::SetCPUAllocator(&a, uint8_t(p));
+        if (c10::GetCPUAllocator() == &a) {
+            s.previous = current;
+            s.priority = uint8_t(p);
+            s.installed = true;
+            return;
+        }
+    }
+}
+
+void uninstall(Scopes& s) {
+    if (c10::GetCPUAllocator() == &allocator()) c10::SetCPUAllocator(s.previous, s.priority);
+    s.installed = false;  // replaced by someone else meanwhile: theirs stays
+}
+
+void sync(Scopes& s) {
+    const bool want = s.depth > 0 && s.enabled;
+    if (want && !s.installed) install(s);
+    else if (!want && s.installed) uninstall(s);
+}
+
+void op_enter() {
+    Scopes& s = scopes();
+    std::lock_guard<std::mutex> g(s.mu);
+    ++s.depth;
+    try {
+        sync(s);
+    } catch (...) {  // a failed entry is no open scope: nobody will exit it
+        --s.depth;
+        throw;
+    }
+}
+
+void op_exit() {
+    Scopes& s = scopes();
+    std::lock_guard<std::mutex> g(s.mu);
+    TORCH_CHECK(s.depth > 0, "neurocode caching allocator: a scope was exited that was never entered");
+    --s.depth;
+    sync(s);
+}
+
+// Whether scopes install the allocator (applied at once to the open ones); returns the previous setting.
+bool op_set_enabled(bool enabled) {
+    Scopes& s = scopes();
+    std::lock_guard<std::mutex> g(s.mu);
+    const bool was = s.enabled;
+    s.enabled = enabled;
+    sync(s);
     return was;
 }
+
+// torch's current CPU allocator, as an address: what tests compare before and after a call.
+int64_t op_current_allocator() { return int64_t(reinterpret_cast<uintptr_t>(c10::GetCPUAllocator())); }
 
 int64_t op_empty_cache() {
     Cache& c = cache();
@@ -205,8 +278,16 @@ std::vector<int64_t> op_cache_info() {
 
 }  // namespace
 
+namespace neurocode {
+void cpu_cache_enter() { op_enter(); }
+void cpu_cache_exit() { op_exit(); }
+}  // namespace neurocode
+
 TORCH_LIBRARY_FRAGMENT(neurocode, m) {
+    m.def("cpu_cache_enter() -> ()", &op_enter);
+    m.def("cpu_cache_exit() -> ()", &op_exit);
     m.def("cpu_cache_set_enabled(bool enabled) -> bool", &op_set_enabled);
+    m.def("cpu_allocator() -> int", &op_current_allocator);
     m.def("cpu_cache_empty() -> int", &op_empty_cache);
     m.def("cpu_cache_info() -> int[]", &op_cache_info);
 }

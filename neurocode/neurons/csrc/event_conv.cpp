@@ -51,7 +51,22 @@
 #include <immintrin.h>
 #endif
 
+// neurons/csrc/cpu_cache.cpp: the caching allocator is torch's CPU allocator within a scope.
+namespace neurocode {
+void cpu_cache_enter();
+void cpu_cache_exit();
+}  // namespace neurocode
+
 namespace {
+
+// For the op's call: what it allocates comes from the caching allocator, and the allocator
+// that was installed before is back when it returns (or throws).
+struct CacheScope {
+    CacheScope() { neurocode::cpu_cache_enter(); }
+    ~CacheScope() { neurocode::cpu_cache_exit(); }
+    CacheScope(const CacheScope&) = delete;
+    CacheScope& operator=(const CacheScope&) = delete;
+};
 
 using at::Tensor;
 
@@ -724,6 +739,7 @@ Geometry geometry(const Tensor& x, at::IntArrayRef wshape, int64_t padding, cons
 // [B, O, OH, OW] in channels-last memory format.
 Tensor op_event_conv2d(const Tensor& input, const Tensor& weight, const std::optional<Tensor>& bias,
                        int64_t padding) {
+    const CacheScope scope;
     const char* op = "neurocode::event_conv2d";
     const Geometry g = geometry(input, weight.sizes(), padding, op);
     TORCH_CHECK(weight.scalar_type() == input.scalar_type() && weight.device().is_cpu(), op,
@@ -762,6 +778,7 @@ Tensor op_event_conv2d(const Tensor& input, const Tensor& weight, const std::opt
 // The weight gradient [O, C, KH, KW] from the (sparse) input and the output gradient.
 Tensor op_event_conv2d_weight(const Tensor& input, const Tensor& grad_output, at::IntArrayRef weight_shape,
                               int64_t padding) {
+    const CacheScope scope;
     const char* op = "neurocode::event_conv2d_weight";
     const Geometry g = geometry(input, weight_shape, padding, op);
     TORCH_CHECK(grad_output.dim() == 4 && grad_output.size(0) == g.B && grad_output.size(1) == g.O &&

@@ -69,7 +69,22 @@ __attribute__((simd("notinbranch"))) float sinf(float) noexcept;
 #define NEUROCODE_ISA_NAME "generic"
 #endif
 
+// neurons/csrc/cpu_cache.cpp: the caching allocator is torch's CPU allocator within a scope.
+namespace neurocode {
+void cpu_cache_enter();
+void cpu_cache_exit();
+}  // namespace neurocode
+
 namespace {
+
+// For the op's call: what it allocates comes from the caching allocator, and the allocator
+// that was installed before is back when it returns (or throws).
+struct CacheScope {
+    CacheScope() { neurocode::cpu_cache_enter(); }
+    ~CacheScope() { neurocode::cpu_cache_exit(); }
+    CacheScope(const CacheScope&) = delete;
+    CacheScope& operator=(const CacheScope&) = delete;
+};
 
 constexpr int64_t BLK = 512;
 
@@ -851,6 +866,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> op_lif_forward(
     const Tensor& x, const optional<Tensor>& u0, const optional<Tensor>& threshold, const optional<Tensor>& eps,
     const optional<Tensor>& seeds, double tau, double v_th, double sigma, int64_t family, double p0, double p1,
     double p2, bool detach_reset, bool return_potential, bool return_state) {
+    const CacheScope scope;
     const char* op = "neurocode::lif_forward";
     TORCH_CHECK(x.dim() >= 2 && x.size(0) >= 1, op, ": x must be time-major [T, B, ...] with T >= 1, got shape ",
                 x.sizes());
@@ -917,6 +933,7 @@ Tensor op_lif_backward(const Tensor& x, const optional<Tensor>& u0, const option
                        const optional<Tensor>& keep_bits, const optional<Tensor>& grad_spikes,
                        const optional<Tensor>& grad_ubar, const optional<Tensor>& grad_u_last, double tau, double v_th,
                        int64_t family, double p0, double p1, double p2, bool detach_reset) {
+    const CacheScope scope;
     const char* op = "neurocode::lif_backward";
     TORCH_CHECK(x.dim() >= 2 && x.size(0) >= 1, op, ": x must be [T, B, ...] with T >= 1, got shape ", x.sizes());
     TORCH_CHECK(x.device().is_cpu(), op, ": x must be a CPU tensor, got device ", x.device());
@@ -1008,6 +1025,7 @@ Tensor op_stream_math(const Tensor& x, int64_t which) {
 
 // [T, n]: loc + sigma * z with z[t, i] the counter-based N(0, 1) of element i drawn from seeds[t].
 Tensor op_gauss_fill(const Tensor& seeds, int64_t n, double loc, double sigma, at::ScalarType dtype) {
+    const CacheScope scope;
     const char* op = "neurocode::gauss_fill";
     TORCH_CHECK(seeds.device().is_cpu() && seeds.scalar_type() == at::kLong && seeds.dim() == 1, op,
                 ": seeds must be a 1-D CPU int64 tensor, got ", seeds.scalar_type(), " ", seeds.sizes(), " on ",
