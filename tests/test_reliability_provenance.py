@@ -13,33 +13,13 @@ import h5py
 import numpy as np
 import pytest
 
-from neurocode import cli
 from neurocode.pipeline import RunFolderError, evaluate, fit, load_run, simulate_run
+from reliability_helpers import data_copy, ln_run, run_cli  # noqa: F401 -- fixtures
 
 CHANGED = "recording file changed since this run was fitted"
 
 
-def _run_cli(argv, capsys) -> tuple[int, str, str]:
-    code = cli.main([str(a) for a in argv])
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
-
-@pytest.fixture(scope="module")
-def data_copy(tmp_path_factory) -> Path:
-    """The bundled recording copied to a file the tests may read (never change)."""
-    from neurocode.data import bundled_path
-
-    dst = tmp_path_factory.mktemp("data") / "retina.h5"
-    dst.write_bytes(bundled_path().read_bytes())
-    return dst
-
-
-@pytest.fixture(scope="module")
-def ln_run(tmp_path_factory, data_copy) -> Path:
-    out = tmp_path_factory.mktemp("runs") / "ln"
-    fit("ln", data=data_copy, out=out, progress=False, threads=1)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +56,7 @@ def stimuli(tmp_path, data_copy) -> Path:
 # ---------------------------------------------------------------- every reader of a run checks the file
 def test_predict_on_a_run_whose_recording_changed_is_refused(ln_run, brighter_copy, stimuli, tmp_path, capsys):
     run = _run_on(ln_run, brighter_copy, tmp_path)
-    code, _, err = _run_cli(["predict", run, "--stimuli", stimuli, "--out", tmp_path / "p.h5"], capsys)
+    code, _, err = run_cli(["predict", run, "--stimuli", stimuli, "--out", tmp_path / "p.h5"], capsys)
     assert code == 2 and CHANGED in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "p.h5").exists()
 
@@ -200,7 +180,7 @@ def test_a_recording_group_that_is_an_external_link_is_refused(data_copy, tmp_pa
     with pytest.raises(ValueError, match="external link"):
         fit("ln", data=link, out=tmp_path / "run", progress=False, threads=1)
     assert not (tmp_path / "run").exists()
-    code, _, err = _run_cli(["fit", "--model", "ln", "--data", link, "--out", tmp_path / "run2", "--threads", "1",
+    code, _, err = run_cli(["fit", "--model", "ln", "--data", link, "--out", tmp_path / "run2", "--threads", "1",
                              "--no-progress"], capsys)
     assert code == 2 and "'/natural_images' is an external link" in err and len(err.strip().splitlines()) == 1
 

@@ -16,36 +16,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from neurocode import cli
 from neurocode.fitting import CheckpointError, load_checkpoint
 from neurocode.pipeline import RunFolderBusy, RunFolderError, evaluate, fit
 from neurocode.runs import RunFolder
 from test_pipeline import TINY
+from reliability_helpers import data_copy, ln_run, run_cli  # noqa: F401 -- fixtures
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _run_cli(argv, capsys) -> tuple[int, str, str]:
-    code = cli.main([str(a) for a in argv])
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
-
-@pytest.fixture(scope="module")
-def data_copy(tmp_path_factory) -> Path:
-    """The bundled recording copied to a file the tests may change."""
-    from neurocode.data import bundled_path
-
-    dst = tmp_path_factory.mktemp("data") / "retina.h5"
-    dst.write_bytes(bundled_path().read_bytes())
-    return dst
-
-
-@pytest.fixture(scope="module")
-def ln_run(tmp_path_factory, data_copy) -> Path:
-    out = tmp_path_factory.mktemp("runs") / "ln"
-    fit("ln", data=data_copy, out=out, progress=False, threads=1)
-    return out
 
 
 # ---------------------------------------------------------------- 1. one writer per run folder
@@ -117,7 +97,7 @@ def test_overwrite_replaces_a_run_and_resume_with_overwrite_is_refused(ln_run, t
 @pytest.mark.parametrize("out", ["", "   "])
 def test_empty_out_is_an_error(out, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    code, _, err = _run_cli(["fit", "--model", "ln", "--out", out], capsys)
+    code, _, err = run_cli(["fit", "--model", "ln", "--out", out], capsys)
     assert code == 2 and "path is empty (--out)" in err
     assert list(tmp_path.iterdir()) == []
 
@@ -202,7 +182,7 @@ def test_bad_options_are_refused_before_the_folder_exists(args, message, tmp_pat
     if args[:2] == ["--device", "cuda"] and torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     out = tmp_path / "run"
-    code, _, err = _run_cli(["fit", "--model", "ln", "--out", out, *args], capsys)
+    code, _, err = run_cli(["fit", "--model", "ln", "--out", out, *args], capsys)
     assert code == 2 and message in err and "Traceback" not in err
     assert not out.exists()  # so the next plain run is not blocked by a stray config.json
 
@@ -215,7 +195,7 @@ def test_disk_full_while_writing_a_run_is_one_clear_line(tmp_path, capsys, monke
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "run" / "config.json"))
 
     monkeypatch.setattr(runs, "write_json", full)
-    code, _, err = _run_cli(["fit", "--model", "ln", "--out", tmp_path / "run", "--threads", "1", "--no-progress"],
+    code, _, err = run_cli(["fit", "--model", "ln", "--out", tmp_path / "run", "--threads", "1", "--no-progress"],
                             capsys)
     assert code == 1
     assert err.strip().splitlines() == [f"neurocode: error: cannot write or read {tmp_path / 'run' / 'config.json'}: "
@@ -228,7 +208,7 @@ def test_interrupt_before_the_first_epoch_does_not_claim_a_checkpoint(tmp_path, 
         raise KeyboardInterrupt
 
     monkeypatch.setattr("neurocode.fitting.train", interrupted)
-    code, _, err = _run_cli(["fit", "--model", "nsnn", "--out", tmp_path / "run", "--no-progress", "--epochs", "1",
+    code, _, err = run_cli(["fit", "--model", "nsnn", "--out", tmp_path / "run", "--no-progress", "--epochs", "1",
                              "--threads", "1"], capsys)
     assert code == 130
     assert "no epoch had finished" in err and "is checkpointed" not in err
@@ -241,7 +221,7 @@ def test_group_names_are_printed_without_terminal_escapes(tmp_path, capsys, data
     rec = load_recording(data_copy)
     rec.name = "red\x1b[31m\x07"
     rec.save(path)
-    code, out, _ = _run_cli(["data", "list", path], capsys)
+    code, out, _ = run_cli(["data", "list", path], capsys)
     assert code == 0 and "\x1b" not in out and "\x07" not in out and "red\\x1b[31m\\x07" in out
 
 
@@ -259,5 +239,5 @@ def test_deeply_nested_config_is_a_clear_error(ln_run, tmp_path):
 def test_data_build_refuses_an_existing_out(tmp_path, capsys):
     out = tmp_path / "exists.h5"
     out.write_bytes(b"mine")
-    code, _, err = _run_cli(["data", "build", "--source", tmp_path, "--out", out], capsys)
+    code, _, err = run_cli(["data", "build", "--source", tmp_path, "--out", out], capsys)
     assert code == 2 and "--overwrite" in err and out.read_bytes() == b"mine"

@@ -18,32 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from neurocode import cli
-from neurocode.pipeline import fit
+from reliability_helpers import data_copy, ln_run, run_cli  # noqa: F401 -- fixtures
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _run_cli(argv, capsys) -> tuple[int, str, str]:
-    code = cli.main([str(a) for a in argv])
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
-
-@pytest.fixture(scope="module")
-def data_copy(tmp_path_factory) -> Path:
-    from neurocode.data import bundled_path
-
-    dst = tmp_path_factory.mktemp("data") / "retina.h5"
-    dst.write_bytes(bundled_path().read_bytes())
-    return dst
-
-
-@pytest.fixture(scope="module")
-def ln_run(tmp_path_factory, data_copy) -> Path:
-    out = tmp_path_factory.mktemp("runs") / "ln"
-    fit("ln", data=data_copy, out=out, progress=False, threads=1)
-    return out
 
 
 @pytest.fixture
@@ -122,7 +102,7 @@ def test_predict_never_writes_a_file_of_a_run_folder(ln_run, stimuli, tmp_path, 
     target = run / name
     before = target.read_bytes() if target.exists() else None
     for extra in ([], ["--overwrite"]):
-        code, _, err = _run_cli(["predict", run, "--stimuli", stimuli, "--out", target, *extra], capsys)
+        code, _, err = run_cli(["predict", run, "--stimuli", stimuli, "--out", target, *extra], capsys)
         assert code == 2 and "predict writes only predictions_<name>.h5" in err
         assert (target.read_bytes() if target.exists() else None) == before
 
@@ -131,7 +111,7 @@ def test_predict_never_replaces_a_recording_file(ln_run, stimuli, data_copy, tmp
     recording = tmp_path / "recording.h5"
     shutil.copyfile(data_copy, recording)
     for extra in ([], ["--overwrite"]):
-        code, _, err = _run_cli(["predict", ln_run, "--stimuli", stimuli, "--out", recording, *extra], capsys)
+        code, _, err = run_cli(["predict", ln_run, "--stimuli", stimuli, "--out", recording, *extra], capsys)
         assert code == 2 and "is a recording file" in err
     assert recording.read_bytes() == data_copy.read_bytes()
 
@@ -141,9 +121,9 @@ def test_predict_replaces_an_existing_file_only_with_overwrite(ln_run, stimuli, 
 
     out = tmp_path / "mine.h5"
     out.write_bytes(b"the user's own file")
-    code, _, err = _run_cli(["predict", ln_run, "--stimuli", stimuli, "--out", out], capsys)
+    code, _, err = run_cli(["predict", ln_run, "--stimuli", stimuli, "--out", out], capsys)
     assert code == 2 and "exists; pass --overwrite" in err and out.read_bytes() == b"the user's own file"
-    code, _, _ = _run_cli(["predict", ln_run, "--stimuli", stimuli, "--out", out, "--overwrite"], capsys)
+    code, _, _ = run_cli(["predict", ln_run, "--stimuli", stimuli, "--out", out, "--overwrite"], capsys)
     assert code == 0
     with h5py.File(out, "r") as f:
         assert f["rates"].shape[0] == 2
@@ -152,10 +132,10 @@ def test_predict_replaces_an_existing_file_only_with_overwrite(ln_run, stimuli, 
 def test_predict_into_the_run_folder_by_default_refuses_a_second_time(ln_run, stimuli, tmp_path, capsys):
     run = tmp_path / "run"
     shutil.copytree(ln_run, run)
-    assert _run_cli(["predict", run, "--stimuli", stimuli], capsys)[0] == 0
+    assert run_cli(["predict", run, "--stimuli", stimuli], capsys)[0] == 0
     written = run / "predictions_new.h5"
     before = written.read_bytes()
-    code, _, err = _run_cli(["predict", run, "--stimuli", stimuli, "--trials", "2"], capsys)
+    code, _, err = run_cli(["predict", run, "--stimuli", stimuli, "--trials", "2"], capsys)
     assert code == 2 and "exists; pass --overwrite" in err and written.read_bytes() == before
 
 
@@ -228,7 +208,7 @@ def test_a_cifar_batch_that_would_run_code_is_refused(tmp_path, capsys):
     with pytest.raises(ValueError, match=r"data_batch_2: not a CIFAR python batch .*refused to load io\.open"):
         read_cifar_split(tmp_path / "data", "cifar10", train=True)
     assert not marker.exists()
-    code, _, err = _run_cli(["classify", "--dataset", "cifar10", "--model", "nsnn", "--data-dir", tmp_path / "data",
+    code, _, err = run_cli(["classify", "--dataset", "cifar10", "--model", "nsnn", "--data-dir", tmp_path / "data",
                              "--epochs", "1", "--threads", "1", "--out", tmp_path / "run"], capsys)
     assert code == 2 and "refused to load io.open" in err and len(err.strip().splitlines()) == 1
     assert not marker.exists()
