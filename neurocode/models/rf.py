@@ -42,6 +42,7 @@ from neurocode.models.cnn import PSoftplus
 from neurocode.models.event_conv import SpikeConv2d
 from neurocode.models.readout import RF_FEATURE_NAMES, GaussianReadout, RFFeatures, on_off
 from neurocode.models.utils import bisect_shift
+from neurocode.noise import NOISE_FAMILIES
 
 __all__ = ["RFConfig", "RetinaLN", "RetinaRFSNN", "RetinaRFCNN", "calibrate_rf_snn"]
 
@@ -71,8 +72,11 @@ class RFConfig:
         many spikes in one bin (33-ms bins of a movie hold bursts a single step cannot).
     noisy : bool
         Spiking model: NoisyLIF + NDL (NSNN) or LIF + ERF surrogate (DSNN).
+    noise : str
+        NSNN: the noise family (a name in :data:`neurocode.noise.NOISE_FAMILIES`); a DSNN
+        population's unit offsets sit at its quantiles.
     noise_sigma, tau, v_th : float
-        Neuron parameters (SPEC §2: σ = 0.2 for the retina).
+        Neuron parameters (SPEC §2: σ = 0.2 for the retina); ``noise_sigma`` is the noise's scale.
     core_norm : bool or None
         BatchNorm after each of the core's convolutions (a threshold-dependent normalisation in a
         spiking core: unit-variance currents against v_th = 1, biases calibrated after it). None:
@@ -106,6 +110,7 @@ class RFConfig:
     surround_scale: float = 2.0
     readout_units: int = 1
     noisy: bool = True
+    noise: str = "gaussian"
     noise_sigma: float = 0.2
     tau: float = 0.5
     v_th: float = 1.0
@@ -140,6 +145,8 @@ class RFConfig:
             raise ValueError(f"RFConfig.readout_synapse must be in [0, 1), got {self.readout_synapse!r}")
         if self.core_noise_sigma is not None and not self.core_noise_sigma > 0:
             raise ValueError(f"RFConfig.core_noise_sigma must be > 0 or None, got {self.core_noise_sigma!r}")
+        if self.noise not in NOISE_FAMILIES:
+            raise ValueError(f"RFConfig.noise must be one of {sorted(NOISE_FAMILIES)}, got {self.noise!r}")
         if not self.noise_sigma > 0:
             raise ValueError(f"RFConfig.noise_sigma must be > 0, got {self.noise_sigma!r}")
 
@@ -278,11 +285,11 @@ class RetinaRFSNN(SpikingLayers, _RFBase):
         centres, cov = self._core_geometry
         self.readout = GaussianReadout(centres, cov, (s, s), c2)
         self.core_weights = nn.Parameter(torch.ones(cfg.n_steps, cfg.n_cells)) if cfg.readout_time_weights else None
-        learnable = cfg.n_cells * cfg.readout_units if cfg.learn_sigma else None
-        core = dict(noisy=cfg.noisy and cfg.core_noisy, learnable_layer=cfg.learn_core_sigma,
+        core = dict(noisy=cfg.noisy and cfg.core_noisy, learnable="layer" if cfg.learn_core_sigma else None,
                     sigma=cfg.core_noise_sigma)
         self.neurons = nn.ModuleList([self._neuron(generator, **core), self._neuron(generator, **core),
-                                      self._neuron(generator, learnable_units=learnable)])
+                                      self._neuron(generator, cfg.n_cells * cfg.readout_units,
+                                                   learnable="neuron" if cfg.learn_sigma else None)])
         self._register_unit_offsets()
 
     def core_drive(self, images: Tensor) -> Tensor:
@@ -338,25 +345,8 @@ class RetinaRFSNN(SpikingLayers, _RFBase):
             the NDL gradient of the output layer.
         """
         self.check_images(images)
-        if n_trials < 1:
-            raise ValueError(f"n_trials must be >= 1, got {n_trials}")
-        cfg = self.config
-        B, T = images.shape[0], cfg.n_steps
-        x = self.core_drive(images)
-        if return_probability and (not cfg.noisy or cfg.readout_units > 1):
-            raise ValueError("return_probability applies to a noisy model with one unit per cell")
-        layers, ubar = [], None
-        last = len(self.neurons) - 1
-        m = cfg.output_substeps
-        for i, neuron in enumerate(self.neurons):
-            current = self.layer_current(i, x, n_trials, images)
-            if i < last:
-                x = neuron(current)
-            else:
-                x, ubar = self._run_output(current, return_probability)
-            layers.append(x)
-        return self._outputs(x, layers, ubar, n_trials, B, return_all,
-                             return_probability, substeps=m)
+        return self._spiking_forward(self.core_drive(images), n_trials, images.shape[0], images, return_all,
+                                     return_probability)
 
     @torch.no_grad()
     def firing_rates(self, images: Tensor, n_trials: int = 1) -> list[float]:
