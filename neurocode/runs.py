@@ -5,6 +5,7 @@
     config.json            the FitConfig (+ neurocode and torch versions)
     checkpoint.pt          model, optimiser, scheduler and RNG states (written by fitting.train)
     history.json           the training curve
+    ln_reference.pt        the LN reference fitted on the same split (fitting.fit_ln_reference)
     receptive_fields.json  the RFs the RF-aware models used, and how they were obtained
     predictions.h5         held-out predictions: ``rates`` [n_test, T, n_cells], ``spikes``
                            [n_test, T, K, n_cells] for spiking models, ``test_stimuli``
@@ -73,11 +74,12 @@ class RunFolder:
     RASTER_FIGURE = "cell_raster.png"
     RECEPTIVE_FIELDS = "receptive_fields.json"
     RESCORED = "metrics_rescored.json"
+    LN_REFERENCE = "ln_reference.pt"
 
     #: Every file a fit writes (the folder holds only these, our temporary files and
     #: ``predictions_*.h5`` of ``neurocode predict``).
     FILES = (CONFIG, CHECKPOINT, HISTORY, PREDICTIONS, METRICS, SCORES, CURVE_FIGURE, RASTER_FIGURE,
-             RECEPTIVE_FIELDS, RESCORED)
+             RECEPTIVE_FIELDS, RESCORED, LN_REFERENCE)
 
     def __init__(self, path: str | os.PathLike):
         if not os.fspath(path).strip():

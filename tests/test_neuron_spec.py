@@ -132,3 +132,31 @@ def test_recognition_layers_use_the_same_factory():
     assert isinstance(nsnn, NoisyLIF) and nsnn.noise.sigma == 0.25
     assert isinstance(dsnn, LIF) and dsnn.surrogate == ERF(0.7)
     assert Switch("nsnn").layer_neuron() == NeuronSpec(sigma=0.3)
+
+
+def test_configs_written_before_the_parts_neuron_options_load_as_those_options():
+    from neurocode.fitting import FitConfig
+    from neurocode.models.rf import RFConfig
+
+    old = {"core_noisy": False, "core_noise_sigma": 0.4, "learn_sigma": True, "learn_core_sigma": False}
+    rf = RFConfig.from_dict(old)
+    assert rf.core_neuron == {"family": "lif", "sigma": 0.4} and rf.output_neuron == {"learnable": "neuron"}
+    defaults = RFConfig.from_dict({"core_noisy": True, "core_noise_sigma": None, "learn_sigma": False,
+                                   "learn_core_sigma": True})
+    assert defaults.core_neuron == {"learnable": "layer"} and defaults.output_neuron is None
+    stored = make_config("nsnn", "quick").to_dict()
+    stored["rf"] = {k: v for k, v in stored["rf"].items() if k not in ("core_neuron", "output_neuron", "noise")}
+    stored["rf"].update(core_noisy=True, core_noise_sigma=None, learn_sigma=False, learn_core_sigma=False)
+    assert FitConfig.from_dict(stored) == make_config("nsnn", "quick")
+
+
+def test_a_parts_neuron_options_reach_only_that_part():
+    config = make_config("nsnn", "quick", input_size=16, rf={"channels": (2, 3), "kernel_sizes": (3, 3),
+                                                             "core_neuron": {"family": "lif", "surrogate_width": 0.5},
+                                                             "output_neuron": {"noise": "logistic", "sigma": 0.3}})
+    model = build_model(config, 3, torch.Generator().manual_seed(0), None, n_steps=4)
+    core1, core2, out = model.neurons
+    assert isinstance(core1, LIF) and core1.surrogate == ERF(0.5) and isinstance(core2, LIF)
+    assert isinstance(out, NoisyLIF) and isinstance(out.noise, Logistic) and out.noise.scale == 0.3
+    with pytest.raises(ValueError, match="RFConfig.core_neuron: unknown neuron option"):
+        make_config("nsnn", "quick", rf={"core_neuron": {"sigmaa": 0.3}})

@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import nn
 
 from neurocode.neurons import NeuronSpec, is_noisy, make_neuron
 from neurocode.noise import make_noise
+
+
+def check_neuron_options(options: dict | None, name: str) -> None:
+    """ValueError naming ``name`` unless ``options`` is None or valid :class:`NeuronSpec` fields."""
+    if options is None:
+        return
+    if not isinstance(options, dict):
+        raise ValueError(f"{name} must be a dict of NeuronSpec fields or None, got {options!r}")
+    known = {f.name for f in dataclasses.fields(NeuronSpec)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(f"{name}: unknown neuron option(s) {unknown}; NeuronSpec has {sorted(known)}")
+    try:
+        NeuronSpec(**options)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
 
 
 class SpikingLayers(nn.Module):
@@ -16,24 +34,21 @@ class SpikingLayers(nn.Module):
     models with a per-cell readout population, ``readout_units`` and ``n_cells``).
     """
 
-    def neuron_spec(self, *, noisy: bool | None = None, learnable: str | None = None,
-                    sigma: float | None = None) -> NeuronSpec:
-        """The :class:`~neurocode.neurons.NeuronSpec` of one of the model's spiking layers.
+    def neuron_spec(self, part: str = "core") -> NeuronSpec:
+        """The :class:`~neurocode.neurons.NeuronSpec` of the model's ``part`` ("core" or "output").
 
-        The config's noise family at ``noise_sigma`` (NSNN) or a deterministic LIF (DSNN);
-        ``noisy=False`` forces a deterministic layer (an NSNN's noise-free core),
-        ``learnable`` ("layer" / "neuron") a trained noise scale, ``sigma`` a noise scale other
-        than the config's.
+        The config's noise family at ``noise_sigma`` (NSNN) or a deterministic LIF (DSNN),
+        updated by the part's own options (``core_neuron`` / ``output_neuron``, where the
+        config has them).
         """
         cfg = self.config
-        noisy = cfg.noisy if noisy is None else noisy
-        return NeuronSpec(family="noisy_lif" if noisy else "lif", noise=cfg.noise,
-                          sigma=cfg.noise_sigma if sigma is None else sigma,
-                          learnable=learnable if noisy else None, tau=cfg.tau, v_th=cfg.v_th)
+        spec = NeuronSpec(family="noisy_lif" if cfg.noisy else "lif", noise=cfg.noise, sigma=cfg.noise_sigma,
+                          tau=cfg.tau, v_th=cfg.v_th)
+        return dataclasses.replace(spec, **(getattr(cfg, f"{part}_neuron", None) or {}))
 
-    def _neuron(self, generator: torch.Generator | None, n_neurons: int | None = None, **spec):
-        """A spiking layer of :meth:`neuron_spec` (``spec``: its keywords)."""
-        return make_neuron(self.neuron_spec(**spec), generator, n_neurons)
+    def _neuron(self, generator: torch.Generator | None, part: str = "core", n_neurons: int | None = None):
+        """A spiking layer of the model's ``part`` (:meth:`neuron_spec`), ``n_neurons`` wide."""
+        return make_neuron(self.neuron_spec(part), generator, n_neurons)
 
     @property
     def generator(self) -> torch.Generator | None:

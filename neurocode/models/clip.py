@@ -222,7 +222,8 @@ class ClipSNN(SpikingLayers, _ClipBase):
         centres, cov = _core_geometry(config, rfs)
         s = config.core_size
         self.readout = GaussianReadout(centres, cov, (s, s), c2)
-        self.neurons = nn.ModuleList(self._neuron(generator) for _ in range(3))
+        self.neurons = nn.ModuleList([self._neuron(generator, "core"), self._neuron(generator, "core"),
+                                      self._neuron(generator, "output", config.n_cells * config.readout_units)])
         self._register_unit_offsets()
 
     def layer_current(self, i: int, x: Tensor, n_trials: int, linear: Tensor | None = None) -> Tensor:
