@@ -708,7 +708,9 @@ def fit_ln_reference(config: FitConfig, data: FitData, path: str | os.PathLike |
     fitted (global RNG untouched) and the file written atomically. Returns (model, history).
     """
     ln_config = ln_reference_config(config, data.is_clips)
-    stamp = {"config": ln_config.to_dict(), "train_idx": np.asarray(data.train_idx).tolist()}
+    # where it runs (device, threads) may differ between the fit and a later evaluate
+    settings = {k: v for k, v in ln_config.to_dict().items() if k not in RESUMABLE_FIELDS}
+    stamp = {"config": settings, "train_idx": np.asarray(data.train_idx).tolist()}
     path = Path(path) if path is not None else None
     if path is not None and path.exists():
         try:
