@@ -56,7 +56,9 @@ def parse_args(argv=None):
                    help="a fitted NSNN/DSNN run folder (repeatable); default: fit an NSNN here")
     p.add_argument("--trials", type=int, default=None,
                    help="model trials per image (default: the recording's trials per stimulus, 30 for the bundled one)")
-    p.add_argument("--preset", choices=("quick", "paper", "movie"), default=None,
+    from neurocode.fitting import PRESETS
+
+    p.add_argument("--preset", choices=tuple(PRESETS), default=None,
                    help="preset of the fit made here (default: quick; movie for a continuous recording)")
     p.add_argument("--epochs", type=int, default=None, help="epochs of the fit made here")
     add_common_arguments(p, out="results/coding_analysis",

@@ -48,7 +48,9 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="tiny run for CI: 2 sigmas, 2 epochs, 16 trials")
     p.add_argument("--sigmas", type=float, nargs="+", default=None, help=f"noise SDs (default {DEFAULT_SIGMAS})")
-    p.add_argument("--preset", choices=("quick", "paper", "movie"), default=None,
+    from neurocode.fitting import PRESETS
+
+    p.add_argument("--preset", choices=tuple(PRESETS), default=None,
                    help="fit preset (default: quick; movie for a continuous recording)")
     p.add_argument("--fold", type=int, default=0, help="held-out fold")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (mean and SD over them)")

@@ -68,7 +68,9 @@ def parse_args(argv=None):
                    help="tiny run for CI: fold 0, seed 0, 2 epochs, 16 evaluation trials")
     p.add_argument("--full", action="store_true",
                    help="the full protocol: paper preset, folds 0-4, seeds 0-2 (hours on a CPU; resumable)")
-    p.add_argument("--preset", choices=("quick", "paper", "movie"), default=None,
+    from neurocode.fitting import PRESETS
+
+    p.add_argument("--preset", choices=tuple(PRESETS), default=None,
                    help="fit preset (default: quick; movie for a continuous recording; --full: paper)")
     p.add_argument("--folds", type=int, nargs="+", default=None, help="held-out folds (default: 0 1 2 3 4)")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default: 0 1 2; --quick: 0)")

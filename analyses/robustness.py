@@ -51,7 +51,9 @@ def parse_args(argv=None):
     p.add_argument("--runs", type=Path, default=None,
                    help="folder of finished run folders to reuse (nsnn-*/dsnn-* with checkpoint.pt)")
     p.add_argument("--betas", type=float, nargs="+", default=None, help=f"flip probabilities (default {DEFAULT_BETAS})")
-    p.add_argument("--preset", choices=("quick", "paper", "movie"), default=None,
+    from neurocode.fitting import PRESETS
+
+    p.add_argument("--preset", choices=tuple(PRESETS), default=None,
                    help="preset of fits made here (default: quick; movie for a continuous recording)")
     p.add_argument("--epochs", type=int, default=None, help="epochs of fits made here (default: the preset's)")
     p.add_argument("--trials", type=int, default=None, help="sampled trials per test image (default 64; quick 16)")

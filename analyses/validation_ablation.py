@@ -25,7 +25,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import add_common_arguments, check_common_arguments  # noqa: E402
 
-#: name -> (model, overrides of the quick preset). One change per row against its model's preset.
+#: name -> (model, overrides of the quick preset). One change per row against its model's preset;
+#: a change of one part's neurons is that part's own option (``core_neuron`` / ``output_neuron``).
 #: Stage 1 ran against the preset before BatchNorm went into the spiking core, so its NSNN and
 #: DSNN rows turn it off explicitly (``OLD``) and stay reproducible; stage 2 and 3 rows are one
 #: change against today's preset (``nsnn``, BatchNorm in the core).
@@ -43,9 +44,9 @@ ROWS: dict[str, tuple[str, dict]] = {
     "dsnn-old": ("dsnn", {"rf": OLD}),
     "nsnn-old": ("nsnn", {"rf": OLD}),
     "nsnn-wide": ("nsnn", {"rf": {**OLD, "channels": (16, 32)}}),
-    "nsnn-det-core": ("nsnn", {"rf": {**OLD, "core_noisy": False}}),
+    "nsnn-det-core": ("nsnn", {"rf": {**OLD, "core_neuron": {"family": "lif"}}}),
     "nsnn-substeps3": ("nsnn", {"rf": {**OLD, "output_substeps": 3}}),
-    "nsnn-learn-sigma": ("nsnn", {"rf": {**OLD, "learn_sigma": True}}),
+    "nsnn-learn-sigma": ("nsnn", {"rf": {**OLD, "output_neuron": {"learnable": "neuron"}}}),
     "nsnn-sigma0.1": ("nsnn", {"rf": {**OLD, "noise_sigma": 0.1}}),
     "nsnn-sigma0.4": ("nsnn", {"rf": {**OLD, "noise_sigma": 0.4}}),
     "nsnn-time-weights": ("nsnn", {"rf": {**OLD, "readout_time_weights": True}}),
@@ -57,15 +58,16 @@ ROWS: dict[str, tuple[str, dict]] = {
     # stages 2 and 3: one change against today's preset
     "bn+time-weights": ("nsnn", {"rf": {"readout_time_weights": True}}),
     "bn+prob-loss": ("nsnn", {"probability_loss": True}),
-    "bn+learn-sigma": ("nsnn", {"rf": {"learn_sigma": True}}),
-    "bn+learn-sigma-all": ("nsnn", {"rf": {"learn_sigma": True, "learn_core_sigma": True}}),
+    "bn+learn-sigma": ("nsnn", {"rf": {"output_neuron": {"learnable": "neuron"}}}),
+    "bn+learn-sigma-all": ("nsnn", {"rf": {"output_neuron": {"learnable": "neuron"},
+                                           "core_neuron": {"learnable": "layer"}}}),
     "bn+substeps3": ("nsnn", {"rf": {"output_substeps": 3}}),
-    "bn+det-core": ("nsnn", {"rf": {"core_noisy": False}}),
+    "bn+det-core": ("nsnn", {"rf": {"core_neuron": {"family": "lif"}}}),
     "bn+ep45": ("nsnn", {"epochs": 45}),
     "bn+wide": ("nsnn", {"rf": {"channels": (16, 32)}}),
     "bn+synapse0.5": ("nsnn", {"rf": {"readout_synapse": 0.5}}),
-    "bn+core-sigma0.4": ("nsnn", {"rf": {"core_noise_sigma": 0.4}}),
-    "bn+core-sigma0.1": ("nsnn", {"rf": {"core_noise_sigma": 0.1}}),
+    "bn+core-sigma0.4": ("nsnn", {"rf": {"core_neuron": {"sigma": 0.4}}}),
+    "bn+core-sigma0.1": ("nsnn", {"rf": {"core_neuron": {"sigma": 0.1}}}),
     "bn+hidden0.2": ("nsnn", {"hidden_rate": 0.2}),
     "bn+K8": ("nsnn", {"model_trials": 8}),
     "bn+tau_s1": ("nsnn", {"tau_s": 1.0}),

@@ -39,6 +39,7 @@ PROG = "neurocode"
 
 def build_parser() -> argparse.ArgumentParser:
     from neurocode import __version__
+    from neurocode.fitting import MODELS, PRESETS  # the names' one source: the kinds registry and the presets
 
     p = argparse.ArgumentParser(
         prog=PROG,
@@ -54,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Fit a retina model to the recording's training images, predict the held-out "
                                    "images and write config, checkpoint, predictions, metrics and figures to a "
                                    "run folder.")
-    f.add_argument("--model", choices=("nsnn", "dsnn", "cnn", "ln"), default="nsnn",
+    f.add_argument("--model", choices=MODELS, default="nsnn",
                    help="noisy SNN (noise-driven learning), deterministic SNN (surrogate gradient), CNN "
                         "baseline or the LN reference (default: nsnn)")
     f.add_argument("--data", metavar="PATH", default=None,
@@ -62,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--recording", metavar="NAME", default=None,
                    help="recording (group) inside --data when the file holds several (see `neurocode data list`)")
     _add_nwb_read_options(f)
-    f.add_argument("--preset", choices=("quick", "paper", "movie"), default=None,
+    f.add_argument("--preset", choices=tuple(PRESETS), default=None,
                    help="quick: minutes on a CPU; paper: the paper's network and 64 epochs; movie: continuous "
                         "stimuli (white noise, movies) in 1-s clips of 33-ms bins at 90x90 px "
                         "(default: movie for a continuous recording, else quick)")

@@ -25,6 +25,7 @@ gives the same result as an uninterrupted run.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import numbers
 import os
@@ -37,6 +38,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from neurocode._io import atomic_path
 from neurocode.checkpoints import CheckpointError, CheckpointFormat, checkpoint_state, read_checkpoint, \
     restore_training, save_checkpoint
 from neurocode.data import ContinuousRecording, ImageNormalizer, Recording, downsample, kfold_split, load_recording
@@ -65,15 +67,17 @@ __all__ = [
     "check_device",
     "predicts_rates",
     "validation_split",
+    "ln_reference_config",
+    "fit_ln_reference",
 ]
 
-ModelName = Literal["nsnn", "dsnn", "cnn", "ln"]
+#: The model names: those of the kinds registry (kinds.MODEL_KINDS), the one list of them.
+MODELS: tuple[str, ...] = tuple(MODEL_KINDS)
+ModelName = Literal[MODELS]  # type: ignore[valid-type]
 LossName = Literal["mmd_linear", "mmd_gaussian", "paired", "poisson", "mse"]
 ArchitectureName = Literal["paper", "rf"]
-MODELS: tuple[str, ...] = get_args(ModelName)
 LOSSES: tuple[str, ...] = get_args(LossName)
 ARCHITECTURES: tuple[str, ...] = get_args(ArchitectureName)
-assert set(MODELS) == set(MODEL_KINDS)
 #: Config fields that may differ when a run is resumed (where it runs, not what it computes).
 RESUMABLE_FIELDS = ("device", "threads")
 CHECKPOINT_FORMAT = "neurocode-checkpoint"
@@ -296,9 +300,11 @@ class FitConfig:
         if unknown:
             raise ValueError(f"unknown config field(s) {sorted(unknown)}")
         d = dict(d)
-        for key, kind in (("snn", SNNConfig), ("cnn", CNNConfig), ("rf", RFConfig)):
+        for key, kind in (("snn", SNNConfig), ("cnn", CNNConfig)):
             if key in d and isinstance(d[key], dict):
                 d[key] = kind(**{k: tuple(v) if isinstance(v, list) else v for k, v in d[key].items()})
+        if isinstance(d.get("rf"), dict):
+            d["rf"] = RFConfig.from_dict(d["rf"])
         for key in ("ln_ridge", "window"):
             if isinstance(d.get(key), list):
                 d[key] = tuple(d[key])
@@ -306,8 +312,8 @@ class FitConfig:
 
 
 #: Named starting points; ``make_config`` applies them, then the caller's overrides.
-#: Per preset: fit fields shared by all models ("common"), then per model its own fit
-#: fields and architecture ("snn" / "cnn" / "rf" dicts).
+#: Per preset: fit fields shared by all models ("common"), then per model (a name of
+#: ``MODELS``; absent: none) its own fit fields and architecture ("snn" / "cnn" / "rf" dicts).
 #:
 #: "quick" (the default): the RF-aware models of :mod:`neurocode.models.rf` on 64-px images
 #: (core on 32-px ON/OFF maps, RF features on the 64-px image), a couple of minutes at most
@@ -330,9 +336,7 @@ PRESETS: dict[str, dict[str, dict]] = {
     "paper": {
         "common": dict(architecture="paper", epochs=64, lr=3e-4, input_size=64, batch_images=2, batch_size=64,
                        model_trials=8, eval_trials=64, val_every=4),
-        "nsnn": dict(),
         "dsnn": dict(snn=dict(readout_units=64, readout="mean")),
-        "cnn": dict(),
         "ln": dict(architecture="rf"),
     },
     "movie": {
@@ -341,7 +345,6 @@ PRESETS: dict[str, dict[str, dict]] = {
                        epochs=20, val_every=2, val_trials=8),
         "nsnn": dict(rf=dict(output_substeps=3)),
         "dsnn": dict(rf=dict(readout_units=16, output_substeps=3)),
-        "cnn": dict(),
         "ln": dict(lr=1e-2),
     },
     "quick": {
@@ -350,7 +353,6 @@ PRESETS: dict[str, dict[str, dict]] = {
         "nsnn": dict(rf=dict(core_norm=True)),
         "dsnn": dict(rf=dict(readout_units=32, core_norm=True)),
         "cnn": dict(epochs=40),
-        "ln": dict(),
     },
 }
 
@@ -365,9 +367,12 @@ def make_config(model: str = "nsnn", preset: str = "quick", **overrides) -> FitC
         raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
     if model not in MODELS:
         raise ValueError(f"model must be one of {MODELS}, got {model!r}")
+    unknown = set(PRESETS[preset]) - {"common", *MODELS}
+    if unknown:
+        raise ValueError(f"PRESETS[{preset!r}] names model(s) {sorted(unknown)} that are not in MODELS {MODELS}")
     kwargs = dict(PRESETS[preset]["common"])
     kwargs["loss"] = MODEL_KINDS[model].default_loss
-    specific = dict(PRESETS[preset][model])
+    specific = dict(PRESETS[preset].get(model, {}))
     arch = {key: dict(specific.pop(key, {})) for key in ("snn", "cnn", "rf")}
     kwargs.update(specific)
     for key in arch:
@@ -680,17 +685,55 @@ def _validation_rate_cc(config: FitConfig, model: nn.Module, data: FitData) -> f
     return float(cc.mean()) if cc.size else float("nan")
 
 
-def _ln_fitter(config: FitConfig, data: FitData):
-    """Fits the LN model on ``data`` with ``config``'s data settings: the clip models' starting point."""
-    def fit_ln():
-        ln_config = make_config("ln", config.preset if config.preset in PRESETS else "movie",
-                                **{f.name: getattr(config, f.name) for f in fields(FitConfig)
-                                   if f.name in ("data", "recording", "seed", "input_size", "bin_size", "window",
-                                                 "clip_duration", "clip_history", "val_fraction", "device",
-                                                 "threads")})
-        return train(ln_config, data, progress=False)
+#: The fields an LN reference takes from the fit it accompanies (the data, split, seed and
+#: where it runs); everything else is the LN entry of the fit's preset.
+LN_SHARED_FIELDS = ("data", "recording", "fold", "n_folds", "seed", "input_size", "bin_size", "window",
+                    "clip_duration", "clip_history", "val_fraction", "device", "threads")
 
-    return fit_ln
+
+def ln_reference_config(config: FitConfig, clips: bool) -> FitConfig:
+    """The one rule for the LN reference of a fit: the LN of the fit's preset (of "movie" for
+    clips and "quick" for flashes when the fit's preset is custom), on the fit's data and split."""
+    preset = config.preset if config.preset in PRESETS else ("movie" if clips else "quick")
+    return make_config("ln", preset, **{name: getattr(config, name) for name in LN_SHARED_FIELDS})
+
+
+def fit_ln_reference(config: FitConfig, data: FitData, path: str | os.PathLike | None = None
+                     ) -> tuple[nn.Module, list[dict]]:
+    """The LN reference of a fit (:func:`ln_reference_config`), fitted once per run folder.
+
+    ``path`` (the run folder's ``ln_reference.pt``) caches it: a file written for the same LN
+    settings and training stimuli is loaded instead of fitting again; otherwise the LN is
+    fitted (global RNG untouched) and the file written atomically. Returns (model, history).
+    """
+    ln_config = ln_reference_config(config, data.is_clips)
+    # where it runs (device, threads) may differ between the fit and a later evaluate
+    settings = {k: v for k, v in ln_config.to_dict().items() if k not in RESUMABLE_FIELDS}
+    stamp = {"config": settings, "train_idx": np.asarray(data.train_idx).tolist()}
+    path = Path(path) if path is not None else None
+    if path is not None and path.exists():
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # unreadable or of another torch: fitted again below
+            state = None
+        if state is not None and json.loads(state["stamp"]) == json.loads(json.dumps(stamp)):
+            with torch.random.fork_rng(devices=[]):
+                model = build_model(ln_config, data.n_cells, None, data.rfs, n_steps=data.n_steps,
+                                    n_lags=data.n_lags)
+            model.load_state_dict(state["model"])
+            return model.to(resolve_device(ln_config.device)), json.loads(state["history"])
+    with torch.random.fork_rng(devices=[]):
+        model, history = train(ln_config, data, progress=False)
+    if path is not None:
+        with atomic_path(path) as tmp:
+            torch.save({"stamp": json.dumps(stamp), "model": {k: v.cpu() for k, v in model.state_dict().items()},
+                        "history": json.dumps(history)}, tmp)
+    return model, history
+
+
+def _ln_fitter(config: FitConfig, data: FitData, path: str | os.PathLike | None = None):
+    """The clip models' starting point: the fit's LN reference (:func:`fit_ln_reference`)."""
+    return lambda: fit_ln_reference(config, data, path)
 
 
 def train(
@@ -700,6 +743,7 @@ def train(
     resume: bool = False,
     progress: bool = True,
     on_epoch: Callable[[int, dict], None] | None = None,
+    ln_reference: str | os.PathLike | None = None,
 ) -> tuple[nn.Module, list[dict]]:
     """Fit ``config.model`` to the training images of ``data``, selecting on its validation images.
 
@@ -718,6 +762,9 @@ def train(
         Show a tqdm progress bar.
     on_epoch : callable, optional
         Called as ``on_epoch(epoch, record)`` after each epoch's checkpoint.
+    ln_reference : path, optional
+        Where the fit's LN reference is cached (:func:`fit_ln_reference`), for the models that
+        start from it.
 
     Returns
     -------
@@ -764,7 +811,7 @@ def train(
         history, start, best = restore_training(ckpt, load_checkpoint(ckpt, config), FIT_CHECKPOINT, model,
                                                 optimizer, scheduler, gens)
     else:
-        initial = kind.start(config, model, data, device, _ln_fitter(config, data))
+        initial = kind.start(config, model, data, device, _ln_fitter(config, data, ln_reference))
         if initial is not None:
             history.append(initial)
     items, per_step = kind.training_items(config, data)

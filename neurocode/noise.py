@@ -13,7 +13,10 @@ noise-free limit of.
 Adding a noise model
 --------------------
 Subclass :class:`NoiseModel` and implement ``cdf``, ``pdf``, ``icdf`` (the quantile
-function, used by the default :meth:`NoiseModel.sample`) and ``variance``; override ``sample`` when a
+function, used by the default :meth:`NoiseModel.sample`) and ``variance``, and give the class a
+``family`` name: it is then registered (``NOISE_FAMILIES``) and a fit selects it by that name
+(``noise="laplace"`` in its neuron settings, :class:`neurocode.neurons.NeuronSpec`), its scale
+the one constructor argument. Override ``sample`` when a
 faster exact sampler exists. The built-in models and surrogates also define ``_kernel_spec()``
 (the family and parameters of their ``pdf`` / ``grad``) so that the fused C++ LIF loop can
 evaluate the density in-register; a user-defined model without it (or a subclass that
@@ -21,6 +24,7 @@ overrides ``pdf`` / ``grad``) runs the pure-torch loop, with identical results. 
 :func:`check_noise_model` in a test to verify the three functions agree::
 
     class Laplace(NoiseModel):
+        family = "laplace"
         surrogate_name = "exponential"
         def __init__(self, scale):
             self.scale = _positive(scale, "scale")
@@ -59,7 +63,16 @@ __all__ = [
     "Rectangular",
     "TriangularSurrogate",
     "check_noise_model",
+    "NOISE_FAMILIES",
+    "SURROGATES",
+    "make_noise",
+    "make_surrogate",
 ]
+
+#: Noise families by name: every :class:`NoiseModel` subclass that names its ``family``.
+NOISE_FAMILIES: dict[str, type["NoiseModel"]] = {}
+#: Surrogate gradients by name: every :class:`Surrogate` subclass that names itself (``name``).
+SURROGATES: dict[str, type["Surrogate"]] = {}
 
 # |z| beyond this is deep in every tail we use: clamping keeps z**2 finite in float16/32
 # without changing any density or CDF value at float precision.
@@ -85,6 +98,13 @@ class NoiseModel:
     """
 
     surrogate_name: str = ""
+    #: The name a fit selects this family by (registered in ``NOISE_FAMILIES``); "" for none.
+    family: str = ""
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if "family" in cls.__dict__ and cls.family:
+            NOISE_FAMILIES[cls.family] = cls
 
     def cdf(self, x: Tensor) -> Tensor:
         raise NotImplementedError
@@ -127,6 +147,12 @@ class NoiseModel:
     def variance(self) -> float:
         raise NotImplementedError
 
+    def quantiles(self, n: int) -> Tensor:
+        """float32 ``[n]``: the noise's quantiles at ``(i + 0.5) / n`` (computed in float64), e.g. the
+        fixed offsets of a deterministic population that freezes this noise."""
+        q = (torch.arange(n, dtype=torch.float64) + 0.5) / n
+        return self.icdf(q).float()
+
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
         return f"{type(self).__name__}({fields})"
@@ -135,6 +161,7 @@ class NoiseModel:
 class Gaussian(NoiseModel):
     """Gaussian membrane noise N(0, sigma^2); matching surrogate: :class:`ERF`."""
 
+    family = "gaussian"
     surrogate_name = "erf"
 
     def __init__(self, sigma: float = 0.2):
@@ -149,6 +176,14 @@ class Gaussian(NoiseModel):
 
     def icdf(self, p: Tensor) -> Tensor:
         return torch.special.ndtri(p) * self.sigma
+
+    def quantiles(self, n: int) -> Tensor:
+        # as torch.distributions.Normal(0, sigma) computes them (erfinv, sigma held in float32), so
+        # that the DSNN populations fitted before keep their offsets bit for bit (ndtri differs in
+        # the last float32 bit)
+        q = (torch.arange(n, dtype=torch.float64) + 0.5) / n
+        sigma = torch.tensor(self.sigma, dtype=torch.float32)
+        return (sigma * torch.erfinv(2 * q - 1) * math.sqrt(2)).float()
 
     def sample(self, shape, generator=None, *, loc=0.0, dtype=None, device=None) -> Tensor:
         return torch.normal(
@@ -168,6 +203,7 @@ class Gaussian(NoiseModel):
 class Logistic(NoiseModel):
     """Logistic membrane noise with scale ``s``; matching surrogate: :class:`Sigmoid`."""
 
+    family = "logistic"
     surrogate_name = "sigmoid"
 
     def __init__(self, scale: float = 0.2):
@@ -197,6 +233,7 @@ class Logistic(NoiseModel):
 class Uniform(NoiseModel):
     """Uniform membrane noise on [-a, a]; matching surrogate: :class:`Rectangular`."""
 
+    family = "uniform"
     surrogate_name = "rectangular"
 
     def __init__(self, half_width: float = 0.5):
@@ -224,6 +261,7 @@ class Uniform(NoiseModel):
 class Triangular(NoiseModel):
     """Symmetric triangular membrane noise on [-a, a]; surrogate :class:`TriangularSurrogate`."""
 
+    family = "triangular"
     surrogate_name = "triangular"
 
     def __init__(self, half_width: float = 0.5):
@@ -258,8 +296,17 @@ class Triangular(NoiseModel):
 class Surrogate:
     """A surrogate gradient SG(x) for the Heaviside spike, x = u - v_th.
 
-    ``grad(x)`` is the value used in place of dH/dx in the backward pass.
+    ``grad(x)`` is the value used in place of dH/dx in the backward pass. A subclass with a
+    ``name`` is registered in ``SURROGATES`` (a deterministic neuron selects it by that name,
+    its width the one constructor argument).
     """
+
+    name = ""
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__ and cls.name:
+            SURROGATES[cls.name] = cls
 
     def grad(self, x: Tensor) -> Tensor:
         raise NotImplementedError
@@ -275,6 +322,8 @@ class ERF(Surrogate):
 
     It is the density of N(0, w^2 / 2): the DSNN limit of a Gaussian NSNN.
     """
+
+    name = "erf"
 
     width: float = 1.0
 
@@ -293,6 +342,8 @@ class ERF(Surrogate):
 class Sigmoid(Surrogate):
     """Sigmoid surrogate SG(x) = alpha * s(alpha x) * s(-alpha x), s the logistic function."""
 
+    name = "sigmoid"
+
     alpha: float = 4.0
 
     def grad(self, x: Tensor) -> Tensor:
@@ -310,6 +361,8 @@ class Sigmoid(Surrogate):
 class Rectangular(Surrogate):
     """Rectangular surrogate SG(x) = 1[|x| <= width / 2] / width."""
 
+    name = "rectangular"
+
     width: float = 1.0
 
     def grad(self, x: Tensor) -> Tensor:
@@ -326,6 +379,8 @@ class Rectangular(Surrogate):
 class TriangularSurrogate(Surrogate):
     """Triangular surrogate SG(x) = max(0, 1 - |x| / width) / width."""
 
+    name = "triangular"
+
     width: float = 1.0
 
     def grad(self, x: Tensor) -> Tensor:
@@ -336,6 +391,21 @@ class TriangularSurrogate(Surrogate):
 
     def _kernel_spec(self):
         return "triangle", (self.width, 0.0, 0.0)
+
+
+def make_noise(family: str, scale: float) -> NoiseModel:
+    """The registered noise ``family`` (``NOISE_FAMILIES``) at ``scale`` (its one constructor argument)."""
+    if family not in NOISE_FAMILIES:
+        raise ValueError(f"noise must be one of {sorted(NOISE_FAMILIES)} (a NoiseModel subclass with that "
+                         f"family name), got {family!r}")
+    return NOISE_FAMILIES[family](scale)
+
+
+def make_surrogate(name: str, width: float) -> Surrogate:
+    """The registered surrogate gradient ``name`` (``SURROGATES``) at ``width`` (its one constructor argument)."""
+    if name not in SURROGATES:
+        raise ValueError(f"surrogate must be one of {sorted(SURROGATES)}, got {name!r}")
+    return SURROGATES[name](width)
 
 
 def check_noise_model(noise: NoiseModel, n_grid: int = 2001, rtol: float = 1e-3) -> None:

@@ -267,7 +267,7 @@ def fit(model: str = "nsnn", data: str | os.PathLike | None = None, preset: str 
         folder.write_normalizer(fit_data.normalizer)
         try:
             net, history = train(config, fit_data, checkpoint=folder.checkpoint, resume=resume, progress=progress,
-                                 on_epoch=on_epoch)
+                                 on_epoch=on_epoch, ln_reference=folder.path / folder.LN_REFERENCE)
         except KeyboardInterrupt:
             raise FitInterrupted(run_dir, folder.checkpoint.exists()) from None
         folder.write_history(history)
@@ -286,34 +286,27 @@ def _predict_and_score(folder: RunFolder, config, fit_data, net, history: list) 
     # 6. score, next to the LN reference on the same split
     from neurocode.models import parameter_count
 
-    ln = None if config.kind.reference else ln_reference(config, fit_data)
+    ln = None if config.kind.reference else ln_reference(config, fit_data, folder.path / folder.LN_REFERENCE)
     metrics = _evaluate(run_dir, config, fit_data, preds, rates, fit_data.test_idx, history, parameter_count(net),
                         ln=ln)
     return RunResult(run_dir=run_dir, config=config, metrics=metrics, history=history)
 
 
-def ln_reference(config, data) -> dict:
-    """Fit the LN model on the same split and score it on the test images.
+def ln_reference(config, data, path=None) -> dict:
+    """The fit's LN reference (:func:`neurocode.fitting.fit_ln_reference`, cached in ``path``)
+    scored on the test images.
 
     Returns ``{"rate_cc", "count_cc", "ridge"}``; the RFs are those of ``data`` (or
     estimated from its training images, for the paper architecture's models).
     """
-    import torch
-
     from neurocode.data.receptive_fields import receptive_fields_for
-    from neurocode.fitting import PRESETS, make_config, predict, train
+    from neurocode.fitting import fit_ln_reference, ln_reference_config, predict
 
-    ln_config = make_config("ln", config.preset if config.preset in PRESETS else "quick", data=config.data,
-                            recording=config.recording, fold=config.fold, n_folds=config.n_folds, seed=config.seed,
-                            input_size=config.input_size, bin_size=config.bin_size, window=config.window,
-                            clip_duration=config.clip_duration, clip_history=config.clip_history,
-                            val_fraction=config.val_fraction, device="cpu", threads=config.threads)
     if data.rfs is None:
         data = dataclasses.replace(data, rfs=receptive_fields_for(data.recording, data.train_idx,
                                                                   bin_size=data.bin_size))
-    with torch.random.fork_rng(devices=[]):
-        model, history = train(ln_config, data, progress=False)
-    rates = predict(ln_config, model, data, data.test_idx)
+    model, history = fit_ln_reference(config, data, path)
+    rates = predict(ln_reference_config(config, data.is_clips), model, data, data.test_idx)
     m = compute_metrics(data.test_counts(), rates, data.psth(data.train_idx).numpy(), spiking=False,
                         bin_size=config.bin_size)
     return {"rate_cc": m["rate_cc"], "count_cc": m["count_cc"], "ridge": history[-1].get("chosen_ridge"),
@@ -579,7 +572,7 @@ def _rescore(folder: RunFolder, recording, rescore: bool) -> dict:
     with torch.random.fork_rng(devices=[]):
         n_params = parameter_count(build_model(config, data.n_cells, rfs=data.rfs, n_steps=data.n_steps,
                                                n_lags=data.n_lags))
-    ln = None if config.kind.reference else ln_reference(config, data)
+    ln = None if config.kind.reference else ln_reference(config, data, folder.path / folder.LN_REFERENCE)
     return _evaluate(run_dir, config, data, preds, rates, test, history, n_params, ln=ln, rescored=changed)
 
 

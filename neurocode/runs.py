@@ -6,6 +6,7 @@
     checkpoint.pt          model, optimiser, scheduler and RNG states, history, best model
                            (:mod:`neurocode.checkpoints`, written by fitting.train every epoch)
     history.json           the training curve
+    ln_reference.pt        the LN reference fitted on the same split (fitting.fit_ln_reference)
     receptive_fields.json  the RFs the RF-aware models used, and how they were obtained
     normalizer.json        the training images' mean and SD the model's input was z-scored with
     predictions.h5         held-out predictions: ``rates`` [n_test, T, n_cells], ``spikes``
@@ -149,11 +150,12 @@ class RunFolder:
     RECEPTIVE_FIELDS = "receptive_fields.json"
     RESCORED = "metrics_rescored.json"
     NORMALIZER = "normalizer.json"
+    LN_REFERENCE = "ln_reference.pt"
 
     #: Every file a fit writes (the folder holds only these, our temporary files and
     #: ``predictions_*.h5`` of ``neurocode predict``).
     FILES = (CONFIG, CHECKPOINT, HISTORY, PREDICTIONS, METRICS, SCORES, CURVE_FIGURE, RASTER_FIGURE,
-             RECEPTIVE_FIELDS, RESCORED, NORMALIZER)
+             RECEPTIVE_FIELDS, RESCORED, NORMALIZER, LN_REFERENCE)
 
     def __init__(self, path: str | os.PathLike):
         if not os.fspath(path).strip():

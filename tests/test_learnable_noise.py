@@ -135,7 +135,7 @@ def _rf_model(**rf):
 def test_count_output_emits_up_to_substeps_spikes_and_its_probability_is_the_expected_count():
     """output_substeps = 3: counts in {0..3} per bin; the Rao-Blackwellised rate (the sum of the
     substeps' firing probabilities) is the expected count: pooled residual within its CI."""
-    model = _rf_model(output_substeps=3, learn_sigma=True)
+    model = _rf_model(output_substeps=3, output_neuron={"learnable": "neuron"})
     with torch.no_grad():
         model.time_bias.fill_(0.9)  # high drive: counts above 1 must occur
     images = torch.randn(4, 1, 64, 64, generator=gen(12))
@@ -150,7 +150,7 @@ def test_count_output_emits_up_to_substeps_spikes_and_its_probability_is_the_exp
 
 
 def test_learnt_sigma_receives_the_loss_gradient_in_a_model():
-    model = _rf_model(learn_sigma=True)
+    model = _rf_model(output_neuron={"learnable": "neuron"})
     sigma = model.neurons[-1].log_sigma
     assert sigma.shape == (3,) and torch.allclose(sigma.exp(), torch.full((3,), 0.2))
     with torch.no_grad():
@@ -164,7 +164,7 @@ def test_learnt_sigma_receives_the_loss_gradient_in_a_model():
 def test_deterministic_core_and_core_norm():
     from neurocode.neurons import LIF
 
-    model = _rf_model(core_noisy=False, core_norm=True)
+    model = _rf_model(core_neuron={"family": "lif"}, core_norm=True)
     assert [type(n).__name__ for n in model.neurons] == ["LIF", "LIF", "NoisyLIF"]
     assert isinstance(model.neurons[0], LIF) and model.generator is model.neurons[2].generator
     assert isinstance(model.norm1, torch.nn.BatchNorm2d) and model.core_bias(1) is model.norm2.bias
@@ -191,7 +191,9 @@ def test_readout_synapse_filters_the_core_readout():
 
 
 @pytest.mark.parametrize("field, value", [("readout_synapse", 1.0), ("readout_synapse", -0.1),
-                                          ("core_noise_sigma", 0.0)])
+                                          ("core_neuron", {"sigma": 0.0}),
+                                          ("core_neuron", {"sigma_scale": 0.3}),
+                                          ("output_neuron", {"noise": "logistic", "learnable": "neuron"})])
 def test_rf_config_rejects_bad_noise_and_synapse_settings(field, value):
     from neurocode.models.rf import RFConfig
 
@@ -199,6 +201,6 @@ def test_rf_config_rejects_bad_noise_and_synapse_settings(field, value):
         RFConfig(**{field: value})
 
 
-def test_core_noise_sigma_sets_the_core_layers_only():
-    model = _rf_model(core_noise_sigma=0.4)
+def test_core_neuron_sigma_sets_the_core_layers_only():
+    model = _rf_model(core_neuron={"sigma": 0.4})
     assert [n.noise.sigma for n in model.neurons] == [0.4, 0.4, 0.2]

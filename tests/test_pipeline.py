@@ -24,7 +24,7 @@ TINY = dict(preset="quick", architecture="paper", epochs=3, input_size=16, eval_
             snn={"channels": (2, 4), "kernel_sizes": (5, 3), "hidden": (8,)},
             cnn={"channels": (2, 4), "kernel_sizes": (5, 3)})
 RUN_FILES = ["config.json", "checkpoint.pt", "history.json", "predictions.h5", "metrics.json",
-             "per_cell_scores.csv", "training_curve.png", "cell_raster.png"]
+             "per_cell_scores.csv", "training_curve.png", "cell_raster.png", "ln_reference.pt"]
 MEAN_KEYS = ["rate_cc", "count_cc", "baseline_rate_cc", "ceiling_rate_cc", "fano_corr"]
 
 
@@ -100,6 +100,25 @@ def test_evaluate_recomputes_the_same_metrics(tiny_run, tmp_path):
     m = evaluate(d)
     assert m == tiny_run.metrics
     assert (d / "cell_raster.png").is_file()
+
+
+def test_evaluate_reuses_the_runs_ln_reference_and_refits_it_only_when_missing(tiny_run, tmp_path, monkeypatch):
+    """The LN reference is a step of the run: fitted once, stored in the folder, reused by evaluate
+    (and evaluate --rescore); without the file, evaluate fits it again and stores it."""
+    import neurocode.fitting as fitting
+
+    d = _copy(tiny_run, tmp_path)
+    stored = (d / "ln_reference.pt").read_bytes()
+    calls = []
+    real_train = fitting.train
+    monkeypatch.setattr(fitting, "train", lambda *a, **k: calls.append(a[0].model) or real_train(*a, **k))
+    m = evaluate(d)
+    assert calls == [] and m["ln_rate_cc"] == tiny_run.metrics["ln_rate_cc"]
+    assert (d / "ln_reference.pt").read_bytes() == stored
+    (d / "ln_reference.pt").unlink()
+    m = evaluate(d)
+    assert calls == ["ln"] and (d / "ln_reference.pt").is_file()
+    assert m["ln_rate_cc"] == tiny_run.metrics["ln_rate_cc"]
 
 
 def test_package_exports():
@@ -447,3 +466,30 @@ def test_printout_of_flashed_images_and_of_an_undefined_fano_correlation():
 def test_printout_of_one_validation_clip_is_singular():
     text = format_metrics(_printed_metrics(stimulus="clips", n_validation_images=1))
     assert "1 validation clip)" in text
+
+
+def test_a_run_written_before_the_neuron_spec_loads_and_resumes(tiny_run, tmp_path):
+    """Run folders written before the neuron spec (no noise family; the core / output neuron
+    ablations as their own fields) load and resume as the same run."""
+    import json
+
+    from neurocode.fitting import load_checkpoint
+    from neurocode.pipeline import load_run
+
+    d = _copy(tiny_run, tmp_path)
+    def as_before(config: dict) -> None:
+        assert config["snn"].pop("noise") == "gaussian" and config["rf"].pop("noise") == "gaussian"
+        assert config["rf"].pop("core_neuron") is None and config["rf"].pop("output_neuron") is None
+        config["rf"].update(core_noisy=True, core_noise_sigma=None, learn_sigma=False, learn_core_sigma=False)
+
+    stored = json.loads((d / "config.json").read_text())
+    as_before(stored)
+    (d / "config.json").write_text(json.dumps(stored))
+    ckpt = torch.load(d / "checkpoint.pt", weights_only=True)
+    as_before(ckpt["config"])
+    torch.save(ckpt, d / "checkpoint.pt")
+    config, model, data = load_run(d)
+    assert config.snn.noise == "gaussian"
+    load_checkpoint(d / "checkpoint.pt", config)
+    resumed = fit("nsnn", out=d, progress=False, resume=True, **TINY)
+    assert resumed.metrics["rate_cc"] == tiny_run.metrics["rate_cc"]

@@ -222,7 +222,8 @@ class ClipSNN(SpikingLayers, _ClipBase):
         centres, cov = _core_geometry(config, rfs)
         s = config.core_size
         self.readout = GaussianReadout(centres, cov, (s, s), c2)
-        self.neurons = nn.ModuleList(self._neuron(generator) for _ in range(3))
+        self.neurons = nn.ModuleList([self._neuron(generator, "core"), self._neuron(generator, "core"),
+                                      self._neuron(generator, "output", config.n_cells * config.readout_units)])
         self._register_unit_offsets()
 
     def layer_current(self, i: int, x: Tensor, n_trials: int, linear: Tensor | None = None) -> Tensor:
@@ -241,26 +242,9 @@ class ClipSNN(SpikingLayers, _ClipBase):
                 return_probability: bool = False):
         """Sample ``n_trials`` responses per clip; see :meth:`neurocode.models.RetinaRFSNN.forward`."""
         self.check_clips(clips)
-        if n_trials < 1:
-            raise ValueError(f"n_trials must be >= 1, got {n_trials}")
-        cfg = self.config
-        if return_probability and (not cfg.noisy or cfg.readout_units > 1):
-            raise ValueError("return_probability applies to a noisy model with one unit per cell")
         linear = self.linear_drive(clips)
-        T, B = linear.shape[:2]
-        x = self.core(clips)
-        layers, ubar = [], None
-        last = len(self.neurons) - 1
-        m = cfg.output_substeps
-        for i, neuron in enumerate(self.neurons):
-            current = self.layer_current(i, x, n_trials, linear)
-            if i < last:
-                x = neuron(current)
-            else:
-                x, ubar = self._run_output(current, return_probability)
-            layers.append(x)
-        return self._outputs(x, layers, ubar, n_trials, B, return_all,
-                             return_probability, substeps=m)
+        return self._spiking_forward(self.core(clips), n_trials, linear.shape[1], linear, return_all,
+                                     return_probability)
 
 
 @torch.no_grad()

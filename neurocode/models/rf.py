@@ -37,11 +37,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from neurocode.models._spiking import SpikingLayers
+from neurocode.models._spiking import SpikingLayers, check_neuron_options
 from neurocode.models.cnn import PSoftplus
 from neurocode.models.event_conv import SpikeConv2d
 from neurocode.models.readout import RF_FEATURE_NAMES, GaussianReadout, RFFeatures, on_off
 from neurocode.models.utils import bisect_shift
+from neurocode.noise import NOISE_FAMILIES
 
 __all__ = ["RFConfig", "RetinaLN", "RetinaRFSNN", "RetinaRFCNN", "calibrate_rf_snn"]
 
@@ -71,17 +72,24 @@ class RFConfig:
         many spikes in one bin (33-ms bins of a movie hold bursts a single step cannot).
     noisy : bool
         Spiking model: NoisyLIF + NDL (NSNN) or LIF + ERF surrogate (DSNN).
+    noise : str
+        NSNN: the noise family (a name in :data:`neurocode.noise.NOISE_FAMILIES`); a DSNN
+        population's unit offsets sit at its quantiles.
     noise_sigma, tau, v_th : float
-        Neuron parameters (SPEC §2: σ = 0.2 for the retina).
+        Neuron parameters (SPEC §2: σ = 0.2 for the retina); ``noise_sigma`` is the noise's scale.
     core_norm : bool or None
         BatchNorm after each of the core's convolutions (a threshold-dependent normalisation in a
         spiking core: unit-variance currents against v_th = 1, biases calibrated after it). None:
         the family's own default (the CNN has it, the spiking core has not).
-    core_noise_sigma : float or None
-        NSNN: the core neurons' noise scale, if not ``noise_sigma``.
-    core_noisy : bool
-        NSNN: the core's neurons are noisy (NDL) too; False gives them deterministic LIF neurons
-        (ERF surrogate) and keeps the noise in the output neurons only.
+    core_neuron, output_neuron : dict or None
+        The core's and the output's own neuron options: fields of
+        :class:`~neurocode.neurons.NeuronSpec` that differ from the model's neuron (the family's
+        noise at ``noise_sigma``). E.g. ``core_neuron={"family": "lif"}``: an NSNN with a
+        deterministic core (ERF surrogate), the noise in the output neurons only;
+        ``core_neuron={"sigma": 0.4}``: another noise scale in the core;
+        ``output_neuron={"learnable": "neuron"}``: the output neurons' noise scale a parameter per
+        unit (:class:`~neurocode.neurons.LearnableNoisyLIF`), started at ``noise_sigma`` and
+        trained by the fit's loss; ``core_neuron={"learnable": "layer"}``: one per core layer.
     readout_time_weights : bool
         Spiking models: each cell weighs its core readout with its own time course ``c_n(t)``
         (started at 1), as the CNN does; False: the core enters every bin with the same weights.
@@ -89,12 +97,6 @@ class RFConfig:
         Spiking models: the core readout reaches the output neurons through a current-based
         synapse, ``y(t) = a y(t-1) + (1 - a) r(t)`` with this decay ``a`` per step (in [0, 1);
         0: none), so that an output neuron integrates its core input over a few steps.
-    learn_sigma : bool
-        NSNN: the output neurons' noise scale is a parameter per output unit
-        (:class:`~neurocode.neurons.LearnableNoisyLIF`), started at ``noise_sigma`` and trained
-        by the fit's loss.
-    learn_core_sigma : bool
-        NSNN: each noisy core layer's noise scale is a parameter too (one per layer).
     n_cells, n_steps : int
         Output cells and time bins T.
     """
@@ -106,6 +108,7 @@ class RFConfig:
     surround_scale: float = 2.0
     readout_units: int = 1
     noisy: bool = True
+    noise: str = "gaussian"
     noise_sigma: float = 0.2
     tau: float = 0.5
     v_th: float = 1.0
@@ -113,12 +116,10 @@ class RFConfig:
     n_steps: int = 30
     output_substeps: int = 1
     core_norm: bool | None = None
-    core_noise_sigma: float | None = None
-    core_noisy: bool = True
+    core_neuron: dict | None = None
+    output_neuron: dict | None = None
     readout_time_weights: bool = False
     readout_synapse: float = 0.0
-    learn_sigma: bool = False
-    learn_core_sigma: bool = False
 
     def __post_init__(self) -> None:
         for name in ("input_size", "core_pool", "readout_units", "n_cells", "n_steps", "output_substeps"):
@@ -138,10 +139,31 @@ class RFConfig:
             raise ValueError(f"RFConfig.surround_scale must be > 1, got {self.surround_scale!r}")
         if not 0 <= self.readout_synapse < 1:
             raise ValueError(f"RFConfig.readout_synapse must be in [0, 1), got {self.readout_synapse!r}")
-        if self.core_noise_sigma is not None and not self.core_noise_sigma > 0:
-            raise ValueError(f"RFConfig.core_noise_sigma must be > 0 or None, got {self.core_noise_sigma!r}")
+        for name in ("core_neuron", "output_neuron"):
+            check_neuron_options(getattr(self, name), f"RFConfig.{name}")
+        if self.noise not in NOISE_FAMILIES:
+            raise ValueError(f"RFConfig.noise must be one of {sorted(NOISE_FAMILIES)}, got {self.noise!r}")
         if not self.noise_sigma > 0:
             raise ValueError(f"RFConfig.noise_sigma must be > 0, got {self.noise_sigma!r}")
+
+    #: Fields of configs written before the parts' neuron options, and the option each became.
+    LEGACY_NEURON_FIELDS = {"core_noisy": ("core_neuron", "family", {False: "lif", True: None}),
+                            "core_noise_sigma": ("core_neuron", "sigma", {}),
+                            "learn_core_sigma": ("core_neuron", "learnable", {True: "layer", False: None}),
+                            "learn_sigma": ("output_neuron", "learnable", {True: "neuron", False: None})}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RFConfig":
+        """The config of a ``to_dict`` / config.json record, also one written before the parts'
+        neuron options (``core_noisy``, ``core_noise_sigma``, ``learn_sigma``, ``learn_core_sigma``)."""
+        d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        for old, (part, key, values) in cls.LEGACY_NEURON_FIELDS.items():
+            if old in d:
+                value = d.pop(old)
+                value = values.get(value, value)
+                if value is not None:
+                    d[part] = {**(d.get(part) or {}), key: value}
+        return cls(**d)
 
     @property
     def core_size(self) -> int:
@@ -278,11 +300,8 @@ class RetinaRFSNN(SpikingLayers, _RFBase):
         centres, cov = self._core_geometry
         self.readout = GaussianReadout(centres, cov, (s, s), c2)
         self.core_weights = nn.Parameter(torch.ones(cfg.n_steps, cfg.n_cells)) if cfg.readout_time_weights else None
-        learnable = cfg.n_cells * cfg.readout_units if cfg.learn_sigma else None
-        core = dict(noisy=cfg.noisy and cfg.core_noisy, learnable_layer=cfg.learn_core_sigma,
-                    sigma=cfg.core_noise_sigma)
-        self.neurons = nn.ModuleList([self._neuron(generator, **core), self._neuron(generator, **core),
-                                      self._neuron(generator, learnable_units=learnable)])
+        self.neurons = nn.ModuleList([self._neuron(generator, "core"), self._neuron(generator, "core"),
+                                      self._neuron(generator, "output", cfg.n_cells * cfg.readout_units)])
         self._register_unit_offsets()
 
     def core_drive(self, images: Tensor) -> Tensor:
@@ -338,25 +357,8 @@ class RetinaRFSNN(SpikingLayers, _RFBase):
             the NDL gradient of the output layer.
         """
         self.check_images(images)
-        if n_trials < 1:
-            raise ValueError(f"n_trials must be >= 1, got {n_trials}")
-        cfg = self.config
-        B, T = images.shape[0], cfg.n_steps
-        x = self.core_drive(images)
-        if return_probability and (not cfg.noisy or cfg.readout_units > 1):
-            raise ValueError("return_probability applies to a noisy model with one unit per cell")
-        layers, ubar = [], None
-        last = len(self.neurons) - 1
-        m = cfg.output_substeps
-        for i, neuron in enumerate(self.neurons):
-            current = self.layer_current(i, x, n_trials, images)
-            if i < last:
-                x = neuron(current)
-            else:
-                x, ubar = self._run_output(current, return_probability)
-            layers.append(x)
-        return self._outputs(x, layers, ubar, n_trials, B, return_all,
-                             return_probability, substeps=m)
+        return self._spiking_forward(self.core_drive(images), n_trials, images.shape[0], images, return_all,
+                                     return_probability)
 
     @torch.no_grad()
     def firing_rates(self, images: Tensor, n_trials: int = 1) -> list[float]:

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from neurocode.models._spiking import SpikingLayers
 from neurocode.models.event_conv import SpikeConv2d
 from neurocode.models.utils import bisect_shift, conv_output_size
+from neurocode.noise import NOISE_FAMILIES
 
 __all__ = ["SNNConfig", "RetinaSNN", "calibrate_rates"]
 
@@ -50,8 +51,10 @@ class SNNConfig:
         Widths of the hidden fully connected layers.
     n_cells, n_steps : int
         Output cells and time steps T.
+    noise : str
+        NSNN: the noise family (a name in :data:`neurocode.noise.NOISE_FAMILIES`).
     noise_sigma, tau, v_th : float
-        Neuron parameters (SPEC §2: sigma = 0.2 for the retina).
+        Neuron parameters (SPEC §2: sigma = 0.2 for the retina); ``noise_sigma`` is the noise's scale.
     temporal_profile, time_bias : bool
         The flashed-stimulus adaptations described in the module docstring.
     readout_units : int
@@ -72,6 +75,7 @@ class SNNConfig:
     hidden: tuple[int, ...] = (64, 64, 64)
     n_cells: int = 49
     n_steps: int = 30
+    noise: str = "gaussian"
     noise_sigma: float = 0.2
     tau: float = 0.5
     v_th: float = 1.0
@@ -95,6 +99,8 @@ class SNNConfig:
             raise ValueError(f"SNNConfig.hidden must be positive widths, got {self.hidden!r}")
         if self.readout not in ("sum", "mean"):
             raise ValueError(f"SNNConfig.readout must be 'sum' or 'mean', got {self.readout!r}")
+        if self.noise not in NOISE_FAMILIES:
+            raise ValueError(f"SNNConfig.noise must be one of {sorted(NOISE_FAMILIES)}, got {self.noise!r}")
         if self.noise_sigma <= 0:
             raise ValueError(f"SNNConfig.noise_sigma must be > 0, got {self.noise_sigma!r}")
 

@@ -8,6 +8,7 @@ from neurocode.neurons.functional import heaviside_spike, lif_sequence, lif_step
 from neurocode.neurons.learnable_noise_lif import LearnableNoisyLIF
 from neurocode.neurons.lif import LIF
 from neurocode.neurons.noisy_lif import NoisyLIF
+from neurocode.neurons.spec import NeuronSpec, is_noisy, make_neuron
 
 __all__ = ["LIF", "NoisyLIF", "LearnableNoisyLIF", "lif_sequence", "lif_step", "heaviside_spike", "pure_torch", "kernel_library",
-           "kernel_failure", "SeededGaussian", "counter_normal"]
+           "kernel_failure", "SeededGaussian", "counter_normal", "NeuronSpec", "make_neuron", "is_noisy"]

@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from neurocode.neurons import LIF, NoisyLIF
-from neurocode.noise import ERF, Gaussian
+from neurocode.neurons import LIF, NoisyLIF, make_neuron
+from neurocode.neurons import NeuronSpec as LayerNeuron
 
 __all__ = ["NeuronSpec", "SeqToANN", "TdBN", "make_norm", "InputNormalization", "spiking_layers", "NORMS",
            "MODELS", "noise_source"]
@@ -83,9 +83,12 @@ class NeuronSpec:
 
     def make(self, generator: torch.Generator | None = None) -> nn.Module:
         """A new spiking layer (input and output ``[T, B, ...]``)."""
-        if self.noisy:
-            return NoisyLIF(Gaussian(self.noise_sigma), tau=self.tau, v_th=self.v_th, generator=generator)
-        return LIF(ERF(self.surrogate_width), tau=self.tau, v_th=self.v_th)
+        return make_neuron(self.layer_neuron(), generator)
+
+    def layer_neuron(self) -> LayerNeuron:
+        """Every spiking layer's :class:`neurocode.neurons.NeuronSpec`: Gaussian noise (NSNN) or the ERF (DSNN)."""
+        return LayerNeuron(family="noisy_lif" if self.noisy else "lif", sigma=self.noise_sigma,
+                           surrogate_width=self.surrogate_width, tau=self.tau, v_th=self.v_th)
 
 
 class SeqToANN(nn.Module):

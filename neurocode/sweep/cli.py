@@ -116,7 +116,9 @@ def add_sweep_parser(sub) -> argparse.ArgumentParser:
                    help="models, comma-separated: nsnn,dsnn,cnn,ln (default: nsnn)")
     s.add_argument("--folds", nargs="+", default=["0"], metavar="K", help="held-out folds, e.g. 0,1,2,3,4 (default: 0)")
     s.add_argument("--seeds", nargs="+", default=["0"], metavar="S", help="seeds, e.g. 0,1,2 (default: 0)")
-    s.add_argument("--preset", choices=("quick", "paper", "movie"), default=None,
+    from neurocode.fitting import PRESETS
+
+    s.add_argument("--preset", choices=tuple(PRESETS), default=None,
                    help="fit preset (default: quick; movie for a continuous recording)")
     s.add_argument("--data", metavar="PATH", default=None, help="recording file (default: the bundled one)")
     s.add_argument("--recording", metavar="NAME", default=None, help="recording (group) inside --data")
