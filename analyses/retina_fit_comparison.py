@@ -103,6 +103,10 @@ def overrides(args) -> dict:
     return o
 
 
+#: what this script writes beside the sweep's tables (a re-run with the same --out continues)
+OWN_FILES = ("runs.csv", "differences.csv", "summary.json", "rate_cc_per_cell.png")
+
+
 def run_sweep(args):
     """The fits of the comparison, through :func:`neurocode.sweep.sweep`; returns its result."""
     from neurocode.sweep import SweepError, sweep
@@ -111,7 +115,7 @@ def run_sweep(args):
         return sweep(models=[m for m in MODELS if m in args.models], folds=args.folds, seeds=args.seeds,
                      out=args.out, preset=args.preset, data=args.data, recording=args.recording,
                      threads=args.threads or 1, cpus=args.cpus, address=args.address,
-                     use_ray=False if args.no_ray else None, **overrides(args))
+                     use_ray=False if args.no_ray else None, own_files=OWN_FILES, **overrides(args))
     except (SweepError, FileNotFoundError, KeyError) as exc:
         raise SystemExit(f"error: {exc.args[0] if exc.args else exc}") from None
 

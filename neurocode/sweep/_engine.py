@@ -136,7 +136,7 @@ def sweep(models=("nsnn",), folds=(0,), seeds=(0,), *, out, preset: str | None =
           search_seed: int = 0, asha: bool = True, threads: int = 1, cpus: int | None = None,
           gpus_per_trial: float = 0.0, resources_per_trial: dict | None = None, address: str | None = None,
           use_ray: bool | None = None, figure: bool = True, log: Callable[[str], None] | None = print,
-          **overrides) -> SweepResult:
+          own_files: tuple[str, ...] = (), **overrides) -> SweepResult:
     """Fit models x folds x seeds x settings, each fit one trial in its own run folder, on Ray Tune.
 
     Parameters
@@ -180,6 +180,10 @@ def sweep(models=("nsnn",), folds=(0,), seeds=(0,), *, out, preset: str | None =
         Draw ``comparison.png``.
     log : callable or None
         Where progress lines go (``print``); None: silent.
+    own_files : tuple of str
+        Names of files the caller writes into ``out`` beside the sweep's tables (an analysis
+        script's own tables): a re-run accepts them as the sweep's, a folder holding them
+        without the sweep's ``results.json`` is still refused.
     **overrides
         FitConfig fields for every fit (``epochs=2``, ``eval_trials=16``, ``rf={...}``, ...).
 
@@ -210,7 +214,7 @@ def sweep(models=("nsnn",), folds=(0,), seeds=(0,), *, out, preset: str | None =
     if out is None or not str(out).strip():
         raise SweepError("a sweep needs an output folder (out=, --out)")
     out = Path(out).expanduser().resolve()
-    check_sweep_folder(out)
+    check_sweep_folder(out, own_files)
     if data is not None:
         data = Path(data).expanduser()
         if not data.is_file():
@@ -362,10 +366,11 @@ SWEEP_FOLDERS = ("runs", "search", "tune")
 SWEEP_TABLES = ("results.json", "results.csv", "summary.csv", "comparison.png")
 
 
-def check_sweep_folder(out: Path) -> None:
+def check_sweep_folder(out: Path, own_files: tuple[str, ...] = ()) -> None:
     """Refuse, before anything runs, a sweep folder holding entries a sweep did not make.
 
-    The tables count as the sweep's only beside a ``results.json`` a sweep wrote (it is
+    The tables (and ``own_files``: what the sweep's caller writes beside them, e.g. an analysis
+    script's tables) count as the sweep's only beside a ``results.json`` a sweep wrote (it is
     written first), so a user's own ``results.csv`` or ``summary.csv`` is never replaced.
     """
     if out.exists() and not out.is_dir():
@@ -376,7 +381,7 @@ def check_sweep_folder(out: Path) -> None:
     ours = _is_sweep_record(out / "results.json")
     foreign = [n for n in entries
                if not (n in SWEEP_FOLDERS and (out / n).is_dir())
-               and not (n in SWEEP_TABLES and ours)
+               and not ((n in SWEEP_TABLES or n in own_files) and ours)
                and not (n.startswith(".") and n.endswith(".tmp"))]  # an atomic write's temporary file
     if foreign:
         shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
