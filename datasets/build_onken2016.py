@@ -198,6 +198,8 @@ def build(source: Path, out: Path, *, overwrite: bool = False) -> Path:
         tmp.unlink()  # Recording.save starts a new file here
         for rec in recs:
             rec.save(tmp, rec.name)
+        # the temporary file is this process's alone: the lock file Recording.save kept beside it goes too
+        (tmp.parent / f".{tmp.name}.lock").unlink(missing_ok=True)
     return out
 
 
