@@ -83,6 +83,12 @@ ROWS: dict[str, tuple[str, dict]] = {
     # the same per-bin leak (tau 0.5 per 10 ms) on a substep grid: tau ** (1 / m) per substep
     "bn+substeps3+leak": ("nsnn", {"rf": {"output_substeps": 3, "output_neuron": {"tau": 0.5 ** (1 / 3)}}}),
     "bn+substeps5+leak": ("nsnn", {"rf": {"output_substeps": 5, "output_neuron": {"tau": 0.5 ** (1 / 5)}}}),
+    # the output noise scaled with the substeps, sigma 0.2 * sqrt(m): with 0.2 per substep the count's
+    # rate curve is a staircase (the hard reset's jumps are wider than the noise) and NDL's gradient of
+    # the count is off by 13 % on average (docs/nsnn_vs_cnn.md)
+    "bn+substeps3+noise": ("nsnn", {"rf": {"output_substeps": 3, "output_neuron": {"sigma": 0.2 * 3 ** 0.5}}}),
+    "bn+substeps5+noise": ("nsnn", {"rf": {"output_substeps": 5, "output_neuron": {"sigma": 0.2 * 5 ** 0.5}}}),
+    "bn+substeps3+K8": ("nsnn", {"model_trials": 8, "rf": {"output_substeps": 3}}),
     "bn+mmd-gauss+learn-sigma": ("nsnn", {"loss": "mmd_gaussian", "rf": {"output_neuron": {"learnable": "neuron"}}}),
 }
 
