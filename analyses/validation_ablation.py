@@ -4,8 +4,11 @@ Each row is one change to a model's quick preset (``--row NAME``, or all rows of
 each is fitted on the folds given (seed 0 by default) with the split's test images blanked to
 NaN before training (so a read of one would poison the fit), and scored on the fold's
 validation images (the 8 carved out of its 48 training images): rate CC, count CC, the Fano
-factor correlation across cells, the model's and the recording's mean Fano factor, and the
-seconds per fit. The test images are never predicted.
+factor correlation across cells, the model's and the recording's mean Fano factor, the
+distribution scores of :mod:`neurocode.analysis.distribution` (MMD² with its split-half floor,
+per-cell Fano factors, peak fidelity, noise-correlation r; the model sampled from its own
+likelihood) and the seconds per fit. A row with a learnt output noise scale per cell also writes
+``OUT/sigma-ROW-foldF-seedS.json``. The test images are never predicted.
 
     python analyses/validation_ablation.py --folds 0 1 2 3 4 --out results/ablation
     python analyses/validation_ablation.py --row nsnn-substeps3 --folds 0 --out results/ablation
