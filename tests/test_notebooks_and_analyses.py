@@ -182,5 +182,49 @@ def test_validation_ablation_scores_validation_images_and_resumes(tmp_path):
     # the test images are NaN during the fit: a score is finite only if nothing read them, and an
     # LN model on validation images is far above chance
     assert 0.5 < float(rows[0]["val_rate_cc"]) < 1 and 0.5 < float(rows[0]["val_count_cc"]) < 1
+    # the distribution scores on the validation images: the LN model's trials are Poisson draws
+    # (FF 1 up to the sampling error of 64-trial FFs averaged over cells), the recording's split
+    # half is 0 up to noise, and a Poisson model is further from the recording than that
+    row = rows[0]
+    assert 0.85 < float(row["ff_model"]) < 1.15 and 0.2 < float(row["ff_recorded"]) < 1
+    assert abs(float(row["ff_abs_diff"]) - abs(float(row["ff_model"]) - float(row["ff_recorded"]))) < 0.5
+    assert abs(float(row["mmd2_floor"])) < 0.02 < float(row["mmd2"])
+    assert 0 < float(row["peak_ratio"]) and 0 < float(row["peak_max_ratio"])
     again = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=900)
     assert again.returncode == 0 and _csv(out / "ablation.csv") == rows
+    # a table of an older version (other columns) is refused, not appended to
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "ablation.csv").write_text("row,model,fold,seed,val_rate_cc\nln,ln,1,0,0.7\n")
+    refused = subprocess.run(cmd[:-1] + [str(old)], cwd=tmp_path, env=_env(), capture_output=True, text=True,
+                             timeout=900)
+    assert refused.returncode == 2 and "ablation.csv: its columns" in refused.stderr
+
+
+def test_validation_ablation_learnt_sigma_against_fano_factors(tmp_path):
+    sys.path.insert(0, str(ANALYSES))
+    try:
+        import validation_ablation
+    finally:
+        sys.path.remove(str(ANALYSES))
+    import types
+
+    import numpy as np
+    import torch
+
+    # 3 fit images, 4 trials, all counts in the first bin: cells 0 and 2 count 0, 2, 0, 2 (mean 1,
+    # population variance 1: FF 1), cell 1 counts 1, 1, 1, 1 (FF 0)
+    counts = torch.zeros(3, 5, 4, 3)
+    counts[:, 0, :, 0] = counts[:, 0, :, 2] = torch.tensor([0.0, 2, 0, 2])
+    counts[:, 0, :, 1] = 1.0
+    data = types.SimpleNamespace(counts=counts, trial_mask=torch.ones(3, 4, dtype=torch.bool), fit_idx=np.arange(3))
+    per_cell = {"recorded_ff_active": np.array([0.9, 0.1, 0.5]), "model_ff_active": np.array([0.5, 0.4, np.nan])}
+    sigma = np.array([0.3, 0.1, 0.2])
+    path = tmp_path / "sigma.json"
+    validation_ablation.write_learnt_sigma(path, sigma, per_cell, data)
+    rec = json.loads(path.read_text())
+    assert rec["recorded_ff_fit"] == [1.0, 0.0, 1.0]
+    assert rec["r_sigma_recorded_ff_val"] == pytest.approx(np.corrcoef(sigma, [0.9, 0.1, 0.5])[0, 1])
+    assert rec["r_sigma_recorded_ff_fit"] == pytest.approx(np.corrcoef(sigma, [1.0, 0.0, 1.0])[0, 1])
+    assert rec["r_sigma_model_ff_val"] is None  # two defined cells: too few for a correlation
+    assert rec["sigma_mean"] == pytest.approx(0.2)
