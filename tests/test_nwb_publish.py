@@ -11,17 +11,17 @@ import h5py
 import numpy as np
 import pytest
 
-pynwb = pytest.importorskip("pynwb")
-nwbinspector = pytest.importorskip("nwbinspector")
+# nwbinspector and pynwb are in the test extra: one missing is a broken install, not a reason to skip
+import nwbinspector
+import pynwb
+from pynwb import NWBHDF5IO, NWBFile
+from pynwb.base import ImageReferences, Images
+from pynwb.file import Subject
+from pynwb.image import GrayscaleImage, IndexSeries
 
-from pynwb import NWBHDF5IO, NWBFile  # noqa: E402
-from pynwb.base import ImageReferences, Images  # noqa: E402
-from pynwb.file import Subject  # noqa: E402
-from pynwb.image import GrayscaleImage, IndexSeries  # noqa: E402
-
-from neurocode.cli import main  # noqa: E402
-from neurocode.data import ContinuousRecording, DataFormatError, Recording, load_recording  # noqa: E402
-from neurocode.data.nwb import (  # noqa: E402
+from neurocode.cli import main
+from neurocode.data import ContinuousRecording, DataFormatError, Recording, load_recording
+from neurocode.data.nwb import (
     NWBMetadata,
     NWBMetadataWarning,
     NWBSubject,
@@ -29,8 +29,8 @@ from neurocode.data.nwb import (  # noqa: E402
     spike_time_resolution,
     write_nwb,
 )
-from neurocode.data.nwb_metadata import ONKEN2016_METADATA, with_overrides  # noqa: E402
-from neurocode.simulate import LNPoisson, flashes, simulate_flashes  # noqa: E402
+from neurocode.data.nwb_metadata import ONKEN2016_METADATA, with_overrides
+from neurocode.simulate import LNPoisson, flashes, simulate_flashes
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 LAB = NWBMetadata(

@@ -61,7 +61,6 @@ sys.exit(cli.main(["data", "import", nwb, "--out", out, "--name", name]))
 
 
 def test_two_concurrent_imports_into_one_file_both_land(tmp_path, data_copy):
-    pytest.importorskip("pynwb")
     from neurocode.data import list_recordings, load_recording
     from neurocode.data.nwb import write_nwb
 
