@@ -191,18 +191,12 @@ class NWBMetadata:
         """Inverse of :meth:`to_dict`; an unknown or malformed field is a ValueError naming ``source`` and it."""
         if not isinstance(d, dict):
             raise ValueError(f"{source}: expected a JSON object of NWB metadata fields, got {type(d).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"{source}: unknown NWB metadata field(s) {unknown}; known: {sorted(known)}")
+        _check_fields(d, cls, "NWB metadata", source)
         subject = d.get("subject")
         if subject is not None:
             if not isinstance(subject, dict):
                 raise ValueError(f"{source}: field 'subject' must be an object, got {type(subject).__name__}")
-            sub_known = {f.name for f in dataclasses.fields(NWBSubject)}
-            bad = sorted(set(subject) - sub_known)
-            if bad:
-                raise ValueError(f"{source}: unknown subject field(s) {bad}; known: {sorted(sub_known)}")
+            _check_fields(subject, NWBSubject, "subject", source)
             missing = sorted(k for k in ("subject_id", "species", "age") if k not in subject)
             if missing:
                 raise ValueError(f"{source}: subject lacks {missing} (required with a subject)")
@@ -210,6 +204,14 @@ class NWBMetadata:
             return cls(**d)
         except (TypeError, ValueError) as e:
             raise ValueError(f"{source}: {e}") from None
+
+
+def _check_fields(d: dict, cls, what: str, source: str) -> None:
+    """ValueError naming ``source`` and the keys of ``d`` that are not fields of dataclass ``cls``."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ValueError(f"{source}: unknown {what} field(s) {unknown}; known: {sorted(known)}")
 
 
 def load_metadata(path: str | os.PathLike) -> NWBMetadata:
