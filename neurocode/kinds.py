@@ -37,8 +37,9 @@ from torch import Tensor, nn
 from neurocode.data.receptive_fields import ReceptiveFields
 from neurocode.losses import poisson_nll, psp_mmd_loss, set_mmd_loss
 from neurocode.models import RetinaCNN, RetinaSNN, calibrate_rates
-from neurocode.models.clip import ClipCNN, ClipLN, ClipSNN, calibrate_clip_snn, spike_triggered_average
-from neurocode.models.rf import RetinaLN, RetinaRFCNN, RetinaRFSNN, calibrate_rf_snn
+from neurocode.models.parts.front_ends import spike_triggered_average
+from neurocode.models.retina import RetinaModel, calibrate_spiking, start_rates
+from neurocode.models.rf import rf_model_spec
 
 if TYPE_CHECKING:
     from neurocode.fitting import FitConfig, FitData
@@ -157,9 +158,16 @@ def _start_from_ln(model: nn.Module, fit_ln: LNFitter, scale: float) -> tuple[nn
     with torch.random.fork_rng(devices=[]):
         ln, ln_history = fit_ln()
     with torch.no_grad():
-        model.linear.load_state_dict(ln.linear.state_dict())
-        model.linear_gain.copy_(ln.linear_gain.detach() * scale)
+        model.front_end.filter.load_state_dict(ln.front_end.filter.state_dict())
+        model.front_end.filter_gain.copy_(ln.front_end.filter_gain.detach() * scale)
     return ln, ln_history[-1]
+
+
+def _rf_model(config: FitConfig, core: str | None, output: str, n_cells: int, n_steps: int, n_lags: int, rfs,
+              generator: torch.Generator | None = None) -> RetinaModel:
+    """The RF-aware model of ``config.rf`` composed of parts (:func:`neurocode.models.rf.rf_model_spec`)."""
+    rf = dataclasses.replace(config.rf, n_cells=n_cells, n_steps=n_steps)
+    return RetinaModel(rf_model_spec(rf, core, output, n_lags), rfs, generator)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -181,12 +189,9 @@ class SpikingKind(ModelKind):
         return self.noisy and (clips or self.uses_rf(config)) and config.rf.readout_units == 1
 
     def build(self, config, n_cells, generator=None, rfs=None, *, n_steps=30, n_lags=0):
-        if n_lags > 0:
-            return ClipSNN(dataclasses.replace(config.rf, n_cells=n_cells, n_steps=n_steps), n_lags, rfs,
-                           generator=generator)
-        if self.uses_rf(config):
-            return RetinaRFSNN(dataclasses.replace(config.rf, n_cells=n_cells, n_steps=n_steps), rfs,
-                               generator=generator)
+        if n_lags > 0 or self.uses_rf(config):
+            return _rf_model(config, "spiking", "noisy_lif" if self.noisy else "lif_population", n_cells, n_steps,
+                             n_lags, rfs, generator)
         return RetinaSNN(dataclasses.replace(config.snn, n_cells=n_cells, n_steps=n_steps), generator=generator)
 
     def loss(self, config, model, data, items, device, noise_gen):
@@ -225,8 +230,8 @@ class SpikingKind(ModelKind):
         fit, psth = _initial_psth(data, device, config.rf.output_substeps if self.uses_rf(config) else 1)
         with torch.no_grad():
             if self.uses_rf(config):
-                model.features.fit_normalization(data.images[fit].to(device))
-            calibrate = calibrate_rf_snn if self.uses_rf(config) else calibrate_rates
+                model.front_end.prepare(data.images[fit].to(device))
+            calibrate = calibrate_spiking if self.uses_rf(config) else calibrate_rates
             rates = calibrate(model, data.images[fit[:16]].to(device), hidden_rate=config.hidden_rate,
                               output_rate=psth, n_trials=self.trials(4))
         return {"epoch": 0, "initial_rates": rates}
@@ -247,13 +252,14 @@ class SpikingKind(ModelKind):
         pick = fit[torch.randperm(len(fit), generator=torch.Generator().manual_seed(config.seed))[:16]]
         x = data.inputs(pick, device)
         target = ln(x)  # [T, B, N]
-        base = model.linear_gain.detach().clone()
+        gain = model.front_end.filter_gain
+        base = gain.detach().clone()
         k = self.trials(4)
         best_cc = torch.full_like(base, -2.0)
         best_gain = base.clone()
         for m in self.GAIN_MULTIPLIERS:
-            model.linear_gain.copy_(base * m)
-            calibrate_clip_snn(model, x, hidden_rate=config.hidden_rate, output_rate=rate, n_trials=k)
+            gain.copy_(base * m)
+            calibrate_spiking(model, x, hidden_rate=config.hidden_rate, output_rate=rate, n_trials=k)
             if self.reports_probability(config, clips=True):
                 predicted = model(x, n_trials=k, return_probability=True)[1].mean(1)
             else:
@@ -264,8 +270,8 @@ class SpikingKind(ModelKind):
             better = cc > best_cc
             best_cc = torch.where(better, cc, best_cc)
             best_gain = torch.where(better, base * m, best_gain)
-        model.linear_gain.copy_(best_gain)
-        rates = calibrate_clip_snn(model, x, hidden_rate=config.hidden_rate, output_rate=rate, n_trials=k)
+        gain.copy_(best_gain)
+        rates = calibrate_spiking(model, x, hidden_rate=config.hidden_rate, output_rate=rate, n_trials=k)
         return {"epoch": 0, "initial_rates": rates, "ln_start": ln_summary,
                 "gain_multipliers": (best_gain / base).tolist()}
 
@@ -311,10 +317,8 @@ class CNNKind(RateKind):
         return config.architecture == "paper"
 
     def build(self, config, n_cells, generator=None, rfs=None, *, n_steps=30, n_lags=0):
-        if n_lags > 0:
-            return ClipCNN(dataclasses.replace(config.rf, n_cells=n_cells, n_steps=n_steps), n_lags, rfs)
-        if self.uses_rf(config):
-            return RetinaRFCNN(dataclasses.replace(config.rf, n_cells=n_cells, n_steps=n_steps), rfs)
+        if n_lags > 0 or self.uses_rf(config):
+            return _rf_model(config, "relu", "softplus_poisson", n_cells, n_steps, n_lags, rfs)
         return RetinaCNN(dataclasses.replace(config.cnn, n_cells=n_cells, n_steps=n_steps))
 
     def training_items(self, config, data):
@@ -337,14 +341,13 @@ class CNNKind(RateKind):
         if data.is_clips:
             rate = _clip_rate(data, device)
             _, ln_summary = _start_from_ln(model, fit_ln, 1.0)
-            with torch.no_grad():
-                model.initialise_rates(rate)
+            start_rates(model, rate)
             return {"epoch": 0, "ln_start": ln_summary}
         if self.uses_rf(config):
             fit, psth = _initial_psth(data, device)
             with torch.no_grad():
-                model.features.fit_normalization(data.images[fit].to(device))
-                model.initialise_rates(psth)
+                model.front_end.prepare(data.images[fit].to(device))
+            start_rates(model, psth)
         return None
 
 
@@ -360,8 +363,8 @@ class LNKind(RateKind):
         return True
 
     def build(self, config, n_cells, generator=None, rfs=None, *, n_steps=30, n_lags=0):
-        rf = dataclasses.replace(config.rf, n_cells=n_cells, n_steps=n_steps)
-        return ClipLN(rf, n_lags, rfs) if n_lags > 0 else RetinaLN(rf, rfs)
+        # the flash LN's rectified rate is what its ridge regression fits; on clips, trained by gradient, a softplus
+        return _rf_model(config, None, "softplus" if n_lags > 0 else "rectified", n_cells, n_steps, n_lags, rfs)
 
     def fit_closed_form(self, config, model, data, device, validate):
         """Flashed stimuli: ridge regression, its strength chosen on the validation stimuli, then
@@ -372,10 +375,10 @@ class LNKind(RateKind):
         psth = data.psth(torch.arange(data.counts.shape[0])).to(device)  # [n, T, N]
         history = []
         for ridge in config.ln_ridge:
-            model.fit_ridge(images[data.fit_idx], psth[data.fit_idx], ridge)
+            model.front_end.fit_ridge(images[data.fit_idx], psth[data.fit_idx], ridge)
             history.append({"ridge": ridge, "val_rate_cc": validate(model)})
         best = max(history, key=lambda h: -math.inf if math.isnan(h["val_rate_cc"]) else h["val_rate_cc"])
-        model.fit_ridge(images[data.train_idx], psth[data.train_idx], best["ridge"])
+        model.front_end.fit_ridge(images[data.train_idx], psth[data.train_idx], best["ridge"])
         history.append({"chosen_ridge": best["ridge"], "val_rate_cc": best["val_rate_cc"],
                         "refit_on": "training + validation images"})
         return history
@@ -388,9 +391,9 @@ class LNKind(RateKind):
         clips, psth = data.images[fit], data.psth(fit)
         rate = _clip_rate(data, device)
         with torch.no_grad():
-            model.linear.init_from_sta(spike_triggered_average(clips, psth, data.n_lags).to(device),
-                                       clips.to(device))
-            model.bias.copy_(rate + torch.log(-torch.expm1(-rate)))
+            model.front_end.filter.init_from_sta(spike_triggered_average(clips, psth, data.n_lags).to(device),
+                                                 clips.to(device))
+            model.front_end.output_bias.copy_(rate + torch.log(-torch.expm1(-rate)))
         return None
 
 

@@ -162,23 +162,24 @@ def test_tiled_event_conv_propagates_nan_and_inf():
 def test_spiking_retina_models_convolve_their_spikes_event_by_event(model, monkeypatch):
     """The second convolution of the spiking retina models takes the event path on sparse spike
     maps, and gives the dense convolution's currents."""
-    from neurocode.models import RetinaRFSNN, RetinaSNN, RFConfig, SNNConfig
+    from neurocode.models import RetinaModel, RetinaSNN, RFConfig, SNNConfig, rf_model_spec
 
     torch.manual_seed(0)
     if model == "paper":
         net = RetinaSNN(SNNConfig(input_size=24, channels=(4, 16), kernel_sizes=(5, 3), hidden=(8,), n_cells=3,
                                   n_steps=5), generator=gen(11))
     else:
-        net = RetinaRFSNN(RFConfig(input_size=24, channels=(4, 16), kernel_sizes=(3, 3), n_cells=3, n_steps=5),
-                          generator=gen(11))
-    assert isinstance(net.conv2, SpikeConv2d)
+        rf = RFConfig(input_size=24, channels=(4, 16), kernel_sizes=(3, 3), n_cells=3, n_steps=5)
+        net = RetinaModel(rf_model_spec(rf, "spiking", "noisy_lif"), generator=gen(11))
+    conv2 = net.conv2 if model == "paper" else net.core.conv2
+    assert isinstance(conv2, SpikeConv2d)
     calls = []
     real = torch.ops.neurocode.event_conv2d
     monkeypatch.setattr("neurocode.models.event_conv.event_conv2d", lambda *a: calls.append(a[0]) or real(*a))
     spikes = (torch.rand(10, 4, 20, 20, generator=gen(12)) < 0.1).float()
     with torch.no_grad():
-        out = net.conv2(spikes)
-        dense = F.conv2d(spikes, net.conv2.weight, net.conv2.bias, net.conv2.stride, net.conv2.padding)
+        out = conv2(spikes)
+        dense = F.conv2d(spikes, conv2.weight, conv2.bias, conv2.stride, conv2.padding)
     torch.testing.assert_close(out, dense, rtol=2e-5, atol=2e-5)
     images = torch.randn(2, 1, 24, 24, generator=gen(13))
     net(images, n_trials=2)

@@ -122,14 +122,15 @@ def test_bad_arguments_name_themselves():
 # ----------------------------------------------------------------------------------- the RF NSNN
 def _rf_model(**rf):
     from neurocode.data.receptive_fields import ReceptiveFields
-    from neurocode.models.rf import RFConfig, RetinaRFSNN
+    from neurocode.models import RetinaModel, RFConfig, rf_model_spec
 
     n = 3
     rfs = ReceptiveFields(centres=torch.tensor([[20.0, 20.0], [32.0, 40.0], [44.0, 30.0]]).numpy(),
                           covariances=(torch.eye(2) * 16.0).expand(n, 2, 2).numpy(), image_shape=(64, 64),
                           source="fallback", method="test placement")
     torch.manual_seed(0)
-    return RetinaRFSNN(RFConfig(n_cells=n, n_steps=10, **rf), rfs, generator=gen(11))
+    return RetinaModel(rf_model_spec(RFConfig(n_cells=n, n_steps=10, **rf), "spiking", "noisy_lif"), rfs,
+                       generator=gen(11))
 
 
 def test_count_output_emits_up_to_substeps_spikes_and_its_probability_is_the_expected_count():
@@ -137,7 +138,7 @@ def test_count_output_emits_up_to_substeps_spikes_and_its_probability_is_the_exp
     substeps' firing probabilities) is the expected count: pooled residual within its CI."""
     model = _rf_model(output_substeps=3, output_neuron={"learnable": "neuron"})
     with torch.no_grad():
-        model.time_bias.fill_(0.9)  # high drive: counts above 1 must occur
+        model.front_end.time_bias.fill_(0.9)  # high drive: counts above 1 must occur
     images = torch.randn(4, 1, 64, 64, generator=gen(12))
     with torch.no_grad():
         spikes, prob = model(images, n_trials=200, return_probability=True)
@@ -154,7 +155,7 @@ def test_learnt_sigma_receives_the_loss_gradient_in_a_model():
     sigma = model.neurons[-1].log_sigma
     assert sigma.shape == (3,) and torch.allclose(sigma.exp(), torch.full((3,), 0.2))
     with torch.no_grad():
-        model.time_bias.fill_(0.9)
+        model.front_end.time_bias.fill_(0.9)
     images = torch.randn(2, 1, 64, 64, generator=gen(13))
     _, prob = model(images, n_trials=4, return_probability=True)
     prob.sum().backward()
@@ -167,7 +168,7 @@ def test_deterministic_core_and_core_norm():
     model = _rf_model(core_neuron={"family": "lif"}, core_norm=True)
     assert [type(n).__name__ for n in model.neurons] == ["LIF", "LIF", "NoisyLIF"]
     assert isinstance(model.neurons[0], LIF) and model.generator is model.neurons[2].generator
-    assert isinstance(model.norm1, torch.nn.BatchNorm2d) and model.core_bias(1) is model.norm2.bias
+    assert isinstance(model.front_end.norm, torch.nn.BatchNorm2d) and model.core.layer_bias(1) is model.core.norm.bias
     spikes = model(torch.randn(2, 1, 64, 64, generator=gen(14)), n_trials=3)
     assert spikes.shape == (10, 3, 2, 3)
 
@@ -181,8 +182,8 @@ def test_readout_synapse_filters_the_core_readout():
             p_plain.normal_(generator=gen(15))
             p_filtered.copy_(p_plain)
     x = (torch.rand(10, 2 * 3, 16, 32, 32, generator=gen(16)) < 0.1).float()
-    r = plain.core_readout(x, 2, 3)
-    y = filtered.core_readout(x, 2, 3)
+    r = plain.readout.core_current(x, 2, 3)
+    y = filtered.readout.core_current(x, 2, 3)
     expect, prev = [], torch.zeros_like(r[0])
     for t in range(10):
         prev = 0.6 * prev + 0.4 * r[t]

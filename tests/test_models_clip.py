@@ -4,8 +4,9 @@ import numpy as np
 import torch
 
 from neurocode.losses import set_mmd_loss
-from neurocode.models.clip import ClipCNN, ClipLN, ClipSNN, SpatioTemporalFilter, spike_triggered_average
-from neurocode.models.rf import RFConfig
+from neurocode.models.parts.front_ends import SpatioTemporalFilter, spike_triggered_average
+from neurocode.models.retina import RetinaModel
+from neurocode.models.rf import RFConfig, rf_model_spec
 
 
 def test_filter_is_causal_and_separable():
@@ -50,11 +51,12 @@ def test_clip_models_shapes_and_time_invariance():
     cfg = RFConfig(input_size=16, n_cells=3, n_steps=5, core_pool=2, channels=(4, 4), kernel_sizes=(3, 3))
     torch.manual_seed(0)
     clips = torch.randn(9, 2, 16, 16)
-    snn = ClipSNN(cfg, n_lags=4, generator=torch.Generator().manual_seed(0))
+    snn = RetinaModel(rf_model_spec(cfg, "spiking", "noisy_lif", n_lags=4), generator=torch.Generator().manual_seed(0))
     spikes, prob = snn(clips, n_trials=3, return_probability=True)
     assert spikes.shape == prob.shape == (6, 3, 2, 3)
     assert set(spikes.unique().tolist()) <= {0.0, 1.0} and bool(((prob >= 0) & (prob <= 1)).all())
-    for model in (ClipLN(cfg, 4), ClipCNN(cfg, 4).eval()):
+    for model in (RetinaModel(rf_model_spec(cfg, None, "softplus", 4)),
+                  RetinaModel(rf_model_spec(cfg, "relu", "softplus_poisson", 4)).eval()):
         rates = model(clips)
         assert rates.shape == (6, 2, 3) and bool((rates >= 0).all())
         # time-invariant: a longer clip predicts more bins, the same ones where they overlap

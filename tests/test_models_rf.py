@@ -11,14 +11,14 @@ import torch
 from neurocode.data.receptive_fields import ReceptiveFields
 from neurocode.models import (
     GaussianReadout,
-    RetinaLN,
-    RetinaRFCNN,
-    RetinaRFSNN,
+    RetinaModel,
     RFConfig,
     RFFeatures,
-    calibrate_rf_snn,
+    calibrate_spiking,
     parameter_count,
+    rf_model_spec,
 )
+from neurocode.models.retina import start_rates
 
 S, N, T = 16, 5, 12
 
@@ -29,6 +29,19 @@ def _rfs(n=N, size=S, seed=0):
     cov = np.stack([np.diag(rng.uniform(1.0, 3.0, 2)) for _ in range(n)])
     return ReceptiveFields(centres=centres, covariances=cov, image_shape=(size, size), source="stored",
                            method="synthetic")
+
+
+def RetinaLN(config, rfs):
+    return RetinaModel(rf_model_spec(config, None, "rectified"), rfs)
+
+
+def RetinaRFSNN(config, rfs, generator=None):
+    return RetinaModel(rf_model_spec(config, "spiking", "noisy_lif" if config.noisy else "lif_population"), rfs,
+                       generator)
+
+
+def RetinaRFCNN(config, rfs):
+    return RetinaModel(rf_model_spec(config, "relu", "softplus_poisson"), rfs)
 
 
 def _config(**kw):
@@ -89,19 +102,19 @@ def test_ln_ridge_recovers_a_linear_model():
     ln = RetinaLN(_config(), rfs)
     gen = torch.Generator().manual_seed(1)
     images = torch.randn(200, 1, S, S, generator=gen)
-    ln.features.fit_normalization(images)
-    f = ln.features(images)  # [n, N, 6]
+    ln.front_end.prepare(images)
+    f = ln.front_end.features(images)  # [n, N, 6]
     true_b = torch.rand(T, N, 6, generator=gen) * 0.02
     true_a = 0.2 + torch.rand(T, N, generator=gen) * 0.1
     psth = true_a[None] + torch.einsum("tnk,bnk->btn", true_b, f)  # [n, T, N], all positive
     assert psth.min() > 0
-    ln.fit_ridge(images, psth, ridge=0.0)
+    ln.front_end.fit_ridge(images, psth, ridge=0.0)
     # the six features are linearly dependent (ON - OFF = linear), so compare predictions
     out = ln(images)
     assert out.shape == (T, 200, N) and torch.allclose(out, psth.transpose(0, 1), atol=1e-4)
     # a ridge penalty shrinks the feature weights, never the time bias
-    ln.fit_ridge(images, psth, ridge=1e4)
-    assert ln.feature_weights.abs().sum() < 0.2 * true_b.abs().sum()
+    ln.front_end.fit_ridge(images, psth, ridge=1e4)
+    assert ln.front_end.feature_weights.abs().sum() < 0.2 * true_b.abs().sum()
     assert parameter_count(ln) == T * N * 7  # time bias + six feature weights per (t, cell)
 
 
@@ -122,8 +135,8 @@ def test_rf_snn_shapes_and_outputs(noisy, units):
 def test_dsnn_unit_offsets_are_the_noise_quantiles():
     model = RetinaRFSNN(_config(noisy=False, readout_units=4, noise_sigma=0.2), _rfs())
     q = torch.distributions.Normal(0.0, 0.2).icdf(torch.tensor([0.125, 0.375, 0.625, 0.875]))
-    assert torch.allclose(model.unit_offsets[:4], q, atol=1e-6)
-    assert torch.allclose(model.unit_offsets.view(N, 4).mean(1), torch.zeros(N), atol=1e-6)
+    assert torch.allclose(model.output.unit_offsets[:4], q, atol=1e-6)
+    assert torch.allclose(model.output.unit_offsets.view(N, 4).mean(1), torch.zeros(N), atol=1e-6)
 
 
 def test_firing_probability_is_an_unbiased_rate():
@@ -132,9 +145,9 @@ def test_firing_probability_is_an_unbiased_rate():
     torch.manual_seed(0)
     model = RetinaRFSNN(_config(), _rfs(), generator=torch.Generator().manual_seed(3))
     images = torch.randn(2, 1, S, S, generator=torch.Generator().manual_seed(1))
-    model.features.fit_normalization(images)
+    model.front_end.prepare(images)
     with torch.no_grad():
-        model.time_bias.fill_(0.9)  # output near threshold: probabilities well inside (0, 1)
+        model.front_end.time_bias.fill_(0.9)  # output near threshold: probabilities well inside (0, 1)
         K = 4000
         spikes, p = model(images, n_trials=K, return_probability=True)  # [T, K, B, N]
     assert p.shape == spikes.shape and p.min() >= 0 and p.max() <= 1
@@ -160,9 +173,9 @@ def test_calibration_reaches_the_target_rates():
     torch.manual_seed(0)
     model = RetinaRFSNN(_config(), _rfs(), generator=torch.Generator().manual_seed(0))
     images = torch.randn(16, 1, S, S, generator=torch.Generator().manual_seed(1))
-    model.features.fit_normalization(images)
+    model.front_end.prepare(images)
     target = torch.linspace(0.02, 0.3, T)[:, None].expand(T, N)
-    rates = calibrate_rf_snn(model, images, hidden_rate=0.1, output_rate=target, n_trials=32)
+    rates = calibrate_spiking(model, images, hidden_rate=0.1, output_rate=target, n_trials=32)
     assert rates[0] == pytest.approx(0.1, abs=0.02) and rates[1] == pytest.approx(0.1, abs=0.02)
     with torch.no_grad():
         out = model(images, n_trials=64).mean((1, 2))  # [T, N]
@@ -175,16 +188,16 @@ def test_rf_cnn_starts_at_the_mean_psth_and_trains():
     torch.manual_seed(0)
     model = RetinaRFCNN(_config(), _rfs())
     images = torch.randn(6, 1, S, S)
-    model.features.fit_normalization(images)
+    model.front_end.prepare(images)
     psth = torch.rand(T, N) * 0.3 + 0.01
-    model.initialise_rates(psth)
+    start_rates(model, psth)
     model.eval()
     out = model(images)
     assert out.shape == (T, 6, N)
     assert torch.allclose(out, psth[:, None].expand_as(out), atol=1e-4)  # zero feature weights at start
     model.train()
     model(images).sum().backward()
-    assert model.readout.weight.grad.abs().sum() > 0
+    assert model.readout.gaussian.weight.grad.abs().sum() > 0
 
 
 def test_rf_models_scale_with_the_recording():

@@ -1,0 +1,142 @@
+"""Output parts: what turns each cell's input current into its response.
+
+A registered output takes the current ``[T, K, B, n_cells]`` the readout gives (K = 1 for a
+rate model) and returns the response. Adding an output neuron is one class here and its line
+in :data:`OUTPUTS`.
+
+``noisy_lif``
+    One noisy LIF neuron per cell (NSNN), run ``substeps`` neuron steps per bin; its spikes
+    are counted per bin. It can report each trial's firing probability given its own history.
+``lif_population``
+    ``units`` deterministic LIF neurons per cell (DSNN), their currents offset by fixed amounts
+    at the quantiles of the noise; a cell's response is the fraction of its units that fire.
+``softplus_poisson``
+    A parameterised softplus rate (``|alpha| softplus(beta x)`` per cell), for the Poisson loss.
+``softplus`` / ``rectified``
+    The LN references' fixed nonlinearities, ``softplus(x)`` and ``max(x, 0)``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from neurocode.models.cnn import PSoftplus
+from neurocode.neurons import NeuronSpec, make_neuron
+from neurocode.noise import make_noise
+
+__all__ = ["SpikingOutput", "SoftplusPoisson", "FixedRate", "OUTPUTS"]
+
+
+class SpikingOutput(nn.Module):
+    """Spiking output neurons, ``units`` per cell, each bin ``substeps`` neuron steps long.
+
+    Parameters
+    ----------
+    n_cells : int
+    neuron : NeuronSpec
+        The output neurons (noisy or deterministic LIF).
+    generator : torch.Generator, optional
+        Noise source of noisy neurons.
+    units : int
+        Neurons per cell; above 1 their currents differ by offsets at ``units`` quantiles of
+        the neuron's noise family at its sigma (the noise frozen across a population).
+    substeps : int
+        Neuron steps per bin (a 33-ms movie bin holds bursts a single step cannot).
+    """
+
+    spiking = True
+
+    def __init__(self, n_cells: int, neuron: NeuronSpec, generator: torch.Generator | None = None, *,
+                 units: int = 1, substeps: int = 1):
+        super().__init__()
+        self.n_cells, self.units, self.substeps = int(n_cells), int(units), int(substeps)
+        self.noisy = neuron.noisy
+        self.neuron = make_neuron(neuron, generator, self.n_cells * self.units)
+        if self.units > 1:
+            offsets = make_noise(neuron.noise, neuron.sigma).quantiles(self.units).repeat(self.n_cells)
+        else:
+            offsets = torch.zeros(self.n_cells)
+        self.register_buffer("unit_offsets", offsets)
+
+    @property
+    def reports_rates(self) -> bool:
+        """A population's response is a rate (the fraction of its units that fire), not spikes."""
+        return self.units > 1
+
+    def unit_currents(self, cell_current: Tensor) -> Tensor:
+        """A cell's current for each of its units: ``[..., N] -> [..., N * units]``."""
+        if self.units > 1:
+            cell_current = cell_current.repeat_interleave(self.units, dim=-1)
+        return cell_current + self.unit_offsets
+
+    def run(self, current: Tensor, return_potential: bool = False):
+        """The neurons over ``current [T, ..., N * units]``: spike counts per bin ``[T, ...]`` and,
+        with ``return_potential``, the pre-noise potential of every substep ``[T * substeps, ...]``."""
+        m, T = self.substeps, current.shape[0]
+        if m > 1:
+            current = current.repeat_interleave(m, dim=0)
+        x, ubar = self.neuron(current, return_potential=True) if return_potential else (self.neuron(current), None)
+        return (x.view(T, m, *x.shape[1:]).sum(1) if m > 1 else x), ubar
+
+    def forward(self, current: Tensor, return_probability: bool = False):
+        """``current [T, K, B, N]`` -> spikes ``[T, K, B, N]`` (a population: its units' mean), the
+        last layer's spikes ``[T, K*B, N * units]`` and, with ``return_probability``, each trial's
+        expected count per bin given its own history, ``F(ubar - v_th)`` summed over substeps."""
+        if return_probability and (not self.noisy or self.units > 1):
+            raise ValueError("return_probability applies to a noisy model with one unit per cell")
+        T, K, B = current.shape[:3]
+        x, ubar = self.run(self.unit_currents(current).reshape(T, K * B, -1), return_probability)
+        units = x.view(T, K, B, self.n_cells, self.units)
+        out = units.mean(-1) if self.units > 1 else units[..., 0]
+        prob = None
+        if return_probability:
+            prob = self.neuron.firing_probability(ubar).view(T, self.substeps, K, B, self.n_cells).sum(1)
+        return out, x, prob
+
+
+def _time_major(current: Tensor) -> Tensor:
+    """A rate model's current ``[T, 1, B, N]`` (one trial) as ``[T, B, N]``."""
+    return current[:, 0] if current.dim() == 4 else current
+
+
+class SoftplusPoisson(PSoftplus):
+    """Parameterised softplus rates ``|alpha| softplus(beta x)`` per cell: ``[T, 1, B, N] -> [T, B, N]``."""
+
+    spiking = False
+    reports_rates = True
+
+    def __init__(self, n_cells: int, neuron: NeuronSpec | None = None, generator: torch.Generator | None = None):
+        super().__init__(n_cells)
+
+    def forward(self, current: Tensor) -> Tensor:
+        return super().forward(_time_major(current))
+
+
+class FixedRate(nn.Module):
+    """A fixed rate nonlinearity (the LN references'): ``softplus`` or ``rectified`` (max(x, 0))."""
+
+    spiking = False
+    reports_rates = True
+
+    def __init__(self, nonlinearity: str):
+        super().__init__()
+        self.nonlinearity = nonlinearity
+
+    def forward(self, current: Tensor) -> Tensor:
+        current = _time_major(current)
+        return F.softplus(current) if self.nonlinearity == "softplus" else current.clamp(min=0)
+
+    def extra_repr(self) -> str:
+        return self.nonlinearity
+
+
+#: Output parts by name: ``OUTPUTS[name](n_cells, neuron, generator, **options)``.
+OUTPUTS = {
+    "noisy_lif": SpikingOutput,
+    "lif_population": SpikingOutput,
+    "softplus_poisson": SoftplusPoisson,
+    "softplus": lambda n_cells, neuron=None, generator=None: FixedRate("softplus"),
+    "rectified": lambda n_cells, neuron=None, generator=None: FixedRate("rectified"),
+}

@@ -1,0 +1,89 @@
+"""Readout parts: each cell's current from the core's feature maps and the front end's LN pathway.
+
+A readout returns the current ``[T, K, B, n_cells]`` the output part turns into a response.
+Registered in :data:`READOUTS`:
+
+``rf``
+    The front end's LN pathway plus a Gaussian readout of the core placed at the cell's RF
+    (:class:`~neurocode.models.readout.GaussianReadout`, weights starting at zero so that the
+    model starts from its RF pathway). Options: ``time_weights`` (each cell weighs its core
+    readout per bin, ``c_n(t)``, started at 1) and ``synapse`` (a current-based synapse
+    ``y(t) = a y(t-1) + (1 - a) r(t)`` between a time-resolved core and the output, decay ``a``).
+``linear``
+    The LN pathway alone (no core): the LN reference.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from neurocode.models.parts.front_ends import rf_geometry
+from neurocode.models.readout import GaussianReadout
+
+__all__ = ["RFReadout", "LinearReadout", "READOUTS"]
+
+
+class RFReadout(nn.Module):
+    """LN pathway + Gaussian readout at each RF (module docstring).
+
+    Parameters
+    ----------
+    n_cells, n_steps : int
+    rfs : ReceptiveFields or None
+        Places the windows (None: placeholders, for loading a checkpoint).
+    input_size, core_size : int
+        The image's and the core maps' sides.
+    channels : int
+        The core's channels c2.
+    time_weights : bool
+    synapse : float
+        In [0, 1); 0: none.
+    """
+
+    def __init__(self, n_cells: int, n_steps: int, rfs, input_size: int, core_size: int, channels: int, *,
+                 time_weights: bool = False, synapse: float = 0.0):
+        super().__init__()
+        if not 0 <= synapse < 1:
+            raise ValueError(f"readout synapse must be in [0, 1), got {synapse!r}")
+        _, _, centres, cov = rf_geometry(rfs, n_cells, input_size, core_size, 2.0)
+        self.gaussian = GaussianReadout(centres, cov, (core_size, core_size), channels)
+        self.time_weights = nn.Parameter(torch.ones(n_steps, n_cells)) if time_weights else None
+        self.synapse = float(synapse)
+
+    def core_current(self, features: Tensor, n_trials: int, batch: int) -> Tensor:
+        """The core's part of the current: ``[T, K, B, N]`` from time-resolved features
+        ``[T, K*B, c2, s, s]``, or ``[T, B, N]`` (broadcast over bins) from static ``[B, c2, s, s]``."""
+        if features.dim() == 4:
+            g = self.gaussian(features)  # [B, N]
+            return self.time_weights[:, None] * g[None] if self.time_weights is not None else g[None]
+        core = self.gaussian(features).view(features.shape[0], n_trials, batch, -1)
+        a = self.synapse
+        if a > 0:
+            steps, y = [], torch.zeros_like(core[0])
+            for r in core.unbind(0):
+                y = a * y + (1 - a) * r
+                steps.append(y)
+            core = torch.stack(steps)
+        return core * self.time_weights[:, None, None] if self.time_weights is not None else core
+
+    def forward(self, linear: Tensor, features: Tensor, n_trials: int) -> Tensor:
+        """``linear [T, B, N]`` and the core's features -> the current ``[T, K, B, N]``."""
+        core = self.core_current(features, n_trials, linear.shape[1])
+        if features.dim() == 4:
+            return (linear + core)[:, None].expand(-1, n_trials, -1, -1)
+        return linear[:, None] + core
+
+
+class LinearReadout(nn.Module):
+    """The LN pathway alone: ``linear [T, B, N] -> [T, K, B, N]``."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+
+    def forward(self, linear: Tensor, features: Tensor | None = None, n_trials: int = 1) -> Tensor:
+        return linear[:, None].expand(-1, n_trials, -1, -1)
+
+
+#: Readouts by name.
+READOUTS = {"rf": RFReadout, "linear": LinearReadout}

@@ -1,0 +1,274 @@
+"""A retina model composed of parts: front end, core, readout, output (:mod:`neurocode.models.parts`).
+
+:class:`ModelSpec` names one part of each family and its options; :class:`RetinaModel` builds
+them in that order (front end, core, readout, output: the order in which their weights draw from
+torch's generator) and runs a stimulus through them::
+
+    stimulus -> front_end.drive -> core -> readout (+ front_end.linear) -> output -> response
+
+:func:`calibrate_spiking` sets a spiking model's biases so that each layer starts at a realistic
+firing rate. Checkpoints of the models this replaced (``RetinaRFSNN``, ``RetinaRFCNN``,
+``RetinaLN``, ``ClipSNN``, ``ClipCNN``, ``ClipLN``) load: their weight names are mapped
+(:meth:`RetinaModel.upgrade_state_dict`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from neurocode.models.parts import CORES, FRONT_ENDS, OUTPUTS, READOUTS
+from neurocode.models.utils import bisect_shift
+from neurocode.neurons import is_noisy
+
+__all__ = ["ModelSpec", "RetinaModel", "build_retina_model", "calibrate_spiking", "start_rates"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One part of each family, its options, and the shapes they share.
+
+    Attributes
+    ----------
+    front_end, core, readout, output : str
+        Names in ``FRONT_ENDS``, ``CORES`` (or None: no core), ``READOUTS``, ``OUTPUTS``.
+    n_cells, n_steps : int
+        Cells and time bins T.
+    input_size : int
+        Stimulus side S in pixels.
+    core_pool : int
+        The core runs on maps of ``S // core_pool``.
+    channels, kernel_sizes : (int, int)
+        conv1 (the front end's) and conv2 (the core's); odd kernels ('same' padding).
+    front_end_options, core_options, readout_options, output_options : dict
+        Keyword options of each part's constructor (e.g. the neurons' ``NeuronSpec``, ``units``,
+        ``substeps``, ``time_weights``, ``n_lags``).
+    """
+
+    front_end: str
+    core: str | None
+    readout: str
+    output: str
+    n_cells: int
+    n_steps: int
+    input_size: int = 64
+    core_pool: int = 2
+    channels: tuple[int, int] = (8, 16)
+    kernel_sizes: tuple[int, int] = (9, 5)
+    front_end_options: dict = field(default_factory=dict)
+    core_options: dict = field(default_factory=dict)
+    readout_options: dict = field(default_factory=dict)
+    output_options: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for family, registry in (("front_end", FRONT_ENDS), ("core", CORES), ("readout", READOUTS),
+                                 ("output", OUTPUTS)):
+            name = getattr(self, family)
+            if not (name in registry or (family == "core" and name is None)):
+                raise ValueError(f"ModelSpec.{family} must be one of {sorted(registry)}, got {name!r}")
+
+
+def _part(family: str, name: str, build, *args, **options):
+    try:
+        return build(*args, **options)
+    except TypeError as exc:
+        raise ValueError(f"ModelSpec.{family}_options for {name!r}: {exc}") from None
+
+
+class RetinaModel(nn.Module):
+    """A retina model from parts (module docstring).
+
+    Parameters
+    ----------
+    spec : ModelSpec
+    rfs : ReceptiveFields, optional
+        The cells' RFs in the recording's frame coordinates (None: placeholders, for loading a checkpoint).
+    generator : torch.Generator, optional
+        Noise source of every noisy layer.
+
+    Shape
+    -----
+    stimulus : Tensor [B, 1, S, S] (flash) or [F, B, S, S] (clips, time-major)
+    output : spiking: Tensor [T, K, B, n_cells] (spike counts per bin, or a population's rate);
+    rate: Tensor [T, B, n_cells] in expected spikes per bin
+    """
+
+    def __init__(self, spec: ModelSpec, rfs=None, generator: torch.Generator | None = None):
+        super().__init__()
+        self.spec = spec
+        (c1, c2), (k1, k2) = spec.channels, spec.kernel_sizes
+        has_core = spec.core is not None
+        self.front_end = _part("front_end", spec.front_end, FRONT_ENDS[spec.front_end], spec.n_cells, spec.n_steps,
+                               spec.input_size, spec.core_pool, rfs, channels=c1 if has_core else None,
+                               kernel_size=k1 if has_core else None, **spec.front_end_options)
+        self.core = _part("core", spec.core, CORES[spec.core], c1, c2, k2, generator=generator,
+                          **spec.core_options) if has_core else None
+        self.readout = _part("readout", spec.readout, READOUTS[spec.readout], spec.n_cells, spec.n_steps, rfs,
+                             spec.input_size, spec.input_size // spec.core_pool, c2, **spec.readout_options)
+        self.output = _part("output", spec.output, OUTPUTS[spec.output], spec.n_cells,
+                            generator=generator, **spec.output_options)
+        self._register_load_state_dict_pre_hook(self._upgrade_hook)
+
+    @property
+    def spiking(self) -> bool:
+        return self.output.spiking
+
+    @property
+    def neurons(self) -> list[nn.Module]:
+        """The spiking layers in order: the core's, then the output neurons (empty for a rate model)."""
+        core = list(self.core.neurons) if self.core is not None and self.core.spiking else []
+        return core + ([self.output.neuron] if self.spiking else [])
+
+    @property
+    def generator(self) -> torch.Generator | None:
+        """The noise source of the noisy layers (None: a deterministic model)."""
+        return next((m.generator for m in self.modules() if is_noisy(m)), None)
+
+    @generator.setter
+    def generator(self, generator: torch.Generator | None) -> None:
+        for m in self.modules():
+            if is_noisy(m):
+                m.generator = generator
+
+    def forward(self, stimulus: Tensor, n_trials: int = 1, *, return_all: bool = False,
+                return_probability: bool = False):
+        """The response to a batch of stimuli (``n_trials`` sampled trials each for a spiking output).
+
+        Returns
+        -------
+        Rate output: rates ``[T, B, n_cells]``. Spiking output: spikes ``[T, K, B, n_cells]``, then with
+        ``return_all`` the list of every spiking layer's output ``[T, K*B, ...]``, and with
+        ``return_probability`` (a noisy output, one unit per cell) each trial's firing probability per
+        bin given its own history ``[T, K, B, n_cells]``: its mean over trials has the expectation of
+        the spike average with less variance, and its gradient is the output layer's NDL gradient.
+        """
+        if n_trials < 1:
+            raise ValueError(f"n_trials must be >= 1, got {n_trials}")
+        self.front_end.check(stimulus)
+        K = n_trials if self.spiking else 1
+        features, layers = self.core(self.front_end.drive(stimulus), K) if self.core is not None else (None, [])
+        current = self.readout(self.front_end.linear(stimulus), features, K)
+        if not self.spiking:
+            return self.output(current)
+        out, last, probability = self.output(current, return_probability)
+        extra = ((layers + [last],) if return_all else ()) + ((probability,) if return_probability else ())
+        return (out, *extra) if extra else out
+
+    @torch.no_grad()
+    def firing_rates(self, stimulus: Tensor, n_trials: int = 1) -> list[float]:
+        """Mean spikes per step of every spiking layer (core layers, then the output)."""
+        _, layers = self.forward(stimulus, n_trials, return_all=True)
+        return [float(s.mean()) for s in layers]
+
+    def upgrade_state_dict(self, state: dict) -> dict:
+        """``state`` with the weight names of a checkpoint written before the models were composed of
+        parts mapped to this model's (unchanged if already of this layout)."""
+        if any(k.startswith("front_end.") for k in state):
+            return state
+        rules = _LEGACY_NAMES[(self.spec.front_end, self.spec.core)]
+        upgraded = {}
+        for key, value in state.items():
+            for old, new in rules:
+                if re.match(old, key):
+                    key = re.sub(old, new, key, count=1)
+                    break
+            upgraded[key] = value
+        return upgraded
+
+    def _upgrade_hook(self, state, prefix, *args) -> None:
+        own = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        upgraded = self.upgrade_state_dict(own)
+        if upgraded is not own:
+            for k in own:
+                del state[prefix + k]
+            state.update({prefix + k: v for k, v in upgraded.items()})
+
+
+_FLASH_LN = [(r"^features\.", "front_end.features."), (r"^time_bias$", "front_end.time_bias"),
+             (r"^feature_weights$", "front_end.feature_weights")]
+_CLIP_LN = [(r"^linear\.", "front_end.filter."), (r"^bias$", "front_end.cell_bias"),
+            (r"^linear_gain$", "front_end.filter_gain")]
+#: Old weight names -> new, per (front end, core): the models composed of parts replaced.
+_LEGACY_NAMES = {
+    ("flash", None): _FLASH_LN,
+    ("clips", None): _CLIP_LN,
+    ("flash", "spiking"): _FLASH_LN + [
+        (r"^conv1\.", "front_end.conv1."), (r"^norm1\.", "front_end.norm."), (r"^gain$", "front_end.gain"),
+        (r"^offset$", "front_end.offset"), (r"^conv2\.", "core.conv2."), (r"^norm2\.", "core.norm."),
+        (r"^neurons\.([01])\.", r"core.neurons.\1."), (r"^neurons\.2\.", "output.neuron."),
+        (r"^unit_offsets$", "output.unit_offsets"), (r"^readout\.", "readout.gaussian."),
+        (r"^core_weights$", "readout.time_weights")],
+    ("flash", "relu"): _FLASH_LN + [
+        (r"^core\.0\.", "front_end.conv1."), (r"^core\.1\.", "core.norm_in."), (r"^core\.3\.", "core.conv2."),
+        (r"^core\.4\.", "core.norm."), (r"^readout\.", "readout.gaussian."),
+        (r"^core_weights$", "readout.time_weights")],
+    ("clips", "spiking"): _CLIP_LN + [
+        (r"^core\.conv1\.", "front_end.conv1."), (r"^core\.temporal$", "front_end.temporal"),
+        (r"^core\.bias$", "front_end.bias"), (r"^conv2\.", "core.conv2."),
+        (r"^neurons\.([01])\.", r"core.neurons.\1."), (r"^neurons\.2\.", "output.neuron."),
+        (r"^unit_offsets$", "output.unit_offsets"), (r"^readout\.", "readout.gaussian.")],
+    ("clips", "relu"): _CLIP_LN + [
+        (r"^core\.conv1\.", "front_end.conv1."), (r"^core\.temporal$", "front_end.temporal"),
+        (r"^core\.bias$", "front_end.bias"), (r"^head\.0\.", "core.norm_in."), (r"^head\.2\.", "core.conv2."),
+        (r"^head\.3\.", "core.norm."), (r"^readout\.", "readout.gaussian.")],
+}
+
+
+def build_retina_model(spec: ModelSpec, rfs=None, generator: torch.Generator | None = None) -> RetinaModel:
+    """The :class:`RetinaModel` of ``spec`` (weights from torch's global generator)."""
+    return RetinaModel(spec, rfs, generator)
+
+
+@torch.no_grad()
+def calibrate_spiking(model: RetinaModel, stimulus: Tensor, hidden_rate: float, output_rate: Tensor,
+                      n_trials: int = 2, iterations: int = 16) -> list[float]:
+    """Set a spiking model's biases so that every layer fires at a realistic rate before training.
+
+    Layer by layer, the bias that shifts the layer's current (the front end's ``drive_bias``, then
+    conv2's or its BatchNorm's) is bisected to a mean rate ``hidden_rate`` (spikes per neuron per
+    step), the next layer calibrated on the calibrated layer's spikes; then the front end's
+    ``output_bias`` is bisected element-wise so that each cell fires at ``output_rate`` (shaped like
+    that bias: ``[T, n_cells]`` per bin, or ``[n_cells]``, spikes per bin), with the LN pathway
+    and the core readout at their initial weights.
+
+    Returns
+    -------
+    list of float
+        The achieved mean rate of every spiking layer.
+    """
+    fe, core, out = model.front_end, model.core, model.output
+    x = fe.drive(stimulus)
+    rates = []
+    biases = (fe.drive_bias, core.layer_bias(1))
+    for i, neuron in enumerate(core.neurons):
+        current = core.layer_current(i, x, n_trials)
+        shift = bisect_shift(lambda s: neuron(current + s).mean(), hidden_rate, iterations=iterations)
+        biases[i].add_(shift)
+        x = neuron(current + shift)
+        rates.append(float(x.mean()))
+    linear = fe.linear(stimulus)
+    T, B = linear.shape[:2]
+    base = out.unit_currents(fe.base_current(model.readout.core_current(x, n_trials, B), linear))
+    bias, units, N = fe.output_bias, out.units, model.spec.n_cells
+    per_bin = bias.dim() == 2
+
+    def cell_rates(b):
+        b = b.repeat_interleave(units, dim=-1)
+        cur = (base + (b[:, None, None] if per_bin else b)).reshape(T, n_trials * B, -1)
+        spikes = out.run(cur)[0].view(T, -1, N, units)
+        return spikes.mean((1, 3)) if per_bin else spikes.mean((0, 1, 3))
+
+    bias.copy_(bisect_shift(cell_rates, output_rate.to(base), like=bias, iterations=iterations))
+    rates.append(float(cell_rates(bias).mean()))
+    return rates
+
+
+@torch.no_grad()
+def start_rates(model: RetinaModel, rate: Tensor) -> None:
+    """A rate model starts at ``rate`` (shaped like the front end's ``output_bias``): bias = softplus^-1(rate)."""
+    p = rate.clamp(min=1e-3)
+    model.front_end.output_bias.copy_(p + torch.log(-torch.expm1(-p)))
+
