@@ -200,12 +200,20 @@ def _check_fits(own: dict, weights: dict, path, refit: str) -> None:
         raise CheckpointError(f"{path}: the checkpoint's weights are not this model's ({detail}){tail}")
 
 
+def _own_names(model: nn.Module, weights: dict) -> dict:
+    """``weights`` under ``model``'s names: a model that renamed its weights maps the old names
+    (``upgrade_state_dict``, e.g. a checkpoint written before the retina models were composed of parts)."""
+    upgrade = getattr(model, "upgrade_state_dict", None)
+    return upgrade(weights) if upgrade is not None else weights
+
+
 def load_weights(model: nn.Module, weights: dict, path: str | os.PathLike, refit: str = "") -> nn.Module:
     """``model.load_state_dict(weights)``; a weight missing, extra or of another shape is a CheckpointError.
 
     The message names ``path``, says the checkpoint is incomplete (or of another model) and,
-    with ``refit``, how to refit.
+    with ``refit``, how to refit. Weights under a model's former names load (:func:`_own_names`).
     """
+    weights = _own_names(model, weights)
     _check_fits(model.state_dict(), weights, path, refit)
     model.load_state_dict(weights)
     return model
@@ -218,6 +226,10 @@ def restore_training(path: str | os.PathLike, state: dict, fmt: CheckpointFormat
     Anything that does not fit them (a tensor missing from the weights or the optimiser, a
     generator missing) is a one-line CheckpointError naming ``path`` and how to refit.
     """
+    if _own_names(model, state["model"]) is not state["model"]:
+        # the optimiser's state is kept per parameter position, and the positions moved with the names
+        raise CheckpointError(f"{path}: written before the retina models were composed of parts; its weights "
+                              f"load for evaluate and predict, but training cannot resume from it; {fmt.refit}")
     if state["best"] is not None:
         _check_fits(model.state_dict(), state["best"]["model"], path, fmt.refit)
     load_weights(model, state["model"], path, fmt.refit)
@@ -255,6 +267,6 @@ def load_fitted(model: nn.Module, state: dict, path: str | os.PathLike, fmt: Che
     """Load the weights a run's result used into ``model``: the best epoch's, or the last ones
     without a selection; the checkpoint's every set of weights must fit the model (CheckpointError)."""
     if state.get("best"):
-        _check_fits(model.state_dict(), state["model"], path, fmt.refit)
+        _check_fits(model.state_dict(), _own_names(model, state["model"]), path, fmt.refit)
         return load_weights(model, state["best"]["model"], path, fmt.refit)
     return load_weights(model, state["model"], path, fmt.refit)

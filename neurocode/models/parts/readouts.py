@@ -53,11 +53,11 @@ class RFReadout(nn.Module):
 
     def core_current(self, features: Tensor, n_trials: int, batch: int) -> Tensor:
         """The core's part of the current: ``[T, K, B, N]`` from time-resolved features
-        ``[T, K*B, c2, s, s]``, or ``[T, B, N]`` (broadcast over bins) from static ``[B, c2, s, s]``."""
+        ``[T, K*B, c2, s, s]`` (K = 1 for a deterministic core), or ``[T, B, N]`` from static ``[B, c2, s, s]``."""
         if features.dim() == 4:
             g = self.gaussian(features)  # [B, N]
             return self.time_weights[:, None] * g[None] if self.time_weights is not None else g[None]
-        core = self.gaussian(features).view(features.shape[0], n_trials, batch, -1)
+        core = self.gaussian(features).view(features.shape[0], -1, batch, self.gaussian.mu.shape[0])
         a = self.synapse
         if a > 0:
             steps, y = [], torch.zeros_like(core[0])
@@ -70,9 +70,9 @@ class RFReadout(nn.Module):
     def forward(self, linear: Tensor, features: Tensor, n_trials: int) -> Tensor:
         """``linear [T, B, N]`` and the core's features -> the current ``[T, K, B, N]``."""
         core = self.core_current(features, n_trials, linear.shape[1])
-        if features.dim() == 4:
-            return (linear + core)[:, None].expand(-1, n_trials, -1, -1)
-        return linear[:, None] + core
+        current = (linear + core)[:, None] if features.dim() == 4 else linear[:, None] + core
+        # a deterministic core's one trial drives every output trial
+        return current.expand(-1, n_trials, -1, -1) if current.shape[1] != n_trials else current
 
 
 class LinearReadout(nn.Module):

@@ -1,0 +1,129 @@
+"""Retina models composed of parts: the registries, the spec's errors, and weights of the model classes
+the parts replaced (written by that code) loading into the composed models with the same response."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from neurocode.checkpoints import CheckpointError, load_weights, restore_training
+from neurocode.data.receptive_fields import ReceptiveFields
+from neurocode.fitting import FIT_CHECKPOINT
+from neurocode.models import ModelSpec, RetinaModel, RFConfig, rf_model_spec
+from neurocode.models.parts import outputs as output_parts
+
+LEGACY = Path(__file__).parent / "data" / "legacy_rf_models.pt"
+S, N, T, L = 16, 3, 6, 4
+#: The tiny models of tests/data/legacy_rf_models.pt, written by RetinaLN / RetinaRFSNN / RetinaRFCNN /
+#: ClipLN / ClipSNN / ClipCNN (commit 82ad49d) with these settings; each with weights moved off their start.
+LEGACY_MODELS = {
+    "flash_ln": (dict(), None, "rectified"),
+    "flash_nsnn": (dict(core_norm=True, readout_time_weights=True), "spiking", "noisy_lif"),
+    "flash_dsnn": (dict(noisy=False, readout_units=4), "spiking", "lif_population"),
+    "flash_cnn": (dict(), "relu", "softplus_poisson"),
+    "clips_ln": (dict(), None, "softplus"),
+    "clips_nsnn": (dict(output_substeps=2), "spiking", "noisy_lif"),
+    "clips_dsnn": (dict(noisy=False, readout_units=4), "spiking", "lif_population"),
+    "clips_cnn": (dict(), "relu", "softplus_poisson"),
+}
+
+
+def _rfs():
+    return ReceptiveFields(centres=np.array([[5.0, 6.0], [9.0, 10.0], [11.0, 4.0]]),
+                           covariances=np.stack([np.eye(2) * 2.0] * N), image_shape=(S, S), source="stored",
+                           method="test")
+
+
+def _model(name: str) -> RetinaModel:
+    options, core, output = LEGACY_MODELS[name]
+    config = RFConfig(input_size=S, n_cells=N, n_steps=T, channels=(2, 3), kernel_sizes=(3, 3), **options)
+    return RetinaModel(rf_model_spec(config, core, output, L if name.startswith("clips") else 0), _rfs(),
+                       torch.Generator() if output == "noisy_lif" else None)
+
+
+@pytest.mark.parametrize("name", sorted(LEGACY_MODELS))
+def test_weights_of_the_replaced_model_classes_load_and_respond_as_they_did(name):
+    legacy = torch.load(LEGACY, weights_only=True)
+    old = legacy[name]["weights"]
+    model = load_weights(_model(name), old, LEGACY).eval()
+    assert not any(k.startswith("front_end.") for k in old)  # really the old layout
+    x = legacy["inputs"]["clips" if name.startswith("clips") else "flash"]
+    with torch.no_grad():
+        if model.spiking:
+            model.generator = torch.Generator().manual_seed(5) if model.generator is not None else None
+            response = model(x, n_trials=3)
+        else:
+            response = model(x)
+    assert torch.equal(response, legacy[name]["output"])
+    # plain load_state_dict maps the old names too (the LN reference's cache file is read that way)
+    fresh = _model(name)
+    fresh.load_state_dict(old)
+    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), model.state_dict().values()))
+
+
+def test_training_cannot_resume_from_a_checkpoint_of_the_replaced_classes():
+    old = torch.load(LEGACY, weights_only=True)["flash_nsnn"]["weights"]
+    model = _model("flash_nsnn")
+    optimizer = torch.optim.Adam(model.parameters())
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=2)
+    state = {"model": old, "best": None, "optimizer": {}, "scheduler": {}, "rng": {}, "history": [], "epoch": 1}
+    with pytest.raises(CheckpointError, match=r"ckpt\.pt: written before the retina models were composed of parts"
+                                              r".*training cannot resume.*refit with `neurocode fit"):
+        restore_training("ckpt.pt", state, FIT_CHECKPOINT, model, optimizer, scheduler, {})
+
+
+def test_a_new_output_is_one_class_and_its_registry_line(monkeypatch):
+    """A toy exponential-rate output registered by name composes with the existing parts and trains."""
+
+    class ExpRate(nn.Module):
+        spiking = False
+        reports_rates = True
+
+        def __init__(self, n_cells, neuron=None, generator=None):
+            super().__init__()
+            self.gain = nn.Parameter(torch.ones(n_cells))
+
+        def forward(self, current):
+            return torch.exp(self.gain * current[:, 0])
+
+    monkeypatch.setitem(output_parts.OUTPUTS, "exp_rate", ExpRate)
+    config = RFConfig(input_size=S, n_cells=N, n_steps=T, channels=(2, 3), kernel_sizes=(3, 3))
+    spec = dataclasses.replace(rf_model_spec(config, "relu", "softplus_poisson"), output="exp_rate")
+    model = RetinaModel(spec, _rfs())
+    with torch.no_grad():
+        model.front_end.time_bias.fill_(0.5)
+    images = torch.randn(4, 1, S, S, generator=torch.Generator().manual_seed(0))
+    rates = model(images)
+    assert rates.shape == (T, 4, N) and bool((rates > 0).all())
+    rates.sum().backward()
+    assert model.output.gain.grad is not None and float(model.output.gain.grad.abs().sum()) > 0
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(core="lstm"), r"ModelSpec.core must be one of \['relu', 'spiking'\], got 'lstm'"),
+    (dict(output="poisson_glm"), "ModelSpec.output must be one of"),
+    (dict(core_options={"norm": True, "dropout": 0.1}), "ModelSpec.core_options for 'relu': .*dropout"),
+])
+def test_a_bad_spec_names_the_part(change, message):
+    config = RFConfig(input_size=S, n_cells=N, n_steps=T, channels=(2, 3), kernel_sizes=(3, 3))
+    with pytest.raises(ValueError, match=message):
+        RetinaModel(dataclasses.replace(rf_model_spec(config, "relu", "softplus_poisson"), **change), _rfs())
+
+
+def test_mixed_parts_compose():
+    """A ReLU core under a noisy LIF output and a spiking core under a softplus-Poisson output are specs, not classes."""
+    config = RFConfig(input_size=S, n_cells=N, n_steps=T, channels=(2, 3), kernel_sizes=(3, 3))
+    images = torch.randn(2, 1, S, S, generator=torch.Generator().manual_seed(0))
+    relu_lif = RetinaModel(dataclasses.replace(rf_model_spec(config, "spiking", "noisy_lif"), core="relu",
+                                               core_options={}), _rfs(), torch.Generator().manual_seed(1))
+    spikes, probability = relu_lif.eval()(images, n_trials=5, return_probability=True)
+    assert spikes.shape == probability.shape == (T, 5, 2, N) and set(spikes.unique().tolist()) <= {0.0, 1.0}
+    spiking_rate = RetinaModel(dataclasses.replace(rf_model_spec(config, "spiking", "noisy_lif"),
+                                                   output="softplus_poisson", output_options={}),
+                               _rfs(), torch.Generator().manual_seed(1))
+    assert spiking_rate(images).shape == (T, 2, N) and isinstance(spiking_rate.spec, ModelSpec)
