@@ -173,9 +173,10 @@ class RetinaModel(nn.Module):
         for key, value in state.items():
             for old, new in rules:
                 if re.match(old, key):
-                    key = re.sub(old, new, key, count=1)
+                    key = None if new is None else re.sub(old, new, key, count=1)
                     break
-            upgraded[key] = value
+            if key is not None:  # None: a buffer now derived from the spec
+                upgraded[key] = value
         return upgraded
 
     def _upgrade_hook(self, state, prefix, *args) -> None:
@@ -199,7 +200,7 @@ _LEGACY_NAMES = {
         (r"^conv1\.", "front_end.conv1."), (r"^norm1\.", "front_end.norm."), (r"^gain$", "front_end.gain"),
         (r"^offset$", "front_end.offset"), (r"^conv2\.", "core.conv2."), (r"^norm2\.", "core.norm."),
         (r"^neurons\.([01])\.", r"core.neurons.\1."), (r"^neurons\.2\.", "output.neuron."),
-        (r"^unit_offsets$", "output.unit_offsets"), (r"^readout\.", "readout.gaussian."),
+        (r"^unit_offsets$", None), (r"^readout\.", "readout.gaussian."),
         (r"^core_weights$", "readout.time_weights")],
     ("flash", "relu"): _FLASH_LN + [
         (r"^core\.0\.", "front_end.conv1."), (r"^core\.1\.", "core.norm_in."), (r"^core\.3\.", "core.conv2."),
@@ -209,7 +210,7 @@ _LEGACY_NAMES = {
         (r"^core\.conv1\.", "front_end.conv1."), (r"^core\.temporal$", "front_end.temporal"),
         (r"^core\.bias$", "front_end.bias"), (r"^conv2\.", "core.conv2."),
         (r"^neurons\.([01])\.", r"core.neurons.\1."), (r"^neurons\.2\.", "output.neuron."),
-        (r"^unit_offsets$", "output.unit_offsets"), (r"^readout\.", "readout.gaussian.")],
+        (r"^unit_offsets$", None), (r"^readout\.", "readout.gaussian.")],
     ("clips", "relu"): _CLIP_LN + [
         (r"^core\.conv1\.", "front_end.conv1."), (r"^core\.temporal$", "front_end.temporal"),
         (r"^core\.bias$", "front_end.bias"), (r"^head\.0\.", "core.norm_in."), (r"^head\.2\.", "core.conv2."),

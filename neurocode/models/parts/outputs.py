@@ -44,32 +44,37 @@ class SpikingOutput(nn.Module):
         the neuron's noise family at its sigma (the noise frozen across a population).
     substeps : int
         Neuron steps per bin (a 33-ms movie bin holds bursts a single step cannot).
+    offsets : bool
+        The population's units differ by the noise quantiles (False: by their own readout weights only).
+    unit_sum : bool
+        A cell's response is the sum of its units' spikes (False: their mean).
     """
 
     spiking = True
 
     def __init__(self, n_cells: int, neuron: NeuronSpec, generator: torch.Generator | None = None, *,
-                 units: int = 1, substeps: int = 1):
+                 units: int = 1, substeps: int = 1, offsets: bool = True, unit_sum: bool = False):
         super().__init__()
         self.n_cells, self.units, self.substeps = int(n_cells), int(units), int(substeps)
-        self.noisy = neuron.noisy
+        self.noisy, self.unit_sum = neuron.noisy, bool(unit_sum)
         self.neuron = make_neuron(neuron, generator, self.n_cells * self.units)
-        if self.units > 1:
-            offsets = make_noise(neuron.noise, neuron.sigma).quantiles(self.units).repeat(self.n_cells)
-        else:
-            offsets = torch.zeros(self.n_cells)
-        self.register_buffer("unit_offsets", offsets)
+        self.offsets = bool(offsets) and self.units > 1
+        if self.offsets:
+            # derived from the spec, so not part of the weights
+            self.register_buffer("unit_offsets", make_noise(neuron.noise, neuron.sigma).quantiles(self.units)
+                                 .repeat(self.n_cells), persistent=False)
 
     @property
     def reports_rates(self) -> bool:
         """A population's response is a rate (the fraction of its units that fire), not spikes."""
-        return self.units > 1
+        return self.units > 1 and not self.unit_sum
 
-    def unit_currents(self, cell_current: Tensor) -> Tensor:
-        """A cell's current for each of its units: ``[..., N] -> [..., N * units]``."""
-        if self.units > 1:
-            cell_current = cell_current.repeat_interleave(self.units, dim=-1)
-        return cell_current + self.unit_offsets
+    def unit_currents(self, current: Tensor) -> Tensor:
+        """Each unit's current: ``[..., N]`` (a cell's current, shared by its units) or ``[..., N * units]``
+        (a readout that gives every unit its own) -> ``[..., N * units]``."""
+        if self.units > 1 and current.shape[-1] == self.n_cells:
+            current = current.repeat_interleave(self.units, dim=-1)
+        return current + self.unit_offsets if self.offsets else current
 
     def run(self, current: Tensor, return_potential: bool = False):
         """The neurons over ``current [T, ..., N * units]``: spike counts per bin ``[T, ...]`` and,
@@ -89,7 +94,7 @@ class SpikingOutput(nn.Module):
         T, K, B = current.shape[:3]
         x, ubar = self.run(self.unit_currents(current).reshape(T, K * B, -1), return_probability)
         units = x.view(T, K, B, self.n_cells, self.units)
-        out = units.mean(-1) if self.units > 1 else units[..., 0]
+        out = units.sum(-1) if self.unit_sum else units.mean(-1) if self.units > 1 else units[..., 0]
         prob = None
         if return_probability:
             prob = self.neuron.firing_probability(ubar).view(T, self.substeps, K, B, self.n_cells).sum(1)
@@ -102,16 +107,20 @@ def _time_major(current: Tensor) -> Tensor:
 
 
 class SoftplusPoisson(PSoftplus):
-    """Parameterised softplus rates ``|alpha| softplus(beta x)`` per cell: ``[T, 1, B, N] -> [T, B, N]``."""
+    """Parameterised softplus rates ``|alpha| softplus(beta x)`` per cell (``per_bin``: per cell and bin, the
+    paper CNN's): ``[T, 1, B, N] -> [T, B, N]``."""
 
     spiking = False
     reports_rates = True
 
-    def __init__(self, n_cells: int, neuron: NeuronSpec | None = None, generator: torch.Generator | None = None):
-        super().__init__(n_cells)
+    def __init__(self, n_cells: int, neuron: NeuronSpec | None = None, generator: torch.Generator | None = None, *,
+                 per_bin: int | None = None):
+        super().__init__(n_cells * (per_bin or 1))
+        self.shape = (per_bin, 1, n_cells) if per_bin else (n_cells,)
 
     def forward(self, current: Tensor) -> Tensor:
-        return super().forward(_time_major(current))
+        # F.softplus switches to the identity for large beta x, so no overflow
+        return self.alpha.abs().view(self.shape) * F.softplus(self.beta.view(self.shape) * _time_major(current))
 
 
 class FixedRate(nn.Module):
