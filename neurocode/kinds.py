@@ -36,10 +36,11 @@ from torch import Tensor, nn
 
 from neurocode.data.receptive_fields import ReceptiveFields
 from neurocode.losses import poisson_nll, psp_mmd_loss, set_mmd_loss
-from neurocode.models import RetinaCNN, RetinaSNN, calibrate_rates
+from neurocode.models.cnn import paper_cnn_spec
 from neurocode.models.parts.front_ends import spike_triggered_average
-from neurocode.models.retina import RetinaModel, calibrate_spiking, start_rates
+from neurocode.models.retina import RetinaModel, calibrate_dense, calibrate_spiking, start_rates
 from neurocode.models.rf import rf_model_spec
+from neurocode.models.snn import paper_snn_spec
 
 if TYPE_CHECKING:
     from neurocode.fitting import FitConfig, FitData
@@ -192,7 +193,8 @@ class SpikingKind(ModelKind):
         if n_lags > 0 or self.uses_rf(config):
             return _rf_model(config, "spiking", "noisy_lif" if self.noisy else "lif_population", n_cells, n_steps,
                              n_lags, rfs, generator)
-        return RetinaSNN(dataclasses.replace(config.snn, n_cells=n_cells, n_steps=n_steps), generator=generator)
+        return RetinaModel(paper_snn_spec(dataclasses.replace(config.snn, n_cells=n_cells, n_steps=n_steps)), rfs,
+                           generator)
 
     def loss(self, config, model, data, items, device, noise_gen):
         K = self.trials(config.model_trials)
@@ -231,7 +233,7 @@ class SpikingKind(ModelKind):
         with torch.no_grad():
             if self.uses_rf(config):
                 model.front_end.prepare(data.images[fit].to(device))
-            calibrate = calibrate_spiking if self.uses_rf(config) else calibrate_rates
+            calibrate = calibrate_spiking if self.uses_rf(config) else calibrate_dense
             rates = calibrate(model, data.images[fit[:16]].to(device), hidden_rate=config.hidden_rate,
                               output_rate=psth, n_trials=self.trials(4))
         return {"epoch": 0, "initial_rates": rates}
@@ -319,7 +321,7 @@ class CNNKind(RateKind):
     def build(self, config, n_cells, generator=None, rfs=None, *, n_steps=30, n_lags=0):
         if n_lags > 0 or self.uses_rf(config):
             return _rf_model(config, "relu", "softplus_poisson", n_cells, n_steps, n_lags, rfs)
-        return RetinaCNN(dataclasses.replace(config.cnn, n_cells=n_cells, n_steps=n_steps))
+        return RetinaModel(paper_cnn_spec(dataclasses.replace(config.cnn, n_cells=n_cells, n_steps=n_steps)))
 
     def training_items(self, config, data):
         if not self._pairs(config):

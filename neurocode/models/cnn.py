@@ -14,12 +14,16 @@ Trained with the Poisson loss on spike counts (:func:`neurocode.losses.poisson_n
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from neurocode.models.utils import conv_output_size
+
+if TYPE_CHECKING:
+    from neurocode.models.retina import ModelSpec
 
 __all__ = ["CNNConfig", "PSoftplus", "RetinaCNN"]
 
@@ -192,3 +196,24 @@ class RetinaCNN(nn.Module):
             )
         rates = self.readout(self.features(images))  # [B, T·n_cells]
         return rates.view(-1, cfg.n_steps, cfg.n_cells).transpose(0, 1)
+
+
+def paper_cnn_spec(config: CNNConfig) -> "ModelSpec":
+    """The :class:`~neurocode.models.retina.ModelSpec` of the paper's CNN configured by ``config``.
+
+    The grey-level flash through a 'valid' conv1 without bias, a ReLU core with BatchNorm (and
+    max-pooling), the dense readout of the whole time course (no bias, BatchNorm1d) and a
+    parameterised softplus per cell and bin.
+    """
+    from neurocode.models.retina import ModelSpec
+
+    _, s2 = config.feature_sizes()  # checks the geometry before allocating anything
+    return ModelSpec(
+        front_end="flash", core="relu", readout="dense", output="softplus_poisson", n_cells=config.n_cells,
+        n_steps=config.n_steps, input_size=config.input_size, core_pool=1, channels=config.channels,
+        kernel_sizes=config.kernel_sizes,
+        front_end_options=dict(on_off=False, rf_features=False, stride=config.strides[0], same_padding=False,
+                               conv_bias=False, temporal_profile=False),
+        core_options=dict(norm=True, pool=config.pool, stride=config.strides[1], same_padding=False),
+        readout_options=dict(features=config.channels[1] * s2 * s2, per_bin=True, norm=True),
+        output_options=dict(per_bin=config.n_steps))

@@ -24,7 +24,7 @@ from neurocode.models.parts import CORES, FRONT_ENDS, OUTPUTS, READOUTS
 from neurocode.models.utils import bisect_shift
 from neurocode.neurons import is_noisy
 
-__all__ = ["ModelSpec", "RetinaModel", "build_retina_model", "calibrate_spiking", "start_rates"]
+__all__ = ["ModelSpec", "RetinaModel", "build_retina_model", "calibrate_spiking", "calibrate_dense", "start_rates"]
 
 
 @dataclass(frozen=True)
@@ -168,7 +168,7 @@ class RetinaModel(nn.Module):
         parts mapped to this model's (unchanged if already of this layout)."""
         if any(k.startswith("front_end.") for k in state):
             return state
-        rules = _LEGACY_NAMES[(self.spec.front_end, self.spec.core)]
+        rules = _legacy_names(self.spec)
         upgraded = {}
         for key, value in state.items():
             for old, new in rules:
@@ -218,6 +218,22 @@ _LEGACY_NAMES = {
 }
 
 
+def _legacy_names(spec: ModelSpec) -> list[tuple[str, str | None]]:
+    """The replaced class's weight names -> this spec's (regular expressions, first match wins)."""
+    if spec.readout != "dense":
+        return _LEGACY_NAMES[(spec.front_end, spec.core)]
+    if spec.core == "relu":  # RetinaCNN
+        return [(r"^features\.0\.", "front_end.conv1."), (r"^features\.1\.", "core.norm_in."),
+                (r"^features\.4\.", "core.conv2."), (r"^features\.5\.", "core.norm."),
+                (r"^readout\.1\.", "readout.linear."), (r"^readout\.2\.", "readout.norm."),
+                (r"^readout\.3\.", "output.")]
+    hidden = len(spec.core_options.get("hidden", ()))  # RetinaSNN
+    return [(r"^conv1\.", "front_end.conv1."), (r"^gain$", "front_end.gain"), (r"^offset$", "front_end.offset"),
+            (r"^conv2\.", "core.conv2."), (rf"^fcs\.{hidden}\.", "readout.linear."), (r"^fcs\.", "core.fcs."),
+            (r"^out_time_bias$", "readout.time_bias"), (rf"^neurons\.{hidden + 2}\.", "output.neuron."),
+            (r"^neurons\.", "core.neurons.")]
+
+
 def build_retina_model(spec: ModelSpec, rfs=None, generator: torch.Generator | None = None) -> RetinaModel:
     """The :class:`RetinaModel` of ``spec`` (weights from torch's global generator)."""
     return RetinaModel(spec, rfs, generator)
@@ -264,6 +280,59 @@ def calibrate_spiking(model: RetinaModel, stimulus: Tensor, hidden_rate: float, 
 
     bias.copy_(bisect_shift(cell_rates, output_rate.to(base), like=bias, iterations=iterations))
     rates.append(float(cell_rates(bias).mean()))
+    return rates
+
+
+@torch.no_grad()
+def calibrate_dense(model: RetinaModel, images: Tensor, hidden_rate: float = 0.1, output_rate: float | Tensor = 0.07,
+                    n_trials: int = 2, iterations: int = 16) -> list[float]:
+    """Set each layer's bias of a spiking model with a dense readout (the paper's network) so that it
+    fires at a target rate (spikes per neuron per step).
+
+    Layer by layer from the input, the layer's current on ``images`` is computed once and its bias
+    (for conv1: the temporal offset) shifted by bisection until its mean firing probability is the
+    target; the next layer is calibrated on the calibrated layer's spikes. With ``output_rate`` a
+    ``[T, n_cells]`` target (e.g. the recorded mean PSTH of the training images) the readout's time
+    bias is bisected per (bin, unit), so that the model starts from the stimulus-independent time
+    course and learns the stimulus dependence on top of it.
+
+    Returns
+    -------
+    list of float
+        The achieved mean rate of every spiking layer, conv1 first.
+    """
+    fe, core, readout, out = model.front_end, model.core, model.readout, model.output
+    x, rates = fe.drive(images), []
+    n_core = len(core.neurons)
+    for i in range(n_core + 1):
+        last = i == n_core
+        if last:
+            neuron, current = out.neuron, readout(None, x, n_trials).flatten(1, 2)
+        else:
+            neuron, current = core.neurons[i], core.layer_current(i, x, n_trials)
+        per_unit = last and isinstance(output_rate, Tensor)
+        if per_unit:
+            bias = readout.time_bias
+            target = output_rate.to(current).repeat_interleave(out.units, dim=1)
+            if out.unit_sum:
+                target = target / out.units
+        else:
+            bias = readout.linear.bias if last else fe.drive_bias if i == 0 else core.layer_bias(i)
+            target = torch.tensor(output_rate if last else hidden_rate, device=current.device)
+
+        def shifted(shift):
+            return current + shift[:, None, :] if per_unit else current + shift
+
+        def rate_of(shift):
+            spikes = neuron(shifted(shift))
+            return spikes.mean(1) if per_unit else spikes.mean()
+
+        shift = bisect_shift(rate_of, target, like=bias if per_unit else None, iterations=iterations)
+        # every bias enters the current additively (conv1's offset[t, c] directly, conv2's unchanged
+        # through the average pooling), so shifting it shifts the current
+        bias.add_(shift)
+        x = neuron(shifted(shift))
+        rates.append(float(x.mean()))
     return rates
 
 

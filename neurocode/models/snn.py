@@ -20,14 +20,19 @@ rate from the first training step (data-driven, on a batch of training images).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
 from neurocode.models._spiking import SpikingLayers
 from neurocode.models.event_conv import SpikeConv2d
+from neurocode.neurons import NeuronSpec
 from neurocode.models.utils import bisect_shift, conv_output_size
 from neurocode.noise import NOISE_FAMILIES
+
+if TYPE_CHECKING:
+    from neurocode.models.retina import ModelSpec
 
 __all__ = ["SNNConfig", "RetinaSNN", "calibrate_rates"]
 
@@ -268,3 +273,32 @@ def calibrate_rates(model: RetinaSNN, images: Tensor, hidden_rate: float = 0.1,
         x = neuron(shifted(shift))
         rates.append(float(x.mean()))
     return rates
+
+
+def paper_snn_spec(config: SNNConfig) -> "ModelSpec":
+    """The :class:`~neurocode.models.retina.ModelSpec` of the paper's spiking network configured by ``config``.
+
+    The grey-level flash through a 'valid' conv1 with its temporal profile, a spiking core (conv
+    layers, average pooling, the ``hidden`` fully connected layers), the dense readout with its
+    time bias, and ``readout_units`` output neurons per cell (noisy LIF or a deterministic population,
+    summed or averaged as ``readout`` says).
+    """
+    from neurocode.models.retina import ModelSpec
+
+    _, s2 = config.feature_sizes()  # checks the geometry
+    c2 = config.channels[1]
+    neuron = NeuronSpec(family="noisy_lif" if config.noisy else "lif", noise=config.noise, sigma=config.noise_sigma,
+                        tau=config.tau, v_th=config.v_th)
+    flat = c2 * s2 * s2
+    return ModelSpec(
+        front_end="flash", core="spiking", readout="dense", output="noisy_lif" if config.noisy else "lif_population",
+        n_cells=config.n_cells, n_steps=config.n_steps, input_size=config.input_size, core_pool=1,
+        channels=config.channels, kernel_sizes=config.kernel_sizes,
+        front_end_options=dict(on_off=False, rf_features=False, stride=config.strides[0], same_padding=False,
+                               learn_profile=config.temporal_profile),
+        core_options=dict(neuron=neuron, pool=config.pool, stride=config.strides[1], same_padding=False,
+                          hidden=config.hidden, features=flat),
+        readout_options=dict(features=config.hidden[-1] if config.hidden else flat, units=config.readout_units,
+                             learn_time_bias=config.time_bias),
+        output_options=dict(neuron=neuron, units=config.readout_units, offsets=False,
+                            unit_sum=config.readout == "sum"))

@@ -11,7 +11,8 @@ core layer's (``drive_bias``). Registered in :data:`FRONT_ENDS`:
     space-time separable, as a flash has no time axis of its own) for a time-resolved core,
     ``[T, B, c1, s, s]``; without it the drive is static, ``[B, c1, s, s]``. The linear pathway:
     six RF features per cell (:class:`~neurocode.models.readout.RFFeatures`) with temporal profiles
-    and a time bias, ``a_n(t) + sum_k b_nk(t) f_nk``.
+    and a time bias, ``a_n(t) + sum_k b_nk(t) f_nk``. The paper's networks take the grey levels
+    (``on_off=False``) through a 'valid' strided conv1 and have no RF pathway (``rf_features=False``).
 ``clips``
     Clips on the bin grid ``[F, B, S, S]`` (time-major, the first ``n_lags - 1`` frames history):
     conv1 on every pooled ON/OFF frame, a causal temporal kernel of ``n_lags`` per channel and a
@@ -159,23 +160,32 @@ class FlashFrontEnd(nn.Module):
         Radius of the surround Gaussian in RF sigmas.
     conv_bias, norm, temporal_profile : bool
         conv1's bias, a BatchNorm after it, and the learnt temporal profile (a time-resolved core).
+    learn_profile : bool
+        The temporal profile is trained (False: it stays flat; calibration still sets its offset).
+    on_off, rf_features : bool
+        ON/OFF channels (else the grey levels) and the RF pathway (else none: ``linear`` is None).
+    stride, same_padding : int, bool
+        conv1's stride and padding ('same', else 'valid').
     """
 
     def __init__(self, n_cells: int, n_steps: int, input_size: int, core_pool: int, rfs=None, *,
                  channels: int | None = None, kernel_size: int | None = None, surround_scale: float = 2.0,
-                 conv_bias: bool = True, norm: bool = False, temporal_profile: bool = True):
+                 conv_bias: bool = True, norm: bool = False, temporal_profile: bool = True, learn_profile: bool = True,
+                 on_off: bool = True, rf_features: bool = True, stride: int = 1, same_padding: bool = True):
         super().__init__()
-        self.input_size, self.core_pool = int(input_size), int(core_pool)
-        centre, surround, _, _ = rf_geometry(rfs, n_cells, input_size, input_size // core_pool, surround_scale)
-        self.features = RFFeatures(centre, surround)
-        self.time_bias = nn.Parameter(torch.zeros(n_steps, n_cells))
-        self.feature_weights = nn.Parameter(torch.zeros(n_steps, n_cells, N_FEATURES))
+        self.input_size, self.core_pool, self.on_off = int(input_size), int(core_pool), bool(on_off)
+        if rf_features:
+            centre, surround, _, _ = rf_geometry(rfs, n_cells, input_size, input_size // core_pool, surround_scale)
+            self.features = RFFeatures(centre, surround)
+            self.time_bias = nn.Parameter(torch.zeros(n_steps, n_cells))
+            self.feature_weights = nn.Parameter(torch.zeros(n_steps, n_cells, N_FEATURES))
         if channels is not None:
-            self.conv1 = nn.Conv2d(2, channels, kernel_size, padding=kernel_size // 2, bias=conv_bias)
+            self.conv1 = nn.Conv2d(2 if on_off else 1, channels, kernel_size, stride=stride,
+                                   padding=kernel_size // 2 if same_padding else 0, bias=conv_bias)
             self.norm = nn.BatchNorm2d(channels) if norm else nn.Identity()
             if temporal_profile:
-                self.gain = nn.Parameter(torch.ones(n_steps, channels))
-                self.offset = nn.Parameter(torch.zeros(n_steps, channels))
+                self.gain = nn.Parameter(torch.ones(n_steps, channels), requires_grad=learn_profile)
+                self.offset = nn.Parameter(torch.zeros(n_steps, channels), requires_grad=learn_profile)
 
     def check(self, images: Tensor) -> None:
         S = self.input_size
@@ -194,17 +204,21 @@ class FlashFrontEnd(nn.Module):
 
     def prepare(self, images: Tensor) -> None:
         """Fit the RF features' z-scoring to the training images ``[n, 1, S, S]``."""
-        self.features.fit_normalization(images)
+        if hasattr(self, "features"):
+            self.features.fit_normalization(images)
 
     def drive(self, images: Tensor) -> Tensor:
         """The core's input: ``[T, B, c1, s, s]`` with a temporal profile, else ``[B, c1, s, s]``."""
-        x = self.norm(self.conv1(F.avg_pool2d(on_off(images), self.core_pool)))
+        x = on_off(images) if self.on_off else images
+        x = self.norm(self.conv1(F.avg_pool2d(x, self.core_pool) if self.core_pool > 1 else x))
         if not hasattr(self, "gain"):
             return x
         return torch.addcmul(self.offset[:, None, :, None, None], self.gain[:, None, :, None, None], x[None])
 
-    def linear(self, images: Tensor) -> Tensor:
-        """The LN pathway ``[T, B, n_cells]``."""
+    def linear(self, images: Tensor) -> Tensor | None:
+        """The LN pathway ``[T, B, n_cells]`` (None without RF features)."""
+        if not hasattr(self, "features"):
+            return None
         f = self.features(images)  # [B, N, 6]
         return self.time_bias[:, None] + torch.einsum("tuk,buk->tbu", self.feature_weights, f)
 

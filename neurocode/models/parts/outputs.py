@@ -116,11 +116,16 @@ class SoftplusPoisson(PSoftplus):
     def __init__(self, n_cells: int, neuron: NeuronSpec | None = None, generator: torch.Generator | None = None, *,
                  per_bin: int | None = None):
         super().__init__(n_cells * (per_bin or 1))
-        self.shape = (per_bin, 1, n_cells) if per_bin else (n_cells,)
+        self.per_bin = per_bin
 
     def forward(self, current: Tensor) -> Tensor:
-        # F.softplus switches to the identity for large beta x, so no overflow
-        return self.alpha.abs().view(self.shape) * F.softplus(self.beta.view(self.shape) * _time_major(current))
+        x = _time_major(current)
+        if not self.per_bin:
+            return super().forward(x)
+        # per (bin, cell): on the [B, T * N] layout the dense readout computed, so that the gradients'
+        # sums run in the order the paper CNN's always did
+        T, B, N = x.shape
+        return super().forward(x.transpose(0, 1).reshape(B, T * N)).view(B, T, N).transpose(0, 1)
 
 
 class FixedRate(nn.Module):

@@ -11,6 +11,10 @@ Registered in :data:`READOUTS`:
     ``y(t) = a y(t-1) + (1 - a) r(t)`` between a time-resolved core and the output, decay ``a``).
 ``linear``
     The LN pathway alone (no core): the LN reference.
+``dense``
+    The paper's fully connected readout of the whole (flattened) core: per bin, ``units`` outputs
+    per cell plus a time bias ``[T, n_cells * units]`` (a time-resolved core); or, from a static core,
+    the whole post-flash time course at once, ``n_cells * T`` outputs, optionally BatchNorm'd.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from torch import Tensor, nn
 from neurocode.models.parts.front_ends import rf_geometry
 from neurocode.models.readout import GaussianReadout
 
-__all__ = ["RFReadout", "LinearReadout", "READOUTS"]
+__all__ = ["RFReadout", "LinearReadout", "DenseReadout", "READOUTS"]
 
 
 class RFReadout(nn.Module):
@@ -85,5 +89,43 @@ class LinearReadout(nn.Module):
         return linear[:, None].expand(-1, n_trials, -1, -1)
 
 
+class DenseReadout(nn.Module):
+    """The paper's fully connected readout (module docstring).
+
+    Parameters
+    ----------
+    n_cells, n_steps : int
+    features : int
+        The core's flattened output size.
+    units : int
+        Outputs per cell (per bin).
+    per_bin : bool
+        A static core: read out ``n_cells * n_steps`` values at once (no bias; ``norm``: BatchNorm1d).
+    learn_time_bias : bool
+        A time-resolved core: the time bias is trained (False: it stays at its calibrated value).
+    """
+
+    def __init__(self, n_cells: int, n_steps: int, rfs=None, input_size: int | None = None,
+                 core_size: int | None = None, channels: int | None = None, *, features: int, units: int = 1,
+                 per_bin: bool = False, norm: bool = False, learn_time_bias: bool = True):
+        super().__init__()
+        self.n_cells, self.n_steps, self.per_bin = int(n_cells), int(n_steps), bool(per_bin)
+        if per_bin:
+            self.linear = nn.Linear(features, n_cells * n_steps, bias=False)
+            self.norm = nn.BatchNorm1d(n_cells * n_steps) if norm else nn.Identity()
+        else:
+            self.linear = nn.Linear(features, n_cells * units)
+            self.time_bias = nn.Parameter(torch.zeros(n_steps, n_cells * units), requires_grad=learn_time_bias)
+
+    def forward(self, linear: Tensor | None, features: Tensor, n_trials: int) -> Tensor:
+        """The core's features (``[T, K*B, ...]``, or static ``[B, ...]`` with ``per_bin``) -> ``[T, K, B, n_cells * units]``."""
+        if self.per_bin:
+            y = self.norm(self.linear(features.flatten(1)))  # [B, T * N]
+            y = y.view(-1, self.n_steps, self.n_cells).transpose(0, 1)[:, None]
+            return y.expand(-1, n_trials, -1, -1) if n_trials > 1 else y
+        y = self.linear(features.flatten(2)) + self.time_bias[:, None, :]
+        return y.view(y.shape[0], n_trials, -1, y.shape[-1])
+
+
 #: Readouts by name.
-READOUTS = {"rf": RFReadout, "linear": LinearReadout}
+READOUTS = {"rf": RFReadout, "linear": LinearReadout, "dense": DenseReadout}
