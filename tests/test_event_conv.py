@@ -162,16 +162,16 @@ def test_tiled_event_conv_propagates_nan_and_inf():
 def test_spiking_retina_models_convolve_their_spikes_event_by_event(model, monkeypatch):
     """The second convolution of the spiking retina models takes the event path on sparse spike
     maps, and gives the dense convolution's currents."""
-    from neurocode.models import RetinaModel, RetinaSNN, RFConfig, SNNConfig, rf_model_spec
+    from neurocode.models import RetinaModel, RFConfig, SNNConfig, paper_snn_spec, rf_model_spec
 
     torch.manual_seed(0)
     if model == "paper":
-        net = RetinaSNN(SNNConfig(input_size=24, channels=(4, 16), kernel_sizes=(5, 3), hidden=(8,), n_cells=3,
-                                  n_steps=5), generator=gen(11))
+        snn = SNNConfig(input_size=24, channels=(4, 16), kernel_sizes=(5, 3), hidden=(8,), n_cells=3, n_steps=5)
+        net = RetinaModel(paper_snn_spec(snn), generator=gen(11))
     else:
         rf = RFConfig(input_size=24, channels=(4, 16), kernel_sizes=(3, 3), n_cells=3, n_steps=5)
         net = RetinaModel(rf_model_spec(rf, "spiking", "noisy_lif"), generator=gen(11))
-    conv2 = net.conv2 if model == "paper" else net.core.conv2
+    conv2 = net.core.conv2
     assert isinstance(conv2, SpikeConv2d)
     calls = []
     real = torch.ops.neurocode.event_conv2d

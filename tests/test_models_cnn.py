@@ -9,8 +9,12 @@ import torch
 from torch import nn
 
 from neurocode.losses import poisson_nll
-from neurocode.models import CNNConfig, PSoftplus, RetinaCNN, parameter_count
+from neurocode.models import CNNConfig, PSoftplus, RetinaModel, paper_cnn_spec, parameter_count
 from neurocode.models.utils import conv_output_size
+
+def RetinaCNN(config=None):
+    return RetinaModel(paper_cnn_spec(config or CNNConfig()))
+
 
 SMALL = CNNConfig(input_size=20, channels=(4, 3), kernel_sizes=(5, 3), n_cells=6, n_steps=7)
 
@@ -61,7 +65,9 @@ def test_time_major_layout_matches_fc_output():
     torch.manual_seed(1)
     model = RetinaCNN(SMALL).eval()
     x = torch.randn(2, 1, 20, 20)
-    flat = model.readout(model.features(x))  # [B, T·n_cells]
+    features, _ = model.core(model.front_end.drive(x))
+    fc = model.readout.norm(model.readout.linear(features.flatten(1)))  # [B, T·n_cells]
+    flat = model.output.alpha.abs() * torch.nn.functional.softplus(model.output.beta * fc)
     rates = model(x)
     t, b, c = 5, 1, 4
     torch.testing.assert_close(rates[t, b, c], flat[b, t * SMALL.n_cells + c])
@@ -160,5 +166,5 @@ def test_config_accepts_lists_and_module_exports():
     assert cfg.channels == (8, 4)
     import neurocode.models as nm
 
-    for name in ("RetinaCNN", "CNNConfig", "PSoftplus", "parameter_count"):
+    for name in ("paper_cnn_spec", "CNNConfig", "PSoftplus", "parameter_count"):
         assert hasattr(nm, name)

@@ -1,11 +1,16 @@
-"""RetinaSNN (NSNN / DSNN): shapes, parameter counts, static input, calibration."""
+"""The paper's spiking network (NSNN / DSNN) composed of parts: shapes, parameter counts, static input, calibration."""
 
 import pytest
 import torch
 
-from neurocode.models import RetinaSNN, SNNConfig, calibrate_rates, parameter_count
+from neurocode.models import RetinaModel, SNNConfig, calibrate_dense, parameter_count, paper_snn_spec
 from neurocode.neurons import LIF, NoisyLIF
 
+def RetinaSNN(config=None, generator=None):
+    return RetinaModel(paper_snn_spec(config or SNNConfig()), None, generator)
+
+
+calibrate_rates = calibrate_dense
 TINY = dict(input_size=16, channels=(2, 4), kernel_sizes=(5, 3), hidden=(8,), n_cells=5, n_steps=6)
 
 
@@ -48,7 +53,7 @@ def test_dsnn_trials_identical_nsnn_trials_differ():
 def test_static_input_computes_conv1_once():
     m = RetinaSNN(SNNConfig(**TINY))
     calls = []
-    m.conv1.register_forward_hook(lambda mod, inp, out: calls.append(inp[0].shape))
+    m.front_end.conv1.register_forward_hook(lambda mod, inp, out: calls.append(inp[0].shape))
     m(torch.randn(3, 1, 16, 16), n_trials=5)
     assert calls == [torch.Size([3, 1, 16, 16])]
 

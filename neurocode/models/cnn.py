@@ -16,21 +16,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
-
 from neurocode.models.utils import conv_output_size
 
 if TYPE_CHECKING:
     from neurocode.models.retina import ModelSpec
 
-__all__ = ["CNNConfig", "PSoftplus", "RetinaCNN"]
+__all__ = ["CNNConfig", "paper_cnn_spec"]
 
 
 @dataclass(frozen=True)
 class CNNConfig:
-    """Architecture of :class:`RetinaCNN`; the defaults are the paper's baseline.
+    """Architecture of the paper's CNN (:func:`paper_cnn_spec`); the defaults are the paper's baseline.
 
     Attributes
     ----------
@@ -85,117 +81,6 @@ class CNNConfig:
         )
         s2 = conv_output_size(s1, self.kernel_sizes[1], self.strides[1], self.pool, name="conv2")
         return s1, s2
-
-
-class PSoftplus(nn.Module):
-    """Parameterised softplus ``α·softplus(β·x)`` with learnable per-unit α, β.
-
-    ``softplus(z) = log(1 + exp(z))``. β sets the sharpness of the rectifier
-    and α the output gain. α is applied as ``|α|`` so the output is always a
-    valid (non-negative) rate even if training drives α through zero; at
-    α > 0 (including the init α = 1) this is exactly ``α·softplus(β·x)``.
-
-    Parameters
-    ----------
-    num_features : int
-        Number of output units U (last axis of the input).
-
-    Shapes
-    ------
-    input : [..., U]; output : [..., U], ≥ 0.
-    """
-
-    def __init__(self, num_features: int) -> None:
-        super().__init__()
-        if num_features < 1:
-            raise ValueError(f"num_features must be >= 1, got {num_features}")
-        self.alpha = nn.Parameter(torch.ones(num_features))
-        self.beta = nn.Parameter(torch.ones(num_features))
-
-    def forward(self, x: Tensor) -> Tensor:
-        # F.softplus switches to the identity for large β·x, so no overflow
-        return self.alpha.abs() * F.softplus(self.beta * x)
-
-    def extra_repr(self) -> str:
-        return f"num_features={self.alpha.numel()}"
-
-
-class RetinaCNN(nn.Module):
-    """Firing-rate CNN: 32C25-BN-ReLU-16C11-BN-ReLU-FC(n_cells·T)-BN-PSoftplus.
-
-    Layers (defaults): Conv2d(1→32, 25×25, valid) → BatchNorm2d → ReLU
-    [→ MaxPool] → Conv2d(32→16, 11×11, valid) → BatchNorm2d → ReLU
-    [→ MaxPool] → flatten → Linear(16·30·30 → 49·30) → BatchNorm1d →
-    PSoftplus. ReLU after each BN'd conv as in McIntosh et al. (2016); the
-    output nonlinearity is the paper's PSoftPlus. Convs and the FC layer have
-    no bias because the BatchNorm that follows each has its own shift, which
-    makes a bias redundant.
-
-    As with any BatchNorm network, training mode needs a batch of more than
-    one image; use ``.eval()`` for single images.
-
-    Parameters
-    ----------
-    config : CNNConfig, optional
-        Architecture; ``None`` uses the paper's default ``CNNConfig()``.
-
-    Raises
-    ------
-    ValueError
-        If the configuration makes a feature map vanish (names the layer).
-    """
-
-    def __init__(self, config: CNNConfig | None = None) -> None:
-        super().__init__()
-        self.config = cfg = config if config is not None else CNNConfig()
-        _, s2 = cfg.feature_sizes()  # validates geometry before allocating anything
-        c1, c2 = cfg.channels
-        k1, k2 = cfg.kernel_sizes
-        st1, st2 = cfg.strides
-
-        def pool() -> nn.Module:
-            return nn.MaxPool2d(cfg.pool) if cfg.pool > 1 else nn.Identity()
-
-        self.features = nn.Sequential(
-            nn.Conv2d(1, c1, k1, stride=st1, bias=False),
-            nn.BatchNorm2d(c1),
-            nn.ReLU(),
-            pool(),
-            nn.Conv2d(c1, c2, k2, stride=st2, bias=False),
-            nn.BatchNorm2d(c2),
-            nn.ReLU(),
-            pool(),
-        )
-        n_out = cfg.n_cells * cfg.n_steps
-        self.readout = nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(c2 * s2 * s2, n_out, bias=False),
-            nn.BatchNorm1d(n_out),
-            PSoftplus(n_out),
-        )
-
-    def forward(self, images: Tensor) -> Tensor:
-        """Predict firing rates.
-
-        Parameters
-        ----------
-        images : Tensor, shape [B, 1, H, W], H = W = config.input_size
-            Normalised grayscale images (float).
-
-        Returns
-        -------
-        Tensor, shape [T, B, n_cells]
-            Firing rate in expected spikes per time bin, ≥ 0, time-major
-            (T = config.n_steps). The FC output is read as [B, T, n_cells].
-        """
-        cfg = self.config
-        if images.dim() != 4 or images.shape[1] != 1 or images.shape[2:] != (cfg.input_size,) * 2:
-            raise ValueError(
-                f"images must be [B, 1, {cfg.input_size}, {cfg.input_size}], "
-                f"got {tuple(images.shape)}"
-            )
-        rates = self.readout(self.features(images))  # [B, T·n_cells]
-        return rates.view(-1, cfg.n_steps, cfg.n_cells).transpose(0, 1)
 
 
 def paper_cnn_spec(config: CNNConfig) -> "ModelSpec":

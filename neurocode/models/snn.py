@@ -1,4 +1,7 @@
-"""Spiking retina model: NSNN (noisy LIF + NDL) or DSNN (LIF + surrogate), paper 16C25-32C11-FC64-FC64-FC64-FC49.
+"""The paper's spiking retina network: NSNN (noisy LIF + NDL) or DSNN (LIF + surrogate), 16C25-32C11-FC64-FC64-FC64-FC49.
+
+:class:`SNNConfig` configures it and :func:`paper_snn_spec` composes it from parts
+(:mod:`neurocode.models.parts`).
 
 Adaptation to flashed images
 ----------------------------
@@ -13,7 +16,7 @@ cell's stimulus-independent drive since the flash. The image enters once: conv1 
 computed once per image and broadcast over time and over the model's trials; every later
 layer runs over all time steps and trials in one batched call.
 
-:func:`calibrate_rates` sets each layer's bias so that every layer fires at a realistic
+:func:`~neurocode.models.retina.calibrate_dense` sets each layer's bias so that every layer fires at a realistic
 rate from the first training step (data-driven, on a batch of training images).
 """
 
@@ -22,24 +25,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import torch
-from torch import Tensor, nn
-
-from neurocode.models._spiking import SpikingLayers
-from neurocode.models.event_conv import SpikeConv2d
+from neurocode.models.utils import conv_output_size
 from neurocode.neurons import NeuronSpec
-from neurocode.models.utils import bisect_shift, conv_output_size
 from neurocode.noise import NOISE_FAMILIES
 
 if TYPE_CHECKING:
     from neurocode.models.retina import ModelSpec
 
-__all__ = ["SNNConfig", "RetinaSNN", "calibrate_rates"]
+__all__ = ["SNNConfig", "paper_snn_spec"]
 
 
 @dataclass(frozen=True)
 class SNNConfig:
-    """Architecture of :class:`RetinaSNN`; defaults are the paper's (16C25-32C11-FC64x3-FC49).
+    """Architecture of the paper's spiking network (:func:`paper_snn_spec`); defaults are the paper's (16C25-32C11-FC64x3-FC49).
 
     Attributes
     ----------
@@ -113,166 +111,6 @@ class SNNConfig:
         s1 = conv_output_size(self.input_size, self.kernel_sizes[0], self.strides[0], self.pool, name="conv1")
         s2 = conv_output_size(s1, self.kernel_sizes[1], self.strides[1], self.pool, name="conv2")
         return s1, s2
-
-
-class RetinaSNN(SpikingLayers, nn.Module):
-    """Spiking retina model mapping a flashed image to spike trains of the recorded cells.
-
-    Parameters
-    ----------
-    config : SNNConfig, optional
-        Architecture and neuron model (default: the paper's NSNN).
-    generator : torch.Generator, optional
-        Noise source of all noisy layers (NSNN), for reproducible sampling.
-
-    Shape
-    -----
-    images : Tensor [B, 1, H, W], normalised grey levels
-    output : Tensor [T, K, B, n_cells] of {0, 1} -- K sampled trials per image
-    """
-
-    def __init__(self, config: SNNConfig | None = None, generator: torch.Generator | None = None):
-        super().__init__()
-        self.config = cfg = config if config is not None else SNNConfig()
-        s1, s2 = cfg.feature_sizes()
-        c1, c2 = cfg.channels
-        self.conv1 = nn.Conv2d(1, c1, cfg.kernel_sizes[0], stride=cfg.strides[0])
-        self.conv2 = SpikeConv2d(c1, c2, cfg.kernel_sizes[1], stride=cfg.strides[1])  # its input is spikes
-        self.pool = nn.AvgPool2d(cfg.pool) if cfg.pool > 1 else nn.Identity()
-        T = cfg.n_steps
-        self.gain = nn.Parameter(torch.ones(T, c1), requires_grad=cfg.temporal_profile)
-        self.offset = nn.Parameter(torch.zeros(T, c1), requires_grad=cfg.temporal_profile)
-        widths = (c2 * s2 * s2,) + cfg.hidden + (cfg.n_cells * cfg.readout_units,)
-        self.fcs = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
-        self.out_time_bias = nn.Parameter(torch.zeros(T, cfg.n_cells * cfg.readout_units), requires_grad=cfg.time_bias)
-        self.neurons = nn.ModuleList(self._neuron(generator) for _ in range(2 + len(self.fcs)))
-
-    def layer_currents(self, images: Tensor) -> Tensor:
-        """First layer's current, computed once per image: ``[T, B, c1, s1, s1]``."""
-        cfg = self.config
-        if images.dim() != 4 or images.shape[1] != 1 or images.shape[2:] != (cfg.input_size,) * 2:
-            raise ValueError(f"images must be [B, 1, {cfg.input_size}, {cfg.input_size}], got {tuple(images.shape)}")
-        drive = self.conv1(images)  # [B, c1, s, s]
-        return torch.addcmul(self.offset[:, None, :, None, None], self.gain[:, None, :, None, None], drive[None])
-
-    def forward(self, images: Tensor, n_trials: int = 1, *, return_all: bool = False):
-        """Sample ``n_trials`` spiking responses per image.
-
-        Parameters
-        ----------
-        images : Tensor [B, 1, H, W]
-        n_trials : int
-            Trials K to sample per image (a DSNN's trials are identical).
-        return_all : bool
-            Also return every layer's spikes (list of ``[T, K*B, ...]``), e.g. for firing
-            rates or coding analyses.
-
-        Returns
-        -------
-        spikes : Tensor [T, K, B, n_cells]
-            Spike counts per bin, in {0, ..., readout_units} ({0, 1} by default); with
-            ``readout="mean"`` the fraction of each cell's units that fire.
-        """
-        layers = list(self._layers(images, n_trials))
-        cfg = self.config
-        units = layers[-1].view(cfg.n_steps, n_trials, images.shape[0], cfg.n_cells, cfg.readout_units)
-        out = units.mean(-1) if cfg.readout == "mean" else units.sum(-1)
-        return (out, layers) if return_all else out
-
-    def _layers(self, images: Tensor, n_trials: int):
-        """Yield each spiking layer's output ``[T, K*B, ...]`` in order."""
-        x = images
-        for i, neuron in enumerate(self.neurons):
-            x = neuron(self._current(i, x, n_trials))
-            yield x
-
-    def _current(self, i: int, x: Tensor, n_trials: int) -> Tensor:
-        """Input current of spiking layer ``i`` given the images (i = 0) or the spikes of
-        layer ``i - 1``; time-major ``[T, K*B, ...]``. Each layer's bias enters additively."""
-        T = self.config.n_steps
-        if i == 0:
-            current = self.layer_currents(x)  # [T, B, c1, s, s]
-            if n_trials < 1:
-                raise ValueError(f"n_trials must be >= 1, got {n_trials}")
-            # The K trials share the (deterministic) current; only the noise differs.
-            return current.unsqueeze(1).expand(T, n_trials, *current.shape[1:]).reshape(T, -1, *current.shape[2:])
-        if i == 1:
-            y = self.pool(self.conv2(self.pool(x.flatten(0, 1))))  # all steps and trials in one call
-            return y.view(T, -1, *y.shape[1:])
-        y = self.fcs[i - 2](x.flatten(2))
-        if i == len(self.neurons) - 1:
-            y = y + self.out_time_bias[:, None, :]
-        return y
-
-    @torch.no_grad()
-    def firing_rates(self, images: Tensor, n_trials: int = 1) -> list[float]:
-        """Mean firing probability per time step of every spiking layer (conv1 ... output)."""
-        _, layers = self.forward(images, n_trials, return_all=True)
-        return [float(s.mean()) for s in layers]
-
-
-@torch.no_grad()
-def calibrate_rates(model: RetinaSNN, images: Tensor, hidden_rate: float = 0.1,
-                    output_rate: float | Tensor = 0.07, n_trials: int = 2, iterations: int = 16) -> list[float]:
-    """Set each layer's bias so that it fires at a target rate (spikes per neuron per step).
-
-    Layer by layer from the input, the layer's input current on ``images`` is computed once
-    and the layer's bias (for conv1: the temporal offset) is shifted by bisection until its
-    mean firing probability is the target; the next layer is calibrated on the calibrated
-    layer's spikes. Weights keep their default initialisation. The output layer's time bias
-    is bisected per (step, unit) when ``output_rate`` is a ``[T, n_cells]`` target such as
-    the recorded mean PSTH of the training images, so that the model starts from the
-    stimulus-independent time course and learns the stimulus dependence on top of it.
-
-    Parameters
-    ----------
-    images : Tensor [B, 1, H, W]
-        A batch of training images.
-    hidden_rate : float
-        Target rate of the hidden layers.
-    output_rate : float or Tensor [T, n_cells]
-        Target rate of the output cells (the recorded mean is ~0.07 per 10-ms bin).
-    n_trials : int
-        Sampled trials per image while calibrating.
-
-    Returns
-    -------
-    list of float
-        The achieved mean rate of every spiking layer, conv1 first.
-    """
-    cfg = model.config
-    biases = [model.offset, model.conv2.bias] + [fc.bias for fc in model.fcs]
-    last = len(model.neurons) - 1
-    x, rates = images, []
-    for i, neuron in enumerate(model.neurons):
-        current = model._current(i, x, n_trials)
-        per_unit = i == last and isinstance(output_rate, Tensor)
-        if per_unit:
-            # bisect element-wise on the time bias, [T, n_cells * readout_units]
-            bias = model.out_time_bias
-            target = output_rate.to(current).repeat_interleave(cfg.readout_units, dim=1)
-            if cfg.readout == "sum":
-                target = target / cfg.readout_units
-        else:
-            bias = biases[i]
-            target = torch.tensor(output_rate if i == last else hidden_rate, device=current.device)
-
-        def shifted(shift):
-            if per_unit:
-                return current + shift[:, None, :]
-            return current + shift
-
-        def rate_of(shift):
-            spikes = neuron(shifted(shift))
-            return spikes.mean(1) if per_unit else spikes.mean()
-
-        shift = bisect_shift(rate_of, target, like=bias if per_unit else None, iterations=iterations)
-        # every bias enters the current additively (conv1's offset[t, c] directly, conv2's
-        # unchanged through the average pooling), so shifting it shifts the current
-        bias += shift
-        x = neuron(shifted(shift))
-        rates.append(float(x.mean()))
-    return rates
 
 
 def paper_snn_spec(config: SNNConfig) -> "ModelSpec":

@@ -22,11 +22,43 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from neurocode.models.cnn import PSoftplus
 from neurocode.neurons import NeuronSpec, make_neuron
 from neurocode.noise import make_noise
 
-__all__ = ["SpikingOutput", "SoftplusPoisson", "FixedRate", "OUTPUTS"]
+__all__ = ["PSoftplus", "SpikingOutput", "SoftplusPoisson", "FixedRate", "OUTPUTS"]
+
+
+class PSoftplus(nn.Module):
+    """Parameterised softplus ``α·softplus(β·x)`` with learnable per-unit α, β.
+
+    ``softplus(z) = log(1 + exp(z))``. β sets the sharpness of the rectifier
+    and α the output gain. α is applied as ``|α|`` so the output is always a
+    valid (non-negative) rate even if training drives α through zero; at
+    α > 0 (including the init α = 1) this is exactly ``α·softplus(β·x)``.
+
+    Parameters
+    ----------
+    num_features : int
+        Number of output units U (last axis of the input).
+
+    Shapes
+    ------
+    input : [..., U]; output : [..., U], ≥ 0.
+    """
+
+    def __init__(self, num_features: int) -> None:
+        super().__init__()
+        if num_features < 1:
+            raise ValueError(f"num_features must be >= 1, got {num_features}")
+        self.alpha = nn.Parameter(torch.ones(num_features))
+        self.beta = nn.Parameter(torch.ones(num_features))
+
+    def forward(self, x: Tensor) -> Tensor:
+        # F.softplus switches to the identity for large β·x, so no overflow
+        return self.alpha.abs() * F.softplus(self.beta * x)
+
+    def extra_repr(self) -> str:
+        return f"num_features={self.alpha.numel()}"
 
 
 class SpikingOutput(nn.Module):
