@@ -14,13 +14,15 @@ from torch import nn
 from neurocode.checkpoints import CheckpointError, load_weights, restore_training
 from neurocode.data.receptive_fields import ReceptiveFields
 from neurocode.fitting import FIT_CHECKPOINT
-from neurocode.models import ModelSpec, RetinaModel, RFConfig, rf_model_spec
+from neurocode.models import CNNConfig, ModelSpec, RetinaModel, RFConfig, SNNConfig, paper_cnn_spec, \
+    paper_snn_spec, rf_model_spec
 from neurocode.models.parts import outputs as output_parts
 
-LEGACY = Path(__file__).parent / "data" / "legacy_rf_models.pt"
+LEGACY = Path(__file__).parent / "data" / "legacy_retina_models.pt"
 S, N, T, L = 16, 3, 6, 4
-#: The tiny models of tests/data/legacy_rf_models.pt, written by RetinaLN / RetinaRFSNN / RetinaRFCNN /
-#: ClipLN / ClipSNN / ClipCNN (commit 82ad49d) with these settings; each with weights moved off their start.
+#: The tiny models of tests/data/legacy_retina_models.pt, written by RetinaLN / RetinaRFSNN / RetinaRFCNN /
+#: ClipLN / ClipSNN / ClipCNN / RetinaSNN / RetinaCNN (commit 82ad49d) with these settings, each with its
+#: weights moved off their start, with its response to a fixed input (spiking: generator seed 5).
 LEGACY_MODELS = {
     "flash_ln": (dict(), None, "rectified"),
     "flash_nsnn": (dict(core_norm=True, readout_time_weights=True), "spiking", "noisy_lif"),
@@ -30,6 +32,9 @@ LEGACY_MODELS = {
     "clips_nsnn": (dict(output_substeps=2), "spiking", "noisy_lif"),
     "clips_dsnn": (dict(noisy=False, readout_units=4), "spiking", "lif_population"),
     "clips_cnn": (dict(), "relu", "softplus_poisson"),
+    "paper_nsnn": (dict(hidden=(4,)), "spiking", None),
+    "paper_dsnn": (dict(noisy=False, pool=2, hidden=(4, 4), readout_units=3, readout="mean"), "spiking", None),
+    "paper_cnn": (dict(), "relu", None),
 }
 
 
@@ -41,6 +46,12 @@ def _rfs():
 
 def _model(name: str) -> RetinaModel:
     options, core, output = LEGACY_MODELS[name]
+    if name.startswith("paper"):
+        shape = dict(input_size=S, channels=(2, 3), kernel_sizes=(5, 3), n_cells=N, n_steps=T)
+        if core == "relu":
+            return RetinaModel(paper_cnn_spec(CNNConfig(**shape)))
+        config = SNNConfig(**shape, **options)
+        return RetinaModel(paper_snn_spec(config), None, torch.Generator() if config.noisy else None)
     config = RFConfig(input_size=S, n_cells=N, n_steps=T, channels=(2, 3), kernel_sizes=(3, 3), **options)
     return RetinaModel(rf_model_spec(config, core, output, L if name.startswith("clips") else 0), _rfs(),
                        torch.Generator() if output == "noisy_lif" else None)
