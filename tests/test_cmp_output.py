@@ -16,8 +16,7 @@ from neurocode.models.outputs import OUTPUTS, CMPOutput, CountOutputModel, Poiss
 def cmp_output(nu, max_count: int) -> CMPOutput:
     nu = torch.as_tensor(nu, dtype=torch.float64).reshape(-1)
     out = CMPOutput(len(nu), max_count).double()
-    with torch.no_grad():
-        out.log_nu.copy_(nu.log())
+    out.set_nu(nu)
     return out
 
 
@@ -79,7 +78,7 @@ def test_samples_have_the_enumerated_mean_and_fano_factor(nu, dispersed):
 
 
 def test_gradient_wrt_nu():
-    # d log P(k) / d nu = -log k! + E[log k!]; the parameter is log nu, so times nu
+    # d log P(k) / d nu = -log k! + E[log k!]; the parameter is log nu / LOG_NU_SCALE, so times nu × the scale
     lam, nu, K = 2.3, 1.7, 25
     out = cmp_output([nu], K)
     w = np.array([lam ** k / math.factorial(k) ** nu for k in range(K + 1)])
@@ -88,8 +87,8 @@ def test_gradient_wrt_nu():
     for k in (0, 2, 5):
         out.zero_grad()
         out.log_prob(torch.tensor([lam], dtype=torch.float64), torch.tensor([float(k)], dtype=torch.float64)).sum().backward()
-        want = nu * (-log_fact[k] + (p * log_fact).sum())
-        assert float(out.log_nu.grad[0]) == pytest.approx(want, rel=1e-9)
+        want = nu * out.LOG_NU_SCALE * (-log_fact[k] + (p * log_fact).sum())
+        assert float(out.nu_parameter.grad[0]) == pytest.approx(want, rel=1e-9)
 
 
 def test_count_bound():
@@ -125,8 +124,7 @@ def test_loss_is_the_nll_of_every_present_trial(natural_recording):
                    recording=natural_recording, trial_mask=mask)
     lam = torch.rand(T, n, N, generator=g) * 2 + 0.1
     out = CMPOutput(N, 10)
-    with torch.no_grad():
-        out.log_nu.copy_(torch.tensor([0.4, -0.3]))
+    out.set_nu(torch.tensor([1.5, 0.7]))
     model = CountOutputModel(_FixedIntensity(lam), out)
     kind = MODEL_KINDS["cnn_cmp"]
     items = torch.tensor([0, 1, 2])
@@ -160,4 +158,19 @@ def test_one_epoch_cli_fit_scores_the_sampled_distribution(tmp_path):
     diff = spikes.mean(2) - rates
     se = np.sqrt(spikes.var(2, ddof=1).sum() / n_trials) / diff.size  # SE of the mean difference
     assert abs(diff.mean()) < 4 * max(se, 1e-6)
-    assert not torch.allclose(state["output.log_nu"], torch.zeros(1)), "one epoch moved nu away from 1"
+    assert not torch.allclose(state["output.nu_parameter"], torch.zeros(1)), "one epoch moved nu away from 1"
+
+
+def test_sampled_trials_follow_the_generator():
+    """predict() seeds the model's generator with the run's seed: same seed, same trials."""
+    lam = torch.rand(5, 2, 3, generator=torch.Generator().manual_seed(1)) * 2
+    model = CountOutputModel(_FixedIntensity(lam[:, :, :]), CMPOutput(3, 12))
+    model.output.set_nu(torch.tensor([2.0, 1.0, 0.5]))
+    x = torch.zeros(1, 1, 2, 2)
+
+    def draw(seed):
+        model.generator = torch.Generator().manual_seed(seed)
+        return model.sample(x, 16)[0]
+
+    a, b, c = draw(0), draw(0), draw(1)
+    assert a.shape == (5, 16, 1, 3) and torch.equal(a, b) and not torch.equal(a, c)

@@ -83,13 +83,26 @@ class CMPOutput(nn.Module):
         super().__init__()
         if int(n_cells) < 1:
             raise ValueError(f"n_cells must be >= 1, got {n_cells!r}")
-        self.log_nu = nn.Parameter(torch.zeros(int(n_cells)))
+        self.nu_parameter = nn.Parameter(torch.zeros(int(n_cells)))
         self.register_buffer("max_count", torch.tensor(int(max_count)))
+
+    #: ``log nu = LOG_NU_SCALE × nu_parameter``. Adam moves a parameter by about its learning rate
+    #: per step whatever the gradient's size, so at the CNN's lr (3e-3, cosine-decayed over ~500
+    #: steps) log nu could move ~0.8 at most, short of its maximum-likelihood values (up to ~2).
+    LOG_NU_SCALE = 10.0
+
+    @property
+    def log_nu(self) -> Tensor:
+        return self.LOG_NU_SCALE * self.nu_parameter
 
     @property
     def nu(self) -> Tensor:
         """``[N]`` the dispersion: > 1 under-dispersed, 1 Poisson, < 1 over-dispersed."""
         return self.log_nu.exp()
+
+    @torch.no_grad()
+    def set_nu(self, nu: Tensor) -> None:
+        self.nu_parameter.copy_(torch.as_tensor(nu, dtype=self.nu_parameter.dtype).log() / self.LOG_NU_SCALE)
 
     def set_max_count(self, max_count: int) -> None:
         if int(max_count) < 1:
