@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""LN vs CNN vs the dispersion CNN vs DSNN vs NSNN on the retina recording over folds x seeds (paper Fig. 5B, on our data).
+"""LN vs CNN vs dispersion CNN vs DSNN vs NSNN on the retina over folds x seeds (paper Fig. 5B, on our data).
 
 A thin caller of :func:`neurocode.sweep.sweep` (the fits run on Ray Tune when it is installed: a
 local Ray session on the free cores, or a cluster with ``--address``; else one after another in this

@@ -889,7 +889,8 @@ def predict(config: FitConfig, model: nn.Module, data: FitData, stimuli: np.ndar
     Returns
     -------
     np.ndarray
-        Spiking models: uint8 spikes ``[n, T, K, n_cells]`` with K = ``n_trials``
+        Spiking models and the dispersion CNN: uint8 spikes (counts per bin) ``[n, T, K, n_cells]``
+        with K = ``n_trials``
         (default ``config.eval_trials``; a DSNN's trials are identical). CNN, LN, and
         spiking models with a population-mean readout: float32 rates ``[n, T, n_cells]`` in
         expected spikes per bin.

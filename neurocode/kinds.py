@@ -62,8 +62,9 @@ class Response:
     ----------
     rates : Tensor [T, N] float
         The PSTH in expected spikes per bin.
-    spikes : Tensor [T, K, N] of {0,1}, or None
-        K sampled trials (spiking models); None for rate models.
+    spikes : Tensor [T, K, N], or None
+        K sampled trials: spikes in {0, 1} (spiking models), counts per bin (the dispersion CNN;
+        substep outputs); None for rate models.
     """
 
     rates: Tensor

@@ -86,7 +86,8 @@ def test_gradient_wrt_nu():
     log_fact = np.array([math.lgamma(k + 1) for k in range(K + 1)])
     for k in (0, 2, 5):
         out.zero_grad()
-        out.log_prob(torch.tensor([lam], dtype=torch.float64), torch.tensor([float(k)], dtype=torch.float64)).sum().backward()
+        lam_t, k_t = torch.tensor([lam], dtype=torch.float64), torch.tensor([float(k)], dtype=torch.float64)
+        out.log_prob(lam_t, k_t).sum().backward()
         want = nu * out.LOG_NU_SCALE * (-log_fact[k] + (p * log_fact).sum())
         assert float(out.nu_parameter.grad[0]) == pytest.approx(want, rel=1e-9)
 
