@@ -379,7 +379,8 @@ class CountCNNKind(CNNKind):
         return CountOutputModel(net, OUTPUTS[self.output](n_cells), generator)
 
     def training_items(self, config, data):
-        return RateKind.training_items(self, config, data)
+        # whole stimuli with all their trials, also for the paper's network (the CNN draws pairs)
+        return ModelKind.training_items(self, config, data)
 
     def loss(self, config, model, data, items, device, noise_gen):
         counts = data.counts[items].to(device).permute(1, 2, 0, 3)  # [T, R, B, N]
