@@ -1,7 +1,7 @@
 """Fitting retina models to recorded responses: configuration, data, training loop, predictions.
 
 The training loop is model-agnostic: what differs between the model families (nsnn, dsnn,
-cnn, ln) -- their networks, training items, losses, starting points and responses -- is
+cnn, cnn_cmp, ln) -- their networks, training items, losses, starting points and responses -- is
 each family's :class:`~neurocode.kinds.ModelKind` (:mod:`neurocode.kinds`), and
 :func:`train` only calls it.
 
