@@ -160,6 +160,12 @@ def test_one_epoch_cli_fit_scores_the_sampled_distribution(tmp_path):
     se = np.sqrt(spikes.var(2, ddof=1).sum() / n_trials) / diff.size  # SE of the mean difference
     assert abs(diff.mean()) < 4 * max(se, 1e-6)
     assert not torch.allclose(state["output.nu_parameter"], torch.zeros(1)), "one epoch moved nu away from 1"
+    # evaluate rescores the stored trials: the same distribution scores
+    from neurocode.pipeline import evaluate
+
+    again = evaluate(run)
+    for key in ("mmd2", "ff_abs_diff", "ff_corr", "rate_cc", "fano_corr"):
+        assert again[key] == pytest.approx(metrics[key], abs=1e-12), key
 
 
 def test_sampled_trials_follow_the_generator():
