@@ -137,10 +137,6 @@ class FitConfig:
         models; "poisson" for the CNN; "count_nll" (its count output's NLL) for the dispersion CNN.
     tau_s : float
         PSP time constant in steps (paper: 2).
-    count_weight : float
-        Spiking models with a set-level MMD: weight of a second MMD² term on each trial's spike
-        count over the window (the same linear-kernel estimator on counts, so it does not
-        penalise the model's trial-to-trial scatter); 0: none.
     hidden_rate : float
         Initial mean firing rate of hidden spiking layers (calibrated on training images).
     val_fraction : float
@@ -154,13 +150,16 @@ class FitConfig:
         the best validation epoch's weights are kept either way).
     ln_ridge : tuple of float
         LN: candidate ridge strengths, the best on the validation images is used.
-    probability_loss : bool
-        RF-architecture NSNN: each sampled trial enters the loss as its output neurons'
-        per-step firing probabilities given the trial's own history (spikes, resets and the
-        noisy hidden layers stay sampled). Their expectation is that of the spikes, so the
-        set-level MMD keeps its meaning, and their gradient is the NDL gradient F'(ubar - v_th)
-        of the output layer; only the Bernoulli sampling noise of the last step is removed
-        (Rao-Blackwellisation).
+    loss_options : dict or None
+        The loss's own options (None: none). Spiking models with a set-level MMD: ``count_weight``
+        (float >= 0), the weight of a second MMD² term on each trial's spike count over the window
+        (the same linear-kernel estimator on counts, so it does not penalise the model's
+        trial-to-trial scatter). The RF-architecture NSNN: ``probability`` (bool), each sampled
+        trial enters the loss as its output neurons' per-step firing probabilities given the
+        trial's own history (spikes, resets and the noisy hidden layers stay sampled); their
+        expectation is that of the spikes, so the set-level MMD keeps its meaning, and their
+        gradient is the NDL gradient F'(ubar - v_th) of the output layer: only the Bernoulli
+        sampling noise of the last step is removed (Rao-Blackwellisation).
     snn, cnn, rf : SNNConfig, CNNConfig, RFConfig
         Architectures (only the one matching ``model`` and ``architecture`` is used).
     device : str
@@ -192,14 +191,13 @@ class FitConfig:
     eval_trials: int = 64
     loss: LossName = "mmd_linear"
     tau_s: float = 2.0
-    count_weight: float = 0.0
     hidden_rate: float = 0.1
     val_fraction: float = 1 / 6
     val_every: int = 2
     val_trials: int = 16
     patience: int | None = None
     ln_ridge: tuple[float, ...] = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
-    probability_loss: bool = False
+    loss_options: dict | None = None
     snn: SNNConfig = field(default_factory=SNNConfig)
     cnn: CNNConfig = field(default_factory=CNNConfig)
     rf: RFConfig = field(default_factory=RFConfig)
@@ -219,12 +217,18 @@ class FitConfig:
                              "MMD or 'paired')")
         if not 0 < float(self.val_fraction) < 1:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
-        if self.probability_loss and not (self.kind.spiking and self.kind.noisy and self.architecture == "rf"):
-            raise ValueError("probability_loss applies to the RF-architecture NSNN (model='nsnn', architecture='rf')")
-        if not (self.count_weight >= 0 and math.isfinite(self.count_weight)):
-            raise ValueError(f"count_weight must be a non-negative number, got {self.count_weight!r}")
-        if self.count_weight and not (self.kind.spiking and self.loss.startswith("mmd")):
-            raise ValueError("count_weight applies to spiking models with a set-level MMD loss")
+        options = self.loss_options or {}
+        if not isinstance(options, dict) or set(options) - {"probability", "count_weight"}:
+            raise ValueError(f"loss_options must be a dict of 'probability' (bool) and 'count_weight' (float >= 0) "
+                             f"or None, got {self.loss_options!r}")
+        if options.get("probability") and not (self.kind.spiking and self.kind.noisy and self.architecture == "rf"):
+            raise ValueError("loss_options 'probability' applies to the RF-architecture NSNN (model='nsnn', "
+                             "architecture='rf')")
+        count_weight = options.get("count_weight", 0.0)
+        if not (count_weight >= 0 and math.isfinite(count_weight)):
+            raise ValueError(f"loss_options 'count_weight' must be a non-negative number, got {count_weight!r}")
+        if count_weight and not (self.kind.spiking and self.loss.startswith("mmd")):
+            raise ValueError("loss_options 'count_weight' applies to spiking models with a set-level MMD loss")
         if self.patience is not None and int(self.patience) < 1:
             raise ValueError(f"patience must be >= 1 or None, got {self.patience!r}")
         # frozen: the normalised values (tuples, nested configs) are set once, here
@@ -294,13 +298,21 @@ class FitConfig:
         skip = set(RESUMABLE_FIELDS) | set(ignore)
         return sorted(k for k in a if k not in skip and a[k] != b.get(k))
 
+    #: Fields of configs written before the loss's own options, and the option each became (its default dropped).
+    LEGACY_FIELDS = {"probability_loss": ("probability", False), "count_weight": ("count_weight", 0.0)}
+
     @classmethod
     def from_dict(cls, d: dict) -> "FitConfig":
+        d = dict(d)
+        for old, (option, default) in cls.LEGACY_FIELDS.items():
+            if old in d:
+                value = d.pop(old)
+                if value != default:
+                    d["loss_options"] = {**(d.get("loss_options") or {}), option: value}
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown config field(s) {sorted(unknown)}")
-        d = dict(d)
         for key, kind in (("snn", SNNConfig), ("cnn", CNNConfig)):
             if key in d and isinstance(d[key], dict):
                 d[key] = kind(**{k: tuple(v) if isinstance(v, list) else v for k, v in d[key].items()})

@@ -205,7 +205,8 @@ class SpikingKind(ModelKind):
     def loss(self, config, model, data, items, device, noise_gen):
         K = self.trials(config.model_trials)
         x = data.inputs(items, device)
-        if config.probability_loss:
+        options = config.loss_options or {}
+        if options.get("probability"):
             _, spikes = model(x, n_trials=K, return_probability=True)
         else:
             spikes = model(x, n_trials=K)  # [T, K, B, N]
@@ -224,10 +225,11 @@ class SpikingKind(ModelKind):
         kernel = "linear" if config.loss == "mmd_linear" else "gaussian"
         mask = None if bool(mask.all()) else mask
         loss = set_mmd_loss(spikes, recorded, kernel=kernel, tau_s=config.tau_s, recorded_mask=mask)
-        if config.count_weight:
+        count_weight = options.get("count_weight", 0.0)
+        if count_weight:
             # the window's spike count as a one-step trace (tau_s = 1: the PSP is the value itself)
-            loss = loss + config.count_weight * set_mmd_loss(spikes.sum(0, keepdim=True), recorded.sum(0, keepdim=True),
-                                                             kernel="linear", tau_s=1.0, recorded_mask=mask)
+            loss = loss + count_weight * set_mmd_loss(spikes.sum(0, keepdim=True), recorded.sum(0, keepdim=True),
+                                                      kernel="linear", tau_s=1.0, recorded_mask=mask)
         return loss
 
     def start(self, config, model, data, device, fit_ln):

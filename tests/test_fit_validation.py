@@ -123,13 +123,13 @@ def test_recording_without_rfs_and_few_images_falls_back_and_says_so(natural_rec
 
 
 def test_probability_loss_trains_on_the_same_samples(natural_recording):
-    """probability_loss swaps the output spikes for their firing probabilities in the loss:
+    """loss_options {"probability": True} swaps the output spikes for their firing probabilities in the loss:
     same sampled network, different loss values, both finite and both learn."""
     torch.set_num_threads(1)
     kw = {k: v for k, v in TINY_RF.items() if k != "preset"}
     histories = {}
     for flag in (False, True):
-        config = make_config("nsnn", **{**kw, "probability_loss": flag})
+        config = make_config("nsnn", **{**kw, "loss_options": {"probability": flag}})
         data = prepare_data(config, natural_recording)
         _, histories[flag] = train(config, data, progress=False)
     losses = {flag: [h["loss"] for h in h_ if "loss" in h] for flag, h_ in histories.items()}

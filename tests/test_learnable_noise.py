@@ -174,8 +174,8 @@ def test_deterministic_core_and_core_norm():
 
 
 def test_readout_synapse_filters_the_core_readout():
-    """readout_synapse = a: y(t) = a y(t-1) + (1 - a) r(t) of the unfiltered readout r."""
-    plain, filtered = _rf_model(), _rf_model(readout_synapse=0.6)
+    """readout synapse a: y(t) = a y(t-1) + (1 - a) r(t) of the unfiltered readout r."""
+    plain, filtered = _rf_model(), _rf_model(readout={"synapse": 0.6})
     filtered.load_state_dict(plain.state_dict())
     with torch.no_grad():
         for p_plain, p_filtered in zip(plain.readout.parameters(), filtered.readout.parameters()):
@@ -191,7 +191,8 @@ def test_readout_synapse_filters_the_core_readout():
     torch.testing.assert_close(y, torch.stack(expect))
 
 
-@pytest.mark.parametrize("field, value", [("readout_synapse", 1.0), ("readout_synapse", -0.1),
+@pytest.mark.parametrize("field, value", [("readout", {"synapse": 1.0}), ("readout", {"synapse": -0.1}),
+                                          ("readout", {"synaps": 0.5}),
                                           ("core_neuron", {"sigma": 0.0}),
                                           ("core_neuron", {"sigma_scale": 0.3}),
                                           ("output_neuron", {"noise": "logistic", "learnable": "neuron"})])

@@ -25,7 +25,7 @@ S, N, T, L = 16, 3, 6, 4
 #: weights moved off their start, with its response to a fixed input (spiking: generator seed 5).
 LEGACY_MODELS = {
     "flash_ln": (dict(), None, "rectified"),
-    "flash_nsnn": (dict(core_norm=True, readout_time_weights=True), "spiking", "noisy_lif"),
+    "flash_nsnn": (dict(core_norm=True, readout={"time_weights": True}), "spiking", "noisy_lif"),
     "flash_dsnn": (dict(noisy=False, readout_units=4), "spiking", "lif_population"),
     "flash_cnn": (dict(), "relu", "softplus_poisson"),
     "clips_ln": (dict(), None, "softplus"),
@@ -138,3 +138,26 @@ def test_mixed_parts_compose():
                                                    output="softplus_poisson", output_options={}),
                                _rfs(), torch.Generator().manual_seed(1))
     assert spiking_rate(images).shape == (T, 2, N) and isinstance(spiking_rate.spec, ModelSpec)
+
+
+def test_configs_written_with_the_ablation_fields_load_as_the_parts_options():
+    """readout_time_weights / readout_synapse (RFConfig) and probability_loss / count_weight (FitConfig)
+    became the readout's and the loss's own options; a config.json written before loads as them."""
+    from neurocode.fitting import FitConfig, make_config
+
+    stored = make_config("nsnn", "quick").to_dict()
+    assert {"probability_loss", "count_weight"}.isdisjoint(stored)
+    assert {"readout_time_weights", "readout_synapse"}.isdisjoint(stored["rf"])
+    stored.pop("loss_options")
+    stored["rf"].pop("readout")
+    stored.update(probability_loss=True, count_weight=0.05)
+    stored["rf"].update(readout_time_weights=True, readout_synapse=0.0)
+    config = FitConfig.from_dict(stored)
+    assert config == make_config("nsnn", "quick", loss_options={"probability": True, "count_weight": 0.05},
+                                 rf={"readout": {"time_weights": True}})
+    defaults = {**stored, "probability_loss": False, "count_weight": 0.0}
+    assert FitConfig.from_dict(defaults).loss_options is None
+    with pytest.raises(ValueError, match="loss_options must be a dict of 'probability'"):
+        make_config("nsnn", "quick", loss_options={"probabilty": True})
+    with pytest.raises(ValueError, match="'count_weight' applies to spiking models"):
+        make_config("cnn", "quick", loss_options={"count_weight": 0.1})

@@ -71,13 +71,12 @@ class RFConfig:
         ``output_neuron={"learnable": "neuron"}``: the output neurons' noise scale a parameter per
         unit (:class:`~neurocode.neurons.LearnableNoisyLIF`), started at ``noise_sigma`` and
         trained by the fit's loss; ``core_neuron={"learnable": "layer"}``: one per core layer.
-    readout_time_weights : bool
-        Spiking models: each cell weighs its core readout with its own time course ``c_n(t)``
-        (started at 1), as the CNN does; False: the core enters every bin with the same weights.
-    readout_synapse : float
-        Spiking models: the core readout reaches the output neurons through a current-based
-        synapse, ``y(t) = a y(t-1) + (1 - a) r(t)`` with this decay ``a`` per step (in [0, 1);
-        0: none), so that an output neuron integrates its core input over a few steps.
+    readout : dict or None
+        A spiking model's readout options (:class:`~neurocode.models.parts.readouts.RFReadout`):
+        ``time_weights`` (True: each cell weighs its core readout with its own time course
+        ``c_n(t)``, started at 1, as the CNN does) and ``synapse`` (the core readout reaches the
+        output neurons through a current-based synapse ``y(t) = a y(t-1) + (1 - a) r(t)`` of this
+        decay ``a`` in [0, 1)). None: neither.
     n_cells, n_steps : int
         Output cells and time bins T.
     """
@@ -99,8 +98,7 @@ class RFConfig:
     core_norm: bool | None = None
     core_neuron: dict | None = None
     output_neuron: dict | None = None
-    readout_time_weights: bool = False
-    readout_synapse: float = 0.0
+    readout: dict | None = None
 
     def __post_init__(self) -> None:
         for name in ("input_size", "core_pool", "readout_units", "n_cells", "n_steps", "output_substeps"):
@@ -118,8 +116,12 @@ class RFConfig:
             raise ValueError(f"RFConfig.input_size {self.input_size} is not a multiple of core_pool {self.core_pool}")
         if not self.surround_scale > 1:
             raise ValueError(f"RFConfig.surround_scale must be > 1, got {self.surround_scale!r}")
-        if not 0 <= self.readout_synapse < 1:
-            raise ValueError(f"RFConfig.readout_synapse must be in [0, 1), got {self.readout_synapse!r}")
+        if self.readout is not None and (not isinstance(self.readout, dict)
+                                         or set(self.readout) - {"time_weights", "synapse"}):
+            raise ValueError(f"RFConfig.readout must be a dict of 'time_weights' (bool) and 'synapse' (in [0, 1)) "
+                             f"or None, got {self.readout!r}")
+        if self.readout and not 0 <= self.readout.get("synapse", 0.0) < 1:
+            raise ValueError(f"RFConfig.readout synapse must be in [0, 1), got {self.readout['synapse']!r}")
         for name in ("core_neuron", "output_neuron"):
             check_neuron_options(getattr(self, name), f"RFConfig.{name}")
         if self.noise not in NOISE_FAMILIES:
@@ -127,18 +129,21 @@ class RFConfig:
         if not self.noise_sigma > 0:
             raise ValueError(f"RFConfig.noise_sigma must be > 0, got {self.noise_sigma!r}")
 
-    #: Fields of configs written before the parts' neuron options, and the option each became.
-    LEGACY_NEURON_FIELDS = {"core_noisy": ("core_neuron", "family", {False: "lif", True: None}),
-                            "core_noise_sigma": ("core_neuron", "sigma", {}),
-                            "learn_core_sigma": ("core_neuron", "learnable", {True: "layer", False: None}),
-                            "learn_sigma": ("output_neuron", "learnable", {True: "neuron", False: None})}
+    #: Fields of configs written before the parts' own options, and the option each became.
+    LEGACY_FIELDS = {"core_noisy": ("core_neuron", "family", {False: "lif", True: None}),
+                     "core_noise_sigma": ("core_neuron", "sigma", {}),
+                     "learn_core_sigma": ("core_neuron", "learnable", {True: "layer", False: None}),
+                     "learn_sigma": ("output_neuron", "learnable", {True: "neuron", False: None}),
+                     "readout_time_weights": ("readout", "time_weights", {False: None}),
+                     "readout_synapse": ("readout", "synapse", {0.0: None})}
 
     @classmethod
     def from_dict(cls, d: dict) -> "RFConfig":
-        """The config of a ``to_dict`` / config.json record, also one written before the parts'
-        neuron options (``core_noisy``, ``core_noise_sigma``, ``learn_sigma``, ``learn_core_sigma``)."""
+        """The config of a ``to_dict`` / config.json record, also one written before the parts' own
+        options (``core_noisy``, ``core_noise_sigma``, ``learn_sigma``, ``learn_core_sigma``,
+        ``readout_time_weights``, ``readout_synapse``)."""
         d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
-        for old, (part, key, values) in cls.LEGACY_NEURON_FIELDS.items():
+        for old, (part, key, values) in cls.LEGACY_FIELDS.items():
             if old in d:
                 value = d.pop(old)
                 value = values.get(value, value)
@@ -178,7 +183,7 @@ def rf_model_spec(config: RFConfig, core: str | None, output: str, n_lags: int =
         core_opts = dict(neuron=_neuron_spec(config, "core_neuron"), norm=not clips and config.has_core_norm(False))
         if not clips:
             front.update(conv_bias=True, norm=config.has_core_norm(False), temporal_profile=True)
-        readout_opts = dict(time_weights=config.readout_time_weights, synapse=config.readout_synapse)
+        readout_opts = dict(config.readout or {})
     elif core == "relu":
         norm = config.has_core_norm(True)
         core_opts = dict(norm=norm or clips)
