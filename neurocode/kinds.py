@@ -43,7 +43,7 @@ from neurocode.losses import poisson_nll, psp_mmd_loss, set_mmd_loss
 from neurocode.models.cnn import paper_cnn_spec
 from neurocode.models.outputs import OUTPUTS, CountOutputModel, count_bound
 from neurocode.models.parts.front_ends import spike_triggered_average
-from neurocode.models.retina import RetinaModel, calibrate_dense, calibrate_spiking, start_rates
+from neurocode.models.retina import CALIBRATIONS, ModelSpec, RetinaModel, calibrate_spiking, start_rates
 from neurocode.models.rf import rf_model_spec
 from neurocode.models.snn import paper_snn_spec
 
@@ -109,15 +109,21 @@ class ModelKind:
         """Whether predictions are rates only (CNN, LN, population-mean readouts), not spikes."""
         return True
 
+    def parts(self, clips: bool) -> tuple[str | None, str]:
+        """The core and the output this family composes (:mod:`neurocode.models.parts`)."""
+        raise NotImplementedError
+
     def build(self, config: FitConfig, n_cells: int, generator: torch.Generator | None = None,
               rfs: ReceptiveFields | None = None, *, n_steps: int = 30, n_lags: int = 0) -> nn.Module:
-        """The network with ``n_cells`` outputs (weights from torch's global RNG).
+        """The network with ``n_cells`` outputs (weights from torch's global RNG): a :class:`RetinaModel`
+        of the family's :meth:`parts` (:func:`model_spec`).
 
         ``rfs`` places the RF-aware models' features and readouts (None: placeholders, for
-        loading a checkpoint). ``n_steps`` is T of flashed stimuli; ``n_lags > 0`` builds the
-        clip models of :mod:`neurocode.models.clip` (a temporal filter of ``n_lags`` frames).
+        loading a checkpoint). ``n_steps`` is T of flashed stimuli; ``n_lags > 0``: clips (a
+        temporal filter of ``n_lags`` frames).
         """
-        raise NotImplementedError
+        return RetinaModel(model_spec(config, *self.parts(n_lags > 0), n_cells, n_steps, n_lags), rfs,
+                           generator if self.noisy else None)
 
     def training_items(self, config: FitConfig, data: FitData) -> tuple[Tensor, int]:
         """What one epoch draws batches from, and how many per step.
@@ -170,11 +176,16 @@ def _start_from_ln(model: nn.Module, fit_ln: LNFitter, scale: float) -> tuple[nn
     return ln, ln_history[-1]
 
 
-def _rf_model(config: FitConfig, core: str | None, output: str, n_cells: int, n_steps: int, n_lags: int, rfs,
-              generator: torch.Generator | None = None) -> RetinaModel:
-    """The RF-aware model of ``config.rf`` composed of parts (:func:`neurocode.models.rf.rf_model_spec`)."""
-    rf = dataclasses.replace(config.rf, n_cells=n_cells, n_steps=n_steps)
-    return RetinaModel(rf_model_spec(rf, core, output, n_lags), rfs, generator)
+def model_spec(config: FitConfig, core: str | None, output: str, n_cells: int, n_steps: int,
+               n_lags: int = 0) -> ModelSpec:
+    """The :class:`ModelSpec` of a fit's model with this core and output: the RF-aware models of ``config.rf``
+    for clips and the RF-aware fits (:meth:`ModelKind.uses_rf`; :func:`~neurocode.models.rf.rf_model_spec`), else
+    the paper's network of ``config.snn`` (spiking core) or ``config.cnn``."""
+    if n_lags > 0 or config.kind.uses_rf(config):
+        return rf_model_spec(dataclasses.replace(config.rf, n_cells=n_cells, n_steps=n_steps), core, output, n_lags)
+    if core == "spiking":
+        return paper_snn_spec(dataclasses.replace(config.snn, n_cells=n_cells, n_steps=n_steps))
+    return paper_cnn_spec(dataclasses.replace(config.cnn, n_cells=n_cells, n_steps=n_steps))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -190,17 +201,13 @@ class SpikingKind(ModelKind):
             return config.rf.readout_units > 1
         return config.snn.readout == "mean"
 
-    def reports_probability(self, config: FitConfig, clips: bool) -> bool:
-        """An NSNN with one output unit per cell in the RF-aware or clip models reports its firing
-        probabilities (given each trial's own history): the PSTH without Bernoulli sampling noise."""
-        return self.noisy and (clips or self.uses_rf(config)) and config.rf.readout_units == 1
+    def reports_probability(self, model: RetinaModel) -> bool:
+        """An NSNN with one output unit per cell read out at its RF reports its firing probabilities
+        (given each trial's own history): the PSTH without Bernoulli sampling noise."""
+        return self.noisy and model.spec.readout == "rf" and model.output.units == 1
 
-    def build(self, config, n_cells, generator=None, rfs=None, *, n_steps=30, n_lags=0):
-        if n_lags > 0 or self.uses_rf(config):
-            return _rf_model(config, "spiking", "noisy_lif" if self.noisy else "lif_population", n_cells, n_steps,
-                             n_lags, rfs, generator)
-        return RetinaModel(paper_snn_spec(dataclasses.replace(config.snn, n_cells=n_cells, n_steps=n_steps)), rfs,
-                           generator)
+    def parts(self, clips):
+        return "spiking", "noisy_lif" if self.noisy else "lif_population"
 
     def loss(self, config, model, data, items, device, noise_gen):
         K = self.trials(config.model_trials)
@@ -237,12 +244,10 @@ class SpikingKind(ModelKind):
             rate = _clip_rate(data, device)
             ln, ln_summary = _start_from_ln(model, fit_ln, config.rf.noise_sigma)
             return self._calibrate_clip_gains(config, model, data, device, rate, ln, ln_summary)
-        fit, psth = _initial_psth(data, device, config.rf.output_substeps if self.uses_rf(config) else 1)
+        fit, psth = _initial_psth(data, device, model.output.substeps)
         with torch.no_grad():
-            if self.uses_rf(config):
-                model.front_end.prepare(data.images[fit].to(device))
-            calibrate = calibrate_spiking if self.uses_rf(config) else calibrate_dense
-            rates = calibrate(model, data.images[fit[:16]].to(device), hidden_rate=config.hidden_rate,
+            model.front_end.prepare(data.images[fit].to(device))
+            rates = CALIBRATIONS[model.spec.readout](model, data.images[fit[:16]].to(device), hidden_rate=config.hidden_rate,
                               output_rate=psth, n_trials=self.trials(4))
         return {"epoch": 0, "initial_rates": rates}
 
@@ -270,7 +275,7 @@ class SpikingKind(ModelKind):
         for m in self.GAIN_MULTIPLIERS:
             gain.copy_(base * m)
             calibrate_spiking(model, x, hidden_rate=config.hidden_rate, output_rate=rate, n_trials=k)
-            if self.reports_probability(config, clips=True):
+            if self.reports_probability(model):
                 predicted = model(x, n_trials=k, return_probability=True)[1].mean(1)
             else:
                 predicted = model(x, n_trials=k).mean(1)
@@ -287,7 +292,7 @@ class SpikingKind(ModelKind):
 
     def respond(self, config, model, x, n_trials, clips):
         k = self.trials(n_trials)
-        if self.reports_probability(config, clips):
+        if self.reports_probability(model):
             spikes, probability = model(x, n_trials=k, return_probability=True)  # [T, k, 1, N] each
             rates = probability[:, :, 0].mean(1)
         else:
@@ -326,10 +331,8 @@ class CNNKind(RateKind):
         # whole stimuli
         return config.architecture == "paper"
 
-    def build(self, config, n_cells, generator=None, rfs=None, *, n_steps=30, n_lags=0):
-        if n_lags > 0 or self.uses_rf(config):
-            return _rf_model(config, "relu", "softplus_poisson", n_cells, n_steps, n_lags, rfs)
-        return RetinaModel(paper_cnn_spec(dataclasses.replace(config.cnn, n_cells=n_cells, n_steps=n_steps)))
+    def parts(self, clips):
+        return "relu", "softplus_poisson"
 
     def training_items(self, config, data):
         if not self._pairs(config):
@@ -353,7 +356,7 @@ class CNNKind(RateKind):
             _, ln_summary = _start_from_ln(model, fit_ln, 1.0)
             start_rates(model, rate)
             return {"epoch": 0, "ln_start": ln_summary}
-        if self.uses_rf(config):
+        if model.spec.readout == "rf":
             fit, psth = _initial_psth(data, device)
             with torch.no_grad():
                 model.front_end.prepare(data.images[fit].to(device))
@@ -417,9 +420,9 @@ class LNKind(RateKind):
     def uses_rf(self, config: FitConfig) -> bool:
         return True
 
-    def build(self, config, n_cells, generator=None, rfs=None, *, n_steps=30, n_lags=0):
+    def parts(self, clips):
         # the flash LN's rectified rate is what its ridge regression fits; on clips, trained by gradient, a softplus
-        return _rf_model(config, None, "softplus" if n_lags > 0 else "rectified", n_cells, n_steps, n_lags, rfs)
+        return None, "softplus" if clips else "rectified"
 
     def fit_closed_form(self, config, model, data, device, validate):
         """Flashed stimuli: ridge regression, its strength chosen on the validation stimuli, then

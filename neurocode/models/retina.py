@@ -24,7 +24,8 @@ from neurocode.models.parts import CORES, FRONT_ENDS, OUTPUTS, READOUTS
 from neurocode.models.utils import bisect_shift
 from neurocode.neurons import is_noisy
 
-__all__ = ["ModelSpec", "RetinaModel", "build_retina_model", "calibrate_spiking", "calibrate_dense", "start_rates"]
+__all__ = ["ModelSpec", "RetinaModel", "build_retina_model", "calibrate_spiking", "calibrate_dense", "CALIBRATIONS",
+           "start_rates"]
 
 
 @dataclass(frozen=True)
@@ -334,6 +335,10 @@ def calibrate_dense(model: RetinaModel, images: Tensor, hidden_rate: float = 0.1
         x = neuron(shifted(shift))
         rates.append(float(x.mean()))
     return rates
+
+
+#: How a spiking model's biases are calibrated, by its readout: per cell at its RF, or layer by layer.
+CALIBRATIONS = {"rf": calibrate_spiking, "dense": calibrate_dense}
 
 
 @torch.no_grad()
