@@ -338,8 +338,9 @@ class FitConfig:
 #: 10-ms bin). How the settings were chosen (on validation images only) is in README.md.
 #:
 #: "movie": continuous recordings (white noise, movies) as the paper fitted its movie: 1-s clips
-#: with 0.3 s of stimulus history, 33-ms bins, frames resampled to 90×90; the clip models of
-#: :mod:`neurocode.models.clip`, trained on non-repeated time and tested on the repeated segment.
+#: with 0.3 s of stimulus history, 33-ms bins, frames resampled to 90×90; the clip models (the
+#: ``clips`` front end of :mod:`neurocode.models.parts`), trained on non-repeated time and tested on
+#: the repeated segment.
 #:
 #: "paper": the paper's architecture and training (Adam, cosine decay from 3e-4, 64 epochs;
 #: batch 64 = two images x 30 recorded trials for the spiking models, 64 (image, trial)

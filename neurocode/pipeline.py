@@ -30,7 +30,7 @@ trials all of them have.
     Split-half reliability of the recording on the same images: Pearson r between the PSTHs
     of even and odd trials (the ceiling; no Spearman-Brown correction).
 ``ln_rate_cc``, ``ln_count_cc``
-    The same scores of the LN reference model (:class:`~neurocode.models.RetinaLN`) fitted
+    The same scores of the LN reference model (``ln``: RF features, no core, a rectified output) fitted
     on the same training images, so every run reports where the field's first model is.
 ``val_rate_cc``, ``best_epoch``
     The validation score of the kept weights and their epoch (the LN: its chosen ridge).

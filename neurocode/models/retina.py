@@ -7,9 +7,9 @@ torch's generator) and runs a stimulus through them::
     stimulus -> front_end.drive -> core -> readout (+ front_end.linear) -> output -> response
 
 :func:`calibrate_spiking` sets a spiking model's biases so that each layer starts at a realistic
-firing rate. Checkpoints of the models this replaced (``RetinaRFSNN``, ``RetinaRFCNN``,
-``RetinaLN``, ``ClipSNN``, ``ClipCNN``, ``ClipLN``) load: their weight names are mapped
-(:meth:`RetinaModel.upgrade_state_dict`).
+firing rate. Weights of the model classes this replaced (``RetinaSNN``, ``RetinaCNN``, ``RetinaRFSNN``,
+``RetinaRFCNN``, ``RetinaLN``, ``ClipSNN``, ``ClipCNN``, ``ClipLN``) load: their names are mapped
+(:meth:`RetinaModel.upgrade_state_dict`); training does not resume from such a checkpoint.
 """
 
 from __future__ import annotations
