@@ -41,7 +41,7 @@ from torch import Tensor, nn
 from neurocode.data.receptive_fields import ReceptiveFields
 from neurocode.losses import poisson_nll, psp_mmd_loss, set_mmd_loss
 from neurocode.models.cnn import paper_cnn_spec
-from neurocode.models.outputs import OUTPUTS, CountOutputModel, count_bound
+from neurocode.models.outputs import count_bound
 from neurocode.models.parts.front_ends import spike_triggered_average
 from neurocode.models.retina import CALIBRATIONS, ModelSpec, RetinaModel, calibrate_spiking, start_rates
 from neurocode.models.rf import rf_model_spec
@@ -184,8 +184,10 @@ def model_spec(config: FitConfig, core: str | None, output: str, n_cells: int, n
     if n_lags > 0 or config.kind.uses_rf(config):
         return rf_model_spec(dataclasses.replace(config.rf, n_cells=n_cells, n_steps=n_steps), core, output, n_lags)
     if core == "spiking":
-        return paper_snn_spec(dataclasses.replace(config.snn, n_cells=n_cells, n_steps=n_steps))
-    return paper_cnn_spec(dataclasses.replace(config.cnn, n_cells=n_cells, n_steps=n_steps))
+        spec = paper_snn_spec(dataclasses.replace(config.snn, n_cells=n_cells, n_steps=n_steps))
+    else:
+        spec = paper_cnn_spec(dataclasses.replace(config.cnn, n_cells=n_cells, n_steps=n_steps))
+    return dataclasses.replace(spec, output=output)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -366,7 +368,8 @@ class CNNKind(RateKind):
 
 @dataclass(frozen=True, kw_only=True)
 class CountCNNKind(CNNKind):
-    """The CNN's network with a count output of :data:`neurocode.models.outputs.OUTPUTS` (``output``).
+    """The CNN's network with a count output (``output``: "cmp" or "poisson_counts" of
+    :data:`neurocode.models.parts.OUTPUTS`, a distribution of :data:`neurocode.models.outputs.OUTPUTS`).
 
     The network's softplus gives the output's intensity; the fit maximises the likelihood of
     every recorded trial's count per (bin, cell) (the dispersion needs the trial-to-trial
@@ -384,9 +387,8 @@ class CountCNNKind(CNNKind):
     def predicts_rates(self, config):
         return False
 
-    def build(self, config, n_cells, generator=None, rfs=None, *, n_steps=30, n_lags=0):
-        net = super().build(config, n_cells, None, rfs, n_steps=n_steps, n_lags=n_lags)
-        return CountOutputModel(net, OUTPUTS[self.output](n_cells), generator)
+    def parts(self, clips):
+        return "relu", self.output
 
     def training_items(self, config, data):
         # whole stimuli with all their trials, also for the paper's network (the CNN draws pairs)
@@ -399,10 +401,10 @@ class CountCNNKind(CNNKind):
         return -(log_p * mask).sum() / (mask.sum() * counts.shape[0] * counts.shape[-1])
 
     def start(self, config, model, data, device, fit_ln):
-        if hasattr(model.output, "set_max_count"):
+        if hasattr(model.output.distribution, "set_max_count"):
             # absent trials hold 0 counts: the training stimuli's largest count per bin
-            model.output.set_max_count(count_bound(int(data.counts[torch.as_tensor(data.fit_idx)].max())))
-        return super().start(config, model.net, data, device, fit_ln)
+            model.output.distribution.set_max_count(count_bound(int(data.counts[torch.as_tensor(data.fit_idx)].max())))
+        return super().start(config, model, data, device, fit_ln)
 
     def respond(self, config, model, x, n_trials, clips):
         counts, rates = model.sample(x, n_trials)  # [T, K, 1, N], [T, 1, N]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from neurocode.models.outputs import OUTPUTS, CMPOutput, CountOutputModel, PoissonOutput, count_bound
+from neurocode.models.outputs import OUTPUTS, CMPOutput, PoissonOutput, count_bound
 
 
 def cmp_output(nu, max_count: int) -> CMPOutput:
@@ -98,15 +98,24 @@ def test_count_bound():
         count_bound(-1)
 
 
-class _FixedIntensity(torch.nn.Module):
-    """A network whose intensity per (bin, stimulus, cell) is a table indexed by the input's value."""
+def _cmp_model(n_cells: int, max_count: int, nu) -> "RetinaModel":
+    """A tiny RF-aware CNN with a CMP output (the cnn_cmp family's parts) on 16-px images, its weights
+    moved off their start so that its intensity differs per stimulus, bin and cell."""
+    from neurocode.data.receptive_fields import ReceptiveFields
+    from neurocode.models import RetinaModel, RFConfig, rf_model_spec
 
-    def __init__(self, lam):
-        super().__init__()
-        self.lam = torch.nn.Parameter(lam)  # [T, n_stimuli, N]
-
-    def forward(self, x):
-        return self.lam[:, x[:, 0, 0, 0].long()]
+    rng = np.random.default_rng(0)
+    rfs = ReceptiveFields(centres=rng.uniform(4, 12, (n_cells, 2)), covariances=np.stack([np.eye(2) * 2.0] * n_cells),
+                          image_shape=(16, 16), source="stored", method="test")
+    config = RFConfig(input_size=16, n_cells=n_cells, n_steps=4, channels=(2, 3), kernel_sizes=(3, 3))
+    torch.manual_seed(0)
+    model = RetinaModel(rf_model_spec(config, "relu", "cmp"), rfs).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    model.output.distribution.set_max_count(max_count)
+    model.output.distribution.set_nu(torch.as_tensor(nu))
+    return model
 
 
 def test_loss_is_the_nll_of_every_present_trial(natural_recording):
@@ -120,13 +129,15 @@ def test_loss_is_the_nll_of_every_present_trial(natural_recording):
     mask = torch.ones(n, R, dtype=torch.bool)
     mask[1, 3:] = False
     counts[1, :, 3:] = 0
-    images = torch.arange(n).float()[:, None, None, None].expand(n, 1, 2, 2).clone()
+    images = torch.randn(n, 1, 16, 16, generator=g)
     data = FitData(images=images, counts=counts, train_idx=np.arange(n), test_idx=np.arange(0), bin_size=0.01,
                    recording=natural_recording, trial_mask=mask)
-    lam = torch.rand(T, n, N, generator=g) * 2 + 0.1
-    out = CMPOutput(N, 10)
-    out.set_nu(torch.tensor([1.5, 0.7]))
-    model = CountOutputModel(_FixedIntensity(lam), out)
+    model = _cmp_model(N, 10, [1.5, 0.7])
+    out = model.output.distribution
+    with torch.no_grad():
+        lam = model.output.intensity(model.readout(model.front_end.linear(images),
+                                                   model.core(model.front_end.drive(images))[0], 1))  # [T, n, N]
+    assert float(lam.std(1).min()) > 0  # the stimuli's intensities differ
     kind = MODEL_KINDS["cnn_cmp"]
     items = torch.tensor([0, 1, 2])
     loss = kind.loss(None, model, data, items, torch.device("cpu"), g)
@@ -153,13 +164,15 @@ def test_one_epoch_cli_fit_scores_the_sampled_distribution(tmp_path):
     with h5py.File(run / "predictions.h5", "r") as f:
         spikes, rates = f["spikes"][()].astype(float), f["rates"][()]
     state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)["model"]
-    assert int(state["output.max_count"]) >= 8 and spikes.max() <= int(state["output.max_count"])
+    max_count = int(state["output.distribution.max_count"])
+    assert max_count >= 8 and spikes.max() <= max_count
     # the sampled counts' trial mean is the model's rate E[k], within the sampling error
     n_trials = spikes.shape[2]
     diff = spikes.mean(2) - rates
     se = np.sqrt(spikes.var(2, ddof=1).sum() / n_trials) / diff.size  # SE of the mean difference
     assert abs(diff.mean()) < 4 * max(se, 1e-6)
-    assert not torch.allclose(state["output.nu_parameter"], torch.zeros(1)), "one epoch moved nu away from 1"
+    assert not torch.allclose(state["output.distribution.nu_parameter"], torch.zeros(1)), \
+        "one epoch moved nu away from 1"
     # evaluate rescores the stored trials: the same distribution scores
     from neurocode.pipeline import evaluate
 
@@ -170,14 +183,12 @@ def test_one_epoch_cli_fit_scores_the_sampled_distribution(tmp_path):
 
 def test_sampled_trials_follow_the_generator():
     """predict() seeds the model's generator with the run's seed: same seed, same trials."""
-    lam = torch.rand(5, 2, 3, generator=torch.Generator().manual_seed(1)) * 2
-    model = CountOutputModel(_FixedIntensity(lam[:, :, :]), CMPOutput(3, 12))
-    model.output.set_nu(torch.tensor([2.0, 1.0, 0.5]))
-    x = torch.zeros(1, 1, 2, 2)
+    model = _cmp_model(3, 12, [2.0, 1.0, 0.5])
+    x = torch.randn(1, 1, 16, 16, generator=torch.Generator().manual_seed(1))
 
     def draw(seed):
         model.generator = torch.Generator().manual_seed(seed)
         return model.sample(x, 16)[0]
 
     a, b, c = draw(0), draw(0), draw(1)
-    assert a.shape == (5, 16, 1, 3) and torch.equal(a, b) and not torch.equal(a, c)
+    assert a.shape == (4, 16, 1, 3) and torch.equal(a, b) and not torch.equal(a, c)

@@ -21,7 +21,8 @@ from neurocode.models.parts import outputs as output_parts
 LEGACY = Path(__file__).parent / "data" / "legacy_retina_models.pt"
 S, N, T, L = 16, 3, 6, 4
 #: The tiny models of tests/data/legacy_retina_models.pt, written by RetinaLN / RetinaRFSNN / RetinaRFCNN /
-#: ClipLN / ClipSNN / ClipCNN / RetinaSNN / RetinaCNN (commit 82ad49d) with these settings, each with its
+#: ClipLN / ClipSNN / ClipCNN / RetinaSNN / RetinaCNN (commit 82ad49d) and a CountOutputModel of a
+#: RetinaRFCNN with a CMP output (cnn_cmp, commit b46ba1c) with these settings, each with its
 #: weights moved off their start, with its response to a fixed input (spiking: generator seed 5).
 LEGACY_MODELS = {
     "flash_ln": (dict(), None, "rectified"),
@@ -32,6 +33,7 @@ LEGACY_MODELS = {
     "clips_nsnn": (dict(output_substeps=2), "spiking", "noisy_lif"),
     "clips_dsnn": (dict(noisy=False, readout_units=4), "spiking", "lif_population"),
     "clips_cnn": (dict(), "relu", "softplus_poisson"),
+    "flash_cnn_cmp": (dict(), "relu", "cmp"),
     "paper_nsnn": (dict(hidden=(4,)), "spiking", None),
     "paper_dsnn": (dict(noisy=False, pool=2, hidden=(4, 4), readout_units=3, readout="mean"), "spiking", None),
     "paper_cnn": (dict(), "relu", None),

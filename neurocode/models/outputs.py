@@ -4,8 +4,9 @@ A rate network (the RF-aware CNN, the paper's CNN, the clip CNN) ends in a non-n
 intensity ``lam`` per (bin, cell) (its parameterised softplus). An *output* turns that intensity
 into a distribution over the bin's count: its log-likelihood (the training loss), its mean
 (the model's rate, used by rate CC and every mean score) and single-trial samples (its own
-trials, scored like an NSNN's). :class:`CountOutputModel` composes a network with an output, so
-the network's class stays as it is. A new output is one class and one line of ``OUTPUTS``.
+trials, scored like an NSNN's). A retina model takes one as its output part, over its softplus
+intensity (:class:`neurocode.models.parts.outputs.CountOutput`: ``cmp``, ``poisson_counts``).
+A new distribution is one class and one line of ``OUTPUTS``.
 
 :class:`PoissonOutput`
     ``k ~ Poisson(lam)``: mean lam, Fano factor 1 (the CNN as published).
@@ -22,7 +23,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-__all__ = ["PoissonOutput", "CMPOutput", "CountOutputModel", "OUTPUTS", "count_bound"]
+__all__ = ["PoissonOutput", "CMPOutput", "OUTPUTS", "count_bound"]
 
 
 def count_bound(max_recorded: int) -> int:
@@ -145,40 +146,3 @@ class CMPOutput(nn.Module):
 
 #: The count outputs by name; a new one is a class with ``log_prob``, ``mean``, ``variance``, ``sample``.
 OUTPUTS: dict[str, type[nn.Module]] = {"poisson": PoissonOutput, "cmp": CMPOutput}
-
-
-class CountOutputModel(nn.Module):
-    """A rate network composed with a count output: ``lam = net(x)`` ``[T, B, N]``, counts ~ output(lam).
-
-    Parameters
-    ----------
-    net : nn.Module
-        Any network whose forward gives non-negative intensities ``[T, B, N]`` (its parameterised
-        softplus output); kept as it is, under ``net``.
-    output : nn.Module
-        One of :data:`OUTPUTS`.
-    generator : torch.Generator, optional
-        Source of :meth:`sample`'s draws (set per prediction, as the NSNN's noise generator is).
-
-    Shape
-    -----
-    forward: as ``net``'s input; output ``[T, B, N]`` expected counts per bin, ``E[k]``.
-    """
-
-    def __init__(self, net: nn.Module, output: nn.Module, generator: torch.Generator | None = None):
-        super().__init__()
-        self.net = net
-        self.output = output
-        self.generator = generator
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.output.mean(self.net(x))
-
-    def log_prob(self, x: Tensor, counts: Tensor) -> Tensor:
-        """``log P(counts)`` for counts ``[T, R, B, N]`` (R trials of each stimulus), elementwise."""
-        return self.output.log_prob(self.net(x)[:, None], counts)
-
-    def sample(self, x: Tensor, n_trials: int) -> tuple[Tensor, Tensor]:
-        """``(counts [T, K, B, N], E[k] [T, B, N])``: K single trials drawn from the model's own likelihood."""
-        lam = self.net(x)
-        return self.output.sample(lam, n_trials, self.generator).transpose(0, 1), self.output.mean(lam)

@@ -123,16 +123,19 @@ class RetinaModel(nn.Module):
         core = list(self.core.neurons) if self.core is not None and self.core.spiking else []
         return core + ([self.output.neuron] if self.spiking else [])
 
+    def _sources(self):
+        """The modules that draw random numbers: noisy neurons, a sampling count output."""
+        return [m for m in self.modules() if is_noisy(m) or getattr(m, "samples", False)]
+
     @property
     def generator(self) -> torch.Generator | None:
-        """The noise source of the noisy layers (None: a deterministic model)."""
-        return next((m.generator for m in self.modules() if is_noisy(m)), None)
+        """The noise source of the noisy layers or of a count output's samples (None: a deterministic model)."""
+        return next((m.generator for m in self._sources()), None)
 
     @generator.setter
     def generator(self, generator: torch.Generator | None) -> None:
-        for m in self.modules():
-            if is_noisy(m):
-                m.generator = generator
+        for m in self._sources():
+            m.generator = generator
 
     def forward(self, stimulus: Tensor, n_trials: int = 1, *, return_all: bool = False,
                 return_probability: bool = False):
@@ -146,17 +149,29 @@ class RetinaModel(nn.Module):
         bin given its own history ``[T, K, B, n_cells]``: its mean over trials has the expectation of
         the spike average with less variance, and its gradient is the output layer's NDL gradient.
         """
-        if n_trials < 1:
-            raise ValueError(f"n_trials must be >= 1, got {n_trials}")
-        self.front_end.check(stimulus)
-        K = n_trials if self.spiking else 1
-        features, layers = self.core(self.front_end.drive(stimulus), K) if self.core is not None else (None, [])
-        current = self.readout(self.front_end.linear(stimulus), features, K)
+        current, layers = self._current(stimulus, n_trials)
         if not self.spiking:
             return self.output(current)
         out, last, probability = self.output(current, return_probability)
         extra = ((layers + [last],) if return_all else ()) + ((probability,) if return_probability else ())
         return (out, *extra) if extra else out
+
+    def _current(self, stimulus: Tensor, n_trials: int) -> tuple[Tensor, list[Tensor]]:
+        """The output's input current ``[T, K, B, ...]`` (K = 1 for a rate output) and the core's spiking layers."""
+        if n_trials < 1:
+            raise ValueError(f"n_trials must be >= 1, got {n_trials}")
+        self.front_end.check(stimulus)
+        K = n_trials if self.spiking else 1
+        features, layers = self.core(self.front_end.drive(stimulus), K) if self.core is not None else (None, [])
+        return self.readout(self.front_end.linear(stimulus), features, K), layers
+
+    def log_prob(self, stimulus: Tensor, counts: Tensor) -> Tensor:
+        """A count output's ``log P(counts)`` for recorded counts ``[T, R, B, N]``, elementwise."""
+        return self.output.log_prob(self._current(stimulus, 1)[0], counts)
+
+    def sample(self, stimulus: Tensor, n_trials: int) -> tuple[Tensor, Tensor]:
+        """A count output's ``(counts [T, K, B, N], E[k] [T, B, N])``: K trials from its own likelihood."""
+        return self.output.sample(self._current(stimulus, 1)[0], n_trials)
 
     @torch.no_grad()
     def firing_rates(self, stimulus: Tensor, n_trials: int = 1) -> list[float]:
@@ -167,6 +182,11 @@ class RetinaModel(nn.Module):
     def upgrade_state_dict(self, state: dict) -> dict:
         """``state`` with the weight names of a checkpoint written before the models were composed of
         parts mapped to this model's (unchanged if already of this layout)."""
+        if any(k.startswith("net.") for k in state):  # a rate network under a count output (cnn_cmp)
+            net = self.upgrade_state_dict({k[len("net."):]: v for k, v in state.items() if k.startswith("net.")})
+            counts = {"output.distribution." + k[len("output."):]: v for k, v in state.items()
+                      if k.startswith("output.")}
+            return {**net, **counts}
         if any(k.startswith("front_end.") for k in state):
             return state
         rules = _legacy_names(self.spec)

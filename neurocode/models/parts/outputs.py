@@ -14,6 +14,10 @@ in :data:`OUTPUTS`.
     A parameterised softplus rate (``|alpha| softplus(beta x)`` per cell), for the Poisson loss.
 ``softplus`` / ``rectified``
     The LN references' fixed nonlinearities, ``softplus(x)`` and ``max(x, 0)``.
+``cmp`` / ``poisson_counts``
+    A count distribution per bin (:mod:`neurocode.models.outputs`: Conway-Maxwell-Poisson with a
+    learnt dispersion, or Poisson) over a ``softplus_poisson`` intensity: the response is the
+    expected count; the model's ``log_prob`` and ``sample`` give its likelihood and its own trials.
 """
 
 from __future__ import annotations
@@ -22,10 +26,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from neurocode.models.outputs import OUTPUTS as COUNT_DISTRIBUTIONS
 from neurocode.neurons import NeuronSpec, make_neuron
 from neurocode.noise import make_noise
 
-__all__ = ["PSoftplus", "SpikingOutput", "SoftplusPoisson", "FixedRate", "OUTPUTS"]
+__all__ = ["PSoftplus", "SpikingOutput", "SoftplusPoisson", "CountOutput", "FixedRate", "OUTPUTS"]
 
 
 class PSoftplus(nn.Module):
@@ -160,6 +165,43 @@ class SoftplusPoisson(PSoftplus):
         return super().forward(x.transpose(0, 1).reshape(B, T * N)).view(B, T, N).transpose(0, 1)
 
 
+class CountOutput(SoftplusPoisson):
+    """A count distribution over a softplus intensity (module docstring): ``[T, 1, B, N] -> E[k] [T, B, N]``.
+
+    Parameters
+    ----------
+    n_cells : int
+    distribution : str
+        A name in :data:`neurocode.models.outputs.OUTPUTS` ("cmp", "poisson").
+    generator : torch.Generator, optional
+        Source of :meth:`sample`'s draws (set per prediction, as a noisy neuron's is).
+    """
+
+    samples = True
+
+    def __init__(self, n_cells: int, neuron: NeuronSpec | None = None, generator: torch.Generator | None = None, *,
+                 distribution: str, per_bin: int | None = None):
+        super().__init__(n_cells, per_bin=per_bin)
+        self.distribution = COUNT_DISTRIBUTIONS[distribution](n_cells)
+        self.generator = generator
+
+    def intensity(self, current: Tensor) -> Tensor:
+        """``lam [T, B, N]``: the softplus of the current."""
+        return super().forward(current)
+
+    def forward(self, current: Tensor) -> Tensor:
+        return self.distribution.mean(self.intensity(current))
+
+    def log_prob(self, current: Tensor, counts: Tensor) -> Tensor:
+        """``log P(counts)`` for counts ``[T, R, B, N]`` (R trials of each stimulus), elementwise."""
+        return self.distribution.log_prob(self.intensity(current)[:, None], counts)
+
+    def sample(self, current: Tensor, n_trials: int) -> tuple[Tensor, Tensor]:
+        """``(counts [T, K, B, N], E[k] [T, B, N])``: K trials drawn from the output's own likelihood."""
+        lam = self.intensity(current)
+        return self.distribution.sample(lam, n_trials, self.generator).transpose(0, 1), self.distribution.mean(lam)
+
+
 class FixedRate(nn.Module):
     """A fixed rate nonlinearity (the LN references'): ``softplus`` or ``rectified`` (max(x, 0))."""
 
@@ -185,4 +227,8 @@ OUTPUTS = {
     "softplus_poisson": SoftplusPoisson,
     "softplus": lambda n_cells, neuron=None, generator=None: FixedRate("softplus"),
     "rectified": lambda n_cells, neuron=None, generator=None: FixedRate("rectified"),
+    "cmp": lambda n_cells, neuron=None, generator=None, **options: CountOutput(n_cells, generator=generator,
+                                                                               distribution="cmp", **options),
+    "poisson_counts": lambda n_cells, neuron=None, generator=None, **options: CountOutput(
+        n_cells, generator=generator, distribution="poisson", **options),
 }
