@@ -140,7 +140,8 @@ class SpikingOutput(nn.Module):
 
 def _time_major(current: Tensor) -> Tensor:
     """A rate model's current ``[T, 1, B, N]`` (one trial) as ``[T, B, N]``."""
-    return current[:, 0] if current.dim() == 4 else current
+    # a view (not a copy), so that the gradients reach the readout laid out as the current was
+    return current.squeeze(1) if current.dim() == 4 else current
 
 
 class SoftplusPoisson(PSoftplus):
