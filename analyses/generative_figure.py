@@ -52,6 +52,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import json
 import math
 import re
 import sys
@@ -62,6 +63,7 @@ from pathlib import Path
 import numpy as np
 
 from _common import add_common_arguments, check_common_arguments, describe, recording_key, run_key  # noqa: E402
+from retina_fit_comparison import MODELS as COMPARED_MODELS, summarise  # noqa: E402
 
 #: The models drawn, in this order (the dispersion CNN ``cnn_cmp`` where its runs exist).
 MODELS = ("nsnn", "dsnn", "cnn", "cnn_cmp", "ln")
@@ -256,26 +258,24 @@ def fano_per_model(split: SplitTrials) -> dict[str, dict]:
 def distance_rows(runs: dict) -> list[dict]:
     """Per model mean/SD over the folder's splits, and the recording's split-half row: the
     comparison's own summary (``retina_fit_comparison.summarise``) of the runs' metrics."""
-    import json
-
-    from retina_fit_comparison import MODELS as COMPARED, summarise
-
     metrics = [json.loads((d / "metrics.json").read_text()) for d in runs.values()]
-    missing = sorted({m["model"] for m in metrics} - set(COMPARED))
+    missing = sorted({m["model"] for m in metrics} - set(COMPARED_MODELS))
     if missing:
         print(f"[note] {', '.join(missing)}: not in retina_fit_comparison.MODELS, so not in the table", flush=True)
     return [r for r in summarise(metrics) if r["model"] != "baseline"]
 
 
 def format_markdown(rows: list[dict], title: str) -> str:
-    """The table as markdown: ``mean ± SD`` per model; the recording row holds the split-half values."""
+    """The table as markdown: ``mean ± SD`` per model (the mean alone over one split); the recording
+    row holds the split-half values' means."""
     labels = {m.upper(): LABELS[m] for m in MODELS}
 
     def cell(r, key, digits):
         m, s = r.get(f"{key}_mean"), r.get(f"{key}_sd")
         if m is None or not math.isfinite(m):
             return "–"
-        return f"{m:.{digits}f}" if r["model"] == "ceiling" else f"{m:.{digits}f} ± {s:.{digits}f}"
+        one = r["model"] == "ceiling" or r["n_runs"] == 1
+        return f"{m:.{digits}f}" if one else f"{m:.{digits}f} ± {s:.{digits}f}"
 
     head = ["model", "splits", *(h for _, h, _ in TABLE)]
     lines = [title, "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
