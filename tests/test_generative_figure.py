@@ -167,3 +167,22 @@ def test_refuses_a_missing_split_and_a_non_test_image(comparison, script, capsys
         script.main(["--out", str(comparison), "--images", str(not_test), "--fig-dir", str(comparison / "other")])
     with pytest.raises(SystemExit, match="no runs/ folder"):
         script.main(["--out", str(comparison / "runs")])
+
+
+def test_refuses_runs_of_two_recordings(comparison, script, tmp_path):
+    import shutil
+
+    from neurocode.simulate import LNPoisson, flashes, simulate_flashes
+
+    model = LNPoisson.random(6, (32, 32), seed=3)
+    path = simulate_flashes(model, flashes(60, (32, 32), seed=4), n_trials=8, seed=5, name="other").save(
+        tmp_path / "other.h5", "other")
+    mixed = tmp_path / "mixed"
+    shutil.copytree(comparison / "runs" / "nsnn-fold0-seed0", mixed / "runs" / "nsnn-fold0-seed0")
+    fit("cnn", data=path, recording="other", out=mixed / "runs" / "cnn-fold0-seed0", progress=False, **TINY)
+    with pytest.raises(SystemExit, match="was fitted on recording .*, but .* on recording .*one recording") as err:
+        script.main(["--out", str(mixed)])
+    assert "'other'" in str(err.value) and "'natural_images'" in str(err.value)
+    with pytest.raises(SystemExit, match=r"not on .*other.*\(--data/--recording\)"):
+        script.main(["--out", str(comparison), "--data", str(path), "--recording", "other"])
+    assert not (mixed / "figures").exists()
