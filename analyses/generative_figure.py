@@ -338,7 +338,7 @@ def main(argv=None) -> int:
         split.recorded, {names[m]: t for m, t in split.trials.items()}, cells, rows, split.bin_size,
         t_start=split.t_start, stimulus_labels=[f"image {split.test_stimuli[r]}" for r in rows],
         colors={names[m]: COLORS[m] for m in split.trials},
-        title=f"{where}: recorded ({R} trials) vs model single trials (first {R} of each model's; PSTH over all)")
+        title=f"{where}: recorded ({R} trials) vs model single trials (up to {R} drawn; PSTH over all)")
     figures = [save_figure(fig, args.fig_dir / f"generative_rasters_{tag}.png", dpi=110)]
     ff = fano_per_model(split)
     T = split.recorded.shape[1]
