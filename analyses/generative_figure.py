@@ -42,7 +42,8 @@ Writes into ``--fig-dir`` (default ``OUT/figures``):
 
 Examples::
 
-    python analyses/retina_fit_comparison.py --quick --out /tmp/cmp && python analyses/generative_figure.py --out /tmp/cmp
+    python analyses/retina_fit_comparison.py --quick --out /tmp/cmp    # a minute's worth of 2-epoch fits
+    python analyses/generative_figure.py --out /tmp/cmp
     python analyses/generative_figure.py --out results/retina_fit_comparison --fold 1 --seed 0
     python analyses/generative_figure.py --out results/retina_fit_comparison --cells 12 30 --images 4 27
 """
