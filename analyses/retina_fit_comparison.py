@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""LN vs CNN vs DSNN vs NSNN on the retina recording over folds x seeds (paper Fig. 5B, on our data).
+"""LN vs CNN vs dispersion CNN vs DSNN vs NSNN on the retina over folds x seeds (paper Fig. 5B, on our data).
 
 A thin caller of :func:`neurocode.sweep.sweep` (the fits run on Ray Tune when it is installed: a
 local Ray session on the free cores, or a cluster with ``--address``; else one after another in this
@@ -51,7 +51,9 @@ import numpy as np
 
 from _common import add_common_arguments, check_common_arguments, recording_key, resolve_preset  # noqa: E402
 
-MODELS = ("ln", "cnn", "dsnn", "nsnn")
+#: cnn_cmp: the CNN with a learnt count dispersion per cell (Conway-Maxwell-Poisson output), the
+#: strongest non-spiking anchor for the single-trial distribution scores.
+MODELS = ("ln", "cnn", "cnn_cmp", "dsnn", "nsnn")
 SCORES = ("rate_cc", "count_cc", "fano_corr")
 #: The single-trial distribution scores (:mod:`neurocode.analysis.distribution`) and which way is better.
 DISTRIBUTION_SCORES = {"mmd2": "lower", "mmd2_cell": "lower", "ff_abs_diff": "lower", "ff_corr": "higher",
@@ -157,7 +159,7 @@ def summarise(runs: list[dict]) -> list[dict]:
 
 
 #: Paired comparisons (first - second) over the splits both models were fitted on.
-PAIRS = (("nsnn", "cnn"), ("nsnn", "dsnn"), ("nsnn", "ln"), ("cnn", "ln"))
+PAIRS = (("nsnn", "cnn"), ("nsnn", "cnn_cmp"), ("nsnn", "dsnn"), ("nsnn", "ln"), ("cnn", "ln"), ("cnn_cmp", "cnn"))
 
 
 def _wins(a: np.ndarray, b: np.ndarray, better: str) -> np.ndarray:

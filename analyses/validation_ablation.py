@@ -117,7 +117,7 @@ def score_on_validation(config, model, data) -> dict:
     counts = data.counts.numpy()
     R = int(data.trial_mask[data.val_idx].sum(1).min())
     recorded = counts[data.val_idx][:, :, :R]
-    spiking = config.kind.spiking and not config.kind.predicts_rates(config)
+    spiking = not config.kind.predicts_rates(config)  # sampled trials: an NSNN's, a dispersion CNN's
     m = compute_metrics(recorded, preds, counts[data.fit_idx], spiking, data.bin_size,
                         model_rates=rates if spiking else None)
     sampling = "trials" if spiking else "deterministic" if config.kind.spiking and not config.kind.noisy else "poisson"

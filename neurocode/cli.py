@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "run folder.")
     f.add_argument("--model", choices=MODELS, default="nsnn",
                    help="noisy SNN (noise-driven learning), deterministic SNN (surrogate gradient), CNN "
-                        "baseline or the LN reference (default: nsnn)")
+                        "baseline, CNN with a learnt count dispersion (cnn_cmp) or the LN reference (default: nsnn)")
     f.add_argument("--data", metavar="PATH", default=None,
                    help="recording: a neurocode HDF5 file or an NWB file (default: the bundled retina-2 recording)")
     f.add_argument("--recording", metavar="NAME", default=None,

@@ -1,7 +1,7 @@
 """Fitting retina models to recorded responses: configuration, data, training loop, predictions.
 
 The training loop is model-agnostic: what differs between the model families (nsnn, dsnn,
-cnn, ln) -- their networks, training items, losses, starting points and responses -- is
+cnn, cnn_cmp, ln) -- their networks, training items, losses, starting points and responses -- is
 each family's :class:`~neurocode.kinds.ModelKind` (:mod:`neurocode.kinds`), and
 :func:`train` only calls it.
 
@@ -74,7 +74,7 @@ __all__ = [
 #: The model names: those of the kinds registry (kinds.MODEL_KINDS), the one list of them.
 MODELS: tuple[str, ...] = tuple(MODEL_KINDS)
 ModelName = Literal[MODELS]  # type: ignore[valid-type]
-LossName = Literal["mmd_linear", "mmd_gaussian", "paired", "poisson", "mse"]
+LossName = Literal["mmd_linear", "mmd_gaussian", "paired", "poisson", "mse", "count_nll"]
 ArchitectureName = Literal["paper", "rf"]
 LOSSES: tuple[str, ...] = get_args(LossName)
 ARCHITECTURES: tuple[str, ...] = get_args(ArchitectureName)
@@ -90,7 +90,7 @@ class FitConfig:
 
     Attributes
     ----------
-    model : {"nsnn", "dsnn", "cnn", "ln"}
+    model : {"nsnn", "dsnn", "cnn", "cnn_cmp", "ln"}
     architecture : {"rf", "paper"}
         "rf": RF-aware models (:mod:`neurocode.models.rf`, configured by ``rf``); "paper":
         the paper's networks (``snn`` / ``cnn``). The LN model is always RF-based.
@@ -134,7 +134,7 @@ class FitConfig:
         Spiking models: sampled trials per held-out image for predictions and scores.
     loss : str
         "mmd_linear" / "mmd_gaussian" (set-level MMD^2) or "paired" (Eq. 27) for spiking
-        models; "poisson" for the CNN.
+        models; "poisson" for the CNN; "count_nll" (its count output's NLL) for the dispersion CNN.
     tau_s : float
         PSP time constant in steps (paper: 2).
     count_weight : float
@@ -215,10 +215,11 @@ class FitConfig:
             raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
         if self.loss not in self.kind.losses:
             raise ValueError(f"loss {self.loss!r} does not apply to model {self.model!r} "
-                             "(the CNN uses 'poisson', LN 'mse', spiking models an MMD or 'paired')")
+                             "(the CNN uses 'poisson', the dispersion CNN 'count_nll', LN 'mse', spiking models an "
+                             "MMD or 'paired')")
         if not 0 < float(self.val_fraction) < 1:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
-        if self.probability_loss and not (self.kind.noisy and self.architecture == "rf"):
+        if self.probability_loss and not (self.kind.spiking and self.kind.noisy and self.architecture == "rf"):
             raise ValueError("probability_loss applies to the RF-architecture NSNN (model='nsnn', architecture='rf')")
         if not (self.count_weight >= 0 and math.isfinite(self.count_weight)):
             raise ValueError(f"count_weight must be a non-negative number, got {self.count_weight!r}")
@@ -234,7 +235,7 @@ class FitConfig:
                      "val_trials"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
-        if self.model_trials < 2 and self.kind.noisy and self.loss != "paired":
+        if self.model_trials < 2 and self.kind.spiking and self.kind.noisy and self.loss != "paired":
             raise ValueError("model_trials must be >= 2 for a set-level MMD of a noisy model")
         if not 0 <= self.fold < self.n_folds:
             raise ValueError(f"fold={self.fold} out of range for n_folds={self.n_folds} (0..{self.n_folds - 1})")
@@ -272,7 +273,7 @@ class FitConfig:
             arch = kind(**arch) if isinstance(arch, dict) else arch
             shared = {"input_size": self.input_size}
             if key != "cnn":
-                shared["noisy"] = self.kind.noisy
+                shared["noisy"] = self.kind.spiking and self.kind.noisy
             object.__setattr__(self, key, dataclasses.replace(arch, **shared))
 
     @property
@@ -355,6 +356,9 @@ PRESETS: dict[str, dict[str, dict]] = {
         "cnn": dict(epochs=40),
     },
 }
+for _preset in PRESETS.values():  # the dispersion CNN trains as the CNN does
+    if "cnn" in _preset:
+        _preset["cnn_cmp"] = dict(_preset["cnn"])
 
 
 def make_config(model: str = "nsnn", preset: str = "quick", **overrides) -> FitConfig:
@@ -885,7 +889,8 @@ def predict(config: FitConfig, model: nn.Module, data: FitData, stimuli: np.ndar
     Returns
     -------
     np.ndarray
-        Spiking models: uint8 spikes ``[n, T, K, n_cells]`` with K = ``n_trials``
+        Spiking models and the dispersion CNN: uint8 spikes (counts per bin) ``[n, T, K, n_cells]``
+        with K = ``n_trials``
         (default ``config.eval_trials``; a DSNN's trials are identical). CNN, LN, and
         spiking models with a population-mean readout: float32 rates ``[n, T, n_cells]`` in
         expected spikes per bin.
@@ -955,7 +960,7 @@ def _predict_inputs(config, model, images: Tensor, clips: bool, n_trials, seed, 
         x = images[i : i + 1]
         return x.transpose(0, 1) if clips else x
 
-    if not config.kind.spiking:
+    if not (config.kind.spiking or config.kind.noisy):
         rates = torch.stack([config.kind.respond(config, model, one(i), 1, clips).rates
                              for i in range(images.shape[0])]).cpu().numpy().astype(np.float32)
         return (rates, rates) if return_rates else rates

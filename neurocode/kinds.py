@@ -15,6 +15,10 @@ call these and never ask which family they hold. The entries (``MODEL_KINDS``):
 ``cnn``
     :class:`CNNKind`: rates; the paper's CNN trains on (stimulus, trial) pairs with the Poisson
     NLL, the RF-aware CNN on whole stimuli.
+``cnn_cmp``
+    :class:`CountCNNKind`: the CNN with a Conway-Maxwell-Poisson count output per (bin, cell)
+    and a learnt dispersion per cell (:mod:`neurocode.models.outputs`), trained by its count
+    NLL on every recorded trial; its trials are sampled from that likelihood.
 ``ln``
     :class:`LNKind`: the linear-nonlinear reference, fitted in closed form (ridge) on flashed
     stimuli and by gradient descent on clips.
@@ -38,12 +42,13 @@ from neurocode.data.receptive_fields import ReceptiveFields
 from neurocode.losses import poisson_nll, psp_mmd_loss, set_mmd_loss
 from neurocode.models import RetinaCNN, RetinaSNN, calibrate_rates
 from neurocode.models.clip import ClipCNN, ClipLN, ClipSNN, calibrate_clip_snn, spike_triggered_average
+from neurocode.models.outputs import OUTPUTS, CountOutputModel, count_bound
 from neurocode.models.rf import RetinaLN, RetinaRFCNN, RetinaRFSNN, calibrate_rf_snn
 
 if TYPE_CHECKING:
     from neurocode.fitting import FitConfig, FitData
 
-__all__ = ["ModelKind", "SpikingKind", "RateKind", "CNNKind", "LNKind", "MODEL_KINDS", "Response"]
+__all__ = ["ModelKind", "SpikingKind", "RateKind", "CNNKind", "CountCNNKind", "LNKind", "MODEL_KINDS", "Response"]
 
 #: Fits an LN model to the same data (the clip models' starting point): returns (model, history).
 LNFitter = Callable[[], "tuple[nn.Module, list[dict]]"]
@@ -57,8 +62,9 @@ class Response:
     ----------
     rates : Tensor [T, N] float
         The PSTH in expected spikes per bin.
-    spikes : Tensor [T, K, N] of {0,1}, or None
-        K sampled trials (spiking models); None for rate models.
+    spikes : Tensor [T, K, N], or None
+        K sampled trials: spikes in {0, 1} (spiking models), counts per bin (the dispersion CNN;
+        substep outputs); None for rate models.
     """
 
     rates: Tensor
@@ -349,6 +355,51 @@ class CNNKind(RateKind):
 
 
 @dataclass(frozen=True, kw_only=True)
+class CountCNNKind(CNNKind):
+    """The CNN's network with a count output of :data:`neurocode.models.outputs.OUTPUTS` (``output``).
+
+    The network's softplus gives the output's intensity; the fit maximises the likelihood of
+    every recorded trial's count per (bin, cell) (the dispersion needs the trial-to-trial
+    spread, not the trial mean), trials absent from a stimulus (``trial_mask``) left out. It
+    starts as the CNN does with the output at its Poisson point, the support's bound from the
+    training counts. Its trials differ (``noisy``): each is drawn from its own likelihood, and
+    its rate is the expected count.
+    """
+
+    noisy: bool = True
+    output: str = "cmp"
+    default_loss: str = "count_nll"
+    losses: tuple[str, ...] = ("count_nll",)
+
+    def predicts_rates(self, config):
+        return False
+
+    def build(self, config, n_cells, generator=None, rfs=None, *, n_steps=30, n_lags=0):
+        net = super().build(config, n_cells, None, rfs, n_steps=n_steps, n_lags=n_lags)
+        return CountOutputModel(net, OUTPUTS[self.output](n_cells), generator)
+
+    def training_items(self, config, data):
+        # whole stimuli with all their trials, also for the paper's network (the CNN draws pairs)
+        return ModelKind.training_items(self, config, data)
+
+    def loss(self, config, model, data, items, device, noise_gen):
+        counts = data.counts[items].to(device).permute(1, 2, 0, 3)  # [T, R, B, N]
+        mask = data.trial_mask[items].T.to(device)[None, :, :, None].to(counts.dtype)  # [1, R, B, 1]
+        log_p = model.log_prob(data.inputs(items, device), counts)
+        return -(log_p * mask).sum() / (mask.sum() * counts.shape[0] * counts.shape[-1])
+
+    def start(self, config, model, data, device, fit_ln):
+        if hasattr(model.output, "set_max_count"):
+            # absent trials hold 0 counts: the training stimuli's largest count per bin
+            model.output.set_max_count(count_bound(int(data.counts[torch.as_tensor(data.fit_idx)].max())))
+        return super().start(config, model.net, data, device, fit_ln)
+
+    def respond(self, config, model, x, n_trials, clips):
+        counts, rates = model.sample(x, n_trials)  # [T, K, 1, N], [T, 1, N]
+        return Response(rates=rates[:, 0], spikes=counts[:, :, 0])
+
+
+@dataclass(frozen=True, kw_only=True)
 class LNKind(RateKind):
     """The linear-nonlinear reference on receptive-field features (always RF-based)."""
 
@@ -398,5 +449,6 @@ MODEL_KINDS: dict[str, ModelKind] = {
     "nsnn": SpikingKind(name="nsnn", noisy=True),
     "dsnn": SpikingKind(name="dsnn", noisy=False),
     "cnn": CNNKind(name="cnn"),
+    "cnn_cmp": CountCNNKind(name="cnn_cmp"),
     "ln": LNKind(name="ln"),
 }

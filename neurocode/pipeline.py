@@ -51,7 +51,8 @@ trials all of them have.
     likelihood (:func:`neurocode.analysis.distribution.model_single_trials`; ``distribution_sampling``
     says how: an NSNN's stored trials, a population-readout DSNN's rates repeated in each of
     ``eval_trials`` trials, a CNN's or LN's ``eval_trials`` Poisson draws seeded by the run's
-    seed); defined in :mod:`neurocode.analysis.distribution`.
+    seed, the dispersion CNN's stored draws from its own count likelihood); defined in
+    :mod:`neurocode.analysis.distribution`.
 """
 
 from __future__ import annotations

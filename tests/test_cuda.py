@@ -51,7 +51,7 @@ def test_cpu_fits_say_nothing_about_cuda(fake_gpu, capsys):
 
 
 # ------------------------------------------------------------------ on a GPU
-KINDS = ("ln", "cnn", "nsnn", "dsnn")
+KINDS = ("ln", "cnn", "cnn_cmp", "nsnn", "dsnn")
 
 
 @pytest.fixture(scope="module")

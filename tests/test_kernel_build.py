@@ -92,7 +92,7 @@ def test_fit_without_a_compiler_prints_at_most_three_lines(tmp_path):
     """A whole (one-epoch) NSNN fit on a machine without a compiler: torch's banner stays out."""
     env = _env(tmp_path / "ext", CXX="/nonexistent", MPLBACKEND="Agg")
     out = _run(["-m", "neurocode", "fit", "--model", "nsnn", "--epochs", "1", "--threads", "1", "--no-progress",
-                "--out", str(tmp_path / "run")], env, timeout=900)
+                "--input-size", "32", "--set", "eval_trials=8", "--out", str(tmp_path / "run")], env, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     assert len(out.stderr.splitlines()) <= 3, out.stderr
     assert "could not be built" in out.stderr and "rate CC" in out.stdout

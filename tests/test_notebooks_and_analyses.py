@@ -104,15 +104,17 @@ def test_retina_fit_comparison_quick(tmp_path):
     d = differences[("NSNN - CNN", "mmd2")]  # lower is better: a win is a negative difference
     assert d["better"] == "lower" and d["wins"] == str(int(float(d["mean"]) < 0))
     assert float(runs["NSNN"]["mmd2_floor"]) == pytest.approx(float(runs["CNN"]["mmd2_floor"]))  # same split
-    assert float(rows[3]["model_ff_mean"]) > 0 and rows[2]["model_ff_mean"] in ("", "0.0000")
-    assert [r["model"] for r in rows] == ["LN", "CNN", "DSNN", "NSNN", "baseline", "ceiling"]
+    assert float(rows[4]["model_ff_mean"]) > 0 and rows[3]["model_ff_mean"] in ("", "0.0000")
+    assert float(rows[2]["model_ff_mean"]) > 0  # the dispersion CNN samples its own trials
+    assert [r["model"] for r in rows] == ["LN", "CNN", "CNN_CMP", "DSNN", "NSNN", "baseline", "ceiling"]
+    assert ("NSNN - CNN_CMP", "mmd2") in differences and ("CNN_CMP - CNN", "ff_abs_diff") in differences
     for r in rows:
         assert -1 <= float(r["rate_cc_mean"]) <= 1
     assert int(rows[0]["parameter_count"]) > 0
     assert "NSNN" in proc.stdout and "ceiling" in proc.stdout
     # resume: a second call redoes no finished fit
     again = _run("retina_fit_comparison.py", "--out", str(out), cwd=tmp_path)
-    assert again.stdout.count("[skip]") == 4 and "[fit]" not in again.stdout
+    assert again.stdout.count("[skip]") == 5 and "[fit]" not in again.stdout
     assert _csv(out / "summary.csv") == rows
 
 

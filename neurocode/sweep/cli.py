@@ -113,7 +113,7 @@ def add_sweep_parser(sub) -> argparse.ArgumentParser:
                     "cluster; without Ray installed, the fits run one after another. A finished fit is never "
                     "redone: the same command resumes a stopped sweep.")
     s.add_argument("--models", nargs="+", default=["nsnn"], metavar="M",
-                   help="models, comma-separated: nsnn,dsnn,cnn,ln (default: nsnn)")
+                   help="models, comma-separated: nsnn,dsnn,cnn,cnn_cmp,ln (default: nsnn)")
     s.add_argument("--folds", nargs="+", default=["0"], metavar="K", help="held-out folds, e.g. 0,1,2,3,4 (default: 0)")
     s.add_argument("--seeds", nargs="+", default=["0"], metavar="S", help="seeds, e.g. 0,1,2 (default: 0)")
     from neurocode.fitting import PRESETS
