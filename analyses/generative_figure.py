@@ -64,7 +64,7 @@ from pathlib import Path
 import numpy as np
 
 from _common import add_common_arguments, check_common_arguments, describe, recording_key, run_key  # noqa: E402
-from retina_fit_comparison import MODELS as COMPARED_MODELS, summarise  # noqa: E402
+from retina_fit_comparison import summarise  # noqa: E402
 
 #: The models drawn, in this order (the dispersion CNN ``cnn_cmp`` where its runs exist).
 MODELS = ("nsnn", "dsnn", "cnn", "cnn_cmp", "ln")
@@ -260,9 +260,6 @@ def distance_rows(runs: dict) -> list[dict]:
     """Per model mean/SD over the folder's splits, and the recording's split-half row: the
     comparison's own summary (``retina_fit_comparison.summarise``) of the runs' metrics."""
     metrics = [json.loads((d / "metrics.json").read_text()) for d in runs.values()]
-    missing = sorted({m["model"] for m in metrics} - set(COMPARED_MODELS))
-    if missing:
-        print(f"[note] {', '.join(missing)}: not in retina_fit_comparison.MODELS, so not in the table", flush=True)
     return [r for r in summarise(metrics) if r["model"] != "baseline"]
 
 

@@ -1,8 +1,8 @@
 """analyses/generative_figure.py on a tiny comparison folder: figures, the FF it draws, the table.
 
-The folder holds 1-epoch fits of a tiny network on 16-px images (a few seconds each): NSNN and
-CNN on fold 0, seed 0, and NSNN on fold 1, seed 0 (a second split for the table), plus an
-unfinished DSNN folder, which is left out.
+The folder holds 1-epoch fits of a tiny network on 16-px images (a few seconds each): NSNN, CNN
+and the dispersion CNN on fold 0, seed 0, and NSNN on fold 1, seed 0 (a second split for the
+table; the CNNs are absent there), plus an unfinished DSNN folder, which is left out.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ ANALYSES = Path(__file__).resolve().parents[1] / "analyses"
 TINY = dict(preset="quick", architecture="paper", epochs=1, input_size=16, eval_trials=8, model_trials=2, threads=1,
             snn={"channels": (2, 4), "kernel_sizes": (5, 3), "hidden": (8,)},
             cnn={"channels": (2, 4), "kernel_sizes": (5, 3)})
-SPLITS = (("nsnn", 0), ("cnn", 0), ("nsnn", 1))
+SPLITS = (("nsnn", 0), ("cnn", 0), ("cnn_cmp", 0), ("nsnn", 1))
 
 pytestmark = pytest.mark.slow
 
@@ -92,10 +92,10 @@ def test_writes_the_figures_and_names_the_models_present(comparison, drawn):
                  "generative_ff_fold0_seed0.csv", "generative_fold0_seed0.json", "distribution_distances.md"):
         assert (fig_dir / name).is_file() and (fig_dir / name).stat().st_size > 0, name
     summary = json.loads((fig_dir / "generative_fold0_seed0.json").read_text())
-    # the split's finished runs only: no DSNN (unfinished), no dispersion CNN (absent)
-    assert list(summary["models"]) == ["nsnn", "cnn"]
-    assert summary["models"]["nsnn"]["sampling"] == "trials" and summary["models"]["cnn"]["sampling"] == "poisson"
-    assert summary["models"]["nsnn"]["trials"] == summary["models"]["cnn"]["trials"] == TINY["eval_trials"]
+    # the split's finished runs only: no DSNN (unfinished)
+    assert list(summary["models"]) == ["nsnn", "cnn", "cnn_cmp"]
+    assert [summary["models"][m]["sampling"] for m in summary["models"]] == ["trials", "poisson", "trials"]
+    assert {summary["models"][m]["trials"] for m in summary["models"]} == {TINY["eval_trials"]}
     assert "left out, not finished: dsnn-fold0-seed0" in stdout
 
 
@@ -116,7 +116,7 @@ def test_drawn_fano_factors_are_fano_scores_of_the_runs_trials(comparison, drawn
     by_model = {}
     for r in rows:
         by_model.setdefault(r["model"], []).append([float(r["recorded_ff"] or "nan"), float(r["model_ff"] or "nan")])
-    assert list(by_model) == ["nsnn", "cnn"]
+    assert list(by_model) == ["nsnn", "cnn", "cnn_cmp"]
     for j, model in enumerate(by_model):
         counts, trials, m = _recorded_and_trials(comparison / "runs" / f"{model}-fold0-seed0")
         want = fano_scores(counts.sum(axis=1), trials.sum(axis=1))
@@ -140,7 +140,7 @@ def test_table_is_mean_and_sd_over_the_folders_splits(comparison, drawn):
                for m, f in SPLITS}
     summary = json.loads((comparison / "figures" / "generative_fold0_seed0.json").read_text())
     rows = {r["model"]: r for r in summary["table"]}
-    assert list(rows) == ["CNN", "NSNN", "ceiling"]
+    assert list(rows) == ["CNN", "CNN_CMP", "NSNN", "ceiling"]
     assert rows["NSNN"]["n_runs"] == 2 and rows["CNN"]["n_runs"] == 1 and rows["ceiling"]["n_runs"] == 2
     for key in ("mmd2", "mmd2_cell", "ff_abs_diff", "rate_cc", "count_cc", "peak_ratio"):
         v = [metrics[("nsnn", f)][key] for f in (0, 1)]
@@ -151,8 +151,9 @@ def test_table_is_mean_and_sd_over_the_folders_splits(comparison, drawn):
     assert rows["ceiling"]["mmd2_mean"] == pytest.approx(np.mean(floors), rel=1e-12)
     md = (comparison / "figures" / "distribution_distances.md").read_text()
     body = [line for line in md.splitlines() if line.startswith("| ")][1:]
-    assert [line.split(" | ")[0] for line in body] == ["| CNN (Poisson)", "| NSNN", "| recording, split half"]
-    nsnn = body[1].split(" | ")
+    assert [line.split(" | ")[0] for line in body] == ["| CNN (Poisson)", "| CNN (CMP dispersion)", "| NSNN",
+                                                       "| recording, split half"]
+    nsnn = body[2].split(" | ")
     assert nsnn[1] == "2" and nsnn[4] == f"{np.mean([metrics[('nsnn', f)]['mmd2'] for f in (0, 1)]):.4f} ± " \
                                          f"{np.std([metrics[('nsnn', f)]['mmd2'] for f in (0, 1)], ddof=1):.4f}"
     assert md in stdout
@@ -186,3 +187,21 @@ def test_refuses_runs_of_two_recordings(comparison, script, tmp_path):
     with pytest.raises(SystemExit, match=r"not on .*other.*\(--data/--recording\)"):
         script.main(["--out", str(comparison), "--data", str(path), "--recording", "other"])
     assert not (mixed / "figures").exists()
+
+
+def test_a_split_without_the_cnns_draws_the_nsnn_alone(comparison, script, capsys):
+    fig_dir = comparison / "fold1"
+    assert script.main(["--out", str(comparison), "--fold", "1", "--fig-dir", str(fig_dir)]) == 0
+    summary = json.loads((fig_dir / "generative_fold1_seed0.json").read_text())
+    assert list(summary["models"]) == ["nsnn"]
+    assert (fig_dir / "generative_rasters_fold1_seed0.png").is_file()
+    # the table is over the folder's splits, whichever split is drawn
+    assert [r["model"] for r in summary["table"]] == ["CNN", "CNN_CMP", "NSNN", "ceiling"]
+
+
+def test_every_drawn_model_is_in_the_comparison_table(script):
+    import retina_fit_comparison  # imported by generative_figure, from analyses/
+
+    # the table is retina_fit_comparison.summarise: a model it does not know would be drawn, not tabulated
+    assert set(script.MODELS) <= set(retina_fit_comparison.MODELS)
+    assert set(script.LABELS) == set(script.COLORS) == set(script.MODELS)
