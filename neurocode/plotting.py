@@ -26,6 +26,8 @@ __all__ = [
     "plot_population_raster",
     "plot_cc_bars",
     "plot_ff_scatter",
+    "plot_ff_panels",
+    "plot_trial_comparison",
     "plot_coding_scatter",
     "plot_receptive_fields",
     "plot_training_curve",
@@ -219,6 +221,163 @@ def plot_ff_scatter(ff_recorded, ff_model: Mapping[str, object] | object, path=N
     ax.legend(frameon=False)
     if title:
         ax.set_title(title)
+    return _save(fig, path)
+
+
+def plot_ff_panels(scores: Mapping[str, Mapping], colors: Mapping[str, str] | None = None,
+                   title: str | None = None, path=None) -> Figure:
+    """Per-cell Fano factor, model vs recorded, one panel per model (identity line, shared axes).
+
+    Parameters
+    ----------
+    scores : mapping model name -> the dict of :func:`neurocode.analysis.distribution.fano_scores`
+        Its ``recorded_ff_active`` and ``model_ff_active`` (``[cells]``, NaN for a cell without
+        a counted stimulus/cell pair) are drawn; ``ff_abs_diff``, ``ff_corr`` and ``ff_n_cells``
+        go into the panel's title as they are (``None``: n/a).
+    colors : mapping model name -> matplotlib colour, optional
+    title : str, optional
+
+    Returns
+    -------
+    Figure with one axes per model; each holds one scatter of the cells where both Fano
+    factors are finite (x: recorded, y: model; dimensionless).
+    """
+    names = list(scores)
+    if not names:
+        raise ValueError("scores is empty: no model to draw")
+    fig = Figure(figsize=(2.8 * len(names), 3.1), layout="constrained")
+    axes = fig.subplots(1, len(names), squeeze=False, sharex=True, sharey=True)[0]
+    cycle = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+    points = {}
+    for name in names:
+        x = np.asarray(to_numpy(scores[name]["recorded_ff_active"]), float).ravel()
+        y = np.asarray(to_numpy(scores[name]["model_ff_active"]), float).ravel()
+        ok = np.isfinite(x) & np.isfinite(y)
+        points[name] = (x[ok], y[ok])
+    finite = np.concatenate([np.r_[x, y] for x, y in points.values()])
+    hi = 1.05 * float(max(finite.max(), 1.0)) if finite.size else 1.0
+
+    def fmt(v):
+        return "n/a" if v is None or not np.isfinite(v) else f"{v:.2f}"
+
+    for j, (ax, name) in enumerate(zip(axes, names)):
+        x, y = points[name]
+        col = (colors or {}).get(name, cycle[j % len(cycle)])
+        ax.scatter(x, y, s=12, color=col, edgecolor="none", alpha=0.8)
+        ax.plot([0, hi], [0, hi], ls=":", color="0.5", lw=1)
+        s = scores[name]
+        ax.set_title(f"{name}\n|ΔFF| {fmt(s.get('ff_abs_diff'))}, r {fmt(s.get('ff_corr'))} "
+                     f"({s.get('ff_n_cells', len(x))} cells)", fontsize=9)
+        ax.set_xlim(-0.03 * hi, hi)  # a deterministic model's FF 0 stays visible
+        ax.set_ylim(-0.03 * hi, hi)
+        ax.set_aspect("equal")
+        ax.set_xlabel("recorded Fano factor")
+    axes[0].set_ylabel("model Fano factor")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+def _spread_times(counts: np.ndarray, dt: float, t_start: float) -> list[np.ndarray]:
+    """Rows of spike times (s) from integer counts ``[T, rows]``, a bin's c spikes spread evenly
+    over it (so that a burst of 3 in one bin shows as 3 ticks, not one)."""
+    rows = []
+    for r in range(counts.shape[1]):
+        c = counts[:, r]
+        bins = np.repeat(np.arange(c.size), c)
+        rank = np.concatenate([np.arange(k) for k in c]) if c.sum() else np.zeros(0)
+        rows.append(t_start + (bins + (rank + 0.5) / np.repeat(np.maximum(c, 1), c)) * dt)
+    return rows
+
+
+def plot_trial_comparison(recorded, models: Mapping[str, object], cells, stimuli, dt: float,
+                          t_start: float = 0.0, max_trials: int | None = None,
+                          stimulus_labels=None, colors: Mapping[str, str] | None = None,
+                          title: str | None = None, path=None) -> Figure:
+    """Recorded vs model single trials of the same cells and stimuli: rasters and PSTHs.
+
+    One column per (cell, stimulus) pair, cells outermost. Rows: the recorded raster (every
+    trial), one raster per model, then the PSTHs (spikes/s) of the recording (black) and of
+    every model overlaid, each the mean over all its trials.
+
+    Parameters
+    ----------
+    recorded : array ``[n_stimuli, T, R, cells]``
+        Recorded counts per bin.
+    models : mapping name -> array ``[n_stimuli, T, K, cells]``
+        Each model's single trials (spike counts per bin). Trials that are not whole counts
+        (a deterministic model's population fraction) are drawn as a grey image, 0 to 1.
+    cells, stimuli : sequences of int
+        Cell indices and stimulus indices (rows of the arrays) to draw.
+    dt : float
+        Bin width, seconds.
+    t_start : float
+        Time of the first bin's left edge, seconds.
+    max_trials : int, optional
+        Draw at most this many trials of a model in its raster (default: R, the recorded
+        number, so the rasters are equally dense); the PSTH uses all of them.
+    stimulus_labels : sequence of str, optional
+        A name per entry of ``stimuli`` for the column titles (default ``stimulus <index>``).
+    colors : mapping name -> matplotlib colour, optional
+    title : str, optional
+
+    Returns
+    -------
+    Figure with ``(len(models) + 2) * len(cells) * len(stimuli)`` axes, row by row: the
+    recorded rasters, each model's rasters, the PSTHs; a raster row holds one
+    EventCollection per trial.
+    """
+    rec = np.asarray(to_numpy(recorded), float)
+    if rec.ndim != 4:
+        raise ValueError(f"recorded must be [n_stimuli, T, trials, cells], got shape {rec.shape}")
+    trials = {name: np.asarray(to_numpy(v), float) for name, v in models.items()}
+    for name, v in trials.items():
+        if v.ndim != 4 or (v.shape[0], v.shape[1], v.shape[3]) != (rec.shape[0], rec.shape[1], rec.shape[3]):
+            raise ValueError(f"models[{name!r}] must be [n_stimuli, T, trials, cells] like recorded "
+                             f"{rec.shape}, got shape {v.shape}")
+    cells, stimuli = [int(c) for c in cells], [int(s) for s in stimuli]
+    labels = list(stimulus_labels) if stimulus_labels is not None else [f"stimulus {s}" for s in stimuli]
+    if len(labels) != len(stimuli):
+        raise ValueError(f"stimulus_labels has {len(labels)} entries for {len(stimuli)} stimuli")
+    n_show = int(max_trials) if max_trials is not None else rec.shape[2]
+    cycle = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+    colour = {name: (colors or {}).get(name, cycle[j % len(cycle)]) for j, name in enumerate(trials)}
+    columns = [(c, s, lab) for c in cells for s, lab in zip(stimuli, labels)]
+    n_rows = len(trials) + 2
+    fig = Figure(figsize=(2.3 * len(columns), 0.9 * (n_rows - 1) + 1.8), layout="constrained")
+    axes = fig.subplots(n_rows, len(columns), squeeze=False, sharex=True,
+                        height_ratios=[1.0] * (n_rows - 1) + [1.6])
+    T = rec.shape[1]
+    t = t_start + (np.arange(T) + 0.5) * dt
+    for j, (c, s, lab) in enumerate(columns):
+        sources = {"recorded": (rec[s, :, :, c], "k")}
+        sources.update({name: (v[s, :, :n_show, c], colour[name]) for name, v in trials.items()})
+        for i, (name, (x, col)) in enumerate(sources.items()):
+            ax = axes[i, j]
+            if np.array_equal(x, np.rint(x)):
+                ax.eventplot(_spread_times(np.rint(x).astype(int), dt, t_start),
+                             lineoffsets=np.arange(x.shape[1])[::-1], linelengths=0.8, linewidths=0.8,
+                             colors=col)
+                ax.set_ylim(-0.5, x.shape[1] - 0.5)
+            else:
+                ax.imshow(x.T, aspect="auto", cmap="Greys", vmin=0, vmax=1, interpolation="nearest",
+                          extent=(t_start, t_start + T * dt, x.shape[1] - 0.5, -0.5))
+            ax.set_yticks([])
+            if j == 0:
+                ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
+        axes[0, j].set_title(f"cell {c}, {lab}", fontsize=9)
+        ax = axes[-1, j]
+        ax.plot(t, rec[s, :, :, c].mean(axis=1) / dt, color="k", lw=1.5, label="recorded")
+        for name, v in trials.items():
+            ax.plot(t, v[s, :, :, c].mean(axis=1) / dt, color=colour[name], lw=1, label=name)
+        ax.set_xlabel("time (s)")
+        if j == 0:
+            ax.set_ylabel("PSTH (spikes/s)")
+    fig.legend(*axes[-1, 0].get_legend_handles_labels(), loc="outside lower center", ncols=len(trials) + 1,
+               frameon=False, fontsize=8)
+    axes[0, 0].set_xlim(t_start, t_start + T * dt)
+    if title:
+        fig.suptitle(title, fontsize=10)
     return _save(fig, path)
 
 
