@@ -52,7 +52,7 @@ def _child(model: str, variant: str, steps: int, threads: int, profile: bool) ->
     import torch
 
     from neurocode.fitting import build_model, make_config, prepare_data, steps_per_epoch
-    from neurocode.models import RetinaSNN, calibrate_rates
+    from neurocode.models import calibrate_dense
     from neurocode.neurons._kernels import caching_scope
 
     torch.set_num_threads(threads)
@@ -63,20 +63,21 @@ def _child(model: str, variant: str, steps: int, threads: int, profile: bool) ->
     data = prepare_data(config)
     gen = torch.Generator().manual_seed(0)
     m = build_model(config, data.n_cells, generator=gen if model == "nsnn" else None)
-    if variant == "baseline" and isinstance(m, RetinaSNN):
-        conv1 = m.conv1
+    spiking = m.spec.core == "spiking"  # the paper's NSNN / DSNN
+    if variant == "baseline" and spiking:
+        front = m.front_end
 
-        def every_step(images, _m=m):
-            T = _m.config.n_steps
+        def every_step(images, _front=front):
+            conv1, T = _front.conv1, _front.gain.shape[0]
             drive = conv1(images.repeat(T, 1, 1, 1)).view(T, images.shape[0], *conv1(images[:1]).shape[1:])
-            return torch.addcmul(_m.offset[:, None, :, None, None], _m.gain[:, None, :, None, None], drive)
+            return torch.addcmul(_front.offset[:, None, :, None, None], _front.gain[:, None, :, None, None], drive)
 
-        m.layer_currents = every_step
-    if variant in ("baseline", "dense-conv2") and isinstance(m, RetinaSNN):
-        m.conv2.max_density = 0.0  # torch's dense convolution of the spike maps
-    if isinstance(m, RetinaSNN):
+        front.drive = every_step
+    if variant in ("baseline", "dense-conv2") and spiking:
+        m.core.conv2.max_density = 0.0  # torch's dense convolution of the spike maps
+    if spiking:
         with torch.no_grad():
-            calibrate_rates(m, data.images[torch.as_tensor(data.train_idx[:4])], iterations=6, n_trials=1)
+            calibrate_dense(m, data.images[torch.as_tensor(data.train_idx[:4])], iterations=6, n_trials=1)
     opt = torch.optim.Adam(m.parameters(), lr=config.lr)
     items, batch = config.kind.training_items(config, data)
     order = torch.randperm(len(items), generator=torch.Generator().manual_seed(1))
