@@ -174,10 +174,10 @@ def run_row(name: str, fold: int, seed: int, threads: int | None, data_path, rec
         # the LN fit ends with a refit on all training images, validation ones included: score
         # the chosen ridge strength fitted on the others only
         ridge = next(h["chosen_ridge"] for h in history if "chosen_ridge" in h)
-        model.fit_ridge(data.images[data.fit_idx], data.psth(data.fit_idx), ridge)
+        model.front_end.fit_ridge(data.images[data.fit_idx], data.psth(data.fit_idx), ridge)
     with torch.random.fork_rng(devices=[]):
         m = score_on_validation(config, model, data)
-    sigma = getattr(model.neurons[-1], "sigma", None) if hasattr(model, "neurons") else None
+    sigma = getattr(model.neurons[-1], "sigma", None) if model.neurons else None
     if isinstance(sigma, torch.Tensor) and sigma.dim() == 1:
         write_learnt_sigma(out / f"sigma-{name}-fold{fold}-seed{seed}.json", sigma.detach().numpy(), m["per_cell"], data)
     best = next((h["best_epoch"] for h in reversed(history) if "best_epoch" in h), None)

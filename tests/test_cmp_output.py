@@ -136,7 +136,7 @@ def test_loss_is_the_nll_of_every_present_trial(natural_recording):
     out = model.output.distribution
     with torch.no_grad():
         lam = model.output.intensity(model.readout(model.front_end.linear(images),
-                                                   model.core(model.front_end.drive(images))[0], 1))  # [T, n, N]
+                                                   model.core(model.front_end.drive(images))[0], None))  # [T, n, N]
     assert float(lam.std(1).min()) > 0  # the stimuli's intensities differ
     kind = MODEL_KINDS["cnn_cmp"]
     items = torch.tensor([0, 1, 2])

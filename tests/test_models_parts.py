@@ -102,7 +102,7 @@ def test_a_new_output_is_one_class_and_its_registry_line(monkeypatch):
             self.gain = nn.Parameter(torch.ones(n_cells))
 
         def forward(self, current):
-            return torch.exp(self.gain * current[:, 0])
+            return torch.exp(self.gain * current)  # current [T, B, N]
 
     monkeypatch.setitem(output_parts.OUTPUTS, "exp_rate", ExpRate)
     config = RFConfig(input_size=S, n_cells=N, n_steps=T, channels=(2, 3), kernel_sizes=(3, 3))

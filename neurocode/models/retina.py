@@ -111,7 +111,6 @@ class RetinaModel(nn.Module):
                              spec.input_size, spec.input_size // spec.core_pool, c2, **spec.readout_options)
         self.output = _part("output", spec.output, OUTPUTS[spec.output], spec.n_cells,
                             generator=generator, **spec.output_options)
-        self._register_load_state_dict_pre_hook(self._upgrade_hook)
 
     @property
     def spiking(self) -> bool:
@@ -157,12 +156,13 @@ class RetinaModel(nn.Module):
         return (out, *extra) if extra else out
 
     def _current(self, stimulus: Tensor, n_trials: int) -> tuple[Tensor, list[Tensor]]:
-        """The output's input current ``[T, K, B, ...]`` (K = 1 for a rate output) and the core's spiking layers."""
+        """The output's input current (``[T, K, B, ...]`` for a spiking output, ``[T, B, ...]`` for a rate
+        output) and the core's spiking layers."""
         if n_trials < 1:
             raise ValueError(f"n_trials must be >= 1, got {n_trials}")
         self.front_end.check(stimulus)
-        K = n_trials if self.spiking else 1
-        features, layers = self.core(self.front_end.drive(stimulus), K) if self.core is not None else (None, [])
+        K = n_trials if self.spiking else None
+        features, layers = self.core(self.front_end.drive(stimulus), K or 1) if self.core is not None else (None, [])
         return self.readout(self.front_end.linear(stimulus), features, K), layers
 
     def log_prob(self, stimulus: Tensor, counts: Tensor) -> Tensor:
@@ -200,13 +200,16 @@ class RetinaModel(nn.Module):
                 upgraded[key] = value
         return upgraded
 
-    def _upgrade_hook(self, state, prefix, *args) -> None:
+    def _load_from_state_dict(self, state, prefix, *args) -> None:
+        # runs before the parts read their weights: old names become theirs (an override, not a load
+        # hook, which would hold the model in a reference cycle)
         own = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
         upgraded = self.upgrade_state_dict(own)
         if upgraded is not own:
             for k in own:
                 del state[prefix + k]
             state.update({prefix + k: v for k, v in upgraded.items()})
+        super()._load_from_state_dict(state, prefix, *args)
 
 
 _FLASH_LN = [(r"^features\.", "front_end.features."), (r"^time_bias$", "front_end.time_bias"),

@@ -1,7 +1,7 @@
 """Output parts: what turns each cell's input current into its response.
 
-A registered output takes the current ``[T, K, B, n_cells]`` the readout gives (K = 1 for a
-rate model) and returns the response. Adding an output neuron is one class here and its line
+A registered output takes the current the readout gives, ``[T, K, B, n_cells]`` for a spiking
+output (K trials) and ``[T, B, n_cells]`` for a rate output, and returns the response. Adding an output neuron is one class here and its line
 in :data:`OUTPUTS`.
 
 ``noisy_lif``
@@ -138,15 +138,9 @@ class SpikingOutput(nn.Module):
         return out, x, prob
 
 
-def _time_major(current: Tensor) -> Tensor:
-    """A rate model's current ``[T, 1, B, N]`` (one trial) as ``[T, B, N]``."""
-    # a view (not a copy), so that the gradients reach the readout laid out as the current was
-    return current.squeeze(1) if current.dim() == 4 else current
-
-
 class SoftplusPoisson(PSoftplus):
     """Parameterised softplus rates ``|alpha| softplus(beta x)`` per cell (``per_bin``: per cell and bin, the
-    paper CNN's): ``[T, 1, B, N] -> [T, B, N]``."""
+    paper CNN's): ``[T, B, N] -> [T, B, N]``."""
 
     spiking = False
     reports_rates = True
@@ -157,7 +151,7 @@ class SoftplusPoisson(PSoftplus):
         self.per_bin = per_bin
 
     def forward(self, current: Tensor) -> Tensor:
-        x = _time_major(current)
+        x = current
         if not self.per_bin:
             return super().forward(x)
         # per (bin, cell): on the [B, T * N] layout the dense readout computed, so that the gradients'
@@ -167,7 +161,7 @@ class SoftplusPoisson(PSoftplus):
 
 
 class CountOutput(SoftplusPoisson):
-    """A count distribution over a softplus intensity (module docstring): ``[T, 1, B, N] -> E[k] [T, B, N]``.
+    """A count distribution over a softplus intensity (module docstring): ``[T, B, N] -> E[k] [T, B, N]``.
 
     Parameters
     ----------
@@ -214,7 +208,6 @@ class FixedRate(nn.Module):
         self.nonlinearity = nonlinearity
 
     def forward(self, current: Tensor) -> Tensor:
-        current = _time_major(current)
         return F.softplus(current) if self.nonlinearity == "softplus" else current.clamp(min=0)
 
     def extra_repr(self) -> str:

@@ -1,6 +1,7 @@
 """Readout parts: each cell's current from the core's feature maps and the front end's LN pathway.
 
-A readout returns the current ``[T, K, B, n_cells]`` the output part turns into a response.
+A readout returns the current the output part turns into a response: ``[T, K, B, n_cells]`` for K
+trials of a spiking output, ``[T, B, n_cells]`` for a rate output (``n_trials`` None).
 Registered in :data:`READOUTS`:
 
 ``rf``
@@ -55,13 +56,18 @@ class RFReadout(nn.Module):
         self.time_weights = nn.Parameter(torch.ones(n_steps, n_cells)) if time_weights else None
         self.synapse = float(synapse)
 
-    def core_current(self, features: Tensor, n_trials: int, batch: int) -> Tensor:
-        """The core's part of the current: ``[T, K, B, N]`` from time-resolved features
-        ``[T, K*B, c2, s, s]`` (K = 1 for a deterministic core), or ``[T, B, N]`` from static ``[B, c2, s, s]``."""
+    def core_current(self, features: Tensor, n_trials: int | None, batch: int) -> Tensor:
+        """The core's part of the current: ``[T, K, B, N]`` from time-resolved features ``[T, K*B, c2, s, s]``
+        (K = 1 for a deterministic core; ``[T, B, N]`` with ``n_trials`` None), or ``[T, B, N]`` from static
+        ``[B, c2, s, s]``."""
         if features.dim() == 4:
             g = self.gaussian(features)  # [B, N]
             return self.time_weights[:, None] * g[None] if self.time_weights is not None else g[None]
-        core = self.gaussian(features).view(features.shape[0], -1, batch, self.gaussian.mu.shape[0])
+        T, N = features.shape[0], self.gaussian.mu.shape[0]
+        if n_trials is None:  # a rate output's one trial: pooled as one batch of maps (the clip CNN's sums)
+            core = self.gaussian(features.flatten(0, 1)).view(T, batch, N)
+        else:
+            core = self.gaussian(features).view(T, -1, batch, N)
         a = self.synapse
         if a > 0:
             steps, y = [], torch.zeros_like(core[0])
@@ -69,24 +75,28 @@ class RFReadout(nn.Module):
                 y = a * y + (1 - a) * r
                 steps.append(y)
             core = torch.stack(steps)
-        return core * self.time_weights[:, None, None] if self.time_weights is not None else core
+        if self.time_weights is None:
+            return core
+        return core * (self.time_weights[:, None] if n_trials is None else self.time_weights[:, None, None])
 
-    def forward(self, linear: Tensor, features: Tensor, n_trials: int) -> Tensor:
-        """``linear [T, B, N]`` and the core's features -> the current ``[T, K, B, N]``."""
+    def forward(self, linear: Tensor, features: Tensor, n_trials: int | None) -> Tensor:
+        """``linear [T, B, N]`` and the core's features -> the current ``[T, K, B, N]`` (``[T, B, N]``: None)."""
         core = self.core_current(features, n_trials, linear.shape[1])
+        if n_trials is None:
+            return linear + core
         current = (linear + core)[:, None] if features.dim() == 4 else linear[:, None] + core
         # a deterministic core's one trial drives every output trial
         return current.expand(-1, n_trials, -1, -1) if current.shape[1] != n_trials else current
 
 
 class LinearReadout(nn.Module):
-    """The LN pathway alone: ``linear [T, B, N] -> [T, K, B, N]``."""
+    """The LN pathway alone: ``linear [T, B, N] -> [T, K, B, N]`` (itself with ``n_trials`` None)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__()
 
-    def forward(self, linear: Tensor, features: Tensor | None = None, n_trials: int = 1) -> Tensor:
-        return linear[:, None].expand(-1, n_trials, -1, -1)
+    def forward(self, linear: Tensor, features: Tensor | None = None, n_trials: int | None = None) -> Tensor:
+        return linear if n_trials is None else linear[:, None].expand(-1, n_trials, -1, -1)
 
 
 class DenseReadout(nn.Module):
@@ -117,14 +127,15 @@ class DenseReadout(nn.Module):
             self.linear = nn.Linear(features, n_cells * units)
             self.time_bias = nn.Parameter(torch.zeros(n_steps, n_cells * units), requires_grad=learn_time_bias)
 
-    def forward(self, linear: Tensor | None, features: Tensor, n_trials: int) -> Tensor:
-        """The core's features (``[T, K*B, ...]``, or static ``[B, ...]`` with ``per_bin``) -> ``[T, K, B, n_cells * units]``."""
+    def forward(self, linear: Tensor | None, features: Tensor, n_trials: int | None) -> Tensor:
+        """The core's features (``[T, K*B, ...]``, or static ``[B, ...]`` with ``per_bin``) -> ``[T, K, B, n_cells * units]``
+        (``[T, B, ...]`` with ``n_trials`` None)."""
         if self.per_bin:
             y = self.norm(self.linear(features.flatten(1)))  # [B, T * N]
-            y = y.view(-1, self.n_steps, self.n_cells).transpose(0, 1)[:, None]
-            return y.expand(-1, n_trials, -1, -1) if n_trials > 1 else y
+            y = y.view(-1, self.n_steps, self.n_cells).transpose(0, 1)
+            return y if n_trials is None else y[:, None].expand(-1, n_trials, -1, -1)
         y = self.linear(features.flatten(2)) + self.time_bias[:, None, :]
-        return y.view(y.shape[0], n_trials, -1, y.shape[-1])
+        return y if n_trials is None else y.view(y.shape[0], n_trials, -1, y.shape[-1])
 
 
 #: Readouts by name.
