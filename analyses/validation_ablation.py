@@ -34,6 +34,8 @@ from _common import add_common_arguments, check_common_arguments  # noqa: E402
 #: DSNN rows turn it off explicitly (``OLD``) and stay reproducible; stage 2 and 3 rows are one
 #: change against today's preset (``nsnn``, BatchNorm in the core).
 OLD = {"core_norm": False}
+#: bn+substeps3+noise: three output substeps per bin, the output noise scaled to 0.2 * sqrt(3)
+SUB3N = {"output_substeps": 3, "output_neuron": {"sigma": 0.2 * 3 ** 0.5}}
 ROWS: dict[str, tuple[str, dict]] = {
     "ln": ("ln", {}),
     "cnn": ("cnn", {}),
@@ -93,6 +95,18 @@ ROWS: dict[str, tuple[str, dict]] = {
     "bn+substeps5+noise": ("nsnn", {"rf": {"output_substeps": 5, "output_neuron": {"sigma": 0.2 * 5 ** 0.5}}}),
     "bn+substeps3+K8": ("nsnn", {"model_trials": 8, "rf": {"output_substeps": 3}}),
     "bn+mmd-gauss+learn-sigma": ("nsnn", {"loss": "mmd_gaussian", "rf": {"output_neuron": {"learnable": "neuron"}}}),
+    # issue 31 item 2: the variability fitted, on top of bn+substeps3+noise (SUB3N)
+    "s3n+learn-sigma": ("nsnn", {"rf": {**SUB3N, "output_neuron": {**SUB3N["output_neuron"], "learnable": "neuron"}}}),
+    # the per-cell Gaussian-kernel MMD beside the linear one: at the start the linear term is ~1-3 and the
+    # per-cell one ~0.02-0.15 per batch, so weights 10 and 30 put them on a comparable scale
+    "s3n+learn-sigma+cellmmd10": ("nsnn", {"loss": "mmd_linear+gaussian_cell", "cell_mmd_weight": 10.0, "rf": {
+        **SUB3N, "output_neuron": {**SUB3N["output_neuron"], "learnable": "neuron"}}}),
+    "s3n+learn-sigma+cellmmd30": ("nsnn", {"loss": "mmd_linear+gaussian_cell", "cell_mmd_weight": 30.0, "rf": {
+        **SUB3N, "output_neuron": {**SUB3N["output_neuron"], "learnable": "neuron"}}}),
+    "s3n+learn-sigma-all+cellmmd10": ("nsnn", {"loss": "mmd_linear+gaussian_cell", "cell_mmd_weight": 10.0, "rf": {
+        **SUB3N, "output_neuron": {**SUB3N["output_neuron"], "learnable": "neuron"}, "core_neuron": {"learnable": "layer"}}}),
+    "s3n+learn-sigma-all+cellmmd30": ("nsnn", {"loss": "mmd_linear+gaussian_cell", "cell_mmd_weight": 30.0, "rf": {
+        **SUB3N, "output_neuron": {**SUB3N["output_neuron"], "learnable": "neuron"}, "core_neuron": {"learnable": "layer"}}}),
 }
 
 #: The distribution scores of :func:`neurocode.analysis.distribution.distribution_scores` kept per fit.
