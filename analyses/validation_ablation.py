@@ -8,7 +8,9 @@ factor correlation across cells, the model's and the recording's mean Fano facto
 distribution scores of :mod:`neurocode.analysis.distribution` (MMD² with its split-half floor,
 per-cell Fano factors, peak fidelity, noise-correlation r; the model sampled from its own
 likelihood) and the seconds per fit. A row with a learnt output noise scale per cell also writes
-``OUT/sigma-ROW-foldF-seedS.json``. The test images are never predicted.
+``OUT/sigma-ROW-foldF-seedS.json``; every row writes its noise-correlation scores (r, null SD,
+resolvable pairs, split-half ceiling) to ``OUT/noise-corr-ROW-foldF-seedS.json``. The test images
+are never predicted.
 
     python analyses/validation_ablation.py --folds 0 1 2 3 4 --out results/ablation
     python analyses/validation_ablation.py --row nsnn-substeps3 --folds 0 --out results/ablation
@@ -172,6 +174,7 @@ def write_learnt_sigma(path: Path, sigma, per_cell: dict, data) -> None:
 def run_row(name: str, fold: int, seed: int, threads: int | None, data_path, recording, out: Path) -> dict:
     import torch
 
+    from neurocode._io import write_json
     from neurocode.fitting import make_config, prepare_data, train
     from neurocode.models import parameter_count
     from neurocode.sweep._trials import withhold_test_stimuli
@@ -194,6 +197,8 @@ def run_row(name: str, fold: int, seed: int, threads: int | None, data_path, rec
     sigma = getattr(model.neurons[-1], "sigma", None) if hasattr(model, "neurons") else None
     if isinstance(sigma, torch.Tensor) and sigma.dim() == 1:
         write_learnt_sigma(out / f"sigma-{name}-fold{fold}-seed{seed}.json", sigma.detach().numpy(), m["per_cell"], data)
+    write_json(out / f"noise-corr-{name}-fold{fold}-seed{seed}.json",
+               {k: v for k, v in m.items() if k.startswith("noise_corr_")})
     best = next((h["best_epoch"] for h in reversed(history) if "best_epoch" in h), None)
     return {"row": name, "model": model_name, "fold": fold, "seed": seed, "val_rate_cc": m["rate_cc"],
             "val_count_cc": m["count_cc"], "val_fano_corr": m["fano_corr"], "model_ff": m["model_ff"],
