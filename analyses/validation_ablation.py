@@ -105,6 +105,8 @@ ROWS: dict[str, tuple[str, dict]] = {
         **SUB3N, "output_neuron": {**SUB3N["output_neuron"], "learnable": "neuron"}}}),
     "s3n+learn-sigma+cellmmd30": ("nsnn", {"loss": "mmd_linear+gaussian_cell", "cell_mmd_weight": 30.0, "rf": {
         **SUB3N, "output_neuron": {**SUB3N["output_neuron"], "learnable": "neuron"}}}),
+    "s3n+learn-sigma+cellmmd100": ("nsnn", {"loss": "mmd_linear+gaussian_cell", "cell_mmd_weight": 100.0, "rf": {
+        **SUB3N, "output_neuron": {**SUB3N["output_neuron"], "learnable": "neuron"}}}),
     "s3n+learn-sigma-all+cellmmd10": ("nsnn", {"loss": "mmd_linear+gaussian_cell", "cell_mmd_weight": 10.0, "rf": {
         **SUB3N, "output_neuron": {**SUB3N["output_neuron"], "learnable": "neuron"}, "core_neuron": {"learnable": "layer"}}}),
     "s3n+learn-sigma-all+cellmmd30": ("nsnn", {"loss": "mmd_linear+gaussian_cell", "cell_mmd_weight": 30.0, "rf": {
