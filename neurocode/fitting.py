@@ -74,7 +74,8 @@ __all__ = [
 #: The model names: those of the kinds registry (kinds.MODEL_KINDS), the one list of them.
 MODELS: tuple[str, ...] = tuple(MODEL_KINDS)
 ModelName = Literal[MODELS]  # type: ignore[valid-type]
-LossName = Literal["mmd_linear", "mmd_gaussian", "paired", "poisson", "mse", "count_nll"]
+LossName = Literal["mmd_linear", "mmd_gaussian", "mmd_gaussian_cell", "mmd_linear+gaussian_cell", "paired", "poisson",
+                   "mse", "count_nll"]
 ArchitectureName = Literal["paper", "rf"]
 LOSSES: tuple[str, ...] = get_args(LossName)
 ARCHITECTURES: tuple[str, ...] = get_args(ArchitectureName)
@@ -133,14 +134,20 @@ class FitConfig:
     eval_trials : int
         Spiking models: sampled trials per held-out image for predictions and scores.
     loss : str
-        "mmd_linear" / "mmd_gaussian" (set-level MMD^2) or "paired" (Eq. 27) for spiking
-        models; "poisson" for the CNN; "count_nll" (its count output's NLL) for the dispersion CNN.
+        "mmd_linear" / "mmd_gaussian" (set-level MMD^2), "mmd_gaussian_cell" (the Gaussian-kernel
+        set MMD^2 of each cell's own PSP trace, averaged over cells: it sees each cell's
+        variability), "mmd_linear+gaussian_cell" (the linear one plus ``cell_mmd_weight`` times
+        the per-cell Gaussian one) or "paired" (Eq. 27) for spiking models; "poisson" for the CNN;
+        "count_nll" (its count output's NLL) for the dispersion CNN.
     tau_s : float
         PSP time constant in steps (paper: 2).
     count_weight : float
         Spiking models with a set-level MMD: weight of a second MMD² term on each trial's spike
         count over the window (the same linear-kernel estimator on counts, so it does not
         penalise the model's trial-to-trial scatter); 0: none.
+    cell_mmd_weight : float
+        Weight of the per-cell Gaussian-kernel MMD^2 beside the linear one; used only by
+        ``loss="mmd_linear+gaussian_cell"``.
     hidden_rate : float
         Initial mean firing rate of hidden spiking layers (calibrated on training images).
     val_fraction : float
@@ -193,6 +200,7 @@ class FitConfig:
     loss: LossName = "mmd_linear"
     tau_s: float = 2.0
     count_weight: float = 0.0
+    cell_mmd_weight: float = 1.0
     hidden_rate: float = 0.1
     val_fraction: float = 1 / 6
     val_every: int = 2
@@ -225,6 +233,10 @@ class FitConfig:
             raise ValueError(f"count_weight must be a non-negative number, got {self.count_weight!r}")
         if self.count_weight and not (self.kind.spiking and self.loss.startswith("mmd")):
             raise ValueError("count_weight applies to spiking models with a set-level MMD loss")
+        if not (self.cell_mmd_weight >= 0 and math.isfinite(self.cell_mmd_weight)):
+            raise ValueError(f"cell_mmd_weight must be a non-negative number, got {self.cell_mmd_weight!r}")
+        if self.cell_mmd_weight != 1.0 and self.loss != "mmd_linear+gaussian_cell":
+            raise ValueError(f"cell_mmd_weight applies to loss 'mmd_linear+gaussian_cell' only, got loss {self.loss!r}")
         if self.patience is not None and int(self.patience) < 1:
             raise ValueError(f"patience must be >= 1 or None, got {self.patience!r}")
         # frozen: the normalised values (tuples, nested configs) are set once, here
