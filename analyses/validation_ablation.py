@@ -8,7 +8,9 @@ factor correlation across cells, the model's and the recording's mean Fano facto
 distribution scores of :mod:`neurocode.analysis.distribution` (MMD² with its split-half floor,
 per-cell Fano factors, peak fidelity, noise-correlation r; the model sampled from its own
 likelihood) and the seconds per fit. A row with a learnt output noise scale per cell also writes
-``OUT/sigma-ROW-foldF-seedS.json``. The test images are never predicted.
+``OUT/sigma-ROW-foldF-seedS.json``; every row writes its noise-correlation scores (r, null SD,
+resolvable pairs, split-half ceiling) to ``OUT/noise-corr-ROW-foldF-seedS.json``. The test images
+are never predicted.
 
     python analyses/validation_ablation.py --folds 0 1 2 3 4 --out results/ablation
     python analyses/validation_ablation.py --row nsnn-substeps3 --folds 0 --out results/ablation
@@ -34,6 +36,15 @@ from _common import add_common_arguments, check_common_arguments  # noqa: E402
 #: DSNN rows turn it off explicitly (``OLD``) and stay reproducible; stage 2 and 3 rows are one
 #: change against today's preset (``nsnn``, BatchNorm in the core).
 OLD = {"core_norm": False}
+#: bn+substeps3+noise: three output substeps per bin, the output noise scaled to 0.2 * sqrt(3)
+SUB3N = {"output_substeps": 3, "output_neuron": {"sigma": 0.2 * 3 ** 0.5}}
+
+
+def _cell_mmd(weight: float) -> dict:
+    """The fit settings of the linear set MMD plus ``weight`` times the per-cell Gaussian one."""
+    return {"loss": "mmd_linear+gaussian_cell", "loss_options": {"cell_mmd_weight": weight}}
+
+
 ROWS: dict[str, tuple[str, dict]] = {
     "ln": ("ln", {}),
     "cnn": ("cnn", {}),
@@ -93,7 +104,22 @@ ROWS: dict[str, tuple[str, dict]] = {
     "bn+substeps5+noise": ("nsnn", {"rf": {"output_substeps": 5, "output_neuron": {"sigma": 0.2 * 5 ** 0.5}}}),
     "bn+substeps3+K8": ("nsnn", {"model_trials": 8, "rf": {"output_substeps": 3}}),
     "bn+mmd-gauss+learn-sigma": ("nsnn", {"loss": "mmd_gaussian", "rf": {"output_neuron": {"learnable": "neuron"}}}),
+    # issue 31 item 2: the variability fitted, on top of bn+substeps3+noise (SUB3N)
+    "s3n+learn-sigma": ("nsnn", {"rf": {**SUB3N, "output_neuron": {**SUB3N["output_neuron"], "learnable": "neuron"}}}),
+    # the per-cell Gaussian-kernel MMD beside the linear one: at the start the linear term is ~1-3 and the
+    # per-cell one ~0.02-0.15 per batch, so weights 10 and 30 put them on a comparable scale
+    "s3n+learn-sigma+cellmmd10": ("nsnn", {**_cell_mmd(10.0), "rf": {
+        **SUB3N, "output_neuron": {**SUB3N["output_neuron"], "learnable": "neuron"}}}),
+    "s3n+learn-sigma+cellmmd30": ("nsnn", {**_cell_mmd(30.0), "rf": {
+        **SUB3N, "output_neuron": {**SUB3N["output_neuron"], "learnable": "neuron"}}}),
+    "s3n+learn-sigma+cellmmd100": ("nsnn", {**_cell_mmd(100.0), "rf": {
+        **SUB3N, "output_neuron": {**SUB3N["output_neuron"], "learnable": "neuron"}}}),
+    "s3n+learn-sigma-all+cellmmd10": ("nsnn", {**_cell_mmd(10.0), "rf": {
+        **SUB3N, "output_neuron": {**SUB3N["output_neuron"], "learnable": "neuron"}, "core_neuron": {"learnable": "layer"}}}),
+    "s3n+learn-sigma-all+cellmmd30": ("nsnn", {**_cell_mmd(30.0), "rf": {
+        **SUB3N, "output_neuron": {**SUB3N["output_neuron"], "learnable": "neuron"}, "core_neuron": {"learnable": "layer"}}}),
 }
+
 
 #: The distribution scores of :func:`neurocode.analysis.distribution.distribution_scores` kept per fit.
 DISTRIBUTION = ("ff_abs_diff", "ff_corr", "ff_model", "ff_recorded", "peak_ratio", "peak_max_ratio", "mmd2",
@@ -158,6 +184,7 @@ def write_learnt_sigma(path: Path, sigma, per_cell: dict, data) -> None:
 def run_row(name: str, fold: int, seed: int, threads: int | None, data_path, recording, out: Path) -> dict:
     import torch
 
+    from neurocode._io import write_json
     from neurocode.fitting import make_config, prepare_data, train
     from neurocode.models import parameter_count
     from neurocode.sweep._trials import withhold_test_stimuli
@@ -180,6 +207,8 @@ def run_row(name: str, fold: int, seed: int, threads: int | None, data_path, rec
     sigma = getattr(model.neurons[-1], "sigma", None) if model.neurons else None
     if isinstance(sigma, torch.Tensor) and sigma.dim() == 1:
         write_learnt_sigma(out / f"sigma-{name}-fold{fold}-seed{seed}.json", sigma.detach().numpy(), m["per_cell"], data)
+    write_json(out / f"noise-corr-{name}-fold{fold}-seed{seed}.json",
+               {k: v for k, v in m.items() if k.startswith("noise_corr_")})
     best = next((h["best_epoch"] for h in reversed(history) if "best_epoch" in h), None)
     return {"row": name, "model": model_name, "fold": fold, "seed": seed, "val_rate_cc": m["rate_cc"],
             "val_count_cc": m["count_cc"], "val_fano_corr": m["fano_corr"], "model_ff": m["model_ff"],

@@ -74,7 +74,8 @@ __all__ = [
 #: The model names: those of the kinds registry (kinds.MODEL_KINDS), the one list of them.
 MODELS: tuple[str, ...] = tuple(MODEL_KINDS)
 ModelName = Literal[MODELS]  # type: ignore[valid-type]
-LossName = Literal["mmd_linear", "mmd_gaussian", "paired", "poisson", "mse", "count_nll"]
+LossName = Literal["mmd_linear", "mmd_gaussian", "mmd_gaussian_cell", "mmd_linear+gaussian_cell", "paired", "poisson",
+                   "mse", "count_nll"]
 ArchitectureName = Literal["paper", "rf"]
 LOSSES: tuple[str, ...] = get_args(LossName)
 ARCHITECTURES: tuple[str, ...] = get_args(ArchitectureName)
@@ -133,8 +134,11 @@ class FitConfig:
     eval_trials : int
         Spiking models: sampled trials per held-out image for predictions and scores.
     loss : str
-        "mmd_linear" / "mmd_gaussian" (set-level MMD^2) or "paired" (Eq. 27) for spiking
-        models; "poisson" for the CNN; "count_nll" (its count output's NLL) for the dispersion CNN.
+        "mmd_linear" / "mmd_gaussian" (set-level MMD^2), "mmd_gaussian_cell" (the Gaussian-kernel
+        set MMD^2 of each cell's own PSP trace, averaged over cells: it sees each cell's
+        variability), "mmd_linear+gaussian_cell" (the linear one plus ``loss_options["cell_mmd_weight"]`` times
+        the per-cell Gaussian one) or "paired" (Eq. 27) for spiking models; "poisson" for the CNN;
+        "count_nll" (its count output's NLL) for the dispersion CNN.
     tau_s : float
         PSP time constant in steps (paper: 2).
     hidden_rate : float
@@ -159,7 +163,9 @@ class FitConfig:
         trial's own history (spikes, resets and the noisy hidden layers stay sampled); their
         expectation is that of the spikes, so the set-level MMD keeps its meaning, and their
         gradient is the NDL gradient F'(ubar - v_th) of the output layer: only the Bernoulli
-        sampling noise of the last step is removed (Rao-Blackwellisation).
+        sampling noise of the last step is removed (Rao-Blackwellisation). Loss
+        "mmd_linear+gaussian_cell": ``cell_mmd_weight`` (float >= 0, default 1), the weight of the
+        per-cell Gaussian-kernel MMD^2 beside the linear one.
     snn, cnn, rf : SNNConfig, CNNConfig, RFConfig
         Architectures (only the one matching ``model`` and ``architecture`` is used).
     device : str
@@ -218,9 +224,9 @@ class FitConfig:
         if not 0 < float(self.val_fraction) < 1:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
         options = self.loss_options or {}
-        if not isinstance(options, dict) or set(options) - {"probability", "count_weight"}:
-            raise ValueError(f"loss_options must be a dict of 'probability' (bool) and 'count_weight' (float >= 0) "
-                             f"or None, got {self.loss_options!r}")
+        if not isinstance(options, dict) or set(options) - {"probability", "count_weight", "cell_mmd_weight"}:
+            raise ValueError(f"loss_options must be a dict of 'probability' (bool), 'count_weight' (float >= 0) and "
+                             f"'cell_mmd_weight' (float >= 0) or None, got {self.loss_options!r}")
         if options.get("probability") and not (self.kind.spiking and self.kind.noisy and self.architecture == "rf"):
             raise ValueError("loss_options 'probability' applies to the RF-architecture NSNN (model='nsnn', "
                              "architecture='rf')")
@@ -229,6 +235,12 @@ class FitConfig:
             raise ValueError(f"loss_options 'count_weight' must be a non-negative number, got {count_weight!r}")
         if count_weight and not (self.kind.spiking and self.loss.startswith("mmd")):
             raise ValueError("loss_options 'count_weight' applies to spiking models with a set-level MMD loss")
+        cell_mmd_weight = options.get("cell_mmd_weight", 1.0)
+        if not (cell_mmd_weight >= 0 and math.isfinite(cell_mmd_weight)):
+            raise ValueError(f"loss_options 'cell_mmd_weight' must be a non-negative number, got {cell_mmd_weight!r}")
+        if "cell_mmd_weight" in options and self.loss != "mmd_linear+gaussian_cell":
+            raise ValueError(f"loss_options 'cell_mmd_weight' applies to loss 'mmd_linear+gaussian_cell' only, got loss "
+                             f"{self.loss!r}")
         if self.patience is not None and int(self.patience) < 1:
             raise ValueError(f"patience must be >= 1 or None, got {self.patience!r}")
         # frozen: the normalised values (tuples, nested configs) are set once, here
@@ -299,7 +311,8 @@ class FitConfig:
         return sorted(k for k in a if k not in skip and a[k] != b.get(k))
 
     #: Fields of configs written before the loss's own options, and the option each became (its default dropped).
-    LEGACY_FIELDS = {"probability_loss": ("probability", False), "count_weight": ("count_weight", 0.0)}
+    LEGACY_FIELDS = {"probability_loss": ("probability", False), "count_weight": ("count_weight", 0.0),
+                     "cell_mmd_weight": ("cell_mmd_weight", 1.0)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "FitConfig":
@@ -364,7 +377,12 @@ PRESETS: dict[str, dict[str, dict]] = {
     "quick": {
         "common": dict(architecture="rf", lr=3e-3, input_size=64, batch_images=4, batch_size=64, model_trials=4,
                        eval_trials=64, epochs=30, val_every=3),
-        "nsnn": dict(rf=dict(core_norm=True)),
+        # three noisy output substeps per 10-ms bin (0-3 spikes per bin: no one-spike ceiling), the
+        # noise scaled by sqrt(3) so the count's rate curve stays smooth and NDL's gradient of it
+        # exact, the noise scale a parameter per cell: chosen on validation images
+        # (docs/nsnn_vs_cnn.md, "Toward a generative NSNN")
+        "nsnn": dict(rf=dict(core_norm=True, output_substeps=3,
+                             output_neuron={"sigma": 0.2 * math.sqrt(3), "learnable": "neuron"})),
         "dsnn": dict(rf=dict(readout_units=32, core_norm=True)),
         "cnn": dict(epochs=40),
     },

@@ -196,7 +196,7 @@ class SpikingKind(ModelKind):
 
     spiking: bool = True
     default_loss: str = "mmd_linear"
-    losses: tuple[str, ...] = ("mmd_linear", "mmd_gaussian", "paired")
+    losses: tuple[str, ...] = ("mmd_linear", "mmd_gaussian", "mmd_gaussian_cell", "mmd_linear+gaussian_cell", "paired")
 
     def predicts_rates(self, config: FitConfig) -> bool:
         if config.architecture == "rf":
@@ -231,9 +231,15 @@ class SpikingKind(ModelKind):
         if spikes.shape[1] == 1:
             # a deterministic model's trials are identical: repeating costs nothing
             spikes = spikes.expand(-1, 2, -1, -1)
-        kernel = "linear" if config.loss == "mmd_linear" else "gaussian"
         mask = None if bool(mask.all()) else mask
-        loss = set_mmd_loss(spikes, recorded, kernel=kernel, tau_s=config.tau_s, recorded_mask=mask)
+        if config.loss == "mmd_gaussian_cell":
+            loss = set_mmd_loss(spikes, recorded, kernel="gaussian", tau_s=config.tau_s, recorded_mask=mask, per_cell=True)
+        else:
+            kernel = "gaussian" if config.loss == "mmd_gaussian" else "linear"
+            loss = set_mmd_loss(spikes, recorded, kernel=kernel, tau_s=config.tau_s, recorded_mask=mask)
+        if config.loss == "mmd_linear+gaussian_cell":
+            loss = loss + options.get("cell_mmd_weight", 1.0) * set_mmd_loss(
+                spikes, recorded, kernel="gaussian", tau_s=config.tau_s, recorded_mask=mask, per_cell=True)
         count_weight = options.get("count_weight", 0.0)
         if count_weight:
             # the window's spike count as a one-step trace (tau_s = 1: the PSP is the value itself)

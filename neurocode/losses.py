@@ -274,6 +274,7 @@ def set_mmd_loss(
     estimator: Literal["unbiased", "biased"] = "unbiased",
     reduction: Reduction = "mean",
     recorded_mask: Tensor | None = None,
+    per_cell: bool = False,
 ) -> Tensor:
     """Kernel two-sample MMD² between model and recorded trial sets.
 
@@ -329,11 +330,17 @@ def set_mmd_loss(
         kernel only). Stimulus b's sums run over its R_b trials; where R_b = 1 (e.g. a clip
         of a continuous recording, seen once) the recorded term is the biased ``‖y‖²``, a
         constant that does not change the gradient (so K = R_b = 1 is Eq. 27 again).
+    per_cell : bool, default False
+        Each cell's own set MMD² (features: that cell's time-weighted [T] PSP trace; for the
+        Gaussian kernel the median-rule bandwidth per (stimulus, cell)), averaged over the N
+        cells: the mean of N one-cell calls. With the Gaussian kernel this sees each cell's
+        trial-to-trial variability, which the linear kernel (mean embedding only) cannot.
+        A given ``bandwidth`` is a scalar or [B, N].
 
     Returns
     -------
     Tensor
-        Scalar, or shape [B] for ``reduction="none"``.
+        Scalar, or shape [B] for ``reduction="none"`` (the mean over cells where ``per_cell``).
 
     Raises
     ------
@@ -357,8 +364,8 @@ def set_mmd_loss(
         raise ValueError(f"estimator must be 'unbiased' or 'biased', got {estimator!r}")
     min_trials = 2 if estimator == "unbiased" else 1
     if recorded_mask is not None:
-        if kernel != "linear":
-            raise ValueError("recorded_mask is supported for the linear kernel only")
+        if kernel != "linear" or per_cell:
+            raise ValueError("recorded_mask is supported for the linear kernel over all cells only (per_cell=False)")
         if recorded_mask.shape != (R, Br):
             raise ValueError(f"recorded_mask must be [R, B] = [{R}, {Br}], got {tuple(recorded_mask.shape)}")
         n_rec = recorded_mask.sum(0)
@@ -373,6 +380,17 @@ def set_mmd_loss(
         )
     if kernel not in ("linear", "gaussian"):
         raise ValueError(f"kernel must be 'linear' or 'gaussian', got {kernel!r}")
+    if per_cell:
+        # N one-cell problems side by side: the cells join the stimulus axis, [T, K, B*N, 1]
+        if bandwidth is not None:
+            h = torch.as_tensor(bandwidth, dtype=model_trials.dtype, device=model_trials.device)
+            if h.dim() not in (0, 2) or (h.dim() == 2 and tuple(h.shape) != (Bm, Nm)):
+                raise ValueError(f"a per-cell bandwidth must be a scalar or [B, N] = [{Bm}, {Nm}], "
+                                 f"got shape {tuple(h.shape)}")
+            bandwidth = h.reshape(-1) if h.dim() == 2 else h
+        per = set_mmd_loss(model_trials.reshape(Tm, K, Bm * Nm, 1), recorded_trials.reshape(Tr, R, Br * Nr, 1),
+                           kernel=kernel, tau_s=tau_s, bandwidth=bandwidth, estimator=estimator, reduction="none")
+        return _reduce(per.reshape(Bm, Nm).mean(dim=1), reduction)
 
     x = psp_features(model_trials, tau_s)  # [B, K, D]
     y = psp_features(recorded_trials, tau_s).to(x.dtype)  # [B, R, D]

@@ -143,7 +143,7 @@ def test_mixed_parts_compose():
 
 
 def test_configs_written_with_the_ablation_fields_load_as_the_parts_options():
-    """readout_time_weights / readout_synapse (RFConfig) and probability_loss / count_weight (FitConfig)
+    """readout_time_weights / readout_synapse (RFConfig) and probability_loss / count_weight / cell_mmd_weight (FitConfig)
     became the readout's and the loss's own options; a config.json written before loads as them."""
     from neurocode.fitting import FitConfig, make_config
 
@@ -152,12 +152,14 @@ def test_configs_written_with_the_ablation_fields_load_as_the_parts_options():
     assert {"readout_time_weights", "readout_synapse"}.isdisjoint(stored["rf"])
     stored.pop("loss_options")
     stored["rf"].pop("readout")
-    stored.update(probability_loss=True, count_weight=0.05)
+    stored.update(probability_loss=True, count_weight=0.05, cell_mmd_weight=1.0)
     stored["rf"].update(readout_time_weights=True, readout_synapse=0.0)
     config = FitConfig.from_dict(stored)
     assert config == make_config("nsnn", "quick", loss_options={"probability": True, "count_weight": 0.05},
                                  rf={"readout": {"time_weights": True}})
     defaults = {**stored, "probability_loss": False, "count_weight": 0.0}
+    cell = FitConfig.from_dict({**defaults, "loss": "mmd_linear+gaussian_cell", "cell_mmd_weight": 10.0})
+    assert cell.loss_options == {"cell_mmd_weight": 10.0}
     assert FitConfig.from_dict(defaults).loss_options is None
     with pytest.raises(ValueError, match="loss_options must be a dict of 'probability'"):
         make_config("nsnn", "quick", loss_options={"probabilty": True})

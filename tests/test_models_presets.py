@@ -14,7 +14,8 @@ from neurocode.fitting import MODELS, PRESETS, build_model, make_config
 from neurocode.models import parameter_count
 
 PARAMETERS = {
-    ("quick", "nsnn"): 16269, ("quick", "dsnn"): 16269, ("quick", "cnn"): 17333, ("quick", "ln"): 10290,
+    # the NSNN's output noise scale is one parameter per cell
+    ("quick", "nsnn"): 16269 + 49, ("quick", "dsnn"): 16269, ("quick", "cnn"): 17333, ("quick", "ln"): 10290,
     # the dispersion CNN: the CNN's network and one dispersion nu per cell
     ("quick", "cnn_cmp"): 17333 + 49, ("paper", "cnn_cmp"): 21255928 + 49, ("movie", "cnn_cmp"): 167292 + 20,
     ("paper", "nsnn"): 1929199, ("paper", "dsnn"): 2222464, ("paper", "cnn"): 21255928, ("paper", "ln"): 10290,

@@ -174,6 +174,11 @@ def test_validation_ablation_scores_validation_images_and_resumes(tmp_path):
     assert config("nsnn").rf.core_norm and config("dsnn").rf.core_norm
     assert not config("nsnn-old").rf.core_norm and not config("nsnn-substeps3").rf.core_norm
     assert config("nsnn-substeps3").rf.output_substeps == 3 and config("bn+substeps3").rf.core_norm
+    # issue 31 rows: on top of bn+substeps3+noise, the per-cell Gaussian MMD beside the linear one
+    cell = config("s3n+learn-sigma+cellmmd10")
+    assert cell.loss == "mmd_linear+gaussian_cell" and cell.loss_options["cell_mmd_weight"] == 10.0
+    assert cell.rf.output_substeps == 3 and cell.rf.output_neuron["learnable"] == "neuron"
+    assert abs(cell.rf.output_neuron["sigma"] - 0.2 * 3 ** 0.5) < 1e-12
     out = tmp_path / "ablation"
     cmd = [sys.executable, str(ANALYSES / "validation_ablation.py"), "--row", "ln", "--folds", "0", "--threads", "1",
            "--out", str(out)]
@@ -192,6 +197,9 @@ def test_validation_ablation_scores_validation_images_and_resumes(tmp_path):
     assert abs(float(row["ff_abs_diff"]) - abs(float(row["ff_model"]) - float(row["ff_recorded"]))) < 0.5
     assert abs(float(row["mmd2_floor"])) < 0.02 < float(row["mmd2"])
     assert 0 < float(row["peak_ratio"]) and 0 < float(row["peak_max_ratio"])
+    noise = json.loads((out / "noise-corr-ln-fold0-seed0.json").read_text())
+    assert noise["noise_corr_r"] == pytest.approx(float(row["noise_corr_r"]))
+    assert -1 <= noise["noise_corr_split_half_r"] <= 1 and noise["noise_corr_null_sd"] > 0
     again = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=900)
     assert again.returncode == 0 and _csv(out / "ablation.csv") == rows
     # a table of an older version (other columns) is refused, not appended to
