@@ -21,7 +21,9 @@ Writes into ``OUT`` (default ``results/retina_fit_comparison``), beside the swee
                         (stimulus-independent mean PSTH) and ceiling (split-half reliability) rows;
                         the ceiling row holds the recording's own split-half value of every score
                         that has one (rate CC, the MMD² floors, the noise-correlation pattern);
-                        the JSON's ``protocol`` names the recording (``data``, ``recording``)
+                        the JSON's ``protocol`` names the recording (``data``, ``recording``);
+                        its ``best_per_split``: per score, the splits where each model is the
+                        best of all models (e.g. the lowest MMD²)
     differences.csv     per pair of models and score: mean paired difference over splits, 95 %
                         t-interval and the splits the first model wins (``better``: which way)
     comparison.png      rate CC per model (bars: mean +- SD over runs, dots: runs) with the
@@ -199,6 +201,34 @@ def paired_differences(runs: list[dict]) -> list[dict]:
     return out
 
 
+def best_per_split(runs: list[dict]) -> list[dict]:
+    """Per score: in how many splits each model is the best of *all* models fitted on that split.
+
+    Only splits where every model of the folder has the score count (``n_splits``); a tie for the
+    best counts for each tied model. The issue's question "does the NSNN have the lowest
+    distribution distance of all models, the dispersion CNN included" is the ``mmd2`` row.
+    """
+    by_split: dict[tuple, dict[str, dict]] = {}
+    for m in runs:
+        by_split.setdefault((m["fold"], m["seed"]), {})[m["model"]] = m
+    models = sorted({m["model"] for m in runs})
+    out = []
+    for k, better in (("rate_cc", "higher"), ("count_cc", "higher"), *DISTRIBUTION_SCORES.items()):
+        wins, n = dict.fromkeys(models, 0), 0
+        for split in by_split.values():
+            values = {mod: split[mod].get(k) for mod in models if mod in split}
+            if len(values) < len(models) or any(v is None or not math.isfinite(v) for v in values.values()):
+                continue
+            n += 1
+            key = {"lower": lambda v: v, "higher": lambda v: -v, "closer to 1": lambda v: abs(v - 1)}[better]
+            best = min(key(v) for v in values.values())
+            for mod, v in values.items():
+                wins[mod] += key(v) == best
+        if n:
+            out.append({"score": k, "better": better, "n_splits": n, "best_splits": {m.upper(): w for m, w in wins.items()}})
+    return out
+
+
 def format_differences(rows: list[dict]) -> str:
     lines = [f"{'pair':<14}{'score':<16}{'mean':>8}  {'95% CI':<20}{'wins':>8}  better"]
     for r in rows:
@@ -284,8 +314,9 @@ def main(argv=None) -> int:
     protocol = {"data": wanted[0], "recording": rec_name, "preset": args.preset, "folds": args.folds,
                 "seeds": args.seeds, "models": args.models, "epochs": epochs, "quick": args.quick,
                 "engine": result.engine}
+    best = best_per_split(runs)
     write_json(out / "summary.json", {"protocol": protocol, "summary": rows, "differences": differences,
-                                      "runs": run_rows})
+                                      "best_per_split": best, "runs": run_rows})
     title = (f"{rec_name}, {args.preset} preset, {len(args.folds)} fold(s) x {len(args.seeds)} seed(s), "
              f"{'/'.join(map(str, epochs))} epochs")
     per_cell = {}
@@ -303,6 +334,11 @@ def main(argv=None) -> int:
     if differences:
         print("\nPaired differences per split (mean, 95 % t-interval, splits where the first is better):")
         print(format_differences(differences))
+    if best:
+        print("\nSplits where each model is the best of all models (ties count for each):")
+        for r in best:
+            print(f"  {r['score']:<16}({r['better']}, {r['n_splits']} splits)  "
+                  + "  ".join(f"{m} {w}" for m, w in r["best_splits"].items()))
     print(f"\nwritten to {out}/ (summary.csv, summary.json, differences.csv, runs.csv, results.csv, results.json, comparison.png, "
           f"rate_cc_per_cell.png) in {time.perf_counter() - t0:.0f} s")
     return 0

@@ -259,3 +259,15 @@ def test_comparison_table_counts_wins_by_each_scores_direction():
     assert rows["ceiling"]["mmd2_mean"] == pytest.approx(0.001) and rows["ceiling"]["noise_corr_r_mean"] == 0.5
     assert math.isnan(rows["baseline"]["mmd2_mean"])
     assert "mmd2" in cmp.format_distribution_table(list(rows.values()))
+    # best of all models per split: a third model that is best on split 2's MMD² takes that split
+    runs += [run("cnn_cmp", f, mmd2=m, peak_ratio=p, ff_corr=c) for f, (m, p, c) in
+             enumerate([(0.15, 1.0, 0.5), (0.25, 1.3, 0.6), (0.20, 1.05, 0.3)])]
+    best = {r["score"]: r for r in cmp.best_per_split(runs)}
+    assert best["mmd2"]["best_splits"] == {"CNN": 0, "CNN_CMP": 1, "NSNN": 2} and best["mmd2"]["n_splits"] == 3
+    assert best["peak_ratio"]["best_splits"] == {"CNN": 0, "CNN_CMP": 2, "NSNN": 1}
+    # a tie for the best counts for each tied model (split 2's FF r: NSNN and CNN_CMP at 0.3)
+    assert best["ff_corr"]["best_splits"] == {"CNN": 1, "CNN_CMP": 2, "NSNN": 1}
+    assert best["rate_cc"]["best_splits"] == {"CNN": 3, "CNN_CMP": 3, "NSNN": 3}
+    # a split missing one model's score does not count
+    del runs[-1]["mmd2"]
+    assert {r["score"]: r for r in cmp.best_per_split(runs)}["mmd2"]["n_splits"] == 2
