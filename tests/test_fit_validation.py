@@ -79,8 +79,10 @@ def test_rf_fit_records_validation_rfs_and_ln(rf_run):
     assert -1 <= m["ln_rate_cc"] <= 1 and -1 <= m["ln_count_cc"] <= 1
     with h5py.File(d / "predictions.h5") as f:
         assert f["spikes"].shape == (12, 30, 4, 49) and f["rates"].shape == (12, 30, 49)
-        rates = f["rates"][()]
-    assert rates.min() >= 0 and rates.max() <= 1
+        rates, spikes = f["rates"][()], f["spikes"][()]
+    # expected spikes per 10-ms bin: at most one per output substep
+    substeps = json.loads((d / "config.json").read_text())["rf"]["output_substeps"]
+    assert rates.min() >= 0 and rates.max() <= substeps and spikes.max() <= substeps
     assert "LN" in str(rf_run) and "validation rate CC" in str(rf_run)
 
 

@@ -468,7 +468,7 @@ def test_printout_of_one_validation_clip_is_singular():
     assert "1 validation clip)" in text
 
 
-def test_a_run_written_before_the_neuron_spec_loads_and_resumes(tiny_run, tmp_path):
+def test_a_run_written_before_the_neuron_spec_loads_and_resumes(tmp_path):
     """Run folders written before the neuron spec (no noise family; the core / output neuron
     ablations as their own fields) load and resume as the same run."""
     import json
@@ -476,7 +476,11 @@ def test_a_run_written_before_the_neuron_spec_loads_and_resumes(tiny_run, tmp_pa
     from neurocode.fitting import load_checkpoint
     from neurocode.pipeline import load_run
 
-    d = _copy(tiny_run, tmp_path)
+    # a run of that time could not have an output neuron spec (today's quick preset has one)
+    before = dict(TINY, rf={"output_neuron": None, "output_substeps": 1})
+    d = tmp_path / "before"
+    original = fit("nsnn", out=d, progress=False, **before)
+
     def as_before(config: dict) -> None:
         assert config["snn"].pop("noise") == "gaussian" and config["rf"].pop("noise") == "gaussian"
         assert config["rf"].pop("core_neuron") is None and config["rf"].pop("output_neuron") is None
@@ -491,5 +495,5 @@ def test_a_run_written_before_the_neuron_spec_loads_and_resumes(tiny_run, tmp_pa
     config, model, data = load_run(d)
     assert config.snn.noise == "gaussian"
     load_checkpoint(d / "checkpoint.pt", config)
-    resumed = fit("nsnn", out=d, progress=False, resume=True, **TINY)
-    assert resumed.metrics["rate_cc"] == tiny_run.metrics["rate_cc"]
+    resumed = fit("nsnn", out=d, progress=False, resume=True, **before)
+    assert resumed.metrics["rate_cc"] == original.metrics["rate_cc"]
