@@ -104,6 +104,12 @@ ROWS: dict[str, tuple[str, dict]] = {
     "bn+substeps5+noise": ("nsnn", {"rf": {"output_substeps": 5, "output_neuron": {"sigma": 0.2 * 5 ** 0.5}}}),
     "bn+substeps3+K8": ("nsnn", {"model_trials": 8, "rf": {"output_substeps": 3}}),
     "bn+mmd-gauss+learn-sigma": ("nsnn", {"loss": "mmd_gaussian", "rf": {"output_neuron": {"learnable": "neuron"}}}),
+    # mixed models (issue 30): does the NSNN's gap to the CNN come from the core or from the output?
+    # A ReLU core under the NSNN's noisy LIF output, and the NSNN's noisy spiking core (with its
+    # BatchNorm) under the CNN's softplus-Poisson output
+    "mixed:relu-core+noisy-lif": ("nsnn", {"parts": {"core": "relu"}}),
+    "mixed:spiking-core+softplus": ("cnn", {"parts": {"core": "spiking"},
+                                            "rf": {"core_norm": True, "core_neuron": {"family": "noisy_lif"}}}),
     # issue 31 item 2: the variability fitted, on top of bn+substeps3+noise (SUB3N)
     "s3n+learn-sigma": ("nsnn", {"rf": {**SUB3N, "output_neuron": {**SUB3N["output_neuron"], "learnable": "neuron"}}}),
     # the per-cell Gaussian-kernel MMD beside the linear one: at the start the linear term is ~1-3 and the

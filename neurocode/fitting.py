@@ -166,6 +166,14 @@ class FitConfig:
         sampling noise of the last step is removed (Rao-Blackwellisation). Loss
         "mmd_linear+gaussian_cell": ``cell_mmd_weight`` (float >= 0, default 1), the weight of the
         per-cell Gaussian-kernel MMD^2 beside the linear one.
+    parts : dict or None
+        The RF-aware model's parts by name in place of the family's own (None: the family's): a
+        mixed model is one line, e.g. ``parts={"core": "relu"}`` for the NSNN (a ReLU core under
+        its noisy LIF output) or ``parts={"core": "spiking"}`` for the CNN (a spiking core under
+        its softplus-Poisson output; ``rf={"core_neuron": {"family": "noisy_lif"}}`` makes that
+        core noisy). Keys ``core`` (:data:`~neurocode.models.parts.CORES`) and ``output``
+        (:data:`~neurocode.models.parts.OUTPUTS`); the output must be what the family's loss reads
+        (spikes for the NSNN and DSNN, rates for the rate models).
     snn, cnn, rf : SNNConfig, CNNConfig, RFConfig
         Architectures (only the one matching ``model`` and ``architecture`` is used).
     device : str
@@ -204,11 +212,31 @@ class FitConfig:
     patience: int | None = None
     ln_ridge: tuple[float, ...] = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
     loss_options: dict | None = None
+    parts: dict | None = None
     snn: SNNConfig = field(default_factory=SNNConfig)
     cnn: CNNConfig = field(default_factory=CNNConfig)
     rf: RFConfig = field(default_factory=RFConfig)
     device: str = "auto"
     threads: int | None = None
+
+    def _check_parts(self) -> None:
+        from neurocode.models.parts import CORES, OUTPUTS
+
+        if self.parts is None:
+            return
+        if not isinstance(self.parts, dict) or set(self.parts) - {"core", "output"}:
+            raise ValueError(f"parts must be a dict with keys 'core' and/or 'output' or None, got {self.parts!r}")
+        if self.architecture != "rf" or self.kind.reference:
+            raise ValueError(f"parts applies to the RF-aware NSNN, DSNN and CNNs (architecture='rf'), got "
+                             f"model={self.model!r}, architecture={self.architecture!r}")
+        for part, registry in (("core", CORES), ("output", OUTPUTS)):
+            name = self.parts.get(part)
+            if part in self.parts and name not in registry:
+                raise ValueError(f"parts[{part!r}] must be one of {sorted(registry)}, got {name!r}")
+        output = self.parts.get("output")
+        if output is not None and bool(getattr(OUTPUTS[output], "spiking", False)) != self.kind.spiking:
+            raise ValueError(f"parts['output']={output!r} does not give what model {self.model!r}'s loss reads "
+                             f"({'spikes' if self.kind.spiking else 'rates'})")
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -241,6 +269,7 @@ class FitConfig:
         if "cell_mmd_weight" in options and self.loss != "mmd_linear+gaussian_cell":
             raise ValueError(f"loss_options 'cell_mmd_weight' applies to loss 'mmd_linear+gaussian_cell' only, got loss "
                              f"{self.loss!r}")
+        self._check_parts()
         if self.patience is not None and int(self.patience) < 1:
             raise ValueError(f"patience must be >= 1 or None, got {self.patience!r}")
         # frozen: the normalised values (tuples, nested configs) are set once, here
@@ -826,7 +855,7 @@ def train(
         "order": torch.Generator().manual_seed(config.seed + 1),
     }
     kind = config.kind
-    model = kind.build(config, data.n_cells, gens["noise"] if kind.noisy else None, data.rfs, n_steps=data.n_steps,
+    model = kind.build(config, data.n_cells, gens["noise"], data.rfs, n_steps=data.n_steps,
                        n_lags=data.n_lags).to(device)
     ckpt = Path(checkpoint) if checkpoint is not None else None
     closed_form = kind.fit_closed_form(config, model, data, device, lambda m: _validation_rate_cc(config, m, data))

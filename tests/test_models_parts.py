@@ -4,6 +4,7 @@ the parts replaced (written by that code) loading into the composed models with 
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import numpy as np
@@ -165,3 +166,31 @@ def test_configs_written_with_the_ablation_fields_load_as_the_parts_options():
         make_config("nsnn", "quick", loss_options={"probabilty": True})
     with pytest.raises(ValueError, match="'count_weight' applies to spiking models"):
         make_config("cnn", "quick", loss_options={"count_weight": 0.1})
+
+
+def test_mixed_models_are_one_line_configs_that_fit(tmp_path):
+    """``parts=`` in the fit's config swaps a family's part by name: a ReLU core under the NSNN's noisy
+    LIF output, a noisy spiking core under the CNN's softplus-Poisson output; both fit and score."""
+    from neurocode.fitting import make_config
+    from neurocode.pipeline import fit, load_run
+
+    tiny = dict(epochs=1, input_size=16, eval_trials=4, model_trials=2, threads=1, progress=False)
+    relu_lif = fit("nsnn", out=tmp_path / "a", parts={"core": "relu"}, **tiny)
+    model = load_run(relu_lif.run_dir)[1]
+    assert type(model.core).__name__ == "ReLUCore" and model.output.spiking
+    assert -1 <= relu_lif.metrics["rate_cc"] <= 1
+    spiking_rate = fit("cnn", out=tmp_path / "b", parts={"core": "spiking"},
+                       rf={"core_norm": True, "core_neuron": {"family": "noisy_lif"}}, **tiny)
+    model = load_run(spiking_rate.run_dir)[1]
+    assert model.core.spiking and not model.output.spiking
+    # the core samples its noise: two forward passes of the same images differ
+    images = torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert not torch.equal(model(images), model(images))
+    assert -1 <= spiking_rate.metrics["rate_cc"] <= 1
+    # the family's own parts are untouched without parts=, and nonsense is named
+    assert make_config("cnn").parts is None
+    for bad, word in ((dict(parts={"core": "gru"}), "parts['core']"), (dict(parts={"readout": "rf"}), "keys"),
+                      (dict(parts={"output": "softplus_poisson"}), "spikes")):
+        with pytest.raises(ValueError, match=re.escape(word)):
+            make_config("nsnn", **bad)

@@ -273,7 +273,7 @@ def calibrate_spiking(model: RetinaModel, stimulus: Tensor, hidden_rate: float, 
     step), the next layer calibrated on the calibrated layer's spikes; then the front end's
     ``output_bias`` is bisected element-wise so that each cell fires at ``output_rate`` (shaped like
     that bias: ``[T, n_cells]`` per bin, or ``[n_cells]``, spikes per bin), with the LN pathway
-    and the core readout at their initial weights.
+    and the core readout at their initial weights. A core without spiking layers (ReLU) is run as it is.
 
     Returns
     -------
@@ -283,16 +283,22 @@ def calibrate_spiking(model: RetinaModel, stimulus: Tensor, hidden_rate: float, 
     fe, core, out = model.front_end, model.core, model.output
     x = fe.drive(stimulus)
     rates = []
-    biases = (fe.drive_bias, core.layer_bias(1))
-    for i, neuron in enumerate(core.neurons):
-        current = core.layer_current(i, x, n_trials)
-        shift = bisect_shift(lambda s: neuron(current + s).mean(), hidden_rate, iterations=iterations)
-        biases[i].add_(shift)
-        x = neuron(current + shift)
-        rates.append(float(x.mean()))
+    if core.spiking:
+        biases = (fe.drive_bias, core.layer_bias(1))
+        for i, neuron in enumerate(core.neurons):
+            current = core.layer_current(i, x, n_trials)
+            shift = bisect_shift(lambda s: neuron(current + s).mean(), hidden_rate, iterations=iterations)
+            biases[i].add_(shift)
+            x = neuron(current + shift)
+            rates.append(float(x.mean()))
+    else:  # a ReLU core under a spiking output (a mixed model): only the output is calibrated
+        x = core(x, n_trials)[0]
     linear = fe.linear(stimulus)
     T, B = linear.shape[:2]
-    base = out.unit_currents(fe.base_current(model.readout.core_current(x, n_trials, B), linear))
+    core_current = model.readout.core_current(x, n_trials, B)
+    if core_current.dim() == 3:  # a static (ReLU) core's current drives every trial alike
+        core_current = core_current[:, None].expand(-1, n_trials, -1, -1)
+    base = out.unit_currents(fe.base_current(core_current, linear))
     bias, units, N = fe.output_bias, out.units, model.spec.n_cells
     per_bin = bias.dim() == 2
 
