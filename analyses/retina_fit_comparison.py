@@ -213,14 +213,14 @@ def best_per_split(runs: list[dict]) -> list[dict]:
         by_split.setdefault((m["fold"], m["seed"]), {})[m["model"]] = m
     models = sorted({m["model"] for m in runs})
     out = []
+    distance = {"lower": lambda v: v, "higher": lambda v: -v, "closer to 1": lambda v: abs(v - 1)}
     for k, better in (("rate_cc", "higher"), ("count_cc", "higher"), *DISTRIBUTION_SCORES.items()):
-        wins, n = dict.fromkeys(models, 0), 0
+        wins, n, key = dict.fromkeys(models, 0), 0, distance[better]
         for split in by_split.values():
             values = {mod: split[mod].get(k) for mod in models if mod in split}
             if len(values) < len(models) or any(v is None or not math.isfinite(v) for v in values.values()):
                 continue
             n += 1
-            key = {"lower": lambda v: v, "higher": lambda v: -v, "closer to 1": lambda v: abs(v - 1)}[better]
             best = min(key(v) for v in values.values())
             for mod, v in values.items():
                 wins[mod] += key(v) == best

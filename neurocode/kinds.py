@@ -125,7 +125,8 @@ class ModelKind:
         core, output = self.parts(n_lags > 0)
         chosen = {"core": core, "output": output, **(config.parts or {})}
         spec = model_spec(config, chosen["core"], chosen["output"], n_cells, n_steps, n_lags)
-        return RetinaModel(spec, rfs, generator if self.noisy or _samples_noise(spec) else None)
+        # only noisy parts keep the generator (a mixed model's noisy core included)
+        return RetinaModel(spec, rfs, generator)
 
     def training_items(self, config: FitConfig, data: FitData) -> tuple[Tensor, int]:
         """What one epoch draws batches from, and how many per step.
@@ -176,12 +177,6 @@ def _start_from_ln(model: nn.Module, fit_ln: LNFitter, scale: float) -> tuple[nn
         model.front_end.filter.load_state_dict(ln.front_end.filter.state_dict())
         model.front_end.filter_gain.copy_(ln.front_end.filter_gain.detach() * scale)
     return ln, ln_history[-1]
-
-
-def _samples_noise(spec: ModelSpec) -> bool:
-    """Whether a spec's core or output has a noisy neuron (a mixed model's noise source)."""
-    neurons = (spec.core_options.get("neuron"), spec.output_options.get("neuron"))
-    return any(n is not None and n.family != "lif" for n in neurons)
 
 
 def model_spec(config: FitConfig, core: str | None, output: str, n_cells: int, n_steps: int,
