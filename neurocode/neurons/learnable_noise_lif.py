@@ -142,9 +142,10 @@ class LearnableNoisyLIF(LIFBase):
         z = SeededGaussian(draw_seeds(x.shape[0], g), 0.0, 1.0).materialize(x.shape, x.dtype, x.device)
         u = self._initial_state(x, state)
         spikes, ubars = [], []
-        for t in range(x.shape[0]):
-            ubar = x[t] if u is None else x[t] + self.tau * u
-            o = scaled_noise_spike(ubar, z[t], self.log_sigma, self.v_th)
+        # unbind, not x[t]: the backward of T indexings writes T full-size zero tensors
+        for x_t, z_t in zip(x.unbind(0), z.unbind(0)):
+            ubar = x_t if u is None else x_t + self.tau * u
+            o = scaled_noise_spike(ubar, z_t, self.log_sigma, self.v_th)
             reset = o.detach() if self.detach_reset else o
             u = ubar * (1 - reset)
             spikes.append(o)
