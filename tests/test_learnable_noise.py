@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from neurocode.neurons import LearnableNoisyLIF, NoisyLIF
+from neurocode.neurons.counter_rng import SeededGaussian, draw_seeds
 from neurocode.noise import Gaussian
 
 DT = torch.float64
@@ -206,3 +207,44 @@ def test_rf_config_rejects_bad_noise_and_synapse_settings(field, value):
 def test_core_neuron_sigma_sets_the_core_layers_only():
     model = _rf_model(core_neuron={"sigma": 0.4})
     assert [n.noise.sigma for n in model.neurons] == [0.4, 0.4, 0.2]
+
+
+def _straight_through_reference(neuron, x, u0, generator, detach_reset):
+    """The neuron as an autograd graph per step: the sampled spike forward, the gradient of the
+    expected spike Phi((ubar - v_th) / sigma) backward (what NDL prescribes for ubar and sigma)."""
+    z = SeededGaussian(draw_seeds(x.shape[0], generator), 0.0, 1.0).materialize(x.shape, x.dtype, x.device)
+    sigma, u, spikes, ubars = neuron.log_sigma.exp(), u0, [], []
+    for t in range(x.shape[0]):
+        ubar = x[t] + neuron.tau * u
+        p = torch.special.ndtr((ubar - neuron.v_th) / sigma)
+        o = (ubar >= neuron.v_th + sigma.detach() * z[t]).to(x.dtype) + (p - p.detach())
+        u = ubar * (1 - (o.detach() if detach_reset else o))
+        spikes.append(o)
+        ubars.append(ubar)
+    return torch.stack(spikes), torch.stack(ubars), u
+
+
+@pytest.mark.parametrize("detach_reset", [False, True])
+def test_sequence_gradients_through_time_match_the_per_step_graph(detach_reset):
+    """The hand-written backward through time (resets, potentials, the last state, the start state)
+    equals autograd over the per-step graph, for the inputs, the start state and each sigma."""
+    T, B, N = 9, 40, 4
+    x = (0.6 + 0.5 * torch.rand(T, B, N, generator=gen(20), dtype=DT)).requires_grad_()
+    u0 = (0.3 * torch.rand(B, N, generator=gen(21), dtype=DT)).requires_grad_()
+    ups = [torch.randn(*shape, generator=gen(22 + i), dtype=DT) for i, shape in enumerate([(T, B, N), (T, B, N), (B, N)])]
+    grads = []
+    for run in ("fused", "reference"):
+        neuron = LearnableNoisyLIF(N, 0.3, tau=0.6, detach_reset=detach_reset).double()
+        with torch.no_grad():
+            neuron.log_sigma.copy_(torch.tensor([0.1, 0.2, 0.3, 0.5], dtype=DT).log())
+        if run == "fused":
+            outs = neuron(x, u0, generator=gen(30), return_potential=True, return_state=True)
+        else:
+            outs = _straight_through_reference(neuron, x, u0, gen(30), detach_reset)
+        sum((o * up).sum() for o, up in zip(outs, ups)).backward()
+        grads.append((outs[0].detach(), x.grad.clone(), u0.grad.clone(), neuron.log_sigma.grad.clone()))
+        x.grad = u0.grad = None
+    (s1, *g1), (s2, *g2) = grads
+    assert torch.equal(s1, s2) and 0 < s1.mean() < 1
+    for a, b in zip(g1, g2):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)

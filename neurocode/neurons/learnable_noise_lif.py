@@ -19,9 +19,11 @@ is positive for every value of the parameter. ``z`` is the counter-based stream 
 :mod:`neurocode.neurons.counter_rng` (one seed per step from the generator), so the same
 generator state draws the same numbers as a :class:`NoisyLIF` would.
 
-The time loop is a per-step autograd loop: this neuron is meant for small layers (a retina
-model's output cells), where it costs little next to the convolutions; the large hidden
-layers keep the fused kernel of :class:`NoisyLIF` with a fixed sigma.
+The time loop runs in Python over whole steps, forward and backward written out by hand (one
+autograd node for the sequence, not a graph of a dozen small operations per step): this neuron
+is meant for small layers (a retina model's output cells), where it costs little next to the
+convolutions; the large hidden layers keep the fused kernel of :class:`NoisyLIF` with a fixed
+sigma.
 """
 
 from __future__ import annotations
@@ -35,58 +37,68 @@ from neurocode.neurons._base import LIFBase, check_sequence
 from neurocode.neurons._kernels import caching_scope
 from neurocode.neurons.counter_rng import SeededGaussian, draw_seeds
 
-__all__ = ["LearnableNoisyLIF", "scaled_noise_spike"]
+__all__ = ["LearnableNoisyLIF"]
 
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
-class _ScaledNoiseSpike(torch.autograd.Function):
-    """o = 1[ubar >= v_th + exp(log_sigma) * z]; NDL gradients for ubar and log_sigma (module docstring)."""
+class _LearnableNoiseSequence(torch.autograd.Function):
+    """The whole sequence of :class:`LearnableNoisyLIF`: spikes, potentials and the last state, with
+    backpropagation through time and, at every step, the NDL gradients of the module docstring
+    (those of the expected spike ``Phi((ubar - v_th) / sigma)`` given the potential)."""
 
     @staticmethod
-    def forward(ctx, ubar, z, log_sigma, v_th):
+    def forward(ctx, x, u0, z, log_sigma, tau, v_th, detach_reset):
         sigma = log_sigma.exp()
-        threshold = v_th + sigma * z
-        above = ubar >= threshold
-        spikes = above.to(ubar.dtype)
-        spikes.masked_fill_(~(above | (ubar < threshold)), float("nan"))  # NaN is never a spike
-        ctx.save_for_backward(ubar, log_sigma)
-        ctx.v_th = v_th
-        return spikes
+        spikes, ubar = torch.empty_like(x), torch.empty_like(x)
+        u = u0
+        for t in range(x.shape[0]):
+            ub = x[t] if u is None else x[t] + tau * u
+            threshold = v_th + sigma * z[t]
+            above = ub >= threshold
+            o = above.to(x.dtype)
+            o.masked_fill_(~(above | (ub < threshold)), float("nan"))  # NaN is never a spike
+            u = ub * (1 - o)
+            spikes[t], ubar[t] = o, ub
+        ctx.save_for_backward(ubar, spikes, log_sigma)
+        ctx.tau, ctx.v_th, ctx.detach_reset, ctx.has_u0 = tau, v_th, detach_reset, u0 is not None
+        ctx.set_materialize_grads(False)
+        return spikes, ubar, u
 
     @staticmethod
-    def backward(ctx, grad):
-        ubar, log_sigma = ctx.saved_tensors
+    def backward(ctx, grad_spikes, grad_ubar, grad_u_last):
+        ubar, spikes, log_sigma = ctx.saved_tensors
+        tau = ctx.tau
         sigma = log_sigma.exp()
         d = ubar - ctx.v_th
         r = (d / sigma).clamp(-1e4, 1e4)
         density = torch.exp(-0.5 * r * r) * (_INV_SQRT_2PI / sigma)
-        g = grad * density
+        grad_x = torch.empty_like(ubar)
+        grad_o = torch.zeros_like(ubar)  # each step's gradient at the spike, times the density
+        gu = grad_u_last  # dL/du[t], from the steps after t
+        for t in range(ubar.shape[0] - 1, -1, -1):
+            go = grad_spikes[t] if grad_spikes is not None else None
+            if gu is not None and not ctx.detach_reset:  # u = ubar (1 - o): the reset's path to o
+                go = -(gu * ubar[t]) if go is None else go - gu * ubar[t]
+            g = go * density[t] if go is not None else None
+            if g is not None:
+                grad_o[t] = g
+            parts = [p for p in (g, None if gu is None else gu * (1 - spikes[t]),
+                                 None if grad_ubar is None else grad_ubar[t]) if p is not None]
+            gub = parts[0] if parts else torch.zeros_like(ubar[t])
+            for p in parts[1:]:
+                gub = gub + p
+            grad_x[t] = gub
+            gu = tau * gub
+        grad_u0 = gu if ctx.has_u0 and ctx.needs_input_grad[1] else None
         grad_log_sigma = None
-        if ctx.needs_input_grad[2]:
-            full = -(g * d)
-            # sum over the dimensions log_sigma was broadcast along
-            lead = full.dim() - log_sigma.dim()
+        if ctx.needs_input_grad[3]:
+            full = -(grad_o * d)
+            lead = full.dim() - log_sigma.dim()  # sum over the dimensions log_sigma was broadcast along
             full = full.sum(tuple(range(lead))) if lead else full
             keep = tuple(i for i, s in enumerate(log_sigma.shape) if s == 1 and full.shape[i] != 1)
             grad_log_sigma = full.sum(keep, keepdim=True) if keep else full
-        return g, None, grad_log_sigma, None
-
-
-def scaled_noise_spike(ubar: Tensor, z: Tensor, log_sigma: Tensor, v_th: float) -> Tensor:
-    """One step's spikes ``1[ubar >= v_th + exp(log_sigma) * z]`` with the NDL gradients.
-
-    Parameters
-    ----------
-    ubar : Tensor [B, ..., N]
-        Pre-noise potentials.
-    z : Tensor [B, ..., N]
-        Standard normal samples.
-    log_sigma : Tensor [N] or []
-        Log of the noise standard deviation (broadcast against ``ubar``).
-    v_th : float
-    """
-    return _ScaledNoiseSpike.apply(ubar, z, log_sigma, float(v_th))
+        return grad_x, grad_u0, None, grad_log_sigma, None, None, None
 
 
 class LearnableNoisyLIF(LIFBase):
@@ -140,18 +152,10 @@ class LearnableNoisyLIF(LIFBase):
                              "neurons (n_neurons)")
         g = generator if generator is not None else self.generator
         z = SeededGaussian(draw_seeds(x.shape[0], g), 0.0, 1.0).materialize(x.shape, x.dtype, x.device)
-        u = self._initial_state(x, state)
-        spikes, ubars = [], []
-        # unbind, not x[t]: the backward of T indexings writes T full-size zero tensors
-        for x_t, z_t in zip(x.unbind(0), z.unbind(0)):
-            ubar = x_t if u is None else x_t + self.tau * u
-            o = scaled_noise_spike(ubar, z_t, self.log_sigma, self.v_th)
-            reset = o.detach() if self.detach_reset else o
-            u = ubar * (1 - reset)
-            spikes.append(o)
-            ubars.append(ubar)
-        out_ubar = torch.stack(ubars) if return_potential else None
-        return self._finish(torch.stack(spikes), out_ubar, u, return_potential, return_state)
+        u0 = self._initial_state(x, state)
+        spikes, ubar, u = _LearnableNoiseSequence.apply(x, u0, z, self.log_sigma, self.tau, self.v_th,
+                                                        self.detach_reset)
+        return self._finish(spikes, ubar if return_potential else None, u, return_potential, return_state)
 
     def extra_repr(self) -> str:
         n = "layer" if self.log_sigma.dim() == 0 else self.log_sigma.shape[0]
