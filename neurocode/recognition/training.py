@@ -319,7 +319,8 @@ def train_classifier(config: ClassifyConfig, data: ClassificationData | None = N
     loader = DataLoader(data.train, batch_size=config.batch_size, shuffle=True, generator=gens["order"],
                         num_workers=config.num_workers, drop_last=len(data.train) > config.batch_size)
     steps = len(loader)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
+                                 fused=device.type in ("cpu", "cuda"))  # one pass, not ~10 ops per tensor
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * steps)
     ckpt = Path(checkpoint) if checkpoint is not None else None
     history: list[dict] = []
