@@ -1,4 +1,4 @@
-"""Time per training step / epoch and peak memory of a retina fit (paper preset, CPU).
+"""Time per training step / epoch and peak memory of a retina fit (paper or quick preset, CPU).
 
 For NSNN, DSNN and CNN on the bundled recording (fold 0), each configuration runs in a
 fresh subprocess (so its peak resident memory is its own) and reports the median time of a
@@ -11,7 +11,10 @@ spiking models -- what a direct implementation of the paper does:
 * one model sample per recorded trial (K = 30 instead of the set-level MMD's K = 8);
 * the second convolution dense (``torch.nn.functional.conv2d``) instead of event-driven;
 
-and prints our/baseline ratios. Levers alone: ``dense-conv2`` is our step with only the
+and prints our/baseline ratios. ``before-34`` is our step as it was before the main job's speed
+issue (34): BatchNorm on conv2's channels-last output against a channels-first gradient (torch's
+slow mixed-layout backward), the learnt-noise output neurons as a per-step autograd graph, and
+Adam's per-tensor loop instead of its fused pass. Levers alone: ``dense-conv2`` is our step with only the
 second convolution dense; ``torch-allocator`` is our step with torch's own CPU allocator instead
 of neurocode's caching allocator (``NEUROCODE_CACHING_ALLOCATOR=0``: every step's large buffers
 are mapped and faulted in afresh; see ``neurocode/memory.py``; the other variants run each step
@@ -19,7 +22,9 @@ inside the allocator's scope, as a fit does). ``--profile`` adds a breakdown of 
 configurations by operator category (convolutions, neuron loops, random numbers, linear
 layers, loss, other) from ``torch.profiler``.
 
-    python benchmarks/fit_step.py [--threads 2] [--steps 3] [--models nsnn dsnn cnn] [--profile]
+    python benchmarks/fit_step.py [--preset paper] [--threads 2] [--steps 3] [--models nsnn dsnn cnn] [--profile]
+
+``--preset quick`` is the main job's network (``neurocode fit --model nsnn``).
 
 Nothing is asserted; absolute times drift on a shared machine, ratios within one run less so.
 """
@@ -37,6 +42,8 @@ from _common import add_isa_argument, apply_isa, machine_line
 
 CATEGORIES = [
     ("convolution", ("conv",)),
+    ("normalisation", ("batch_norm",)),
+    ("optimiser", ("adam",)),
     ("neuron loop", ("lifsequence", "_lif", "lif_", "kernel")),
     ("random numbers", ("normal", "rand", "bernoulli")),
     ("linear", ("addmm", "linear", "::mm", "bmm", "matmul")),
@@ -44,7 +51,41 @@ CATEGORIES = [
 ]
 
 
-def _child(model: str, variant: str, steps: int, threads: int, profile: bool) -> dict:
+def _before_34() -> None:
+    """Our step as it was before issue 34 (module docstring): patched in, this child process only."""
+    import torch
+
+    from neurocode.models.parts.cores import SpikingCore
+    from neurocode.neurons import LearnableNoisyLIF
+    from neurocode.neurons.counter_rng import SeededGaussian, draw_seeds
+
+    own_current = SpikingCore.layer_current
+
+    def mixed_layout_current(self, i, x, n_trials):
+        if i != 1:
+            return own_current(self, i, x, n_trials)
+        y = self.pool(self.norm(self.conv2(self.pool(x.flatten(0, 1)))))  # channels-last into BatchNorm
+        return y.view(x.shape[0], -1, *y.shape[1:])
+
+    def per_step_graph(self, x, state=None, *, generator=None, return_potential=False, return_state=False):
+        g = generator if generator is not None else self.generator
+        z = SeededGaussian(draw_seeds(x.shape[0], g), 0.0, 1.0).materialize(x.shape, x.dtype, x.device)
+        sigma, u, spikes, ubars = self.log_sigma.exp(), self._initial_state(x, state), [], []
+        for t in range(x.shape[0]):
+            ubar = x[t] if u is None else x[t] + self.tau * u
+            p = torch.special.ndtr((ubar - self.v_th) / sigma)
+            o = (ubar >= self.v_th + sigma.detach() * z[t]).to(x.dtype) + (p - p.detach())
+            u = ubar * (1 - o)
+            spikes.append(o)
+            ubars.append(ubar)
+        return self._finish(torch.stack(spikes), torch.stack(ubars) if return_potential else None, u,
+                            return_potential, return_state)
+
+    SpikingCore.layer_current = mixed_layout_current
+    LearnableNoisyLIF.forward = per_step_graph
+
+
+def _child(model: str, variant: str, steps: int, threads: int, profile: bool, preset: str = "paper") -> dict:
     import resource
     import statistics
     import time
@@ -53,13 +94,16 @@ def _child(model: str, variant: str, steps: int, threads: int, profile: bool) ->
 
     from neurocode.fitting import build_model, make_config, prepare_data, steps_per_epoch
     from neurocode.models import calibrate_dense
+    from neurocode.models.retina import calibrate_spiking
     from neurocode.neurons._kernels import caching_scope
 
     torch.set_num_threads(threads)
     torch.set_flush_denormal(True)  # as neurocode.fitting.train does
     torch.manual_seed(0)
     overrides = {"model_trials": 30, "loss": "paired"} if variant == "baseline" else {}
-    config = make_config(model, "paper", threads=threads, **overrides)
+    if variant == "before-34":
+        _before_34()
+    config = make_config(model, preset, threads=threads, **overrides)
     data = prepare_data(config)
     gen = torch.Generator().manual_seed(0)
     m = build_model(config, data.n_cells, generator=gen if model == "nsnn" else None)
@@ -75,10 +119,14 @@ def _child(model: str, variant: str, steps: int, threads: int, profile: bool) ->
         front.drive = every_step
     if variant in ("baseline", "dense-conv2") and spiking:
         m.core.conv2.max_density = 0.0  # torch's dense convolution of the spike maps
-    if spiking:
+    if spiking:  # the fit's start: the layers' rates calibrated (the values matter for the spike densities)
         with torch.no_grad():
-            calibrate_dense(m, data.images[torch.as_tensor(data.train_idx[:4])], iterations=6, n_trials=1)
-    opt = torch.optim.Adam(m.parameters(), lr=config.lr)
+            images = data.images[torch.as_tensor(data.train_idx[:4])]
+            if m.spec.readout == "dense":
+                calibrate_dense(m, images, iterations=6, n_trials=1)
+            else:
+                calibrate_spiking(m, images, hidden_rate=config.hidden_rate, output_rate=torch.full((data.n_cells,), 0.07), n_trials=1)
+    opt = torch.optim.Adam(m.parameters(), lr=config.lr, fused=variant != "before-34")  # as neurocode.fitting.train
     items, batch = config.kind.training_items(config, data)
     order = torch.randperm(len(items), generator=torch.Generator().manual_seed(1))
 
@@ -104,6 +152,7 @@ def _child(model: str, variant: str, steps: int, threads: int, profile: bool) ->
         "step_s": statistics.median(times),
         "system_s": statistics.median(system),
         "steps_per_epoch": steps_per_epoch(config, data),
+        "epochs": config.epochs,
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2,
     }
     out["epoch_s"] = out["step_s"] * out["steps_per_epoch"]
@@ -131,13 +180,13 @@ def _child(model: str, variant: str, steps: int, threads: int, profile: bool) ->
     return out
 
 
-def _run(model, variant, steps, threads, profile) -> dict:
+def _run(model, variant, steps, threads, profile, preset="paper") -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     if variant == "baseline":
         env["NEUROCODE_NO_KERNEL"] = "1"
     if variant == "torch-allocator":
         env["NEUROCODE_CACHING_ALLOCATOR"] = "0"
-    cmd = [sys.executable, __file__, "--child", model, variant, str(steps), str(threads), str(int(profile))]
+    cmd = [sys.executable, __file__, "--child", model, variant, str(steps), str(threads), str(int(profile)), preset]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if res.returncode != 0:
         raise RuntimeError(f"{model}/{variant} failed:\n{res.stderr[-2000:]}")
@@ -150,33 +199,40 @@ def main(argv=None) -> None:
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--models", nargs="+", default=["nsnn", "dsnn", "cnn"])
     p.add_argument("--profile", action="store_true")
-    p.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
+    p.add_argument("--preset", choices=("paper", "quick"), default="paper")
+    p.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
     add_isa_argument(p)
     args = p.parse_args(argv)
     apply_isa(args)
     if args.child:
-        model, variant, steps, threads, profile = args.child
-        print(json.dumps(_child(model, variant, int(steps), int(threads), bool(int(profile)))))
+        model, variant, steps, threads, profile, preset = args.child
+        print(json.dumps(_child(model, variant, int(steps), int(threads), bool(int(profile)), preset)))
         return
     print(machine_line(args.threads), flush=True)
     rows = {}
     for model in args.models:
-        rows[(model, "ours")] = _run(model, "ours", args.steps, args.threads, args.profile)
+        rows[(model, "ours")] = _run(model, "ours", args.steps, args.threads, args.profile, args.preset)
+        if model == "nsnn":
+            rows[(model, "before-34")] = _run(model, "before-34", args.steps, args.threads, args.profile, args.preset)
+        if model != "cnn" and args.preset == "paper":  # the straightforward baseline is the paper's network
+            rows[(model, "baseline")] = _run(model, "baseline", max(1, args.steps - 1), args.threads, False,
+                                             args.preset)
         if model != "cnn":
-            rows[(model, "baseline")] = _run(model, "baseline", max(1, args.steps - 1), args.threads, False)
-        if model != "cnn":
-            rows[(model, "dense-conv2")] = _run(model, "dense-conv2", args.steps, args.threads, False)
-        rows[(model, "torch-allocator")] = _run(model, "torch-allocator", args.steps, args.threads, False)
+            rows[(model, "dense-conv2")] = _run(model, "dense-conv2", args.steps, args.threads, False, args.preset)
+        rows[(model, "torch-allocator")] = _run(model, "torch-allocator", args.steps, args.threads, False, args.preset)
         if model == "dsnn":
-            rows[(model, "same-shapes")] = _run(model, "same-shapes", args.steps, args.threads, False)
-    print(f"paper preset, CPU, {args.threads} threads; median of {args.steps} steps after a warm-up\n")
-    print(f"{'model':6} {'variant':15} {'step s':>8} {'system s':>9} {'steps/ep':>9} {'epoch s':>9} {'64 ep min':>10}"
-          f" {'peak GB':>8}")
+            rows[(model, "same-shapes")] = _run(model, "same-shapes", args.steps, args.threads, False, args.preset)
+    print(f"{args.preset} preset, CPU, {args.threads} threads; median of {args.steps} steps after a warm-up\n")
+    print(f"{'model':6} {'variant':15} {'step s':>8} {'system s':>9} {'steps/ep':>9} {'epoch s':>9} {'epochs':>7}"
+          f" {'train min':>10} {'peak GB':>8}")
     for (model, variant), r in rows.items():
-        print(f"{model:6} {variant:15} {r['step_s']:8.2f} {r['system_s']:9.3f} {r['steps_per_epoch']:9d} "
-              f"{r['epoch_s']:9.1f} {r['epoch_s'] * 64 / 60:10.1f} {r['peak_rss_gb']:8.2f}")
+        print(f"{model:6} {variant:15} {r['step_s']:8.3f} {r['system_s']:9.3f} {r['steps_per_epoch']:9d} "
+              f"{r['epoch_s']:9.1f} {r['epochs']:7d} {r['epoch_s'] * r['epochs'] / 60:10.2f} {r['peak_rss_gb']:8.2f}")
     print()
     for model in args.models:
+        if (model, "before-34") in rows:
+            ratio = rows[(model, "before-34")]["step_s"] / rows[(model, "ours")]["step_s"]
+            print(f"{model}: step before issue 34 / our step = {ratio:.2f}x")
         if (model, "baseline") in rows:
             ratio = rows[(model, "baseline")]["step_s"] / rows[(model, "ours")]["step_s"]
             print(f"{model}: baseline step / our step = {ratio:.1f}x")
@@ -195,8 +251,8 @@ def main(argv=None) -> None:
         print("\nprofile of one step (share of CPU self time):")
         for (model, variant), r in rows.items():
             if "profile" in r:
-                shares = ", ".join(f"{k} {v:.0%}" for k, v in r["profile"].items())
-                print(f"  {model}: {shares}")
+                shares = ", ".join(f"{k} {v:.0%} ({v * r['step_s'] * 1e3:.0f} ms)" for k, v in r["profile"].items())
+                print(f"  {model} {variant}: {shares}")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ import numpy as np
 import quantities as pq
 
 import neo
-from elephant.conversion import BinnedSpikeTrain
 
 from neurocode.data.binning import bin_index, check_binned_size, n_bins
 
@@ -168,8 +167,12 @@ def _flatten_trains(spiketrains) -> tuple[list, tuple]:
     return spiketrains, (len(spiketrains),)
 
 
-def binned_spike_train(spiketrains, bin_size, t_start=None, t_stop=None, tolerance=1e-8) -> BinnedSpikeTrain:
+def binned_spike_train(spiketrains, bin_size, t_start=None, t_stop=None, tolerance=1e-8):
     """Thin wrapper over :class:`elephant.conversion.BinnedSpikeTrain` (bin_size in s if float)."""
+    # imported here: elephant's package import takes ~1 s (all its modules), which every CLI call
+    # and every fit would otherwise pay
+    from elephant.conversion import BinnedSpikeTrain
+
     flat, _ = _flatten_trains(spiketrains)
     bs = bin_size if isinstance(bin_size, pq.Quantity) else bin_size * pq.s
     ts = None if t_start is None else (t_start if isinstance(t_start, pq.Quantity) else t_start * pq.s)
