@@ -5,9 +5,10 @@ cnn, cnn_cmp, ln) -- their networks, training items, losses, starting points and
 each family's :class:`~neurocode.kinds.ModelKind` (:mod:`neurocode.kinds`), and
 :func:`train` only calls it.
 
-Two architectures (``architecture``): ``"rf"`` (the quick preset) gives every model the
-cells' receptive fields -- RF features and a core readout placed at each RF
-(:mod:`neurocode.models.rf`); ``"paper"`` keeps the paper's networks.
+Two architectures: ``"rf"`` (the quick and movie presets) gives every model the cells' receptive
+fields -- RF features and a core readout placed at each RF (:mod:`neurocode.models.rf`, an
+:class:`RFConfig`); ``"paper"`` keeps the paper's networks (an :class:`SNNConfig` or a
+:class:`CNNConfig`). A fit holds the one architecture config it uses (``FitConfig.arch``).
 
 Validation and the test images
 ------------------------------
@@ -56,6 +57,7 @@ __all__ = [
     "FitData",
     "CheckpointError",
     "make_config",
+    "reachable_settings",
     "prepare_data",
     "build_model",
     "train",
@@ -79,6 +81,9 @@ LossName = Literal["mmd_linear", "mmd_gaussian", "mmd_gaussian_cell", "mmd_linea
 ArchitectureName = Literal["paper", "rf"]
 LOSSES: tuple[str, ...] = get_args(LossName)
 ARCHITECTURES: tuple[str, ...] = get_args(ArchitectureName)
+#: The architecture configs by the name a fit's settings, presets and config.json use for them.
+ARCH_CONFIGS: dict[str, type] = {"snn": SNNConfig, "cnn": CNNConfig, "rf": RFConfig}
+ArchConfig = SNNConfig | CNNConfig | RFConfig
 #: Config fields that may differ when a run is resumed (where it runs, not what it computes).
 RESUMABLE_FIELDS = ("device", "threads")
 CHECKPOINT_FORMAT = "neurocode-checkpoint"
@@ -92,9 +97,6 @@ class FitConfig:
     Attributes
     ----------
     model : {"nsnn", "dsnn", "cnn", "cnn_cmp", "ln"}
-    architecture : {"rf", "paper"}
-        "rf": RF-aware models (:mod:`neurocode.models.rf`, configured by ``rf``); "paper":
-        the paper's networks (``snn`` / ``cnn``). The LN model is always RF-based.
     preset : str
         Name of the preset the values came from ("quick", "paper", or "custom").
     data : str or None
@@ -174,8 +176,14 @@ class FitConfig:
         core noisy). Keys ``core`` (:data:`~neurocode.models.parts.CORES`) and ``output``
         (:data:`~neurocode.models.parts.OUTPUTS`); the output must be what the family's loss reads
         (spikes for the NSNN and DSNN, rates for the rate models).
-    snn, cnn, rf : SNNConfig, CNNConfig, RFConfig
-        Architectures (only the one matching ``model`` and ``architecture`` is used).
+    arch : SNNConfig, CNNConfig, RFConfig or None
+        The fit's architecture, the only one it holds: an :class:`RFConfig` (the RF-aware models of
+        :mod:`neurocode.models.rf`; the LN model and clip models always), or the paper's network of
+        the family, an :class:`SNNConfig` (NSNN, DSNN) or a :class:`CNNConfig` (CNNs). None: the
+        family's paper network (the LN's RFConfig). Its ``input_size`` (and a spiking
+        architecture's ``noisy``) follow the fit's. Settings, presets and ``config.json`` name it by
+        :attr:`arch_name` ("snn", "cnn" or "rf": ``rf.noise_sigma``); :attr:`architecture` is "paper"
+        or "rf".
     device : str
         "auto" (the CPU until the CUDA path is verified on a GPU: ``CUDA_VERIFIED``), "cpu", "cuda", ...
     threads : int or None
@@ -183,7 +191,6 @@ class FitConfig:
     """
 
     model: ModelName = "nsnn"
-    architecture: ArchitectureName = "paper"
     preset: str = "custom"
     data: str | None = None
     recording: str | None = None
@@ -213,9 +220,7 @@ class FitConfig:
     ln_ridge: tuple[float, ...] = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
     loss_options: dict | None = None
     parts: dict | None = None
-    snn: SNNConfig = field(default_factory=SNNConfig)
-    cnn: CNNConfig = field(default_factory=CNNConfig)
-    rf: RFConfig = field(default_factory=RFConfig)
+    arch: ArchConfig | None = None
     device: str = "auto"
     threads: int | None = None
 
@@ -243,8 +248,6 @@ class FitConfig:
             raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
-        if self.architecture not in ARCHITECTURES:
-            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
         if self.loss not in self.kind.losses:
             raise ValueError(f"loss {self.loss!r} does not apply to model {self.model!r} "
                              "(the CNN uses 'poisson', the dispersion CNN 'count_nll', LN 'mse', spiking models an "
@@ -312,21 +315,39 @@ class FitConfig:
             if len(w) != 2 or not (math.isfinite(w[0]) and math.isfinite(w[1]) and w[0] < w[1]):
                 raise ValueError(f"window must be (t_start, t_stop) with t_start < t_stop, got {self.window!r}")
             object.__setattr__(self, "window", w)
-        # the architectures follow the fit's model kind and input size
-        for key, kind in (("snn", SNNConfig), ("cnn", CNNConfig), ("rf", RFConfig)):
-            arch = getattr(self, key)
-            arch = kind(**arch) if isinstance(arch, dict) else arch
-            shared = {"input_size": self.input_size}
-            if key != "cnn":
-                shared["noisy"] = self.kind.spiking and self.kind.noisy
-            object.__setattr__(self, key, dataclasses.replace(arch, **shared))
+        arch = ARCH_CONFIGS[arch_name(self.model, "paper")]() if self.arch is None else self.arch
+        usable = {arch_name(self.model, a) for a in ARCHITECTURES}
+        if type(arch) not in {ARCH_CONFIGS[name] for name in usable}:
+            raise ValueError(f"arch must be one of {', '.join(ARCH_CONFIGS[n].__name__ for n in sorted(usable))} for "
+                             f"model {self.model!r}, got {arch!r}")
+        # the architecture follows the fit's model kind and input size
+        shared = {"input_size": self.input_size}
+        if not isinstance(arch, CNNConfig):
+            shared["noisy"] = self.kind.spiking and self.kind.noisy
+        object.__setattr__(self, "arch", dataclasses.replace(arch, **shared))
 
     @property
     def kind(self) -> ModelKind:
         return MODEL_KINDS[self.model]
 
+    @property
+    def arch_name(self) -> str:
+        """The architecture config's name in settings, presets and config.json: "snn", "cnn" or "rf"."""
+        return next(name for name, kind in ARCH_CONFIGS.items() if isinstance(self.arch, kind))
+
+    @property
+    def architecture(self) -> ArchitectureName:
+        """ "rf" (the RF-aware models) or "paper" (the paper's networks), from the type of ``arch``."""
+        return "rf" if isinstance(self.arch, RFConfig) else "paper"
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The fields as plain data, the architecture as ``architecture`` and its config under :attr:`arch_name`."""
+        out = {}
+        for name, value in asdict(self).items():
+            out[self.arch_name if name == "arch" else name] = value
+            if name == "model":
+                out["architecture"] = self.architecture
+        return out
 
     def differences(self, other: "FitConfig", ignore: tuple[str, ...] = ()) -> list[str]:
         """Fields (sorted) in which ``other`` is another run than this one: the one rule of "same run".
@@ -345,25 +366,93 @@ class FitConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "FitConfig":
+        """The config of a :meth:`to_dict` record (``config.json``, a checkpoint), also one written when a
+        fit held all three architecture configs (``snn``, ``cnn``, ``rf``; only the one its
+        ``architecture`` and model used is kept) or older field names."""
         d = dict(d)
         for old, (option, default) in cls.LEGACY_FIELDS.items():
             if old in d:
                 value = d.pop(old)
                 if value != default:
                     d["loss_options"] = {**(d.get("loss_options") or {}), option: value}
+        d["arch"] = _arch_from_dict(d)
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown config field(s) {sorted(unknown)}")
-        for key, kind in (("snn", SNNConfig), ("cnn", CNNConfig)):
-            if key in d and isinstance(d[key], dict):
-                d[key] = kind(**{k: tuple(v) if isinstance(v, list) else v for k, v in d[key].items()})
-        if isinstance(d.get("rf"), dict):
-            d["rf"] = RFConfig.from_dict(d["rf"])
         for key in ("ln_ridge", "window"):
             if isinstance(d.get(key), list):
                 d[key] = tuple(d[key])
         return cls(**d)
+
+
+def arch_name(model: str, architecture: str) -> str:
+    """The name of the architecture config a fit of ``model`` uses in ``architecture`` ("paper" or "rf"):
+    "rf" for the RF-aware models (the LN model always), else the family's paper network, "snn" or "cnn"."""
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
+    kind = MODEL_KINDS[model]
+    if architecture == "rf" or kind.reference:
+        return "rf"
+    return "snn" if kind.spiking else "cnn"
+
+
+def _arch_config(name: str, values: dict) -> ArchConfig:
+    """The architecture config ``name`` ("snn", "cnn", "rf") of a dict of its fields (lists as tuples)."""
+    kind = ARCH_CONFIGS[name]
+    unknown = set(values) - {f.name for f in fields(kind)} - set(getattr(kind, "LEGACY_FIELDS", ()))
+    if unknown:
+        raise ValueError(f"{name}: unknown {kind.__name__} field(s) {sorted(unknown)}; it has "
+                         f"{', '.join(f.name for f in fields(kind))}")
+    if kind is RFConfig:
+        return RFConfig.from_dict(values)
+    return kind(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def _arch_from_dict(d: dict) -> ArchConfig | None:
+    """Pop a stored config's ``architecture`` and architecture configs from ``d``; the one its fit uses.
+
+    A record of one architecture config holds it under its name; a record from when a fit held all
+    three (``snn``, ``cnn``, ``rf``) names the used one by ``architecture`` (default "paper") and model.
+    """
+    architecture = d.pop("architecture", None)
+    stored = {name: d.pop(name) for name in ARCH_CONFIGS if name in d}
+    model = d.get("model", "nsnn")
+    if model not in MODELS:
+        return None  # FitConfig names the bad model
+    if architecture is None and len(stored) == 1:
+        architecture = "rf" if "rf" in stored else "paper"
+    name = arch_name(model, "paper" if architecture is None else architecture)
+    if name not in stored:
+        if stored:
+            raise ValueError(f"the config's architecture {architecture!r} of model {model!r} is {name!r}, but it "
+                             f"holds {sorted(stored)}")
+        return ARCH_CONFIGS[name]()
+    values = stored[name]
+    if not isinstance(values, dict):
+        raise ValueError(f"config field {name!r} must be a dict of {ARCH_CONFIGS[name].__name__} fields, got "
+                         f"{values!r}")
+    return _arch_config(name, values)
+
+
+def reachable_settings(config: FitConfig) -> list[str]:
+    """The settings a fit exposes: every field of ``config``, the architecture's fields as
+    ``{arch_name}.{field}`` (the names of ``--set``: ``rf.noise_sigma``), in field order.
+
+    A field holding a dataclass contributes its fields; every other field (a dict of a part's
+    options included) is one setting. Derived fields (an architecture's ``input_size``, ``noisy``,
+    ``n_cells``, ``n_steps``) count as well: this is the rule the count before FitConfig held one
+    architecture was measured with (75 for every fit; now 50 for the quick NSNN).
+    """
+    def leaves(obj, prefix: str) -> list[str]:
+        out = []
+        for f in fields(obj):
+            value = getattr(obj, f.name)
+            name = config.arch_name if obj is config and f.name == "arch" else f.name
+            out += leaves(value, f"{prefix}{name}.") if dataclasses.is_dataclass(value) else [prefix + name]
+        return out
+
+    return leaves(config, "")
 
 
 #: Named starting points; ``make_config`` applies them, then the caller's overrides.
@@ -424,8 +513,11 @@ for _preset in PRESETS.values():  # the dispersion CNN trains as the CNN does
 def make_config(model: str = "nsnn", preset: str = "quick", **overrides) -> FitConfig:
     """Build a :class:`FitConfig` from a preset plus overrides.
 
-    ``overrides`` may set any field; ``snn=`` / ``cnn=`` / ``rf=`` dicts update the preset's
-    architecture field by field.
+    ``overrides`` may set any field. ``architecture="paper"`` / ``"rf"`` picks the architecture
+    (default: the preset's; the LN model is always "rf"); a dict under the architecture config's
+    name (``snn=`` / ``cnn=`` / ``rf=``, :func:`arch_name`) or ``arch=`` (whichever the fit uses)
+    updates the preset's architecture field by field. A non-empty dict for another architecture
+    config is a ValueError that names the one this fit uses.
     """
     if preset not in PRESETS:
         raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
@@ -437,13 +529,21 @@ def make_config(model: str = "nsnn", preset: str = "quick", **overrides) -> FitC
     kwargs = dict(PRESETS[preset]["common"])
     kwargs["loss"] = MODEL_KINDS[model].default_loss
     specific = dict(PRESETS[preset].get(model, {}))
-    arch = {key: dict(specific.pop(key, {})) for key in ("snn", "cnn", "rf")}
-    kwargs.update(specific)
-    for key in arch:
-        arch[key].update(overrides.pop(key, {}) or {})
+    architecture = kwargs.pop("architecture", "paper")
+    architecture = overrides.pop("architecture", specific.pop("architecture", architecture))
+    name = arch_name(model, architecture)
+    # the preset's entries for the model in another architecture than the one chosen do not apply
+    arch = dict(specific.get(name) or {})
+    kwargs.update({k: v for k, v in specific.items() if k not in ARCH_CONFIGS})
+    for key in ARCH_CONFIGS:
+        given = overrides.pop(key, None)
+        if given and key != name:
+            raise ValueError(f"{key}={given!r}: a {model} fit in the {architecture!r} architecture uses {name!r} "
+                             f"({ARCH_CONFIGS[name].__name__}), not {key!r}; set {name}.FIELD")
+        arch.update(given or {})
+    arch.update(overrides.pop("arch", None) or {})
     kwargs.update(overrides)
-    return FitConfig(model=model, preset=preset, snn=SNNConfig(**arch["snn"]), cnn=CNNConfig(**arch["cnn"]),
-                     rf=RFConfig(**arch["rf"]), **kwargs)
+    return FitConfig(model=model, preset=preset, arch=_arch_config(name, arch), **kwargs)
 
 
 def predicts_rates(config: FitConfig) -> bool:
