@@ -871,16 +871,14 @@ def fit_ln_reference(config: FitConfig, data: FitData, path: str | os.PathLike |
     fitted (global RNG untouched) and the file written atomically. Returns (model, history).
     """
     ln_config = ln_reference_config(config, data.is_clips)
-    # where it runs (device, threads) may differ between the fit and a later evaluate
-    settings = {k: v for k, v in ln_config.to_dict().items() if k not in RESUMABLE_FIELDS}
-    stamp = {"config": settings, "train_idx": np.asarray(data.train_idx).tolist()}
+    stamp = {"config": _ln_settings(ln_config), "train_idx": np.asarray(data.train_idx).tolist()}
     path = Path(path) if path is not None else None
     if path is not None and path.exists():
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception:  # unreadable or of another torch: fitted again below
             state = None
-        if state is not None and json.loads(state["stamp"]) == json.loads(json.dumps(stamp)):
+        if state is not None and _stored_ln_stamp(state["stamp"]) == json.loads(json.dumps(stamp)):
             with torch.random.fork_rng(devices=[]):
                 model = build_model(ln_config, data.n_cells, None, data.rfs, n_steps=data.n_steps,
                                     n_lags=data.n_lags)
@@ -893,6 +891,22 @@ def fit_ln_reference(config: FitConfig, data: FitData, path: str | os.PathLike |
             torch.save({"stamp": json.dumps(stamp), "model": {k: v.cpu() for k, v in model.state_dict().items()},
                         "history": json.dumps(history)}, tmp)
     return model, history
+
+
+def _ln_settings(config: FitConfig) -> dict:
+    """What an LN reference's cache is valid for: its settings, not where it runs (device, threads)."""
+    return {k: v for k, v in config.to_dict().items() if k not in RESUMABLE_FIELDS}
+
+
+def _stored_ln_stamp(text: str) -> dict | None:
+    """A cached LN reference's stamp, its settings as today's config writes them (a file written when a
+    fit held all three architecture configs stays valid); None if they are no config."""
+    stamp = json.loads(text)
+    try:
+        stamp["config"] = json.loads(json.dumps(_ln_settings(FitConfig.from_dict(stamp["config"]))))
+    except (KeyError, TypeError, ValueError):
+        return None
+    return stamp
 
 
 def _ln_fitter(config: FitConfig, data: FitData, path: str | os.PathLike | None = None):

@@ -470,14 +470,15 @@ def test_printout_of_one_validation_clip_is_singular():
     assert "1 validation clip)" in text
 
 
-def test_a_run_written_before_the_neuron_spec_loads_and_resumes(tmp_path):
+def test_a_run_written_before_the_neuron_spec_loads_and_resumes(tmp_path, monkeypatch):
     """Run folders written before the neuron spec (no noise family; the core / output neuron
-    ablations as their own fields) and when a fit held all three architecture configs load and
-    resume as the same run."""
+    ablations as their own fields) and when a fit held all three architecture configs load,
+    evaluate (reusing their cached LN reference) and resume as the same run."""
     import json
 
+    import neurocode.fitting as fitting
     from neurocode.fitting import load_checkpoint
-    from neurocode.models import CNNConfig
+    from neurocode.models import CNNConfig, SNNConfig
     from neurocode.models.rf import RFConfig
     from neurocode.pipeline import load_run
 
@@ -486,13 +487,14 @@ def test_a_run_written_before_the_neuron_spec_loads_and_resumes(tmp_path):
     original = fit("nsnn", out=d, progress=False, **before)
 
     def as_before(config: dict) -> None:
-        assert "rf" not in config and "cnn" not in config
-        assert config["snn"].pop("noise") == "gaussian"
-        # the unused architectures as such a fit stored them, the RF-aware one in its old fields
-        rf = {k: v for k, v in dataclasses.asdict(RFConfig()).items() if k not in ("noise", "core_neuron",
-                                                                                      "output_neuron", "readout")}
-        config["rf"] = dict(rf, core_noisy=True, core_noise_sigma=None, learn_sigma=False, learn_core_sigma=False)
-        config["cnn"] = dataclasses.asdict(CNNConfig())
+        """A config of today as such a run stored it: all three architectures, the RF one in its old fields."""
+        assert sum(name in config for name in ("snn", "cnn", "rf")) == 1
+        for name, kind in (("snn", SNNConfig), ("cnn", CNNConfig), ("rf", RFConfig)):
+            config.setdefault(name, dataclasses.asdict(kind()))
+        assert config["snn"].pop("noise") == "gaussian" and config["rf"].pop("noise") == "gaussian"
+        assert config["rf"].pop("core_neuron") is None and config["rf"].pop("output_neuron") is None
+        assert config["rf"].pop("readout") is None
+        config["rf"].update(core_noisy=True, core_noise_sigma=None, learn_sigma=False, learn_core_sigma=False)
 
     stored = json.loads((d / "config.json").read_text())
     as_before(stored)
@@ -500,8 +502,18 @@ def test_a_run_written_before_the_neuron_spec_loads_and_resumes(tmp_path):
     ckpt = torch.load(d / "checkpoint.pt", weights_only=True)
     as_before(ckpt["config"])
     torch.save(ckpt, d / "checkpoint.pt")
+    ln = torch.load(d / "ln_reference.pt", weights_only=True)
+    stamp = json.loads(ln["stamp"])
+    as_before(stamp["config"])
+    ln["stamp"] = json.dumps(stamp)
+    torch.save(ln, d / "ln_reference.pt")
     config, model, data = load_run(d)
-    assert config.arch.noise == "gaussian"
+    assert config.arch.noise == "gaussian" and config.arch_name == "snn"
     load_checkpoint(d / "checkpoint.pt", config)
+    calls = []
+    real_train = fitting.train
+    monkeypatch.setattr(fitting, "train", lambda *a, **k: calls.append(a[0].model) or real_train(*a, **k))
+    assert evaluate(d)["rate_cc"] == original.metrics["rate_cc"]
+    assert calls == []  # the cached LN reference of the old stamp is reused, not refitted
     resumed = fit("nsnn", out=d, progress=False, resume=True, **before)
     assert resumed.metrics["rate_cc"] == original.metrics["rate_cc"]
