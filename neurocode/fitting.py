@@ -7,7 +7,7 @@ each family's :class:`~neurocode.kinds.ModelKind` (:mod:`neurocode.kinds`), and
 
 Two architectures: ``"rf"`` (the quick and movie presets) gives every model the cells' receptive
 fields -- RF features and a core readout placed at each RF (:mod:`neurocode.models.rf`, an
-:class:`RFConfig`); ``"paper"`` keeps the paper's networks (an :class:`SNNConfig` or a
+:class:`RFConfig`, or for the rate models an :class:`RFRateConfig`); ``"paper"`` keeps the paper's networks (an :class:`SNNConfig` or a
 :class:`CNNConfig`). A fit holds the one architecture config it uses (``FitConfig.arch``).
 
 Validation and the test images
@@ -31,7 +31,7 @@ import math
 import numbers
 import os
 import sys
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Callable, Literal, get_args
 
@@ -47,7 +47,7 @@ from neurocode.data.preprocessing import pad_to_square
 from neurocode.data.receptive_fields import ReceptiveFields, receptive_fields_for
 from neurocode.kinds import MODEL_KINDS, ModelKind
 from neurocode.models import CNNConfig, SNNConfig
-from neurocode.models.rf import RFConfig
+from neurocode.models.rf import RFConfig, RFRateConfig
 
 __all__ = [
     "MODELS",
@@ -81,9 +81,10 @@ LossName = Literal["mmd_linear", "mmd_gaussian", "mmd_gaussian_cell", "mmd_linea
 ArchitectureName = Literal["paper", "rf"]
 LOSSES: tuple[str, ...] = get_args(LossName)
 ARCHITECTURES: tuple[str, ...] = get_args(ArchitectureName)
-#: The architecture configs by the name a fit's settings, presets and config.json use for them.
-ARCH_CONFIGS: dict[str, type] = {"snn": SNNConfig, "cnn": CNNConfig, "rf": RFConfig}
-ArchConfig = SNNConfig | CNNConfig | RFConfig
+#: The architecture configs by the name a fit's settings, presets and config.json use for them ("rf": an
+#: RFRateConfig, or an RFConfig, which adds the neurons, where the fit has spiking parts: :func:`arch_class`).
+ARCH_CONFIGS: dict[str, type] = {"snn": SNNConfig, "cnn": CNNConfig, "rf": RFRateConfig}
+ArchConfig = SNNConfig | CNNConfig | RFRateConfig
 #: Config fields that may differ when a run is resumed (where it runs, not what it computes).
 RESUMABLE_FIELDS = ("device", "threads")
 CHECKPOINT_FORMAT = "neurocode-checkpoint"
@@ -176,12 +177,13 @@ class FitConfig:
         core noisy). Keys ``core`` (:data:`~neurocode.models.parts.CORES`) and ``output``
         (:data:`~neurocode.models.parts.OUTPUTS`); the output must be what the family's loss reads
         (spikes for the NSNN and DSNN, rates for the rate models).
-    arch : SNNConfig, CNNConfig, RFConfig or None
-        The fit's architecture, the only one it holds: an :class:`RFConfig` (the RF-aware models of
-        :mod:`neurocode.models.rf`; the LN model and clip models always), or the paper's network of
-        the family, an :class:`SNNConfig` (NSNN, DSNN) or a :class:`CNNConfig` (CNNs). None: the
-        family's paper network (the LN's RFConfig). Its ``input_size`` (and a spiking
-        architecture's ``noisy``) follow the fit's. Settings, presets and ``config.json`` name it by
+    arch : SNNConfig, CNNConfig, RFRateConfig, RFConfig or None
+        The fit's architecture, the only one it holds: the RF-aware models of
+        :mod:`neurocode.models.rf` (the LN model and clip models always), an :class:`RFConfig` where
+        the fit has spiking parts, an :class:`RFRateConfig` (no neurons) where it has none
+        (:func:`arch_class`); or the paper's network of the family, an :class:`SNNConfig` (NSNN,
+        DSNN) or a :class:`CNNConfig` (CNNs). None: the family's paper network (the LN's
+        RFRateConfig). Its ``input_size`` (and a spiking architecture's ``noisy``) follow the fit's. Settings, presets and ``config.json`` name it by
         :attr:`arch_name` ("snn", "cnn" or "rf": ``rf.noise_sigma``); :attr:`architecture` is "paper"
         or "rf".
     device : str
@@ -315,14 +317,15 @@ class FitConfig:
             if len(w) != 2 or not (math.isfinite(w[0]) and math.isfinite(w[1]) and w[0] < w[1]):
                 raise ValueError(f"window must be (t_start, t_stop) with t_start < t_stop, got {self.window!r}")
             object.__setattr__(self, "window", w)
-        arch = ARCH_CONFIGS[arch_name(self.model, "paper")]() if self.arch is None else self.arch
-        usable = {arch_name(self.model, a) for a in ARCHITECTURES}
-        if type(arch) not in {ARCH_CONFIGS[name] for name in usable}:
-            raise ValueError(f"arch must be one of {', '.join(ARCH_CONFIGS[n].__name__ for n in sorted(usable))} for "
-                             f"model {self.model!r}, got {arch!r}")
+        usable = sorted({arch_class(self.model, arch_name(self.model, a), self.parts) for a in ARCHITECTURES},
+                        key=lambda kind: kind.__name__)
+        arch = arch_class(self.model, arch_name(self.model, "paper"), self.parts)() if self.arch is None else self.arch
+        if type(arch) not in usable:
+            raise ValueError(f"arch must be one of {', '.join(kind.__name__ for kind in usable)} for model "
+                             f"{self.model!r} (parts {self.parts!r}), got {type(arch).__name__}")
         # the architecture follows the fit's model kind and input size
         shared = {"input_size": self.input_size}
-        if not isinstance(arch, CNNConfig):
+        if isinstance(arch, (SNNConfig, RFConfig)):
             shared["noisy"] = self.kind.spiking and self.kind.noisy
         object.__setattr__(self, "arch", dataclasses.replace(arch, **shared))
 
@@ -338,7 +341,7 @@ class FitConfig:
     @property
     def architecture(self) -> ArchitectureName:
         """ "rf" (the RF-aware models) or "paper" (the paper's networks), from the type of ``arch``."""
-        return "rf" if isinstance(self.arch, RFConfig) else "paper"
+        return "rf" if isinstance(self.arch, RFRateConfig) else "paper"
 
     def to_dict(self) -> dict:
         """The fields as plain data, the architecture as ``architecture`` and its config under :attr:`arch_name`."""
@@ -397,15 +400,31 @@ def arch_name(model: str, architecture: str) -> str:
     return "snn" if kind.spiking else "cnn"
 
 
-def _arch_config(name: str, values: dict) -> ArchConfig:
-    """The architecture config ``name`` ("snn", "cnn", "rf") of a dict of its fields (lists as tuples)."""
-    kind = ARCH_CONFIGS[name]
+def arch_class(model: str, name: str, parts: dict | None = None) -> type:
+    """The class of the architecture config ``name`` of a fit of ``model`` with ``parts``: for "rf", an
+    :class:`RFConfig` where the fit has a spiking part (NSNN, DSNN, a rate model's spiking core), else an
+    :class:`RFRateConfig` (no neurons)."""
+    if name != "rf":
+        return ARCH_CONFIGS[name]
+    core = parts.get("core") if isinstance(parts, dict) else None
+    return RFConfig if MODEL_KINDS[model].spiking or core == "spiking" else RFRateConfig
+
+
+def _neuron_fields() -> set[str]:
+    """RFConfig's fields (and old field names) that an RFRateConfig lacks: the neurons' settings."""
+    return {f.name for f in fields(RFConfig)} - {f.name for f in fields(RFRateConfig)} | set(RFConfig.LEGACY_FIELDS)
+
+
+def _arch_config(kind: type, name: str, values: dict) -> ArchConfig:
+    """The architecture config of class ``kind`` (named ``name`` in settings) of a dict of its fields."""
     unknown = set(values) - {f.name for f in fields(kind)} - set(getattr(kind, "LEGACY_FIELDS", ()))
     if unknown:
-        raise ValueError(f"{name}: unknown {kind.__name__} field(s) {sorted(unknown)}; it has "
+        why = " (a fit without spiking parts has no neurons)" if kind is RFRateConfig and unknown <= _neuron_fields() \
+            else ""
+        raise ValueError(f"{name}: unknown {kind.__name__} field(s) {sorted(unknown)}{why}; it has "
                          f"{', '.join(f.name for f in fields(kind))}")
-    if kind is RFConfig:
-        return RFConfig.from_dict(values)
+    if hasattr(kind, "from_dict"):
+        return kind.from_dict(values)
     return kind(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
@@ -427,12 +446,14 @@ def _arch_from_dict(d: dict) -> ArchConfig | None:
         if stored:
             raise ValueError(f"the config's architecture {architecture!r} of model {model!r} is {name!r}, but it "
                              f"holds {sorted(stored)}")
-        return ARCH_CONFIGS[name]()
+        return arch_class(model, name, d.get("parts"))()
     values = stored[name]
+    kind = arch_class(model, name, d.get("parts"))
     if not isinstance(values, dict):
-        raise ValueError(f"config field {name!r} must be a dict of {ARCH_CONFIGS[name].__name__} fields, got "
-                         f"{values!r}")
-    return _arch_config(name, values)
+        raise ValueError(f"config field {name!r} must be a dict of {kind.__name__} fields, got {values!r}")
+    if kind is RFRateConfig:  # a rate model's record from when every RF-aware fit held the neurons' settings
+        values = {k: v for k, v in values.items() if k not in _neuron_fields()}
+    return _arch_config(kind, name, values)
 
 
 def reachable_settings(config: FitConfig) -> list[str]:
@@ -535,15 +556,15 @@ def make_config(model: str = "nsnn", preset: str = "quick", **overrides) -> FitC
     # the preset's entries for the model in another architecture than the one chosen do not apply
     arch = dict(specific.get(name) or {})
     kwargs.update({k: v for k, v in specific.items() if k not in ARCH_CONFIGS})
-    for key in ARCH_CONFIGS:
-        given = overrides.pop(key, None)
-        if given and key != name:
-            raise ValueError(f"{key}={given!r}: a {model} fit in the {architecture!r} architecture uses {name!r} "
-                             f"({ARCH_CONFIGS[name].__name__}), not {key!r}; set {name}.FIELD")
-        arch.update(given or {})
-    arch.update(overrides.pop("arch", None) or {})
+    given = {key: overrides.pop(key) for key in (*ARCH_CONFIGS, "arch") if key in overrides}
     kwargs.update(overrides)
-    return FitConfig(model=model, preset=preset, arch=_arch_config(name, arch), **kwargs)
+    kind = arch_class(model, name, kwargs.get("parts"))
+    for key, values in given.items():
+        if values and key not in (name, "arch"):
+            raise ValueError(f"{key}={values!r}: a {model} fit in the {architecture!r} architecture uses {name!r} "
+                             f"({kind.__name__}), not {key!r}; set {name}.FIELD")
+        arch.update(values or {})
+    return FitConfig(model=model, preset=preset, arch=_arch_config(kind, name, arch), **kwargs)
 
 
 def predicts_rates(config: FitConfig) -> bool:

@@ -182,8 +182,8 @@ def _start_from_ln(model: nn.Module, fit_ln: LNFitter, scale: float) -> tuple[nn
 def model_spec(config: FitConfig, core: str | None, output: str, n_cells: int, n_steps: int,
                n_lags: int = 0) -> ModelSpec:
     """The :class:`ModelSpec` of a fit's model with this core and output, from the fit's architecture config
-    ``config.arch``: the RF-aware models of an RFConfig (:func:`~neurocode.models.rf.rf_model_spec`; clips
-    always), else the paper's network of an SNNConfig or a CNNConfig."""
+    ``config.arch``: the RF-aware models of an RFRateConfig / RFConfig (:func:`~neurocode.models.rf.rf_model_spec`;
+    clips always), else the paper's network of an SNNConfig or a CNNConfig."""
     arch = dataclasses.replace(config.arch, n_cells=n_cells, n_steps=n_steps)
     if config.architecture == "rf":
         return rf_model_spec(arch, core, output, n_lags)

@@ -11,15 +11,16 @@ import pytest
 
 from neurocode.fitting import ARCH_CONFIGS, MODELS, PRESETS, FitConfig, make_config, reachable_settings
 from neurocode.models import CNNConfig, SNNConfig
-from neurocode.models.rf import RFConfig
+from neurocode.models.rf import RFConfig, RFRateConfig
 from neurocode.sweep._trials import settings_overrides
 
 #: Settings every fit reached when FitConfig held all three architecture configs (measured on main at
 #: 24f752b with the rule of reachable_settings: FitConfig's 32 other fields + SNNConfig 17 + CNNConfig 7
 #: + RFConfig 18).
 BEFORE = 75
-#: And now: the 32 other fields plus the fields of the one architecture config the fit uses.
-AFTER = {("quick", "nsnn"): 50, ("quick", "cnn"): 50, ("quick", "ln"): 50, ("paper", "nsnn"): 49,
+#: And now: the 32 other fields plus the fields of the one architecture config the fit uses (the RF-aware
+#: rate models' without the neurons' 10).
+AFTER = {("quick", "nsnn"): 50, ("quick", "cnn"): 40, ("quick", "ln"): 40, ("paper", "nsnn"): 49,
          ("paper", "cnn"): 39, ("movie", "nsnn"): 50}
 
 
@@ -30,15 +31,16 @@ def test_a_fit_reaches_only_its_own_architectures_settings(preset, model):
     assert len(names) == len(set(names)) == AFTER[preset, model] < BEFORE
     prefixes = {n.split(".")[0] for n in names if "." in n}
     assert prefixes == {config.arch_name}
-    own = {f"{config.arch_name}.{f.name}" for f in dataclasses.fields(ARCH_CONFIGS[config.arch_name])}
-    assert own <= set(names)
+    own = {f"{config.arch_name}.{f.name}" for f in dataclasses.fields(config.arch)}
+    assert own <= set(names) and isinstance(config.arch, ARCH_CONFIGS[config.arch_name])
     assert not {"architecture", "snn", "cnn", "rf", "arch"} & set(names)
 
 
 def test_what_each_fit_exposes():
     exposes = {key: set(reachable_settings(make_config(key[1], key[0]))) for key in AFTER}
-    # the paper CNN carries no neuron: no noise, no threshold, no membrane time constant
-    assert not any(n.endswith(("noise_sigma", ".noise", ".tau", ".v_th")) for n in exposes["paper", "cnn"])
+    # the CNNs and the LN carry no neuron: no noise, no threshold, no membrane time constant
+    for key in (("paper", "cnn"), ("quick", "cnn"), ("quick", "ln")):
+        assert not any(n.endswith(("noise_sigma", ".noise", ".tau", ".v_th", "substeps")) for n in exposes[key]), key
     assert {"cnn.channels", "cnn.strides"} <= exposes["paper", "cnn"]
     # the paper NSNN its SNN's noise, not the RF-aware model's
     assert "snn.noise_sigma" in exposes["paper", "nsnn"] and "rf.noise_sigma" not in exposes["paper", "nsnn"]
@@ -52,7 +54,8 @@ def test_what_each_fit_exposes():
 def test_the_architecture_follows_the_preset_and_model(preset, model):
     config = make_config(model, preset)
     paper = PRESETS[preset]["common"]["architecture"] == "paper" and model != "ln"
-    want = (SNNConfig if config.kind.spiking else CNNConfig) if paper else RFConfig
+    want = (SNNConfig if config.kind.spiking else CNNConfig) if paper else \
+        RFConfig if config.kind.spiking else RFRateConfig
     assert type(config.arch) is want
     assert config.architecture == ("paper" if paper else "rf")
     assert config.arch.input_size == config.input_size
@@ -96,15 +99,25 @@ def test_settings_reach_the_architecture_the_fit_uses():
     # a field the fit's architecture does not have names itself
     with pytest.raises(ValueError, match=r"cnn: unknown CNNConfig field\(s\) \['noise_sigma'\]"):
         make_config("cnn", "paper", arch={"noise_sigma": 0.3})
-    with pytest.raises(ValueError, match="arch must be one of CNNConfig, RFConfig for model 'cnn'"):
+    with pytest.raises(ValueError, match=r"unknown RFRateConfig field\(s\) \['noise_sigma'\] \(a fit without spiking"):
+        make_config("cnn", "quick", **settings_overrides({"sigma": 0.35}))
+    # a rate model with a spiking core (a mixed model) holds the neurons' settings
+    mixed = make_config("cnn", "quick", parts={"core": "spiking"}, rf={"core_neuron": {"family": "noisy_lif"}})
+    assert type(mixed.arch) is RFConfig and mixed.arch.core_neuron == {"family": "noisy_lif"}
+    with pytest.raises(ValueError, match="arch must be one of CNNConfig, RFRateConfig for model 'cnn'.*got SNNConfig"):
         FitConfig(model="cnn", loss="poisson", arch=SNNConfig())
+    with pytest.raises(ValueError, match="arch must be one of CNNConfig, RFRateConfig for model 'cnn'.*got RFConfig"):
+        FitConfig(model="cnn", loss="poisson", arch=RFConfig())
 
 
 def _as_before(config: FitConfig, architecture: str | None = None) -> dict:
     """``config`` as a fit stored it when it held all three architecture configs (the unused two at
     their defaults); ``architecture=None``: a record from before that field existed either."""
     record = config.to_dict()
-    for name, kind in ARCH_CONFIGS.items():
+    if isinstance(config.arch, RFRateConfig) and not isinstance(config.arch, RFConfig):
+        # every RF-aware fit held the neurons' settings, a rate model's some from a sweep over them
+        record["rf"] = {**dataclasses.asdict(RFConfig(noise_sigma=0.4)), **record["rf"]}
+    for name, kind in (("snn", SNNConfig), ("cnn", CNNConfig), ("rf", RFConfig)):
         record.setdefault(name, dataclasses.asdict(kind()))
     record.pop("architecture")
     if architecture is not None:

@@ -374,7 +374,8 @@ def test_evaluate_bad_run_folders(tiny_run, tmp_path):
         evaluate(d)
     (d / "p.h5").replace(d / "predictions.h5")
     cfg = json.loads((d / "config.json").read_text())
-    (d / "config.json").write_text(json.dumps({**{k: v for k, v in cfg.items() if k != "snn"}, "model": "cnn", "loss": "poisson", "cnn": {}}))
+    as_cnn = {**{k: v for k, v in cfg.items() if k != "snn"}, "model": "cnn", "loss": "poisson", "cnn": {}}
+    (d / "config.json").write_text(json.dumps(as_cnn))
     with pytest.raises(RunFolderError, match="predictions of a nsnn model"):
         evaluate(d)
     (d / "config.json").write_text("{not json")
@@ -491,6 +492,7 @@ def test_a_run_written_before_the_neuron_spec_loads_and_resumes(tmp_path, monkey
         assert sum(name in config for name in ("snn", "cnn", "rf")) == 1
         for name, kind in (("snn", SNNConfig), ("cnn", CNNConfig), ("rf", RFConfig)):
             config.setdefault(name, dataclasses.asdict(kind()))
+        config["rf"] = {**dataclasses.asdict(RFConfig()), **config["rf"]}  # the LN's held the neurons' settings too
         assert config["snn"].pop("noise") == "gaussian" and config["rf"].pop("noise") == "gaussian"
         assert config["rf"].pop("core_neuron") is None and config["rf"].pop("output_neuron") is None
         assert config["rf"].pop("readout") is None
