@@ -144,7 +144,8 @@ def test_noise_level_sweep_quick(tmp_path):
     assert [float(r["sigma"]) for r in rows] == [0.1, 0.4]
     assert {"sigma", "n_runs", "rate_cc_mean", "rate_cc_sd", "model_ff", "final_loss"} <= set(rows[0])
     cfg = json.loads((out / "runs" / "nsnn-sigma0.4-fold0-seed0" / "config.json").read_text())
-    assert cfg["snn"]["noise_sigma"] == 0.4
+    # the quick preset's RF-aware NSNN gets the swept noise; it holds no paper network's config
+    assert cfg["rf"]["noise_sigma"] == 0.4 and "snn" not in cfg
 
 
 def test_robustness_quick(tmp_path):
