@@ -778,6 +778,9 @@ def prepare_data(config: FitConfig, recording: Recording | ContinuousRecording |
     T = counts.shape[1]
     n_lags = 0
     if rec.is_clips:
+        if config.architecture != "rf":
+            raise ValueError(f"recording {rec.name!r} holds clips: they need the RF-aware architecture (--preset "
+                             f"movie), not the paper's network of this {config.model} fit")
         Fr = rec.stimuli.shape[1]
         lead = (rec.window[0] - rec.stimulus_start) / config.bin_size
         if abs(rec.frame_interval - config.bin_size) > 1e-9 * config.bin_size or abs(lead - round(lead)) > 1e-6 \

@@ -145,3 +145,24 @@ def test_old_records_pick_their_architecture_by_model_and_field():
     record["architecture"] = "paper"
     with pytest.raises(ValueError, match=r"architecture 'paper' of model 'nsnn' is 'snn', but it holds \['rf'\]"):
         FitConfig.from_dict(record)
+
+
+def test_clips_need_the_rf_aware_architecture():
+    """A continuous recording's clips are fitted by the RF-aware models: a fit of the paper's network is
+    refused when its data are prepared, before a run folder is written."""
+    import numpy as np
+
+    from neurocode.data import ContinuousRecording
+    from neurocode.fitting import prepare_data
+
+    fps = 1 / 0.033
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 2, (300, 6, 8), dtype=np.uint8) * 255
+    frames[200:270] = frames[50:120]
+    trains = [np.sort(rng.uniform(0, 300 / fps, 100)) for _ in range(2)]
+    repeats = [(50 * 0.033, 50 * 0.033 + 2.0), (200 * 0.033, 200 * 0.033 + 2.0)]  # frames 50 and 200 on
+    movie = ContinuousRecording.from_spike_times(trains, frames, np.arange(300) / fps, (0.0, 300 / fps),
+                                                 repeats=repeats)
+    with pytest.raises(ValueError, match="holds clips: they need the RF-aware architecture"):
+        prepare_data(make_config("nsnn", "movie", architecture="paper"), movie)
+    assert prepare_data(make_config("nsnn", "movie", input_size=8), movie).n_lags > 0
