@@ -2,7 +2,7 @@
 """Held-out rate CC of the NSNN vs its membrane-noise level sigma (paper Fig. 9B, on the retina fit).
 
 A thin caller of :func:`neurocode.sweep.sweep`: a grid over ``sigma`` (the membrane-noise SD of
-both architectures, ``rf.noise_sigma`` and ``snn.noise_sigma``) x seeds, run on Ray Tune when it is
+the fit's architecture: ``rf.noise_sigma`` in the quick preset, ``snn.noise_sigma`` in the paper's) x seeds, run on Ray Tune when it is
 installed (``--address`` for a cluster) or one fit after another. One NSNN is fitted per
 (sigma, seed) with Gaussian membrane noise N(0, sigma^2) and noise-driven learning; runs go to
 ``OUT/runs/nsnn-sigma{sigma}-fold{k}-seed{s}`` and finished ones are not redone. Fits are on

@@ -5,9 +5,10 @@ cnn, cnn_cmp, ln) -- their networks, training items, losses, starting points and
 each family's :class:`~neurocode.kinds.ModelKind` (:mod:`neurocode.kinds`), and
 :func:`train` only calls it.
 
-Two architectures (``architecture``): ``"rf"`` (the quick preset) gives every model the
-cells' receptive fields -- RF features and a core readout placed at each RF
-(:mod:`neurocode.models.rf`); ``"paper"`` keeps the paper's networks.
+Two architectures: ``"rf"`` (the quick and movie presets) gives every model the cells' receptive
+fields -- RF features and a core readout placed at each RF (:mod:`neurocode.models.rf`, an
+:class:`RFConfig`, or for the rate models an :class:`RFRateConfig`); ``"paper"`` keeps the paper's networks (an :class:`SNNConfig` or a
+:class:`CNNConfig`). A fit holds the one architecture config it uses (``FitConfig.arch``).
 
 Validation and the test images
 ------------------------------
@@ -30,7 +31,7 @@ import math
 import numbers
 import os
 import sys
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Callable, Literal, get_args
 
@@ -46,7 +47,7 @@ from neurocode.data.preprocessing import pad_to_square
 from neurocode.data.receptive_fields import ReceptiveFields, receptive_fields_for
 from neurocode.kinds import MODEL_KINDS, ModelKind
 from neurocode.models import CNNConfig, SNNConfig
-from neurocode.models.rf import RFConfig
+from neurocode.models.rf import RFConfig, RFRateConfig
 
 __all__ = [
     "MODELS",
@@ -56,6 +57,7 @@ __all__ = [
     "FitData",
     "CheckpointError",
     "make_config",
+    "reachable_settings",
     "prepare_data",
     "build_model",
     "train",
@@ -79,6 +81,10 @@ LossName = Literal["mmd_linear", "mmd_gaussian", "mmd_gaussian_cell", "mmd_linea
 ArchitectureName = Literal["paper", "rf"]
 LOSSES: tuple[str, ...] = get_args(LossName)
 ARCHITECTURES: tuple[str, ...] = get_args(ArchitectureName)
+#: The architecture configs by the name a fit's settings, presets and config.json use for them ("rf": an
+#: RFRateConfig, or an RFConfig, which adds the neurons, where the fit has spiking parts: :func:`arch_class`).
+ARCH_CONFIGS: dict[str, type] = {"snn": SNNConfig, "cnn": CNNConfig, "rf": RFRateConfig}
+ArchConfig = SNNConfig | CNNConfig | RFRateConfig
 #: Config fields that may differ when a run is resumed (where it runs, not what it computes).
 RESUMABLE_FIELDS = ("device", "threads")
 CHECKPOINT_FORMAT = "neurocode-checkpoint"
@@ -92,9 +98,6 @@ class FitConfig:
     Attributes
     ----------
     model : {"nsnn", "dsnn", "cnn", "cnn_cmp", "ln"}
-    architecture : {"rf", "paper"}
-        "rf": RF-aware models (:mod:`neurocode.models.rf`, configured by ``rf``); "paper":
-        the paper's networks (``snn`` / ``cnn``). The LN model is always RF-based.
     preset : str
         Name of the preset the values came from ("quick", "paper", or "custom").
     data : str or None
@@ -174,8 +177,15 @@ class FitConfig:
         core noisy). Keys ``core`` (:data:`~neurocode.models.parts.CORES`) and ``output``
         (:data:`~neurocode.models.parts.OUTPUTS`); the output must be what the family's loss reads
         (spikes for the NSNN and DSNN, rates for the rate models).
-    snn, cnn, rf : SNNConfig, CNNConfig, RFConfig
-        Architectures (only the one matching ``model`` and ``architecture`` is used).
+    arch : SNNConfig, CNNConfig, RFRateConfig, RFConfig or None
+        The fit's architecture, the only one it holds: the RF-aware models of
+        :mod:`neurocode.models.rf` (the LN model and clip models always), an :class:`RFConfig` where
+        the fit has spiking parts, an :class:`RFRateConfig` (no neurons) where it has none
+        (:func:`arch_class`); or the paper's network of the family, an :class:`SNNConfig` (NSNN,
+        DSNN) or a :class:`CNNConfig` (CNNs). None: the family's paper network (the LN's
+        RFRateConfig). Its ``input_size`` (and a spiking architecture's ``noisy``) follow the fit's. Settings, presets and ``config.json`` name it by
+        :attr:`arch_name` ("snn", "cnn" or "rf": ``rf.noise_sigma``); :attr:`architecture` is "paper"
+        or "rf".
     device : str
         "auto" (the CPU until the CUDA path is verified on a GPU: ``CUDA_VERIFIED``), "cpu", "cuda", ...
     threads : int or None
@@ -183,7 +193,6 @@ class FitConfig:
     """
 
     model: ModelName = "nsnn"
-    architecture: ArchitectureName = "paper"
     preset: str = "custom"
     data: str | None = None
     recording: str | None = None
@@ -213,9 +222,7 @@ class FitConfig:
     ln_ridge: tuple[float, ...] = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
     loss_options: dict | None = None
     parts: dict | None = None
-    snn: SNNConfig = field(default_factory=SNNConfig)
-    cnn: CNNConfig = field(default_factory=CNNConfig)
-    rf: RFConfig = field(default_factory=RFConfig)
+    arch: ArchConfig | None = None
     device: str = "auto"
     threads: int | None = None
 
@@ -243,8 +250,6 @@ class FitConfig:
             raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
-        if self.architecture not in ARCHITECTURES:
-            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
         if self.loss not in self.kind.losses:
             raise ValueError(f"loss {self.loss!r} does not apply to model {self.model!r} "
                              "(the CNN uses 'poisson', the dispersion CNN 'count_nll', LN 'mse', spiking models an "
@@ -312,21 +317,40 @@ class FitConfig:
             if len(w) != 2 or not (math.isfinite(w[0]) and math.isfinite(w[1]) and w[0] < w[1]):
                 raise ValueError(f"window must be (t_start, t_stop) with t_start < t_stop, got {self.window!r}")
             object.__setattr__(self, "window", w)
-        # the architectures follow the fit's model kind and input size
-        for key, kind in (("snn", SNNConfig), ("cnn", CNNConfig), ("rf", RFConfig)):
-            arch = getattr(self, key)
-            arch = kind(**arch) if isinstance(arch, dict) else arch
-            shared = {"input_size": self.input_size}
-            if key != "cnn":
-                shared["noisy"] = self.kind.spiking and self.kind.noisy
-            object.__setattr__(self, key, dataclasses.replace(arch, **shared))
+        usable = sorted({arch_class(self.model, arch_name(self.model, a), self.parts) for a in ARCHITECTURES},
+                        key=lambda kind: kind.__name__)
+        arch = arch_class(self.model, arch_name(self.model, "paper"), self.parts)() if self.arch is None else self.arch
+        if type(arch) not in usable:
+            raise ValueError(f"arch must be one of {', '.join(kind.__name__ for kind in usable)} for model "
+                             f"{self.model!r} (parts {self.parts!r}), got {type(arch).__name__}")
+        # the architecture follows the fit's model kind and input size
+        shared = {"input_size": self.input_size}
+        if isinstance(arch, (SNNConfig, RFConfig)):
+            shared["noisy"] = self.kind.spiking and self.kind.noisy
+        object.__setattr__(self, "arch", dataclasses.replace(arch, **shared))
 
     @property
     def kind(self) -> ModelKind:
         return MODEL_KINDS[self.model]
 
+    @property
+    def arch_name(self) -> str:
+        """The architecture config's name in settings, presets and config.json: "snn", "cnn" or "rf"."""
+        return next(name for name, kind in ARCH_CONFIGS.items() if isinstance(self.arch, kind))
+
+    @property
+    def architecture(self) -> ArchitectureName:
+        """ "rf" (the RF-aware models) or "paper" (the paper's networks), from the type of ``arch``."""
+        return "rf" if isinstance(self.arch, RFRateConfig) else "paper"
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The fields as plain data, the architecture as ``architecture`` and its config under :attr:`arch_name`."""
+        out = {}
+        for name, value in asdict(self).items():
+            out[self.arch_name if name == "arch" else name] = value
+            if name == "model":
+                out["architecture"] = self.architecture
+        return out
 
     def differences(self, other: "FitConfig", ignore: tuple[str, ...] = ()) -> list[str]:
         """Fields (sorted) in which ``other`` is another run than this one: the one rule of "same run".
@@ -345,25 +369,111 @@ class FitConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "FitConfig":
+        """The config of a :meth:`to_dict` record (``config.json``, a checkpoint), also one written when a
+        fit held all three architecture configs (``snn``, ``cnn``, ``rf``; only the one its
+        ``architecture`` and model used is kept) or older field names."""
         d = dict(d)
         for old, (option, default) in cls.LEGACY_FIELDS.items():
             if old in d:
                 value = d.pop(old)
                 if value != default:
                     d["loss_options"] = {**(d.get("loss_options") or {}), option: value}
+        d["arch"] = _arch_from_dict(d)
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown config field(s) {sorted(unknown)}")
-        for key, kind in (("snn", SNNConfig), ("cnn", CNNConfig)):
-            if key in d and isinstance(d[key], dict):
-                d[key] = kind(**{k: tuple(v) if isinstance(v, list) else v for k, v in d[key].items()})
-        if isinstance(d.get("rf"), dict):
-            d["rf"] = RFConfig.from_dict(d["rf"])
         for key in ("ln_ridge", "window"):
             if isinstance(d.get(key), list):
                 d[key] = tuple(d[key])
         return cls(**d)
+
+
+def arch_name(model: str, architecture: str) -> str:
+    """The name of the architecture config a fit of ``model`` uses in ``architecture`` ("paper" or "rf"):
+    "rf" for the RF-aware models (the LN model always), else the family's paper network, "snn" or "cnn"."""
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
+    kind = MODEL_KINDS[model]
+    if architecture == "rf" or kind.reference:
+        return "rf"
+    return "snn" if kind.spiking else "cnn"
+
+
+def arch_class(model: str, name: str, parts: dict | None = None) -> type:
+    """The class of the architecture config ``name`` of a fit of ``model`` with ``parts``: for "rf", an
+    :class:`RFConfig` where the fit has a spiking part (NSNN, DSNN, a rate model's spiking core), else an
+    :class:`RFRateConfig` (no neurons)."""
+    if name != "rf":
+        return ARCH_CONFIGS[name]
+    core = parts.get("core") if isinstance(parts, dict) else None
+    return RFConfig if MODEL_KINDS[model].spiking or core == "spiking" else RFRateConfig
+
+
+def _neuron_fields() -> set[str]:
+    """RFConfig's fields (and old field names) that an RFRateConfig lacks: the neurons' settings."""
+    return {f.name for f in fields(RFConfig)} - {f.name for f in fields(RFRateConfig)} | set(RFConfig.LEGACY_FIELDS)
+
+
+def _arch_config(kind: type, name: str, values: dict) -> ArchConfig:
+    """The architecture config of class ``kind`` (named ``name`` in settings) of a dict of its fields."""
+    unknown = set(values) - {f.name for f in fields(kind)} - set(getattr(kind, "LEGACY_FIELDS", ()))
+    if unknown:
+        why = " (a fit without spiking parts has no neurons)" if kind is RFRateConfig and unknown <= _neuron_fields() \
+            else ""
+        raise ValueError(f"{name}: unknown {kind.__name__} field(s) {sorted(unknown)}{why}; it has "
+                         f"{', '.join(f.name for f in fields(kind))}")
+    if hasattr(kind, "from_dict"):
+        return kind.from_dict(values)
+    return kind(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def _arch_from_dict(d: dict) -> ArchConfig | None:
+    """Pop a stored config's ``architecture`` and architecture configs from ``d``; the one its fit uses.
+
+    A record of one architecture config holds it under its name; a record from when a fit held all
+    three (``snn``, ``cnn``, ``rf``) names the used one by ``architecture`` (default "paper") and model.
+    """
+    architecture = d.pop("architecture", None)
+    stored = {name: d.pop(name) for name in ARCH_CONFIGS if name in d}
+    model = d.get("model", "nsnn")
+    if model not in MODELS:
+        return None  # FitConfig names the bad model
+    if architecture is None and len(stored) == 1:
+        architecture = "rf" if "rf" in stored else "paper"
+    name = arch_name(model, "paper" if architecture is None else architecture)
+    if name not in stored:
+        if stored:
+            raise ValueError(f"the config's architecture {architecture!r} of model {model!r} is {name!r}, but it "
+                             f"holds {sorted(stored)}")
+        return arch_class(model, name, d.get("parts"))()
+    values = stored[name]
+    kind = arch_class(model, name, d.get("parts"))
+    if not isinstance(values, dict):
+        raise ValueError(f"config field {name!r} must be a dict of {kind.__name__} fields, got {values!r}")
+    if kind is RFRateConfig:  # a rate model's record from when every RF-aware fit held the neurons' settings
+        values = {k: v for k, v in values.items() if k not in _neuron_fields()}
+    return _arch_config(kind, name, values)
+
+
+def reachable_settings(config: FitConfig) -> list[str]:
+    """The settings a fit exposes: every field of ``config``, the architecture's fields as
+    ``{arch_name}.{field}`` (the names of ``--set``: ``rf.noise_sigma``), in field order.
+
+    A field holding a dataclass contributes its fields; every other field (a dict of a part's
+    options included) is one setting. Derived fields (an architecture's ``input_size``, ``noisy``,
+    ``n_cells``, ``n_steps``) count as well: this is the rule the count before FitConfig held one
+    architecture was measured with (75 for every fit; now 50 for the quick NSNN, 40 for the quick CNN).
+    """
+    def leaves(obj, prefix: str) -> list[str]:
+        out = []
+        for f in fields(obj):
+            value = getattr(obj, f.name)
+            name = config.arch_name if obj is config and f.name == "arch" else f.name
+            out += leaves(value, f"{prefix}{name}.") if dataclasses.is_dataclass(value) else [prefix + name]
+        return out
+
+    return leaves(config, "")
 
 
 #: Named starting points; ``make_config`` applies them, then the caller's overrides.
@@ -424,8 +534,11 @@ for _preset in PRESETS.values():  # the dispersion CNN trains as the CNN does
 def make_config(model: str = "nsnn", preset: str = "quick", **overrides) -> FitConfig:
     """Build a :class:`FitConfig` from a preset plus overrides.
 
-    ``overrides`` may set any field; ``snn=`` / ``cnn=`` / ``rf=`` dicts update the preset's
-    architecture field by field.
+    ``overrides`` may set any field. ``architecture="paper"`` / ``"rf"`` picks the architecture
+    (default: the preset's; the LN model is always "rf"); a dict under the architecture config's
+    name (``snn=`` / ``cnn=`` / ``rf=``, :func:`arch_name`) or ``arch=`` (whichever the fit uses)
+    updates the preset's architecture field by field. A non-empty dict for another architecture
+    config is a ValueError that names the one this fit uses.
     """
     if preset not in PRESETS:
         raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
@@ -437,13 +550,21 @@ def make_config(model: str = "nsnn", preset: str = "quick", **overrides) -> FitC
     kwargs = dict(PRESETS[preset]["common"])
     kwargs["loss"] = MODEL_KINDS[model].default_loss
     specific = dict(PRESETS[preset].get(model, {}))
-    arch = {key: dict(specific.pop(key, {})) for key in ("snn", "cnn", "rf")}
-    kwargs.update(specific)
-    for key in arch:
-        arch[key].update(overrides.pop(key, {}) or {})
+    architecture = kwargs.pop("architecture", "paper")
+    architecture = overrides.pop("architecture", specific.pop("architecture", architecture))
+    name = arch_name(model, architecture)
+    # the preset's entries for the model in another architecture than the one chosen do not apply
+    arch = dict(specific.get(name) or {})
+    kwargs.update({k: v for k, v in specific.items() if k not in ARCH_CONFIGS})
+    given = {key: overrides.pop(key) for key in (*ARCH_CONFIGS, "arch") if key in overrides}
     kwargs.update(overrides)
-    return FitConfig(model=model, preset=preset, snn=SNNConfig(**arch["snn"]), cnn=CNNConfig(**arch["cnn"]),
-                     rf=RFConfig(**arch["rf"]), **kwargs)
+    kind = arch_class(model, name, kwargs.get("parts"))
+    for key, values in given.items():
+        if values and key not in (name, "arch"):
+            raise ValueError(f"{key}={values!r}: a {model} fit in the {architecture!r} architecture uses {name!r} "
+                             f"({kind.__name__}), not {key!r}; set {name}.FIELD")
+        arch.update(values or {})
+    return FitConfig(model=model, preset=preset, arch=_arch_config(kind, name, arch), **kwargs)
 
 
 def predicts_rates(config: FitConfig) -> bool:
@@ -657,6 +778,9 @@ def prepare_data(config: FitConfig, recording: Recording | ContinuousRecording |
     T = counts.shape[1]
     n_lags = 0
     if rec.is_clips:
+        if config.architecture != "rf":
+            raise ValueError(f"recording {rec.name!r} holds clips: they need the RF-aware architecture (--preset "
+                             f"movie), not the paper's network of this {config.model} fit")
         Fr = rec.stimuli.shape[1]
         lead = (rec.window[0] - rec.stimulus_start) / config.bin_size
         if abs(rec.frame_interval - config.bin_size) > 1e-9 * config.bin_size or abs(lead - round(lead)) > 1e-6 \
@@ -771,16 +895,14 @@ def fit_ln_reference(config: FitConfig, data: FitData, path: str | os.PathLike |
     fitted (global RNG untouched) and the file written atomically. Returns (model, history).
     """
     ln_config = ln_reference_config(config, data.is_clips)
-    # where it runs (device, threads) may differ between the fit and a later evaluate
-    settings = {k: v for k, v in ln_config.to_dict().items() if k not in RESUMABLE_FIELDS}
-    stamp = {"config": settings, "train_idx": np.asarray(data.train_idx).tolist()}
+    stamp = {"config": _ln_settings(ln_config), "train_idx": np.asarray(data.train_idx).tolist()}
     path = Path(path) if path is not None else None
     if path is not None and path.exists():
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception:  # unreadable or of another torch: fitted again below
             state = None
-        if state is not None and json.loads(state["stamp"]) == json.loads(json.dumps(stamp)):
+        if state is not None and _stored_ln_stamp(state["stamp"]) == json.loads(json.dumps(stamp)):
             with torch.random.fork_rng(devices=[]):
                 model = build_model(ln_config, data.n_cells, None, data.rfs, n_steps=data.n_steps,
                                     n_lags=data.n_lags)
@@ -793,6 +915,22 @@ def fit_ln_reference(config: FitConfig, data: FitData, path: str | os.PathLike |
             torch.save({"stamp": json.dumps(stamp), "model": {k: v.cpu() for k, v in model.state_dict().items()},
                         "history": json.dumps(history)}, tmp)
     return model, history
+
+
+def _ln_settings(config: FitConfig) -> dict:
+    """What an LN reference's cache is valid for: its settings, not where it runs (device, threads)."""
+    return {k: v for k, v in config.to_dict().items() if k not in RESUMABLE_FIELDS}
+
+
+def _stored_ln_stamp(text: str) -> dict | None:
+    """A cached LN reference's stamp, its settings as today's config writes them (a file written when a
+    fit held all three architecture configs stays valid); None if they are no config."""
+    stamp = json.loads(text)
+    try:
+        stamp["config"] = json.loads(json.dumps(_ln_settings(FitConfig.from_dict(stamp["config"]))))
+    except (KeyError, TypeError, ValueError):
+        return None
+    return stamp
 
 
 def _ln_fitter(config: FitConfig, data: FitData, path: str | os.PathLike | None = None):

@@ -181,15 +181,16 @@ def _start_from_ln(model: nn.Module, fit_ln: LNFitter, scale: float) -> tuple[nn
 
 def model_spec(config: FitConfig, core: str | None, output: str, n_cells: int, n_steps: int,
                n_lags: int = 0) -> ModelSpec:
-    """The :class:`ModelSpec` of a fit's model with this core and output: the RF-aware models of ``config.rf``
-    for clips and the RF-aware fits (:meth:`ModelKind.uses_rf`; :func:`~neurocode.models.rf.rf_model_spec`), else
-    the paper's network of ``config.snn`` (spiking core) or ``config.cnn``."""
-    if n_lags > 0 or config.kind.uses_rf(config):
-        return rf_model_spec(dataclasses.replace(config.rf, n_cells=n_cells, n_steps=n_steps), core, output, n_lags)
-    if core == "spiking":
-        spec = paper_snn_spec(dataclasses.replace(config.snn, n_cells=n_cells, n_steps=n_steps))
-    else:
-        spec = paper_cnn_spec(dataclasses.replace(config.cnn, n_cells=n_cells, n_steps=n_steps))
+    """The :class:`ModelSpec` of a fit's model with this core and output, from the fit's architecture config
+    ``config.arch``: the RF-aware models of an RFRateConfig / RFConfig (:func:`~neurocode.models.rf.rf_model_spec`;
+    clips always), else the paper's network of an SNNConfig or a CNNConfig."""
+    arch = dataclasses.replace(config.arch, n_cells=n_cells, n_steps=n_steps)
+    if config.architecture == "rf":
+        return rf_model_spec(arch, core, output, n_lags)
+    if n_lags > 0:
+        raise ValueError(f"clips (a continuous recording) need the RF-aware architecture (architecture='rf', the "
+                         f"movie preset); this {config.model} fit uses the paper's network")
+    spec = paper_snn_spec(arch) if config.arch_name == "snn" else paper_cnn_spec(arch)
     return dataclasses.replace(spec, output=output)
 
 
@@ -203,8 +204,8 @@ class SpikingKind(ModelKind):
 
     def predicts_rates(self, config: FitConfig) -> bool:
         if config.architecture == "rf":
-            return config.rf.readout_units > 1
-        return config.snn.readout == "mean"
+            return config.arch.readout_units > 1
+        return config.arch.readout == "mean"
 
     def reports_probability(self, model: RetinaModel) -> bool:
         """An NSNN with one output unit per cell read out at its RF reports its firing probabilities
@@ -253,7 +254,7 @@ class SpikingKind(ModelKind):
     def start(self, config, model, data, device, fit_ln):
         if data.is_clips:
             rate = _clip_rate(data, device)
-            ln, ln_summary = _start_from_ln(model, fit_ln, config.rf.noise_sigma)
+            ln, ln_summary = _start_from_ln(model, fit_ln, config.arch.noise_sigma)
             return self._calibrate_clip_gains(config, model, data, device, rate, ln, ln_summary)
         fit, psth = _initial_psth(data, device, model.output.substeps)
         with torch.no_grad():
@@ -427,9 +428,6 @@ class LNKind(RateKind):
     default_loss: str = "mse"
     losses: tuple[str, ...] = ("mse",)
     reference: bool = True
-
-    def uses_rf(self, config: FitConfig) -> bool:
-        return True
 
     def parts(self, clips):
         # the flash LN's rectified rate is what its ridge regression fits; on clips, trained by gradient, a softplus

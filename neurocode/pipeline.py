@@ -69,7 +69,7 @@ import numpy as np
 from neurocode._io import sha256_file, write_json
 from neurocode.analysis.distribution import distribution_scores, model_single_trials
 from neurocode.analysis.scores import compute_metrics, format_metrics
-from neurocode.fitting import FitConfig, load_checkpoint, predicts_rates
+from neurocode.fitting import ARCH_CONFIGS, FitConfig, load_checkpoint, predicts_rates
 from neurocode.neurons._kernels import caching_scope  # the caching allocator within fit/predict/evaluate only
 from neurocode.runs import RunFolder, RunFolderBusy, RunFolderError, default_run_dir, write_predictions
 
@@ -203,7 +203,8 @@ def fit(model: str = "nsnn", data: str | os.PathLike | None = None, preset: str 
         Called as ``on_epoch(epoch, record)`` after each epoch's checkpoint is written.
     **overrides
         Any :class:`~neurocode.fitting.FitConfig` field (``epochs=``, ``lr=``,
-        ``input_size=``, ``eval_trials=``, ``device=``, ``threads=``, ``snn={...}``, ...).
+        ``input_size=``, ``eval_trials=``, ``device=``, ``threads=``, ...), ``architecture=``, and the
+        fit's architecture config as :func:`~neurocode.fitting.make_config` takes it (``rf={...}``).
 
     Returns
     -------
@@ -233,6 +234,7 @@ def fit(model: str = "nsnn", data: str | os.PathLike | None = None, preset: str 
 
     # 1. configuration (a bad argument names itself)
     known = {f.name for f in fields(FitConfig)} - {"model", "preset", "data", "fold", "seed"}
+    known |= {"architecture", *ARCH_CONFIGS}  # make_config's: the architecture and its config by name
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise ValueError(f"unknown fit option(s) {unknown}; valid options: {sorted(known)}")

@@ -22,7 +22,7 @@ def tiny_cli_run(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("cli") / "run"
     fit("nsnn", out=out, progress=False, epochs=2, input_size=16, eval_trials=4, model_trials=2, threads=1,
-        snn={"channels": (2, 4), "kernel_sizes": (5, 3), "hidden": (8,)})
+        rf={"channels": (2, 3), "kernel_sizes": (3, 3)})
     return out
 
 
@@ -191,7 +191,8 @@ def test_fit_set_architecture_field_and_alias():
     from neurocode.sweep.cli import parse_fit_set
 
     args = build_parser().parse_args(["fit", "--set", "sigma=0.3", "--set", "rf.tau=0.6"])
-    assert parse_fit_set(args.set) == {"rf": {"noise_sigma": 0.3, "tau": 0.6}, "snn": {"noise_sigma": 0.3}}
+    # sigma: the noise of whichever architecture config the fit holds ("arch")
+    assert parse_fit_set(args.set) == {"arch": {"noise_sigma": 0.3}, "rf": {"tau": 0.6}}
 
 
 @pytest.mark.parametrize("argv, expect", [
@@ -201,6 +202,10 @@ def test_fit_set_architecture_field_and_alias():
     (["--set", "no_such_field=1"], "unknown setting 'no_such_field'"),
     (["--set", "fold=1"], "fold has its own option (--fold)"),
     (["--set", "epochs=1", "--epochs", "2"], "--set epochs=... and --epochs both given"),
+    # the quick preset's NSNN holds an RFConfig, not the paper network's SNNConfig
+    (["--set", "snn.noise_sigma=0.3"], "a nsnn fit in the 'rf' architecture uses 'rf' (RFConfig), not 'snn'; set "
+                                       "rf.FIELD"),
+    (["--preset", "paper", "--set", "rf.tau=0.6"], "uses 'snn' (SNNConfig), not 'rf'"),
 ])
 def test_fit_bad_set_one_line_exit_2(argv, expect, tmp_path, capsys):
     out = tmp_path / "out"

@@ -17,12 +17,21 @@ import numpy as np
 import pytest
 
 from neurocode.analysis.distribution import fano_scores, model_single_trials
+from neurocode.fitting import arch_name
 from neurocode.pipeline import fit
 
 ANALYSES = Path(__file__).resolve().parents[1] / "analyses"
-TINY = dict(preset="quick", architecture="paper", epochs=1, input_size=16, eval_trials=8, model_trials=2, threads=1,
-            snn={"channels": (2, 4), "kernel_sizes": (5, 3), "hidden": (8,)},
-            cnn={"channels": (2, 4), "kernel_sizes": (5, 3)})
+TINY = dict(preset="quick", architecture="paper", epochs=1, input_size=16, eval_trials=8, model_trials=2, threads=1)
+# the paper networks' tiny sizes: each fit gets its own architecture's
+TINY_ARCH = {"snn": {"channels": (2, 4), "kernel_sizes": (5, 3), "hidden": (8,)},
+             "cnn": {"channels": (2, 4), "kernel_sizes": (5, 3)}}
+
+
+def tiny(model: str) -> dict:
+    name = arch_name(model, "paper")
+    return {**TINY, name: TINY_ARCH[name]}
+
+
 SPLITS = (("nsnn", 0), ("cnn", 0), ("cnn_cmp", 0), ("nsnn", 1))
 
 pytestmark = pytest.mark.slow
@@ -32,7 +41,7 @@ pytestmark = pytest.mark.slow
 def comparison(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("cmp")
     for model, fold in SPLITS:
-        fit(model, out=out / "runs" / f"{model}-fold{fold}-seed0", fold=fold, progress=False, **TINY)
+        fit(model, out=out / "runs" / f"{model}-fold{fold}-seed0", fold=fold, progress=False, **tiny(model))
     (out / "runs" / "dsnn-fold0-seed0").mkdir()  # a fit that never finished
     return out
 
@@ -180,7 +189,8 @@ def test_refuses_runs_of_two_recordings(comparison, script, tmp_path):
         tmp_path / "other.h5", "other")
     mixed = tmp_path / "mixed"
     shutil.copytree(comparison / "runs" / "nsnn-fold0-seed0", mixed / "runs" / "nsnn-fold0-seed0")
-    fit("cnn", data=path, recording="other", out=mixed / "runs" / "cnn-fold0-seed0", progress=False, **TINY)
+    fit("cnn", data=path, recording="other", out=mixed / "runs" / "cnn-fold0-seed0", progress=False,
+        **tiny("cnn"))
     with pytest.raises(SystemExit, match="was fitted on recording .*, but .* on recording .*one recording") as err:
         script.main(["--out", str(mixed)])
     assert "'other'" in str(err.value) and "'natural_images'" in str(err.value)

@@ -118,7 +118,7 @@ def test_a_dsnn_population_sits_at_the_noise_families_quantiles():
         config = make_config("dsnn", "quick", input_size=16, rf={"channels": (2, 3), "kernel_sizes": (3, 3),
                                                                  "noise": noise, "noise_sigma": 0.3})
         model = build_model(config, 3, None, None, n_steps=4)
-        units = config.rf.readout_units
+        units = config.arch.readout_units
         offsets = model.output.unit_offsets.view(3, units)
         q = (torch.arange(units, dtype=torch.float64) + 0.5) / units
         np.testing.assert_allclose(offsets[1].numpy(), family(0.3).icdf(q).numpy(), rtol=0, atol=1e-6)

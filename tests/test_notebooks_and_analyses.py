@@ -144,7 +144,8 @@ def test_noise_level_sweep_quick(tmp_path):
     assert [float(r["sigma"]) for r in rows] == [0.1, 0.4]
     assert {"sigma", "n_runs", "rate_cc_mean", "rate_cc_sd", "model_ff", "final_loss"} <= set(rows[0])
     cfg = json.loads((out / "runs" / "nsnn-sigma0.4-fold0-seed0" / "config.json").read_text())
-    assert cfg["snn"]["noise_sigma"] == 0.4
+    # the quick preset's RF-aware NSNN gets the swept noise; it holds no paper network's config
+    assert cfg["rf"]["noise_sigma"] == 0.4 and "snn" not in cfg
 
 
 def test_robustness_quick(tmp_path):
@@ -171,14 +172,14 @@ def test_validation_ablation_scores_validation_images_and_resumes(tmp_path):
         model, overrides = validation_ablation.ROWS[row]
         return make_config(model, "quick", **overrides)
 
-    assert config("nsnn").rf.core_norm and config("dsnn").rf.core_norm
-    assert not config("nsnn-old").rf.core_norm and not config("nsnn-substeps3").rf.core_norm
-    assert config("nsnn-substeps3").rf.output_substeps == 3 and config("bn+substeps3").rf.core_norm
+    assert config("nsnn").arch.core_norm and config("dsnn").arch.core_norm
+    assert not config("nsnn-old").arch.core_norm and not config("nsnn-substeps3").arch.core_norm
+    assert config("nsnn-substeps3").arch.output_substeps == 3 and config("bn+substeps3").arch.core_norm
     # issue 31 rows: on top of bn+substeps3+noise, the per-cell Gaussian MMD beside the linear one
     cell = config("s3n+learn-sigma+cellmmd10")
     assert cell.loss == "mmd_linear+gaussian_cell" and cell.loss_options["cell_mmd_weight"] == 10.0
-    assert cell.rf.output_substeps == 3 and cell.rf.output_neuron["learnable"] == "neuron"
-    assert abs(cell.rf.output_neuron["sigma"] - 0.2 * 3 ** 0.5) < 1e-12
+    assert cell.arch.output_substeps == 3 and cell.arch.output_neuron["learnable"] == "neuron"
+    assert abs(cell.arch.output_neuron["sigma"] - 0.2 * 3 ** 0.5) < 1e-12
     out = tmp_path / "ablation"
     cmd = [sys.executable, str(ANALYSES / "validation_ablation.py"), "--row", "ln", "--folds", "0", "--threads", "1",
            "--out", str(out)]

@@ -5,6 +5,7 @@ The fits use a tiny network on 16-px images (a few seconds each) on the bundled 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -21,8 +22,9 @@ from neurocode.analysis.scores import format_metrics
 from neurocode.pipeline import RunFolderError, evaluate, fit
 
 TINY = dict(preset="quick", architecture="paper", epochs=3, input_size=16, eval_trials=4, model_trials=2, threads=1,
-            snn={"channels": (2, 4), "kernel_sizes": (5, 3), "hidden": (8,)},
-            cnn={"channels": (2, 4), "kernel_sizes": (5, 3)})
+            snn={"channels": (2, 4), "kernel_sizes": (5, 3), "hidden": (8,)})
+# the paper's CNN: a fit holds only its own architecture config
+TINY_CNN = {**{k: v for k, v in TINY.items() if k != "snn"}, "cnn": {"channels": (2, 4), "kernel_sizes": (5, 3)}}
 RUN_FILES = ["config.json", "checkpoint.pt", "history.json", "predictions.h5", "metrics.json",
              "per_cell_scores.csv", "training_curve.png", "cell_raster.png", "ln_reference.pt"]
 MEAN_KEYS = ["rate_cc", "count_cc", "baseline_rate_cc", "ceiling_rate_cc", "fano_corr"]
@@ -170,7 +172,7 @@ def test_resume_of_a_finished_run_rescores_without_training(tiny_run, tmp_path):
 
 @pytest.mark.parametrize("model, readout", [("dsnn", "mean"), ("dsnn", "sum"), ("cnn", None)])
 def test_fit_other_models(model, readout, tmp_path):
-    kwargs = dict(TINY)
+    kwargs = dict(TINY_CNN if model == "cnn" else TINY)
     if readout == "sum":  # the paper's DSNN readout: one deterministic spiking unit per cell
         kwargs["snn"] = {**TINY["snn"], "readout_units": 1, "readout": "sum"}
     elif readout == "mean":  # a population-mean readout of 8 units per cell
@@ -194,7 +196,7 @@ def test_fit_other_models(model, readout, tmp_path):
             assert m["model_trials"] is None
             if model == "dsnn":
                 # fraction of a cell's units firing: multiples of 1 / readout_units
-                units = r.config.snn.readout_units
+                units = r.config.arch.readout_units
                 np.testing.assert_allclose(rates * units, np.round(rates * units), atol=1e-4)
                 # the distribution scores: the population-mean readout is its every (identical) trial
                 assert m["distribution_sampling"] == "deterministic" and m["ff_model"] in (0.0, None)
@@ -352,7 +354,7 @@ def test_run_folder_of_another_model(tiny_run, tmp_path):
     d = _copy(tiny_run, tmp_path)
     before = _snapshot(d)
     with pytest.raises(RunFolderError, match="holds a nsnn run, not cnn"):
-        fit("cnn", out=d, progress=False, resume=True, **TINY)
+        fit("cnn", out=d, progress=False, resume=True, **TINY_CNN)
     assert _snapshot(d) == before
     # same model, different settings: also refused
     with pytest.raises(RunFolderError, match="input_size"):
@@ -372,7 +374,8 @@ def test_evaluate_bad_run_folders(tiny_run, tmp_path):
         evaluate(d)
     (d / "p.h5").replace(d / "predictions.h5")
     cfg = json.loads((d / "config.json").read_text())
-    (d / "config.json").write_text(json.dumps({**cfg, "model": "cnn", "loss": "poisson"}))
+    as_cnn = {**{k: v for k, v in cfg.items() if k != "snn"}, "model": "cnn", "loss": "poisson", "cnn": {}}
+    (d / "config.json").write_text(json.dumps(as_cnn))
     with pytest.raises(RunFolderError, match="predictions of a nsnn model"):
         evaluate(d)
     (d / "config.json").write_text("{not json")
@@ -468,22 +471,31 @@ def test_printout_of_one_validation_clip_is_singular():
     assert "1 validation clip)" in text
 
 
-def test_a_run_written_before_the_neuron_spec_loads_and_resumes(tmp_path):
+def test_a_run_written_before_the_neuron_spec_loads_and_resumes(tmp_path, monkeypatch):
     """Run folders written before the neuron spec (no noise family; the core / output neuron
-    ablations as their own fields) load and resume as the same run."""
+    ablations as their own fields) and when a fit held all three architecture configs load,
+    evaluate (reusing their cached LN reference) and resume as the same run."""
     import json
 
+    import neurocode.fitting as fitting
     from neurocode.fitting import load_checkpoint
+    from neurocode.models import CNNConfig, SNNConfig
+    from neurocode.models.rf import RFConfig
     from neurocode.pipeline import load_run
 
-    # a run of that time could not have an output neuron spec (today's quick preset has one)
-    before = dict(TINY, rf={"output_neuron": None, "output_substeps": 1})
+    before = dict(TINY)
     d = tmp_path / "before"
     original = fit("nsnn", out=d, progress=False, **before)
 
     def as_before(config: dict) -> None:
+        """A config of today as such a run stored it: all three architectures, the RF one in its old fields."""
+        assert sum(name in config for name in ("snn", "cnn", "rf")) == 1
+        for name, kind in (("snn", SNNConfig), ("cnn", CNNConfig), ("rf", RFConfig)):
+            config.setdefault(name, dataclasses.asdict(kind()))
+        config["rf"] = {**dataclasses.asdict(RFConfig()), **config["rf"]}  # the LN's held the neurons' settings too
         assert config["snn"].pop("noise") == "gaussian" and config["rf"].pop("noise") == "gaussian"
         assert config["rf"].pop("core_neuron") is None and config["rf"].pop("output_neuron") is None
+        assert config["rf"].pop("readout") is None
         config["rf"].update(core_noisy=True, core_noise_sigma=None, learn_sigma=False, learn_core_sigma=False)
 
     stored = json.loads((d / "config.json").read_text())
@@ -492,8 +504,18 @@ def test_a_run_written_before_the_neuron_spec_loads_and_resumes(tmp_path):
     ckpt = torch.load(d / "checkpoint.pt", weights_only=True)
     as_before(ckpt["config"])
     torch.save(ckpt, d / "checkpoint.pt")
+    ln = torch.load(d / "ln_reference.pt", weights_only=True)
+    stamp = json.loads(ln["stamp"])
+    as_before(stamp["config"])
+    ln["stamp"] = json.dumps(stamp)
+    torch.save(ln, d / "ln_reference.pt")
     config, model, data = load_run(d)
-    assert config.snn.noise == "gaussian"
+    assert config.arch.noise == "gaussian" and config.arch_name == "snn"
     load_checkpoint(d / "checkpoint.pt", config)
+    calls = []
+    real_train = fitting.train
+    monkeypatch.setattr(fitting, "train", lambda *a, **k: calls.append(a[0].model) or real_train(*a, **k))
+    assert evaluate(d)["rate_cc"] == original.metrics["rate_cc"]
+    assert calls == []  # the cached LN reference of the old stamp is reused, not refitted
     resumed = fit("nsnn", out=d, progress=False, resume=True, **before)
     assert resumed.metrics["rate_cc"] == original.metrics["rate_cc"]

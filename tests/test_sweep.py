@@ -21,14 +21,15 @@ from neurocode.sweep import SweepError, run_name, sweep
 from neurocode.sweep._trials import expand_setting, run_search_trial, withhold_test_stimuli
 from neurocode.sweep.cli import parse_search, parse_set
 
-# tiny fits (as tests/test_pipeline.py): the paper architecture on 16-px images, one epoch
+# a tiny NSNN (as tests/test_pipeline.py): the paper architecture on 16-px images, one epoch
 TINY = dict(architecture="paper", epochs=1, input_size=16, eval_trials=4, model_trials=2,
-            snn={"channels": (2, 4), "kernel_sizes": (5, 3), "hidden": (8,)},
-            cnn={"channels": (2, 4), "kernel_sizes": (5, 3)})
+            snn={"channels": (2, 4), "kernel_sizes": (5, 3), "hidden": (8,)})
 # a tiny RF-architecture NSNN (the quick preset's, whose noise is rf.noise_sigma), validated every epoch
 TINY_RF = dict(epochs=3, input_size=16, eval_trials=4, model_trials=2, val_every=1, val_trials=2,
                rf={"channels": (2, 3), "kernel_sizes": (3, 3)})
-GRID = dict(models="nsnn,ln", folds=[0, 1], seeds=[0], preset="quick", log=None, **TINY)
+# the grid's NSNN and LN both hold an RFConfig (the LN is always RF-aware), so one rf= reaches both
+GRID = dict(models="nsnn,ln", folds=[0, 1], seeds=[0], preset="quick", log=None, epochs=1, input_size=16,
+            eval_trials=4, model_trials=2, rf={"channels": (2, 3), "kernel_sizes": (3, 3)})
 NAMES = ["nsnn-fold0-seed0", "nsnn-fold1-seed0", "ln-fold0-seed0", "ln-fold1-seed0"]
 
 
@@ -40,7 +41,7 @@ def _snapshot(out: Path) -> dict:
 def test_settings_names_and_parsing():
     assert expand_setting("lr", 1e-3) == {"lr": 1e-3}
     assert expand_setting("rf.noise_sigma", 0.1) == {"rf": {"noise_sigma": 0.1}}
-    assert expand_setting("sigma", 0.4) == {"rf": {"noise_sigma": 0.4}, "snn": {"noise_sigma": 0.4}}
+    assert expand_setting("sigma", 0.4) == {"arch": {"noise_sigma": 0.4}}  # the fit's own architecture's
     assert run_name("nsnn", 0, 2, {"sigma": 0.4}) == "nsnn-sigma0.4-fold0-seed2"
     assert run_name("cnn", 1, 0, {}) == "cnn-fold1-seed0"
     assert parse_set(["sigma=0.1,0.4", "rf.channels=(2,3),(4,8)", "loss=mmd_linear"]) == {
@@ -59,6 +60,8 @@ def test_settings_names_and_parsing():
     (dict(grid={"lr": [1e-3]}, search={"lr": ("loguniform", 1e-4, 1e-2)}), "both a grid axis and searched"),
     (dict(search={"lr": ("normal", 0, 1)}), "kind one of"),
     (dict(grid={"lr": [-1.0]}), "lr must be a positive number"),
+    # the LN holds an RFConfig only: a setting of the paper SNN's is refused, naming the one it uses
+    (dict(grid={"snn.noise_sigma": [0.3]}), "ln-snn.noise_sigma0.3-fold0-seed0: .*uses 'rf'"),
     (dict(use_ray=False, address="auto"), "cannot go with --no-ray"),
 ])
 def test_bad_arguments_fail_before_anything_runs(tmp_path, kwargs, match):

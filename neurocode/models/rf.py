@@ -1,6 +1,7 @@
 """The configuration of the receptive-field-aware retina models, and the parts it composes.
 
-:class:`RFConfig` configures the RF-aware models; :func:`rf_model_spec` turns it into the
+:class:`RFRateConfig` configures the RF-aware rate models (CNN, LN) and :class:`RFConfig` adds the
+neurons of the spiking ones; :func:`rf_model_spec` turns either into the
 :class:`~neurocode.models.retina.ModelSpec` of a family (NSNN, DSNN: a spiking core and output;
 CNN: a ReLU core and a softplus-Poisson output; LN: no core), for flashed images or clips
 (:mod:`neurocode.models.parts` has the parts; ``README.md`` the measured scores). Every model
@@ -27,12 +28,12 @@ from neurocode.noise import NOISE_FAMILIES
 if TYPE_CHECKING:
     from neurocode.models.retina import ModelSpec
 
-__all__ = ["RFConfig", "rf_model_spec"]
+__all__ = ["RFRateConfig", "RFConfig", "rf_model_spec"]
 
 
 @dataclass(frozen=True)
-class RFConfig:
-    """Architecture of the RF-aware models (:func:`rf_model_spec`).
+class RFRateConfig:
+    """Architecture of the RF-aware models without neurons (:func:`rf_model_spec`): the rate models' (CNN, LN).
 
     Attributes
     ----------
@@ -45,12 +46,71 @@ class RFConfig:
         and with the RFs).
     surround_scale : float
         Radius of the surround Gaussian in units of the RF's 1-σ radius.
+    n_cells, n_steps : int
+        Output cells and time bins T.
+    core_norm : bool or None
+        BatchNorm after each of the core's convolutions (a threshold-dependent normalisation in a
+        spiking core: unit-variance currents against v_th = 1, biases calibrated after it). None:
+        the family's own default (the CNN has it, the spiking core has not).
+    """
+
+    input_size: int = 64
+    core_pool: int = 2
+    channels: tuple[int, int] = (8, 16)
+    kernel_sizes: tuple[int, int] = (9, 5)
+    surround_scale: float = 2.0
+    n_cells: int = 49
+    n_steps: int = 30
+    core_norm: bool | None = None
+
+    def __post_init__(self) -> None:
+        name = type(self).__name__
+        for field in ("input_size", "core_pool", "n_cells", "n_steps"):
+            val = getattr(self, field)
+            if isinstance(val, bool) or not isinstance(val, int) or val < 1:
+                raise ValueError(f"{name}.{field} must be a positive integer, got {val!r}")
+        for field in ("channels", "kernel_sizes"):
+            val = tuple(getattr(self, field))
+            if len(val) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in val):
+                raise ValueError(f"{name}.{field} must be two positive integers, got {val!r}")
+            object.__setattr__(self, field, val)  # accept lists, store tuples (frozen dataclass)
+        if any(k % 2 == 0 for k in self.kernel_sizes):
+            raise ValueError(f"{name}.kernel_sizes must be odd ('same' padding), got {self.kernel_sizes}")
+        if self.input_size % self.core_pool:
+            raise ValueError(f"{name}.input_size {self.input_size} is not a multiple of core_pool {self.core_pool}")
+        if not self.surround_scale > 1:
+            raise ValueError(f"{name}.surround_scale must be > 1, got {self.surround_scale!r}")
+
+    #: Fields of older records and what each became (none here; see RFConfig).
+    LEGACY_FIELDS = {}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RFRateConfig":
+        """The config of a ``to_dict`` / config.json record (lists as tuples)."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+    @property
+    def core_size(self) -> int:
+        return self.input_size // self.core_pool
+
+    def has_core_norm(self, default: bool) -> bool:
+        """Whether the core normalises its convolutions (``core_norm``, or the family's ``default``)."""
+        return default if self.core_norm is None else bool(self.core_norm)
+
+
+@dataclass(frozen=True)
+class RFConfig(RFRateConfig):
+    """Architecture of the RF-aware models with spiking parts (:func:`rf_model_spec`): :class:`RFRateConfig`
+    and the neurons' settings (NSNN, DSNN, a mixed model with a spiking core).
+
+    Attributes
+    ----------
     readout_units : int
-        Output units per cell (DSNN population code; 1 for NSNN, CNN, LN).
+        Output units per cell (DSNN population code; 1 for the NSNN).
     output_substeps : int
-        Clips: the output neurons run this many time
-        steps per bin and their spikes are counted per bin, so a cell can fire up to that
-        many spikes in one bin (33-ms bins of a movie hold bursts a single step cannot).
+        The output neurons run this many time steps per bin and their spikes are counted per
+        bin, so a cell can fire up to that many spikes in one bin (33-ms bins of a movie hold
+        bursts a single step cannot).
     noisy : bool
         Spiking model: NoisyLIF + NDL (NSNN) or LIF + ERF surrogate (DSNN).
     noise : str
@@ -58,10 +118,6 @@ class RFConfig:
         population's unit offsets sit at its quantiles.
     noise_sigma, tau, v_th : float
         Neuron parameters (SPEC §2: σ = 0.2 for the retina); ``noise_sigma`` is the noise's scale.
-    core_norm : bool or None
-        BatchNorm after each of the core's convolutions (a threshold-dependent normalisation in a
-        spiking core: unit-variance currents against v_th = 1, biases calibrated after it). None:
-        the family's own default (the CNN has it, the spiking core has not).
     core_neuron, output_neuron : dict or None
         The core's and the output's own neuron options: fields of
         :class:`~neurocode.neurons.NeuronSpec` that differ from the model's neuron (the family's
@@ -77,45 +133,25 @@ class RFConfig:
         ``c_n(t)``, started at 1, as the CNN does) and ``synapse`` (the core readout reaches the
         output neurons through a current-based synapse ``y(t) = a y(t-1) + (1 - a) r(t)`` of this
         decay ``a`` in [0, 1)). None: neither.
-    n_cells, n_steps : int
-        Output cells and time bins T.
     """
 
-    input_size: int = 64
-    core_pool: int = 2
-    channels: tuple[int, int] = (8, 16)
-    kernel_sizes: tuple[int, int] = (9, 5)
-    surround_scale: float = 2.0
     readout_units: int = 1
     noisy: bool = True
     noise: str = "gaussian"
     noise_sigma: float = 0.2
     tau: float = 0.5
     v_th: float = 1.0
-    n_cells: int = 49
-    n_steps: int = 30
     output_substeps: int = 1
-    core_norm: bool | None = None
     core_neuron: dict | None = None
     output_neuron: dict | None = None
     readout: dict | None = None
 
     def __post_init__(self) -> None:
-        for name in ("input_size", "core_pool", "readout_units", "n_cells", "n_steps", "output_substeps"):
+        super().__post_init__()
+        for name in ("readout_units", "output_substeps"):
             val = getattr(self, name)
             if isinstance(val, bool) or not isinstance(val, int) or val < 1:
                 raise ValueError(f"RFConfig.{name} must be a positive integer, got {val!r}")
-        for name in ("channels", "kernel_sizes"):
-            val = tuple(getattr(self, name))
-            if len(val) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in val):
-                raise ValueError(f"RFConfig.{name} must be two positive integers, got {val!r}")
-            object.__setattr__(self, name, val)  # accept lists, store tuples (frozen dataclass)
-        if any(k % 2 == 0 for k in self.kernel_sizes):
-            raise ValueError(f"RFConfig.kernel_sizes must be odd ('same' padding), got {self.kernel_sizes}")
-        if self.input_size % self.core_pool:
-            raise ValueError(f"RFConfig.input_size {self.input_size} is not a multiple of core_pool {self.core_pool}")
-        if not self.surround_scale > 1:
-            raise ValueError(f"RFConfig.surround_scale must be > 1, got {self.surround_scale!r}")
         if self.readout is not None and (not isinstance(self.readout, dict)
                                          or set(self.readout) - {"time_weights", "synapse"}):
             raise ValueError(f"RFConfig.readout must be a dict of 'time_weights' (bool) and 'synapse' (in [0, 1)) "
@@ -151,16 +187,8 @@ class RFConfig:
                     d[part] = {**(d.get(part) or {}), key: value}
         return cls(**d)
 
-    @property
-    def core_size(self) -> int:
-        return self.input_size // self.core_pool
 
-    def has_core_norm(self, default: bool) -> bool:
-        """Whether the core normalises its convolutions (``core_norm``, or the family's ``default``)."""
-        return default if self.core_norm is None else bool(self.core_norm)
-
-
-def rf_model_spec(config: RFConfig, core: str | None, output: str, n_lags: int = 0) -> "ModelSpec":
+def rf_model_spec(config: RFRateConfig, core: str | None, output: str, n_lags: int = 0) -> "ModelSpec":
     """The :class:`~neurocode.models.retina.ModelSpec` of an RF-aware model configured by ``config``.
 
     ``core`` is "spiking", "relu" or None (the LN reference); ``output`` a name in
@@ -173,6 +201,9 @@ def rf_model_spec(config: RFConfig, core: str | None, output: str, n_lags: int =
 
     clips = n_lags > 0
     spiking_core = core == "spiking"
+    if (spiking_core or output in ("noisy_lif", "lif_population")) and not isinstance(config, RFConfig):
+        raise ValueError(f"a spiking part (core {core!r}, output {output!r}) needs the neurons' settings: an RFConfig, "
+                         f"got {type(config).__name__}")
     front, core_opts, readout_opts, output_opts = {}, {}, {}, {}
     if clips:
         front = dict(n_lags=n_lags, filter_gain=config.noise_sigma if output in ("noisy_lif", "lif_population")

@@ -152,8 +152,8 @@ def sweep(models=("nsnn",), folds=(0,), seeds=(0,), *, out, preset: str | None =
         As for :func:`neurocode.fit` (one preset and one recording per sweep).
     grid : dict, optional
         More axes: ``{setting: [values]}``, a setting being a FitConfig field (``"lr"``,
-        ``"epochs"``), an architecture field (``"rf.noise_sigma"``) or ``"sigma"`` (the membrane
-        noise of both architectures).
+        ``"epochs"``), a field of the fits' architecture (``"rf.noise_sigma"``; ``"arch.FIELD"``:
+        whichever each fit uses) or ``"sigma"`` (the membrane noise of each fit's architecture).
     search : dict, optional
         Search mode: ``{setting: ("loguniform", lo, hi) | ("uniform", lo, hi) | ("int", lo, hi)
         | ("choice", [values])}``. For every fit of the grid, ``samples`` settings are sampled by

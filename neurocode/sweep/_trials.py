@@ -23,12 +23,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-#: Architecture configs a dotted setting (``rf.noise_sigma``) may address.
-ARCH_KEYS = ("snn", "cnn", "rf")
-#: Settings that stand for several config fields at once.
+#: Architecture configs a dotted setting (``rf.noise_sigma``) may address; ``arch``: whichever the fit uses.
+ARCH_KEYS = ("snn", "cnn", "rf", "arch")
+#: Settings that stand for other config fields.
 ALIASES: dict[str, tuple[str, ...]] = {
-    # the membrane-noise SD of both architectures (quick/movie presets read rf, the paper preset snn)
-    "sigma": ("rf.noise_sigma", "snn.noise_sigma"),
+    # the membrane-noise SD of the fit's architecture (quick/movie presets: rf, the paper preset: snn)
+    "sigma": ("arch.noise_sigma",),
 }
 #: What a sweep decides per trial and no setting may override.
 AXES = ("model", "fold", "seed", "preset", "data", "recording")
@@ -43,7 +43,7 @@ def expand_setting(key: str, value: Any) -> dict:
     """The :func:`neurocode.fit` overrides that one setting stands for.
 
     ``"lr"`` -> ``{"lr": v}``; ``"rf.noise_sigma"`` -> ``{"rf": {"noise_sigma": v}}``;
-    ``"sigma"`` (an alias) -> both architectures' ``noise_sigma``.
+    ``"sigma"`` (an alias) -> ``{"arch": {"noise_sigma": v}}``, the fit's own architecture's.
     """
     out: dict = {}
     for k in ALIASES.get(key, (key,)):
@@ -59,7 +59,7 @@ def expand_setting(key: str, value: Any) -> dict:
 
 
 def merge_overrides(base: dict, extra: dict) -> dict:
-    """``base`` updated by ``extra``; architecture dicts (``snn``/``cnn``/``rf``) merged field by field."""
+    """``base`` updated by ``extra``; architecture dicts (``snn``/``cnn``/``rf``/``arch``) merged field by field."""
     out = copy.deepcopy(base)
     for k, v in extra.items():
         if k in ARCH_KEYS and isinstance(v, dict):
@@ -84,8 +84,10 @@ def check_settings(keys) -> None:
     from neurocode.models import CNNConfig, SNNConfig
     from neurocode.models.rf import RFConfig
 
-    arch = {"snn": SNNConfig, "cnn": CNNConfig, "rf": RFConfig}
-    top = {f.name for f in fields(FitConfig)}
+    arch = {key: {f.name for f in fields(kind)} for key, kind in (("snn", SNNConfig), ("cnn", CNNConfig),
+                                                                    ("rf", RFConfig))}
+    arch["arch"] = set().union(*arch.values())
+    top = {f.name for f in fields(FitConfig)} - {"arch"} | {"architecture"}
     for key in keys:
         for k in ALIASES.get(key, (key,)):
             parts = k.split(".")
@@ -94,7 +96,7 @@ def check_settings(keys) -> None:
                                  "(--models, --folds, --seeds, --preset, --data, --recording), not a setting")
             if len(parts) == 1 and parts[0] in top and parts[0] not in ARCH_KEYS:
                 continue
-            if len(parts) == 2 and parts[0] in arch and parts[1] in {f.name for f in fields(arch[parts[0]])}:
+            if len(parts) == 2 and parts[0] in arch and parts[1] in arch[parts[0]]:
                 continue
             raise SweepError(f"unknown setting {key!r}: a FitConfig field ({', '.join(sorted(top - set(ARCH_KEYS)))}), "
                              f"an architecture field such as rf.noise_sigma, or one of {sorted(ALIASES)}")

@@ -64,7 +64,8 @@ def parse_fit_set(items: list[str] | None) -> dict:
     """``fit --set KEY=VALUE`` items as :func:`neurocode.fit` overrides: the sweep's parsing and
     checks (:func:`parse_set`), one value per setting.
 
-    ``["lr=1e-3", "sigma=0.3"]`` -> ``{"lr": 0.001, "rf": {"noise_sigma": 0.3}, "snn": {"noise_sigma": 0.3}}``.
+    ``["lr=1e-3", "sigma=0.3"]`` -> ``{"lr": 0.001, "arch": {"noise_sigma": 0.3}}`` (``arch``: the fit's own
+    architecture config, whichever it is).
     """
     from neurocode.sweep._trials import AXES, check_settings, settings_overrides
 
@@ -125,7 +126,8 @@ def add_sweep_parser(sub) -> argparse.ArgumentParser:
     s.add_argument("--out", metavar="DIR", required=True, help="the sweep's folder (run folders, tables, figures)")
     s.add_argument("--set", action="append", default=[], metavar="KEY=V1,V2",
                    help="a grid axis over a fit setting: a FitConfig field (lr=1e-3,3e-3; epochs=20,40), an "
-                        "architecture field (rf.noise_sigma=0.1,0.2) or sigma (the membrane-noise SD); repeatable")
+                        "architecture field of the fit's architecture (rf.noise_sigma=0.1,0.2; arch.FIELD: whichever it "
+                        "uses) or sigma (its membrane-noise SD); repeatable")
     s.add_argument("--search", action="append", default=[], metavar="KEY=DIST:LOW:HIGH",
                    help="search a setting instead: loguniform:LOW:HIGH, uniform:LOW:HIGH, int:LOW:HIGH or "
                         "choice:A,B; repeatable (e.g. --search lr=loguniform:1e-4:1e-2 "

@@ -1,0 +1,168 @@
+"""A fit reaches only the settings of the parts it uses (issue 30): FitConfig holds the one
+architecture config its fit uses, naming another is an error, and configs written when every fit
+held all three (``architecture``, ``snn``, ``cnn``, ``rf``) still load as the same fit."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from neurocode.fitting import ARCH_CONFIGS, MODELS, PRESETS, FitConfig, make_config, reachable_settings
+from neurocode.models import CNNConfig, SNNConfig
+from neurocode.models.rf import RFConfig, RFRateConfig
+from neurocode.sweep._trials import settings_overrides
+
+#: Settings every fit reached when FitConfig held all three architecture configs (measured on main at
+#: 24f752b with the rule of reachable_settings: FitConfig's 32 other fields + SNNConfig 17 + CNNConfig 7
+#: + RFConfig 18).
+BEFORE = 75
+#: And now: the 32 other fields plus the fields of the one architecture config the fit uses (the RF-aware
+#: rate models' without the neurons' 10).
+AFTER = {("quick", "nsnn"): 50, ("quick", "cnn"): 40, ("quick", "ln"): 40, ("paper", "nsnn"): 49,
+         ("paper", "cnn"): 39, ("movie", "nsnn"): 50}
+
+
+@pytest.mark.parametrize("preset, model", sorted(AFTER))
+def test_a_fit_reaches_only_its_own_architectures_settings(preset, model):
+    config = make_config(model, preset)
+    names = reachable_settings(config)
+    assert len(names) == len(set(names)) == AFTER[preset, model] < BEFORE
+    prefixes = {n.split(".")[0] for n in names if "." in n}
+    assert prefixes == {config.arch_name}
+    own = {f"{config.arch_name}.{f.name}" for f in dataclasses.fields(config.arch)}
+    assert own <= set(names) and isinstance(config.arch, ARCH_CONFIGS[config.arch_name])
+    assert not {"architecture", "snn", "cnn", "rf", "arch"} & set(names)
+
+
+def test_what_each_fit_exposes():
+    exposes = {key: set(reachable_settings(make_config(key[1], key[0]))) for key in AFTER}
+    # the CNNs and the LN carry no neuron: no noise, no threshold, no membrane time constant
+    for key in (("paper", "cnn"), ("quick", "cnn"), ("quick", "ln")):
+        assert not any(n.endswith(("noise_sigma", ".noise", ".tau", ".v_th", "substeps")) for n in exposes[key]), key
+    assert {"cnn.channels", "cnn.strides"} <= exposes["paper", "cnn"]
+    # the paper NSNN its SNN's noise, not the RF-aware model's
+    assert "snn.noise_sigma" in exposes["paper", "nsnn"] and "rf.noise_sigma" not in exposes["paper", "nsnn"]
+    assert "rf.output_substeps" in exposes["quick", "nsnn"] and "snn.hidden" not in exposes["quick", "nsnn"]
+    # the LN is RF-aware in every preset
+    assert exposes["quick", "ln"] == set(reachable_settings(make_config("ln", "paper")))
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+@pytest.mark.parametrize("model", MODELS)
+def test_the_architecture_follows_the_preset_and_model(preset, model):
+    config = make_config(model, preset)
+    paper = PRESETS[preset]["common"]["architecture"] == "paper" and model != "ln"
+    want = (SNNConfig if config.kind.spiking else CNNConfig) if paper else \
+        RFConfig if config.kind.spiking else RFRateConfig
+    assert type(config.arch) is want
+    assert config.architecture == ("paper" if paper else "rf")
+    assert config.arch.input_size == config.input_size
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.architecture = "rf"
+    # config.json: the architecture and its one config, read back as the same fit
+    record = json.loads(json.dumps(config.to_dict()))
+    assert record["architecture"] == config.architecture
+    assert {k for k in ARCH_CONFIGS if k in record} == {config.arch_name}
+    assert FitConfig.from_dict(record) == config
+
+
+@pytest.mark.parametrize("model, preset, overrides, uses", [
+    ("nsnn", "quick", dict(snn={"noise_sigma": 0.3}), "rf"),
+    ("cnn", "quick", dict(cnn={"channels": (4, 4)}), "rf"),
+    ("nsnn", "paper", dict(rf={"noise_sigma": 0.3}), "snn"),
+    ("cnn", "paper", dict(snn={"hidden": (8,)}), "cnn"),
+    ("ln", "paper", dict(snn={"noise_sigma": 0.3}), "rf"),  # the LN is RF-aware in every preset
+    ("nsnn", "quick", dict(architecture="paper", rf={"tau": 0.6}), "snn"),
+])
+def test_another_architectures_setting_is_a_one_line_error(model, preset, overrides, uses):
+    with pytest.raises(ValueError, match=f"uses {uses!r} \\(") as err:
+        make_config(model, preset, **overrides)
+    message = str(err.value)
+    assert "\n" not in message and f"set {uses}.FIELD" in message
+
+
+def test_settings_reach_the_architecture_the_fit_uses():
+    quick = make_config("nsnn", "quick", rf={"noise_sigma": 0.3})
+    assert quick.arch.noise_sigma == 0.3
+    # the preset's own RF settings stay beside the override
+    assert quick.arch.output_substeps == 3 and quick.arch.core_norm
+    paper = make_config("nsnn", "paper", snn={"noise_sigma": 0.3})
+    assert paper.arch.noise_sigma == 0.3 and paper.arch.hidden == (64, 64, 64)
+    # the preset's entry for the model's architecture (the paper DSNN's population readout)
+    assert make_config("dsnn", "paper").arch.readout == "mean"
+    # sigma (CLI and sweeps) is the noise of whichever architecture the fit holds
+    for preset, name in (("quick", "rf"), ("paper", "snn"), ("movie", "rf")):
+        config = make_config("nsnn", preset, **settings_overrides({"sigma": 0.35}))
+        assert config.arch_name == name and config.arch.noise_sigma == 0.35
+    # a field the fit's architecture does not have names itself
+    with pytest.raises(ValueError, match=r"cnn: unknown CNNConfig field\(s\) \['noise_sigma'\]"):
+        make_config("cnn", "paper", arch={"noise_sigma": 0.3})
+    with pytest.raises(ValueError, match=r"unknown RFRateConfig field\(s\) \['noise_sigma'\] \(a fit without spiking"):
+        make_config("cnn", "quick", **settings_overrides({"sigma": 0.35}))
+    # a rate model with a spiking core (a mixed model) holds the neurons' settings
+    mixed = make_config("cnn", "quick", parts={"core": "spiking"}, rf={"core_neuron": {"family": "noisy_lif"}})
+    assert type(mixed.arch) is RFConfig and mixed.arch.core_neuron == {"family": "noisy_lif"}
+    with pytest.raises(ValueError, match="arch must be one of CNNConfig, RFRateConfig for model 'cnn'.*got SNNConfig"):
+        FitConfig(model="cnn", loss="poisson", arch=SNNConfig())
+    with pytest.raises(ValueError, match="arch must be one of CNNConfig, RFRateConfig for model 'cnn'.*got RFConfig"):
+        FitConfig(model="cnn", loss="poisson", arch=RFConfig())
+
+
+def _as_before(config: FitConfig, architecture: str | None = None) -> dict:
+    """``config`` as a fit stored it when it held all three architecture configs (the unused two at
+    their defaults); ``architecture=None``: a record from before that field existed either."""
+    record = config.to_dict()
+    if isinstance(config.arch, RFRateConfig) and not isinstance(config.arch, RFConfig):
+        # every RF-aware fit held the neurons' settings, a rate model's some from a sweep over them
+        record["rf"] = {**dataclasses.asdict(RFConfig(noise_sigma=0.4)), **record["rf"]}
+    for name, kind in (("snn", SNNConfig), ("cnn", CNNConfig), ("rf", RFConfig)):
+        record.setdefault(name, dataclasses.asdict(kind()))
+    record.pop("architecture")
+    if architecture is not None:
+        record["architecture"] = architecture
+    return json.loads(json.dumps(record))
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+@pytest.mark.parametrize("model", MODELS)
+def test_a_config_holding_all_three_architectures_loads_as_the_same_fit(preset, model):
+    config = make_config(model, preset)
+    stored = FitConfig.from_dict(_as_before(config, config.architecture))
+    assert stored == config and not config.differences(stored)
+
+
+def test_old_records_pick_their_architecture_by_model_and_field():
+    # no architecture field: the old default, the paper network
+    paper = make_config("cnn", "paper")
+    assert FitConfig.from_dict(_as_before(paper)) == paper
+    # an LN record of the paper architecture (as fits of the paper architecture wrote for their LN)
+    ln = make_config("ln", "quick")
+    assert FitConfig.from_dict(_as_before(ln, "paper")) == ln
+    # a record naming an architecture whose config it lacks is refused, naming both
+    record = make_config("nsnn", "quick").to_dict()
+    record["architecture"] = "paper"
+    with pytest.raises(ValueError, match=r"architecture 'paper' of model 'nsnn' is 'snn', but it holds \['rf'\]"):
+        FitConfig.from_dict(record)
+
+
+def test_clips_need_the_rf_aware_architecture():
+    """A continuous recording's clips are fitted by the RF-aware models: a fit of the paper's network is
+    refused when its data are prepared, before a run folder is written."""
+    import numpy as np
+
+    from neurocode.data import ContinuousRecording
+    from neurocode.fitting import prepare_data
+
+    fps = 1 / 0.033
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 2, (300, 6, 8), dtype=np.uint8) * 255
+    frames[200:270] = frames[50:120]
+    trains = [np.sort(rng.uniform(0, 300 / fps, 100)) for _ in range(2)]
+    repeats = [(50 * 0.033, 50 * 0.033 + 2.0), (200 * 0.033, 200 * 0.033 + 2.0)]  # frames 50 and 200 on
+    movie = ContinuousRecording.from_spike_times(trains, frames, np.arange(300) / fps, (0.0, 300 / fps),
+                                                 repeats=repeats)
+    with pytest.raises(ValueError, match="holds clips: they need the RF-aware architecture"):
+        prepare_data(make_config("nsnn", "movie", architecture="paper"), movie)
+    assert prepare_data(make_config("nsnn", "movie", input_size=8), movie).n_lags > 0
