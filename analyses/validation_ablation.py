@@ -9,7 +9,8 @@ distribution scores of :mod:`neurocode.analysis.distribution` (MMD² with its sp
 per-cell Fano factors, peak fidelity, noise-correlation r; the model sampled from its own
 likelihood) and the seconds per fit. A row with a learnt output noise scale per cell also writes
 ``OUT/sigma-ROW-foldF-seedS.json``, and a row whose output starts at the recorded Fano factors
-(``parts={"output": "noisy_lif_fano"}``) ``OUT/fano-start-ROW-foldF-seedS.json``; every row writes its noise-correlation scores (r, null SD,
+(``parts={"output": "noisy_lif_fano"}``) ``OUT/fano-start-ROW-foldF-seedS.json``; every row
+writes its noise-correlation scores (r, null SD,
 resolvable pairs, split-half ceiling) to ``OUT/noise-corr-ROW-foldF-seedS.json``. The test images
 are never predicted.
 
@@ -229,7 +230,7 @@ def run_row(name: str, fold: int, seed: int, threads: int | None, data_path, rec
     if isinstance(sigma, torch.Tensor) and sigma.dim() == 1:
         write_learnt_sigma(out / f"sigma-{name}-fold{fold}-seed{seed}.json", sigma.detach().numpy(), m["per_cell"], data)
     fano_start = next((h["fano_start"] for h in history if "fano_start" in h), None)
-    if fano_start is not None:  # each cell's target FF, its model FF before and after the start, its sigma
+    if fano_start is not None:  # per cell: the target FF, the model's FF before and after the start, sigma
         write_json(out / f"fano-start-{name}-fold{fold}-seed{seed}.json", fano_start)
     write_json(out / f"noise-corr-{name}-fold{fold}-seed{seed}.json",
                {k: v for k, v in m.items() if k.startswith("noise_corr_")})

@@ -57,7 +57,8 @@ def test_the_calibration_moves_each_cells_fano_factor_to_its_recorded_one():
     calibrate_spiking(model, images, hidden_rate=0.1, output_rate=rate, n_trials=4)
     K_cal, K_eval = 64, 256
     before, _ = _model_ff(model, images, K_eval, seed=10)
-    fitted = calibrate_output_fano(model, images, _recorded(TARGET_FF), rate, n_trials=K_cal, iterations=10, seed=3)
+    fitted = calibrate_output_fano(model, images, _recorded(TARGET_FF), rate, n_trials=K_cal, iterations=10,
+                                   bound=2.0, seed=3)
     after, after_rate = _model_ff(model, images, K_eval, seed=11)
     target = np.array(TARGET_FF)
     assert np.allclose(fitted["target_ff"], target, atol=1e-5)

@@ -344,8 +344,9 @@ def window_fano(counts: Tensor, active: Tensor) -> Tensor:
 
 @torch.no_grad()
 def calibrate_output_fano(model: RetinaModel, stimulus: Tensor, recorded_counts: Tensor, output_rate: Tensor, *,
-                          n_trials: int = 16, iterations: int = 8, bound: float = 2.0, min_mean_count: float = 0.5,
-                          rate_iterations: int = 16, chunk: int = 4, seed: int = 0) -> dict:
+                          n_trials: int = 16, iterations: int = 8, bound: float = math.log(2.0),
+                          min_mean_count: float = 0.5, rate_iterations: int = 16, chunk: int = 4,
+                          seed: int = 0) -> dict:
     """Set each output cell's noise scale so that its model Fano factor matches the recorded one.
 
     The model (its biases already at their rates, :func:`calibrate_spiking`) is run once on
