@@ -137,6 +137,7 @@ ROWS: dict[str, tuple[str, dict]] = {
     # five substeps against the preset's three (sigma 0.2 * sqrt(m), learnt per cell as in the preset)
     "fano-start": ("nsnn", {"parts": {"output": "noisy_lif_fano"}}),
     "fano-start-frozen": ("nsnn", {"parts": {"output": "noisy_lif_fano_frozen"}}),
+    "fano-start-narrow": ("nsnn", {"parts": {"output": "noisy_lif_fano_narrow"}}),
     "s5n": ("nsnn", {"rf": S5N}),
     "s5n+fano-start": ("nsnn", {"parts": {"output": "noisy_lif_fano"}, "rf": S5N}),
     "s5n+fano-start-frozen": ("nsnn", {"parts": {"output": "noisy_lif_fano_frozen"}, "rf": S5N}),

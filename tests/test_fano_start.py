@@ -90,6 +90,8 @@ def test_window_fano_counts_only_the_active_pairs_and_the_present_trials():
 def test_a_frozen_fano_start_keeps_its_sigma_and_a_bad_option_is_named():
     frozen = _model("noisy_lif_fano_frozen")
     learnt = _model("noisy_lif_fano")
+    narrow = _model("noisy_lif_fano_narrow")
+    assert narrow.output.fano_start.bound < learnt.output.fano_start.bound and narrow.output.fano_start.learnt
     assert not frozen.output.neuron.log_sigma.requires_grad and learnt.output.neuron.log_sigma.requires_grad
     assert frozen.output.neuron.log_sigma.shape == (N,)  # one noise scale per cell, whatever the spec said
     with pytest.raises(ValueError, match="FanoStart.n_trials"):

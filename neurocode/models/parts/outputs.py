@@ -18,9 +18,10 @@ in :data:`OUTPUTS`.
     A count distribution per bin (:mod:`neurocode.models.outputs`: Conway-Maxwell-Poisson with a
     learnt dispersion, or Poisson) over a ``softplus_poisson`` intensity: the response is the
     expected count; the model's ``log_prob`` and ``sample`` give its likelihood and its own trials.
-``noisy_lif_fano`` / ``noisy_lif_fano_frozen``
+``noisy_lif_fano`` / ``noisy_lif_fano_frozen`` / ``noisy_lif_fano_narrow``
     ``noisy_lif`` with a noise scale per cell set at the start so that each cell's Fano factor
-    matches its recorded one (:class:`FanoStart`), then learnt (or frozen) in training.
+    matches its recorded one (:class:`FanoStart`), then learnt (or frozen) in training; ``narrow``:
+    within a factor 1.5 of the spec's scale instead of 2.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ from neurocode.models.outputs import OUTPUTS as COUNT_DISTRIBUTIONS
 from neurocode.neurons import NeuronSpec, make_neuron
 from neurocode.noise import make_noise
 
-__all__ = ["PSoftplus", "FanoStart", "SpikingOutput", "FanoStartOutput", "FrozenFanoStartOutput", "SoftplusPoisson", "CountOutput", "FixedRate", "OUTPUTS"]
+__all__ = ["PSoftplus", "FanoStart", "SpikingOutput", "FanoStartOutput", "FrozenFanoStartOutput",
+           "NarrowFanoStartOutput", "SoftplusPoisson", "CountOutput", "FixedRate", "OUTPUTS"]
 
 
 class PSoftplus(nn.Module):
@@ -221,6 +223,13 @@ class FrozenFanoStartOutput(FanoStartOutput):
     start = FanoStart(learnt=False)
 
 
+class NarrowFanoStartOutput(FanoStartOutput):
+    """:class:`FanoStartOutput` with sigma searched within a factor 1.5 of the spec's (a smaller departure
+    from the smooth count curve of ``0.2 * sqrt(substeps)``, less of each cell's variability)."""
+
+    start = FanoStart(bound=math.log(1.5))
+
+
 class SoftplusPoisson(PSoftplus):
     """Parameterised softplus rates ``|alpha| softplus(beta x)`` per cell (``per_bin``: per cell and bin, the
     paper CNN's): ``[T, B, N] -> [T, B, N]``."""
@@ -302,6 +311,7 @@ OUTPUTS = {
     "noisy_lif": SpikingOutput,
     "noisy_lif_fano": FanoStartOutput,
     "noisy_lif_fano_frozen": FrozenFanoStartOutput,
+    "noisy_lif_fano_narrow": NarrowFanoStartOutput,
     "lif_population": SpikingOutput,
     "softplus_poisson": SoftplusPoisson,
     "softplus": lambda n_cells, neuron=None, generator=None: FixedRate("softplus"),
