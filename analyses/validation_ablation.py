@@ -8,7 +8,9 @@ factor correlation across cells, the model's and the recording's mean Fano facto
 distribution scores of :mod:`neurocode.analysis.distribution` (MMD² with its split-half floor,
 per-cell Fano factors, peak fidelity, noise-correlation r; the model sampled from its own
 likelihood) and the seconds per fit. A row with a learnt output noise scale per cell also writes
-``OUT/sigma-ROW-foldF-seedS.json``; every row writes its noise-correlation scores (r, null SD,
+``OUT/sigma-ROW-foldF-seedS.json``, and a row whose output starts at the recorded Fano factors
+(``parts={"output": "noisy_lif_fano"}``) ``OUT/fano-start-ROW-foldF-seedS.json``; every row
+writes its noise-correlation scores (r, null SD,
 resolvable pairs, split-half ceiling) to ``OUT/noise-corr-ROW-foldF-seedS.json``. The test images
 are never predicted.
 
@@ -38,6 +40,8 @@ from _common import add_common_arguments, check_common_arguments  # noqa: E402
 OLD = {"core_norm": False}
 #: bn+substeps3+noise: three output substeps per bin, the output noise scaled to 0.2 * sqrt(3)
 SUB3N = {"output_substeps": 3, "output_neuron": {"sigma": 0.2 * 3 ** 0.5}}
+#: the quick preset's output with five substeps: sigma 0.2 * sqrt(5), learnt per cell
+S5N = {"output_substeps": 5, "output_neuron": {"sigma": 0.2 * 5 ** 0.5, "learnable": "neuron"}}
 
 
 def _cell_mmd(weight: float) -> dict:
@@ -128,6 +132,15 @@ ROWS: dict[str, tuple[str, dict]] = {
         **SUB3N, "output_neuron": {**SUB3N["output_neuron"], "learnable": "neuron"}, "core_neuron": {"learnable": "layer"}}}),
     "s3n+learn-sigma-all+cellmmd30": ("nsnn", {**_cell_mmd(30.0), "rf": {
         **SUB3N, "output_neuron": {**SUB3N["output_neuron"], "learnable": "neuron"}, "core_neuron": {"learnable": "layer"}}}),
+    # issue 31 item 1: each output cell's sigma set at the start so that its Fano factor on the training
+    # images matches the recorded one (the bias re-calibrated with it), then learnt or frozen; item 2:
+    # five substeps against the preset's three (sigma 0.2 * sqrt(m), learnt per cell as in the preset)
+    "fano-start": ("nsnn", {"parts": {"output": "noisy_lif_fano"}}),
+    "fano-start-frozen": ("nsnn", {"parts": {"output": "noisy_lif_fano_frozen"}}),
+    "fano-start-narrow": ("nsnn", {"parts": {"output": "noisy_lif_fano_narrow"}}),
+    "s5n": ("nsnn", {"rf": S5N}),
+    "s5n+fano-start": ("nsnn", {"parts": {"output": "noisy_lif_fano"}, "rf": S5N}),
+    "s5n+fano-start-frozen": ("nsnn", {"parts": {"output": "noisy_lif_fano_frozen"}, "rf": S5N}),
 }
 
 
@@ -217,6 +230,9 @@ def run_row(name: str, fold: int, seed: int, threads: int | None, data_path, rec
     sigma = getattr(model.neurons[-1], "sigma", None) if model.neurons else None
     if isinstance(sigma, torch.Tensor) and sigma.dim() == 1:
         write_learnt_sigma(out / f"sigma-{name}-fold{fold}-seed{seed}.json", sigma.detach().numpy(), m["per_cell"], data)
+    fano_start = next((h["fano_start"] for h in history if "fano_start" in h), None)
+    if fano_start is not None:  # per cell: the target FF, the model's FF before and after the start, sigma
+        write_json(out / f"fano-start-{name}-fold{fold}-seed{seed}.json", fano_start)
     write_json(out / f"noise-corr-{name}-fold{fold}-seed{seed}.json",
                {k: v for k, v in m.items() if k.startswith("noise_corr_")})
     best = next((h["best_epoch"] for h in reversed(history) if "best_epoch" in h), None)

@@ -43,7 +43,8 @@ from neurocode.losses import poisson_nll, psp_mmd_loss, set_mmd_loss
 from neurocode.models.cnn import paper_cnn_spec
 from neurocode.models.outputs import count_bound
 from neurocode.models.parts.front_ends import spike_triggered_average
-from neurocode.models.retina import CALIBRATIONS, ModelSpec, RetinaModel, calibrate_spiking, start_rates
+from neurocode.models.retina import (CALIBRATIONS, ModelSpec, RetinaModel, calibrate_output_fano, calibrate_spiking,
+                                    start_rates)
 from neurocode.models.rf import rf_model_spec
 from neurocode.models.snn import paper_snn_spec
 
@@ -252,6 +253,10 @@ class SpikingKind(ModelKind):
         return loss
 
     def start(self, config, model, data, device, fit_ln):
+        fano = getattr(model.output, "fano_start", None)
+        if fano is not None and (data.is_clips or model.spec.readout != "rf"):
+            raise ValueError(f"output {model.spec.output!r} (a Fano start) applies to flashed images and the RF "
+                             "readout (architecture='rf')")
         if data.is_clips:
             rate = _clip_rate(data, device)
             ln, ln_summary = _start_from_ln(model, fit_ln, config.arch.noise_sigma)
@@ -261,7 +266,15 @@ class SpikingKind(ModelKind):
             model.front_end.prepare(data.images[fit].to(device))
             rates = CALIBRATIONS[model.spec.readout](model, data.images[fit[:16]].to(device), hidden_rate=config.hidden_rate,
                               output_rate=psth, n_trials=self.trials(4))
-        return {"epoch": 0, "initial_rates": rates}
+        if fano is None:
+            return {"epoch": 0, "initial_rates": rates}
+        # the recorded window counts of the training images (NaN where a trial does not exist)
+        counts = data.counts[fit].sum(1)
+        counts = torch.where(data.trial_mask[fit][:, :, None], counts, torch.full_like(counts, math.nan))
+        fitted = calibrate_output_fano(model, data.images[fit].to(device), counts, psth, n_trials=fano.n_trials,
+                                       iterations=fano.iterations, bound=fano.bound,
+                                       min_mean_count=fano.min_mean_count, seed=config.seed)
+        return {"epoch": 0, "initial_rates": rates, "fano_start": fitted}
 
     #: Multipliers of a spiking clip model's initial linear gain tried per cell.
     GAIN_MULTIPLIERS = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)

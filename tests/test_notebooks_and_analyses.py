@@ -180,6 +180,10 @@ def test_validation_ablation_scores_validation_images_and_resumes(tmp_path):
     assert cell.loss == "mmd_linear+gaussian_cell" and cell.loss_options["cell_mmd_weight"] == 10.0
     assert cell.arch.output_substeps == 3 and cell.arch.output_neuron["learnable"] == "neuron"
     assert abs(cell.arch.output_neuron["sigma"] - 0.2 * 3 ** 0.5) < 1e-12
+    # the Fano start is the output part's, one line of parts=; five substeps keep the preset's learnt sigma
+    assert config("fano-start").parts == {"output": "noisy_lif_fano"} and config("fano-start").arch == config("nsnn").arch
+    five = config("s5n+fano-start").arch
+    assert five.output_substeps == 5 and five.output_neuron == {"sigma": 0.2 * 5 ** 0.5, "learnable": "neuron"}
     out = tmp_path / "ablation"
     cmd = [sys.executable, str(ANALYSES / "validation_ablation.py"), "--row", "ln", "--folds", "0", "--threads", "1",
            "--out", str(out)]

@@ -14,6 +14,7 @@ firing rate. Weights of the model classes this replaced (``RetinaSNN``, ``Retina
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -25,7 +26,7 @@ from neurocode.models.utils import bisect_shift
 from neurocode.neurons import is_noisy
 
 __all__ = ["ModelSpec", "RetinaModel", "build_retina_model", "calibrate_spiking", "calibrate_dense", "CALIBRATIONS",
-           "start_rates"]
+           "start_rates", "window_fano", "calibrate_output_fano"]
 
 
 @dataclass(frozen=True)
@@ -311,6 +312,120 @@ def calibrate_spiking(model: RetinaModel, stimulus: Tensor, hidden_rate: float, 
     bias.copy_(bisect_shift(cell_rates, output_rate.to(base), like=bias, iterations=iterations))
     rates.append(float(cell_rates(bias).mean()))
     return rates
+
+
+def window_fano(counts: Tensor, active: Tensor) -> Tensor:
+    """Each cell's Fano factor of window counts, averaged over its counted (stimulus, cell) pairs.
+
+    Parameters
+    ----------
+    counts : Tensor [B, K, N]
+        Spike counts in the window per stimulus, trial and cell; NaN for a trial that does not exist.
+    active : Tensor [B, N] of bool
+        The pairs that count (e.g. a recorded mean count >= 0.5); a pair whose mean count is 0
+        (Fano factor undefined) is left out.
+
+    Returns
+    -------
+    Tensor [N]
+        Population variance over trials / mean, averaged over a cell's counted pairs (NaN for a
+        cell without one), as :func:`neurocode.analysis.distribution.fano_scores`.
+    """
+    present = torch.isfinite(counts)
+    n = present.sum(1)
+    c = torch.where(present, counts, torch.zeros_like(counts))
+    mean = c.sum(1) / n.clamp(min=1)
+    var = torch.where(present, (c - mean[:, None]).square(), torch.zeros_like(c)).sum(1) / n.clamp(min=1)
+    counted = active & (mean > 0) & (n >= 2)
+    ff = torch.where(counted, var / mean.clamp(min=1e-12), torch.zeros_like(mean))
+    pairs = counted.sum(0)
+    return torch.where(pairs > 0, ff.sum(0) / pairs.clamp(min=1), torch.full_like(ff[0], math.nan))
+
+
+@torch.no_grad()
+def calibrate_output_fano(model: RetinaModel, stimulus: Tensor, recorded_counts: Tensor, output_rate: Tensor, *,
+                          n_trials: int = 16, iterations: int = 8, bound: float = math.log(2.0),
+                          min_mean_count: float = 0.5, rate_iterations: int = 16, chunk: int = 4,
+                          seed: int = 0) -> dict:
+    """Set each output cell's noise scale so that its model Fano factor matches the recorded one.
+
+    The model (its biases already at their rates, :func:`calibrate_spiking`) is run once on
+    ``stimulus`` with ``n_trials`` trials up to the output neurons; then, jointly over cells, each
+    cell's ``log sigma`` is bisected within ``+- bound`` of its value so that the Fano factor of its
+    window count (:func:`window_fano`, over the pairs where the recorded mean count is at least
+    ``min_mean_count``) matches the recorded one, the output bias re-bisected at every step to
+    ``output_rate`` (the noise scale moves the rate). Every evaluation draws the same output noise
+    (a generator seeded by ``seed``), so the Fano factor is a smooth function of sigma. Cells
+    without a counted pair keep their sigma.
+
+    Parameters
+    ----------
+    model : RetinaModel
+        RF readout, a noisy spiking output with one unit and one ``log_sigma`` per cell.
+    stimulus : Tensor [B, 1, S, S]
+        Training images.
+    recorded_counts : Tensor [B, R, N]
+        Their recorded window counts per trial (NaN: no such trial).
+    output_rate : Tensor
+        Each cell's target rate, shaped like the front end's ``output_bias`` (spikes per bin).
+
+    Returns
+    -------
+    dict
+        Per cell (lists, None where undefined): ``target_ff``, ``start_ff`` (before), ``model_ff``
+        (after), ``sigma``; and ``r_sigma_target`` across cells.
+    """
+    out, fe = model.output, model.front_end
+    neuron = getattr(out, "neuron", None)
+    if getattr(neuron, "log_sigma", None) is None or neuron.log_sigma.dim() != 1 or out.units != 1:
+        raise ValueError("calibrate_output_fano needs a noisy output with one unit and one learnable sigma per cell "
+                         "(output_neuron learnable='neuron')")
+    bias = fe.output_bias
+    per_bin = bias.dim() == 2
+    # the current without the output bias, chunked over images (the core holds T x K x B feature maps)
+    base = torch.cat([model._current(stimulus[i:i + chunk], n_trials)[0] for i in range(0, len(stimulus), chunk)],
+                     dim=2) - (bias[:, None, None] if per_bin else bias)
+    T, K, B, N = base.shape
+    recorded = recorded_counts.to(base)
+    present = torch.isfinite(recorded)
+    active = (torch.where(present, recorded, torch.zeros_like(recorded)).sum(1) / present.sum(1).clamp(min=1)
+              >= min_mean_count)
+    target = window_fano(recorded, active)
+    has_target = torch.isfinite(target)
+    start = neuron.log_sigma.detach().clone()
+    own_generator = neuron.generator
+
+    def spikes(b: Tensor) -> Tensor:
+        neuron.generator = torch.Generator(device=base.device).manual_seed(seed)
+        return out.run((base + (b[:, None, None] if per_bin else b)).reshape(T, K * B, N))[0].view(T, K, B, N)
+
+    def rate_of(b: Tensor) -> Tensor:
+        s = spikes(b)
+        return s.mean((1, 2)) if per_bin else s.mean((0, 1, 2))
+
+    def fano_at(shift: Tensor) -> Tensor:
+        neuron.log_sigma.copy_(start + shift)
+        bias.copy_(bisect_shift(rate_of, output_rate.to(base), like=bias, iterations=rate_iterations))
+        ff = window_fano(spikes(bias).sum(0).transpose(0, 1), active)
+        return torch.nan_to_num(ff, nan=0.0)  # no spikes in any counted pair: no variability
+
+    try:
+        start_ff = fano_at(torch.zeros_like(start))
+        shift = bisect_shift(fano_at, torch.where(has_target, target, start_ff), like=start, iterations=iterations,
+                             bound=bound)
+        model_ff = fano_at(torch.where(has_target, shift, torch.zeros_like(shift)))
+    finally:
+        neuron.generator = own_generator
+    sigma = neuron.log_sigma.exp()
+
+    def listed(x: Tensor) -> list:
+        return [float(v) if math.isfinite(float(v)) else None for v in x]
+
+    ok = has_target
+    r = torch.corrcoef(torch.stack([sigma[ok], target[ok]]))[0, 1] if int(ok.sum()) > 2 else torch.tensor(math.nan)
+    return {"target_ff": listed(target), "start_ff": listed(torch.where(has_target, start_ff, math.nan)),
+            "model_ff": listed(torch.where(has_target, model_ff, math.nan)), "sigma": listed(sigma),
+            "r_sigma_target": float(r) if math.isfinite(float(r)) else None}
 
 
 @torch.no_grad()

@@ -26,6 +26,7 @@ from neurocode.neurons import NeuronSpec
 from neurocode.noise import NOISE_FAMILIES
 
 if TYPE_CHECKING:
+    from neurocode.models.parts import OUTPUTS
     from neurocode.models.retina import ModelSpec
 
 __all__ = ["RFRateConfig", "RFConfig", "rf_model_spec"]
@@ -197,6 +198,7 @@ def rf_model_spec(config: RFRateConfig, core: str | None, output: str, n_lags: i
     (``core_norm``) BatchNorm after conv1 and conv2; a ReLU core BatchNorm before each ReLU (unless
     ``core_norm=False``); a spiking output the neuron of ``output_neuron``.
     """
+    from neurocode.models.parts import OUTPUTS
     from neurocode.models.retina import ModelSpec
 
     clips = n_lags > 0
@@ -221,7 +223,7 @@ def rf_model_spec(config: RFRateConfig, core: str | None, output: str, n_lags: i
         if not clips:
             front.update(conv_bias=not norm, norm=False, temporal_profile=False)
         readout_opts = dict(time_weights=not clips)
-    if output in ("noisy_lif", "lif_population"):
+    if getattr(OUTPUTS[output], "spiking", False):  # a spiking output's own neuron
         output_opts = dict(neuron=_neuron_spec(config, "output_neuron"), units=config.readout_units,
                            substeps=config.output_substeps)
     return ModelSpec(front_end="clips" if clips else "flash", core=core, readout="linear" if core is None else "rf",

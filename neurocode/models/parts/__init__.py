@@ -6,8 +6,10 @@ part                    registered names (module)
 front end               ``flash``, ``clips`` (:mod:`.front_ends`)
 core                    ``spiking``, ``relu`` (:mod:`.cores`)
 readout                 ``rf``, ``linear`` (:mod:`.readouts`)
-output                  ``noisy_lif``, ``lif_population``, ``softplus_poisson``, ``softplus``,
-                        ``rectified`` (:mod:`.outputs`)
+output                  ``noisy_lif``, ``noisy_lif_fano``, ``noisy_lif_fano_frozen``,
+                        ``noisy_lif_fano_narrow``, ``lif_population``,
+                        ``softplus_poisson``, ``softplus``, ``rectified``, ``cmp``,
+                        ``poisson_counts`` (:mod:`.outputs`)
 ======================  ===================================================================
 
 :class:`neurocode.models.retina.RetinaModel` composes one of each from a

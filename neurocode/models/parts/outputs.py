@@ -18,9 +18,17 @@ in :data:`OUTPUTS`.
     A count distribution per bin (:mod:`neurocode.models.outputs`: Conway-Maxwell-Poisson with a
     learnt dispersion, or Poisson) over a ``softplus_poisson`` intensity: the response is the
     expected count; the model's ``log_prob`` and ``sample`` give its likelihood and its own trials.
+``noisy_lif_fano`` / ``noisy_lif_fano_frozen`` / ``noisy_lif_fano_narrow``
+    ``noisy_lif`` with a noise scale per cell set at the start so that each cell's Fano factor
+    matches its recorded one (:class:`FanoStart`), then learnt (or frozen) in training; ``narrow``:
+    within a factor 1.5 of the spec's scale instead of 2.
 """
 
 from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +38,8 @@ from neurocode.models.outputs import OUTPUTS as COUNT_DISTRIBUTIONS
 from neurocode.neurons import NeuronSpec, make_neuron
 from neurocode.noise import make_noise
 
-__all__ = ["PSoftplus", "SpikingOutput", "SoftplusPoisson", "CountOutput", "FixedRate", "OUTPUTS"]
+__all__ = ["PSoftplus", "FanoStart", "SpikingOutput", "FanoStartOutput", "FrozenFanoStartOutput",
+           "NarrowFanoStartOutput", "SoftplusPoisson", "CountOutput", "FixedRate", "OUTPUTS"]
 
 
 class PSoftplus(nn.Module):
@@ -66,6 +75,53 @@ class PSoftplus(nn.Module):
         return f"num_features={self.alpha.numel()}"
 
 
+@dataclass(frozen=True)
+class FanoStart:
+    """Each output cell's noise scale set at the start of a fit to the cell's recorded variability
+    (:func:`neurocode.models.retina.calibrate_output_fano`).
+
+    After the biases' rate calibration, ``log sigma`` of every cell is bisected (jointly over
+    cells) so that the model's Fano factor of the window count on the training images matches the
+    recorded one, the cell's bias re-calibrated to its rate at every step (escape noise moves the
+    rate too). The Fano factor is that of :mod:`neurocode.analysis.distribution`: per (image,
+    cell) pair with a recorded mean count of at least ``min_mean_count``, averaged per cell.
+
+    Attributes
+    ----------
+    learnt : bool
+        The calibrated noise scale stays a trained parameter (False: frozen at its start value).
+    iterations : int
+        Bisection steps on each cell's ``log sigma``.
+    bound : float
+        ``log sigma`` is searched within ``+- bound`` of its initial value (ln 2: between half and twice
+        it). A cell whose recorded FF lies beyond what the output can reach stays at the edge; with
+        ``bound = 2`` (sigma 0.05-2.5 around 0.35) such edge cells ended with a near-deterministic
+        threshold or a drive drowned in noise, and validation rate CC fell from 0.81 to 0.61
+        (docs/nsnn_vs_cnn.md).
+    n_trials : int
+        Model trials per training image in the calibration.
+    min_mean_count : float
+        Recorded mean window count (spikes) for an (image, cell) pair to count.
+    """
+
+    learnt: bool = True
+    iterations: int = 8
+    bound: float = math.log(2.0)
+    n_trials: int = 16
+    min_mean_count: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name in ("iterations", "n_trials"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < (2 if name == "n_trials" else 1):
+                raise ValueError(f"FanoStart.{name} must be an integer >= {2 if name == 'n_trials' else 1}, "
+                                 f"got {value!r}")
+        for name in ("bound", "min_mean_count"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"FanoStart.{name} must be a finite positive number, got {value!r}")
+
+
 class SpikingOutput(nn.Module):
     """Spiking output neurons, ``units`` per cell, each bin ``substeps`` neuron steps long.
 
@@ -85,14 +141,25 @@ class SpikingOutput(nn.Module):
         The population's units differ by the noise quantiles (False: by their own readout weights only).
     unit_sum : bool
         A cell's response is the sum of its units' spikes (False: their mean).
+    fano_start : FanoStart, optional
+        A noisy output (one unit per cell): its noise scale is one per cell
+        (``learnable="neuron"``, Gaussian escape noise), set at the start to the cell's recorded
+        Fano factor; frozen there unless ``fano_start.learnt``.
     """
 
     spiking = True
 
     def __init__(self, n_cells: int, neuron: NeuronSpec, generator: torch.Generator | None = None, *,
-                 units: int = 1, substeps: int = 1, offsets: bool = True, unit_sum: bool = False):
+                 units: int = 1, substeps: int = 1, offsets: bool = True, unit_sum: bool = False,
+                 fano_start: FanoStart | None = None):
         super().__init__()
         self.n_cells, self.units, self.substeps = int(n_cells), int(units), int(substeps)
+        self.fano_start = fano_start
+        if fano_start is not None:
+            if not neuron.noisy or self.units != 1:
+                raise ValueError("fano_start applies to a noisy output with one unit per cell, got "
+                                 f"family={neuron.family!r}, units={self.units}")
+            neuron = dataclasses.replace(neuron, learnable="neuron")
         self.noisy, self.unit_sum = neuron.noisy, bool(unit_sum)
         self.neuron = make_neuron(neuron, generator, self.n_cells * self.units)
         self.offsets = bool(offsets) and self.units > 1
@@ -100,6 +167,8 @@ class SpikingOutput(nn.Module):
             # derived from the spec, so not part of the weights
             self.register_buffer("unit_offsets", make_noise(neuron.noise, neuron.sigma).quantiles(self.units)
                                  .repeat(self.n_cells), persistent=False)
+        if fano_start is not None and not fano_start.learnt:
+            self.neuron.log_sigma.requires_grad_(False)
 
     @property
     def reports_rates(self) -> bool:
@@ -136,6 +205,29 @@ class SpikingOutput(nn.Module):
         if return_probability:
             prob = self.neuron.firing_probability(ubar).view(T, self.substeps, K, B, self.n_cells).sum(1)
         return out, x, prob
+
+
+class FanoStartOutput(SpikingOutput):
+    """``noisy_lif`` whose noise scale per cell starts at the cell's recorded Fano factor and is learnt
+    (:class:`FanoStart`)."""
+
+    start = FanoStart()
+
+    def __init__(self, n_cells: int, neuron: NeuronSpec, generator: torch.Generator | None = None, **options):
+        super().__init__(n_cells, neuron, generator, fano_start=self.start, **options)
+
+
+class FrozenFanoStartOutput(FanoStartOutput):
+    """:class:`FanoStartOutput` with the calibrated noise scale frozen (not trained)."""
+
+    start = FanoStart(learnt=False)
+
+
+class NarrowFanoStartOutput(FanoStartOutput):
+    """:class:`FanoStartOutput` with sigma searched within a factor 1.5 of the spec's (a smaller departure
+    from the smooth count curve of ``0.2 * sqrt(substeps)``, less of each cell's variability)."""
+
+    start = FanoStart(bound=math.log(1.5))
 
 
 class SoftplusPoisson(PSoftplus):
@@ -217,6 +309,9 @@ class FixedRate(nn.Module):
 #: Output parts by name: ``OUTPUTS[name](n_cells, neuron, generator, **options)``.
 OUTPUTS = {
     "noisy_lif": SpikingOutput,
+    "noisy_lif_fano": FanoStartOutput,
+    "noisy_lif_fano_frozen": FrozenFanoStartOutput,
+    "noisy_lif_fano_narrow": NarrowFanoStartOutput,
     "lif_population": SpikingOutput,
     "softplus_poisson": SoftplusPoisson,
     "softplus": lambda n_cells, neuron=None, generator=None: FixedRate("softplus"),

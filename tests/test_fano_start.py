@@ -1,0 +1,121 @@
+"""The output noise scale set per cell at the start so that each cell's Fano factor matches its recorded one
+(:class:`neurocode.models.parts.outputs.FanoStart`, :func:`neurocode.models.retina.calibrate_output_fano`)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from neurocode.data.receptive_fields import ReceptiveFields
+from neurocode.models import RetinaModel, RFConfig, calibrate_spiking, rf_model_spec
+from neurocode.models.parts.outputs import FanoStart
+from neurocode.models.retina import calibrate_output_fano, window_fano
+
+S, N, T, B = 16, 3, 6, 8
+RATE = 0.4  # target spikes per bin of every cell: a mean window count of 2.4
+TARGET_FF = (0.15, 0.3, 0.7)
+
+
+def _model(output: str = "noisy_lif_fano") -> RetinaModel:
+    rfs = ReceptiveFields(centres=np.array([[5.0, 6.0], [9.0, 10.0], [11.0, 4.0]]),
+                          covariances=np.stack([np.eye(2) * 2.0] * N), image_shape=(S, S), source="stored",
+                          method="test")
+    # a deterministic core: the output's noise is the only source of trial-to-trial variability, so each
+    # cell's Fano factor runs from ~0 (sigma -> 0) to about that of a Bernoulli count (large sigma)
+    config = RFConfig(input_size=S, n_cells=N, n_steps=T, channels=(2, 3), kernel_sizes=(3, 3), output_substeps=3,
+                      core_neuron={"family": "lif"}, output_neuron={"sigma": 0.35})
+    torch.manual_seed(0)
+    return RetinaModel(rf_model_spec(config, "spiking", output), rfs, torch.Generator().manual_seed(1))
+
+
+def _recorded(target_ff, R: int = 20) -> torch.Tensor:
+    """``[B, R, N]`` window counts with mean 2.4 and population variance FF x 2.4 in every (image, cell) pair."""
+    mean = RATE * T
+    sign = torch.tensor([1.0, -1.0]).repeat(R // 2)  # half the trials above the mean, half below
+    spread = torch.tensor([math.sqrt(f * mean) for f in target_ff])
+    return (mean + sign[:, None] * spread).expand(B, R, N).clone()
+
+
+def _model_ff(model: RetinaModel, images: torch.Tensor, K: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each cell's Fano factor of its window count on fresh trials (a new noise seed), and its rate per bin."""
+    model.output.neuron.generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        spikes = model(images, n_trials=K)  # [T, K, B, N]
+    counts = spikes.sum(0).transpose(0, 1)  # [B, K, N]
+    ff = window_fano(counts, torch.ones(B, N, dtype=torch.bool)).numpy()
+    return ff, spikes.mean((0, 1, 2)).numpy()
+
+
+def test_the_calibration_moves_each_cells_fano_factor_to_its_recorded_one():
+    model = _model()
+    images = torch.rand(B, 1, S, S, generator=torch.Generator().manual_seed(2))
+    model.front_end.prepare(images)
+    rate = torch.full((T, N), RATE)
+    calibrate_spiking(model, images, hidden_rate=0.1, output_rate=rate, n_trials=4)
+    K_cal, K_eval = 64, 256
+    before, _ = _model_ff(model, images, K_eval, seed=10)
+    fitted = calibrate_output_fano(model, images, _recorded(TARGET_FF), rate, n_trials=K_cal, iterations=10,
+                                   bound=2.0, seed=3)
+    after, after_rate = _model_ff(model, images, K_eval, seed=11)
+    target = np.array(TARGET_FF)
+    assert np.allclose(fitted["target_ff"], target, atol=1e-5)
+    # the sampling error of a Fano factor from K trials is about FF * sqrt(2 / (K - 1)); averaged over B pairs,
+    # from the calibration's trials and from the check's fresh ones
+    sem = target * np.sqrt(2 / (K_cal - 1) / B + 2 / (K_eval - 1) / B)
+    assert np.all(np.abs(after - target) < 4 * sem), (after, target, 4 * sem)
+    # the start (one sigma for all cells) misses at least two of the targets by more than that
+    assert (np.abs(before - target) > 4 * sem).sum() >= 2, (before, target)
+    # the noise scale follows the target: the least variable cell gets the smallest sigma
+    sigma = np.array(fitted["sigma"])
+    assert np.all(np.diff(sigma) > 0), sigma
+    assert np.allclose(sigma, model.output.neuron.sigma.detach().numpy())
+    # the rate stays at its target: the bias was re-calibrated with sigma (binomial SE of the mean per bin)
+    n = K_eval * B * T
+    assert np.all(np.abs(after_rate - RATE) < 4 * math.sqrt(RATE * 3 / n) + 0.02), after_rate
+
+
+def test_window_fano_counts_only_the_active_pairs_and_the_present_trials():
+    counts = torch.tensor([[[1.0, 0.0], [3.0, 0.0], [math.nan, 0.0]],
+                           [[2.0, 4.0], [2.0, 0.0], [2.0, 2.0]]])  # [B=2, K=3, N=2]
+    active = torch.tensor([[True, True], [True, False]])
+    # cell 0: pair (0) trials 1, 3 -> var 1, mean 2 -> 0.5; pair (1) 2, 2, 2 -> 0. Cell 1: pair (0) mean 0 left out,
+    # pair (1) inactive: no counted pair
+    ff = window_fano(counts, active)
+    assert ff[0].item() == pytest.approx(0.25) and math.isnan(ff[1].item())
+
+
+def test_a_frozen_fano_start_keeps_its_sigma_and_a_bad_option_is_named():
+    frozen = _model("noisy_lif_fano_frozen")
+    learnt = _model("noisy_lif_fano")
+    narrow = _model("noisy_lif_fano_narrow")
+    assert narrow.output.fano_start.bound < learnt.output.fano_start.bound and narrow.output.fano_start.learnt
+    assert not frozen.output.neuron.log_sigma.requires_grad and learnt.output.neuron.log_sigma.requires_grad
+    assert frozen.output.neuron.log_sigma.shape == (N,)  # one noise scale per cell, whatever the spec said
+    with pytest.raises(ValueError, match="FanoStart.n_trials"):
+        FanoStart(n_trials=1)
+    with pytest.raises(ValueError, match="one unit per cell"):
+        RetinaModel(rf_model_spec(RFConfig(input_size=S, n_cells=N, n_steps=T, channels=(2, 3), kernel_sizes=(3, 3),
+                                           readout_units=4), "spiking", "noisy_lif_fano"))
+
+
+@pytest.mark.slow
+def test_a_fit_with_a_fano_start_records_it_and_a_frozen_sigma_stays(tmp_path):
+    """``parts={"output": "noisy_lif_fano_frozen"}`` is a one-line config: the start sets a sigma per cell
+    (recorded in the history), training leaves it there; the learnt variant trains it on."""
+    from neurocode.pipeline import fit, load_run
+
+    tiny = dict(epochs=1, input_size=16, eval_trials=4, model_trials=2, threads=1, progress=False)
+    sigmas = {}
+    for output in ("noisy_lif_fano_frozen", "noisy_lif_fano"):
+        run = fit("nsnn", out=tmp_path / output, parts={"output": output}, **tiny)
+        start = next(h["fano_start"] for h in run.history if "fano_start" in h)
+        model = load_run(run.run_dir)[1]
+        sigmas[output] = (np.array(start["sigma"]), model.output.neuron.sigma.detach().numpy())
+        assert len(start["target_ff"]) == model.spec.n_cells and -1 <= run.metrics["rate_cc"] <= 1
+    calibrated, trained = sigmas["noisy_lif_fano_frozen"]
+    assert np.allclose(calibrated, trained, rtol=1e-6) and calibrated.std() > 0
+    calibrated, trained = sigmas["noisy_lif_fano"]
+    assert not np.allclose(calibrated, trained, rtol=1e-6)
