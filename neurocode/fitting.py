@@ -1004,8 +1004,7 @@ def train(
         return model, closed_form
     steps = steps_per_epoch(config, data)
     total = config.epochs * steps
-    # fused: one pass over all parameters (torch's CPU default is a loop of ~10 operations per
-    # tensor, ~10x slower on the paper network's 1.9 M parameters)
+    # fused: one pass over all parameters (torch's CPU default loops over the tensors, ~10 operations each)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, fused=device.type in ("cpu", "cuda"))
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
     history: list[dict] = []

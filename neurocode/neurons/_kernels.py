@@ -375,11 +375,6 @@ def _register_python_side() -> None:
     def conv_backward(ctx, grad):
         x, weight = ctx.saved_tensors
         p = ctx.padding
-        if weight.shape[-1] * weight.shape[-2] <= 49:
-            # small kernels: one channels-last copy serves both walks (the weight walk reads the
-            # gradient so), and torch's transposed convolution of a 5x5 kernel runs 1.5x faster on
-            # it (quick-preset step 0.176 -> 0.169 s); at 11x11 it is slower (paper step 0.43 -> 0.47 s)
-            grad = grad.contiguous(memory_format=torch.channels_last)
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:  # depends on the output gradient only: dense
             grad_x = torch.nn.functional.conv_transpose2d(grad, weight, padding=p)

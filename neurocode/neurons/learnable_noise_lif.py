@@ -62,34 +62,23 @@ class _LearnableNoiseSequence(torch.autograd.Function):
             spikes[t], ubar[t] = o, ub
         ctx.save_for_backward(ubar, spikes, log_sigma)
         ctx.tau, ctx.v_th, ctx.detach_reset, ctx.has_u0 = tau, v_th, detach_reset, u0 is not None
-        ctx.set_materialize_grads(False)
         return spikes, ubar, u
 
     @staticmethod
     def backward(ctx, grad_spikes, grad_ubar, grad_u_last):
         ubar, spikes, log_sigma = ctx.saved_tensors
-        tau = ctx.tau
         sigma = log_sigma.exp()
         d = ubar - ctx.v_th
         r = (d / sigma).clamp(-1e4, 1e4)
         density = torch.exp(-0.5 * r * r) * (_INV_SQRT_2PI / sigma)
-        grad_x = torch.empty_like(ubar)
-        grad_o = torch.zeros_like(ubar)  # each step's gradient at the spike, times the density
+        grad_x, grad_o = torch.empty_like(ubar), torch.empty_like(ubar)  # grad_o: at the spike, times the density
         gu = grad_u_last  # dL/du[t], from the steps after t
         for t in range(ubar.shape[0] - 1, -1, -1):
-            go = grad_spikes[t] if grad_spikes is not None else None
-            if gu is not None and not ctx.detach_reset:  # u = ubar (1 - o): the reset's path to o
-                go = -(gu * ubar[t]) if go is None else go - gu * ubar[t]
-            g = go * density[t] if go is not None else None
-            if g is not None:
-                grad_o[t] = g
-            parts = [p for p in (g, None if gu is None else gu * (1 - spikes[t]),
-                                 None if grad_ubar is None else grad_ubar[t]) if p is not None]
-            gub = parts[0] if parts else torch.zeros_like(ubar[t])
-            for p in parts[1:]:
-                gub = gub + p
-            grad_x[t] = gub
-            gu = tau * gub
+            # u = ubar (1 - o): the reset's path to the spike, unless the reset is detached
+            go = grad_spikes[t] if ctx.detach_reset else grad_spikes[t] - gu * ubar[t]
+            grad_o[t] = go * density[t]
+            grad_x[t] = grad_o[t] + gu * (1 - spikes[t]) + grad_ubar[t]
+            gu = ctx.tau * grad_x[t]
         grad_u0 = gu if ctx.has_u0 and ctx.needs_input_grad[1] else None
         grad_log_sigma = None
         if ctx.needs_input_grad[3]:
