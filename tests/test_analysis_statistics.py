@@ -121,6 +121,21 @@ def test_pearson_and_cc_per_cell():
     np.testing.assert_allclose(count_cc_per_cell(a, 2 * a + 1), 1.0)
 
 
+def test_pearson_p_value_matches_scipy_at_every_sample_size():
+    rng = np.random.default_rng(11)
+    for n in (2, 3, 5, 12, 200):
+        x = rng.normal(size=n)
+        y = rng.normal(size=n) + 0.3 * x
+        r, p = pearson(x, y)
+        ref = scipy.stats.pearsonr(x, y)
+        assert r == pytest.approx(ref.statistic, abs=1e-12)
+        assert p == pytest.approx(ref.pvalue, rel=1e-9, abs=1e-15)
+        # a perfect line: p is 0 up to the rounding of r (scipy's r is 1 - 1e-16 here, p ~1e-8 at n = 3)
+        r, p = pearson(x, -2 * x + 1)
+        assert r == pytest.approx(-1.0, abs=1e-12)
+        assert p == pytest.approx(scipy.stats.pearsonr(x, -2 * x + 1).pvalue, abs=1e-6)
+
+
 # --------------------------------------------------------------------------- PSTH / rates
 def test_psth_matches_time_histogram_random():
     rng = np.random.default_rng(6)

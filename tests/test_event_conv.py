@@ -106,8 +106,11 @@ def test_tiled_event_conv_equals_dense_conv(shape, values, dtype, tol):
     w = torch.randn(O, C, K, K, generator=gen(12), dtype=dtype)
     ref = F.conv2d(x, w, padding=P)
     out = event_conv2d(x, w, None, P)
-    assert out.shape == ref.shape and out.is_contiguous(memory_format=torch.channels_last)
+    # channels-first: BatchNorm and the LIF kernel after it run fastest on it (no copy in between)
+    assert out.shape == ref.shape and out.is_contiguous()
     torch.testing.assert_close(out, ref, rtol=tol, atol=tol * 10)
+    b = torch.randn(O, generator=gen(14), dtype=dtype)
+    torch.testing.assert_close(event_conv2d(x, w, b, P), F.conv2d(x, w, b, padding=P), rtol=tol, atol=tol * 10)
     gout = torch.randn(ref.shape, generator=gen(13), dtype=dtype)
     dw_ref = torch.nn.grad.conv2d_weight(x, w.shape, gout, padding=P)
     # the output gradient in any layout: contiguous, channels-last, a strided view

@@ -39,7 +39,7 @@ def event_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, padding:
 
     Returns
     -------
-    Tensor [B, O, H + 2p - KH + 1, W + 2p - KW + 1], channels-last memory format.
+    Tensor [B, O, H + 2p - KH + 1, W + 2p - KW + 1], contiguous.
 
     Raises
     ------

@@ -360,7 +360,7 @@ def _register_python_side() -> None:
     def _(x, weight, bias, padding):
         B, _, H, W = x.shape
         O, _, KH, KW = weight.shape
-        return x.new_empty((B, H + 2 * padding - KH + 1, W + 2 * padding - KW + 1, O)).permute(0, 3, 1, 2)
+        return x.new_empty((B, O, H + 2 * padding - KH + 1, W + 2 * padding - KW + 1))
 
     @torch.library.register_fake("neurocode::event_conv2d_weight")
     def _(x, grad_output, weight_shape, padding):

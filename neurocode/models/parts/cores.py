@@ -74,7 +74,7 @@ class SpikingCore(nn.Module):
             return x.unsqueeze(1).expand(T, n_trials, *x.shape[1:]).reshape(T, -1, *x.shape[2:])
         if i >= 2:
             return self.fcs[i - 2](x.flatten(2))
-        y = self.pool(self.norm(self.conv2(self.pool(x.flatten(0, 1))).contiguous()))  # all steps and trials in one call
+        y = self.pool(self.norm(self.conv2(self.pool(x.flatten(0, 1)))))  # all steps and trials in one call
         return y.view(T, -1, *y.shape[1:])
 
     def forward(self, drive: Tensor, n_trials: int) -> tuple[Tensor, list[Tensor]]:

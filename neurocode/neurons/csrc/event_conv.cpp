@@ -490,8 +490,31 @@ void tiled_forward_sample(const RowBits& rb, const uint8_t* wins, const uint8_t*
     }
 }
 
+// dst [O, npix] = src [npix, O] transposed, plus bias [O] unless null (the same sum as adding the
+// bias to the channels-last result).
+template <typename S>
+static void to_channels_first(const S* src, const S* bias, S* dst, int64_t npix, int64_t O) {
+    constexpr int64_t PB = 64;  // pixels per block: O rows of PB outputs stay in L1
+    for (int64_t p0 = 0; p0 < npix; p0 += PB) {
+        const int64_t np = std::min(PB, npix - p0);
+        for (int64_t o = 0; o < O; ++o) {
+            S* d = dst + o * npix + p0;
+            const S* sp = src + p0 * O + o;
+            if (bias) {
+                const S bo = bias[o];
+                for (int64_t p = 0; p < np; ++p) d[p] = sp[p * O] + bo;
+            } else {
+                for (int64_t p = 0; p < np; ++p) d[p] = sp[p * O];
+            }
+        }
+    }
+}
+
 template <typename S, int NV, int T, int R>
-void tiled_forward(const S* x, const S* wt, const S* wp, S* out_cl, const Geometry& g, int nthreads) {
+// out [B, O, OH, OW] contiguous (+ bias [O] unless null): each sample is computed channels-last into
+// the thread's buffer (the tiles' natural order) and transposed out while it is still in cache, so
+// the layers after the convolution get the layout they run fastest on without another pass.
+void tiled_forward(const S* x, const S* wt, const S* wp, const S* bias, S* out, const Geometry& g, int nthreads) {
     const int64_t WIN = T + g.KW - 1, WINr = (WIN + 15) / 16 * 16;
     const int64_t KWP = g.KW + 2 * (T - 1), KHP = g.KH + 2 * (R - 1);
     const int64_t XW = g.W + 2 * g.P + WINr + 16;
@@ -508,15 +531,18 @@ void tiled_forward(const S* x, const S* wt, const S* wp, S* out_cl, const Geomet
         int32_t listed[32] = {};
         std::vector<uint8_t> counts(WIN <= 16 ? size_t(g.C * g.H * ntx) : 0);
         const BitLister dlist{1};
+        const int64_t npix = g.OH * g.OW;
+        std::vector<S> obuf(size_t(npix * g.O));
+        S* ob = obuf.data();
         for (int64_t b = b0; b < b1; ++b) {
             const S* xb = x + b * g.C * g.H * g.W;
-            S* ob = out_cl + b * g.OH * g.OW * g.O;
             const Values values = row_bits(xb, g, WINr, rb);
             if (values == Values::nonfinite) {
                 Geometry g1 = g;
                 g1.B = 1;
-                std::fill_n(ob, g.OH * g.OW * g.O, S(0));
+                std::fill_n(ob, npix * g.O, S(0));
                 scatter_forward(xb, wt, ob, g1, 1);
+                to_channels_first(ob, bias, out + b * g.O * npix, npix, g.O);
                 continue;
             }
             if (WIN <= 16) {
@@ -539,6 +565,7 @@ void tiled_forward(const S* x, const S* wt, const S* wp, S* out_cl, const Geomet
                 tiled_forward_sample<S, NV, T, R, false>(rb, wl, counts.data(), xpad.data(), XW, wp, ob, woff.data(),
                                                          xoff.data(), g, cblock);
             }
+            to_channels_first(ob, bias, out + b * g.O * npix, npix, g.O);
         }
     });
 }
@@ -697,10 +724,11 @@ TilePlan tile_plan(const Geometry& g) {
 #define NEUROCODE_TILES(X) X(1, 1, 8) X(1, 2, 8) X(2, 1, 4) X(2, 3, 4) X(4, 1, 2) X(4, 3, 2)
 
 template <typename S, int NV>
-void tiled_forward_nv(const S* x, const S* wt, const S* wp, S* out_cl, const Geometry& g, int nthreads, int t, int r) {
+void tiled_forward_nv(const S* x, const S* wt, const S* wp, const S* bias, S* out, const Geometry& g, int nthreads,
+                      int t, int r) {
 #define NEUROCODE_TILE(NV_, R_, T_)                                                      \
     if constexpr (NV == NV_ && R_ * T_ * NV_ <= kVecRegs * 3 / 4) {                      \
-        if (r == R_ && t == T_) return tiled_forward<S, NV_, T_, R_>(x, wt, wp, out_cl, g, nthreads); \
+        if (r == R_ && t == T_) return tiled_forward<S, NV_, T_, R_>(x, wt, wp, bias, out, g, nthreads); \
     }
     NEUROCODE_TILES(NEUROCODE_TILE)
 #undef NEUROCODE_TILE
@@ -736,7 +764,7 @@ Geometry geometry(const Tensor& x, at::IntArrayRef wshape, int64_t padding, cons
     return g;
 }
 
-// [B, O, OH, OW] in channels-last memory format.
+// [B, O, OH, OW], contiguous.
 Tensor op_event_conv2d(const Tensor& input, const Tensor& weight, const std::optional<Tensor>& bias,
                        int64_t padding) {
     const CacheScope scope;
@@ -744,35 +772,39 @@ Tensor op_event_conv2d(const Tensor& input, const Tensor& weight, const std::opt
     const Geometry g = geometry(input, weight.sizes(), padding, op);
     TORCH_CHECK(weight.scalar_type() == input.scalar_type() && weight.device().is_cpu(), op,
                 ": weight must be a CPU tensor of the input's dtype ", input.scalar_type());
+    Tensor bias_c;
+    if (bias.has_value()) {
+        TORCH_CHECK(bias->dim() == 1 && bias->size(0) == g.O, op, ": bias must be [", g.O, "], got ", bias->sizes());
+        bias_c = bias->to(input.scalar_type()).contiguous();
+    }
     Tensor x = input.contiguous();
     Tensor wt = weight.permute({1, 2, 3, 0}).contiguous();  // [C, KH, KW, O]
-    Tensor out_cl;
+    Tensor out;
     AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "neurocode::event_conv2d", [&] {
         const TilePlan plan = tile_plan<scalar_t>(g);
+        const scalar_t* bp = bias_c.defined() ? bias_c.const_data_ptr<scalar_t>() : nullptr;
         if (plan.nv > 0) {
             // T - 1 zero kernel columns on both sides: the tile's adds need no bounds test
             Tensor wp = at::zeros({g.C, g.KH + 2 * (plan.r - 1), g.KW + 2 * (plan.t - 1), g.O}, input.options());
             wp.narrow(1, plan.r - 1, g.KH).narrow(2, plan.t - 1, g.KW).copy_(wt);
-            out_cl = at::empty({g.B, g.OH, g.OW, g.O}, input.options());
+            out = at::empty({g.B, g.O, g.OH, g.OW}, input.options());
             const scalar_t* xp = x.const_data_ptr<scalar_t>();
-            scalar_t* op_ = out_cl.mutable_data_ptr<scalar_t>();
+            scalar_t* op_ = out.mutable_data_ptr<scalar_t>();
             const scalar_t* wpp = wp.const_data_ptr<scalar_t>();
             const scalar_t* wtp = wt.const_data_ptr<scalar_t>();
             const int nt = at::get_num_threads();
-            if (plan.nv == 1) tiled_forward_nv<scalar_t, 1>(xp, wtp, wpp, op_, g, nt, plan.t, plan.r);
-            else if (plan.nv == 2) tiled_forward_nv<scalar_t, 2>(xp, wtp, wpp, op_, g, nt, plan.t, plan.r);
-            else tiled_forward_nv<scalar_t, 4>(xp, wtp, wpp, op_, g, nt, plan.t, plan.r);
+            if (plan.nv == 1) tiled_forward_nv<scalar_t, 1>(xp, wtp, wpp, bp, op_, g, nt, plan.t, plan.r);
+            else if (plan.nv == 2) tiled_forward_nv<scalar_t, 2>(xp, wtp, wpp, bp, op_, g, nt, plan.t, plan.r);
+            else tiled_forward_nv<scalar_t, 4>(xp, wtp, wpp, bp, op_, g, nt, plan.t, plan.r);
         } else {
-            out_cl = at::zeros({g.B, g.OH, g.OW, g.O}, input.options());
+            Tensor out_cl = at::zeros({g.B, g.OH, g.OW, g.O}, input.options());
             scatter_forward<scalar_t>(x.const_data_ptr<scalar_t>(), wt.const_data_ptr<scalar_t>(),
                                       out_cl.mutable_data_ptr<scalar_t>(), g, at::get_num_threads());
+            if (bias_c.defined()) out_cl.add_(bias_c);
+            out = out_cl.permute({0, 3, 1, 2}).contiguous();
         }
     });
-    if (bias.has_value()) {
-        TORCH_CHECK(bias->dim() == 1 && bias->size(0) == g.O, op, ": bias must be [", g.O, "], got ", bias->sizes());
-        out_cl.add_(*bias);
-    }
-    return out_cl.permute({0, 3, 1, 2});
+    return out;
 }
 
 // The weight gradient [O, C, KH, KW] from the (sparse) input and the output gradient.
