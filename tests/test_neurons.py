@@ -565,6 +565,27 @@ def test_kernel_equals_torch_path(sg, placement, detach_reset, dtype):
 
 
 @needs_kernel
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_kernel_gaussian_density_far_from_threshold(dtype):
+    # One step, so dL/dx is the density at x - v_th: the torch path's value wherever the exponent
+    # -z^2/2 is above log(min normal) + 1, and exactly 0 below it (where the vector exp would
+    # leave its fast path; the value there is < 3e-38 of the peak, or 1e-307 in float64).
+    sg = Gaussian(0.2).pdf
+    d = torch.linspace(-30, 30, 24001, dtype=dtype)  # up to 150 sigma from threshold
+    x = (1.0 + d).reshape(1, -1).requires_grad_()
+    lif_sequence(x, tau=0.5, v_th=1.0, spike_grad=sg, backend="kernel")[0].sum().backward()
+    z = d / 0.2
+    edge = math.sqrt(2 * (-1 - math.log(torch.finfo(dtype).tiny)))
+    inside = z.abs() <= edge * (1 - 1e-6)
+    ref = sg(d)
+    # (float32: exp(e) carries |e| ulps of the exponent, up to ~90 here)
+    tol = dict(rtol=1e-12, atol=0) if dtype == torch.float64 else dict(rtol=3e-5, atol=0)
+    torch.testing.assert_close(x.grad[0][inside], ref[inside], **tol)
+    assert (ref[inside] > 0).all() and torch.equal(x.grad[0][z.abs() > edge * (1 + 1e-6)],
+                                                    torch.zeros((z.abs() > edge * (1 + 1e-6)).sum(), dtype=dtype))
+
+
+@needs_kernel
 def test_kernel_expanded_input_broadcast_grads_and_fallbacks():
     T, B, F = 6, 16, 300
     x0 = (0.3 + torch.rand(B, F, generator=gen(70))).requires_grad_()
