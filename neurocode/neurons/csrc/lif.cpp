@@ -104,12 +104,14 @@ static inline S density(S d, S p0, S p1, S p2) {
         // Where the exponent is below log(FLT_MIN) + 1 the density is < 3e-38 p2: 0 here. The vector
         // exp leaves its fast path, lane by lane, for subnormal and zero results, and a trained
         // layer has many potentials that far from threshold: its backward pass ran up to 4x slower.
-        // (The bound goes on z: GCC turns exp(c ? a : b) into c ? exp(a) : exp(b).)
+        // The bound goes on z and the 0 is a product: GCC turns exp(c ? a : b) into c ? exp(a) :
+        // exp(b), and c ? exp(a) : 0 into a branch, which the AVX2 build then does not vectorise
+        // (libmvec has no masked AVX2 exp). A NaN z stays NaN.
         const S zmax = std::sqrt((S(-1) - std::log(std::numeric_limits<S>::min())) / p1);
         const S z = clampz(d / p0);
         const S zc = z < -zmax ? -zmax : (z > zmax ? zmax : z);
-        const S r = std::exp((-p1 * zc) * zc) * p2;
-        return zc == z ? r : S(0);
+        const S inside = (z < -zmax || z > zmax) ? S(0) : S(1);
+        return (std::exp((-p1 * zc) * zc) * p2) * inside;
     } else if (FAM == 1) {     // logistic noise: sig(z) * sig(-z) / p0, z = clamp(d / p0)
         S z = clampz(d / p0);
         return (sigm(z) * sigm(-z)) / p0;
