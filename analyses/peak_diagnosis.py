@@ -61,6 +61,28 @@ def where(recorded_psth: np.ndarray, model_psth: np.ndarray, polarity, threshold
     return out
 
 
+def expanded(recorded_psth: np.ndarray, model_psth: np.ndarray, gains, threshold: float) -> dict:
+    """What widening the model's PSTH about its mean does: ``mean + g (model - mean)`` (floored at 0).
+
+    Rate CC (per cell) is blind to such a gain; the peak ratio rises with it, and so does the
+    model's excess at its own peaks. Per gain: ``peak_ratio``, ``model_peak_ratio`` (recorded /
+    model where the model exceeds ``threshold``) and ``mse_ratio`` (mean squared error against
+    the recorded PSTH over that of gain 1).
+    """
+    from neurocode.analysis.peaks import calibration
+
+    mean = model_psth.mean()
+    peaks = recorded_psth > threshold
+    base = ((model_psth - recorded_psth) ** 2).mean()
+    out = {}
+    for g in gains:
+        m = np.maximum(mean + g * (model_psth - mean), 0.0)
+        out[f"{g:g}"] = {"peak_ratio": float((m[peaks] / recorded_psth[peaks]).mean()),
+                         "model_peak_ratio": calibration(recorded_psth, m, threshold)["model_peak_ratio"],
+                         "mse_ratio": float(((m - recorded_psth) ** 2).mean() / base)}
+    return out
+
+
 def polarity_of(fold: int, seed: int, data_path, recording) -> np.ndarray | None:
     """The cells' RF polarity (+1 ON, -1 OFF) from the fold's training images, as the fits saw it."""
     from neurocode.fitting import make_config, prepare_data
@@ -77,6 +99,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threshold", type=float, default=0.5, help="recorded PSTH (spikes/bin) above which a bin is a peak")
     p.add_argument("--boot", type=int, default=100, help="bootstrap samples of the recording's own ceiling")
+    p.add_argument("--gains", type=float, nargs="+", default=[1.0, 1.2, 1.4],
+                   help="gains on the model PSTH's deviations from its mean to score (rate CC is blind to them)")
     add_common_arguments(p, out="results/ablation")
     a = p.parse_args(argv)
     check_common_arguments(p, a)
@@ -95,11 +119,13 @@ def main(argv=None) -> int:
             recorded, model_psth = z["recorded"].astype(float), z["model_psth"].astype(float)
         d = peak_diagnosis(recorded, model_psth, a.threshold, a.boot, seed)
         d.update(where(recorded.mean(axis=2), model_psth, polarity[fold, seed], a.threshold))
+        d["gains"] = expanded(recorded.mean(axis=2), model_psth, a.gains, a.threshold)
         results.append({"row": row, "fold": fold, "seed": seed, **d})
         print(f"{row} fold {fold}: peak ratio {d['peak_ratio']:.3f} (ceiling {d['ceiling']:.3f}), "
               f"regression line {d['regression_peak_ratio']:.3f}, +-1 bin {d['window_ratio_w1']:.3f}", flush=True)
     write_json(a.out / "peak-diagnosis.json", results)
     print(table(results))
+    print(gain_table(results))
     return 0
 
 
@@ -125,6 +151,18 @@ def table(results: list[dict]) -> str:
             return f"{np.mean(v):.3f}" if v else "n/a"
 
         lines.append(f"| {name} | {len(mine)} | " + " | ".join(mean(k) for k in COLUMNS.values()) + " |")
+    return "\n".join(lines)
+
+
+def gain_table(results: list[dict]) -> str:
+    """Markdown: per row and gain, the peak ratio, recorded / model at the model's peaks and the MSE ratio."""
+    lines = ["| row | gain | peak ratio | rec/model at model peaks | MSE / MSE at gain 1 |", "|---|---|---|---|---|"]
+    for name in dict.fromkeys(r["row"] for r in results):
+        mine = [r["gains"] for r in results if r["row"] == name]
+        for g in mine[0]:
+            vals = [np.mean([m[g][k] for m in mine if m[g][k] is not None])
+                    for k in ("peak_ratio", "model_peak_ratio", "mse_ratio")]
+            lines.append(f"| {name} | {g} | " + " | ".join(f"{v:.3f}" for v in vals) + " |")
     return "\n".join(lines)
 
 

@@ -242,6 +242,10 @@ def test_peak_diagnosis_reads_the_saved_validation_trials(tmp_path):
     assert d["peak_ratio"] == pytest.approx(peak_fidelity(recorded.mean(axis=2), psth)["peak_ratio"])
     assert d["n_peak_bins"] == sum(d["peak_bins_per_time"]) == d["n_peak_bins_on"] + d["n_peak_bins_off"]
     assert 0.5 < d["ceiling"] < 1 and "| ln | 1 |" in proc.stdout
+    # a wider model PSTH reaches further into the recorded peaks and further past its own
+    g1, g14 = d["gains"]["1"], d["gains"]["1.4"]
+    assert g1["peak_ratio"] == pytest.approx(d["peak_ratio"]) and g1["mse_ratio"] == pytest.approx(1.0)
+    assert g14["peak_ratio"] > g1["peak_ratio"] and g14["model_peak_ratio"] < g1["model_peak_ratio"]
     empty = subprocess.run(diag[:-3] + [str(tmp_path)], cwd=tmp_path, env=_env(), capture_output=True, text=True)
     assert empty.returncode == 2 and "--save-trials" in empty.stderr
 
