@@ -47,6 +47,14 @@ def where(recorded_psth: np.ndarray, model_psth: np.ndarray, polarity, threshold
            "peak_cells": int(peaks.any(axis=(0, 1)).sum())}
     t = np.nonzero(peaks)[1]
     out["peak_time_median"] = float(np.median(t)) if t.size else None
+    # the onset transient: the bins holding >= 10 % of the peak bins each; there, the model's spikes over
+    # the recorded ones pooled over all stimuli and cells (its population time course, no bin chosen
+    # by its own recorded height)
+    per_time = peaks.sum(axis=(0, 2))
+    transient = np.nonzero(per_time >= 0.1 * max(per_time.sum(), 1))[0]
+    out["transient_bins"] = transient.tolist()
+    out["transient_ratio"] = (float(model_psth[:, transient].sum() / recorded_psth[:, transient].sum())
+                              if transient.size and recorded_psth[:, transient].sum() > 0 else None)
     for lo, hi in BANDS:
         band = peaks & (recorded_psth > lo) & (recorded_psth <= hi)
         out[f"peak_ratio_{lo:g}-{hi:g}"] = float(np.nanmean(ratio[band])) if band.any() else None
@@ -133,7 +141,7 @@ def main(argv=None) -> int:
 COLUMNS = {"peak ratio": "peak_ratio", "ceiling": "ceiling", "regression line": "regression_peak_ratio",
            "+-1 bin": "window_ratio_w1", "+-2 bins": "window_ratio_w2", "at max": "max_ratio_at_peak",
            "ceil. at max": "ceiling_max_ratio_at_peak", "near max": "max_ratio_near_peak",
-           "lag": "lag_mean", "profile": "profile_peak_ratio", "spread": "spread_ratio",
+           "lag": "lag_mean", "transient": "transient_ratio", "profile": "profile_peak_ratio", "spread": "spread_ratio",
            "rec/model at model peaks": "model_peak_ratio", "slope rec on model": "slope_recorded_on_model",
            "slope model on rec": "slope_model_on_recorded", "ON": "peak_ratio_on", "OFF": "peak_ratio_off",
            "0.5-1": "peak_ratio_0.5-1", "1-1.5": "peak_ratio_1-1.5", ">1.5": "peak_ratio_1.5-inf"}

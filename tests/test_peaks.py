@@ -76,6 +76,11 @@ def test_image_profile_separates_the_shared_profile_from_the_spread_across_image
     flat = image_profile(rec, np.broadcast_to(psth.mean(axis=0), psth.shape))  # every image its mean
     assert flat["profile_peak_ratio"] == pytest.approx(1.0) and flat["spread_ratio"] == pytest.approx(0.0)
     assert flat["profile_peak_lag"] == 0
+    late = image_profile(rec, 0.5 * psth)["time_ratio"]
+    assert late == pytest.approx([0.5] * 12)
+    silent = rec.copy()
+    silent[:, 0] = 0
+    assert image_profile(silent, psth)["time_ratio"][0] is None
 
 
 def test_peak_diagnosis_rejects_mismatched_shapes():

@@ -214,7 +214,9 @@ def image_profile(recorded, model_psth) -> dict[str, Any]:
         share); ``profile_peak_lag``: mean over cells of (model's argmax - recorded argmax) of
         those profiles, bins; ``spread_ratio``: mean over cells of the model's SD across images
         over the recording's (its trial-noise variance, var / R per image, subtracted), at that
-        bin; ``n_cells`` (cells with a positive recorded profile and spread).
+        bin; ``n_cells`` (cells with a positive recorded profile and spread); ``time_ratio``
+        (``[T]``, None where the recording is silent): the model's spikes over the recorded ones per bin,
+        pooled over stimuli and cells (the population's time course, no bin chosen on the recording).
     """
     rec = np.asarray(recorded, float)
     mod = np.asarray(model_psth, float)
@@ -230,7 +232,9 @@ def image_profile(recorded, model_psth) -> dict[str, Any]:
     var_r = psth.var(axis=0, ddof=1)[t, cells] - noise[t, cells]
     sd_m = mod.std(axis=0, ddof=1)[t, cells]
     ok = (prof_r[t, cells] > 0) & (var_r > 0)
-    return {"profile_peak_ratio": float((prof_m[t, cells] / prof_r[t, cells])[ok].mean()) if ok.any() else None,
+    pooled_r, pooled_m = psth.sum(axis=(0, 2)), mod.sum(axis=(0, 2))
+    time_ratio = [float(m / r) if r > 0 else None for m, r in zip(pooled_m, pooled_r)]
+    return {"time_ratio": time_ratio,"profile_peak_ratio": float((prof_m[t, cells] / prof_r[t, cells])[ok].mean()) if ok.any() else None,
             "profile_peak_lag": float((prof_m.argmax(axis=0) - t)[ok].mean()) if ok.any() else None,
             "spread_ratio": float((sd_m[ok] / np.sqrt(var_r[ok])).mean()) if ok.any() else None,
             "n_cells": int(ok.sum())}
