@@ -11,8 +11,10 @@ likelihood) and the seconds per fit. A row with a learnt output noise scale per 
 ``OUT/sigma-ROW-foldF-seedS.json``, and a row whose output starts at the recorded Fano factors
 (``parts={"output": "noisy_lif_fano"}``) ``OUT/fano-start-ROW-foldF-seedS.json``; every row
 writes its noise-correlation scores (r, null SD,
-resolvable pairs, split-half ceiling) to ``OUT/noise-corr-ROW-foldF-seedS.json``. The test images
-are never predicted.
+resolvable pairs, split-half ceiling) to ``OUT/noise-corr-ROW-foldF-seedS.json``; with
+``--save-trials`` also the validation trials it was scored on (recorded counts, the model's sampled
+trials and its PSTH) to ``OUT/val-trials-ROW-foldF-seedS.npz``, which ``analyses/peak_diagnosis.py``
+reads. The test images are never predicted.
 
     python analyses/validation_ablation.py --folds 0 1 2 3 4 --out results/ablation
     python analyses/validation_ablation.py --row nsnn-substeps3 --folds 0 --out results/ablation
