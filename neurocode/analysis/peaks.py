@@ -66,7 +66,8 @@ def peak_windows(recorded_psth, model_psth, threshold: float = 0.5, half_widths=
     half_widths : sequence of int
         Window half widths w in bins.
     max_lag : int
-        How far (bins) from a recorded local maximum the model's largest bin is looked for.
+        How far (bins) from a recorded maximum the model's largest bin is looked for; a maximum is a
+        peak bin that is the largest within that distance.
 
     Returns
     -------
@@ -79,7 +80,7 @@ def peak_windows(recorded_psth, model_psth, threshold: float = 0.5, half_widths=
         ``max_ratio_at_peak`` and ``max_ratio_near_peak``: mean of model / recorded at the
         recorded maximum, and of the model's largest bin within +-``max_lag`` over it;
         ``flank_ratio``: mean of model / recorded in the bins beside each maximum (a blurred model
-        peak is low at the maximum and high on its flanks).
+        peak is low at the maximum and high on its flanks), ``flank_sum_ratio``: their sums' ratio.
     """
     rec, mod = _psths(recorded_psth, model_psth)
     peaks = rec > threshold
