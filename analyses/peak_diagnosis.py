@@ -105,7 +105,8 @@ def main(argv=None) -> int:
     from neurocode.analysis.peaks import peak_diagnosis
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--threshold", type=float, default=0.5, help="recorded PSTH (spikes/bin) above which a bin is a peak")
+    p.add_argument("--threshold", type=float, default=0.5,
+                   help="recorded PSTH (spikes/bin) above which a bin is a peak")
     p.add_argument("--boot", type=int, default=100, help="bootstrap samples of the recording's own ceiling")
     p.add_argument("--gains", type=float, nargs="+", default=[1.0, 1.2, 1.4],
                    help="gains on the model PSTH's deviations from its mean to score (rate CC is blind to them)")

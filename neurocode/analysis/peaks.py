@@ -235,7 +235,8 @@ def image_profile(recorded, model_psth) -> dict[str, Any]:
     ok = (prof_r[t, cells] > 0) & (var_r > 0)
     pooled_r, pooled_m = psth.sum(axis=(0, 2)), mod.sum(axis=(0, 2))
     time_ratio = [float(m / r) if r > 0 else None for m, r in zip(pooled_m, pooled_r)]
-    return {"time_ratio": time_ratio,"profile_peak_ratio": float((prof_m[t, cells] / prof_r[t, cells])[ok].mean()) if ok.any() else None,
+    return {"time_ratio": time_ratio,
+            "profile_peak_ratio": float((prof_m[t, cells] / prof_r[t, cells])[ok].mean()) if ok.any() else None,
             "profile_peak_lag": float((prof_m.argmax(axis=0) - t)[ok].mean()) if ok.any() else None,
             "spread_ratio": float((sd_m[ok] / np.sqrt(var_r[ok])).mean()) if ok.any() else None,
             "n_cells": int(ok.sum())}
