@@ -159,6 +159,8 @@ def score_on_validation(config, model, data) -> dict:
 
     The model's single trials are sampled from its own likelihood as ``evaluate`` does (an
     NSNN's spikes, a DSNN's deterministic trials, Poisson draws from a CNN's or LN's rates).
+    ``arrays`` holds what was scored: the validation stimuli, the recorded counts
+    ``[n, T, R, cells]``, the model's trials ``[n, T, K, cells]`` and its PSTH ``[n, T, cells]``.
     """
     from neurocode.analysis.distribution import distribution_scores, model_single_trials
     from neurocode.analysis.scores import compute_metrics
