@@ -11,8 +11,10 @@ likelihood) and the seconds per fit. A row with a learnt output noise scale per 
 ``OUT/sigma-ROW-foldF-seedS.json``, and a row whose output starts at the recorded Fano factors
 (``parts={"output": "noisy_lif_fano"}``) ``OUT/fano-start-ROW-foldF-seedS.json``; every row
 writes its noise-correlation scores (r, null SD,
-resolvable pairs, split-half ceiling) to ``OUT/noise-corr-ROW-foldF-seedS.json``. The test images
-are never predicted.
+resolvable pairs, split-half ceiling) to ``OUT/noise-corr-ROW-foldF-seedS.json``; with
+``--save-trials`` also the validation trials it was scored on (recorded counts, the model's sampled
+trials and its PSTH) to ``OUT/val-trials-ROW-foldF-seedS.npz``, which ``analyses/peak_diagnosis.py``
+reads. The test images are never predicted.
 
     python analyses/validation_ablation.py --folds 0 1 2 3 4 --out results/ablation
     python analyses/validation_ablation.py --row nsnn-substeps3 --folds 0 --out results/ablation
@@ -157,6 +159,8 @@ def score_on_validation(config, model, data) -> dict:
 
     The model's single trials are sampled from its own likelihood as ``evaluate`` does (an
     NSNN's spikes, a DSNN's deterministic trials, Poisson draws from a CNN's or LN's rates).
+    ``arrays`` holds what was scored: the validation stimuli, the recorded counts
+    ``[n, T, R, cells]``, the model's trials ``[n, T, K, cells]`` and its PSTH ``[n, T, cells]``.
     """
     from neurocode.analysis.distribution import distribution_scores, model_single_trials
     from neurocode.analysis.scores import compute_metrics
@@ -172,6 +176,7 @@ def score_on_validation(config, model, data) -> dict:
     sampling = "trials" if spiking else "deterministic" if config.kind.spiking and not config.kind.noisy else "poisson"
     trials = model_single_trials(preds, sampling, n_trials=config.eval_trials, seed=config.seed)
     m.update(distribution_scores(recorded, trials, seed=config.seed))
+    m["arrays"] = {"stimuli": data.val_idx, "recorded": recorded, "model_trials": trials, "model_psth": rates}
     return m
 
 
@@ -204,7 +209,8 @@ def write_learnt_sigma(path: Path, sigma, per_cell: dict, data) -> None:
     write_json(path, record)
 
 
-def run_row(name: str, fold: int, seed: int, threads: int | None, data_path, recording, out: Path) -> dict:
+def run_row(name: str, fold: int, seed: int, threads: int | None, data_path, recording, out: Path,
+            save_trials: bool = False) -> dict:
     import torch
 
     from neurocode._io import write_json
@@ -227,6 +233,14 @@ def run_row(name: str, fold: int, seed: int, threads: int | None, data_path, rec
         model.front_end.fit_ridge(data.images[data.fit_idx], data.psth(data.fit_idx), ridge)
     with torch.random.fork_rng(devices=[]):
         m = score_on_validation(config, model, data)
+    arrays = m.pop("arrays")
+    if save_trials:  # what the peak diagnosis reads (analyses/peak_diagnosis.py): no refit needed
+        import numpy as np
+
+        from neurocode._io import atomic_path
+
+        with atomic_path(out / f"val-trials-{name}-fold{fold}-seed{seed}.npz") as tmp, open(tmp, "wb") as f:
+            np.savez_compressed(f, **{k: np.asarray(v) for k, v in arrays.items()})
     sigma = getattr(model.neurons[-1], "sigma", None) if model.neurons else None
     if isinstance(sigma, torch.Tensor) and sigma.dim() == 1:
         write_learnt_sigma(out / f"sigma-{name}-fold{fold}-seed{seed}.json", sigma.detach().numpy(), m["per_cell"], data)
@@ -268,6 +282,9 @@ def main(argv=None) -> int:
     p.add_argument("--row", action="append", choices=sorted(ROWS), help="rows to fit (default: all)")
     p.add_argument("--folds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--save-trials", action="store_true",
+                   help="also write each fit's validation trials (recorded, model, model PSTH) to "
+                        "OUT/val-trials-ROW-foldF-seedS.npz")
     add_common_arguments(p, out="results/ablation")
     a = p.parse_args(argv)
     check_common_arguments(p, a)
@@ -286,7 +303,7 @@ def main(argv=None) -> int:
         for fold in a.folds:
             if (name, fold, a.seed) in have:
                 continue
-            row = run_row(name, fold, a.seed, a.threads, a.data, a.recording, a.out)
+            row = run_row(name, fold, a.seed, a.threads, a.data, a.recording, a.out, a.save_trials)
             new = not table.exists()
             with open(table, "a", newline="") as f:  # one line per fit: an interrupted run keeps its rows
                 w = csv.DictWriter(f, fieldnames=FIELDS)

@@ -216,6 +216,40 @@ def test_validation_ablation_scores_validation_images_and_resumes(tmp_path):
     assert refused.returncode == 2 and "ablation.csv: its columns" in refused.stderr
 
 
+def test_peak_diagnosis_reads_the_saved_validation_trials(tmp_path):
+    import numpy as np
+
+    from neurocode.analysis.distribution import peak_fidelity
+
+    out = tmp_path / "ablation"
+    fit = [sys.executable, str(ANALYSES / "validation_ablation.py"), "--row", "ln", "--folds", "0", "--threads", "1",
+           "--save-trials", "--out", str(out)]
+    proc = subprocess.run(fit, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    row = _csv(out / "ablation.csv")[0]
+    with np.load(out / "val-trials-ln-fold0-seed0.npz") as z:
+        recorded, trials, psth, stimuli = z["recorded"], z["model_trials"], z["model_psth"], z["stimuli"]
+    # the saved arrays are the ones the row was scored on: its peak ratio from them again
+    assert recorded.shape[0] == trials.shape[0] == psth.shape[0] == stimuli.size == 8
+    assert peak_fidelity(recorded.mean(axis=2), trials.mean(axis=2))["peak_ratio"] == pytest.approx(
+        float(row["peak_ratio"]))
+    diag = [sys.executable, str(ANALYSES / "peak_diagnosis.py"), "--out", str(out), "--boot", "20"]
+    proc = subprocess.run(diag, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (d,) = json.loads((out / "peak-diagnosis.json").read_text())
+    assert (d["row"], d["fold"], d["seed"]) == ("ln", 0, 0)
+    # the LN model's PSTH (its rates) against the recording: the same peak bins as the row's score
+    assert d["peak_ratio"] == pytest.approx(peak_fidelity(recorded.mean(axis=2), psth)["peak_ratio"])
+    assert d["n_peak_bins"] == sum(d["peak_bins_per_time"]) == d["n_peak_bins_on"] + d["n_peak_bins_off"]
+    assert 0.5 < d["ceiling"] < 1 and "| ln | 1 |" in proc.stdout
+    # a wider model PSTH reaches further into the recorded peaks and further past its own
+    g1, g14 = d["gains"]["1"], d["gains"]["1.4"]
+    assert g1["peak_ratio"] == pytest.approx(d["peak_ratio"]) and g1["mse_ratio"] == pytest.approx(1.0)
+    assert g14["peak_ratio"] > g1["peak_ratio"] and g14["model_peak_ratio"] < g1["model_peak_ratio"]
+    empty = subprocess.run(diag[:-3] + [str(tmp_path)], cwd=tmp_path, env=_env(), capture_output=True, text=True)
+    assert empty.returncode == 2 and "--save-trials" in empty.stderr
+
+
 def test_validation_ablation_learnt_sigma_against_fano_factors(tmp_path):
     sys.path.insert(0, str(ANALYSES))
     try:
