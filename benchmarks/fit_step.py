@@ -24,7 +24,12 @@ layers, loss, other) from ``torch.profiler``.
 
     python benchmarks/fit_step.py [--preset paper] [--threads 2] [--steps 3] [--models nsnn dsnn cnn] [--profile]
 
-``--preset quick`` is the main job's network (``neurocode fit --model nsnn``).
+``--preset quick`` is the main job's network (``neurocode fit --model nsnn``). ``--trained N`` takes
+N training steps before the timed ones: a fit's core starts with zero gradient (the readout's
+feature weights start at 0), so a step just after the start is not a step in mid-fit (its
+potentials spread, its gradients nonzero). ``--against REV`` adds the row ``REV``: our step as
+the commit REV has it (a temporary git worktree of REV, its own kernel build), for a before/after
+ratio in the same run.
 
 Nothing is asserted; absolute times drift on a shared machine, ratios within one run less so.
 """
@@ -32,11 +37,15 @@ Nothing is asserted; absolute times drift on a shared machine, ratios within one
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import functools
 import json
 import os
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 from _common import add_isa_argument, apply_isa, machine_line
 
@@ -85,7 +94,8 @@ def _before_34() -> None:
     LearnableNoisyLIF.forward = per_step_graph
 
 
-def _child(model: str, variant: str, steps: int, threads: int, profile: bool, preset: str = "paper") -> dict:
+def _child(model: str, variant: str, steps: int, threads: int, profile: bool, preset: str = "paper",
+           trained: int = 0) -> dict:
     import resource
     import statistics
     import time
@@ -141,9 +151,10 @@ def _child(model: str, variant: str, steps: int, threads: int, profile: bool, pr
         loss.backward()
         opt.step()
 
-    step(0)
+    for i in range(trained + 1):
+        step(i)
     times, system = [], []
-    for i in range(1, steps + 1):
+    for i in range(trained + 1, trained + steps + 1):
         r0, t0 = resource.getrusage(resource.RUSAGE_SELF).ru_stime, time.perf_counter()
         step(i)
         times.append(time.perf_counter() - t0)
@@ -160,7 +171,7 @@ def _child(model: str, variant: str, steps: int, threads: int, profile: bool, pr
         from torch.profiler import ProfilerActivity, profile as torch_profile
 
         with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
-            step(steps + 1)
+            step(trained + steps + 1)
         shares = {name: 0.0 for name, _ in CATEGORIES}
         shares["other"] = 0.0
         total = 0.0
@@ -180,13 +191,16 @@ def _child(model: str, variant: str, steps: int, threads: int, profile: bool, pr
     return out
 
 
-def _run(model, variant, steps, threads, profile, preset="paper") -> dict:
+def _run(model, variant, steps, threads, profile, preset="paper", trained=0, checkout=None) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    if checkout is not None:  # another commit's neurocode, this file's measurement
+        env["PYTHONPATH"] = os.pathsep.join([str(checkout)] + env.get("PYTHONPATH", "").split(os.pathsep))
     if variant == "baseline":
         env["NEUROCODE_NO_KERNEL"] = "1"
     if variant == "torch-allocator":
         env["NEUROCODE_CACHING_ALLOCATOR"] = "0"
-    cmd = [sys.executable, __file__, "--child", model, variant, str(steps), str(threads), str(int(profile)), preset]
+    cmd = [sys.executable, __file__, "--child", model, variant, str(steps), str(threads), str(int(profile)), preset,
+           str(trained)]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if res.returncode != 0:
         raise RuntimeError(f"{model}/{variant} failed:\n{res.stderr[-2000:]}")
@@ -200,29 +214,59 @@ def main(argv=None) -> None:
     p.add_argument("--models", nargs="+", default=["nsnn", "dsnn", "cnn"])
     p.add_argument("--profile", action="store_true")
     p.add_argument("--preset", choices=("paper", "quick"), default="paper")
-    p.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
+    p.add_argument("--trained", type=int, default=0, metavar="N", help="training steps before the timed ones")
+    p.add_argument("--against", metavar="REV", help="also time our step as the commit REV has it")
+    p.add_argument("--child", nargs=7, help=argparse.SUPPRESS)
     add_isa_argument(p)
     args = p.parse_args(argv)
     apply_isa(args)
     if args.child:
-        model, variant, steps, threads, profile, preset = args.child
-        print(json.dumps(_child(model, variant, int(steps), int(threads), bool(int(profile)), preset)))
+        model, variant, steps, threads, profile, preset, trained = args.child
+        print(json.dumps(_child(model, variant, int(steps), int(threads), bool(int(profile)), preset, int(trained))))
         return
     print(machine_line(args.threads), flush=True)
+    with contextlib.ExitStack() as stack:
+        checkout = stack.enter_context(_worktree(args.against)) if args.against else None
+        rows = _measure(args, checkout)
+    _report(args, rows)
+
+
+@contextlib.contextmanager
+def _worktree(rev: str):
+    """A temporary detached git worktree of ``rev`` (removed afterwards)."""
+    repo = Path(__file__).resolve().parent.parent
+    with tempfile.TemporaryDirectory(prefix="fit_step-") as tmp:
+        path = Path(tmp) / "checkout"
+        subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", str(path), rev], check=True,
+                       capture_output=True)
+        try:
+            yield path
+        finally:
+            subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(path)], capture_output=True)
+
+
+def _measure(args, checkout) -> dict:
     rows = {}
+    run = functools.partial(_run, threads=args.threads, preset=args.preset, trained=args.trained)
     for model in args.models:
-        rows[(model, "ours")] = _run(model, "ours", args.steps, args.threads, args.profile, args.preset)
+        rows[(model, "ours")] = run(model, "ours", args.steps, profile=args.profile)
+        if checkout is not None:
+            rows[(model, args.against)] = run(model, "ours", args.steps, profile=args.profile, checkout=checkout)
         if model == "nsnn":
-            rows[(model, "before-34")] = _run(model, "before-34", args.steps, args.threads, args.profile, args.preset)
+            rows[(model, "before-34")] = run(model, "before-34", args.steps, profile=args.profile)
         if model != "cnn" and args.preset == "paper":  # the straightforward baseline is the paper's network
-            rows[(model, "baseline")] = _run(model, "baseline", max(1, args.steps - 1), args.threads, False,
-                                             args.preset)
+            rows[(model, "baseline")] = run(model, "baseline", max(1, args.steps - 1), profile=False)
         if model != "cnn":
-            rows[(model, "dense-conv2")] = _run(model, "dense-conv2", args.steps, args.threads, False, args.preset)
-        rows[(model, "torch-allocator")] = _run(model, "torch-allocator", args.steps, args.threads, False, args.preset)
+            rows[(model, "dense-conv2")] = run(model, "dense-conv2", args.steps, profile=False)
+        rows[(model, "torch-allocator")] = run(model, "torch-allocator", args.steps, profile=False)
         if model == "dsnn":
-            rows[(model, "same-shapes")] = _run(model, "same-shapes", args.steps, args.threads, False, args.preset)
-    print(f"{args.preset} preset, CPU, {args.threads} threads; median of {args.steps} steps after a warm-up\n")
+            rows[(model, "same-shapes")] = run(model, "same-shapes", args.steps, profile=False)
+    return rows
+
+
+def _report(args, rows: dict) -> None:
+    trained = f" after {args.trained} training steps" if args.trained else ""
+    print(f"{args.preset} preset, CPU, {args.threads} threads; median of {args.steps} steps after a warm-up{trained}\n")
     print(f"{'model':6} {'variant':15} {'step s':>8} {'system s':>9} {'steps/ep':>9} {'epoch s':>9} {'epochs':>7}"
           f" {'train min':>10} {'peak GB':>8}")
     for (model, variant), r in rows.items():
@@ -230,6 +274,9 @@ def main(argv=None) -> None:
               f"{r['epoch_s']:9.1f} {r['epochs']:7d} {r['epoch_s'] * r['epochs'] / 60:10.2f} {r['peak_rss_gb']:8.2f}")
     print()
     for model in args.models:
+        if (model, args.against) in rows:
+            ratio = rows[(model, args.against)]["step_s"] / rows[(model, "ours")]["step_s"]
+            print(f"{model}: step at {args.against} / our step = {ratio:.2f}x")
         if (model, "before-34") in rows:
             ratio = rows[(model, "before-34")]["step_s"] / rows[(model, "ours")]["step_s"]
             print(f"{model}: step before issue 34 / our step = {ratio:.2f}x")
