@@ -45,7 +45,7 @@ from neurocode.checkpoints import CheckpointError, CheckpointFormat, checkpoint_
 from neurocode.data import ContinuousRecording, ImageNormalizer, Recording, downsample, kfold_split, load_recording
 from neurocode.data.preprocessing import pad_to_square
 from neurocode.data.receptive_fields import ReceptiveFields, receptive_fields_for
-from neurocode.kinds import MODEL_KINDS, ModelKind
+from neurocode.kinds import MODEL_KINDS, ModelKind, SpikingFitConfig
 from neurocode.models import CNNConfig, SNNConfig
 from neurocode.models.rf import RFConfig, RFRateConfig
 
@@ -54,6 +54,8 @@ __all__ = [
     "LOSSES",
     "PRESETS",
     "FitConfig",
+    "ClipsConfig",
+    "SpikingFitConfig",
     "FitData",
     "CheckpointError",
     "make_config",
@@ -92,6 +94,43 @@ CHECKPOINT_VERSION = 2
 
 
 @dataclass(frozen=True)
+class ClipsConfig:
+    """How a fit cuts a continuous recording (movie, white noise) into clips
+    (:meth:`~neurocode.data.ContinuousRecording.to_clips`): training on non-repeated time, testing on the
+    repeated segment. A fit of flashed stimuli has none (``FitConfig.clips`` is None).
+
+    Attributes
+    ----------
+    duration : float
+        Each clip's response in s.
+    history : float
+        Stimulus before each clip's first response bin, in s.
+    """
+
+    duration: float = 1.0
+    history: float = 0.3
+
+    def __post_init__(self) -> None:
+        for name, low in (("duration", 0.0), ("history", None)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
+                    or (value <= low if low is not None else value < 0):
+                raise ValueError(f"clips.{name} must be a {'positive' if low is not None else 'non-negative'} number "
+                                 f"of seconds, got {value!r}")
+
+
+#: A fit's settings of the parts only some fits have, by their name in settings, presets and ``config.json``:
+#: ``clips`` (continuous recordings) and ``spiking`` (the spiking families' training).
+SECTIONS: dict[str, type] = {"clips": ClipsConfig, "spiking": SpikingFitConfig}
+#: Flat fields of configs written before the sections, and where each went (``make_config`` and ``--set`` take
+#: the old names too).
+MOVED_FIELDS: dict[str, tuple[str, str]] = {
+    "clip_duration": ("clips", "duration"), "clip_history": ("clips", "history"),
+    "model_trials": ("spiking", "model_trials"), "tau_s": ("spiking", "tau_s"), "hidden_rate": ("spiking", "hidden_rate"),
+}
+
+
+@dataclass(frozen=True)
 class FitConfig:
     """Everything that defines a fit; saved as ``config.json`` in the run folder.
 
@@ -119,11 +158,10 @@ class FitConfig:
         recording's window (or ``window``) and this, never fixed.
     window : (float, float) or None
         Response window in s to fit (inside the recording's); None: the recording's own.
-    clip_duration, clip_history : float
-        Continuous recordings (movies, white noise) are cut into clips of ``clip_duration`` s,
-        each with ``clip_history`` s of stimulus before its first response bin
-        (:meth:`~neurocode.data.ContinuousRecording.to_clips`); training on non-repeated time,
-        testing on the repeated segment.
+    clips : ClipsConfig or None
+        How a continuous recording is cut into clips (the movie preset's; None: the defaults of
+        :class:`ClipsConfig` where the recording is continuous). Settings on a recording of flashed
+        stimuli are an error when its data are prepared.
     epochs : int
         Passes over the training images.
     lr : float
@@ -132,8 +170,9 @@ class FitConfig:
         Spiking models: images per step (each with all its recorded trials).
     batch_size : int
         CNN: (image, trial) pairs per step.
-    model_trials : int
-        Spiking models: K sampled trials per image in training.
+    spiking : SpikingFitConfig or None
+        The spiking families' training settings (``model_trials``, ``tau_s``, ``hidden_rate``); None for
+        the other families (a spiking fit's None: the defaults).
     eval_trials : int
         Spiking models: sampled trials per held-out image for predictions and scores.
     loss : str
@@ -142,10 +181,6 @@ class FitConfig:
         variability), "mmd_linear+gaussian_cell" (the linear one plus ``loss_options["cell_mmd_weight"]`` times
         the per-cell Gaussian one) or "paired" (Eq. 27) for spiking models; "poisson" for the CNN;
         "count_nll" (its count output's NLL) for the dispersion CNN.
-    tau_s : float
-        PSP time constant in steps (paper: 2).
-    hidden_rate : float
-        Initial mean firing rate of hidden spiking layers (calibrated on training images).
     val_fraction : float
         Fraction of the training images held out for validation (seeded, at least one).
     val_every : int
@@ -204,17 +239,14 @@ class FitConfig:
     input_size: int = 64
     bin_size: float = 0.01
     window: tuple[float, float] | None = None
-    clip_duration: float = 1.0
-    clip_history: float = 0.3
+    clips: ClipsConfig | None = None
     epochs: int = 64
     lr: float = 3e-4
     batch_images: int = 2
     batch_size: int = 64
-    model_trials: int = 8
+    spiking: SpikingFitConfig | None = None
     eval_trials: int = 64
     loss: LossName = "mmd_linear"
-    tau_s: float = 2.0
-    hidden_rate: float = 0.1
     val_fraction: float = 1 / 6
     val_every: int = 2
     val_trials: int = 16
@@ -285,8 +317,9 @@ class FitConfig:
                      "val_trials"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
-        if self.model_trials < 2 and self.kind.spiking and self.kind.noisy and self.loss != "paired":
-            raise ValueError("model_trials must be >= 2 for a set-level MMD of a noisy model")
+        self._set_sections()
+        if self.kind.spiking and self.kind.noisy and self.spiking.model_trials < 2 and self.loss != "paired":
+            raise ValueError("spiking.model_trials must be >= 2 for a set-level MMD of a noisy model")
         if not 0 <= self.fold < self.n_folds:
             raise ValueError(f"fold={self.fold} out of range for n_folds={self.n_folds} (0..{self.n_folds - 1})")
         for name in ("seed", "fold", "threads"):
@@ -303,12 +336,9 @@ class FitConfig:
         check_device(self.device, available=False)
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
-        for name in ("bin_size", "clip_duration"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value > 0 and math.isfinite(value)):
-                raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
-        if not (self.clip_history >= 0 and math.isfinite(self.clip_history)):
-            raise ValueError(f"clip_history must be >= 0 s, got {self.clip_history!r}")
+        value = self.bin_size
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value > 0 and math.isfinite(value)):
+            raise ValueError(f"bin_size must be a positive number of seconds, got {value!r}")
         if self.window is not None:
             try:
                 w = tuple(float(v) for v in self.window)
@@ -328,6 +358,35 @@ class FitConfig:
         if isinstance(arch, (SNNConfig, RFConfig)):
             shared["noisy"] = self.kind.spiking and self.kind.noisy
         object.__setattr__(self, "arch", dataclasses.replace(arch, **shared))
+
+    def _set_sections(self) -> None:
+        """Each section as its config (a dict of its fields is taken); ``spiking`` exactly for the spiking families."""
+        for name, kind in SECTIONS.items():
+            value = getattr(self, name)
+            if isinstance(value, dict):
+                value = _section(name, value)
+            if value is not None and not isinstance(value, kind):
+                raise ValueError(f"{name} must be a {kind.__name__} (or a dict of its fields) or None, got {value!r}")
+            object.__setattr__(self, name, value)
+        if self.kind.spiking and self.spiking is None:
+            object.__setattr__(self, "spiking", SpikingFitConfig())
+        elif not self.kind.spiking and self.spiking is not None:
+            raise ValueError(f"spiking={dataclasses.asdict(self.spiking)}: {_no_section('spiking', self.model)}")
+
+    def _moved(self, name: str):
+        section, field = MOVED_FIELDS[name]
+        if section == "clips":
+            return getattr(self.clips or ClipsConfig(), field)
+        if self.spiking is None:
+            raise AttributeError(f"{name}: {_no_section(section, self.model)}")
+        return getattr(self.spiking, field)
+
+    # the moved fields, read-only where old code reads them: clips' the cutting a continuous recording gets
+    clip_duration = property(lambda self: self._moved("clip_duration"), doc="``clips.duration`` (s).")
+    clip_history = property(lambda self: self._moved("clip_history"), doc="``clips.history`` (s).")
+    model_trials = property(lambda self: self._moved("model_trials"), doc="``spiking.model_trials``.")
+    tau_s = property(lambda self: self._moved("tau_s"), doc="``spiking.tau_s`` (steps).")
+    hidden_rate = property(lambda self: self._moved("hidden_rate"), doc="``spiking.hidden_rate``.")
 
     @property
     def kind(self) -> ModelKind:
@@ -379,6 +438,7 @@ class FitConfig:
                 if value != default:
                     d["loss_options"] = {**(d.get("loss_options") or {}), option: value}
         d["arch"] = _arch_from_dict(d)
+        _sections_from_flat(d)
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
@@ -387,6 +447,72 @@ class FitConfig:
             if isinstance(d.get(key), list):
                 d[key] = tuple(d[key])
         return cls(**d)
+
+
+def _section(name: str, values: dict):
+    """The section ``name``'s config (:data:`SECTIONS`) of a dict of its fields; an unknown one is named."""
+    kind = SECTIONS[name]
+    unknown = set(values) - {f.name for f in fields(kind)}
+    if unknown:
+        raise ValueError(f"{name}: unknown {kind.__name__} field(s) {sorted(unknown)}; it has "
+                         f"{', '.join(f.name for f in fields(kind))}")
+    return kind(**values)
+
+
+def _no_section(section: str, model: str) -> str:
+    """Why a fit of ``model`` has no ``section`` (the end of a one-line error)."""
+    users = ", ".join(name for name, kind in MODEL_KINDS.items() if kind.spiking)
+    return f"a {model} fit trains no spiking network, so it has no spiking settings (they apply to {users})"
+
+
+def _sections_from_flat(d: dict) -> None:
+    """Move a stored config's flat fields of before the sections (:data:`MOVED_FIELDS`) into ``d``'s sections.
+
+    Such a record held all five for every fit: a spiking fit's three are its ``spiking``; the clip settings are
+    ``clips`` of the movie preset and wherever they differ from the defaults (a fit of flashed stimuli stored
+    the unused defaults); the rest were read by no part of the fit and are dropped.
+    """
+    flat = {name: d.pop(name) for name in MOVED_FIELDS if name in d}
+    if not flat:
+        return
+    spiking = {MOVED_FIELDS[k][1]: v for k, v in flat.items() if MOVED_FIELDS[k][0] == "spiking"}
+    clips = {MOVED_FIELDS[k][1]: v for k, v in flat.items() if MOVED_FIELDS[k][0] == "clips"}
+    kind = MODEL_KINDS.get(d.get("model", "nsnn"))
+    if spiking and kind is not None and kind.spiking and d.get("spiking") is None:
+        d["spiking"] = spiking
+    if clips and d.get("clips") is None and (d.get("preset") == "movie" or any(
+            v != getattr(ClipsConfig(), k) for k, v in clips.items())):
+        d["clips"] = clips
+
+
+def _section_overrides(model: str, preset: dict, overrides: dict) -> dict:
+    """The sections of a fit of ``model``: the preset's, updated by the ``overrides`` (popped from it) of a
+    section (a dict of its fields, a config, or None: no change) or of its old flat fields (:data:`MOVED_FIELDS`).
+
+    A preset's section for a part the fit lacks does not apply; an override of one is a one-line error.
+    """
+    given: dict[str, dict] = {name: {} for name in SECTIONS}
+    named = []  # the settings as the caller named them
+    for name in SECTIONS:
+        value = overrides.pop(name, None)
+        if dataclasses.is_dataclass(value):
+            value = dataclasses.asdict(value)
+        if value is not None and not isinstance(value, dict):
+            raise ValueError(f"{name} must be a dict of {SECTIONS[name].__name__} fields, a {SECTIONS[name].__name__} "
+                             f"or None, got {value!r}")
+        given[name].update(value or {})
+        named += [f"{name}.{field}" for field in value or {}]
+    for old in [k for k in overrides if k in MOVED_FIELDS]:
+        name, field = MOVED_FIELDS[old]
+        given[name][field] = overrides.pop(old)
+        named.append(f"{old} (now {name}.{field})")
+    sections = {name: {**(preset.get(name) or {}), **given[name]} for name in SECTIONS}
+    if not MODEL_KINDS[model].spiking:
+        if given["spiking"]:
+            setting = next(n for n in named if "spiking." in n)
+            raise ValueError(f"{setting}: {_no_section('spiking', model)}")
+        del sections["spiking"]
+    return {name: _section(name, values) for name, values in sections.items() if values}
 
 
 def arch_name(model: str, architecture: str) -> str:
@@ -460,8 +586,8 @@ def reachable_settings(config: FitConfig) -> list[str]:
     """The settings a fit exposes: every field of ``config``, the architecture's fields as
     ``{arch_name}.{field}`` (the names of ``--set``: ``rf.noise_sigma``), in field order.
 
-    A field holding a dataclass contributes its fields; every other field (a dict of a part's
-    options included) is one setting. Derived fields (an architecture's ``input_size``, ``noisy``,
+    A field holding a dataclass contributes its fields (a section, :data:`SECTIONS`, only where the
+    fit has it); every other field (a dict of a part's options included) is one setting. Derived fields (an architecture's ``input_size``, ``noisy``,
     ``n_cells``, ``n_steps``) count as well: this is the rule the count before FitConfig held one
     architecture was measured with (75 for every fit; now 50 for the quick NSNN, 40 for the quick CNN).
     """
@@ -469,6 +595,8 @@ def reachable_settings(config: FitConfig) -> list[str]:
         out = []
         for f in fields(obj):
             value = getattr(obj, f.name)
+            if obj is config and f.name in SECTIONS and value is None:
+                continue
             name = config.arch_name if obj is config and f.name == "arch" else f.name
             out += leaves(value, f"{prefix}{name}.") if dataclasses.is_dataclass(value) else [prefix + name]
         return out
@@ -477,8 +605,9 @@ def reachable_settings(config: FitConfig) -> list[str]:
 
 
 #: Named starting points; ``make_config`` applies them, then the caller's overrides.
-#: Per preset: fit fields shared by all models ("common"), then per model (a name of
-#: ``MODELS``; absent: none) its own fit fields and architecture ("snn" / "cnn" / "rf" dicts).
+#: Per preset: fit fields shared by all models ("common"; a section of :data:`SECTIONS` applies to the fits
+#: that have the part), then per model (a name of ``MODELS``; absent: none) its own fit fields and
+#: architecture ("snn" / "cnn" / "rf" dicts).
 #:
 #: "quick" (the default): the RF-aware models of :mod:`neurocode.models.rf` on 64-px images
 #: (core on 32-px ON/OFF maps, RF features on the 64-px image), a couple of minutes at most
@@ -501,21 +630,21 @@ def reachable_settings(config: FitConfig) -> list[str]:
 PRESETS: dict[str, dict[str, dict]] = {
     "paper": {
         "common": dict(architecture="paper", epochs=64, lr=3e-4, input_size=64, batch_images=2, batch_size=64,
-                       model_trials=8, eval_trials=64, val_every=4),
+                       spiking=dict(model_trials=8), eval_trials=64, val_every=4),
         "dsnn": dict(snn=dict(readout_units=64, readout="mean")),
         "ln": dict(architecture="rf"),
     },
     "movie": {
-        "common": dict(architecture="rf", lr=3e-3, input_size=90, bin_size=0.033, clip_duration=1.0,
-                       clip_history=0.3, batch_images=8, batch_size=64, model_trials=4, eval_trials=32,
+        "common": dict(architecture="rf", lr=3e-3, input_size=90, bin_size=0.033, clips=dict(duration=1.0, history=0.3),
+                       batch_images=8, batch_size=64, spiking=dict(model_trials=4), eval_trials=32,
                        epochs=20, val_every=2, val_trials=8),
         "nsnn": dict(rf=dict(output_substeps=3)),
         "dsnn": dict(rf=dict(readout_units=16, output_substeps=3)),
         "ln": dict(lr=1e-2),
     },
     "quick": {
-        "common": dict(architecture="rf", lr=3e-3, input_size=64, batch_images=4, batch_size=64, model_trials=4,
-                       eval_trials=64, epochs=30, val_every=3),
+        "common": dict(architecture="rf", lr=3e-3, input_size=64, batch_images=4, batch_size=64,
+                       spiking=dict(model_trials=4), eval_trials=64, epochs=30, val_every=3),
         # three noisy output substeps per 10-ms bin (0-3 spikes per bin: no one-spike ceiling), the
         # noise scaled by sqrt(3) so the count's rate curve stays smooth and NDL's gradient of it
         # exact, the noise scale a parameter per cell: chosen on validation images
@@ -534,7 +663,9 @@ for _preset in PRESETS.values():  # the dispersion CNN trains as the CNN does
 def make_config(model: str = "nsnn", preset: str = "quick", **overrides) -> FitConfig:
     """Build a :class:`FitConfig` from a preset plus overrides.
 
-    ``overrides`` may set any field. ``architecture="paper"`` / ``"rf"`` picks the architecture
+    ``overrides`` may set any field; a section (:data:`SECTIONS`: ``clips=``, ``spiking=``) by a dict of the
+    fields to change, or by its old flat fields (``model_trials=4``: :data:`MOVED_FIELDS`); a section the fit
+    does not have (``spiking`` of a rate model) is a ValueError. ``architecture="paper"`` / ``"rf"`` picks the architecture
     (default: the preset's; the LN model is always "rf"); a dict under the architecture config's
     name (``snn=`` / ``cnn=`` / ``rf=``, :func:`arch_name`) or ``arch=`` (whichever the fit uses)
     updates the preset's architecture field by field. A non-empty dict for another architecture
@@ -547,9 +678,10 @@ def make_config(model: str = "nsnn", preset: str = "quick", **overrides) -> FitC
     unknown = set(PRESETS[preset]) - {"common", *MODELS}
     if unknown:
         raise ValueError(f"PRESETS[{preset!r}] names model(s) {sorted(unknown)} that are not in MODELS {MODELS}")
-    kwargs = dict(PRESETS[preset]["common"])
+    kwargs = {k: v for k, v in PRESETS[preset]["common"].items() if k not in SECTIONS}
     kwargs["loss"] = MODEL_KINDS[model].default_loss
     specific = dict(PRESETS[preset].get(model, {}))
+    sections = {name: {**PRESETS[preset]["common"].get(name, {}), **specific.pop(name, {})} for name in SECTIONS}
     architecture = kwargs.pop("architecture", "paper")
     architecture = overrides.pop("architecture", specific.pop("architecture", architecture))
     name = arch_name(model, architecture)
@@ -557,6 +689,7 @@ def make_config(model: str = "nsnn", preset: str = "quick", **overrides) -> FitC
     arch = dict(specific.get(name) or {})
     kwargs.update({k: v for k, v in specific.items() if k not in ARCH_CONFIGS})
     given = {key: overrides.pop(key) for key in (*ARCH_CONFIGS, "arch") if key in overrides}
+    kwargs.update(_section_overrides(model, sections, overrides))
     kwargs.update(overrides)
     kind = arch_class(model, name, kwargs.get("parts"))
     for key, values in given.items():
@@ -753,7 +886,7 @@ def prepare_data(config: FitConfig, recording: Recording | ContinuousRecording |
 
     * Flashed stimuli: k-fold split by stimulus (``fold`` of ``n_folds``, seeded), unless the
       recording designates its test stimuli.
-    * A continuous recording is cut into clips (``clip_duration``, ``clip_history``) after its
+    * A continuous recording is cut into clips (``clips``: :class:`ClipsConfig`) after its
       frames are resampled; its repeated segment is the test set.
 
     The normalisation and the receptive-field estimate use the training stimuli only.
@@ -765,9 +898,13 @@ def prepare_data(config: FitConfig, recording: Recording | ContinuousRecording |
         frames, note = _model_frames(rec.frames, config.input_size, fill)
         # stored RF contours are in display px of the original frames; after resampling they are estimated
         rec = dataclasses.replace(rec.with_frames(frames), receptive_fields=None)
-        rec = rec.to_clips(config.clip_duration, config.bin_size, config.clip_history)
-        note += f"; cut into {rec.n_stimuli} clips of {config.clip_duration:g} s + {config.clip_history:g} s history"
+        clips = config.clips or ClipsConfig()
+        rec = rec.to_clips(clips.duration, config.bin_size, clips.history)
+        note += f"; cut into {rec.n_stimuli} clips of {clips.duration:g} s + {clips.history:g} s history"
     else:
+        if config.clips is not None:
+            raise ValueError(f"clips={dataclasses.asdict(config.clips)}: recording {rec.name!r} holds flashed stimuli; "
+                             "clips settings apply to continuous recordings (movies, white noise)")
         note = None
     if config.window is not None:
         rec = rec.cropped(config.window)
@@ -875,8 +1012,8 @@ def _validation_rate_cc(config: FitConfig, model: nn.Module, data: FitData) -> f
 
 #: The fields an LN reference takes from the fit it accompanies (the data, split, seed and
 #: where it runs); everything else is the LN entry of the fit's preset.
-LN_SHARED_FIELDS = ("data", "recording", "fold", "n_folds", "seed", "input_size", "bin_size", "window",
-                    "clip_duration", "clip_history", "val_fraction", "device", "threads")
+LN_SHARED_FIELDS = ("data", "recording", "fold", "n_folds", "seed", "input_size", "bin_size", "window", "clips",
+                    "val_fraction", "device", "threads")
 
 
 def ln_reference_config(config: FitConfig, clips: bool) -> FitConfig:

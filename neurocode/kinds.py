@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
@@ -51,10 +52,41 @@ from neurocode.models.snn import paper_snn_spec
 if TYPE_CHECKING:
     from neurocode.fitting import FitConfig, FitData
 
-__all__ = ["ModelKind", "SpikingKind", "RateKind", "CNNKind", "CountCNNKind", "LNKind", "MODEL_KINDS", "Response"]
+__all__ = ["ModelKind", "SpikingKind", "RateKind", "CNNKind", "CountCNNKind", "LNKind", "MODEL_KINDS", "Response",
+           "SpikingFitConfig"]
 
 #: Fits an LN model to the same data (the clip models' starting point): returns (model, history).
 LNFitter = Callable[[], "tuple[nn.Module, list[dict]]"]
+
+
+@dataclass(frozen=True)
+class SpikingFitConfig:
+    """The training settings of a fit of a spiking family (:class:`SpikingKind`: NSNN, DSNN); a fit of
+    another family has none (``FitConfig.spiking`` is None).
+
+    Attributes
+    ----------
+    model_trials : int
+        K sampled trials per stimulus in a training step (a deterministic model computes one).
+    tau_s : float
+        PSP time constant of the loss's spike traces, in steps (paper: 2).
+    hidden_rate : float
+        Mean firing rate per step the hidden spiking layers are calibrated to before training.
+    """
+
+    model_trials: int = 8
+    tau_s: float = 2.0
+    hidden_rate: float = 0.1
+
+    def __post_init__(self) -> None:
+        if isinstance(self.model_trials, bool) or not isinstance(self.model_trials, numbers.Integral) \
+                or self.model_trials < 1:
+            raise ValueError(f"spiking.model_trials must be an integer >= 1, got {self.model_trials!r}")
+        object.__setattr__(self, "model_trials", int(self.model_trials))
+        if not (isinstance(self.tau_s, (int, float)) and math.isfinite(self.tau_s) and self.tau_s >= 1):
+            raise ValueError(f"spiking.tau_s must be a number of steps >= 1, got {self.tau_s!r}")
+        if not (isinstance(self.hidden_rate, (int, float)) and 0 < self.hidden_rate < 1):
+            raise ValueError(f"spiking.hidden_rate must be a rate per step in (0, 1), got {self.hidden_rate!r}")
 
 
 @dataclass(frozen=True)
@@ -217,7 +249,7 @@ class SpikingKind(ModelKind):
         return "spiking", "noisy_lif" if self.noisy else "lif_population"
 
     def loss(self, config, model, data, items, device, noise_gen):
-        K = self.trials(config.model_trials)
+        K, tau_s = self.trials(config.spiking.model_trials), config.spiking.tau_s
         x = data.inputs(items, device)
         options = config.loss_options or {}
         if options.get("probability"):
@@ -232,19 +264,19 @@ class SpikingKind(ModelKind):
                 raise ValueError("loss 'paired' needs equal trial counts per stimulus; use 'mmd_linear'")
             pick = torch.randint(recorded.shape[1], (K,), generator=noise_gen, device=noise_gen.device)
             return psp_mmd_loss(spikes.reshape(T, K * B, N), recorded[:, pick.to(device)].reshape(T, K * B, N),
-                                config.tau_s)
+                                tau_s)
         if spikes.shape[1] == 1:
             # a deterministic model's trials are identical: repeating costs nothing
             spikes = spikes.expand(-1, 2, -1, -1)
         mask = None if bool(mask.all()) else mask
         if config.loss == "mmd_gaussian_cell":
-            loss = set_mmd_loss(spikes, recorded, kernel="gaussian", tau_s=config.tau_s, recorded_mask=mask, per_cell=True)
+            loss = set_mmd_loss(spikes, recorded, kernel="gaussian", tau_s=tau_s, recorded_mask=mask, per_cell=True)
         else:
             kernel = "gaussian" if config.loss == "mmd_gaussian" else "linear"
-            loss = set_mmd_loss(spikes, recorded, kernel=kernel, tau_s=config.tau_s, recorded_mask=mask)
+            loss = set_mmd_loss(spikes, recorded, kernel=kernel, tau_s=tau_s, recorded_mask=mask)
         if config.loss == "mmd_linear+gaussian_cell":
             loss = loss + options.get("cell_mmd_weight", 1.0) * set_mmd_loss(
-                spikes, recorded, kernel="gaussian", tau_s=config.tau_s, recorded_mask=mask, per_cell=True)
+                spikes, recorded, kernel="gaussian", tau_s=tau_s, recorded_mask=mask, per_cell=True)
         count_weight = options.get("count_weight", 0.0)
         if count_weight:
             # the window's spike count as a one-step trace (tau_s = 1: the PSP is the value itself)
@@ -264,7 +296,8 @@ class SpikingKind(ModelKind):
         fit, psth = _initial_psth(data, device, model.output.substeps)
         with torch.no_grad():
             model.front_end.prepare(data.images[fit].to(device))
-            rates = CALIBRATIONS[model.spec.readout](model, data.images[fit[:16]].to(device), hidden_rate=config.hidden_rate,
+            rates = CALIBRATIONS[model.spec.readout](model, data.images[fit[:16]].to(device),
+                                                     hidden_rate=config.spiking.hidden_rate,
                               output_rate=psth, n_trials=self.trials(4))
         if fano is None:
             return {"epoch": 0, "initial_rates": rates}
@@ -299,7 +332,7 @@ class SpikingKind(ModelKind):
         best_gain = base.clone()
         for m in self.GAIN_MULTIPLIERS:
             gain.copy_(base * m)
-            calibrate_spiking(model, x, hidden_rate=config.hidden_rate, output_rate=rate, n_trials=k)
+            calibrate_spiking(model, x, hidden_rate=config.spiking.hidden_rate, output_rate=rate, n_trials=k)
             if self.reports_probability(model):
                 predicted = model(x, n_trials=k, return_probability=True)[1].mean(1)
             else:
@@ -311,7 +344,7 @@ class SpikingKind(ModelKind):
             best_cc = torch.where(better, cc, best_cc)
             best_gain = torch.where(better, base * m, best_gain)
         gain.copy_(best_gain)
-        rates = calibrate_spiking(model, x, hidden_rate=config.hidden_rate, output_rate=rate, n_trials=k)
+        rates = calibrate_spiking(model, x, hidden_rate=config.spiking.hidden_rate, output_rate=rate, n_trials=k)
         return {"epoch": 0, "initial_rates": rates, "ln_start": ln_summary,
                 "gain_multipliers": (best_gain / base).tolist()}
 
