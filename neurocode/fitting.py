@@ -47,6 +47,7 @@ from neurocode.data.preprocessing import pad_to_square
 from neurocode.data.receptive_fields import ReceptiveFields, receptive_fields_for
 from neurocode.kinds import MODEL_KINDS, ModelKind, SpikingFitConfig
 from neurocode.models import CNNConfig, SNNConfig
+from neurocode.models.parts import FRONT_ENDS
 from neurocode.models.rf import RFConfig, RFRateConfig
 
 __all__ = [
@@ -814,10 +815,14 @@ class FitData:
     def is_clips(self) -> bool:
         return self.n_lags > 0
 
+    @property
+    def front_end(self) -> type:
+        """The front end of the stimulus type (:data:`~neurocode.models.parts.FRONT_ENDS`): its stimuli's layout."""
+        return FRONT_ENDS["clips" if self.is_clips else "flash"]
+
     def inputs(self, idx, device=None) -> Tensor:
         """Model input for stimuli ``idx``: ``[B, 1, S, S]`` frames or time-major clips ``[F, B, S, S]``."""
-        x = self.images[torch.as_tensor(np.asarray(idx))]
-        x = x.transpose(0, 1) if self.is_clips else x
+        x = self.front_end.batch(self.images[torch.as_tensor(np.asarray(idx))])
         return x.to(device) if device is not None else x
 
     def test_counts(self) -> np.ndarray:
@@ -945,7 +950,7 @@ def prepare_data(config: FitConfig, recording: Recording | ContinuousRecording |
         rfs = receptive_fields_for(square, train_idx, bin_size=config.bin_size)
     images = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
     return FitData(
-        images=images if rec.is_clips else images[:, None],
+        images=FRONT_ENDS["clips" if rec.is_clips else "flash"].stored(images),
         counts=torch.from_numpy(counts.astype(np.float32)),
         train_idx=train_idx,
         test_idx=test_idx,
@@ -1242,8 +1247,7 @@ def predict(config: FitConfig, model: nn.Module, data: FitData, stimuli: np.ndar
     if x.ndim != 1 or not np.issubdtype(x.dtype, np.integer):
         raise ValueError(f"stimuli must be 1-D integer indices or frames [n, H, W] / clips [n, F, H, W], got "
                          f"{x.dtype} {x.shape}")
-    return _predict_inputs(config, model, data.images[torch.as_tensor(x)], data.is_clips, n_trials, seed,
-                           return_rates)
+    return _predict_inputs(config, model, data.images[torch.as_tensor(x)], data, n_trials, seed, return_rates)
 
 
 def predict_stimuli(config: FitConfig, model: nn.Module, data: FitData, frames: np.ndarray,
@@ -1264,12 +1268,7 @@ def predict_stimuli(config: FitConfig, model: nn.Module, data: FitData, frames: 
     As :func:`predict`.
     """
     x = np.asarray(frames)
-    want = 4 if data.is_clips else 3
-    if x.ndim != want or min(x.shape, default=0) < 1:
-        kind = f"clips [n, F >= {data.n_lags}, H, W]" if data.is_clips else "flashed frames [n, H, W]"
-        raise ValueError(f"stimuli must be {kind} for this model, got shape {x.shape}")
-    if data.is_clips and x.shape[1] < data.n_lags:
-        raise ValueError(f"clips need at least {data.n_lags} frames (the temporal filter's length), got {x.shape[1]}")
+    data.front_end.check_stimuli(x.shape, data.n_lags)
     if not np.isfinite(x).all():
         raise ValueError("stimuli contain NaN or infinite values")
     largest, float32_max = float(np.abs(x).max()), float(np.finfo(np.float32).max)
@@ -1279,22 +1278,22 @@ def predict_stimuli(config: FitConfig, model: nn.Module, data: FitData, frames: 
     fill = float(data.recording.stimuli[data.train_idx].mean(dtype=np.float64))
     small, _ = _model_frames(x, config.input_size, fill)
     images = torch.from_numpy(data.normalizer.transform(small))
-    return _predict_inputs(config, model, images if data.is_clips else images[:, None], data.is_clips, n_trials,
-                           seed, return_rates)
+    return _predict_inputs(config, model, data.front_end.stored(images), data, n_trials, seed, return_rates)
 
 
 @torch.no_grad()
-def _predict_inputs(config, model, images: Tensor, clips: bool, n_trials, seed, return_rates):
+def _predict_inputs(config, model, images: Tensor, data: FitData, n_trials, seed, return_rates):
+    """Responses to stored stimuli ``images`` (``data.images``' layout) of ``data``'s stimulus type."""
     if n_trials is not None and (isinstance(n_trials, bool) or not isinstance(n_trials, numbers.Integral)
                                  or n_trials < 1):
         raise ValueError(f"n_trials (--trials) must be an integer >= 1 (sampled trials per stimulus), got {n_trials!r}")
     device = next(model.parameters()).device
     model.eval()
     images = images.to(device)
+    clips = data.is_clips
 
     def one(i):  # stimulus i as model input
-        x = images[i : i + 1]
-        return x.transpose(0, 1) if clips else x
+        return data.front_end.batch(images[i : i + 1])
 
     if not (config.kind.spiking or config.kind.noisy):
         rates = torch.stack([config.kind.respond(config, model, one(i), 1, clips).rates
