@@ -45,7 +45,7 @@ from neurocode.checkpoints import CheckpointError, CheckpointFormat, checkpoint_
 from neurocode.data import ContinuousRecording, ImageNormalizer, Recording, downsample, kfold_split, load_recording
 from neurocode.data.preprocessing import pad_to_square
 from neurocode.data.receptive_fields import ReceptiveFields, receptive_fields_for
-from neurocode.kinds import MODEL_KINDS, ModelKind, SpikingFitConfig
+from neurocode.kinds import MODEL_KINDS, LNFitConfig, ModelKind, SpikingFitConfig
 from neurocode.models import CNNConfig, SNNConfig
 from neurocode.models.parts import FRONT_ENDS
 from neurocode.models.rf import RFConfig, RFRateConfig
@@ -57,6 +57,7 @@ __all__ = [
     "FitConfig",
     "ClipsConfig",
     "SpikingFitConfig",
+    "LNFitConfig",
     "FitData",
     "CheckpointError",
     "make_config",
@@ -112,22 +113,27 @@ class ClipsConfig:
     history: float = 0.3
 
     def __post_init__(self) -> None:
-        for name, low in (("duration", 0.0), ("history", None)):
+        for name, positive in (("duration", True), ("history", False)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
-                    or (value <= low if low is not None else value < 0):
-                raise ValueError(f"clips.{name} must be a {'positive' if low is not None else 'non-negative'} number "
-                                 f"of seconds, got {value!r}")
+                    or value < 0 or (positive and value == 0):
+                raise ValueError(f"clips.{name} must be a {'positive' if positive else 'non-negative'} number of "
+                                 f"seconds, got {value!r}")
 
 
 #: A fit's settings of the parts only some fits have, by their name in settings, presets and ``config.json``:
-#: ``clips`` (continuous recordings) and ``spiking`` (the spiking families' training).
-SECTIONS: dict[str, type] = {"clips": ClipsConfig, "spiking": SpikingFitConfig}
+#: ``clips`` (continuous recordings), ``spiking`` (the spiking families' training) and ``ln`` (the LN reference's).
+SECTIONS: dict[str, type] = {"clips": ClipsConfig, "spiking": SpikingFitConfig, "ln": LNFitConfig}
+#: The sections a fit holds exactly when its model family has the part (the defaults where not given), by the
+#: test of whether a family has it.
+KIND_SECTIONS: dict[str, Callable[[ModelKind], bool]] = {"spiking": lambda kind: kind.spiking,
+                                                        "ln": lambda kind: kind.reference}
 #: Flat fields of configs written before the sections, and where each went (``make_config`` and ``--set`` take
 #: the old names too).
 MOVED_FIELDS: dict[str, tuple[str, str]] = {
     "clip_duration": ("clips", "duration"), "clip_history": ("clips", "history"),
     "model_trials": ("spiking", "model_trials"), "tau_s": ("spiking", "tau_s"), "hidden_rate": ("spiking", "hidden_rate"),
+    "ln_ridge": ("ln", "ridge"),
 }
 
 
@@ -191,8 +197,9 @@ class FitConfig:
     patience : int or None
         Stop early after this many validations without improvement (None: run all epochs;
         the best validation epoch's weights are kept either way).
-    ln_ridge : tuple of float
-        LN: candidate ridge strengths, the best on the validation images is used.
+    ln : LNFitConfig or None
+        The LN reference's settings (``ridge``: the candidate ridge strengths, the best on the
+        validation images is used); None for the other families (the LN's None: the defaults).
     loss_options : dict or None
         The loss's own options (None: none). Spiking models with a set-level MMD: ``count_weight``
         (float >= 0), the weight of a second MMD² term on each trial's spike count over the window
@@ -252,7 +259,7 @@ class FitConfig:
     val_every: int = 2
     val_trials: int = 16
     patience: int | None = None
-    ln_ridge: tuple[float, ...] = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
+    ln: LNFitConfig | None = None
     loss_options: dict | None = None
     parts: dict | None = None
     arch: ArchConfig | None = None
@@ -311,9 +318,6 @@ class FitConfig:
         if self.patience is not None and int(self.patience) < 1:
             raise ValueError(f"patience must be >= 1 or None, got {self.patience!r}")
         # frozen: the normalised values (tuples, nested configs) are set once, here
-        object.__setattr__(self, "ln_ridge", tuple(float(v) for v in self.ln_ridge))
-        if not self.ln_ridge or any(not (v >= 0 and math.isfinite(v)) for v in self.ln_ridge):
-            raise ValueError(f"ln_ridge must be non-negative numbers, got {self.ln_ridge!r}")
         for name in ("epochs", "batch_images", "batch_size", "eval_trials", "input_size", "n_folds", "val_every",
                      "val_trials"):
             if int(getattr(self, name)) < 1:
@@ -361,7 +365,8 @@ class FitConfig:
         object.__setattr__(self, "arch", dataclasses.replace(arch, **shared))
 
     def _set_sections(self) -> None:
-        """Each section as its config (a dict of its fields is taken); ``spiking`` exactly for the spiking families."""
+        """Each section as its config (a dict of its fields is taken); those of :data:`KIND_SECTIONS` exactly for
+        the families that have the part."""
         for name, kind in SECTIONS.items():
             value = getattr(self, name)
             if isinstance(value, dict):
@@ -369,25 +374,28 @@ class FitConfig:
             if value is not None and not isinstance(value, kind):
                 raise ValueError(f"{name} must be a {kind.__name__} (or a dict of its fields) or None, got {value!r}")
             object.__setattr__(self, name, value)
-        if self.kind.spiking and self.spiking is None:
-            object.__setattr__(self, "spiking", SpikingFitConfig())
-        elif not self.kind.spiking and self.spiking is not None:
-            raise ValueError(f"spiking={dataclasses.asdict(self.spiking)}: {_no_section('spiking', self.model)}")
+        for name, has in KIND_SECTIONS.items():
+            value = getattr(self, name)
+            if has(self.kind) and value is None:
+                object.__setattr__(self, name, SECTIONS[name]())
+            elif not has(self.kind) and value is not None:
+                raise ValueError(f"{name}={dataclasses.asdict(value)}: {_no_section(name, self.model)}")
 
     def _moved(self, name: str):
         section, field = MOVED_FIELDS[name]
         if section == "clips":
             return getattr(self.clips or ClipsConfig(), field)
-        if self.spiking is None:
+        if getattr(self, section) is None:
             raise AttributeError(f"{name}: {_no_section(section, self.model)}")
-        return getattr(self.spiking, field)
+        return getattr(getattr(self, section), field)
 
-    # the moved fields, read-only where old code reads them: clips' the cutting a continuous recording gets
+    # the moved fields, read-only where old code reads them (clip_*: what a continuous recording is cut with)
     clip_duration = property(lambda self: self._moved("clip_duration"), doc="``clips.duration`` (s).")
     clip_history = property(lambda self: self._moved("clip_history"), doc="``clips.history`` (s).")
     model_trials = property(lambda self: self._moved("model_trials"), doc="``spiking.model_trials``.")
     tau_s = property(lambda self: self._moved("tau_s"), doc="``spiking.tau_s`` (steps).")
     hidden_rate = property(lambda self: self._moved("hidden_rate"), doc="``spiking.hidden_rate``.")
+    ln_ridge = property(lambda self: self._moved("ln_ridge"), doc="``ln.ridge``.")
 
     @property
     def kind(self) -> ModelKind:
@@ -444,9 +452,8 @@ class FitConfig:
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown config field(s) {sorted(unknown)}")
-        for key in ("ln_ridge", "window"):
-            if isinstance(d.get(key), list):
-                d[key] = tuple(d[key])
+        if isinstance(d.get("window"), list):
+            d["window"] = tuple(d["window"])
         return cls(**d)
 
 
@@ -461,26 +468,27 @@ def _section(name: str, values: dict):
 
 
 def _no_section(section: str, model: str) -> str:
-    """Why a fit of ``model`` has no ``section`` (the end of a one-line error)."""
-    users = ", ".join(name for name, kind in MODEL_KINDS.items() if kind.spiking)
-    return f"a {model} fit trains no spiking network, so it has no spiking settings (they apply to {users})"
+    """Why a fit of ``model`` has no ``section`` of :data:`KIND_SECTIONS` (the end of a one-line error)."""
+    users = ", ".join(name for name, kind in MODEL_KINDS.items() if KIND_SECTIONS[section](kind))
+    lacks = "trains no spiking network" if section == "spiking" else "is not the LN reference"
+    return f"a {model} fit {lacks}, so it has no {section} settings (they apply to {users})"
 
 
 def _sections_from_flat(d: dict) -> None:
     """Move a stored config's flat fields of before the sections (:data:`MOVED_FIELDS`) into ``d``'s sections.
 
-    Such a record held all five for every fit: a spiking fit's three are its ``spiking``; the clip settings are
-    ``clips`` of the movie preset and wherever they differ from the defaults (a fit of flashed stimuli stored
-    the unused defaults); the rest were read by no part of the fit and are dropped.
+    Such a record held them all for every fit: a spiking fit's three are its ``spiking``, the LN's ridge its
+    ``ln``; the clip settings are ``clips`` of the movie preset and wherever they differ from the defaults (a fit
+    of flashed stimuli stored the unused defaults); the rest were read by no part of the fit and are dropped.
     """
     flat = {name: d.pop(name) for name in MOVED_FIELDS if name in d}
-    if not flat:
-        return
-    spiking = {MOVED_FIELDS[k][1]: v for k, v in flat.items() if MOVED_FIELDS[k][0] == "spiking"}
-    clips = {MOVED_FIELDS[k][1]: v for k, v in flat.items() if MOVED_FIELDS[k][0] == "clips"}
+    sections = {name: {MOVED_FIELDS[k][1]: v for k, v in flat.items() if MOVED_FIELDS[k][0] == name}
+                for name in SECTIONS}
     kind = MODEL_KINDS.get(d.get("model", "nsnn"))
-    if spiking and kind is not None and kind.spiking and d.get("spiking") is None:
-        d["spiking"] = spiking
+    for name, has in KIND_SECTIONS.items():
+        if sections[name] and kind is not None and has(kind) and d.get(name) is None:
+            d[name] = sections[name]
+    clips = sections["clips"]
     if clips and d.get("clips") is None and (d.get("preset") == "movie" or any(
             v != getattr(ClipsConfig(), k) for k, v in clips.items())):
         d["clips"] = clips
@@ -508,11 +516,13 @@ def _section_overrides(model: str, preset: dict, overrides: dict) -> dict:
         given[name][field] = overrides.pop(old)
         named.append(f"{old} (now {name}.{field})")
     sections = {name: {**(preset.get(name) or {}), **given[name]} for name in SECTIONS}
-    if not MODEL_KINDS[model].spiking:
-        if given["spiking"]:
-            setting = next(n for n in named if "spiking." in n)
-            raise ValueError(f"{setting}: {_no_section('spiking', model)}")
-        del sections["spiking"]
+    for name, has in KIND_SECTIONS.items():
+        if has(MODEL_KINDS[model]):
+            continue
+        if given[name]:
+            setting = next(n for n in named if f"{name}." in n)
+            raise ValueError(f"{setting}: {_no_section(name, model)}")
+        del sections[name]
     return {name: _section(name, values) for name, values in sections.items() if values}
 
 
@@ -588,9 +598,10 @@ def reachable_settings(config: FitConfig) -> list[str]:
     ``{arch_name}.{field}`` (the names of ``--set``: ``rf.noise_sigma``), in field order.
 
     A field holding a dataclass contributes its fields (a section, :data:`SECTIONS`, only where the
-    fit has it); every other field (a dict of a part's options included) is one setting. Derived fields (an architecture's ``input_size``, ``noisy``,
-    ``n_cells``, ``n_steps``) count as well: this is the rule the count before FitConfig held one
-    architecture was measured with (75 for every fit; now 50 for the quick NSNN, 40 for the quick CNN).
+    fit has it); every other field (a dict of a part's options included) is one setting. Derived
+    fields (an architecture's ``input_size``, ``noisy``, ``n_cells``, ``n_steps``) count as well: this
+    is the rule the count before FitConfig held one architecture was measured with (75 for every fit;
+    then 50 for the quick NSNN and 40 for the quick CNN; with the sections 47 and 34).
     """
     def leaves(obj, prefix: str) -> list[str]:
         out = []
@@ -664,13 +675,13 @@ for _preset in PRESETS.values():  # the dispersion CNN trains as the CNN does
 def make_config(model: str = "nsnn", preset: str = "quick", **overrides) -> FitConfig:
     """Build a :class:`FitConfig` from a preset plus overrides.
 
-    ``overrides`` may set any field; a section (:data:`SECTIONS`: ``clips=``, ``spiking=``) by a dict of the
-    fields to change, or by its old flat fields (``model_trials=4``: :data:`MOVED_FIELDS`); a section the fit
-    does not have (``spiking`` of a rate model) is a ValueError. ``architecture="paper"`` / ``"rf"`` picks the architecture
-    (default: the preset's; the LN model is always "rf"); a dict under the architecture config's
-    name (``snn=`` / ``cnn=`` / ``rf=``, :func:`arch_name`) or ``arch=`` (whichever the fit uses)
-    updates the preset's architecture field by field. A non-empty dict for another architecture
-    config is a ValueError that names the one this fit uses.
+    ``overrides`` may set any field; a section (:data:`SECTIONS`: ``clips=``, ``spiking=``, ``ln=``) by a
+    dict of the fields to change, or by its old flat fields (``model_trials=4``: :data:`MOVED_FIELDS`); a
+    section the fit does not have (``spiking`` of a rate model) is a ValueError. ``architecture="paper"`` /
+    ``"rf"`` picks the architecture (default: the preset's; the LN model is always "rf"); a dict under
+    the architecture config's name (``snn=`` / ``cnn=`` / ``rf=``, :func:`arch_name`) or ``arch=``
+    (whichever the fit uses) updates the preset's architecture field by field. A non-empty dict for
+    another architecture config is a ValueError that names the one this fit uses.
     """
     if preset not in PRESETS:
         raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")

@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from neurocode.fitting import FitConfig, FitData
 
 __all__ = ["ModelKind", "SpikingKind", "RateKind", "CNNKind", "CountCNNKind", "LNKind", "MODEL_KINDS", "Response",
-           "SpikingFitConfig"]
+           "SpikingFitConfig", "LNFitConfig"]
 
 #: Fits an LN model to the same data (the clip models' starting point): returns (model, history).
 LNFitter = Callable[[], "tuple[nn.Module, list[dict]]"]
@@ -87,6 +87,29 @@ class SpikingFitConfig:
             raise ValueError(f"spiking.tau_s must be a number of steps >= 1, got {self.tau_s!r}")
         if not (isinstance(self.hidden_rate, (int, float)) and 0 < self.hidden_rate < 1):
             raise ValueError(f"spiking.hidden_rate must be a rate per step in (0, 1), got {self.hidden_rate!r}")
+
+
+@dataclass(frozen=True)
+class LNFitConfig:
+    """The LN reference's own settings (:class:`LNKind`); a fit of another family has none (``FitConfig.ln``
+    is None).
+
+    Attributes
+    ----------
+    ridge : tuple of float
+        Flashed stimuli: the candidate ridge strengths; the best on the validation stimuli is used.
+    """
+
+    ridge: tuple[float, ...] = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
+
+    def __post_init__(self) -> None:
+        try:
+            ridge = tuple(float(v) for v in self.ridge)
+        except (TypeError, ValueError):
+            ridge = ()
+        if not ridge or any(not (v >= 0 and math.isfinite(v)) for v in ridge):
+            raise ValueError(f"ln.ridge must be non-negative numbers, got {self.ridge!r}")
+        object.__setattr__(self, "ridge", ridge)
 
 
 @dataclass(frozen=True)
@@ -487,7 +510,7 @@ class LNKind(RateKind):
         images = data.images.to(device)
         psth = data.psth(torch.arange(data.counts.shape[0])).to(device)  # [n, T, N]
         history = []
-        for ridge in config.ln_ridge:
+        for ridge in config.ln.ridge:
             model.front_end.fit_ridge(images[data.fit_idx], psth[data.fit_idx], ridge)
             history.append({"ridge": ridge, "val_rate_cc": validate(model)})
         best = max(history, key=lambda h: -math.inf if math.isnan(h["val_rate_cc"]) else h["val_rate_cc"])

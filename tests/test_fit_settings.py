@@ -2,7 +2,7 @@
 architecture config its fit uses, naming another is an error, and configs written when every fit
 held all three (``architecture``, ``snn``, ``cnn``, ``rf``) still load as the same fit. The settings
 of parts only some fits have are sections (``clips``: continuous recordings; ``spiking``: the spiking
-families' training) that other fits lack; their old flat names still reach them."""
+families' training; ``ln``: the LN reference's) that other fits lack; their old flat names still reach them."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import json
 import pytest
 
 from neurocode.fitting import (ARCH_CONFIGS, MODELS, MOVED_FIELDS, PRESETS, SECTIONS, ClipsConfig, FitConfig,
-                               SpikingFitConfig, make_config, reachable_settings)
+                               LNFitConfig, SpikingFitConfig, make_config, reachable_settings)
 from neurocode.models import CNNConfig, SNNConfig
 from neurocode.models.rf import RFConfig, RFRateConfig
 from neurocode.sweep._trials import settings_overrides
@@ -25,10 +25,10 @@ BEFORE = 75
 #: fields plus the architecture's (the RF-aware rate models' without the neurons' 10).
 ONE_ARCH = {("quick", "nsnn"): 50, ("quick", "cnn"): 40, ("quick", "ln"): 40, ("paper", "nsnn"): 49,
             ("paper", "cnn"): 39, ("movie", "nsnn"): 50, ("movie", "ln"): 40}
-#: And now: FitConfig's 27 other fields, the architecture's, and the sections the fit has (spiking: 3 for the
-#: NSNN and DSNN, where the five flat fields were; clips: 2, the movie preset's).
-AFTER = {("quick", "nsnn"): 48, ("quick", "cnn"): 35, ("quick", "ln"): 35, ("paper", "nsnn"): 47,
-         ("paper", "cnn"): 34, ("movie", "nsnn"): 50, ("movie", "ln"): 37}
+#: And now: FitConfig's 26 other fields, the architecture's, and the sections the fit has (spiking: 3 for the
+#: NSNN and DSNN, where the five flat fields were; ln: 1, the LN's ridge; clips: 2, the movie preset's).
+AFTER = {("quick", "nsnn"): 47, ("quick", "cnn"): 34, ("quick", "ln"): 35, ("paper", "nsnn"): 46,
+         ("paper", "cnn"): 33, ("movie", "nsnn"): 49, ("movie", "ln"): 37}
 
 
 @pytest.mark.parametrize("preset, model", sorted(AFTER))
@@ -133,11 +133,10 @@ def _as_before(config: FitConfig, architecture: str | None = None) -> dict:
 
 
 def _flat(record: dict) -> dict:
-    """A config record as a fit stored it before the sections: every fit held the five flat fields, a fit
+    """A config record as a fit stored it before the sections: every fit held the six flat fields, a fit
     without the part its preset's values (``model_trials``) or the defaults."""
     preset = PRESETS.get(record["preset"], {"common": {}})["common"]
-    sections = {"clips": {**dataclasses.asdict(ClipsConfig()), **preset.get("clips", {})},
-                "spiking": {**dataclasses.asdict(SpikingFitConfig()), **preset.get("spiking", {})}}
+    sections = {name: {**dataclasses.asdict(kind()), **preset.get(name, {})} for name, kind in SECTIONS.items()}
     for name in SECTIONS:
         sections[name].update(record.pop(name) or {})
     for old, (name, field) in MOVED_FIELDS.items():
@@ -193,6 +192,7 @@ def test_clips_need_the_rf_aware_architecture():
 def test_a_fit_has_the_sections_of_its_parts(preset, model):
     config = make_config(model, preset)
     assert (config.spiking is not None) == config.kind.spiking
+    assert (config.ln is not None) == config.kind.reference == (model == "ln")
     assert (config.clips is not None) == (preset == "movie")
     if config.kind.spiking:
         # the preset's values, read where old code reads them, read-only
@@ -203,6 +203,12 @@ def test_a_fit_has_the_sections_of_its_parts(preset, model):
     else:
         with pytest.raises(AttributeError, match=f"^tau_s: a {model} fit trains no spiking network"):
             config.tau_s
+    if model == "ln":
+        assert config.ln_ridge == config.ln.ridge == LNFitConfig().ridge
+    else:
+        with pytest.raises(AttributeError, match=f"^ln_ridge: a {model} fit is not the LN reference, so it has "
+                                                 "no ln settings \\(they apply to ln\\)$"):
+            config.ln_ridge
     # a fit of flashed stimuli reads the defaults a continuous recording would be cut with
     assert (config.clip_duration, config.clip_history) == (1.0, 0.3)
     record = json.loads(json.dumps(config.to_dict()))
@@ -226,6 +232,9 @@ def test_the_old_flat_names_reach_the_sections():
         config = make_config("nsnn", "quick", **parse_fit_set(items))
         assert config.clips == ClipsConfig(2, 0.3) and config.spiking.model_trials == 6
         assert {"clips.duration", "spiking.model_trials"} <= set(reachable_settings(config))
+    for items in (["ln_ridge=(1,10)"], ["ln.ridge=(1,10)"]):
+        config = make_config("ln", "quick", **parse_fit_set(items))
+        assert config.ln == LNFitConfig((1.0, 10.0)) and config.ln_ridge == (1.0, 10.0)
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -233,6 +242,8 @@ def test_the_old_flat_names_reach_the_sections():
                            r"it has no spiking settings \(they apply to nsnn, dsnn\)$"),
     (dict(spiking={"tau_s": 3.0}), r"^spiking\.tau_s: a cnn fit trains no spiking network"),
     (dict(spiking=SpikingFitConfig()), r"^spiking\.model_trials: a cnn fit"),
+    (dict(ln_ridge=(1.0,)), r"^ln_ridge \(now ln\.ridge\): a cnn fit is not the LN reference, so it has no ln "
+                            r"settings \(they apply to ln\)$"),
 ])
 def test_a_section_the_fit_lacks_is_a_one_line_error(overrides, message):
     with pytest.raises(ValueError, match=message) as err:
@@ -244,6 +255,8 @@ def test_a_section_the_fit_lacks_is_a_one_line_error(overrides, message):
     with pytest.raises(ValueError, match=r"^spiking: unknown SpikingFitConfig field\(s\) \['tau'\]; it has "
                                          r"model_trials, tau_s, hidden_rate$"):
         make_config("nsnn", "quick", spiking={"tau": 3.0})
+    with pytest.raises(ValueError, match=r"^ln\.ridge must be non-negative numbers, got \(\)$"):
+        make_config("ln", "quick", ln_ridge=())
     for kw, field in ((dict(clip_duration=0), "clips.duration"), (dict(clips={"history": -1}), "clips.history"),
                       (dict(tau_s=0.5), "spiking.tau_s"), (dict(model_trials=0), "spiking.model_trials"),
                       (dict(hidden_rate=1.5), "spiking.hidden_rate")):
@@ -260,6 +273,8 @@ def test_old_flat_records_keep_what_their_fit_read():
     they differ from the defaults, and such settings on flashed stimuli are refused naming them."""
     record = _flat(make_config("cnn", "paper").to_dict())
     assert record["model_trials"] == 8 and FitConfig.from_dict(record) == make_config("cnn", "paper")
+    ln = _flat(make_config("ln", "quick").to_dict())
+    assert FitConfig.from_dict({**ln, "ln_ridge": [1, 10]}) == make_config("ln", "quick", ln={"ridge": (1, 10)})
     nsnn = _flat(make_config("nsnn", "quick").to_dict())
     assert FitConfig.from_dict({**nsnn, "tau_s": 3.0}) == make_config("nsnn", "quick", tau_s=3.0)
     assert FitConfig.from_dict({**nsnn, "clip_duration": 2.0}).clips == ClipsConfig(2.0, 0.3)
