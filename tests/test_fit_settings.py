@@ -291,3 +291,18 @@ def test_old_flat_records_keep_what_their_fit_read():
     with pytest.raises(ValueError, match=r"^clips=\{'duration': 2\.0, 'history': 0\.3\}: recording 'natural_images' "
                                          r"holds flashed stimuli; clips settings apply to continuous recordings"):
         prepare_data(FitConfig.from_dict({**nsnn, "clip_duration": 2.0}), rec)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model", "cnn", "--set", "model_trials=8"],
+     "model_trials (now spiking.model_trials): a cnn fit trains no spiking network"),
+    (["--model", "nsnn", "--set", "clips.duration=2"],
+     "clips={'duration': 2, 'history': 0.3}: recording 'natural_images' holds flashed stimuli"),
+])
+def test_the_cli_refuses_a_setting_its_fit_does_not_use_before_writing(argv, message, tmp_path, capsys):
+    from neurocode.cli import main
+
+    assert main(["fit", *argv, "--out", str(tmp_path / "run"), "--epochs", "1", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"neurocode: error: {message}")
+    assert not (tmp_path / "run").exists()
