@@ -45,7 +45,7 @@ from neurocode.checkpoints import CheckpointError, CheckpointFormat, checkpoint_
 from neurocode.data import ContinuousRecording, ImageNormalizer, Recording, downsample, kfold_split, load_recording
 from neurocode.data.preprocessing import pad_to_square
 from neurocode.data.receptive_fields import ReceptiveFields, receptive_fields_for
-from neurocode.kinds import MODEL_KINDS, LNFitConfig, ModelKind, SpikingFitConfig
+from neurocode.kinds import MODEL_KINDS, LNFitConfig, ModelKind, PairsFitConfig, SpikingFitConfig
 from neurocode.models import CNNConfig, SNNConfig
 from neurocode.models.parts import FRONT_ENDS
 from neurocode.models.rf import RFConfig, RFRateConfig
@@ -58,6 +58,7 @@ __all__ = [
     "ClipsConfig",
     "SpikingFitConfig",
     "LNFitConfig",
+    "PairsFitConfig",
     "FitData",
     "CheckpointError",
     "make_config",
@@ -122,18 +123,25 @@ class ClipsConfig:
 
 
 #: A fit's settings of the parts only some fits have, by their name in settings, presets and ``config.json``:
-#: ``clips`` (continuous recordings), ``spiking`` (the spiking families' training) and ``ln`` (the LN reference's).
-SECTIONS: dict[str, type] = {"clips": ClipsConfig, "spiking": SpikingFitConfig, "ln": LNFitConfig}
-#: The sections a fit holds exactly when its model family has the part (the defaults where not given), by the
-#: test of whether a family has it.
-KIND_SECTIONS: dict[str, Callable[[ModelKind], bool]] = {"spiking": lambda kind: kind.spiking,
-                                                        "ln": lambda kind: kind.reference}
+#: ``clips`` (continuous recordings), ``spiking`` (the spiking families' training), ``ln`` (the LN reference's)
+#: and ``pairs`` (training on (stimulus, trial) pairs: the paper's CNN).
+SECTIONS: dict[str, type] = {"clips": ClipsConfig, "spiking": SpikingFitConfig, "ln": LNFitConfig,
+                             "pairs": PairsFitConfig}
+#: The sections a fit holds exactly when its model family (in its architecture, "paper" or "rf") has the part
+#: (the defaults where not given), by the test of whether it has it, and what a fit without it lacks.
+KIND_SECTIONS: dict[str, tuple[Callable[[ModelKind, str], bool], str]] = {
+    "spiking": (lambda kind, architecture: kind.spiking, "trains no spiking network"),
+    "ln": (lambda kind, architecture: kind.reference, "is not the LN reference"),
+    "pairs": (lambda kind, architecture: kind.trains_on_pairs(architecture),
+              "trains on whole stimuli (batch_images), not on (stimulus, trial) pairs"),
+}
 #: Flat fields of configs written before the sections, and where each went (``make_config`` and ``--set`` take
 #: the old names too).
 MOVED_FIELDS: dict[str, tuple[str, str]] = {
     "clip_duration": ("clips", "duration"), "clip_history": ("clips", "history"),
-    "model_trials": ("spiking", "model_trials"), "tau_s": ("spiking", "tau_s"), "hidden_rate": ("spiking", "hidden_rate"),
-    "ln_ridge": ("ln", "ridge"),
+    "model_trials": ("spiking", "model_trials"), "tau_s": ("spiking", "tau_s"),
+    "hidden_rate": ("spiking", "hidden_rate"),
+    "ln_ridge": ("ln", "ridge"), "batch_size": ("pairs", "batch_size"),
 }
 
 
@@ -174,9 +182,10 @@ class FitConfig:
     lr : float
         Initial Adam learning rate, cosine-decayed to 0 over all steps.
     batch_images : int
-        Spiking models: images per step (each with all its recorded trials).
-    batch_size : int
-        CNN: (image, trial) pairs per step.
+        Images per step (each with all its recorded trials), unless the fit trains on pairs.
+    pairs : PairsFitConfig or None
+        The settings of a fit that trains on (image, trial) pairs (the paper's CNN: ``batch_size``,
+        pairs per step); None for the others (such a fit's None: the defaults).
     spiking : SpikingFitConfig or None
         The spiking families' training settings (``model_trials``, ``tau_s``, ``hidden_rate``); None for
         the other families (a spiking fit's None: the defaults).
@@ -251,7 +260,7 @@ class FitConfig:
     epochs: int = 64
     lr: float = 3e-4
     batch_images: int = 2
-    batch_size: int = 64
+    pairs: PairsFitConfig | None = None
     spiking: SpikingFitConfig | None = None
     eval_trials: int = 64
     loss: LossName = "mmd_linear"
@@ -318,13 +327,9 @@ class FitConfig:
         if self.patience is not None and int(self.patience) < 1:
             raise ValueError(f"patience must be >= 1 or None, got {self.patience!r}")
         # frozen: the normalised values (tuples, nested configs) are set once, here
-        for name in ("epochs", "batch_images", "batch_size", "eval_trials", "input_size", "n_folds", "val_every",
-                     "val_trials"):
+        for name in ("epochs", "batch_images", "eval_trials", "input_size", "n_folds", "val_every", "val_trials"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
-        self._set_sections()
-        if self.kind.spiking and self.kind.noisy and self.spiking.model_trials < 2 and self.loss != "paired":
-            raise ValueError("spiking.model_trials must be >= 2 for a set-level MMD of a noisy model")
         if not 0 <= self.fold < self.n_folds:
             raise ValueError(f"fold={self.fold} out of range for n_folds={self.n_folds} (0..{self.n_folds - 1})")
         for name in ("seed", "fold", "threads"):
@@ -363,6 +368,9 @@ class FitConfig:
         if isinstance(arch, (SNNConfig, RFConfig)):
             shared["noisy"] = self.kind.spiking and self.kind.noisy
         object.__setattr__(self, "arch", dataclasses.replace(arch, **shared))
+        self._set_sections()
+        if self.kind.spiking and self.kind.noisy and self.spiking.model_trials < 2 and self.loss != "paired":
+            raise ValueError("spiking.model_trials must be >= 2 for a set-level MMD of a noisy model")
 
     def _set_sections(self) -> None:
         """Each section as its config (a dict of its fields is taken); those of :data:`KIND_SECTIONS` exactly for
@@ -374,19 +382,20 @@ class FitConfig:
             if value is not None and not isinstance(value, kind):
                 raise ValueError(f"{name} must be a {kind.__name__} (or a dict of its fields) or None, got {value!r}")
             object.__setattr__(self, name, value)
-        for name, has in KIND_SECTIONS.items():
+        for name, (has, _) in KIND_SECTIONS.items():
             value = getattr(self, name)
-            if has(self.kind) and value is None:
+            if has(self.kind, self.architecture) and value is None:
                 object.__setattr__(self, name, SECTIONS[name]())
-            elif not has(self.kind) and value is not None:
-                raise ValueError(f"{name}={dataclasses.asdict(value)}: {_no_section(name, self.model)}")
+            elif not has(self.kind, self.architecture) and value is not None:
+                raise ValueError(f"{name}={dataclasses.asdict(value)}: "
+                                 f"{_no_section(name, self.model, self.architecture)}")
 
     def _moved(self, name: str):
         section, field = MOVED_FIELDS[name]
         if section == "clips":
             return getattr(self.clips or ClipsConfig(), field)
         if getattr(self, section) is None:
-            raise AttributeError(f"{name}: {_no_section(section, self.model)}")
+            raise AttributeError(f"{name}: {_no_section(section, self.model, self.architecture)}")
         return getattr(getattr(self, section), field)
 
     # the moved fields, read-only where old code reads them (clip_*: what a continuous recording is cut with)
@@ -396,6 +405,7 @@ class FitConfig:
     tau_s = property(lambda self: self._moved("tau_s"), doc="``spiking.tau_s`` (steps).")
     hidden_rate = property(lambda self: self._moved("hidden_rate"), doc="``spiking.hidden_rate``.")
     ln_ridge = property(lambda self: self._moved("ln_ridge"), doc="``ln.ridge``.")
+    batch_size = property(lambda self: self._moved("batch_size"), doc="``pairs.batch_size``.")
 
     @property
     def kind(self) -> ModelKind:
@@ -467,11 +477,16 @@ def _section(name: str, values: dict):
     return kind(**values)
 
 
-def _no_section(section: str, model: str) -> str:
-    """Why a fit of ``model`` has no ``section`` of :data:`KIND_SECTIONS` (the end of a one-line error)."""
-    users = ", ".join(name for name, kind in MODEL_KINDS.items() if KIND_SECTIONS[section](kind))
-    lacks = "trains no spiking network" if section == "spiking" else "is not the LN reference"
-    return f"a {model} fit {lacks}, so it has no {section} settings (they apply to {users})"
+def _no_section(section: str, model: str, architecture: str) -> str:
+    """Why a fit of ``model`` in ``architecture`` has no ``section`` of :data:`KIND_SECTIONS` (the end of a
+    one-line error)."""
+    has, lacks = KIND_SECTIONS[section]
+    # a section some family holds in one architecture only names the architectures
+    where = {a for kind in MODEL_KINDS.values() for a in ("paper", "rf") if has(kind, a) != has(kind, "rf")}
+    fit = f"a {model} fit in the {architecture!r} architecture" if where else f"a {model} fit"
+    users = ", ".join(name + "".join(f" in the {a!r} architecture" for a in sorted(where) if has(kind, a))
+                      for name, kind in MODEL_KINDS.items() if has(kind, "paper") or has(kind, "rf"))
+    return f"{fit} {lacks}, so it has no {section} settings (they apply to {users})"
 
 
 def _sections_from_flat(d: dict) -> None:
@@ -485,8 +500,9 @@ def _sections_from_flat(d: dict) -> None:
     sections = {name: {MOVED_FIELDS[k][1]: v for k, v in flat.items() if MOVED_FIELDS[k][0] == name}
                 for name in SECTIONS}
     kind = MODEL_KINDS.get(d.get("model", "nsnn"))
-    for name, has in KIND_SECTIONS.items():
-        if sections[name] and kind is not None and has(kind) and d.get(name) is None:
+    architecture = "rf" if isinstance(d.get("arch"), RFRateConfig) else "paper"
+    for name, (has, _) in KIND_SECTIONS.items():
+        if sections[name] and kind is not None and has(kind, architecture) and d.get(name) is None:
             d[name] = sections[name]
     clips = sections["clips"]
     if clips and d.get("clips") is None and (d.get("preset") == "movie" or any(
@@ -494,9 +510,10 @@ def _sections_from_flat(d: dict) -> None:
         d["clips"] = clips
 
 
-def _section_overrides(model: str, preset: dict, overrides: dict) -> dict:
-    """The sections of a fit of ``model``: the preset's, updated by the ``overrides`` (popped from it) of a
-    section (a dict of its fields, a config, or None: no change) or of its old flat fields (:data:`MOVED_FIELDS`).
+def _section_overrides(model: str, architecture: str, preset: dict, overrides: dict) -> dict:
+    """The sections of a fit of ``model`` in ``architecture``: the preset's, updated by the ``overrides``
+    (popped from it) of a section (a dict of its fields, a config, or None: no change) or of its old flat
+    fields (:data:`MOVED_FIELDS`).
 
     A preset's section for a part the fit lacks does not apply; an override of one is a one-line error.
     """
@@ -516,12 +533,12 @@ def _section_overrides(model: str, preset: dict, overrides: dict) -> dict:
         given[name][field] = overrides.pop(old)
         named.append(f"{old} (now {name}.{field})")
     sections = {name: {**(preset.get(name) or {}), **given[name]} for name in SECTIONS}
-    for name, has in KIND_SECTIONS.items():
-        if has(MODEL_KINDS[model]):
+    for name, (has, _) in KIND_SECTIONS.items():
+        if has(MODEL_KINDS[model], architecture):
             continue
         if given[name]:
             setting = next(n for n in named if f"{name}." in n)
-            raise ValueError(f"{setting}: {_no_section(name, model)}")
+            raise ValueError(f"{setting}: {_no_section(name, model, architecture)}")
         del sections[name]
     return {name: _section(name, values) for name, values in sections.items() if values}
 
@@ -601,7 +618,7 @@ def reachable_settings(config: FitConfig) -> list[str]:
     fit has it); every other field (a dict of a part's options included) is one setting. Derived
     fields (an architecture's ``input_size``, ``noisy``, ``n_cells``, ``n_steps``) count as well: this
     is the rule the count before FitConfig held one architecture was measured with (75 for every fit;
-    then 50 for the quick NSNN and 40 for the quick CNN; with the sections 47 and 34).
+    then 50 for the quick NSNN and 40 for the quick CNN; with the sections 46 and 33).
     """
     def leaves(obj, prefix: str) -> list[str]:
         out = []
@@ -641,21 +658,21 @@ def reachable_settings(config: FitConfig) -> list[str]:
 #: paper-architecture DSNN reads each cell out as the mean of 64 units.
 PRESETS: dict[str, dict[str, dict]] = {
     "paper": {
-        "common": dict(architecture="paper", epochs=64, lr=3e-4, input_size=64, batch_images=2, batch_size=64,
-                       spiking=dict(model_trials=8), eval_trials=64, val_every=4),
+        "common": dict(architecture="paper", epochs=64, lr=3e-4, input_size=64, batch_images=2,
+                       pairs=dict(batch_size=64), spiking=dict(model_trials=8), eval_trials=64, val_every=4),
         "dsnn": dict(snn=dict(readout_units=64, readout="mean")),
         "ln": dict(architecture="rf"),
     },
     "movie": {
         "common": dict(architecture="rf", lr=3e-3, input_size=90, bin_size=0.033, clips=dict(duration=1.0, history=0.3),
-                       batch_images=8, batch_size=64, spiking=dict(model_trials=4), eval_trials=32,
+                       batch_images=8, pairs=dict(batch_size=64), spiking=dict(model_trials=4), eval_trials=32,
                        epochs=20, val_every=2, val_trials=8),
         "nsnn": dict(rf=dict(output_substeps=3)),
         "dsnn": dict(rf=dict(readout_units=16, output_substeps=3)),
         "ln": dict(lr=1e-2),
     },
     "quick": {
-        "common": dict(architecture="rf", lr=3e-3, input_size=64, batch_images=4, batch_size=64,
+        "common": dict(architecture="rf", lr=3e-3, input_size=64, batch_images=4, pairs=dict(batch_size=64),
                        spiking=dict(model_trials=4), eval_trials=64, epochs=30, val_every=3),
         # three noisy output substeps per 10-ms bin (0-3 spikes per bin: no one-spike ceiling), the
         # noise scaled by sqrt(3) so the count's rate curve stays smooth and NDL's gradient of it
@@ -701,7 +718,7 @@ def make_config(model: str = "nsnn", preset: str = "quick", **overrides) -> FitC
     arch = dict(specific.get(name) or {})
     kwargs.update({k: v for k, v in specific.items() if k not in ARCH_CONFIGS})
     given = {key: overrides.pop(key) for key in (*ARCH_CONFIGS, "arch") if key in overrides}
-    kwargs.update(_section_overrides(model, sections, overrides))
+    kwargs.update(_section_overrides(model, "rf" if name == "rf" else "paper", sections, overrides))
     kwargs.update(overrides)
     kind = arch_class(model, name, kwargs.get("parts"))
     for key, values in given.items():

@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from neurocode.fitting import FitConfig, FitData
 
 __all__ = ["ModelKind", "SpikingKind", "RateKind", "CNNKind", "CountCNNKind", "LNKind", "MODEL_KINDS", "Response",
-           "SpikingFitConfig", "LNFitConfig"]
+           "SpikingFitConfig", "LNFitConfig", "PairsFitConfig"]
 
 #: Fits an LN model to the same data (the clip models' starting point): returns (model, history).
 LNFitter = Callable[[], "tuple[nn.Module, list[dict]]"]
@@ -113,6 +113,26 @@ class LNFitConfig:
 
 
 @dataclass(frozen=True)
+class PairsFitConfig:
+    """The settings of a fit that trains on (stimulus, trial) pairs (the paper's CNN,
+    :meth:`ModelKind.trains_on_pairs`); a fit that trains on whole stimuli has none (``FitConfig.pairs`` is None).
+
+    Attributes
+    ----------
+    batch_size : int
+        (stimulus, trial) pairs per step.
+    """
+
+    batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, numbers.Integral) \
+                or self.batch_size < 1:
+            raise ValueError(f"pairs.batch_size must be an integer >= 1, got {self.batch_size!r}")
+        object.__setattr__(self, "batch_size", int(self.batch_size))
+
+
+@dataclass(frozen=True)
 class Response:
     """A model's response to one stimulus.
 
@@ -156,6 +176,11 @@ class ModelKind:
     def trials(self, k: int) -> int:
         """Trials to sample when K are wanted: a deterministic model's trials are identical."""
         return k if self.noisy else 1
+
+    def trains_on_pairs(self, architecture: str) -> bool:
+        """Whether a fit in ``architecture`` ("paper" or "rf") trains on (stimulus, trial) pairs
+        (``FitConfig.pairs``) rather than on whole stimuli with all their trials (``batch_images``)."""
+        return False
 
     def uses_rf(self, config: FitConfig) -> bool:
         """Whether the model reads each cell out at its receptive field (the RF-aware models)."""
@@ -407,20 +432,20 @@ class CNNKind(RateKind):
     default_loss: str = "poisson"
     losses: tuple[str, ...] = ("poisson", "mse")
 
-    def _pairs(self, config: FitConfig) -> bool:
+    def trains_on_pairs(self, architecture):
         # the paper's CNN trains on (stimulus, trial) pairs, as published; the RF-aware CNN on
         # whole stimuli
-        return config.architecture == "paper"
+        return architecture == "paper"
 
     def parts(self, clips):
         return "relu", "softplus_poisson"
 
     def training_items(self, config, data):
-        if not self._pairs(config):
+        if not self.trains_on_pairs(config.architecture):
             return super().training_items(config, data)
         fit_idx = torch.as_tensor(data.fit_idx)
         rows, trials = torch.nonzero(data.trial_mask[fit_idx], as_tuple=True)
-        return torch.stack([fit_idx[rows], trials], dim=1), config.batch_size
+        return torch.stack([fit_idx[rows], trials], dim=1), config.pairs.batch_size
 
     def loss(self, config, model, data, items, device, noise_gen):
         if items.dim() == 1:
@@ -469,9 +494,9 @@ class CountCNNKind(CNNKind):
     def parts(self, clips):
         return "relu", self.output
 
-    def training_items(self, config, data):
+    def trains_on_pairs(self, architecture):
         # whole stimuli with all their trials, also for the paper's network (the CNN draws pairs)
-        return ModelKind.training_items(self, config, data)
+        return False
 
     def loss(self, config, model, data, items, device, noise_gen):
         counts = data.counts[items].to(device).permute(1, 2, 0, 3)  # [T, R, B, N]

@@ -2,7 +2,8 @@
 architecture config its fit uses, naming another is an error, and configs written when every fit
 held all three (``architecture``, ``snn``, ``cnn``, ``rf``) still load as the same fit. The settings
 of parts only some fits have are sections (``clips``: continuous recordings; ``spiking``: the spiking
-families' training; ``ln``: the LN reference's) that other fits lack; their old flat names still reach them."""
+families' training; ``ln``: the LN reference's; ``pairs``: the paper CNN's (stimulus, trial) pairs) that other
+fits lack; their old flat names still reach them."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import json
 import pytest
 
 from neurocode.fitting import (ARCH_CONFIGS, MODELS, MOVED_FIELDS, PRESETS, SECTIONS, ClipsConfig, FitConfig,
-                               LNFitConfig, SpikingFitConfig, make_config, reachable_settings)
+                               LNFitConfig, PairsFitConfig, SpikingFitConfig, make_config, reachable_settings)
 from neurocode.models import CNNConfig, SNNConfig
 from neurocode.models.rf import RFConfig, RFRateConfig
 from neurocode.sweep._trials import settings_overrides
@@ -25,10 +26,11 @@ BEFORE = 75
 #: fields plus the architecture's (the RF-aware rate models' without the neurons' 10).
 ONE_ARCH = {("quick", "nsnn"): 50, ("quick", "cnn"): 40, ("quick", "ln"): 40, ("paper", "nsnn"): 49,
             ("paper", "cnn"): 39, ("movie", "nsnn"): 50, ("movie", "ln"): 40}
-#: And now: FitConfig's 26 other fields, the architecture's, and the sections the fit has (spiking: 3 for the
-#: NSNN and DSNN, where the five flat fields were; ln: 1, the LN's ridge; clips: 2, the movie preset's).
-AFTER = {("quick", "nsnn"): 47, ("quick", "cnn"): 34, ("quick", "ln"): 35, ("paper", "nsnn"): 46,
-         ("paper", "cnn"): 33, ("movie", "nsnn"): 49, ("movie", "ln"): 37}
+#: And now: FitConfig's 25 other fields, the architecture's, and the sections the fit has (spiking: 3 for the
+#: NSNN and DSNN, where the five flat fields were; ln: 1, the LN's ridge; pairs: 1, the paper CNN's batch of
+#: (stimulus, trial) pairs; clips: 2, the movie preset's).
+AFTER = {("quick", "nsnn"): 46, ("quick", "cnn"): 33, ("quick", "ln"): 34, ("paper", "nsnn"): 45,
+         ("paper", "cnn"): 33, ("movie", "nsnn"): 48, ("movie", "ln"): 36}
 
 
 @pytest.mark.parametrize("preset, model", sorted(AFTER))
@@ -133,7 +135,7 @@ def _as_before(config: FitConfig, architecture: str | None = None) -> dict:
 
 
 def _flat(record: dict) -> dict:
-    """A config record as a fit stored it before the sections: every fit held the six flat fields, a fit
+    """A config record as a fit stored it before the sections: every fit held the seven flat fields, a fit
     without the part its preset's values (``model_trials``) or the defaults."""
     preset = PRESETS.get(record["preset"], {"common": {}})["common"]
     sections = {name: {**dataclasses.asdict(kind()), **preset.get(name, {})} for name, kind in SECTIONS.items()}
@@ -193,6 +195,7 @@ def test_a_fit_has_the_sections_of_its_parts(preset, model):
     config = make_config(model, preset)
     assert (config.spiking is not None) == config.kind.spiking
     assert (config.ln is not None) == config.kind.reference == (model == "ln")
+    assert (config.pairs is not None) == (model == "cnn" and config.architecture == "paper")
     assert (config.clips is not None) == (preset == "movie")
     if config.kind.spiking:
         # the preset's values, read where old code reads them, read-only
@@ -232,6 +235,9 @@ def test_the_old_flat_names_reach_the_sections():
         config = make_config("nsnn", "quick", **parse_fit_set(items))
         assert config.clips == ClipsConfig(2, 0.3) and config.spiking.model_trials == 6
         assert {"clips.duration", "spiking.model_trials"} <= set(reachable_settings(config))
+    for items in (["batch_size=32"], ["pairs.batch_size=32"]):
+        config = make_config("cnn", "paper", **parse_fit_set(items))
+        assert config.pairs == PairsFitConfig(32) and config.batch_size == 32
     for items in (["ln_ridge=(1,10)"], ["ln.ridge=(1,10)"]):
         config = make_config("ln", "quick", **parse_fit_set(items))
         assert config.ln == LNFitConfig((1.0, 10.0)) and config.ln_ridge == (1.0, 10.0)
@@ -244,6 +250,9 @@ def test_the_old_flat_names_reach_the_sections():
     (dict(spiking=SpikingFitConfig()), r"^spiking\.model_trials: a cnn fit"),
     (dict(ln_ridge=(1.0,)), r"^ln_ridge \(now ln\.ridge\): a cnn fit is not the LN reference, so it has no ln "
                             r"settings \(they apply to ln\)$"),
+    (dict(batch_size=32), r"^batch_size \(now pairs\.batch_size\): a cnn fit in the 'rf' architecture trains on "
+                          r"whole stimuli \(batch_images\), not on \(stimulus, trial\) pairs, so it has no pairs "
+                          r"settings \(they apply to cnn in the 'paper' architecture\)$"),
 ])
 def test_a_section_the_fit_lacks_is_a_one_line_error(overrides, message):
     with pytest.raises(ValueError, match=message) as err:
@@ -273,6 +282,9 @@ def test_old_flat_records_keep_what_their_fit_read():
     they differ from the defaults, and such settings on flashed stimuli are refused naming them."""
     record = _flat(make_config("cnn", "paper").to_dict())
     assert record["model_trials"] == 8 and FitConfig.from_dict(record) == make_config("cnn", "paper")
+    assert FitConfig.from_dict({**record, "batch_size": 32}).pairs == PairsFitConfig(32)
+    quick = _flat(make_config("cnn", "quick").to_dict())  # the RF-aware CNN never read batch_size
+    assert FitConfig.from_dict({**quick, "batch_size": 32}) == make_config("cnn", "quick")
     ln = _flat(make_config("ln", "quick").to_dict())
     assert FitConfig.from_dict({**ln, "ln_ridge": [1, 10]}) == make_config("ln", "quick", ln={"ridge": (1, 10)})
     nsnn = _flat(make_config("nsnn", "quick").to_dict())

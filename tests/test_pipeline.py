@@ -502,8 +502,9 @@ def test_a_run_written_before_the_neuron_spec_loads_and_resumes(tmp_path, monkey
         config["rf"].update(core_noisy=True, core_noise_sigma=None, learn_sigma=False, learn_core_sigma=False)
         spiking = config.pop("spiking") or {"model_trials": 4, "tau_s": 2.0, "hidden_rate": 0.1}
         ln = config.pop("ln") or {"ridge": [0.3, 1.0, 3.0, 10.0, 30.0, 100.0]}
+        pairs = config.pop("pairs") or {"batch_size": 64}
         assert config.pop("clips") is None
-        config.update(spiking, clip_duration=1.0, clip_history=0.3, ln_ridge=ln["ridge"])
+        config.update(spiking, clip_duration=1.0, clip_history=0.3, ln_ridge=ln["ridge"], **pairs)
 
     stored = json.loads((d / "config.json").read_text())
     as_before(stored)

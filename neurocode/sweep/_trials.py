@@ -26,7 +26,7 @@ from typing import Any, Callable
 #: Architecture configs a dotted setting (``rf.noise_sigma``) may address; ``arch``: whichever the fit uses.
 ARCH_KEYS = ("snn", "cnn", "rf", "arch")
 #: The sections of parts only some fits have (``neurocode.fitting.SECTIONS``): ``clips.duration``, ``spiking.tau_s``.
-SECTION_KEYS = ("clips", "spiking", "ln")
+SECTION_KEYS = ("clips", "spiking", "ln", "pairs")
 #: Settings that stand for other config fields.
 ALIASES: dict[str, tuple[str, ...]] = {
     # the membrane-noise SD of the fit's architecture (quick/movie presets: rf, the paper preset: snn)
@@ -63,7 +63,7 @@ def expand_setting(key: str, value: Any) -> dict:
 
 def merge_overrides(base: dict, extra: dict) -> dict:
     """``base`` updated by ``extra``; architecture dicts (``snn``/``cnn``/``rf``/``arch``) and sections
-    (``clips``/``spiking``/``ln``) merged field by field."""
+    (``clips``/``spiking``/``ln``/``pairs``) merged field by field."""
     out = copy.deepcopy(base)
     for k, v in extra.items():
         if k in ARCH_KEYS + SECTION_KEYS and isinstance(v, dict):
