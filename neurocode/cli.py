@@ -90,8 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--no-progress", action="store_true", help="no progress bar")
     f.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any other fit setting, as `sweep --set` takes it but with one value: a FitConfig field "
-                        "(lr=1e-3, model_trials=8), a field of the fit's architecture (rf.noise_sigma=0.2; "
-                        "arch.FIELD: whichever it uses) or sigma (its membrane-noise SD); repeatable")
+                        "(lr=1e-3), a field of the fit's architecture (rf.noise_sigma=0.2; arch.FIELD: whichever "
+                        "it uses) or of a section it has (spiking.model_trials=8, clips.duration=2: continuous "
+                        "recordings) or sigma (its membrane-noise SD); repeatable")
 
     e = sub.add_parser("evaluate", help="recompute and print the held-out scores of a run folder",
                        description="Recompute metrics.json, per_cell_scores.csv and the figures of a run folder "

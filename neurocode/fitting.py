@@ -45,8 +45,9 @@ from neurocode.checkpoints import CheckpointError, CheckpointFormat, checkpoint_
 from neurocode.data import ContinuousRecording, ImageNormalizer, Recording, downsample, kfold_split, load_recording
 from neurocode.data.preprocessing import pad_to_square
 from neurocode.data.receptive_fields import ReceptiveFields, receptive_fields_for
-from neurocode.kinds import MODEL_KINDS, ModelKind
+from neurocode.kinds import MODEL_KINDS, LNFitConfig, ModelKind, PairsFitConfig, SpikingFitConfig
 from neurocode.models import CNNConfig, SNNConfig
+from neurocode.models.parts import FRONT_ENDS
 from neurocode.models.rf import RFConfig, RFRateConfig
 
 __all__ = [
@@ -54,6 +55,10 @@ __all__ = [
     "LOSSES",
     "PRESETS",
     "FitConfig",
+    "ClipsConfig",
+    "SpikingFitConfig",
+    "LNFitConfig",
+    "PairsFitConfig",
     "FitData",
     "CheckpointError",
     "make_config",
@@ -92,6 +97,55 @@ CHECKPOINT_VERSION = 2
 
 
 @dataclass(frozen=True)
+class ClipsConfig:
+    """How a fit cuts a continuous recording (movie, white noise) into clips
+    (:meth:`~neurocode.data.ContinuousRecording.to_clips`): training on non-repeated time, testing on the
+    repeated segment. A fit of flashed stimuli has none (``FitConfig.clips`` is None).
+
+    Attributes
+    ----------
+    duration : float
+        Each clip's response in s.
+    history : float
+        Stimulus before each clip's first response bin, in s.
+    """
+
+    duration: float = 1.0
+    history: float = 0.3
+
+    def __post_init__(self) -> None:
+        for name, positive in (("duration", True), ("history", False)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
+                    or value < 0 or (positive and value == 0):
+                raise ValueError(f"clips.{name} must be a {'positive' if positive else 'non-negative'} number of "
+                                 f"seconds, got {value!r}")
+
+
+#: A fit's settings of the parts only some fits have, by their name in settings, presets and ``config.json``:
+#: ``clips`` (continuous recordings), ``spiking`` (the spiking families' training), ``ln`` (the LN reference's)
+#: and ``pairs`` (training on (stimulus, trial) pairs: the paper's CNN).
+SECTIONS: dict[str, type] = {"clips": ClipsConfig, "spiking": SpikingFitConfig, "ln": LNFitConfig,
+                             "pairs": PairsFitConfig}
+#: The sections a fit holds exactly when its model family (in its architecture, "paper" or "rf") has the part
+#: (the defaults where not given), by the test of whether it has it, and what a fit without it lacks.
+KIND_SECTIONS: dict[str, tuple[Callable[[ModelKind, str], bool], str]] = {
+    "spiking": (lambda kind, architecture: kind.spiking, "trains no spiking network"),
+    "ln": (lambda kind, architecture: kind.reference, "is not the LN reference"),
+    "pairs": (lambda kind, architecture: kind.trains_on_pairs(architecture),
+              "trains on whole stimuli (batch_images), not on (stimulus, trial) pairs"),
+}
+#: Flat fields of configs written before the sections, and where each went (``make_config`` and ``--set`` take
+#: the old names too).
+MOVED_FIELDS: dict[str, tuple[str, str]] = {
+    "clip_duration": ("clips", "duration"), "clip_history": ("clips", "history"),
+    "model_trials": ("spiking", "model_trials"), "tau_s": ("spiking", "tau_s"),
+    "hidden_rate": ("spiking", "hidden_rate"),
+    "ln_ridge": ("ln", "ridge"), "batch_size": ("pairs", "batch_size"),
+}
+
+
+@dataclass(frozen=True)
 class FitConfig:
     """Everything that defines a fit; saved as ``config.json`` in the run folder.
 
@@ -119,21 +173,22 @@ class FitConfig:
         recording's window (or ``window``) and this, never fixed.
     window : (float, float) or None
         Response window in s to fit (inside the recording's); None: the recording's own.
-    clip_duration, clip_history : float
-        Continuous recordings (movies, white noise) are cut into clips of ``clip_duration`` s,
-        each with ``clip_history`` s of stimulus before its first response bin
-        (:meth:`~neurocode.data.ContinuousRecording.to_clips`); training on non-repeated time,
-        testing on the repeated segment.
+    clips : ClipsConfig or None
+        How a continuous recording is cut into clips (the movie preset's; None: the defaults of
+        :class:`ClipsConfig` where the recording is continuous). Settings on a recording of flashed
+        stimuli are an error when its data are prepared.
     epochs : int
         Passes over the training images.
     lr : float
         Initial Adam learning rate, cosine-decayed to 0 over all steps.
     batch_images : int
-        Spiking models: images per step (each with all its recorded trials).
-    batch_size : int
-        CNN: (image, trial) pairs per step.
-    model_trials : int
-        Spiking models: K sampled trials per image in training.
+        Images per step (each with all its recorded trials), unless the fit trains on pairs.
+    pairs : PairsFitConfig or None
+        The settings of a fit that trains on (image, trial) pairs (the paper's CNN: ``batch_size``,
+        pairs per step); None for the others (such a fit's None: the defaults).
+    spiking : SpikingFitConfig or None
+        The spiking families' training settings (``model_trials``, ``tau_s``, ``hidden_rate``); None for
+        the other families (a spiking fit's None: the defaults).
     eval_trials : int
         Spiking models: sampled trials per held-out image for predictions and scores.
     loss : str
@@ -142,10 +197,6 @@ class FitConfig:
         variability), "mmd_linear+gaussian_cell" (the linear one plus ``loss_options["cell_mmd_weight"]`` times
         the per-cell Gaussian one) or "paired" (Eq. 27) for spiking models; "poisson" for the CNN;
         "count_nll" (its count output's NLL) for the dispersion CNN.
-    tau_s : float
-        PSP time constant in steps (paper: 2).
-    hidden_rate : float
-        Initial mean firing rate of hidden spiking layers (calibrated on training images).
     val_fraction : float
         Fraction of the training images held out for validation (seeded, at least one).
     val_every : int
@@ -155,8 +206,9 @@ class FitConfig:
     patience : int or None
         Stop early after this many validations without improvement (None: run all epochs;
         the best validation epoch's weights are kept either way).
-    ln_ridge : tuple of float
-        LN: candidate ridge strengths, the best on the validation images is used.
+    ln : LNFitConfig or None
+        The LN reference's settings (``ridge``: the candidate ridge strengths, the best on the
+        validation images is used); None for the other families (the LN's None: the defaults).
     loss_options : dict or None
         The loss's own options (None: none). Spiking models with a set-level MMD: ``count_weight``
         (float >= 0), the weight of a second MMD² term on each trial's spike count over the window
@@ -204,22 +256,19 @@ class FitConfig:
     input_size: int = 64
     bin_size: float = 0.01
     window: tuple[float, float] | None = None
-    clip_duration: float = 1.0
-    clip_history: float = 0.3
+    clips: ClipsConfig | None = None
     epochs: int = 64
     lr: float = 3e-4
     batch_images: int = 2
-    batch_size: int = 64
-    model_trials: int = 8
+    pairs: PairsFitConfig | None = None
+    spiking: SpikingFitConfig | None = None
     eval_trials: int = 64
     loss: LossName = "mmd_linear"
-    tau_s: float = 2.0
-    hidden_rate: float = 0.1
     val_fraction: float = 1 / 6
     val_every: int = 2
     val_trials: int = 16
     patience: int | None = None
-    ln_ridge: tuple[float, ...] = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
+    ln: LNFitConfig | None = None
     loss_options: dict | None = None
     parts: dict | None = None
     arch: ArchConfig | None = None
@@ -278,15 +327,9 @@ class FitConfig:
         if self.patience is not None and int(self.patience) < 1:
             raise ValueError(f"patience must be >= 1 or None, got {self.patience!r}")
         # frozen: the normalised values (tuples, nested configs) are set once, here
-        object.__setattr__(self, "ln_ridge", tuple(float(v) for v in self.ln_ridge))
-        if not self.ln_ridge or any(not (v >= 0 and math.isfinite(v)) for v in self.ln_ridge):
-            raise ValueError(f"ln_ridge must be non-negative numbers, got {self.ln_ridge!r}")
-        for name in ("epochs", "batch_images", "batch_size", "eval_trials", "input_size", "n_folds", "val_every",
-                     "val_trials"):
+        for name in ("epochs", "batch_images", "eval_trials", "input_size", "n_folds", "val_every", "val_trials"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
-        if self.model_trials < 2 and self.kind.spiking and self.kind.noisy and self.loss != "paired":
-            raise ValueError("model_trials must be >= 2 for a set-level MMD of a noisy model")
         if not 0 <= self.fold < self.n_folds:
             raise ValueError(f"fold={self.fold} out of range for n_folds={self.n_folds} (0..{self.n_folds - 1})")
         for name in ("seed", "fold", "threads"):
@@ -303,12 +346,9 @@ class FitConfig:
         check_device(self.device, available=False)
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
-        for name in ("bin_size", "clip_duration"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value > 0 and math.isfinite(value)):
-                raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
-        if not (self.clip_history >= 0 and math.isfinite(self.clip_history)):
-            raise ValueError(f"clip_history must be >= 0 s, got {self.clip_history!r}")
+        value = self.bin_size
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value > 0 and math.isfinite(value)):
+            raise ValueError(f"bin_size must be a positive number of seconds, got {value!r}")
         if self.window is not None:
             try:
                 w = tuple(float(v) for v in self.window)
@@ -328,6 +368,44 @@ class FitConfig:
         if isinstance(arch, (SNNConfig, RFConfig)):
             shared["noisy"] = self.kind.spiking and self.kind.noisy
         object.__setattr__(self, "arch", dataclasses.replace(arch, **shared))
+        self._set_sections()
+        if self.kind.spiking and self.kind.noisy and self.spiking.model_trials < 2 and self.loss != "paired":
+            raise ValueError("spiking.model_trials must be >= 2 for a set-level MMD of a noisy model")
+
+    def _set_sections(self) -> None:
+        """Each section as its config (a dict of its fields is taken); those of :data:`KIND_SECTIONS` exactly for
+        the families that have the part."""
+        for name, kind in SECTIONS.items():
+            value = getattr(self, name)
+            if isinstance(value, dict):
+                value = _section(name, value)
+            if value is not None and not isinstance(value, kind):
+                raise ValueError(f"{name} must be a {kind.__name__} (or a dict of its fields) or None, got {value!r}")
+            object.__setattr__(self, name, value)
+        for name, (has, _) in KIND_SECTIONS.items():
+            value = getattr(self, name)
+            if has(self.kind, self.architecture) and value is None:
+                object.__setattr__(self, name, SECTIONS[name]())
+            elif not has(self.kind, self.architecture) and value is not None:
+                raise ValueError(f"{name}={dataclasses.asdict(value)}: "
+                                 f"{_no_section(name, self.model, self.architecture)}")
+
+    def _moved(self, name: str):
+        section, field = MOVED_FIELDS[name]
+        if section == "clips":
+            return getattr(self.clips or ClipsConfig(), field)
+        if getattr(self, section) is None:
+            raise AttributeError(f"{name}: {_no_section(section, self.model, self.architecture)}")
+        return getattr(getattr(self, section), field)
+
+    # the moved fields, read-only where old code reads them (clip_*: what a continuous recording is cut with)
+    clip_duration = property(lambda self: self._moved("clip_duration"), doc="``clips.duration`` (s).")
+    clip_history = property(lambda self: self._moved("clip_history"), doc="``clips.history`` (s).")
+    model_trials = property(lambda self: self._moved("model_trials"), doc="``spiking.model_trials``.")
+    tau_s = property(lambda self: self._moved("tau_s"), doc="``spiking.tau_s`` (steps).")
+    hidden_rate = property(lambda self: self._moved("hidden_rate"), doc="``spiking.hidden_rate``.")
+    ln_ridge = property(lambda self: self._moved("ln_ridge"), doc="``ln.ridge``.")
+    batch_size = property(lambda self: self._moved("batch_size"), doc="``pairs.batch_size``.")
 
     @property
     def kind(self) -> ModelKind:
@@ -379,14 +457,90 @@ class FitConfig:
                 if value != default:
                     d["loss_options"] = {**(d.get("loss_options") or {}), option: value}
         d["arch"] = _arch_from_dict(d)
+        _sections_from_flat(d)
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown config field(s) {sorted(unknown)}")
-        for key in ("ln_ridge", "window"):
-            if isinstance(d.get(key), list):
-                d[key] = tuple(d[key])
+        if isinstance(d.get("window"), list):
+            d["window"] = tuple(d["window"])
         return cls(**d)
+
+
+def _section(name: str, values: dict):
+    """The section ``name``'s config (:data:`SECTIONS`) of a dict of its fields; an unknown one is named."""
+    kind = SECTIONS[name]
+    unknown = set(values) - {f.name for f in fields(kind)}
+    if unknown:
+        raise ValueError(f"{name}: unknown {kind.__name__} field(s) {sorted(unknown)}; it has "
+                         f"{', '.join(f.name for f in fields(kind))}")
+    return kind(**values)
+
+
+def _no_section(section: str, model: str, architecture: str) -> str:
+    """Why a fit of ``model`` in ``architecture`` has no ``section`` of :data:`KIND_SECTIONS` (the end of a
+    one-line error)."""
+    has, lacks = KIND_SECTIONS[section]
+    # a section some family holds in one architecture only names the architectures
+    where = {a for kind in MODEL_KINDS.values() for a in ("paper", "rf") if has(kind, a) != has(kind, "rf")}
+    fit = f"a {model} fit in the {architecture!r} architecture" if where else f"a {model} fit"
+    users = ", ".join(name + "".join(f" in the {a!r} architecture" for a in sorted(where) if has(kind, a))
+                      for name, kind in MODEL_KINDS.items() if has(kind, "paper") or has(kind, "rf"))
+    return f"{fit} {lacks}, so it has no {section} settings (they apply to {users})"
+
+
+def _sections_from_flat(d: dict) -> None:
+    """Move a stored config's flat fields of before the sections (:data:`MOVED_FIELDS`) into ``d``'s sections.
+
+    Such a record held them all for every fit: a spiking fit's three are its ``spiking``, the LN's ridge its
+    ``ln``; the clip settings are ``clips`` of the movie preset and wherever they differ from the defaults (a fit
+    of flashed stimuli stored the unused defaults); the rest were read by no part of the fit and are dropped.
+    """
+    flat = {name: d.pop(name) for name in MOVED_FIELDS if name in d}
+    sections = {name: {MOVED_FIELDS[k][1]: v for k, v in flat.items() if MOVED_FIELDS[k][0] == name}
+                for name in SECTIONS}
+    kind = MODEL_KINDS.get(d.get("model", "nsnn"))
+    architecture = "rf" if isinstance(d.get("arch"), RFRateConfig) else "paper"
+    for name, (has, _) in KIND_SECTIONS.items():
+        if sections[name] and kind is not None and has(kind, architecture) and d.get(name) is None:
+            d[name] = sections[name]
+    clips = sections["clips"]
+    if clips and d.get("clips") is None and (d.get("preset") == "movie" or any(
+            v != getattr(ClipsConfig(), k) for k, v in clips.items())):
+        d["clips"] = clips
+
+
+def _section_overrides(model: str, architecture: str, preset: dict, overrides: dict) -> dict:
+    """The sections of a fit of ``model`` in ``architecture``: the preset's, updated by the ``overrides``
+    (popped from it) of a section (a dict of its fields, a config, or None: no change) or of its old flat
+    fields (:data:`MOVED_FIELDS`).
+
+    A preset's section for a part the fit lacks does not apply; an override of one is a one-line error.
+    """
+    given: dict[str, dict] = {name: {} for name in SECTIONS}
+    named = []  # the settings as the caller named them
+    for name in SECTIONS:
+        value = overrides.pop(name, None)
+        if dataclasses.is_dataclass(value):
+            value = dataclasses.asdict(value)
+        if value is not None and not isinstance(value, dict):
+            raise ValueError(f"{name} must be a dict of {SECTIONS[name].__name__} fields, a {SECTIONS[name].__name__} "
+                             f"or None, got {value!r}")
+        given[name].update(value or {})
+        named += [f"{name}.{field}" for field in value or {}]
+    for old in [k for k in overrides if k in MOVED_FIELDS]:
+        name, field = MOVED_FIELDS[old]
+        given[name][field] = overrides.pop(old)
+        named.append(f"{old} (now {name}.{field})")
+    sections = {name: {**(preset.get(name) or {}), **given[name]} for name in SECTIONS}
+    for name, (has, _) in KIND_SECTIONS.items():
+        if has(MODEL_KINDS[model], architecture):
+            continue
+        if given[name]:
+            setting = next(n for n in named if f"{name}." in n)
+            raise ValueError(f"{setting}: {_no_section(name, model, architecture)}")
+        del sections[name]
+    return {name: _section(name, values) for name, values in sections.items() if values}
 
 
 def arch_name(model: str, architecture: str) -> str:
@@ -460,15 +614,18 @@ def reachable_settings(config: FitConfig) -> list[str]:
     """The settings a fit exposes: every field of ``config``, the architecture's fields as
     ``{arch_name}.{field}`` (the names of ``--set``: ``rf.noise_sigma``), in field order.
 
-    A field holding a dataclass contributes its fields; every other field (a dict of a part's
-    options included) is one setting. Derived fields (an architecture's ``input_size``, ``noisy``,
-    ``n_cells``, ``n_steps``) count as well: this is the rule the count before FitConfig held one
-    architecture was measured with (75 for every fit; now 50 for the quick NSNN, 40 for the quick CNN).
+    A field holding a dataclass contributes its fields (a section, :data:`SECTIONS`, only where the
+    fit has it); every other field (a dict of a part's options included) is one setting. Derived
+    fields (an architecture's ``input_size``, ``noisy``, ``n_cells``, ``n_steps``) count as well: this
+    is the rule the count before FitConfig held one architecture was measured with (75 for every fit;
+    then 50 for the quick NSNN and 40 for the quick CNN; with the sections 46 and 33).
     """
     def leaves(obj, prefix: str) -> list[str]:
         out = []
         for f in fields(obj):
             value = getattr(obj, f.name)
+            if obj is config and f.name in SECTIONS and value is None:
+                continue
             name = config.arch_name if obj is config and f.name == "arch" else f.name
             out += leaves(value, f"{prefix}{name}.") if dataclasses.is_dataclass(value) else [prefix + name]
         return out
@@ -477,8 +634,9 @@ def reachable_settings(config: FitConfig) -> list[str]:
 
 
 #: Named starting points; ``make_config`` applies them, then the caller's overrides.
-#: Per preset: fit fields shared by all models ("common"), then per model (a name of
-#: ``MODELS``; absent: none) its own fit fields and architecture ("snn" / "cnn" / "rf" dicts).
+#: Per preset: fit fields shared by all models ("common"; a section of :data:`SECTIONS` applies to the fits
+#: that have the part), then per model (a name of ``MODELS``; absent: none) its own fit fields and
+#: architecture ("snn" / "cnn" / "rf" dicts).
 #:
 #: "quick" (the default): the RF-aware models of :mod:`neurocode.models.rf` on 64-px images
 #: (core on 32-px ON/OFF maps, RF features on the 64-px image), a couple of minutes at most
@@ -500,22 +658,22 @@ def reachable_settings(config: FitConfig) -> list[str]:
 #: paper-architecture DSNN reads each cell out as the mean of 64 units.
 PRESETS: dict[str, dict[str, dict]] = {
     "paper": {
-        "common": dict(architecture="paper", epochs=64, lr=3e-4, input_size=64, batch_images=2, batch_size=64,
-                       model_trials=8, eval_trials=64, val_every=4),
+        "common": dict(architecture="paper", epochs=64, lr=3e-4, input_size=64, batch_images=2,
+                       pairs=dict(batch_size=64), spiking=dict(model_trials=8), eval_trials=64, val_every=4),
         "dsnn": dict(snn=dict(readout_units=64, readout="mean")),
         "ln": dict(architecture="rf"),
     },
     "movie": {
-        "common": dict(architecture="rf", lr=3e-3, input_size=90, bin_size=0.033, clip_duration=1.0,
-                       clip_history=0.3, batch_images=8, batch_size=64, model_trials=4, eval_trials=32,
+        "common": dict(architecture="rf", lr=3e-3, input_size=90, bin_size=0.033, clips=dict(duration=1.0, history=0.3),
+                       batch_images=8, pairs=dict(batch_size=64), spiking=dict(model_trials=4), eval_trials=32,
                        epochs=20, val_every=2, val_trials=8),
         "nsnn": dict(rf=dict(output_substeps=3)),
         "dsnn": dict(rf=dict(readout_units=16, output_substeps=3)),
         "ln": dict(lr=1e-2),
     },
     "quick": {
-        "common": dict(architecture="rf", lr=3e-3, input_size=64, batch_images=4, batch_size=64, model_trials=4,
-                       eval_trials=64, epochs=30, val_every=3),
+        "common": dict(architecture="rf", lr=3e-3, input_size=64, batch_images=4, pairs=dict(batch_size=64),
+                       spiking=dict(model_trials=4), eval_trials=64, epochs=30, val_every=3),
         # three noisy output substeps per 10-ms bin (0-3 spikes per bin: no one-spike ceiling), the
         # noise scaled by sqrt(3) so the count's rate curve stays smooth and NDL's gradient of it
         # exact, the noise scale a parameter per cell: chosen on validation images
@@ -534,11 +692,13 @@ for _preset in PRESETS.values():  # the dispersion CNN trains as the CNN does
 def make_config(model: str = "nsnn", preset: str = "quick", **overrides) -> FitConfig:
     """Build a :class:`FitConfig` from a preset plus overrides.
 
-    ``overrides`` may set any field. ``architecture="paper"`` / ``"rf"`` picks the architecture
-    (default: the preset's; the LN model is always "rf"); a dict under the architecture config's
-    name (``snn=`` / ``cnn=`` / ``rf=``, :func:`arch_name`) or ``arch=`` (whichever the fit uses)
-    updates the preset's architecture field by field. A non-empty dict for another architecture
-    config is a ValueError that names the one this fit uses.
+    ``overrides`` may set any field; a section (:data:`SECTIONS`: ``clips=``, ``spiking=``, ``ln=``) by a
+    dict of the fields to change, or by its old flat fields (``model_trials=4``: :data:`MOVED_FIELDS`); a
+    section the fit does not have (``spiking`` of a rate model) is a ValueError. ``architecture="paper"`` /
+    ``"rf"`` picks the architecture (default: the preset's; the LN model is always "rf"); a dict under
+    the architecture config's name (``snn=`` / ``cnn=`` / ``rf=``, :func:`arch_name`) or ``arch=``
+    (whichever the fit uses) updates the preset's architecture field by field. A non-empty dict for
+    another architecture config is a ValueError that names the one this fit uses.
     """
     if preset not in PRESETS:
         raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
@@ -547,9 +707,10 @@ def make_config(model: str = "nsnn", preset: str = "quick", **overrides) -> FitC
     unknown = set(PRESETS[preset]) - {"common", *MODELS}
     if unknown:
         raise ValueError(f"PRESETS[{preset!r}] names model(s) {sorted(unknown)} that are not in MODELS {MODELS}")
-    kwargs = dict(PRESETS[preset]["common"])
+    kwargs = {k: v for k, v in PRESETS[preset]["common"].items() if k not in SECTIONS}
     kwargs["loss"] = MODEL_KINDS[model].default_loss
     specific = dict(PRESETS[preset].get(model, {}))
+    sections = {name: {**PRESETS[preset]["common"].get(name, {}), **specific.pop(name, {})} for name in SECTIONS}
     architecture = kwargs.pop("architecture", "paper")
     architecture = overrides.pop("architecture", specific.pop("architecture", architecture))
     name = arch_name(model, architecture)
@@ -557,6 +718,7 @@ def make_config(model: str = "nsnn", preset: str = "quick", **overrides) -> FitC
     arch = dict(specific.get(name) or {})
     kwargs.update({k: v for k, v in specific.items() if k not in ARCH_CONFIGS})
     given = {key: overrides.pop(key) for key in (*ARCH_CONFIGS, "arch") if key in overrides}
+    kwargs.update(_section_overrides(model, "rf" if name == "rf" else "paper", sections, overrides))
     kwargs.update(overrides)
     kind = arch_class(model, name, kwargs.get("parts"))
     for key, values in given.items():
@@ -681,10 +843,14 @@ class FitData:
     def is_clips(self) -> bool:
         return self.n_lags > 0
 
+    @property
+    def front_end(self) -> type:
+        """The front end of the stimulus type (:data:`~neurocode.models.parts.FRONT_ENDS`): its stimuli's layout."""
+        return FRONT_ENDS["clips" if self.is_clips else "flash"]
+
     def inputs(self, idx, device=None) -> Tensor:
         """Model input for stimuli ``idx``: ``[B, 1, S, S]`` frames or time-major clips ``[F, B, S, S]``."""
-        x = self.images[torch.as_tensor(np.asarray(idx))]
-        x = x.transpose(0, 1) if self.is_clips else x
+        x = self.front_end.batch(self.images[torch.as_tensor(np.asarray(idx))])
         return x.to(device) if device is not None else x
 
     def test_counts(self) -> np.ndarray:
@@ -753,7 +919,7 @@ def prepare_data(config: FitConfig, recording: Recording | ContinuousRecording |
 
     * Flashed stimuli: k-fold split by stimulus (``fold`` of ``n_folds``, seeded), unless the
       recording designates its test stimuli.
-    * A continuous recording is cut into clips (``clip_duration``, ``clip_history``) after its
+    * A continuous recording is cut into clips (``clips``: :class:`ClipsConfig`) after its
       frames are resampled; its repeated segment is the test set.
 
     The normalisation and the receptive-field estimate use the training stimuli only.
@@ -765,9 +931,13 @@ def prepare_data(config: FitConfig, recording: Recording | ContinuousRecording |
         frames, note = _model_frames(rec.frames, config.input_size, fill)
         # stored RF contours are in display px of the original frames; after resampling they are estimated
         rec = dataclasses.replace(rec.with_frames(frames), receptive_fields=None)
-        rec = rec.to_clips(config.clip_duration, config.bin_size, config.clip_history)
-        note += f"; cut into {rec.n_stimuli} clips of {config.clip_duration:g} s + {config.clip_history:g} s history"
+        clips = config.clips or ClipsConfig()
+        rec = rec.to_clips(clips.duration, config.bin_size, clips.history)
+        note += f"; cut into {rec.n_stimuli} clips of {clips.duration:g} s + {clips.history:g} s history"
     else:
+        if config.clips is not None:
+            raise ValueError(f"clips={dataclasses.asdict(config.clips)}: recording {rec.name!r} holds flashed stimuli; "
+                             "clips settings apply to continuous recordings (movies, white noise)")
         note = None
     if config.window is not None:
         rec = rec.cropped(config.window)
@@ -808,7 +978,7 @@ def prepare_data(config: FitConfig, recording: Recording | ContinuousRecording |
         rfs = receptive_fields_for(square, train_idx, bin_size=config.bin_size)
     images = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
     return FitData(
-        images=images if rec.is_clips else images[:, None],
+        images=FRONT_ENDS["clips" if rec.is_clips else "flash"].stored(images),
         counts=torch.from_numpy(counts.astype(np.float32)),
         train_idx=train_idx,
         test_idx=test_idx,
@@ -875,8 +1045,8 @@ def _validation_rate_cc(config: FitConfig, model: nn.Module, data: FitData) -> f
 
 #: The fields an LN reference takes from the fit it accompanies (the data, split, seed and
 #: where it runs); everything else is the LN entry of the fit's preset.
-LN_SHARED_FIELDS = ("data", "recording", "fold", "n_folds", "seed", "input_size", "bin_size", "window",
-                    "clip_duration", "clip_history", "val_fraction", "device", "threads")
+LN_SHARED_FIELDS = ("data", "recording", "fold", "n_folds", "seed", "input_size", "bin_size", "window", "clips",
+                    "val_fraction", "device", "threads")
 
 
 def ln_reference_config(config: FitConfig, clips: bool) -> FitConfig:
@@ -1105,8 +1275,7 @@ def predict(config: FitConfig, model: nn.Module, data: FitData, stimuli: np.ndar
     if x.ndim != 1 or not np.issubdtype(x.dtype, np.integer):
         raise ValueError(f"stimuli must be 1-D integer indices or frames [n, H, W] / clips [n, F, H, W], got "
                          f"{x.dtype} {x.shape}")
-    return _predict_inputs(config, model, data.images[torch.as_tensor(x)], data.is_clips, n_trials, seed,
-                           return_rates)
+    return _predict_inputs(config, model, data.images[torch.as_tensor(x)], data, n_trials, seed, return_rates)
 
 
 def predict_stimuli(config: FitConfig, model: nn.Module, data: FitData, frames: np.ndarray,
@@ -1127,12 +1296,7 @@ def predict_stimuli(config: FitConfig, model: nn.Module, data: FitData, frames: 
     As :func:`predict`.
     """
     x = np.asarray(frames)
-    want = 4 if data.is_clips else 3
-    if x.ndim != want or min(x.shape, default=0) < 1:
-        kind = f"clips [n, F >= {data.n_lags}, H, W]" if data.is_clips else "flashed frames [n, H, W]"
-        raise ValueError(f"stimuli must be {kind} for this model, got shape {x.shape}")
-    if data.is_clips and x.shape[1] < data.n_lags:
-        raise ValueError(f"clips need at least {data.n_lags} frames (the temporal filter's length), got {x.shape[1]}")
+    data.front_end.check_stimuli(x.shape, data.n_lags)
     if not np.isfinite(x).all():
         raise ValueError("stimuli contain NaN or infinite values")
     largest, float32_max = float(np.abs(x).max()), float(np.finfo(np.float32).max)
@@ -1142,22 +1306,22 @@ def predict_stimuli(config: FitConfig, model: nn.Module, data: FitData, frames: 
     fill = float(data.recording.stimuli[data.train_idx].mean(dtype=np.float64))
     small, _ = _model_frames(x, config.input_size, fill)
     images = torch.from_numpy(data.normalizer.transform(small))
-    return _predict_inputs(config, model, images if data.is_clips else images[:, None], data.is_clips, n_trials,
-                           seed, return_rates)
+    return _predict_inputs(config, model, data.front_end.stored(images), data, n_trials, seed, return_rates)
 
 
 @torch.no_grad()
-def _predict_inputs(config, model, images: Tensor, clips: bool, n_trials, seed, return_rates):
+def _predict_inputs(config, model, images: Tensor, data: FitData, n_trials, seed, return_rates):
+    """Responses to stored stimuli ``images`` (``data.images``' layout) of ``data``'s stimulus type."""
     if n_trials is not None and (isinstance(n_trials, bool) or not isinstance(n_trials, numbers.Integral)
                                  or n_trials < 1):
         raise ValueError(f"n_trials (--trials) must be an integer >= 1 (sampled trials per stimulus), got {n_trials!r}")
     device = next(model.parameters()).device
     model.eval()
     images = images.to(device)
+    clips = data.is_clips
 
     def one(i):  # stimulus i as model input
-        x = images[i : i + 1]
-        return x.transpose(0, 1) if clips else x
+        return data.front_end.batch(images[i : i + 1])
 
     if not (config.kind.spiking or config.kind.noisy):
         rates = torch.stack([config.kind.respond(config, model, one(i), 1, clips).rates

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
@@ -51,10 +52,84 @@ from neurocode.models.snn import paper_snn_spec
 if TYPE_CHECKING:
     from neurocode.fitting import FitConfig, FitData
 
-__all__ = ["ModelKind", "SpikingKind", "RateKind", "CNNKind", "CountCNNKind", "LNKind", "MODEL_KINDS", "Response"]
+__all__ = ["ModelKind", "SpikingKind", "RateKind", "CNNKind", "CountCNNKind", "LNKind", "MODEL_KINDS", "Response",
+           "SpikingFitConfig", "LNFitConfig", "PairsFitConfig"]
 
 #: Fits an LN model to the same data (the clip models' starting point): returns (model, history).
 LNFitter = Callable[[], "tuple[nn.Module, list[dict]]"]
+
+
+@dataclass(frozen=True)
+class SpikingFitConfig:
+    """The training settings of a fit of a spiking family (:class:`SpikingKind`: NSNN, DSNN); a fit of
+    another family has none (``FitConfig.spiking`` is None).
+
+    Attributes
+    ----------
+    model_trials : int
+        K sampled trials per stimulus in a training step (a deterministic model computes one).
+    tau_s : float
+        PSP time constant of the loss's spike traces, in steps (paper: 2).
+    hidden_rate : float
+        Mean firing rate per step the hidden spiking layers are calibrated to before training.
+    """
+
+    model_trials: int = 8
+    tau_s: float = 2.0
+    hidden_rate: float = 0.1
+
+    def __post_init__(self) -> None:
+        if isinstance(self.model_trials, bool) or not isinstance(self.model_trials, numbers.Integral) \
+                or self.model_trials < 1:
+            raise ValueError(f"spiking.model_trials must be an integer >= 1, got {self.model_trials!r}")
+        object.__setattr__(self, "model_trials", int(self.model_trials))
+        if not (isinstance(self.tau_s, (int, float)) and math.isfinite(self.tau_s) and self.tau_s >= 1):
+            raise ValueError(f"spiking.tau_s must be a number of steps >= 1, got {self.tau_s!r}")
+        if not (isinstance(self.hidden_rate, (int, float)) and 0 < self.hidden_rate < 1):
+            raise ValueError(f"spiking.hidden_rate must be a rate per step in (0, 1), got {self.hidden_rate!r}")
+
+
+@dataclass(frozen=True)
+class LNFitConfig:
+    """The LN reference's own settings (:class:`LNKind`); a fit of another family has none (``FitConfig.ln``
+    is None).
+
+    Attributes
+    ----------
+    ridge : tuple of float
+        Flashed stimuli: the candidate ridge strengths; the best on the validation stimuli is used.
+    """
+
+    ridge: tuple[float, ...] = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
+
+    def __post_init__(self) -> None:
+        try:
+            ridge = tuple(float(v) for v in self.ridge)
+        except (TypeError, ValueError):
+            ridge = ()
+        if not ridge or any(not (v >= 0 and math.isfinite(v)) for v in ridge):
+            raise ValueError(f"ln.ridge must be non-negative numbers, got {self.ridge!r}")
+        object.__setattr__(self, "ridge", ridge)
+
+
+@dataclass(frozen=True)
+class PairsFitConfig:
+    """The settings of a fit that trains on (stimulus, trial) pairs (the paper's CNN,
+    :meth:`ModelKind.trains_on_pairs`); a fit that trains on whole stimuli has none (``FitConfig.pairs`` is None).
+
+    Attributes
+    ----------
+    batch_size : int
+        (stimulus, trial) pairs per step.
+    """
+
+    batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, numbers.Integral) \
+                or self.batch_size < 1:
+            raise ValueError(f"pairs.batch_size must be an integer >= 1, got {self.batch_size!r}")
+        object.__setattr__(self, "batch_size", int(self.batch_size))
 
 
 @dataclass(frozen=True)
@@ -101,6 +176,11 @@ class ModelKind:
     def trials(self, k: int) -> int:
         """Trials to sample when K are wanted: a deterministic model's trials are identical."""
         return k if self.noisy else 1
+
+    def trains_on_pairs(self, architecture: str) -> bool:
+        """Whether a fit in ``architecture`` ("paper" or "rf") trains on (stimulus, trial) pairs
+        (``FitConfig.pairs``) rather than on whole stimuli with all their trials (``batch_images``)."""
+        return False
 
     def uses_rf(self, config: FitConfig) -> bool:
         """Whether the model reads each cell out at its receptive field (the RF-aware models)."""
@@ -217,7 +297,7 @@ class SpikingKind(ModelKind):
         return "spiking", "noisy_lif" if self.noisy else "lif_population"
 
     def loss(self, config, model, data, items, device, noise_gen):
-        K = self.trials(config.model_trials)
+        K, tau_s = self.trials(config.spiking.model_trials), config.spiking.tau_s
         x = data.inputs(items, device)
         options = config.loss_options or {}
         if options.get("probability"):
@@ -232,19 +312,19 @@ class SpikingKind(ModelKind):
                 raise ValueError("loss 'paired' needs equal trial counts per stimulus; use 'mmd_linear'")
             pick = torch.randint(recorded.shape[1], (K,), generator=noise_gen, device=noise_gen.device)
             return psp_mmd_loss(spikes.reshape(T, K * B, N), recorded[:, pick.to(device)].reshape(T, K * B, N),
-                                config.tau_s)
+                                tau_s)
         if spikes.shape[1] == 1:
             # a deterministic model's trials are identical: repeating costs nothing
             spikes = spikes.expand(-1, 2, -1, -1)
         mask = None if bool(mask.all()) else mask
         if config.loss == "mmd_gaussian_cell":
-            loss = set_mmd_loss(spikes, recorded, kernel="gaussian", tau_s=config.tau_s, recorded_mask=mask, per_cell=True)
+            loss = set_mmd_loss(spikes, recorded, kernel="gaussian", tau_s=tau_s, recorded_mask=mask, per_cell=True)
         else:
             kernel = "gaussian" if config.loss == "mmd_gaussian" else "linear"
-            loss = set_mmd_loss(spikes, recorded, kernel=kernel, tau_s=config.tau_s, recorded_mask=mask)
+            loss = set_mmd_loss(spikes, recorded, kernel=kernel, tau_s=tau_s, recorded_mask=mask)
         if config.loss == "mmd_linear+gaussian_cell":
             loss = loss + options.get("cell_mmd_weight", 1.0) * set_mmd_loss(
-                spikes, recorded, kernel="gaussian", tau_s=config.tau_s, recorded_mask=mask, per_cell=True)
+                spikes, recorded, kernel="gaussian", tau_s=tau_s, recorded_mask=mask, per_cell=True)
         count_weight = options.get("count_weight", 0.0)
         if count_weight:
             # the window's spike count as a one-step trace (tau_s = 1: the PSP is the value itself)
@@ -264,7 +344,8 @@ class SpikingKind(ModelKind):
         fit, psth = _initial_psth(data, device, model.output.substeps)
         with torch.no_grad():
             model.front_end.prepare(data.images[fit].to(device))
-            rates = CALIBRATIONS[model.spec.readout](model, data.images[fit[:16]].to(device), hidden_rate=config.hidden_rate,
+            rates = CALIBRATIONS[model.spec.readout](model, data.images[fit[:16]].to(device),
+                                                     hidden_rate=config.spiking.hidden_rate,
                               output_rate=psth, n_trials=self.trials(4))
         if fano is None:
             return {"epoch": 0, "initial_rates": rates}
@@ -299,7 +380,7 @@ class SpikingKind(ModelKind):
         best_gain = base.clone()
         for m in self.GAIN_MULTIPLIERS:
             gain.copy_(base * m)
-            calibrate_spiking(model, x, hidden_rate=config.hidden_rate, output_rate=rate, n_trials=k)
+            calibrate_spiking(model, x, hidden_rate=config.spiking.hidden_rate, output_rate=rate, n_trials=k)
             if self.reports_probability(model):
                 predicted = model(x, n_trials=k, return_probability=True)[1].mean(1)
             else:
@@ -311,7 +392,7 @@ class SpikingKind(ModelKind):
             best_cc = torch.where(better, cc, best_cc)
             best_gain = torch.where(better, base * m, best_gain)
         gain.copy_(best_gain)
-        rates = calibrate_spiking(model, x, hidden_rate=config.hidden_rate, output_rate=rate, n_trials=k)
+        rates = calibrate_spiking(model, x, hidden_rate=config.spiking.hidden_rate, output_rate=rate, n_trials=k)
         return {"epoch": 0, "initial_rates": rates, "ln_start": ln_summary,
                 "gain_multipliers": (best_gain / base).tolist()}
 
@@ -351,20 +432,20 @@ class CNNKind(RateKind):
     default_loss: str = "poisson"
     losses: tuple[str, ...] = ("poisson", "mse")
 
-    def _pairs(self, config: FitConfig) -> bool:
+    def trains_on_pairs(self, architecture):
         # the paper's CNN trains on (stimulus, trial) pairs, as published; the RF-aware CNN on
         # whole stimuli
-        return config.architecture == "paper"
+        return architecture == "paper"
 
     def parts(self, clips):
         return "relu", "softplus_poisson"
 
     def training_items(self, config, data):
-        if not self._pairs(config):
+        if not self.trains_on_pairs(config.architecture):
             return super().training_items(config, data)
         fit_idx = torch.as_tensor(data.fit_idx)
         rows, trials = torch.nonzero(data.trial_mask[fit_idx], as_tuple=True)
-        return torch.stack([fit_idx[rows], trials], dim=1), config.batch_size
+        return torch.stack([fit_idx[rows], trials], dim=1), config.pairs.batch_size
 
     def loss(self, config, model, data, items, device, noise_gen):
         if items.dim() == 1:
@@ -413,9 +494,9 @@ class CountCNNKind(CNNKind):
     def parts(self, clips):
         return "relu", self.output
 
-    def training_items(self, config, data):
+    def trains_on_pairs(self, architecture):
         # whole stimuli with all their trials, also for the paper's network (the CNN draws pairs)
-        return ModelKind.training_items(self, config, data)
+        return False
 
     def loss(self, config, model, data, items, device, noise_gen):
         counts = data.counts[items].to(device).permute(1, 2, 0, 3)  # [T, R, B, N]
@@ -454,7 +535,7 @@ class LNKind(RateKind):
         images = data.images.to(device)
         psth = data.psth(torch.arange(data.counts.shape[0])).to(device)  # [n, T, N]
         history = []
-        for ridge in config.ln_ridge:
+        for ridge in config.ln.ridge:
             model.front_end.fit_ridge(images[data.fit_idx], psth[data.fit_idx], ridge)
             history.append({"ridge": ridge, "val_rate_cc": validate(model)})
         best = max(history, key=lambda h: -math.inf if math.isnan(h["val_rate_cc"]) else h["val_rate_cc"])

@@ -69,7 +69,7 @@ import numpy as np
 from neurocode._io import sha256_file, write_json
 from neurocode.analysis.distribution import distribution_scores, model_single_trials
 from neurocode.analysis.scores import compute_metrics, format_metrics
-from neurocode.fitting import ARCH_CONFIGS, FitConfig, load_checkpoint, predicts_rates
+from neurocode.fitting import ARCH_CONFIGS, MOVED_FIELDS, FitConfig, load_checkpoint, predicts_rates
 from neurocode.neurons._kernels import caching_scope  # the caching allocator within fit/predict/evaluate only
 from neurocode.runs import RunFolder, RunFolderBusy, RunFolderError, default_run_dir, write_predictions
 
@@ -234,7 +234,8 @@ def fit(model: str = "nsnn", data: str | os.PathLike | None = None, preset: str 
 
     # 1. configuration (a bad argument names itself)
     known = {f.name for f in fields(FitConfig)} - {"model", "preset", "data", "fold", "seed"}
-    known |= {"architecture", *ARCH_CONFIGS}  # make_config's: the architecture and its config by name
+    # make_config's: the architecture and its config by name, the sections' old flat fields
+    known |= {"architecture", *ARCH_CONFIGS, *MOVED_FIELDS}
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise ValueError(f"unknown fit option(s) {unknown}; valid options: {sorted(known)}")

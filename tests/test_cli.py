@@ -180,7 +180,7 @@ def test_fit_n_folds_and_set_reach_the_fit(tmp_path, capsys):
     assert main(argv) == 0
     printed = capsys.readouterr().out
     cfg = json.loads((out / "config.json").read_text())
-    assert cfg["n_folds"] == 3 and cfg["ln_ridge"] == [1.0, 10.0] and cfg["val_fraction"] == 0.25
+    assert cfg["n_folds"] == 3 and cfg["ln"]["ridge"] == [1.0, 10.0] and cfg["val_fraction"] == 0.25
     m = json.loads((out / "metrics.json").read_text())
     assert m["n_test_images"] == 4 and m["n_validation_images"] == 2 and m["ln_ridge"] in (1.0, 10.0)
     assert "4 held-out images" in printed and "2 validation images" in printed

@@ -18,6 +18,12 @@ TINY_RF = dict(preset="quick", epochs=3, input_size=16, eval_trials=4, model_tri
                val_trials=2, rf={"channels": (2, 3), "kernel_sizes": (3, 3)})
 
 
+def _tiny_settings(model: str) -> dict:
+    """TINY_RF's settings of a ``model`` fit (a rate model has no spiking settings)."""
+    drop = ("preset",) if model in ("nsnn", "dsnn") else ("preset", "model_trials")
+    return {k: v for k, v in TINY_RF.items() if k not in drop}
+
+
 def _without_rfs(rec: Recording, stimuli=None) -> Recording:
     sub = rec.subset(stimuli) if stimuli is not None else rec
     return Recording(name=sub.name, spike_times_flat=sub.spike_times_flat, spike_offsets=sub.spike_offsets,
@@ -41,7 +47,7 @@ def test_validation_split_is_seeded_disjoint_and_complete():
 def test_training_never_reads_the_test_images(model, natural_recording):
     """Poison the test images and their responses: training gives bit-identical weights."""
     torch.set_num_threads(1)
-    config = make_config(model, **{k: v for k, v in TINY_RF.items() if k != "preset"})
+    config = make_config(model, **_tiny_settings(model))
     clean = prepare_data(config, natural_recording)
     poisoned = prepare_data(config, natural_recording)
     test = torch.as_tensor(poisoned.test_idx)
@@ -185,7 +191,7 @@ def test_train_and_predict_go_through_the_model_kind_only(natural_recording, mon
             return super().respond(*args)
 
     torch.set_num_threads(1)
-    config = make_config("cnn", **{k: v for k, v in TINY_RF.items() if k != "preset"} | {"epochs": 1})
+    config = make_config("cnn", **_tiny_settings("cnn") | {"epochs": 1})
     data = prepare_data(config, natural_recording)
     _, plain = train(config, data, progress=False)
     monkeypatch.setitem(MODEL_KINDS, "cnn", Recorded(name="cnn"))

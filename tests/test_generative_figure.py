@@ -21,7 +21,7 @@ from neurocode.fitting import arch_name
 from neurocode.pipeline import fit
 
 ANALYSES = Path(__file__).resolve().parents[1] / "analyses"
-TINY = dict(preset="quick", architecture="paper", epochs=1, input_size=16, eval_trials=8, model_trials=2, threads=1)
+TINY = dict(preset="quick", architecture="paper", epochs=1, input_size=16, eval_trials=8, threads=1)
 # the paper networks' tiny sizes: each fit gets its own architecture's
 TINY_ARCH = {"snn": {"channels": (2, 4), "kernel_sizes": (5, 3), "hidden": (8,)},
              "cnn": {"channels": (2, 4), "kernel_sizes": (5, 3)}}
@@ -29,7 +29,9 @@ TINY_ARCH = {"snn": {"channels": (2, 4), "kernel_sizes": (5, 3), "hidden": (8,)}
 
 def tiny(model: str) -> dict:
     name = arch_name(model, "paper")
-    return {**TINY, name: TINY_ARCH[name]}
+    # the spiking fits' training trials (a rate model has no spiking settings)
+    spiking = {"spiking": {"model_trials": 2}} if name == "snn" else {}
+    return {**TINY, name: TINY_ARCH[name], **spiking}
 
 
 SPLITS = (("nsnn", 0), ("cnn", 0), ("cnn_cmp", 0), ("nsnn", 1))

@@ -174,8 +174,8 @@ def test_mixed_models_are_one_line_configs_that_fit(tmp_path):
     from neurocode.fitting import make_config
     from neurocode.pipeline import fit, load_run
 
-    tiny = dict(epochs=1, input_size=16, eval_trials=4, model_trials=2, threads=1, progress=False)
-    relu_lif = fit("nsnn", out=tmp_path / "a", parts={"core": "relu"}, **tiny)
+    tiny = dict(epochs=1, input_size=16, eval_trials=4, threads=1, progress=False)
+    relu_lif = fit("nsnn", out=tmp_path / "a", parts={"core": "relu"}, model_trials=2, **tiny)
     model = load_run(relu_lif.run_dir)[1]
     assert type(model.core).__name__ == "ReLUCore" and model.output.spiking
     assert -1 <= relu_lif.metrics["rate_cc"] <= 1

@@ -23,8 +23,9 @@ from neurocode.pipeline import RunFolderError, evaluate, fit
 
 TINY = dict(preset="quick", architecture="paper", epochs=3, input_size=16, eval_trials=4, model_trials=2, threads=1,
             snn={"channels": (2, 4), "kernel_sizes": (5, 3), "hidden": (8,)})
-# the paper's CNN: a fit holds only its own architecture config
-TINY_CNN = {**{k: v for k, v in TINY.items() if k != "snn"}, "cnn": {"channels": (2, 4), "kernel_sizes": (5, 3)}}
+# the paper's CNN: a fit holds only its own architecture config, and no spiking settings
+TINY_CNN = {**{k: v for k, v in TINY.items() if k not in ("snn", "model_trials")},
+            "cnn": {"channels": (2, 4), "kernel_sizes": (5, 3)}}
 RUN_FILES = ["config.json", "checkpoint.pt", "history.json", "predictions.h5", "metrics.json",
              "per_cell_scores.csv", "training_curve.png", "cell_raster.png", "ln_reference.pt"]
 MEAN_KEYS = ["rate_cc", "count_cc", "baseline_rate_cc", "ceiling_rate_cc", "fano_corr"]
@@ -374,7 +375,8 @@ def test_evaluate_bad_run_folders(tiny_run, tmp_path):
         evaluate(d)
     (d / "p.h5").replace(d / "predictions.h5")
     cfg = json.loads((d / "config.json").read_text())
-    as_cnn = {**{k: v for k, v in cfg.items() if k != "snn"}, "model": "cnn", "loss": "poisson", "cnn": {}}
+    as_cnn = {**{k: v for k, v in cfg.items() if k not in ("snn", "spiking")}, "model": "cnn", "loss": "poisson",
+              "cnn": {}}
     (d / "config.json").write_text(json.dumps(as_cnn))
     with pytest.raises(RunFolderError, match="predictions of a nsnn model"):
         evaluate(d)
@@ -488,7 +490,8 @@ def test_a_run_written_before_the_neuron_spec_loads_and_resumes(tmp_path, monkey
     original = fit("nsnn", out=d, progress=False, **before)
 
     def as_before(config: dict) -> None:
-        """A config of today as such a run stored it: all three architectures, the RF one in its old fields."""
+        """A config of today as such a run stored it: all three architectures, the RF one in its old fields, and
+        the flat fields of before the sections (every fit held all five)."""
         assert sum(name in config for name in ("snn", "cnn", "rf")) == 1
         for name, kind in (("snn", SNNConfig), ("cnn", CNNConfig), ("rf", RFConfig)):
             config.setdefault(name, dataclasses.asdict(kind()))
@@ -497,6 +500,11 @@ def test_a_run_written_before_the_neuron_spec_loads_and_resumes(tmp_path, monkey
         assert config["rf"].pop("core_neuron") is None and config["rf"].pop("output_neuron") is None
         assert config["rf"].pop("readout") is None
         config["rf"].update(core_noisy=True, core_noise_sigma=None, learn_sigma=False, learn_core_sigma=False)
+        spiking = config.pop("spiking") or {"model_trials": 4, "tau_s": 2.0, "hidden_rate": 0.1}
+        ln = config.pop("ln") or {"ridge": [0.3, 1.0, 3.0, 10.0, 30.0, 100.0]}
+        pairs = config.pop("pairs") or {"batch_size": 64}
+        assert config.pop("clips") is None
+        config.update(spiking, clip_duration=1.0, clip_history=0.3, ln_ridge=ln["ridge"], **pairs)
 
     stored = json.loads((d / "config.json").read_text())
     as_before(stored)

@@ -78,7 +78,7 @@ def test_readme_own_recordings_commands_run(tmp_path, monkeypatch, capsys):
     flashes = json.loads((tmp_path / "runs" / "nsnn-quick-fold0-seed0" / "metrics.json").read_text())
     assert flashes["n_test_images"] == 4 and flashes["n_cells"] == 2 and flashes["window"] == [0.05, 0.5]
     ln = json.loads((tmp_path / "runs" / "ln-quick-fold0-seed0" / "config.json").read_text())
-    assert ln["ln_ridge"] == [1.0, 10.0, 100.0] and ln["n_folds"] == 3
+    assert ln["ln"]["ridge"] == [1.0, 10.0, 100.0] and ln["n_folds"] == 3
     movie = json.loads((tmp_path / "runs" / "nsnn-movie-fold0-seed0" / "metrics.json").read_text())
     assert movie["stimulus"] == "clips" and movie["n_cells"] == 4
     assert "held-out clips" in printed and "count CC (across clips)" in printed

@@ -27,9 +27,10 @@ TINY = dict(architecture="paper", epochs=1, input_size=16, eval_trials=4, model_
 # a tiny RF-architecture NSNN (the quick preset's, whose noise is rf.noise_sigma), validated every epoch
 TINY_RF = dict(epochs=3, input_size=16, eval_trials=4, model_trials=2, val_every=1, val_trials=2,
                rf={"channels": (2, 3), "kernel_sizes": (3, 3)})
-# the grid's NSNN and LN both hold an RFConfig (the LN is always RF-aware), so one rf= reaches both
+# the grid's NSNN and LN both hold an RFConfig (the LN is always RF-aware), so one rf= reaches both; the LN
+# has no spiking settings (model_trials)
 GRID = dict(models="nsnn,ln", folds=[0, 1], seeds=[0], preset="quick", log=None, epochs=1, input_size=16,
-            eval_trials=4, model_trials=2, rf={"channels": (2, 3), "kernel_sizes": (3, 3)})
+            eval_trials=4, rf={"channels": (2, 3), "kernel_sizes": (3, 3)})
 NAMES = ["nsnn-fold0-seed0", "nsnn-fold1-seed0", "ln-fold0-seed0", "ln-fold1-seed0"]
 
 

@@ -25,6 +25,8 @@ from typing import Any, Callable
 
 #: Architecture configs a dotted setting (``rf.noise_sigma``) may address; ``arch``: whichever the fit uses.
 ARCH_KEYS = ("snn", "cnn", "rf", "arch")
+#: The sections of parts only some fits have (``neurocode.fitting.SECTIONS``): ``clips.duration``, ``spiking.tau_s``.
+SECTION_KEYS = ("clips", "spiking", "ln", "pairs")
 #: Settings that stand for other config fields.
 ALIASES: dict[str, tuple[str, ...]] = {
     # the membrane-noise SD of the fit's architecture (quick/movie presets: rf, the paper preset: snn)
@@ -50,19 +52,21 @@ def expand_setting(key: str, value: Any) -> dict:
         parts = k.split(".")
         if len(parts) == 1:
             out[k] = value
-        elif len(parts) == 2 and parts[0] in ARCH_KEYS:
+        elif len(parts) == 2 and parts[0] in ARCH_KEYS + SECTION_KEYS:
             out.setdefault(parts[0], {})[parts[1]] = value
         else:
-            raise SweepError(f"setting {key!r}: a FitConfig field (lr, epochs, ...), an architecture field "
-                             f"({', '.join(a + '.FIELD' for a in ARCH_KEYS)}) or one of {sorted(ALIASES)}")
+            raise SweepError(f"setting {key!r}: a FitConfig field (lr, epochs, ...), an architecture or section "
+                             f"field ({', '.join(a + '.FIELD' for a in ARCH_KEYS + SECTION_KEYS)}) or one of "
+                             f"{sorted(ALIASES)}")
     return out
 
 
 def merge_overrides(base: dict, extra: dict) -> dict:
-    """``base`` updated by ``extra``; architecture dicts (``snn``/``cnn``/``rf``/``arch``) merged field by field."""
+    """``base`` updated by ``extra``; architecture dicts (``snn``/``cnn``/``rf``/``arch``) and sections
+    (``clips``/``spiking``/``ln``/``pairs``) merged field by field."""
     out = copy.deepcopy(base)
     for k, v in extra.items():
-        if k in ARCH_KEYS and isinstance(v, dict):
+        if k in ARCH_KEYS + SECTION_KEYS and isinstance(v, dict):
             out[k] = {**(out.get(k) or {}), **v}
         else:
             out[k] = v
@@ -80,14 +84,15 @@ def check_settings(keys) -> None:
     """SweepError for a setting no fit has (before anything runs)."""
     from dataclasses import fields
 
-    from neurocode.fitting import FitConfig
+    from neurocode.fitting import MOVED_FIELDS, SECTIONS, FitConfig
     from neurocode.models import CNNConfig, SNNConfig
     from neurocode.models.rf import RFConfig
 
     arch = {key: {f.name for f in fields(kind)} for key, kind in (("snn", SNNConfig), ("cnn", CNNConfig),
                                                                     ("rf", RFConfig))}
     arch["arch"] = set().union(*arch.values())
-    top = {f.name for f in fields(FitConfig)} - {"arch"} | {"architecture"}
+    arch.update({key: {f.name for f in fields(kind)} for key, kind in SECTIONS.items()})
+    top = {f.name for f in fields(FitConfig)} - {"arch", *SECTIONS} | {"architecture", *MOVED_FIELDS}
     for key in keys:
         for k in ALIASES.get(key, (key,)):
             parts = k.split(".")
@@ -99,7 +104,8 @@ def check_settings(keys) -> None:
             if len(parts) == 2 and parts[0] in arch and parts[1] in arch[parts[0]]:
                 continue
             raise SweepError(f"unknown setting {key!r}: a FitConfig field ({', '.join(sorted(top - set(ARCH_KEYS)))}), "
-                             f"an architecture field such as rf.noise_sigma, or one of {sorted(ALIASES)}")
+                             f"an architecture or section field such as rf.noise_sigma or spiking.tau_s, or one of "
+                             f"{sorted(ALIASES)}")
 
 
 def format_value(v: Any) -> str:

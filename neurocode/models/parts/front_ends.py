@@ -192,6 +192,22 @@ class FlashFrontEnd(nn.Module):
         if images.dim() != 4 or images.shape[1] != 1 or images.shape[2:] != (S, S):
             raise ValueError(f"images must be [B, 1, {S}, {S}], got {tuple(images.shape)}")
 
+    @staticmethod
+    def check_stimuli(shape: tuple[int, ...], n_lags: int) -> None:
+        """ValueError unless new stimuli of ``shape`` are flashed frames ``[n, H, W]``."""
+        if len(shape) != 3 or min(shape, default=0) < 1:
+            raise ValueError(f"stimuli must be flashed frames [n, H, W] for this model, got shape {shape}")
+
+    @staticmethod
+    def stored(frames: Tensor) -> Tensor:
+        """Prepared frames ``[n, S, S]`` as a fit stores its stimuli, ``[n, 1, S, S]``."""
+        return frames[:, None]
+
+    @staticmethod
+    def batch(stimuli: Tensor) -> Tensor:
+        """Stored stimuli ``[B, 1, S, S]`` as the model's input (the same)."""
+        return stimuli
+
     @property
     def output_bias(self) -> nn.Parameter:
         """Each cell's bias per bin ``a[t, n]``."""
@@ -292,6 +308,24 @@ class ClipFrontEnd(nn.Module):
         S = self.input_size
         if clips.dim() != 4 or clips.shape[2:] != (S, S) or clips.shape[0] < self.n_lags:
             raise ValueError(f"clips must be [F >= {self.n_lags}, B, {S}, {S}] (time-major), got {tuple(clips.shape)}")
+
+    @staticmethod
+    def check_stimuli(shape: tuple[int, ...], n_lags: int) -> None:
+        """ValueError unless new stimuli of ``shape`` are clips ``[n, F >= n_lags, H, W]``."""
+        if len(shape) != 4 or min(shape, default=0) < 1:
+            raise ValueError(f"stimuli must be clips [n, F >= {n_lags}, H, W] for this model, got shape {shape}")
+        if shape[1] < n_lags:
+            raise ValueError(f"clips need at least {n_lags} frames (the temporal filter's length), got {shape[1]}")
+
+    @staticmethod
+    def stored(clips: Tensor) -> Tensor:
+        """Prepared clips ``[n, F, S, S]`` as a fit stores its stimuli (the same)."""
+        return clips
+
+    @staticmethod
+    def batch(stimuli: Tensor) -> Tensor:
+        """Stored clips ``[B, F, S, S]`` as the model's time-major input ``[F, B, S, S]``."""
+        return stimuli.transpose(0, 1)
 
     @property
     def output_bias(self) -> nn.Parameter:
