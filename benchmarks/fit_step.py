@@ -14,7 +14,8 @@ spiking models -- what a direct implementation of the paper does:
 and prints our/baseline ratios. ``before-34`` is our step as it was before the main job's speed
 issue (34): BatchNorm on conv2's channels-last output against a channels-first gradient (torch's
 slow mixed-layout backward), the learnt-noise output neurons as a per-step autograd graph, and
-Adam's per-tensor loop instead of its fused pass. Levers alone: ``dense-conv2`` is our step with only the
+Adam's per-tensor loop instead of its fused pass, on today's kernels (the kernels' own changes since:
+``--against REV``). Levers alone: ``dense-conv2`` is our step with only the
 second convolution dense; ``torch-allocator`` is our step with torch's own CPU allocator instead
 of neurocode's caching allocator (``NEUROCODE_CACHING_ALLOCATOR=0``: every step's large buffers
 are mapped and faulted in afresh; see ``neurocode/memory.py``; the other variants run each step
@@ -73,7 +74,9 @@ def _before_34() -> None:
     def mixed_layout_current(self, i, x, n_trials):
         if i != 1:
             return own_current(self, i, x, n_trials)
-        y = self.pool(self.norm(self.conv2(self.pool(x.flatten(0, 1)))))  # channels-last into BatchNorm
+        # channels-last into BatchNorm, as the event conv wrote its output then
+        y = self.conv2(self.pool(x.flatten(0, 1))).contiguous(memory_format=torch.channels_last)
+        y = self.pool(self.norm(y))
         return y.view(x.shape[0], -1, *y.shape[1:])
 
     def per_step_graph(self, x, state=None, *, generator=None, return_potential=False, return_state=False):
