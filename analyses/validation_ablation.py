@@ -44,6 +44,11 @@ SUB3N = {"output_substeps": 3, "output_neuron": {"sigma": 0.2 * 3 ** 0.5}}
 S5N = {"output_substeps": 5, "output_neuron": {"sigma": 0.2 * 5 ** 0.5, "learnable": "neuron"}}
 
 
+def _preset_output(**neuron) -> dict:
+    """The quick preset's output (3 substeps, sigma 0.2 * sqrt(3) learnt per cell) with other neuron options."""
+    return {"output_substeps": 3, "output_neuron": {"sigma": 0.2 * 3 ** 0.5, "learnable": "neuron", **neuron}}
+
+
 def _cell_mmd(weight: float) -> dict:
     """The fit settings of the linear set MMD plus ``weight`` times the per-cell Gaussian one."""
     return {"loss": "mmd_linear+gaussian_cell", "loss_options": {"cell_mmd_weight": weight}}
@@ -141,6 +146,16 @@ ROWS: dict[str, tuple[str, dict]] = {
     "s5n": ("nsnn", {"rf": S5N}),
     "s5n+fano-start": ("nsnn", {"parts": {"output": "noisy_lif_fano"}, "rf": S5N}),
     "s5n+fano-start-frozen": ("nsnn", {"parts": {"output": "noisy_lif_fano_frozen"}, "rf": S5N}),
+    # issue 31: a more regular output neuron, so that the cells' Fano factor can go below the hard
+    # reset's floor without a sigma below 0.2 * sqrt(3): reset by subtraction (the charge above the
+    # threshold kept), with the preset's leak (0.5 per substep) or a longer membrane memory
+    "s3n+subtract": ("nsnn", {"rf": _preset_output(reset="subtract")}),
+    "s3n+subtract+leak": ("nsnn", {"rf": _preset_output(reset="subtract", tau=0.5 ** (1 / 3))}),
+    "s3n+subtract+tau0.65": ("nsnn", {"rf": _preset_output(reset="subtract", tau=0.65)}),
+    "s3n+subtract+tau0.9": ("nsnn", {"rf": _preset_output(reset="subtract", tau=0.9)}),
+    "s3n+subtract+fano-start": ("nsnn", {"parts": {"output": "noisy_lif_fano"}, "rf": _preset_output(reset="subtract")}),
+    "s3n+subtract+leak+fano-start": ("nsnn", {"parts": {"output": "noisy_lif_fano"},
+                                              "rf": _preset_output(reset="subtract", tau=0.5 ** (1 / 3))}),
 }
 
 
