@@ -156,6 +156,10 @@ ROWS: dict[str, tuple[str, dict]] = {
     "s3n+subtract+fano-start": ("nsnn", {"parts": {"output": "noisy_lif_fano"}, "rf": _preset_output(reset="subtract")}),
     "s3n+subtract+leak+fano-start": ("nsnn", {"parts": {"output": "noisy_lif_fano"},
                                               "rf": _preset_output(reset="subtract", tau=0.5 ** (1 / 3))}),
+    "s3n+subtract+tau0.65+fano-start": ("nsnn", {"parts": {"output": "noisy_lif_fano"},
+                                                 "rf": _preset_output(reset="subtract", tau=0.65)}),
+    "s3n+subtract+tau0.7+fano-start": ("nsnn", {"parts": {"output": "noisy_lif_fano"},
+                                                "rf": _preset_output(reset="subtract", tau=0.7)}),
 }
 
 
