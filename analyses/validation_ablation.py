@@ -9,7 +9,8 @@ distribution scores of :mod:`neurocode.analysis.distribution` (MMD² with its sp
 per-cell Fano factors, peak fidelity, noise-correlation r; the model sampled from its own
 likelihood) and the seconds per fit. A row with a learnt output noise scale per cell also writes
 ``OUT/sigma-ROW-foldF-seedS.json``, and a row whose output starts at the recorded Fano factors
-(``parts={"output": "noisy_lif_fano"}``) ``OUT/fano-start-ROW-foldF-seedS.json``; every row
+(``parts={"output": "noisy_lif_fano"}``) ``OUT/fano-start-ROW-foldF-seedS.json`` (and, repeated after
+epoch E, ``OUT/fano-again-ROW-foldF-seedS-epochE.json``); every row
 writes its noise-correlation scores (r, null SD,
 resolvable pairs, split-half ceiling) to ``OUT/noise-corr-ROW-foldF-seedS.json``. The test images
 are never predicted.
@@ -160,6 +161,10 @@ ROWS: dict[str, tuple[str, dict]] = {
                                                  "rf": _preset_output(reset="subtract", tau=0.65)}),
     "s3n+subtract+tau0.7+fano-start": ("nsnn", {"parts": {"output": "noisy_lif_fano"},
                                                 "rf": _preset_output(reset="subtract", tau=0.7)}),
+    # the Fano calibration repeated after epochs 6 and 18, once the core readout carries signal and noise
+    "s3n+subtract+tau0.65+fano-again": ("nsnn", {"parts": {"output": "noisy_lif_fano_again"},
+                                                 "rf": _preset_output(reset="subtract", tau=0.65)}),
+    "fano-again": ("nsnn", {"parts": {"output": "noisy_lif_fano_again"}}),
 }
 
 
@@ -252,6 +257,9 @@ def run_row(name: str, fold: int, seed: int, threads: int | None, data_path, rec
     fano_start = next((h["fano_start"] for h in history if "fano_start" in h), None)
     if fano_start is not None:  # per cell: the target FF, the model's FF before and after the start, sigma
         write_json(out / f"fano-start-{name}-fold{fold}-seed{seed}.json", fano_start)
+    for h in history:  # the calibration repeated after an epoch (noisy_lif_fano_again)
+        if "fano_again" in h:
+            write_json(out / f"fano-again-{name}-fold{fold}-seed{seed}-epoch{h['epoch']}.json", h["fano_again"])
     write_json(out / f"noise-corr-{name}-fold{fold}-seed{seed}.json",
                {k: v for k, v in m.items() if k.startswith("noise_corr_")})
     best = next((h["best_epoch"] for h in reversed(history) if "best_epoch" in h), None)
