@@ -165,6 +165,7 @@ ROWS: dict[str, tuple[str, dict]] = {
     "s3n+subtract+tau0.65+fano-again": ("nsnn", {"parts": {"output": "noisy_lif_fano_again"},
                                                  "rf": _preset_output(reset="subtract", tau=0.65)}),
     "fano-again": ("nsnn", {"parts": {"output": "noisy_lif_fano_again"}}),
+    "s3n+subtract+fano-again": ("nsnn", {"parts": {"output": "noisy_lif_fano_again"}, "rf": _preset_output(reset="subtract")}),
 }
 
 
