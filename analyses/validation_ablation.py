@@ -149,18 +149,14 @@ ROWS: dict[str, tuple[str, dict]] = {
     "s5n+fano-start-frozen": ("nsnn", {"parts": {"output": "noisy_lif_fano_frozen"}, "rf": S5N}),
     # issue 31: a more regular output neuron, so that the cells' Fano factor can go below the hard
     # reset's floor without a sigma below 0.2 * sqrt(3): reset by subtraction (the charge above the
-    # threshold kept), with the preset's leak (0.5 per substep) or a longer membrane memory
+    # threshold kept), with the preset's leak (0.5 per substep) or a longer membrane memory (with the
+    # Fano start only where the start-only check found the FF rising with sigma: tau <= 0.7)
     "s3n+subtract": ("nsnn", {"rf": _preset_output(reset="subtract")}),
     "s3n+subtract+leak": ("nsnn", {"rf": _preset_output(reset="subtract", tau=0.5 ** (1 / 3))}),
     "s3n+subtract+tau0.65": ("nsnn", {"rf": _preset_output(reset="subtract", tau=0.65)}),
-    "s3n+subtract+tau0.9": ("nsnn", {"rf": _preset_output(reset="subtract", tau=0.9)}),
     "s3n+subtract+fano-start": ("nsnn", {"parts": {"output": "noisy_lif_fano"}, "rf": _preset_output(reset="subtract")}),
-    "s3n+subtract+leak+fano-start": ("nsnn", {"parts": {"output": "noisy_lif_fano"},
-                                              "rf": _preset_output(reset="subtract", tau=0.5 ** (1 / 3))}),
     "s3n+subtract+tau0.65+fano-start": ("nsnn", {"parts": {"output": "noisy_lif_fano"},
                                                  "rf": _preset_output(reset="subtract", tau=0.65)}),
-    "s3n+subtract+tau0.7+fano-start": ("nsnn", {"parts": {"output": "noisy_lif_fano"},
-                                                "rf": _preset_output(reset="subtract", tau=0.7)}),
     # the Fano calibration repeated after epochs 6 and 18, once the core readout carries signal and noise
     "s3n+subtract+tau0.65+fano-again": ("nsnn", {"parts": {"output": "noisy_lif_fano_again"},
                                                  "rf": _preset_output(reset="subtract", tau=0.65)}),
