@@ -9,7 +9,8 @@ distribution scores of :mod:`neurocode.analysis.distribution` (MMD² with its sp
 per-cell Fano factors, peak fidelity, noise-correlation r; the model sampled from its own
 likelihood) and the seconds per fit. A row with a learnt output noise scale per cell also writes
 ``OUT/sigma-ROW-foldF-seedS.json``, and a row whose output starts at the recorded Fano factors
-(``parts={"output": "noisy_lif_fano"}``) ``OUT/fano-start-ROW-foldF-seedS.json``; every row
+(``parts={"output": "noisy_lif_fano"}``) ``OUT/fano-start-ROW-foldF-seedS.json`` (and, repeated after
+epoch E, ``OUT/fano-again-ROW-foldF-seedS-epochE.json``); every row
 writes its noise-correlation scores (r, null SD,
 resolvable pairs, split-half ceiling) to ``OUT/noise-corr-ROW-foldF-seedS.json``; with
 ``--save-trials`` also the validation trials it was scored on (recorded counts, the model's sampled
@@ -44,6 +45,11 @@ OLD = {"core_norm": False}
 SUB3N = {"output_substeps": 3, "output_neuron": {"sigma": 0.2 * 3 ** 0.5}}
 #: the quick preset's output with five substeps: sigma 0.2 * sqrt(5), learnt per cell
 S5N = {"output_substeps": 5, "output_neuron": {"sigma": 0.2 * 5 ** 0.5, "learnable": "neuron"}}
+
+
+def _preset_output(**neuron) -> dict:
+    """The quick preset's output (3 substeps, sigma 0.2 * sqrt(3) learnt per cell) with other neuron options."""
+    return {"output_substeps": 3, "output_neuron": {"sigma": 0.2 * 3 ** 0.5, "learnable": "neuron", **neuron}}
 
 
 def _cell_mmd(weight: float) -> dict:
@@ -143,6 +149,21 @@ ROWS: dict[str, tuple[str, dict]] = {
     "s5n": ("nsnn", {"rf": S5N}),
     "s5n+fano-start": ("nsnn", {"parts": {"output": "noisy_lif_fano"}, "rf": S5N}),
     "s5n+fano-start-frozen": ("nsnn", {"parts": {"output": "noisy_lif_fano_frozen"}, "rf": S5N}),
+    # issue 31: a more regular output neuron, so that the cells' Fano factor can go below the hard
+    # reset's floor without a sigma below 0.2 * sqrt(3): reset by subtraction (the charge above the
+    # threshold kept), with the preset's leak (0.5 per substep) or a longer membrane memory (with the
+    # Fano start only where the start-only check found the FF rising with sigma: tau <= 0.7)
+    "s3n+subtract": ("nsnn", {"rf": _preset_output(reset="subtract")}),
+    "s3n+subtract+leak": ("nsnn", {"rf": _preset_output(reset="subtract", tau=0.5 ** (1 / 3))}),
+    "s3n+subtract+tau0.65": ("nsnn", {"rf": _preset_output(reset="subtract", tau=0.65)}),
+    "s3n+subtract+fano-start": ("nsnn", {"parts": {"output": "noisy_lif_fano"}, "rf": _preset_output(reset="subtract")}),
+    "s3n+subtract+tau0.65+fano-start": ("nsnn", {"parts": {"output": "noisy_lif_fano"},
+                                                 "rf": _preset_output(reset="subtract", tau=0.65)}),
+    # the Fano calibration repeated after epochs 6 and 18, once the core readout carries signal and noise
+    "s3n+subtract+tau0.65+fano-again": ("nsnn", {"parts": {"output": "noisy_lif_fano_again"},
+                                                 "rf": _preset_output(reset="subtract", tau=0.65)}),
+    "fano-again": ("nsnn", {"parts": {"output": "noisy_lif_fano_again"}}),
+    "s3n+subtract+fano-again": ("nsnn", {"parts": {"output": "noisy_lif_fano_again"}, "rf": _preset_output(reset="subtract")}),
 }
 
 
@@ -247,6 +268,9 @@ def run_row(name: str, fold: int, seed: int, threads: int | None, data_path, rec
     fano_start = next((h["fano_start"] for h in history if "fano_start" in h), None)
     if fano_start is not None:  # per cell: the target FF, the model's FF before and after the start, sigma
         write_json(out / f"fano-start-{name}-fold{fold}-seed{seed}.json", fano_start)
+    for h in history:  # the calibration repeated after an epoch (noisy_lif_fano_again)
+        if "fano_again" in h:
+            write_json(out / f"fano-again-{name}-fold{fold}-seed{seed}-epoch{h['epoch']}.json", h["fano_again"])
     write_json(out / f"noise-corr-{name}-fold{fold}-seed{seed}.json",
                {k: v for k, v in m.items() if k.startswith("noise_corr_")})
     best = next((h["best_epoch"] for h in reversed(history) if "best_epoch" in h), None)

@@ -1209,6 +1209,9 @@ def train(
                 losses.append(loss.item())
                 bar.update(1)
                 bar.set_postfix(epoch=epoch + 1, loss=f"{losses[-1]:.4g}")
+            reset = kind.after_epoch(config, model, data, device, epoch + 1)
+            if reset is not None:
+                history.append(reset)
             record = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "lr": scheduler.get_last_lr()[0]}
             if len(data.val_idx) and ((epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs):
                 with torch.random.fork_rng(devices=[]):

@@ -234,6 +234,11 @@ class ModelKind:
         """Set a fresh model's starting point on training stimuli only; a history record or None."""
         return None
 
+    def after_epoch(self, config: FitConfig, model: nn.Module, data: FitData, device: torch.device,
+                    epoch: int) -> dict | None:
+        """Re-set part of the model after training epoch ``epoch`` (training stimuli only); a history record or None."""
+        return None
+
     def respond(self, config: FitConfig, model: nn.Module, x: Tensor, n_trials: int, clips: bool) -> Response:
         """The response to one stimulus ``x`` (``[1, 1, S, S]`` frame or ``[F, 1, S, S]`` clip)."""
         return Response(rates=model(x)[:, 0])
@@ -349,13 +354,31 @@ class SpikingKind(ModelKind):
                               output_rate=psth, n_trials=self.trials(4))
         if fano is None:
             return {"epoch": 0, "initial_rates": rates}
+        return {"epoch": 0, "initial_rates": rates, "fano_start": self._fano(config, model, data, device, fano)}
+
+    def after_epoch(self, config, model, data, device, epoch):
+        fano = getattr(model.output, "fano_start", None)
+        if fano is None or epoch not in fano.again:
+            return None
+        training = model.training
+        model.eval()  # BatchNorm at its running statistics, as the model predicts (and they stay put)
+        try:
+            with torch.no_grad():  # searched within +- bound of the spec's sigma again, not of the last result
+                model.output.neuron.log_sigma.fill_(math.log(model.spec.output_options["neuron"].sigma))
+            return {"epoch": epoch, "fano_again": self._fano(config, model, data, device, fano)}
+        finally:
+            model.train(training)
+
+    @staticmethod
+    def _fano(config, model, data, device, fano) -> dict:
+        """Each output cell's sigma set to its recorded Fano factor on the training images (FanoStart)."""
+        fit, psth = _initial_psth(data, device, model.output.substeps)
         # the recorded window counts of the training images (NaN where a trial does not exist)
         counts = data.counts[fit].sum(1)
         counts = torch.where(data.trial_mask[fit][:, :, None], counts, torch.full_like(counts, math.nan))
-        fitted = calibrate_output_fano(model, data.images[fit].to(device), counts, psth, n_trials=fano.n_trials,
-                                       iterations=fano.iterations, bound=fano.bound,
-                                       min_mean_count=fano.min_mean_count, seed=config.seed)
-        return {"epoch": 0, "initial_rates": rates, "fano_start": fitted}
+        return calibrate_output_fano(model, data.images[fit].to(device), counts, psth, n_trials=fano.n_trials,
+                                     iterations=fano.iterations, bound=fano.bound,
+                                     min_mean_count=fano.min_mean_count, seed=config.seed)
 
     #: Multipliers of a spiking clip model's initial linear gain tried per cell.
     GAIN_MULTIPLIERS = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)

@@ -119,3 +119,47 @@ def test_a_fit_with_a_fano_start_records_it_and_a_frozen_sigma_stays(tmp_path):
     assert np.allclose(calibrated, trained, rtol=1e-6) and calibrated.std() > 0
     calibrated, trained = sigmas["noisy_lif_fano"]
     assert not np.allclose(calibrated, trained, rtol=1e-6)
+
+
+def test_fano_again_names_its_epochs():
+    assert FanoStart(again=(6, 18)).again == (6, 18)
+    for bad in ((0,), (True,), [6], (2.5,)):
+        with pytest.raises(ValueError, match="FanoStart.again"):
+            FanoStart(again=bad)
+
+
+@pytest.mark.slow
+def test_the_calibration_repeated_after_an_epoch_sees_the_trained_model(tmp_path, monkeypatch):
+    """``noisy_lif_fano_again``: after the named epoch each cell's sigma is searched again around the spec's
+    (recorded in the history), on the trained model, with BatchNorm's running statistics left alone."""
+    from neurocode.models.parts.outputs import AgainFanoStartOutput
+    from neurocode.pipeline import fit, load_run
+
+    assert AgainFanoStartOutput.start.again == (6, 18)
+    monkeypatch.setattr(AgainFanoStartOutput, "start", FanoStart(again=(1,)))
+    seen = {}
+    real = calibrate_output_fano
+
+    def spy(model, *args, **kwargs):
+        seen.setdefault("training", []).append(model.training)
+        seen.setdefault("bn", []).append({k: v.clone() for k, v in model.state_dict().items() if "running" in k})
+        seen.setdefault("sigma0", []).append(model.output.neuron.sigma.detach().clone())
+        out = real(model, *args, **kwargs)
+        seen.setdefault("bn_after", []).append({k: v.clone() for k, v in model.state_dict().items() if "running" in k})
+        return out
+
+    monkeypatch.setattr("neurocode.kinds.calibrate_output_fano", spy)
+    run = fit("nsnn", out=tmp_path / "again", parts={"output": "noisy_lif_fano_again"}, epochs=2, input_size=16,
+              eval_trials=4, model_trials=2, threads=1, progress=False, rf={"core_norm": True})
+    again = [h for h in run.history if "fano_again" in h]
+    assert [h["epoch"] for h in again] == [1]
+    start = next(h["fano_start"] for h in run.history if "fano_start" in h)
+    spec_sigma = load_run(run.run_dir)[1].spec.output_options["neuron"].sigma
+    sigma = np.array(again[0]["fano_again"]["sigma"])
+    # searched around the spec's sigma again (not around the start's result), within the bound
+    assert torch.allclose(seen["sigma0"][1], torch.full_like(seen["sigma0"][1], spec_sigma))
+    assert np.all(np.abs(np.log(sigma / spec_sigma)) <= math.log(2.0) + 1e-6)
+    assert not np.allclose(sigma, start["sigma"])  # the trained model calibrates to other values
+    assert seen["training"] == [True, False]  # the repeat runs the model as it predicts
+    for k, v in seen["bn"][1].items():
+        assert torch.equal(v, seen["bn_after"][1][k]), k

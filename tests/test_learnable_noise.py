@@ -37,10 +37,11 @@ def test_firing_probability_is_the_cdf_of_each_neurons_sigma():
         assert torch.all((p_hat - p).abs() <= tol), (ubar, p_hat, p)
 
 
-def test_firing_probability_per_step_given_ubar():
+@pytest.mark.parametrize("reset", ["zero", "subtract"])
+def test_firing_probability_per_step_given_ubar(reset):
     """T > 1 with resets: given the realised ubar, every step fires with Phi((ubar - v_th) / sigma)."""
     T, n = 6, 20_000
-    neuron = LearnableNoisyLIF(None, 0.3).double()
+    neuron = LearnableNoisyLIF(None, 0.3, reset=reset).double()
     spikes, ubar = neuron(torch.full((T, n), 0.9, dtype=DT), generator=gen(1), return_potential=True)
     p = neuron.firing_probability(ubar).detach()
     resid = (spikes - p).sum().item()
@@ -65,22 +66,26 @@ def test_ndl_gradients_T1_are_the_density_and_the_sigma_derivative():
     torch.testing.assert_close(neuron.log_sigma.grad, log_sigma.grad, rtol=1e-10, atol=1e-12)
 
 
-def test_same_stream_and_spikes_as_noisylif_at_equal_sigma():
+@pytest.mark.parametrize("reset", ["zero", "subtract"])
+def test_same_stream_and_spikes_as_noisylif_at_equal_sigma(reset):
     """Started at sigma = 0.25 (exact in binary) it draws NoisyLIF's numbers: the same spikes."""
     x = 0.6 + 0.6 * torch.rand(30, 16, 49, generator=gen(5))
-    ref = NoisyLIF(Gaussian(0.25))(x, generator=gen(6))
-    mine = LearnableNoisyLIF(49, 0.25)(x, generator=gen(6))
+    ref = NoisyLIF(Gaussian(0.25), reset=reset)(x, generator=gen(6))
+    mine = LearnableNoisyLIF(49, 0.25, reset=reset)(x, generator=gen(6))
     assert torch.equal(ref, mine)
+    assert not torch.equal(ref, NoisyLIF(Gaussian(0.25), reset="subtract" if reset == "zero" else "zero")(
+        x, generator=gen(6)))
 
 
-def test_reset_recurrence_gradient_matches_noisylif():
+@pytest.mark.parametrize("reset", ["zero", "subtract"])
+def test_reset_recurrence_gradient_matches_noisylif(reset):
     """With the sigma fixed, the input gradient through resets is NoisyLIF's (the same NDL recurrence)."""
     x = (0.7 + 0.5 * torch.rand(7, 32, 3, generator=gen(8), dtype=DT)).requires_grad_()
     up = torch.randn(7, 32, 3, generator=gen(9), dtype=DT)
-    NoisyLIF(Gaussian(0.25), tau=0.5)(x, generator=gen(10)).backward(up)
+    NoisyLIF(Gaussian(0.25), tau=0.5, reset=reset)(x, generator=gen(10)).backward(up)
     ref = x.grad.clone()
     x.grad = None
-    neuron = LearnableNoisyLIF(3, 0.25, tau=0.5).double()
+    neuron = LearnableNoisyLIF(3, 0.25, tau=0.5, reset=reset).double()
     with torch.no_grad():
         neuron.log_sigma.fill_(math.log(0.25))  # float64's log, not float32's
     neuron(x, generator=gen(10)).backward(up)
@@ -209,23 +214,26 @@ def test_core_neuron_sigma_sets_the_core_layers_only():
     assert [n.noise.sigma for n in model.neurons] == [0.4, 0.4, 0.2]
 
 
-def _straight_through_reference(neuron, x, u0, generator, detach_reset):
+def _straight_through_reference(neuron, x, u0, generator, detach_reset, reset="zero"):
     """The neuron as an autograd graph per step: the sampled spike forward, the gradient of the
-    expected spike Phi((ubar - v_th) / sigma) backward (what NDL prescribes for ubar and sigma)."""
+    expected spike Phi((ubar - v_th) / sigma) backward (what NDL prescribes for ubar and sigma);
+    the reset to 0 or by subtraction of v_th."""
     z = SeededGaussian(draw_seeds(x.shape[0], generator), 0.0, 1.0).materialize(x.shape, x.dtype, x.device)
     sigma, u, spikes, ubars = neuron.log_sigma.exp(), u0, [], []
     for t in range(x.shape[0]):
         ubar = x[t] + neuron.tau * u
         p = torch.special.ndtr((ubar - neuron.v_th) / sigma)
         o = (ubar >= neuron.v_th + sigma.detach() * z[t]).to(x.dtype) + (p - p.detach())
-        u = ubar * (1 - (o.detach() if detach_reset else o))
+        fired = o.detach() if detach_reset else o
+        u = ubar - neuron.v_th * fired if reset == "subtract" else ubar * (1 - fired)
         spikes.append(o)
         ubars.append(ubar)
     return torch.stack(spikes), torch.stack(ubars), u
 
 
+@pytest.mark.parametrize("reset", ["zero", "subtract"])
 @pytest.mark.parametrize("detach_reset", [False, True])
-def test_sequence_gradients_through_time_match_the_per_step_graph(detach_reset):
+def test_sequence_gradients_through_time_match_the_per_step_graph(detach_reset, reset):
     """The hand-written backward through time (resets, potentials, the last state, the start state)
     equals autograd over the per-step graph, for the inputs, the start state and each sigma."""
     T, B, N = 9, 40, 4
@@ -234,13 +242,13 @@ def test_sequence_gradients_through_time_match_the_per_step_graph(detach_reset):
     ups = [torch.randn(*shape, generator=gen(22 + i), dtype=DT) for i, shape in enumerate([(T, B, N), (T, B, N), (B, N)])]
     grads = []
     for run in ("fused", "reference"):
-        neuron = LearnableNoisyLIF(N, 0.3, tau=0.6, detach_reset=detach_reset).double()
+        neuron = LearnableNoisyLIF(N, 0.3, tau=0.6, detach_reset=detach_reset, reset=reset).double()
         with torch.no_grad():
             neuron.log_sigma.copy_(torch.tensor([0.1, 0.2, 0.3, 0.5], dtype=DT).log())
         if run == "fused":
             outs = neuron(x, u0, generator=gen(30), return_potential=True, return_state=True)
         else:
-            outs = _straight_through_reference(neuron, x, u0, gen(30), detach_reset)
+            outs = _straight_through_reference(neuron, x, u0, gen(30), detach_reset, reset)
         sum((o * up).sum() for o, up in zip(outs, ups)).backward()
         grads.append((outs[0].detach(), x.grad.clone(), u0.grad.clone(), neuron.log_sigma.grad.clone()))
         x.grad = u0.grad = None

@@ -104,6 +104,26 @@ def test_make_neuron_passes_noise_scale_placement_and_surrogate():
     assert make_neuron(NeuronSpec(family="lif", surrogate="sigmoid", surrogate_width=4.0)).surrogate == Sigmoid(4.0)
 
 
+@pytest.mark.parametrize("spec", [NeuronSpec(reset="subtract"), NeuronSpec(family="lif", reset="subtract"),
+                                  NeuronSpec(learnable="neuron", reset="subtract")], ids=["noisy", "lif", "learnable"])
+def test_make_neuron_passes_the_reset(spec):
+    neuron = make_neuron(spec, torch.Generator().manual_seed(0), n_neurons=5)
+    assert neuron.reset == "subtract" and make_neuron(NeuronSpec(family=spec.family), n_neurons=5).reset == "zero"
+    x = torch.full((4, 1, 5), 1.3)
+    kw = {} if spec.family == "lif" else {"generator": torch.Generator().manual_seed(1)}
+    s, ubar = neuron(x, return_potential=True, **kw)
+    assert s.sum() > 0
+    # the charge above the threshold carries to the next step
+    torch.testing.assert_close(ubar[1:], x[1:] + spec.tau * (ubar[:-1] - spec.v_th * s[:-1]))
+
+
+def test_an_unknown_reset_is_refused_naming_the_field():
+    with pytest.raises(ValueError, match="NeuronSpec.reset must be one of"):
+        NeuronSpec(reset="soft")
+    with pytest.raises(ValueError, match="RFConfig.output_neuron: NeuronSpec.reset"):
+        make_config("nsnn", "quick", rf={"output_neuron": {"reset": "half"}})
+
+
 def test_learnable_noise_other_than_gaussian_escape_is_refused():
     with pytest.raises(ValueError, match="learnable applies to Gaussian escape noise"):
         NeuronSpec(noise="logistic", learnable="layer")
@@ -162,5 +182,10 @@ def test_a_parts_neuron_options_reach_only_that_part():
     core1, core2, out = model.neurons
     assert isinstance(core1, LIF) and core1.surrogate == ERF(0.5) and isinstance(core2, LIF)
     assert isinstance(out, NoisyLIF) and isinstance(out.noise, Logistic) and out.noise.scale == 0.3
+    assert core1.reset == core2.reset == out.reset == "zero"
+    subtract = make_config("nsnn", "quick", input_size=16, rf={"channels": (2, 3), "kernel_sizes": (3, 3),
+                                                               "output_neuron": {"reset": "subtract"}})
+    core1, core2, out = build_model(subtract, 3, torch.Generator().manual_seed(0), None, n_steps=4).neurons
+    assert (core1.reset, core2.reset, out.reset) == ("zero", "zero", "subtract")
     with pytest.raises(ValueError, match="RFConfig.core_neuron: unknown neuron option"):
         make_config("nsnn", "quick", rf={"core_neuron": {"sigmaa": 0.3}})

@@ -24,6 +24,7 @@ DT = torch.float64
 NOISES = [Gaussian(0.2), Logistic(0.15), Uniform(0.4), Triangular(0.5)]
 NOISE_IDS = ["gauss", "logistic", "uniform", "triangular"]
 PLACEMENTS = ["escape", "membrane"]
+RESETS = ["zero", "subtract"]
 
 
 def gen(seed: int) -> torch.Generator:
@@ -52,13 +53,15 @@ def test_firing_probability_is_noise_cdf(noise, placement):
     assert torch.all((p_hat - p).abs() <= tol), (p_hat, p)
 
 
+@pytest.mark.parametrize("reset", RESETS)
 @pytest.mark.parametrize("placement", PLACEMENTS)
 @pytest.mark.parametrize("noise", NOISES, ids=NOISE_IDS)
-def test_firing_probability_per_step_given_ubar(noise, placement):
-    """T > 1: given the realised pre-noise potential, each step fires with F(ubar - v_th)."""
+def test_firing_probability_per_step_given_ubar(noise, placement, reset):
+    """T > 1: given the realised pre-noise potential, each step fires with F(ubar - v_th),
+    whichever the reset."""
     T, n = 6, 20_000
     x = torch.full((T, n), 0.9, dtype=DT)
-    spikes, ubar = NoisyLIF(noise, placement=placement)(x, generator=gen(1), return_potential=True)
+    spikes, ubar = NoisyLIF(noise, placement=placement, reset=reset)(x, generator=gen(1), return_potential=True)
     # pool all steps: E[o - F(ubar - v_th)] = 0 and the sum of Bernoulli variances gives the CI
     p = noise.cdf(ubar - 1.0)
     resid = (spikes - p).sum().item()
@@ -75,55 +78,64 @@ def test_ndl_gradient_T1_is_upstream_times_density(noise, placement):
     torch.testing.assert_close(x.grad, up * noise.pdf(x.detach() - 1.0), rtol=1e-14, atol=0)
 
 
-def _hand_backward(up, ubar, spikes, g, tau, w=None):
+def _hand_backward(up, ubar, spikes, g, tau, w=None, reset="zero"):
     """dL/dx by the recurrence c[t] = g up[t] + tau c[t+1] d u[t]/d ubar[t].
 
-    With ``w`` None the reset is detached (d u / d ubar = 1 - o); else it is
-    (1 - o) - w g with w the potential that is reset.
+    With ``w`` None the reset is detached (d u / d ubar = 1 - o; after reset by subtraction 1);
+    else it is (1 - o) - w g with w the potential that is reset (subtraction, v_th = 1: 1 - g).
     """
     T = up.shape[0]
     c = torch.zeros_like(up)
     nxt = torch.zeros_like(up[0])
     for t in range(T - 1, -1, -1):
-        dres = 1 - spikes[t] if w is None else (1 - spikes[t]) - w[t] * g[t]
+        if reset == "subtract":
+            dres = torch.ones_like(g[t]) if w is None else 1 - g[t]
+        else:
+            dres = 1 - spikes[t] if w is None else (1 - spikes[t]) - w[t] * g[t]
         c[t] = g[t] * up[t] + (tau * nxt * dres if t + 1 < T else 0)
         nxt = c[t]
     return c
 
 
+@pytest.mark.parametrize("reset", RESETS)
 @pytest.mark.parametrize("placement", PLACEMENTS)
 @pytest.mark.parametrize("noise", NOISES, ids=NOISE_IDS)
-def test_ndl_gradient_detached_reset_recurrence(noise, placement):
+def test_ndl_gradient_detached_reset_recurrence(noise, placement, reset):
     T, tau = 7, 0.6
     x = (0.7 + 0.5 * torch.rand(T, 32, 3, generator=gen(5), dtype=DT)).requires_grad_()
     up = torch.randn(T, 32, 3, generator=gen(6), dtype=DT)
-    neuron = NoisyLIF(noise, tau=tau, placement=placement, detach_reset=True)
+    neuron = NoisyLIF(noise, tau=tau, placement=placement, detach_reset=True, reset=reset)
     spikes, ubar = neuron(x, generator=gen(7), return_potential=True)
     assert 0.1 < spikes.mean() < 0.9
     spikes.backward(up)
     g = noise.pdf(ubar.detach() - 1.0)
-    torch.testing.assert_close(x.grad, _hand_backward(up, ubar.detach(), spikes, g, tau), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(x.grad, _hand_backward(up, ubar.detach(), spikes, g, tau, reset=reset),
+                               rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("reset", RESETS)
 @pytest.mark.parametrize("noise", NOISES, ids=NOISE_IDS)
-def test_ndl_gradient_attached_reset_recurrence_escape(noise):
-    """Escape noise, reset differentiated: d u / d ubar = (1 - o) - ubar F'(ubar - v_th)."""
+def test_ndl_gradient_attached_reset_recurrence_escape(noise, reset):
+    """Escape noise, reset differentiated: d u / d ubar = (1 - o) - ubar F'(ubar - v_th), or
+    1 - v_th F'(ubar - v_th) after reset by subtraction."""
     T, tau = 7, 0.5
     x = (0.7 + 0.5 * torch.rand(T, 32, 3, generator=gen(8), dtype=DT)).requires_grad_()
     up = torch.randn(T, 32, 3, generator=gen(9), dtype=DT)
-    spikes, ubar = NoisyLIF(noise, tau=tau)(x, generator=gen(10), return_potential=True)
+    spikes, ubar = NoisyLIF(noise, tau=tau, reset=reset)(x, generator=gen(10), return_potential=True)
     spikes.backward(up)
     ub = ubar.detach()
     g = noise.pdf(ub - 1.0)
-    torch.testing.assert_close(x.grad, _hand_backward(up, ub, spikes, g, tau, w=ub), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(x.grad, _hand_backward(up, ub, spikes, g, tau, w=ub, reset=reset),
+                               rtol=1e-12, atol=1e-12)
 
 
 SURROGATES = [ERF(), Sigmoid(4.0), Rectangular(1.0), TriangularSurrogate(1.0)]
 
 
+@pytest.mark.parametrize("reset", RESETS)
 @pytest.mark.parametrize("sg", SURROGATES, ids=["erf", "sigmoid", "rect", "tri"])
 @pytest.mark.parametrize("detach_reset", [True, False])
-def test_lif_backward_is_upstream_times_surrogate(sg, detach_reset):
+def test_lif_backward_is_upstream_times_surrogate(sg, detach_reset, reset):
     x1 = (0.2 + 1.6 * torch.rand(1, 50, 4, generator=gen(11), dtype=DT)).requires_grad_()
     up = torch.randn(1, 50, 4, generator=gen(12), dtype=DT)
     lif = LIF(sg, detach_reset=detach_reset)
@@ -135,11 +147,11 @@ def test_lif_backward_is_upstream_times_surrogate(sg, detach_reset):
     T, tau = 6, 0.5
     x = (0.3 + 0.9 * torch.rand(T, 50, 4, generator=gen(13), dtype=DT)).requires_grad_()
     up = torch.randn(T, 50, 4, generator=gen(14), dtype=DT)
-    s, ubar = LIF(sg, tau=tau, detach_reset=detach_reset)(x, return_potential=True)
+    s, ubar = LIF(sg, tau=tau, detach_reset=detach_reset, reset=reset)(x, return_potential=True)
     s.backward(up)
     ub = ubar.detach()
     g = sg.grad(ub - 1.0)
-    expect = _hand_backward(up, ub, s, g, tau, w=None if detach_reset else ub)
+    expect = _hand_backward(up, ub, s, g, tau, w=None if detach_reset else ub, reset=reset)
     torch.testing.assert_close(x.grad, expect, rtol=1e-12, atol=1e-12)
 
 
@@ -224,11 +236,12 @@ def test_no_nan_extreme_inputs(noise, placement, dtype):
 # ----------------------------------------------------------------------------------------
 
 
-def _reference_loop(x, u0, tau, v_th, spike_grad, eps, placement, detach_reset):
+def _reference_loop(x, u0, tau, v_th, spike_grad, eps, placement, detach_reset, reset="zero"):
     spikes, ubars, u = [], [], u0
     for t in range(x.shape[0]):
         s, u, ub = lif_step(x[t], u, tau=tau, v_th=v_th, spike_grad=spike_grad,
-                            eps=None if eps is None else eps[t], placement=placement, detach_reset=detach_reset)
+                            eps=None if eps is None else eps[t], placement=placement, detach_reset=detach_reset,
+                            reset=reset)
         spikes.append(s)
         ubars.append(ub)
     return torch.stack(spikes), torch.stack(ubars), u
@@ -239,11 +252,12 @@ def _grads(out, inputs, weights):
     return torch.autograd.grad(loss, inputs, retain_graph=True)
 
 
+@pytest.mark.parametrize("reset", RESETS)
 @pytest.mark.parametrize("expanded", [False, True])
 @pytest.mark.parametrize("with_u0", [False, True])
 @pytest.mark.parametrize("detach_reset", [False, True])
 @pytest.mark.parametrize("placement", ["none", "escape", "membrane"])
-def test_fused_equals_reference_loop(placement, detach_reset, with_u0, expanded):
+def test_fused_equals_reference_loop(placement, detach_reset, with_u0, expanded, reset):
     T, B, F = 9, 16, 5
     tau, v_th = 0.6, 1.0
     noise = Gaussian(0.3)
@@ -261,8 +275,8 @@ def test_fused_equals_reference_loop(placement, detach_reset, with_u0, expanded)
                torch.randn(B, F, generator=gen(29), dtype=DT)]
     inputs = [leaf] + ([u0] if with_u0 else [])
     fused = lif_sequence(x, tau=tau, v_th=v_th, spike_grad=noise.pdf, eps=eps, placement=pl,
-                         detach_reset=detach_reset, u0=u0)
-    ref = _reference_loop(x, u0, tau, v_th, noise.pdf, eps, pl, detach_reset)
+                         detach_reset=detach_reset, u0=u0, reset=reset)
+    ref = _reference_loop(x, u0, tau, v_th, noise.pdf, eps, pl, detach_reset, reset)
     assert torch.equal(fused[0], ref[0])
     assert 0.05 < fused[0].mean() < 0.95
     torch.testing.assert_close(fused[1], ref[1], rtol=1e-14, atol=1e-14)
@@ -422,15 +436,16 @@ def test_state_argument(make):
 
 
 @pytest.mark.parametrize("detach_reset", [False, True])
-@pytest.mark.parametrize("make", [lambda d: LIF(detach_reset=d),
-                                  lambda d: NoisyLIF(Gaussian(0.3), detach_reset=d),
-                                  lambda d: NoisyLIF(Gaussian(0.3), placement="membrane", detach_reset=d),
-                                  lambda d: NoisyLIF(Uniform(0.4), detach_reset=d),
-                                  lambda d: NoisyLIF(Triangular(0.4), placement="membrane", detach_reset=d)],
+@pytest.mark.parametrize("reset", RESETS)
+@pytest.mark.parametrize("make", [lambda d, r: LIF(detach_reset=d, reset=r),
+                                  lambda d, r: NoisyLIF(Gaussian(0.3), detach_reset=d, reset=r),
+                                  lambda d, r: NoisyLIF(Gaussian(0.3), placement="membrane", detach_reset=d, reset=r),
+                                  lambda d, r: NoisyLIF(Uniform(0.4), detach_reset=d, reset=r),
+                                  lambda d, r: NoisyLIF(Triangular(0.4), placement="membrane", detach_reset=d, reset=r)],
                          ids=["lif", "gauss-escape", "gauss-membrane", "uniform-escape", "tri-membrane"])
-def test_step_api_equals_multistep(make, detach_reset):
+def test_step_api_equals_multistep(make, detach_reset, reset):
     T = 7
-    n = make(detach_reset)
+    n = make(detach_reset, reset)
     noisy = isinstance(n, NoisyLIF)
     x = (1.4 * torch.rand(T, 4, 8, generator=gen(44), dtype=DT)).requires_grad_()
     w = torch.randn(T, 4, 8, generator=gen(45), dtype=DT)
@@ -475,6 +490,11 @@ def test_errors():
         LIF(Gaussian(0.2))
     with pytest.raises(ValueError, match="eps shape"):
         lif_sequence(torch.rand(3, 2), tau=0.5, v_th=1.0, spike_grad=ERF().grad, eps=torch.rand(3, 3))
+    for make in (lambda: LIF(reset="soft"), lambda: NoisyLIF(reset="soft"),
+                 lambda: lif_sequence(torch.rand(3, 2), tau=0.5, v_th=1.0, spike_grad=ERF().grad, reset="soft"),
+                 lambda: lif_step(torch.rand(2), None, tau=0.5, v_th=1.0, spike_grad=ERF().grad, reset="soft")):
+        with pytest.raises(ValueError, match="reset must be one of"):
+            make()
 
 
 class Laplace(NoiseModel):
@@ -981,3 +1001,60 @@ def test_the_kernel_builds_where_a_compiler_is_present():
     if shutil.which(os.environ.get("CXX") or "c++") is None:
         pytest.skip("no C++ compiler on this machine")
     assert _kernels.get_library() is not None, _kernels.failure()
+
+
+# ----------------------------------------------------------------------------------------
+# reset by subtraction
+# ----------------------------------------------------------------------------------------
+
+
+def test_subtract_reset_keeps_the_charge_above_the_threshold():
+    """A deterministic LIF with tau = 1 and reset by subtraction is a sigma-delta integrator: after
+    t steps of a constant current c it has fired floor(t c / v_th) times and holds the remainder;
+    the hard reset forgets the excess (one spike every ceil(v_th / c) steps)."""
+    T, v_th = 40, 1.0
+    c = torch.tensor([0.13, 0.37, 0.61, 0.99], dtype=DT)
+    x = c.expand(T, 1, -1)
+    s, ubar, u = LIF(tau=1.0, v_th=v_th, reset="subtract")(x, return_potential=True, return_state=True)
+    t = torch.arange(1, T + 1, dtype=DT)[:, None, None]
+    fired = torch.floor(t * c / v_th + 1e-9)
+    torch.testing.assert_close(s.cumsum(0), fired, rtol=0, atol=0)
+    torch.testing.assert_close(u[0], T * c - v_th * fired[-1, 0], rtol=0, atol=1e-12)
+    torch.testing.assert_close(ubar[1:], x[1:] + ubar[:-1] - v_th * s[:-1], rtol=0, atol=1e-12)
+    hard = LIF(tau=1.0, v_th=v_th)(x)
+    torch.testing.assert_close(hard.sum(0)[0], torch.floor(T / torch.ceil(v_th / c - 1e-9)), rtol=0, atol=0)
+
+
+def _rate_matched_count_fano(reset, tau, sigma, T=30, n=4000, rate=0.3):
+    """Fano factor of the T-step spike count at a constant input bisected to ``rate`` spikes per step."""
+    neuron = NoisyLIF(Gaussian(sigma), tau=tau, reset=reset)
+    lo, hi = 0.0, 2.0
+    for _ in range(25):
+        mid = (lo + hi) / 2
+        s = neuron(torch.full((T, n, 1), mid, dtype=DT), generator=gen(120))
+        lo, hi = (mid, hi) if s.mean() < rate else (lo, mid)
+    counts = s.sum(0)
+    assert abs(s.mean().item() - rate) < 0.01
+    return (counts.var() / counts.mean()).item(), n
+
+
+@pytest.mark.parametrize("tau", [0.8, 1.0])
+def test_subtract_reset_makes_the_count_more_regular(tau):
+    """At the same rate and noise, the count of a neuron that keeps its excess charge varies less
+    across trials than the hard reset's (the point of the option); the gap beyond 6 SEs of the
+    Fano factor's sampling error (~FF sqrt(2 / n))."""
+    ff_zero, n = _rate_matched_count_fano("zero", tau, 0.35)
+    ff_sub, _ = _rate_matched_count_fano("subtract", tau, 0.35)
+    assert ff_sub < ff_zero - 6 * ff_zero * math.sqrt(2 / n), (ff_sub, ff_zero)
+
+
+def test_subtract_reset_runs_the_torch_loop_and_the_kernel_refuses_it():
+    x = (1.4 * torch.rand(5, 16, 3, generator=gen(121))).requires_grad_()
+    with pytest.raises(RuntimeError, match="reset"):
+        lif_sequence(x, tau=0.5, v_th=1.0, spike_grad=ERF().grad, reset="subtract", backend="kernel")
+    auto = lif_sequence(x, tau=0.5, v_th=1.0, spike_grad=ERF().grad, reset="subtract")
+    torch_path = lif_sequence(x, tau=0.5, v_th=1.0, spike_grad=ERF().grad, reset="subtract", backend="torch")
+    assert auto[0].grad_fn.name() == "_LIFSequenceBackward"
+    for a, b in zip(auto, torch_path):
+        assert torch.equal(a, b)
+    assert not torch.equal(auto[0], lif_sequence(x, tau=0.5, v_th=1.0, spike_grad=ERF().grad)[0])

@@ -12,6 +12,7 @@ locally with ``-m "not slow"``.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import subprocess
@@ -184,6 +185,13 @@ def test_validation_ablation_scores_validation_images_and_resumes(tmp_path):
     assert config("fano-start").parts == {"output": "noisy_lif_fano"} and config("fano-start").arch == config("nsnn").arch
     five = config("s5n+fano-start").arch
     assert five.output_substeps == 5 and five.output_neuron == {"sigma": 0.2 * 5 ** 0.5, "learnable": "neuron"}
+    # the more regular output neuron: the preset's output reset by subtraction (and a longer memory)
+    preset_output = config("nsnn").arch.output_neuron
+    assert config("s3n+subtract").arch.output_neuron == {**preset_output, "reset": "subtract"}
+    again = config("s3n+subtract+tau0.65+fano-again")
+    assert again.parts == {"output": "noisy_lif_fano_again"}
+    assert again.arch == dataclasses.replace(config("nsnn").arch, output_neuron={**preset_output, "reset": "subtract",
+                                                                                 "tau": 0.65})
     out = tmp_path / "ablation"
     cmd = [sys.executable, str(ANALYSES / "validation_ablation.py"), "--row", "ln", "--folds", "0", "--threads", "1",
            "--out", str(out)]

@@ -127,7 +127,9 @@ class RFConfig(RFRateConfig):
         ``core_neuron={"sigma": 0.4}``: another noise scale in the core;
         ``output_neuron={"learnable": "neuron"}``: the output neurons' noise scale a parameter per
         unit (:class:`~neurocode.neurons.LearnableNoisyLIF`), started at ``noise_sigma`` and
-        trained by the fit's loss; ``core_neuron={"learnable": "layer"}``: one per core layer.
+        trained by the fit's loss; ``core_neuron={"learnable": "layer"}``: one per core layer;
+        ``output_neuron={"reset": "subtract"}``: the output neurons reset by subtraction (the charge
+        above the threshold kept: a more regular count).
     readout : dict or None
         A spiking model's readout options (:class:`~neurocode.models.parts.readouts.RFReadout`):
         ``time_weights`` (True: each cell weighs its core readout with its own time course

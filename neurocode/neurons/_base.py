@@ -6,6 +6,8 @@ import math
 
 from torch import Tensor, nn
 
+from neurocode.neurons.functional import check_reset
+
 
 def check_neuron_args(tau: float, v_th: float) -> tuple[float, float]:
     tau, v_th = float(tau), float(v_th)
@@ -32,9 +34,10 @@ class LIFBase(nn.Module):
     next call continues from it, until :meth:`reset_state`.
     """
 
-    def __init__(self, tau: float, v_th: float, detach_reset: bool, stateful: bool):
+    def __init__(self, tau: float, v_th: float, detach_reset: bool, stateful: bool, reset: str = "zero"):
         super().__init__()
         self.tau, self.v_th = check_neuron_args(tau, v_th)
+        self.reset = check_reset(reset)
         self.detach_reset = bool(detach_reset)
         self.stateful = bool(stateful)
         self.state: Tensor | None = None
@@ -62,4 +65,5 @@ class LIFBase(nn.Module):
         return out[0] if len(out) == 1 else out
 
     def extra_repr(self) -> str:
-        return f"tau={self.tau}, v_th={self.v_th}, detach_reset={self.detach_reset}"
+        return f"tau={self.tau}, v_th={self.v_th}, detach_reset={self.detach_reset}" + (
+            f", reset={self.reset!r}" if self.reset != "zero" else "")

@@ -4,7 +4,8 @@ Discrete LIF with hard reset to 0 (paper Eqs. 4-9; SPEC §2)::
 
     ubar[t] = tau * u[t-1] + x[t]                    pre-noise potential
     o[t]    = 1[ubar[t] + eps[t] >= v_th]            spike; P[o = 1] = F(ubar - v_th)
-    u[t]    = w[t] * (1 - o[t])                      hard reset
+    u[t]    = w[t] * (1 - o[t])                      hard reset (``reset="zero"``)
+    u[t]    = w[t] - v_th * o[t]                     reset by subtraction (``reset="subtract"``)
 
 with ``w = ubar`` for *escape* noise (a fresh sample decides each firing and is not
 remembered) and ``w = ubar + eps`` for *membrane* noise (the sample is added to the
@@ -15,7 +16,12 @@ Non-finite input: a NaN potential (or noise) is neither below nor above the thre
 its spike is NaN, and the neuron's state and every later spike of it stay NaN -- NaN
 propagates as through any torch operation and is never read as a spike, on every path
 (kernel, pure torch, ``lif_step``). ``+inf`` fires and then, reset by ``inf * 0``, is NaN;
-``-inf`` never fires.
+``-inf`` never fires. Reset by subtraction keeps ``+inf`` at ``+inf`` (it fires at every step).
+
+Reset by subtraction keeps the charge above the threshold: with ``tau`` near 1 the neuron is a
+sigma-delta integrator whose spike count over a window follows the integrated input up to the
+bounded residual potential, so its count is more regular (a lower Fano factor) than the hard
+reset's, which forgets the excess at every spike.
 
 Backward: the spike's derivative with respect to ``ubar`` is replaced by
 ``spike_grad(ubar - v_th)`` -- the noise density ``F'`` for noise-driven learning (NDL,
@@ -25,7 +31,9 @@ unless ``detach_reset``.
 :func:`lif_sequence` runs the whole time loop as one autograd node with a hand-written
 backward recurrence: no per-step graph is built, each step costs two fused tensor ops
 forward and one backward, and everything that does not depend on the recurrence (the
-spike-gradient density, the reset factor) is computed over all steps at once.
+spike-gradient density, the reset factor) is computed over all steps at once. The reset's
+derivative ``d u / d ubar`` is ``(1 - o) - w F'`` for the hard reset and ``1 - v_th F'`` for
+reset by subtraction.
 
 On CPU (float32/float64, built-in density) the same node is the torch operator
 ``neurocode::lif_forward`` of the fused C++ kernel (:mod:`neurocode.neurons._kernels`,
@@ -36,7 +44,8 @@ the rounding of exp/sigmoid. With :class:`SeededGaussian` thresholds the kernel 
 draws the Gaussian escape noise itself, from the counter-based stream of
 :mod:`neurocode.neurons.counter_rng` that the torch path materialises: the same seeds give
 the same spikes on either path. Anything else (CUDA, other dtypes, user-defined
-densities, no compiler) uses the pure-torch loop: ``backend=`` chooses explicitly.
+densities, reset by subtraction, no compiler) uses the pure-torch loop: ``backend=`` chooses
+explicitly.
 """
 
 from __future__ import annotations
@@ -51,9 +60,17 @@ from neurocode.neurons.counter_rng import SeededGaussian
 
 SpikeGrad = Callable[[Tensor], Tensor]
 
-__all__ = ["lif_sequence", "lif_step", "heaviside_spike", "PLACEMENTS", "SeededGaussian"]
+__all__ = ["lif_sequence", "lif_step", "heaviside_spike", "PLACEMENTS", "RESETS", "SeededGaussian"]
 
 PLACEMENTS = ("escape", "membrane")
+#: After a spike the potential goes to 0 ("zero") or loses the threshold ("subtract").
+RESETS = ("zero", "subtract")
+
+
+def check_reset(reset: str) -> str:
+    if reset not in RESETS:
+        raise ValueError(f"reset must be one of {RESETS}, got {reset!r}")
+    return reset
 
 
 class _HeavisideSpike(torch.autograd.Function):
@@ -103,6 +120,7 @@ def lif_step(
     eps: Tensor | None = None,
     placement: str = "escape",
     detach_reset: bool = False,
+    reset: str = "zero",
 ) -> tuple[Tensor, Tensor, Tensor]:
     """One LIF step, differentiable through ordinary autograd (for online use).
 
@@ -122,6 +140,8 @@ def lif_step(
         Noise sample for this step; None for a deterministic neuron.
     placement : {"escape", "membrane"}
     detach_reset : bool
+    reset : {"zero", "subtract"}
+        After a spike the potential goes to 0 or loses ``v_th``.
 
     Returns
     -------
@@ -135,13 +155,14 @@ def lif_step(
     threshold = v_th if eps is None else v_th - eps
     spikes = heaviside_spike(ubar, threshold, v_th, spike_grad)
     w = ubar + eps if (eps is not None and placement == "membrane") else ubar
-    reset = spikes.detach() if detach_reset else spikes
-    return spikes, w * (1 - reset), ubar
+    fired = spikes.detach() if detach_reset else spikes
+    u_next = w - v_th * fired if check_reset(reset) == "subtract" else w * (1 - fired)
+    return spikes, u_next, ubar
 
 
 class _LIFSequence(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, u0, threshold, eps, tau, v_th, spike_grad, detach_reset):
+    def forward(ctx, x, u0, threshold, eps, tau, v_th, spike_grad, detach_reset, subtract):
         # threshold: [T, ...] noisy thresholds v_th - eps (escape) or None (deterministic);
         # eps: [T, ...] noise carried in the potential (membrane) or None.
         T = x.shape[0]
@@ -163,8 +184,11 @@ class _LIFSequence(torch.autograd.Function):
                 w = ubar[t]
                 torch.lt(w, v_th, out=keep[t])
             if t + 1 < T:
-                torch.addcmul(x[t + 1], w, keep[t], value=tau, out=ubar[t + 1])
-        u_last = w * keep[T - 1]
+                if subtract:  # u = w - v_th (1 - keep)
+                    torch.add(x[t + 1], torch.add(w, keep[t] - 1.0, alpha=v_th), alpha=tau, out=ubar[t + 1])
+                else:
+                    torch.addcmul(x[t + 1], w, keep[t], value=tau, out=ubar[t + 1])
+        u_last = w + v_th * (keep[T - 1] - 1.0) if subtract else w * keep[T - 1]
         spikes = keep.neg_().add_(1.0)
         undecided = ubar.isnan()  # NaN propagates as in the kernel: never a spike
         for noise in (threshold, eps):
@@ -176,6 +200,7 @@ class _LIFSequence(torch.autograd.Function):
         ctx.set_materialize_grads(False)  # unused outputs: None, not [T, ...] zeros
         ctx.u0_given = u0 is not None
         ctx.tau, ctx.v_th, ctx.spike_grad, ctx.detach_reset = tau, v_th, spike_grad, detach_reset
+        ctx.subtract = subtract
         return spikes, ubar, u_last
 
     @staticmethod
@@ -184,11 +209,15 @@ class _LIFSequence(torch.autograd.Function):
         ubar, spikes, eps = ctx.saved_tensors
         tau = ctx.tau
         g = ctx.spike_grad(ubar - ctx.v_th)
-        # d u[t] / d ubar[t] = keep - w * g  (the reset term vanishes when detached)
-        dreset = 1.0 - spikes
-        if not ctx.detach_reset:
-            w = ubar if eps is None else ubar + eps
-            dreset.addcmul_(w, g, value=-1.0)
+        # d u[t] / d ubar[t] = keep - w * g, or 1 - v_th * g after reset by subtraction (the
+        # reset term vanishes when detached)
+        if ctx.subtract:
+            dreset = torch.ones_like(ubar) if ctx.detach_reset else torch.add(1.0, g, alpha=-ctx.v_th)
+        else:
+            dreset = 1.0 - spikes
+            if not ctx.detach_reset:
+                w = ubar if eps is None else ubar + eps
+                dreset.addcmul_(w, g, value=-1.0)
         # c[t] = dL/d ubar[t] = g * dL/do[t] + dL/dubar[t] (direct) + tau * c[t+1] * dreset[t]
         c = g.mul_(grad_spikes) if grad_spikes is not None else torch.zeros_like(ubar)
         if grad_ubar is not None:
@@ -199,7 +228,7 @@ class _LIFSequence(torch.autograd.Function):
         for t in range(T - 2, -1, -1):
             c[t].addcmul_(c[t + 1], dreset[t], value=tau)
         grad_u0 = c[0] * tau if ctx.u0_given and ctx.needs_input_grad[1] else None
-        return c, grad_u0, None, None, None, None, None, None
+        return c, grad_u0, None, None, None, None, None, None, None
 
 
 _KERNEL_DTYPES = (torch.float32, torch.float64)
@@ -265,6 +294,7 @@ def lif_sequence(
     backend: str = "auto",
     potential: bool = True,
     state: bool = True,
+    reset: str = "zero",
 ) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """Run LIF dynamics over a whole time-major sequence in one autograd node.
 
@@ -306,6 +336,9 @@ def lif_sequence(
         potentials (its backward pass recomputes them from ``x``), and ``ubar`` is None.
     state : bool
         Return ``u_last`` (None otherwise).
+    reset : {"zero", "subtract"}
+        After a spike the potential goes to 0 (the paper's hard reset) or loses ``v_th`` (the
+        excess charge kept; pure-torch path only: ``backend="kernel"`` refuses it).
 
     Returns
     -------
@@ -339,7 +372,10 @@ def lif_sequence(
             threshold = torch.sub(v_th, eps)
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if backend != "torch":
+    subtract = check_reset(reset) == "subtract"
+    if subtract and backend == "kernel":
+        raise RuntimeError("lif_sequence(backend='kernel') cannot run: the kernel implements reset='zero' only")
+    if backend != "torch" and not subtract:
         ops, spec = _kernel_or_reason(x, u0, threshold, membrane, spike_grad)
         if ops is not None:
             family, (p0, p1, p2) = spec
@@ -357,5 +393,5 @@ def lif_sequence(
     if isinstance(threshold, SeededGaussian):
         threshold = threshold.materialize(x.shape, x.dtype, x.device)
     spikes, ubar, u_last = _LIFSequence.apply(x, u0, threshold, membrane, float(tau), float(v_th), spike_grad,
-                                              bool(detach_reset))
+                                              bool(detach_reset), subtract)
     return spikes, (ubar if potential else None), (u_last if state else None)

@@ -6,7 +6,7 @@ one for the layer), trained by the same loss as the weights::
 
     ubar[t] = tau * u[t-1] + x[t]
     o[t]    = 1[ubar[t] >= v_th + sigma * z[t]],   z ~ N(0, 1)       P[o = 1] = Phi((ubar - v_th) / sigma)
-    u[t]    = ubar[t] * (1 - o[t])
+    u[t]    = ubar[t] * (1 - o[t])          (reset="zero")   or   ubar[t] - v_th * o[t]   (reset="subtract")
 
 Noise-driven learning differentiates the firing probability at the pre-noise potential, for
 the potential (Eq. 19) and, in the same way, for the noise scale::
@@ -48,7 +48,7 @@ class _LearnableNoiseSequence(torch.autograd.Function):
     (those of the expected spike ``Phi((ubar - v_th) / sigma)`` given the potential)."""
 
     @staticmethod
-    def forward(ctx, x, u0, z, log_sigma, tau, v_th, detach_reset):
+    def forward(ctx, x, u0, z, log_sigma, tau, v_th, detach_reset, subtract):
         sigma = log_sigma.exp()
         spikes, ubar = torch.empty_like(x), torch.empty_like(x)
         u = u0
@@ -58,10 +58,11 @@ class _LearnableNoiseSequence(torch.autograd.Function):
             above = ub >= threshold
             o = above.to(x.dtype)
             o.masked_fill_(~(above | (ub < threshold)), float("nan"))  # NaN is never a spike
-            u = ub * (1 - o)
+            u = ub - v_th * o if subtract else ub * (1 - o)
             spikes[t], ubar[t] = o, ub
         ctx.save_for_backward(ubar, spikes, log_sigma)
         ctx.tau, ctx.v_th, ctx.detach_reset, ctx.has_u0 = tau, v_th, detach_reset, u0 is not None
+        ctx.subtract = subtract
         return spikes, ubar, u
 
     @staticmethod
@@ -74,10 +75,13 @@ class _LearnableNoiseSequence(torch.autograd.Function):
         grad_x, grad_o = torch.empty_like(ubar), torch.empty_like(ubar)  # grad_o: at the spike, times the density
         gu = grad_u_last  # dL/du[t], from the steps after t
         for t in range(ubar.shape[0] - 1, -1, -1):
-            # u = ubar (1 - o): the reset's path to the spike, unless the reset is detached
-            go = grad_spikes[t] if ctx.detach_reset else grad_spikes[t] - gu * ubar[t]
+            # u = ubar (1 - o) or ubar - v_th o: the reset's path to the spike, unless the reset is detached
+            if ctx.detach_reset:
+                go = grad_spikes[t]
+            else:
+                go = grad_spikes[t] - gu * (ctx.v_th if ctx.subtract else ubar[t])
             grad_o[t] = go * density[t]
-            grad_x[t] = grad_o[t] + gu * (1 - spikes[t]) + grad_ubar[t]
+            grad_x[t] = grad_o[t] + (gu if ctx.subtract else gu * (1 - spikes[t])) + grad_ubar[t]
             gu = ctx.tau * grad_x[t]
         grad_u0 = gu if ctx.has_u0 and ctx.needs_input_grad[1] else None
         grad_log_sigma = None
@@ -87,7 +91,7 @@ class _LearnableNoiseSequence(torch.autograd.Function):
             full = full.sum(tuple(range(lead))) if lead else full
             keep = tuple(i for i, s in enumerate(log_sigma.shape) if s == 1 and full.shape[i] != 1)
             grad_log_sigma = full.sum(keep, keepdim=True) if keep else full
-        return grad_x, grad_u0, None, grad_log_sigma, None, None, None
+        return grad_x, grad_u0, None, grad_log_sigma, None, None, None, None
 
 
 class LearnableNoisyLIF(LIFBase):
@@ -99,7 +103,7 @@ class LearnableNoisyLIF(LIFBase):
         Size of the input's last dimension, one sigma per neuron; None: one sigma for the layer.
     sigma : float
         Initial noise standard deviation (> 0), in units of the potential.
-    tau, v_th, detach_reset, stateful, generator
+    tau, v_th, detach_reset, stateful, generator, reset
         As :class:`~neurocode.neurons.NoisyLIF`.
 
     Attributes
@@ -112,8 +116,9 @@ class LearnableNoisyLIF(LIFBase):
     """
 
     def __init__(self, n_neurons: int | None = None, sigma: float = 0.2, tau: float = 0.5, v_th: float = 1.0,
-                 detach_reset: bool = False, stateful: bool = False, generator: torch.Generator | None = None):
-        super().__init__(tau, v_th, detach_reset, stateful)
+                 detach_reset: bool = False, stateful: bool = False, generator: torch.Generator | None = None,
+                 reset: str = "zero"):
+        super().__init__(tau, v_th, detach_reset, stateful, reset)
         if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma > 0):
             raise ValueError(f"sigma must be a positive number, got {sigma!r}")
         if n_neurons is not None and (isinstance(n_neurons, bool) or not isinstance(n_neurons, int) or n_neurons < 1):
@@ -143,7 +148,7 @@ class LearnableNoisyLIF(LIFBase):
         z = SeededGaussian(draw_seeds(x.shape[0], g), 0.0, 1.0).materialize(x.shape, x.dtype, x.device)
         u0 = self._initial_state(x, state)
         spikes, ubar, u = _LearnableNoiseSequence.apply(x, u0, z, self.log_sigma, self.tau, self.v_th,
-                                                        self.detach_reset)
+                                                        self.detach_reset, self.reset == "subtract")
         return self._finish(spikes, ubar if return_potential else None, u, return_potential, return_state)
 
     def extra_repr(self) -> str:

@@ -14,7 +14,7 @@ class LIF(LIFBase):
     """Leaky integrate-and-fire neuron: Heaviside spikes, surrogate-gradient backward.
 
     ``ubar[t] = tau * u[t-1] + x[t]``, ``o[t] = 1[ubar[t] >= v_th]``,
-    ``u[t] = ubar[t] * (1 - o[t])``; in the backward pass ``d o / d ubar`` is
+    ``u[t] = ubar[t] * (1 - o[t])`` (or ``ubar[t] - v_th * o[t]``, ``reset="subtract"``); in the backward pass ``d o / d ubar`` is
     ``surrogate.grad(ubar - v_th)``. It is the noise-free limit of :class:`NoisyLIF` with
     the noise whose density the surrogate is (``surrogate.noise()``).
 
@@ -28,6 +28,8 @@ class LIF(LIFBase):
         Firing threshold (dimensionless potential units).
     detach_reset : bool
         Exclude the reset from the gradient.
+    reset : {"zero", "subtract"}
+        After a spike the potential goes to 0 (default) or loses ``v_th``.
     stateful : bool
         Continue from the last call's final potential instead of starting at rest.
 
@@ -38,8 +40,8 @@ class LIF(LIFBase):
     """
 
     def __init__(self, surrogate: Surrogate | None = None, tau: float = 0.5, v_th: float = 1.0,
-                 detach_reset: bool = False, stateful: bool = False):
-        super().__init__(tau, v_th, detach_reset, stateful)
+                 detach_reset: bool = False, stateful: bool = False, reset: str = "zero"):
+        super().__init__(tau, v_th, detach_reset, stateful, reset)
         self.surrogate = ERF() if surrogate is None else surrogate
         if not isinstance(self.surrogate, Surrogate):
             raise TypeError(f"surrogate must be a neurocode.noise.Surrogate, got {type(self.surrogate).__name__}")
@@ -63,7 +65,8 @@ class LIF(LIFBase):
         check_sequence(x)
         spikes, ubar, u_last = lif_sequence(
             x, tau=self.tau, v_th=self.v_th, spike_grad=self.surrogate.grad,
-            detach_reset=self.detach_reset, u0=self._initial_state(x, state), potential=return_potential,
+            detach_reset=self.detach_reset, reset=self.reset, u0=self._initial_state(x, state),
+            potential=return_potential,
             state=return_state or self.stateful,
         )
         return self._finish(spikes, ubar, u_last, return_potential, return_state)
@@ -85,7 +88,7 @@ class LIF(LIFBase):
             Pass it to the next call.
         """
         spikes, u, _ = lif_step(x, state, tau=self.tau, v_th=self.v_th, spike_grad=self.surrogate.grad,
-                                detach_reset=self.detach_reset)
+                                detach_reset=self.detach_reset, reset=self.reset)
         return spikes, u
 
     def extra_repr(self) -> str:

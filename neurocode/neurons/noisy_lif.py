@@ -17,7 +17,7 @@ class NoisyLIF(LIFBase):
 
     ``ubar[t] = tau * u[t-1] + x[t]``; ``o[t] ~ Bernoulli(F(ubar[t] - v_th))`` realised
     as ``o[t] = 1[ubar[t] + eps[t] >= v_th]`` with exactly one noise draw ``eps`` per
-    neuron per step; hard reset to 0. Backward (NDL): ``d o / d ubar`` is replaced by the
+    neuron per step; hard reset to 0 (or reset by subtraction). Backward (NDL): ``d o / d ubar`` is replaced by the
     noise density at the pre-noise potential, ``F'(ubar - v_th)``.
 
     Parameters
@@ -35,6 +35,10 @@ class NoisyLIF(LIFBase):
         ``F(ubar - v_th)`` given ``ubar``; they differ in how noise accumulates over time.
     detach_reset : bool
         Exclude the reset from the gradient.
+    reset : {"zero", "subtract"}
+        After a spike the potential goes to 0 (default, the paper's) or loses ``v_th``, keeping
+        the charge above the threshold (a more regular spike count; pure-torch loop, no fused
+        kernel).
     stateful : bool
         Continue from the last call's final potential instead of starting at rest.
     generator : torch.Generator, optional
@@ -57,8 +61,8 @@ class NoisyLIF(LIFBase):
 
     def __init__(self, noise: NoiseModel | None = None, tau: float = 0.5, v_th: float = 1.0,
                  placement: str = "escape", detach_reset: bool = False, stateful: bool = False,
-                 generator: torch.Generator | None = None):
-        super().__init__(tau, v_th, detach_reset, stateful)
+                 generator: torch.Generator | None = None, reset: str = "zero"):
+        super().__init__(tau, v_th, detach_reset, stateful, reset)
         self.noise = Gaussian(0.2) if noise is None else noise
         if not isinstance(self.noise, NoiseModel):
             raise TypeError(f"noise must be a neurocode.noise.NoiseModel, got {type(self.noise).__name__}")
@@ -102,6 +106,7 @@ class NoisyLIF(LIFBase):
         """
         check_sequence(x)
         kwargs = dict(tau=self.tau, v_th=self.v_th, spike_grad=self.noise.pdf, detach_reset=self.detach_reset,
+                      reset=self.reset,
                       u0=self._initial_state(x, state), potential=return_potential,
                       state=return_state or self.stateful)
         if self.placement == "escape":
@@ -127,7 +132,7 @@ class NoisyLIF(LIFBase):
             # reproduces forward() with the same generator.
             eps = eps.neg_()
         spikes, u, _ = lif_step(x, state, tau=self.tau, v_th=self.v_th, spike_grad=self.noise.pdf, eps=eps,
-                                placement=self.placement, detach_reset=self.detach_reset)
+                                placement=self.placement, detach_reset=self.detach_reset, reset=self.reset)
         return spikes, u
 
     def firing_probability(self, ubar: Tensor) -> Tensor:

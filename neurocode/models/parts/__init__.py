@@ -7,7 +7,7 @@ front end               ``flash``, ``clips`` (:mod:`.front_ends`)
 core                    ``spiking``, ``relu`` (:mod:`.cores`)
 readout                 ``rf``, ``linear`` (:mod:`.readouts`)
 output                  ``noisy_lif``, ``noisy_lif_fano``, ``noisy_lif_fano_frozen``,
-                        ``noisy_lif_fano_narrow``, ``lif_population``,
+                        ``noisy_lif_fano_narrow``, ``noisy_lif_fano_again``, ``lif_population``,
                         ``softplus_poisson``, ``softplus``, ``rectified``, ``cmp``,
                         ``poisson_counts`` (:mod:`.outputs`)
 ======================  ===================================================================

@@ -18,10 +18,11 @@ in :data:`OUTPUTS`.
     A count distribution per bin (:mod:`neurocode.models.outputs`: Conway-Maxwell-Poisson with a
     learnt dispersion, or Poisson) over a ``softplus_poisson`` intensity: the response is the
     expected count; the model's ``log_prob`` and ``sample`` give its likelihood and its own trials.
-``noisy_lif_fano`` / ``noisy_lif_fano_frozen`` / ``noisy_lif_fano_narrow``
+``noisy_lif_fano`` / ``noisy_lif_fano_frozen`` / ``noisy_lif_fano_narrow`` / ``noisy_lif_fano_again``
     ``noisy_lif`` with a noise scale per cell set at the start so that each cell's Fano factor
     matches its recorded one (:class:`FanoStart`), then learnt (or frozen) in training; ``narrow``:
-    within a factor 1.5 of the spec's scale instead of 2.
+    within a factor 1.5 of the spec's scale instead of 2; ``again``: set again after epochs 6 and 18,
+    once the core readout carries the core's noise and the drive has grown.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from neurocode.neurons import NeuronSpec, make_neuron
 from neurocode.noise import make_noise
 
 __all__ = ["PSoftplus", "FanoStart", "SpikingOutput", "FanoStartOutput", "FrozenFanoStartOutput",
-           "NarrowFanoStartOutput", "SoftplusPoisson", "CountOutput", "FixedRate", "OUTPUTS"]
+           "NarrowFanoStartOutput", "AgainFanoStartOutput", "SoftplusPoisson", "CountOutput", "FixedRate", "OUTPUTS"]
 
 
 class PSoftplus(nn.Module):
@@ -102,6 +103,11 @@ class FanoStart:
         Model trials per training image in the calibration.
     min_mean_count : float
         Recorded mean window count (spikes) for an (image, cell) pair to count.
+    again : tuple of int
+        Epochs after which the calibration is repeated on the model trained so far (each cell's
+        ``log sigma`` searched again within ``+- bound`` of the spec's, the output bias re-set to the
+        rate): at the start the core readout's weights are 0, so the core's noise does not reach the
+        output, and training strengthens the drive, which lowers the count's Fano factor.
     """
 
     learnt: bool = True
@@ -109,8 +115,12 @@ class FanoStart:
     bound: float = math.log(2.0)
     n_trials: int = 16
     min_mean_count: float = 0.5
+    again: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
+        if not isinstance(self.again, tuple) or any(isinstance(e, bool) or not isinstance(e, int) or e < 1
+                                                    for e in self.again):
+            raise ValueError(f"FanoStart.again must be a tuple of epochs (integers >= 1), got {self.again!r}")
         for name in ("iterations", "n_trials"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < (2 if name == "n_trials" else 1):
@@ -230,6 +240,12 @@ class NarrowFanoStartOutput(FanoStartOutput):
     start = FanoStart(bound=math.log(1.5))
 
 
+class AgainFanoStartOutput(FanoStartOutput):
+    """:class:`FanoStartOutput` calibrated again after epochs 6 and 18 (:attr:`FanoStart.again`)."""
+
+    start = FanoStart(again=(6, 18))
+
+
 class SoftplusPoisson(PSoftplus):
     """Parameterised softplus rates ``|alpha| softplus(beta x)`` per cell (``per_bin``: per cell and bin, the
     paper CNN's): ``[T, B, N] -> [T, B, N]``."""
@@ -312,6 +328,7 @@ OUTPUTS = {
     "noisy_lif_fano": FanoStartOutput,
     "noisy_lif_fano_frozen": FrozenFanoStartOutput,
     "noisy_lif_fano_narrow": NarrowFanoStartOutput,
+    "noisy_lif_fano_again": AgainFanoStartOutput,
     "lif_population": SpikingOutput,
     "softplus_poisson": SoftplusPoisson,
     "softplus": lambda n_cells, neuron=None, generator=None: FixedRate("softplus"),
