@@ -59,6 +59,13 @@ __all__ = ["ModelKind", "SpikingKind", "RateKind", "CNNKind", "CountCNNKind", "L
 LNFitter = Callable[[], "tuple[nn.Module, list[dict]]"]
 
 
+def _count(value, name: str) -> int:
+    """``value`` as an int >= 1, else a one-line error naming the setting ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
 @dataclass(frozen=True)
 class SpikingFitConfig:
     """The training settings of a fit of a spiking family (:class:`SpikingKind`: NSNN, DSNN); a fit of
@@ -79,10 +86,7 @@ class SpikingFitConfig:
     hidden_rate: float = 0.1
 
     def __post_init__(self) -> None:
-        if isinstance(self.model_trials, bool) or not isinstance(self.model_trials, numbers.Integral) \
-                or self.model_trials < 1:
-            raise ValueError(f"spiking.model_trials must be an integer >= 1, got {self.model_trials!r}")
-        object.__setattr__(self, "model_trials", int(self.model_trials))
+        object.__setattr__(self, "model_trials", _count(self.model_trials, "spiking.model_trials"))
         if not (isinstance(self.tau_s, (int, float)) and math.isfinite(self.tau_s) and self.tau_s >= 1):
             raise ValueError(f"spiking.tau_s must be a number of steps >= 1, got {self.tau_s!r}")
         if not (isinstance(self.hidden_rate, (int, float)) and 0 < self.hidden_rate < 1):
@@ -126,10 +130,7 @@ class PairsFitConfig:
     batch_size: int = 64
 
     def __post_init__(self) -> None:
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, numbers.Integral) \
-                or self.batch_size < 1:
-            raise ValueError(f"pairs.batch_size must be an integer >= 1, got {self.batch_size!r}")
-        object.__setattr__(self, "batch_size", int(self.batch_size))
+        object.__setattr__(self, "batch_size", _count(self.batch_size, "pairs.batch_size"))
 
 
 @dataclass(frozen=True)
