@@ -10,7 +10,8 @@ per-cell Fano factors, peak fidelity, noise-correlation r; the model sampled fro
 likelihood) and the seconds per fit. A row with a learnt output noise scale per cell also writes
 ``OUT/sigma-ROW-foldF-seedS.json``, and a row whose output starts at the recorded Fano factors
 (``parts={"output": "noisy_lif_fano"}``) ``OUT/fano-start-ROW-foldF-seedS.json`` (and, repeated after
-epoch E, ``OUT/fano-again-ROW-foldF-seedS-epochE.json``); every row
+epoch E, ``OUT/fano-again-ROW-foldF-seedS-epochE.json``; set once training ends,
+``OUT/fano-end-ROW-foldF-seedS.json``); every row
 writes its noise-correlation scores (r, null SD,
 resolvable pairs, split-half ceiling) to ``OUT/noise-corr-ROW-foldF-seedS.json``; with
 ``--save-trials`` also the validation trials it was scored on (recorded counts, the model's sampled
@@ -164,6 +165,12 @@ ROWS: dict[str, tuple[str, dict]] = {
                                                  "rf": _preset_output(reset="subtract", tau=0.65)}),
     "fano-again": ("nsnn", {"parts": {"output": "noisy_lif_fano_again"}}),
     "s3n+subtract+fano-again": ("nsnn", {"parts": {"output": "noisy_lif_fano_again"}, "rf": _preset_output(reset="subtract")}),
+    # each cell's sigma set once training ends (the mean rate kept, nothing trained after it): within
+    # a factor 2 of the trained sigma, a factor 4, and on the more regular neuron
+    "fano-end": ("nsnn", {"parts": {"output": "noisy_lif_fano_end"}}),
+    "fano-end-wide": ("nsnn", {"parts": {"output": "noisy_lif_fano_end_wide"}}),
+    "s3n+subtract+tau0.65+fano-end": ("nsnn", {"parts": {"output": "noisy_lif_fano_end"},
+                                               "rf": _preset_output(reset="subtract", tau=0.65)}),
 }
 
 
@@ -268,9 +275,11 @@ def run_row(name: str, fold: int, seed: int, threads: int | None, data_path, rec
     fano_start = next((h["fano_start"] for h in history if "fano_start" in h), None)
     if fano_start is not None:  # per cell: the target FF, the model's FF before and after the start, sigma
         write_json(out / f"fano-start-{name}-fold{fold}-seed{seed}.json", fano_start)
-    for h in history:  # the calibration repeated after an epoch (noisy_lif_fano_again)
+    for h in history:  # the calibration repeated after an epoch (noisy_lif_fano_again) or at the end
         if "fano_again" in h:
             write_json(out / f"fano-again-{name}-fold{fold}-seed{seed}-epoch{h['epoch']}.json", h["fano_again"])
+        if "fano_end" in h:
+            write_json(out / f"fano-end-{name}-fold{fold}-seed{seed}.json", h["fano_end"])
     write_json(out / f"noise-corr-{name}-fold{fold}-seed{seed}.json",
                {k: v for k, v in m.items() if k.startswith("noise_corr_")})
     best = next((h["best_epoch"] for h in reversed(history) if "best_epoch" in h), None)

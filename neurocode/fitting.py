@@ -1238,6 +1238,17 @@ def train(
         bar.close()
     if best is not None:
         model.load_state_dict(best["model"])
+    if not any("after_training" in h for h in history):
+        finish = kind.after_training(config, model, data, device)
+        if finish is not None:
+            history.append({"after_training": True, **finish})
+            if best is not None:
+                best = {**best, "model": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+            if ckpt is not None:  # the re-set weights are the result, and a resumed fit does not re-set them again
+                epoch = max((h["epoch"] for h in history if "loss" in h), default=start)
+                save_checkpoint(ckpt, checkpoint_state(FIT_CHECKPOINT, config, model, optimizer, scheduler, epoch,
+                                                       history, gens, best, model_kind=config.model))
+    if best is not None:
         history.append({"best_epoch": best["epoch"], "val_rate_cc": best["val_rate_cc"]})
     return model, history
 

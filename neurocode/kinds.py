@@ -240,6 +240,11 @@ class ModelKind:
         """Re-set part of the model after training epoch ``epoch`` (training stimuli only); a history record or None."""
         return None
 
+    def after_training(self, config: FitConfig, model: nn.Module, data: FitData, device: torch.device) -> dict | None:
+        """Re-set part of the fitted model (the weights the fit keeps) on training stimuli only; a history
+        record or None. Runs once per fit: a resumed fit that already ran it does not run it again."""
+        return None
+
     def respond(self, config: FitConfig, model: nn.Module, x: Tensor, n_trials: int, clips: bool) -> Response:
         """The response to one stimulus ``x`` (``[1, 1, S, S]`` frame or ``[F, 1, S, S]`` clip)."""
         return Response(rates=model(x)[:, 0])
@@ -370,14 +375,30 @@ class SpikingKind(ModelKind):
         finally:
             model.train(training)
 
+    def after_training(self, config, model, data, device):
+        fano = getattr(model.output, "fano_end", None)
+        if fano is None:
+            return None
+        if data.is_clips or model.spec.readout != "rf":
+            raise ValueError(f"output {model.spec.output!r} (a Fano end) applies to flashed images and the RF "
+                             "readout (architecture='rf')")
+        training = model.training
+        model.eval()  # as the model predicts
+        try:
+            return {"fano_end": self._fano(config, model, data, device, fano, keep_rate=True)}
+        finally:
+            model.train(training)
+
     @staticmethod
-    def _fano(config, model, data, device, fano) -> dict:
-        """Each output cell's sigma set to its recorded Fano factor on the training images (FanoStart)."""
+    def _fano(config, model, data, device, fano, keep_rate: bool = False) -> dict:
+        """Each output cell's sigma set to its recorded Fano factor on the training images (FanoStart,
+        FanoEnd), its bias to the recorded mean PSTH or (``keep_rate``) to the model's own rate."""
         fit, psth = _initial_psth(data, device, model.output.substeps)
         # the recorded window counts of the training images (NaN where a trial does not exist)
         counts = data.counts[fit].sum(1)
         counts = torch.where(data.trial_mask[fit][:, :, None], counts, torch.full_like(counts, math.nan))
-        return calibrate_output_fano(model, data.images[fit].to(device), counts, psth, n_trials=fano.n_trials,
+        return calibrate_output_fano(model, data.images[fit].to(device), counts, None if keep_rate else psth,
+                                     n_trials=fano.n_trials,
                                      iterations=fano.iterations, bound=fano.bound,
                                      min_mean_count=fano.min_mean_count, seed=config.seed)
 

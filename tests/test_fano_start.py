@@ -163,3 +163,69 @@ def test_the_calibration_repeated_after_an_epoch_sees_the_trained_model(tmp_path
     assert seen["training"] == [True, False]  # the repeat runs the model as it predicts
     for k, v in seen["bn"][1].items():
         assert torch.equal(v, seen["bn_after"][1][k]), k
+
+
+def test_the_calibration_can_keep_the_models_own_rate():
+    """``output_rate=None`` (the Fano end's): sigma moves each cell's Fano factor to its recorded one while
+    the bias holds the rate the model had (0.55 spikes per bin), not the recorded one (0.4)."""
+    model = _model("noisy_lif_fano_end")
+    images = torch.rand(B, 1, S, S, generator=torch.Generator().manual_seed(2))
+    model.front_end.prepare(images)
+    own = 0.55
+    calibrate_spiking(model, images, hidden_rate=0.1, output_rate=torch.full((T, N), own), n_trials=4)
+    K_cal, K_eval = 64, 256
+    _, before_rate = _model_ff(model, images, K_eval, seed=10)
+    fitted = calibrate_output_fano(model, images, _recorded(TARGET_FF), None, n_trials=K_cal, iterations=10,
+                                   bound=2.0, seed=3)
+    after, after_rate = _model_ff(model, images, K_eval, seed=11)
+    target = np.array(TARGET_FF)
+    # the targets' means are 0.4 per bin: a Fano factor at another rate is another count distribution
+    sem = target * np.sqrt(2 / (K_cal - 1) / B + 2 / (K_eval - 1) / B)
+    assert np.all(np.abs(after - target) < 4 * sem), (after, target, 4 * sem)
+    n = K_eval * B * T
+    se = 4 * math.sqrt(own * 3 / n)
+    assert np.all(np.abs(before_rate - own) < se + 0.02), before_rate
+    assert np.all(np.abs(after_rate - before_rate) < 2 * se + 0.02), (after_rate, before_rate)
+    assert np.all(np.diff(fitted["sigma"]) > 0), fitted["sigma"]
+
+
+def test_a_fano_end_is_a_noisy_output_with_a_sigma_per_cell():
+    from neurocode.models.parts.outputs import FanoEnd
+
+    model = _model("noisy_lif_fano_end")
+    assert model.output.fano_end == FanoEnd() and model.output.fano_start is None
+    assert model.output.neuron.log_sigma.shape == (N,) and model.output.neuron.log_sigma.requires_grad
+    with pytest.raises(ValueError, match="FanoEnd.bound"):
+        FanoEnd(bound=0.0)
+    with pytest.raises(ValueError, match="fano_end applies to a noisy output"):
+        RetinaModel(rf_model_spec(RFConfig(input_size=S, n_cells=N, n_steps=T, channels=(2, 3), kernel_sizes=(3, 3),
+                                           readout_units=4), "spiking", "noisy_lif_fano_end"))
+
+
+@pytest.mark.slow
+def test_a_fano_end_sets_sigma_once_after_training_and_the_run_keeps_it(tmp_path, monkeypatch):
+    """``noisy_lif_fano_end``: after the last epoch, on the weights the fit keeps, each cell's sigma is set
+    (recorded in the history); the run folder's model has those sigmas, and a resumed fit does not set
+    them again."""
+    from neurocode.pipeline import fit, load_run
+
+    calls = []
+    real = calibrate_output_fano
+
+    def spy(model, *args, **kwargs):
+        calls.append((model.training, args[2]))
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr("neurocode.kinds.calibrate_output_fano", spy)
+    tiny = dict(epochs=2, input_size=16, eval_trials=4, model_trials=2, threads=1, progress=False)
+    run = fit("nsnn", out=tmp_path / "end", parts={"output": "noisy_lif_fano_end"}, **tiny)
+    assert calls == [(False, None)]  # once, as the model predicts, keeping the model's own rate
+    end = [h for h in run.history if "fano_end" in h]
+    assert len(end) == 1 and run.history[-1].get("best_epoch") is not None
+    sigma = np.array(end[0]["fano_end"]["sigma"])
+    spec_sigma = load_run(run.run_dir)[1].spec.output_options["neuron"].sigma
+    assert sigma.std() > 0 and np.all(np.abs(np.log(sigma / spec_sigma)) <= 2 * math.log(2.0) + 1e-6)
+    model = load_run(run.run_dir)[1]
+    assert np.allclose(model.output.neuron.sigma.detach().numpy(), sigma, rtol=1e-6)
+    again = fit("nsnn", out=tmp_path / "end", resume=True, parts={"output": "noisy_lif_fano_end"}, **tiny)
+    assert len(calls) == 1 and again.metrics["rate_cc"] == pytest.approx(run.metrics["rate_cc"])

@@ -343,7 +343,7 @@ def window_fano(counts: Tensor, active: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def calibrate_output_fano(model: RetinaModel, stimulus: Tensor, recorded_counts: Tensor, output_rate: Tensor, *,
+def calibrate_output_fano(model: RetinaModel, stimulus: Tensor, recorded_counts: Tensor, output_rate: Tensor | None, *,
                           n_trials: int = 16, iterations: int = 8, bound: float = math.log(2.0),
                           min_mean_count: float = 0.5, rate_iterations: int = 16, chunk: int = 4,
                           seed: int = 0) -> dict:
@@ -366,8 +366,10 @@ def calibrate_output_fano(model: RetinaModel, stimulus: Tensor, recorded_counts:
         Training images.
     recorded_counts : Tensor [B, R, N]
         Their recorded window counts per trial (NaN: no such trial).
-    output_rate : Tensor
-        Each cell's target rate, shaped like the front end's ``output_bias`` (spikes per bin).
+    output_rate : Tensor or None
+        Each cell's target rate, shaped like the front end's ``output_bias`` (spikes per bin); None:
+        the rate the model has before the calibration (on ``stimulus``, the same noise draw), so
+        that only the variability moves.
 
     Returns
     -------
@@ -410,6 +412,8 @@ def calibrate_output_fano(model: RetinaModel, stimulus: Tensor, recorded_counts:
         return torch.nan_to_num(ff, nan=0.0)  # no spikes in any counted pair: no variability
 
     try:
+        if output_rate is None:
+            output_rate = rate_of(bias.detach().clone())
         start_ff = fano_at(torch.zeros_like(start))
         shift = bisect_shift(fano_at, torch.where(has_target, target, start_ff), like=start, iterations=iterations,
                              bound=bound)

@@ -23,6 +23,10 @@ in :data:`OUTPUTS`.
     matches its recorded one (:class:`FanoStart`), then learnt (or frozen) in training; ``narrow``:
     within a factor 1.5 of the spec's scale instead of 2; ``again``: set again after epochs 6 and 18,
     once the core readout carries the core's noise and the drive has grown.
+``noisy_lif_fano_end`` / ``noisy_lif_fano_end_wide``
+    ``noisy_lif`` with a learnt noise scale per cell, set once training ends so that each cell's
+    Fano factor on the training images matches its recorded one, its mean rate kept (:class:`FanoEnd`);
+    ``wide``: within a factor 4 of the trained scale instead of 2.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from neurocode.models.outputs import OUTPUTS as COUNT_DISTRIBUTIONS
 from neurocode.neurons import NeuronSpec, make_neuron
 from neurocode.noise import make_noise
 
-__all__ = ["PSoftplus", "FanoStart", "SpikingOutput", "FanoStartOutput", "FrozenFanoStartOutput",
+__all__ = ["PSoftplus", "FanoCalibration", "FanoStart", "FanoEnd", "FanoEndOutput", "WideFanoEndOutput", "SpikingOutput", "FanoStartOutput", "FrozenFanoStartOutput",
            "NarrowFanoStartOutput", "AgainFanoStartOutput", "SoftplusPoisson", "CountOutput", "FixedRate", "OUTPUTS"]
 
 
@@ -77,59 +81,90 @@ class PSoftplus(nn.Module):
 
 
 @dataclass(frozen=True)
-class FanoStart:
-    """Each output cell's noise scale set at the start of a fit to the cell's recorded variability
-    (:func:`neurocode.models.retina.calibrate_output_fano`).
+class FanoCalibration:
+    """How each output cell's noise scale is set to the cell's recorded variability
+    (:func:`neurocode.models.retina.calibrate_output_fano`): the search, its bounds and its sample.
+
+    Attributes
+    ----------
+    iterations : int
+        Bisection steps on each cell's ``log sigma``.
+    bound : float
+        ``log sigma`` is searched within ``+- bound`` of its value before the calibration (ln 2:
+        between half and twice it). A cell whose recorded FF lies beyond what the output can reach
+        stays at the edge.
+    n_trials : int
+        Model trials per training image in the calibration.
+    min_mean_count : float
+        Recorded mean window count (spikes) for an (image, cell) pair to count.
+    """
+
+    iterations: int = 8
+    bound: float = math.log(2.0)
+    n_trials: int = 16
+    min_mean_count: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name in ("iterations", "n_trials"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < (2 if name == "n_trials" else 1):
+                raise ValueError(f"{type(self).__name__}.{name} must be an integer >= "
+                                 f"{2 if name == 'n_trials' else 1}, got {value!r}")
+        for name in ("bound", "min_mean_count"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{type(self).__name__}.{name} must be a finite positive number, got {value!r}")
+
+
+@dataclass(frozen=True)
+class FanoStart(FanoCalibration):
+    """Each output cell's noise scale set at the start of a fit to the cell's recorded variability.
 
     After the biases' rate calibration, ``log sigma`` of every cell is bisected (jointly over
     cells) so that the model's Fano factor of the window count on the training images matches the
     recorded one, the cell's bias re-calibrated to its rate at every step (escape noise moves the
     rate too). The Fano factor is that of :mod:`neurocode.analysis.distribution`: per (image,
-    cell) pair with a recorded mean count of at least ``min_mean_count``, averaged per cell.
+    cell) pair with a recorded mean count of at least ``min_mean_count``, averaged per cell. With
+    ``bound = 2`` (sigma 0.05-2.5 around 0.35) the edge cells ended with a near-deterministic
+    threshold or a drive drowned in noise, and validation rate CC fell from 0.81 to 0.61
+    (docs/nsnn_vs_cnn.md).
 
     Attributes
     ----------
     learnt : bool
         The calibrated noise scale stays a trained parameter (False: frozen at its start value).
-    iterations : int
-        Bisection steps on each cell's ``log sigma``.
-    bound : float
-        ``log sigma`` is searched within ``+- bound`` of its initial value (ln 2: between half and twice
-        it). A cell whose recorded FF lies beyond what the output can reach stays at the edge; with
-        ``bound = 2`` (sigma 0.05-2.5 around 0.35) such edge cells ended with a near-deterministic
-        threshold or a drive drowned in noise, and validation rate CC fell from 0.81 to 0.61
-        (docs/nsnn_vs_cnn.md).
-    n_trials : int
-        Model trials per training image in the calibration.
-    min_mean_count : float
-        Recorded mean window count (spikes) for an (image, cell) pair to count.
     again : tuple of int
         Epochs after which the calibration is repeated on the model trained so far (each cell's
         ``log sigma`` searched again within ``+- bound`` of the spec's, the output bias re-set to the
         rate): at the start the core readout's weights are 0, so the core's noise does not reach the
         output, and training strengthens the drive, which lowers the count's Fano factor.
+    (and those of :class:`FanoCalibration`)
     """
 
     learnt: bool = True
-    iterations: int = 8
-    bound: float = math.log(2.0)
-    n_trials: int = 16
-    min_mean_count: float = 0.5
     again: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not isinstance(self.again, tuple) or any(isinstance(e, bool) or not isinstance(e, int) or e < 1
                                                     for e in self.again):
             raise ValueError(f"FanoStart.again must be a tuple of epochs (integers >= 1), got {self.again!r}")
-        for name in ("iterations", "n_trials"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < (2 if name == "n_trials" else 1):
-                raise ValueError(f"FanoStart.{name} must be an integer >= {2 if name == 'n_trials' else 1}, "
-                                 f"got {value!r}")
-        for name in ("bound", "min_mean_count"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ValueError(f"FanoStart.{name} must be a finite positive number, got {value!r}")
+
+
+@dataclass(frozen=True)
+class FanoEnd(FanoCalibration):
+    """Each output cell's noise scale set once training ends (on the weights the fit keeps, the best
+    validation epoch's) to the cell's recorded variability on the training images, each cell's
+    output bias re-set per bin so that its mean rate over the training images stays the trained
+    model's: only the spread of the trials moves, not their mean over images.
+
+    Since nothing is trained after it, a noise scale below the smooth count curve of
+    ``0.2 * sqrt(substeps)`` cannot bend NDL's gradient (the Fano start's problem); it still makes
+    the count's rate curve a staircase, which costs the PSTH some of its fit (docs/nsnn_vs_cnn.md,
+    "The noise scale set after training"). ``iterations`` defaults to 10 here.
+    """
+
+    iterations: int = 10
 
 
 class SpikingOutput(nn.Module):
@@ -155,20 +190,23 @@ class SpikingOutput(nn.Module):
         A noisy output (one unit per cell): its noise scale is one per cell
         (``learnable="neuron"``, Gaussian escape noise), set at the start to the cell's recorded
         Fano factor; frozen there unless ``fano_start.learnt``.
+    fano_end : FanoEnd, optional
+        The same (one noise scale per cell), set to the cell's recorded Fano factor once training ends.
     """
 
     spiking = True
 
     def __init__(self, n_cells: int, neuron: NeuronSpec, generator: torch.Generator | None = None, *,
                  units: int = 1, substeps: int = 1, offsets: bool = True, unit_sum: bool = False,
-                 fano_start: FanoStart | None = None):
+                 fano_start: FanoStart | None = None, fano_end: FanoEnd | None = None):
         super().__init__()
         self.n_cells, self.units, self.substeps = int(n_cells), int(units), int(substeps)
-        self.fano_start = fano_start
-        if fano_start is not None:
-            if not neuron.noisy or self.units != 1:
-                raise ValueError("fano_start applies to a noisy output with one unit per cell, got "
+        self.fano_start, self.fano_end = fano_start, fano_end
+        for name, fano in (("fano_start", fano_start), ("fano_end", fano_end)):
+            if fano is not None and (not neuron.noisy or self.units != 1):
+                raise ValueError(f"{name} applies to a noisy output with one unit per cell, got "
                                  f"family={neuron.family!r}, units={self.units}")
+        if fano_start is not None or fano_end is not None:
             neuron = dataclasses.replace(neuron, learnable="neuron")
         self.noisy, self.unit_sum = neuron.noisy, bool(unit_sum)
         self.neuron = make_neuron(neuron, generator, self.n_cells * self.units)
@@ -244,6 +282,23 @@ class AgainFanoStartOutput(FanoStartOutput):
     """:class:`FanoStartOutput` calibrated again after epochs 6 and 18 (:attr:`FanoStart.again`)."""
 
     start = FanoStart(again=(6, 18))
+
+
+class FanoEndOutput(SpikingOutput):
+    """``noisy_lif`` with one learnt noise scale per cell, set to the cell's recorded Fano factor once
+    training ends (:class:`FanoEnd`)."""
+
+    end = FanoEnd()
+
+    def __init__(self, n_cells: int, neuron: NeuronSpec, generator: torch.Generator | None = None, **options):
+        super().__init__(n_cells, neuron, generator, fano_end=self.end, **options)
+
+
+class WideFanoEndOutput(FanoEndOutput):
+    """:class:`FanoEndOutput` with sigma searched within a factor 4 of the trained one (more cells reach their
+    recorded Fano factor; the count's rate curve further from smooth)."""
+
+    end = FanoEnd(bound=math.log(4.0))
 
 
 class SoftplusPoisson(PSoftplus):
@@ -329,6 +384,8 @@ OUTPUTS = {
     "noisy_lif_fano_frozen": FrozenFanoStartOutput,
     "noisy_lif_fano_narrow": NarrowFanoStartOutput,
     "noisy_lif_fano_again": AgainFanoStartOutput,
+    "noisy_lif_fano_end": FanoEndOutput,
+    "noisy_lif_fano_end_wide": WideFanoEndOutput,
     "lif_population": SpikingOutput,
     "softplus_poisson": SoftplusPoisson,
     "softplus": lambda n_cells, neuron=None, generator=None: FixedRate("softplus"),
