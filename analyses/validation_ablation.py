@@ -171,6 +171,9 @@ ROWS: dict[str, tuple[str, dict]] = {
     "fano-end-wide": ("nsnn", {"parts": {"output": "noisy_lif_fano_end_wide"}}),
     "s3n+subtract+tau0.65+fano-end": ("nsnn", {"parts": {"output": "noisy_lif_fano_end"},
                                                "rf": _preset_output(reset="subtract", tau=0.65)}),
+    # the same with a drive gain per cell chosen (on the training images) to keep the cell's PSTH
+    "fano-end-gain": ("nsnn", {"parts": {"output": "noisy_lif_fano_end_gain"}}),
+    "fano-end-gain-wide": ("nsnn", {"parts": {"output": "noisy_lif_fano_end_gain_wide"}}),
 }
 
 

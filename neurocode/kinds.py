@@ -400,7 +400,8 @@ class SpikingKind(ModelKind):
         return calibrate_output_fano(model, data.images[fit].to(device), counts, None if keep_rate else psth,
                                      n_trials=fano.n_trials,
                                      iterations=fano.iterations, bound=fano.bound,
-                                     min_mean_count=fano.min_mean_count, seed=config.seed)
+                                     min_mean_count=fano.min_mean_count, seed=config.seed,
+                                     gains=getattr(fano, "gains", ()))
 
     #: Multipliers of a spiking clip model's initial linear gain tried per cell.
     GAIN_MULTIPLIERS = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)

@@ -203,7 +203,8 @@ def test_a_fano_end_is_a_noisy_output_with_a_sigma_per_cell():
 
 
 @pytest.mark.slow
-def test_a_fano_end_sets_sigma_once_after_training_and_the_run_keeps_it(tmp_path, monkeypatch):
+@pytest.mark.parametrize("output", ["noisy_lif_fano_end", "noisy_lif_fano_end_gain"])
+def test_a_fano_end_sets_sigma_once_after_training_and_the_run_keeps_it(tmp_path, monkeypatch, output):
     """``noisy_lif_fano_end``: after the last epoch, on the weights the fit keeps, each cell's sigma is set
     (recorded in the history); the run folder's model has those sigmas, and a resumed fit does not set
     them again."""
@@ -218,7 +219,7 @@ def test_a_fano_end_sets_sigma_once_after_training_and_the_run_keeps_it(tmp_path
 
     monkeypatch.setattr("neurocode.kinds.calibrate_output_fano", spy)
     tiny = dict(epochs=2, input_size=16, eval_trials=4, model_trials=2, threads=1, progress=False)
-    run = fit("nsnn", out=tmp_path / "end", parts={"output": "noisy_lif_fano_end"}, **tiny)
+    run = fit("nsnn", out=tmp_path / "end", parts={"output": output}, **tiny)
     assert calls == [(False, None)]  # once, as the model predicts, keeping the model's own rate
     end = [h for h in run.history if "fano_end" in h]
     assert len(end) == 1 and run.history[-1].get("best_epoch") is not None
@@ -227,5 +228,52 @@ def test_a_fano_end_sets_sigma_once_after_training_and_the_run_keeps_it(tmp_path
     assert sigma.std() > 0 and np.all(np.abs(np.log(sigma / spec_sigma)) <= 2 * math.log(2.0) + 1e-6)
     model = load_run(run.run_dir)[1]
     assert np.allclose(model.output.neuron.sigma.detach().numpy(), sigma, rtol=1e-6)
-    again = fit("nsnn", out=tmp_path / "end", resume=True, parts={"output": "noisy_lif_fano_end"}, **tiny)
+    if output.endswith("gain"):  # each cell's drive gain, one of those tried, is the run's too
+        gain = np.array(end[0]["fano_end"]["gain"])
+        assert np.allclose(model.output.drive_gain.numpy(), gain)
+        assert np.all(np.abs(gain[:, None] - np.array(model.output.end.gains)).min(1) < 1e-6)
+    again = fit("nsnn", out=tmp_path / "end", resume=True, parts={"output": output}, **tiny)
     assert len(calls) == 1 and again.metrics["rate_cc"] == pytest.approx(run.metrics["rate_cc"])
+
+
+def test_a_fano_end_with_gains_keeps_each_cells_psth_better_than_sigma_alone():
+    """``FanoEnd.gains``: each cell keeps the drive gain (with its sigma and bias) whose PSTH is nearest the
+    model's before the calibration; on fresh trials its PSTH is nearer it than sigma alone leaves it, and
+    the Fano factors still reach their targets."""
+    from neurocode.models.parts.outputs import FanoEnd
+
+    images = torch.rand(B, 1, S, S, generator=torch.Generator().manual_seed(2))
+
+    def calibrated(gains):
+        model = _model("noisy_lif_fano_end")
+        if gains:
+            model.output.end = FanoEnd(gains=gains)
+            model.output.register_buffer("drive_gain", torch.ones(N))
+        model.front_end.prepare(images)
+        calibrate_spiking(model, images, hidden_rate=0.1, output_rate=torch.full((T, N), 0.55), n_trials=4)
+        model.output.neuron.generator = torch.Generator().manual_seed(10)
+        with torch.no_grad():
+            before = model(images, n_trials=256).mean(1)
+        fitted = calibrate_output_fano(model, images, _recorded(TARGET_FF), None, n_trials=64, iterations=10,
+                                       bound=2.0, seed=3, gains=gains)
+        ff, _ = _model_ff(model, images, 256, seed=11)
+        model.output.neuron.generator = torch.Generator().manual_seed(12)
+        with torch.no_grad():
+            after = model(images, n_trials=256).mean(1)
+        return fitted, ff, (after - before).square().mean((0, 1)).numpy(), model
+
+    _, ff_alone, err_alone, _ = calibrated(())
+    fitted, ff, err, model = calibrated((0.4, 0.6, 1.0))
+    gain = np.array(fitted["gain"])
+    assert np.all(np.abs(gain[:, None] - np.array([0.4, 0.6, 1.0])).min(1) < 1e-6)
+    assert np.allclose(gain, model.output.drive_gain.numpy())
+    assert "output.drive_gain" in model.state_dict()
+    target = np.array(TARGET_FF)
+    sem = target * np.sqrt(2 / 63 / B + 2 / 255 / B)
+    assert np.all(np.abs(ff - target) < 4 * sem), (ff, target)
+    # the cells whose sigma moved most (the least variable) keep their PSTH better with a gain of their own
+    assert err.mean() < 0.8 * err_alone.mean(), (err, err_alone)
+    with pytest.raises(ValueError, match="FanoEnd.gains"):
+        FanoEnd(gains=(0.5, -1.0))
+    with pytest.raises(ValueError, match="drive gain per cell"):
+        calibrate_output_fano(_model("noisy_lif_fano_end"), images, _recorded(TARGET_FF), None, gains=(0.5,))

@@ -346,7 +346,7 @@ def window_fano(counts: Tensor, active: Tensor) -> Tensor:
 def calibrate_output_fano(model: RetinaModel, stimulus: Tensor, recorded_counts: Tensor, output_rate: Tensor | None, *,
                           n_trials: int = 16, iterations: int = 8, bound: float = math.log(2.0),
                           min_mean_count: float = 0.5, rate_iterations: int = 16, chunk: int = 4,
-                          seed: int = 0) -> dict:
+                          seed: int = 0, gains: tuple[float, ...] = ()) -> dict:
     """Set each output cell's noise scale so that its model Fano factor matches the recorded one.
 
     The model (its biases already at their rates, :func:`calibrate_spiking`) is run once on
@@ -370,12 +370,19 @@ def calibrate_output_fano(model: RetinaModel, stimulus: Tensor, recorded_counts:
         Each cell's target rate, shaped like the front end's ``output_bias`` (spikes per bin); None:
         the rate the model has before the calibration (on ``stimulus``, the same noise draw), so
         that only the variability moves.
+    gains : tuple of float
+        Drive gains to try (an output with a ``drive_gain`` per cell, :class:`FanoEnd`): the
+        calibration is run at each gain, and each cell keeps the gain (with its sigma and bias)
+        whose PSTH on ``stimulus`` is nearest (mean squared difference) the model's PSTH before the
+        calibration. A lower sigma steepens the count's rate curve; a lower gain on the drive
+        flattens it again, so the cell's trials spread less while its mean response to each
+        stimulus stays. Empty: the gain is left alone.
 
     Returns
     -------
     dict
         Per cell (lists, None where undefined): ``target_ff``, ``start_ff`` (before), ``model_ff``
-        (after), ``sigma``; and ``r_sigma_target`` across cells.
+        (after), ``sigma``, with ``gains`` also ``gain``; and ``r_sigma_target`` across cells.
     """
     out, fe = model.output, model.front_end
     neuron = getattr(out, "neuron", None)
@@ -411,13 +418,34 @@ def calibrate_output_fano(model: RetinaModel, stimulus: Tensor, recorded_counts:
         ff = window_fano(spikes(bias).sum(0).transpose(0, 1), active)
         return torch.nan_to_num(ff, nan=0.0)  # no spikes in any counted pair: no variability
 
+    def calibrated() -> Tensor:
+        """sigma (searched around ``start``) and bias set; the Fano factor they give."""
+        shift = bisect_shift(fano_at, torch.where(has_target, target, start_ff), like=start, iterations=iterations,
+                             bound=bound)
+        return fano_at(torch.where(has_target, shift, torch.zeros_like(shift)))
+
+    drive_gain = getattr(out, "drive_gain", None)
+    if gains and drive_gain is None:
+        raise ValueError("calibrate_output_fano: gains need an output with a drive gain per cell (FanoEnd.gains)")
     try:
         if output_rate is None:
             output_rate = rate_of(bias.detach().clone())
         start_ff = fano_at(torch.zeros_like(start))
-        shift = bisect_shift(fano_at, torch.where(has_target, target, start_ff), like=start, iterations=iterations,
-                             bound=bound)
-        model_ff = fano_at(torch.where(has_target, shift, torch.zeros_like(shift)))
+        if not gains:
+            model_ff = calibrated()
+        else:
+            reference = spikes(bias).mean(1)  # [T, B, N] the model's PSTH before the calibration
+            tried = []  # per gain: PSTH error per cell, log sigma, bias, Fano factor
+            for g in gains:
+                drive_gain.fill_(g)
+                ff = calibrated()
+                err = (spikes(bias).mean(1) - reference).square().mean((0, 1))
+                tried.append((err, neuron.log_sigma.detach().clone(), bias.detach().clone(), ff))
+            pick = torch.nn.functional.one_hot(torch.stack([t[0] for t in tried]).argmin(0), len(gains)).T.to(base)
+            drive_gain.copy_(torch.as_tensor(gains, dtype=base.dtype) @ pick)  # pick [G, N]: one gain per cell
+            neuron.log_sigma.copy_(sum(p * t[1] for p, t in zip(pick, tried)))
+            bias.copy_(sum(p * t[2] for p, t in zip(pick, tried)))
+            model_ff = sum(p * t[3] for p, t in zip(pick, tried))
     finally:
         neuron.generator = own_generator
     sigma = neuron.log_sigma.exp()
@@ -427,9 +455,12 @@ def calibrate_output_fano(model: RetinaModel, stimulus: Tensor, recorded_counts:
 
     ok = has_target
     r = torch.corrcoef(torch.stack([sigma[ok], target[ok]]))[0, 1] if int(ok.sum()) > 2 else torch.tensor(math.nan)
-    return {"target_ff": listed(target), "start_ff": listed(torch.where(has_target, start_ff, math.nan)),
-            "model_ff": listed(torch.where(has_target, model_ff, math.nan)), "sigma": listed(sigma),
-            "r_sigma_target": float(r) if math.isfinite(float(r)) else None}
+    result = {"target_ff": listed(target), "start_ff": listed(torch.where(has_target, start_ff, math.nan)),
+              "model_ff": listed(torch.where(has_target, model_ff, math.nan)), "sigma": listed(sigma),
+              "r_sigma_target": float(r) if math.isfinite(float(r)) else None}
+    if gains:
+        result["gain"] = listed(drive_gain)
+    return result
 
 
 @torch.no_grad()

@@ -23,10 +23,11 @@ in :data:`OUTPUTS`.
     matches its recorded one (:class:`FanoStart`), then learnt (or frozen) in training; ``narrow``:
     within a factor 1.5 of the spec's scale instead of 2; ``again``: set again after epochs 6 and 18,
     once the core readout carries the core's noise and the drive has grown.
-``noisy_lif_fano_end`` / ``noisy_lif_fano_end_wide``
+``noisy_lif_fano_end`` / ``noisy_lif_fano_end_wide`` / ``noisy_lif_fano_end_gain`` / ``noisy_lif_fano_end_gain_wide``
     ``noisy_lif`` with a learnt noise scale per cell, set once training ends so that each cell's
     Fano factor on the training images matches its recorded one, its mean rate kept (:class:`FanoEnd`);
-    ``wide``: within a factor 4 of the trained scale instead of 2.
+    ``wide``: within a factor 4 of the trained scale instead of 2; ``gain``: with a drive gain per
+    cell chosen to keep the cell's PSTH.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from neurocode.models.outputs import OUTPUTS as COUNT_DISTRIBUTIONS
 from neurocode.neurons import NeuronSpec, make_neuron
 from neurocode.noise import make_noise
 
-__all__ = ["PSoftplus", "FanoCalibration", "FanoStart", "FanoEnd", "FanoEndOutput", "WideFanoEndOutput", "SpikingOutput", "FanoStartOutput", "FrozenFanoStartOutput",
+__all__ = ["PSoftplus", "FanoCalibration", "FanoStart", "FanoEnd", "FanoEndOutput", "WideFanoEndOutput", "GainFanoEndOutput", "WideGainFanoEndOutput", "SpikingOutput", "FanoStartOutput", "FrozenFanoStartOutput",
            "NarrowFanoStartOutput", "AgainFanoStartOutput", "SoftplusPoisson", "CountOutput", "FixedRate", "OUTPUTS"]
 
 
@@ -162,9 +163,25 @@ class FanoEnd(FanoCalibration):
     ``0.2 * sqrt(substeps)`` cannot bend NDL's gradient (the Fano start's problem); it still makes
     the count's rate curve a staircase, which costs the PSTH some of its fit (docs/nsnn_vs_cnn.md,
     "The noise scale set after training"). ``iterations`` defaults to 10 here.
+
+    Attributes
+    ----------
+    gains : tuple of float
+        Drive gains tried per cell (empty: none): the output scales each cell's input current by a
+        gain of its own (a buffer, ``drive_gain``), and each cell keeps the gain, with its sigma and
+        bias, that best keeps its PSTH on the training images
+        (:func:`neurocode.models.retina.calibrate_output_fano`).
+    (and those of :class:`FanoCalibration`)
     """
 
     iterations: int = 10
+    gains: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.gains, tuple) or any(isinstance(g, bool) or not isinstance(g, (int, float))
+                                                    or not (math.isfinite(g) and g > 0) for g in self.gains):
+            raise ValueError(f"FanoEnd.gains must be a tuple of positive numbers, got {self.gains!r}")
 
 
 class SpikingOutput(nn.Module):
@@ -217,6 +234,8 @@ class SpikingOutput(nn.Module):
                                  .repeat(self.n_cells), persistent=False)
         if fano_start is not None and not fano_start.learnt:
             self.neuron.log_sigma.requires_grad_(False)
+        if fano_end is not None and fano_end.gains:  # set by the Fano end, not trained
+            self.register_buffer("drive_gain", torch.ones(self.n_cells))
 
     @property
     def reports_rates(self) -> bool:
@@ -234,6 +253,8 @@ class SpikingOutput(nn.Module):
         """The neurons over ``current [T, ..., N * units]``: spike counts per bin ``[T, ...]`` and,
         with ``return_potential``, the pre-noise potential of every substep ``[T * substeps, ...]``."""
         m, T = self.substeps, current.shape[0]
+        if getattr(self, "drive_gain", None) is not None:
+            current = current * self.drive_gain
         if m > 1:
             current = current.repeat_interleave(m, dim=0)
         x, ubar = self.neuron(current, return_potential=True) if return_potential else (self.neuron(current), None)
@@ -299,6 +320,18 @@ class WideFanoEndOutput(FanoEndOutput):
     recorded Fano factor; the count's rate curve further from smooth)."""
 
     end = FanoEnd(bound=math.log(4.0))
+
+
+class GainFanoEndOutput(FanoEndOutput):
+    """:class:`FanoEndOutput` with a drive gain per cell (:attr:`FanoEnd.gains`) that keeps the cell's PSTH."""
+
+    end = FanoEnd(gains=(0.5, 0.6, 0.7, 0.85, 1.0, 1.2, 1.5))
+
+
+class WideGainFanoEndOutput(FanoEndOutput):
+    """:class:`GainFanoEndOutput` with sigma searched within a factor 4 of the trained one."""
+
+    end = FanoEnd(bound=math.log(4.0), gains=(0.4, 0.5, 0.6, 0.7, 0.85, 1.0, 1.2))
 
 
 class SoftplusPoisson(PSoftplus):
@@ -386,6 +419,8 @@ OUTPUTS = {
     "noisy_lif_fano_again": AgainFanoStartOutput,
     "noisy_lif_fano_end": FanoEndOutput,
     "noisy_lif_fano_end_wide": WideFanoEndOutput,
+    "noisy_lif_fano_end_gain": GainFanoEndOutput,
+    "noisy_lif_fano_end_gain_wide": WideGainFanoEndOutput,
     "lif_population": SpikingOutput,
     "softplus_poisson": SoftplusPoisson,
     "softplus": lambda n_cells, neuron=None, generator=None: FixedRate("softplus"),
