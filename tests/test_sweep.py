@@ -18,7 +18,7 @@ import torch
 import neurocode
 from neurocode.cli import main
 from neurocode.sweep import SweepError, run_name, sweep
-from neurocode.sweep._trials import expand_setting, run_search_trial, withhold_test_stimuli
+from neurocode.sweep._trials import expand_setting, run_search_trial, settings_overrides, withhold_test_stimuli
 from neurocode.sweep.cli import parse_search, parse_set
 
 # a tiny NSNN (as tests/test_pipeline.py): the paper architecture on 16-px images, one epoch
@@ -43,6 +43,9 @@ def test_settings_names_and_parsing():
     assert expand_setting("lr", 1e-3) == {"lr": 1e-3}
     assert expand_setting("rf.noise_sigma", 0.1) == {"rf": {"noise_sigma": 0.1}}
     assert expand_setting("sigma", 0.4) == {"arch": {"noise_sigma": 0.4}}  # the fit's own architecture's
+    assert expand_setting("parts.output", "noisy_lif_fano_end") == {"parts": {"output": "noisy_lif_fano_end"}}
+    assert settings_overrides({"parts.output": "noisy_lif_fano_end", "parts.core": "relu"}) == {
+        "parts": {"output": "noisy_lif_fano_end", "core": "relu"}}
     assert run_name("nsnn", 0, 2, {"sigma": 0.4}) == "nsnn-sigma0.4-fold0-seed2"
     assert run_name("cnn", 1, 0, {}) == "cnn-fold1-seed0"
     assert parse_set(["sigma=0.1,0.4", "rf.channels=(2,3),(4,8)", "loss=mmd_linear"]) == {
@@ -56,6 +59,7 @@ def test_settings_names_and_parsing():
 @pytest.mark.parametrize("kwargs, match", [
     (dict(grid={"noise": [0.1]}), "unknown setting 'noise'"),
     (dict(grid={"rf.nope": [1]}), "unknown setting 'rf.nope'"),
+    (dict(grid={"parts.readout": ["rf"]}), "unknown setting 'parts.readout'.*parts.output"),
     (dict(grid={"fold": [1]}), "axis of the sweep"),
     (dict(models="rnn"), "unknown model"),
     (dict(grid={"lr": [1e-3]}, search={"lr": ("loguniform", 1e-4, 1e-2)}), "both a grid axis and searched"),

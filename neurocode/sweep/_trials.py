@@ -27,6 +27,8 @@ from typing import Any, Callable
 ARCH_KEYS = ("snn", "cnn", "rf", "arch")
 #: The sections of parts only some fits have (``neurocode.fitting.SECTIONS``): ``clips.duration``, ``spiking.tau_s``.
 SECTION_KEYS = ("clips", "spiking", "ln", "pairs")
+#: The parts a dotted setting may choose (``parts.output=noisy_lif_fano_end_gain``): FitConfig.parts' keys.
+PART_ROLES = ("core", "output")
 #: Settings that stand for other config fields.
 ALIASES: dict[str, tuple[str, ...]] = {
     # the membrane-noise SD of the fit's architecture (quick/movie presets: rf, the paper preset: snn)
@@ -52,12 +54,12 @@ def expand_setting(key: str, value: Any) -> dict:
         parts = k.split(".")
         if len(parts) == 1:
             out[k] = value
-        elif len(parts) == 2 and parts[0] in ARCH_KEYS + SECTION_KEYS:
+        elif len(parts) == 2 and (parts[0] in ARCH_KEYS + SECTION_KEYS or parts[0] == "parts"):
             out.setdefault(parts[0], {})[parts[1]] = value
         else:
             raise SweepError(f"setting {key!r}: a FitConfig field (lr, epochs, ...), an architecture or section "
-                             f"field ({', '.join(a + '.FIELD' for a in ARCH_KEYS + SECTION_KEYS)}) or one of "
-                             f"{sorted(ALIASES)}")
+                             f"field ({', '.join(a + '.FIELD' for a in ARCH_KEYS + SECTION_KEYS)}), a part "
+                             f"({', '.join('parts.' + r for r in PART_ROLES)}) or one of {sorted(ALIASES)}")
     return out
 
 
@@ -66,7 +68,7 @@ def merge_overrides(base: dict, extra: dict) -> dict:
     (``clips``/``spiking``/``ln``/``pairs``) merged field by field."""
     out = copy.deepcopy(base)
     for k, v in extra.items():
-        if k in ARCH_KEYS + SECTION_KEYS and isinstance(v, dict):
+        if (k in ARCH_KEYS + SECTION_KEYS or k == "parts") and isinstance(v, dict):
             out[k] = {**(out.get(k) or {}), **v}
         else:
             out[k] = v
@@ -92,6 +94,7 @@ def check_settings(keys) -> None:
                                                                     ("rf", RFConfig))}
     arch["arch"] = set().union(*arch.values())
     arch.update({key: {f.name for f in fields(kind)} for key, kind in SECTIONS.items()})
+    arch["parts"] = set(PART_ROLES)
     top = {f.name for f in fields(FitConfig)} - {"arch", *SECTIONS} | {"architecture", *MOVED_FIELDS}
     for key in keys:
         for k in ALIASES.get(key, (key,)):
@@ -104,8 +107,8 @@ def check_settings(keys) -> None:
             if len(parts) == 2 and parts[0] in arch and parts[1] in arch[parts[0]]:
                 continue
             raise SweepError(f"unknown setting {key!r}: a FitConfig field ({', '.join(sorted(top - set(ARCH_KEYS)))}), "
-                             f"an architecture or section field such as rf.noise_sigma or spiking.tau_s, or one of "
-                             f"{sorted(ALIASES)}")
+                             f"an architecture or section field such as rf.noise_sigma or spiking.tau_s, a part "
+                             f"({', '.join('parts.' + r for r in PART_ROLES)}), or one of {sorted(ALIASES)}")
 
 
 def format_value(v: Any) -> str:
