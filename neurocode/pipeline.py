@@ -356,6 +356,24 @@ def load_run(run_dir: str | os.PathLike, device: str = "cpu"):
     return config, model.to(device).eval(), data
 
 
+def _fano_end_summary(history: list[dict]) -> dict | None:
+    """What a Fano end (``noisy_lif_fano_end*``) set, from its history record: the noise scale's range, its
+    Pearson r across cells with the recorded Fano factor, and the model's |ΔFF| on the training images."""
+    record = next((h["fano_end"] for h in history if "fano_end" in h), None)
+    if record is None:
+        return None
+    target, model = (np.array([np.nan if v is None else v for v in record[k]], float) for k in ("target_ff", "model_ff"))
+    sigma = np.array(record["sigma"], float)
+    both = np.isfinite(target) & np.isfinite(model)
+    out = {"sigma_min": float(sigma.min()), "sigma_max": float(sigma.max()),
+           "r_sigma_recorded_ff": record.get("r_sigma_target"),
+           "train_ff_abs_diff": float(np.abs(target - model)[both].mean()) if both.any() else None,
+           "cells": int(both.sum())}
+    if record.get("gain"):
+        out["gain_min"], out["gain_max"] = float(min(record["gain"])), float(max(record["gain"]))
+    return out
+
+
 def _is_recording_file(path: Path) -> bool:
     """A neurocode recording file or an NWB file (by content, whatever its name)."""
     if path.suffix.lower() == ".nwb":
@@ -641,6 +659,7 @@ def _evaluate(run_dir: Path, config, data, preds: np.ndarray, rates: np.ndarray,
     metrics["final_loss"] = float(train_records[-1]["loss"]) if train_records else None
     initial = [h for h in history if "initial_rates" in h]
     metrics["initial_rates"] = [float(v) for v in initial[0]["initial_rates"]] if initial else None
+    metrics["output_noise_set"] = _fano_end_summary(history)
     metrics["neurocode_version"] = __version__
     metrics["per_cell"] = per_cell
     folder = RunFolder(run_dir)

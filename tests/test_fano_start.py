@@ -232,6 +232,9 @@ def test_a_fano_end_sets_sigma_once_after_training_and_the_run_keeps_it(tmp_path
         gain = np.array(end[0]["fano_end"]["gain"])
         assert np.allclose(model.output.drive_gain.numpy(), gain)
         assert np.all(np.abs(gain[:, None] - np.array(model.output.end.gains)).min(1) < 1e-6)
+    noise = run.metrics["output_noise_set"]  # in metrics.json and the printout
+    assert noise["r_sigma_recorded_ff"] == end[0]["fano_end"]["r_sigma_target"]
+    assert noise["sigma_min"] == pytest.approx(sigma.min()) and ("gain_min" in noise) == output.endswith("gain")
     again = fit("nsnn", out=tmp_path / "end", resume=True, parts={"output": output}, **tiny)
     assert len(calls) == 1 and again.metrics["rate_cc"] == pytest.approx(run.metrics["rate_cc"])
 
@@ -277,3 +280,14 @@ def test_a_fano_end_with_gains_keeps_each_cells_psth_better_than_sigma_alone():
         FanoEnd(gains=(0.5, -1.0))
     with pytest.raises(ValueError, match="drive gain per cell"):
         calibrate_output_fano(_model("noisy_lif_fano_end"), images, _recorded(TARGET_FF), None, gains=(0.5,))
+
+
+def test_the_fano_end_summary_of_a_run():
+    from neurocode.pipeline import _fano_end_summary
+
+    record = {"target_ff": [0.5, 0.3, None], "model_ff": [0.6, 0.25, None], "sigma": [0.2, 0.1, 0.35],
+              "r_sigma_target": 0.9, "gain": [0.5, 1.5, 1.0]}
+    got = _fano_end_summary([{"epoch": 0}, {"after_training": True, "fano_end": record}])
+    assert got == {"sigma_min": 0.1, "sigma_max": 0.35, "r_sigma_recorded_ff": 0.9, "cells": 2,
+                   "train_ff_abs_diff": pytest.approx(0.075), "gain_min": 0.5, "gain_max": 1.5}
+    assert _fano_end_summary([{"epoch": 0, "initial_rates": [0.1]}]) is None

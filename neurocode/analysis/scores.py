@@ -176,6 +176,12 @@ def format_metrics(metrics: dict) -> str:
     if metrics.get("initial_rates"):
         rates = ", ".join(f"{r:.3f}" for r in metrics["initial_rates"])
         lines.append(f"  initial firing rates per layer     {rates} (spikes/neuron/step)")
+    noise = metrics.get("output_noise_set")
+    if noise:  # a Fano end: each output cell's sigma set to its recorded Fano factor after training
+        gain = f", drive gain {noise['gain_min']:.2f}-{noise['gain_max']:.2f}" if "gain_min" in noise else ""
+        lines.append(f"  output noise set after training    sigma {noise['sigma_min']:.2f}-{noise['sigma_max']:.2f}{gain}; "
+                     f"r with the recorded FF {f(noise.get('r_sigma_recorded_ff'), '{:.2f}')}, training-image "
+                     f"|ΔFF| {f(noise.get('train_ff_abs_diff'), '{:.3f}')} ({noise['cells']} cells)")
     if metrics.get("best_epoch") is not None:
         lines.append(f"  validation rate CC                 {f(metrics.get('val_rate_cc'))} (best epoch "
                      f"{metrics['best_epoch']} of {metrics.get('epochs')}, {val})")
