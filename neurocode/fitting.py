@@ -127,6 +127,9 @@ class ClipsConfig:
 #: and ``pairs`` (training on (stimulus, trial) pairs: the paper's CNN).
 SECTIONS: dict[str, type] = {"clips": ClipsConfig, "spiking": SpikingFitConfig, "ln": LNFitConfig,
                              "pairs": PairsFitConfig}
+#: The parts ``FitConfig.parts`` may choose by name (``parts={"output": "noisy_lif_fano_end"}``, ``--set
+#: parts.output=...``), each from its registry in :mod:`neurocode.models.parts`.
+PART_ROLES = ("core", "output")
 #: The sections a fit holds exactly when its model family (in its architecture, "paper" or "rf") has the part
 #: (the defaults where not given), by the test of whether it has it, and what a fit without it lacks.
 KIND_SECTIONS: dict[str, tuple[Callable[[ModelKind, str], bool], str]] = {
@@ -280,8 +283,9 @@ class FitConfig:
 
         if self.parts is None:
             return
-        if not isinstance(self.parts, dict) or set(self.parts) - {"core", "output"}:
-            raise ValueError(f"parts must be a dict with keys 'core' and/or 'output' or None, got {self.parts!r}")
+        if not isinstance(self.parts, dict) or set(self.parts) - set(PART_ROLES):
+            raise ValueError(f"parts must be a dict with keys {' and/or '.join(map(repr, PART_ROLES))} or None, "
+                             f"got {self.parts!r}")
         if self.architecture != "rf" or self.kind.reference:
             raise ValueError(f"parts applies to the RF-aware NSNN, DSNN and CNNs (architecture='rf'), got "
                              f"model={self.model!r}, architecture={self.architecture!r}")
@@ -1218,8 +1222,7 @@ def train(
                     val = _validation_rate_cc(config, model, data)
                 record["val_rate_cc"] = val
                 if best is None or (math.isfinite(val) and not val <= best["val_rate_cc"]):
-                    best = {"epoch": epoch + 1, "val_rate_cc": val,
-                            "model": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+                    best = {"epoch": epoch + 1, "val_rate_cc": val, "model": _weights_copy(model)}
                     since_best = 0
                 else:
                     since_best += 1
@@ -1243,7 +1246,7 @@ def train(
         if finish is not None:
             history.append({"after_training": True, **finish})
             if best is not None:
-                best = {**best, "model": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+                best = {**best, "model": _weights_copy(model)}
             if ckpt is not None:  # the re-set weights are the result, and a resumed fit does not re-set them again
                 epoch = max((h["epoch"] for h in history if "loss" in h), default=start)
                 save_checkpoint(ckpt, checkpoint_state(FIT_CHECKPOINT, config, model, optimizer, scheduler, epoch,
@@ -1251,6 +1254,11 @@ def train(
     if best is not None:
         history.append({"best_epoch": best["epoch"], "val_rate_cc": best["val_rate_cc"]})
     return model, history
+
+
+def _weights_copy(model: nn.Module) -> dict[str, Tensor]:
+    """A copy of the model's state_dict that later steps do not change."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 def _kept(ckpt: Path | None, start: int, epoch: int) -> str:

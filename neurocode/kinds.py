@@ -30,6 +30,7 @@ below it and the fitting loop above it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import numbers
@@ -44,6 +45,7 @@ from neurocode.losses import poisson_nll, psp_mmd_loss, set_mmd_loss
 from neurocode.models.cnn import paper_cnn_spec
 from neurocode.models.outputs import count_bound
 from neurocode.models.parts.front_ends import spike_triggered_average
+from neurocode.models.parts.outputs import FanoEnd, FanoStart
 from neurocode.models.retina import (CALIBRATIONS, ModelSpec, RetinaModel, calibrate_output_fano, calibrate_spiking,
                                     start_rates)
 from neurocode.models.rf import rf_model_spec
@@ -250,6 +252,18 @@ class ModelKind:
         return Response(rates=model(x)[:, 0])
 
 
+@contextlib.contextmanager
+def _predicting(model: nn.Module):
+    """The model in eval mode, as it predicts (BatchNorm at its running statistics, which stay put),
+    its own mode back afterwards."""
+    training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(training)
+
+
 def _initial_psth(data: FitData, device, max_count: int = 1) -> tuple[Tensor, Tensor]:
     """The training stimuli and their mean PSTH ``[T, N]``, below ``max_count`` spikes per bin."""
     fit = torch.as_tensor(data.fit_idx)
@@ -345,9 +359,10 @@ class SpikingKind(ModelKind):
 
     def start(self, config, model, data, device, fit_ln):
         fano = getattr(model.output, "fano_start", None)
-        if fano is not None and (data.is_clips or model.spec.readout != "rf"):
-            raise ValueError(f"output {model.spec.output!r} (a Fano start) applies to flashed images and the RF "
-                             "readout (architecture='rf')")
+        if (fano is not None or getattr(model.output, "fano_end", None) is not None) and (
+                data.is_clips or model.spec.readout != "rf"):
+            raise ValueError(f"output {model.spec.output!r} (a Fano calibration) applies to flashed images and the "
+                             "RF readout (architecture='rf')")
         if data.is_clips:
             rate = _clip_rate(data, device)
             ln, ln_summary = _start_from_ln(model, fit_ln, config.arch.noise_sigma)
@@ -366,42 +381,32 @@ class SpikingKind(ModelKind):
         fano = getattr(model.output, "fano_start", None)
         if fano is None or epoch not in fano.again:
             return None
-        training = model.training
-        model.eval()  # BatchNorm at its running statistics, as the model predicts (and they stay put)
-        try:
-            with torch.no_grad():  # searched within +- bound of the spec's sigma again, not of the last result
-                model.output.neuron.log_sigma.fill_(math.log(model.spec.output_options["neuron"].sigma))
+        with torch.no_grad():  # searched within +- bound of the spec's sigma again, not of the last result
+            model.output.neuron.log_sigma.fill_(math.log(model.spec.output_options["neuron"].sigma))
+        with _predicting(model):
             return {"epoch": epoch, "fano_again": self._fano(config, model, data, device, fano)}
-        finally:
-            model.train(training)
 
     def after_training(self, config, model, data, device):
         fano = getattr(model.output, "fano_end", None)
         if fano is None:
             return None
-        if data.is_clips or model.spec.readout != "rf":
-            raise ValueError(f"output {model.spec.output!r} (a Fano end) applies to flashed images and the RF "
-                             "readout (architecture='rf')")
-        training = model.training
-        model.eval()  # as the model predicts
-        try:
-            return {"fano_end": self._fano(config, model, data, device, fano, keep_rate=True)}
-        finally:
-            model.train(training)
+        with _predicting(model):
+            return {"fano_end": self._fano(config, model, data, device, fano)}
 
     @staticmethod
-    def _fano(config, model, data, device, fano, keep_rate: bool = False) -> dict:
-        """Each output cell's sigma set to its recorded Fano factor on the training images (FanoStart,
-        FanoEnd), its bias to the recorded mean PSTH or (``keep_rate``) to the model's own rate."""
+    def _fano(config, model, data, device, fano: FanoStart | FanoEnd) -> dict:
+        """Each output cell's sigma set to its recorded Fano factor on the training images; its bias to the
+        recorded mean PSTH (a start), or kept at the model's own rate, with a drive gain per cell if
+        ``fano.gains`` (an end)."""
         fit, psth = _initial_psth(data, device, model.output.substeps)
         # the recorded window counts of the training images (NaN where a trial does not exist)
         counts = data.counts[fit].sum(1)
         counts = torch.where(data.trial_mask[fit][:, :, None], counts, torch.full_like(counts, math.nan))
-        return calibrate_output_fano(model, data.images[fit].to(device), counts, None if keep_rate else psth,
-                                     n_trials=fano.n_trials,
-                                     iterations=fano.iterations, bound=fano.bound,
+        end = isinstance(fano, FanoEnd)
+        return calibrate_output_fano(model, data.images[fit].to(device), counts, None if end else psth,
+                                     n_trials=fano.n_trials, iterations=fano.iterations, bound=fano.bound,
                                      min_mean_count=fano.min_mean_count, seed=config.seed,
-                                     gains=getattr(fano, "gains", ()))
+                                     gains=fano.gains if end else ())
 
     #: Multipliers of a spiking clip model's initial linear gain tried per cell.
     GAIN_MULTIPLIERS = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)

@@ -49,22 +49,34 @@ def _model_ff(model: RetinaModel, images: torch.Tensor, K: int, seed: int) -> tu
     return ff, spikes.mean((0, 1, 2)).numpy()
 
 
-def test_the_calibration_moves_each_cells_fano_factor_to_its_recorded_one():
-    model = _model()
+K_CAL, K_EVAL = 64, 256  # model trials per image in a calibration and in the check after it
+
+
+def _at_rate(output: str, rate: float) -> tuple[RetinaModel, torch.Tensor]:
+    """A synthetic model (``_model(output)``) with its biases at ``rate`` spikes per bin, and its images."""
+    model = _model(output)
     images = torch.rand(B, 1, S, S, generator=torch.Generator().manual_seed(2))
     model.front_end.prepare(images)
+    calibrate_spiking(model, images, hidden_rate=0.1, output_rate=torch.full((T, N), rate), n_trials=4)
+    return model, images
+
+
+def _ff_sem(target: np.ndarray) -> np.ndarray:
+    """The sampling error of a Fano factor from K trials is about FF * sqrt(2 / (K - 1)); averaged over B
+    pairs, from the calibration's trials and from the check's fresh ones."""
+    return target * np.sqrt(2 / (K_CAL - 1) / B + 2 / (K_EVAL - 1) / B)
+
+
+def test_the_calibration_moves_each_cells_fano_factor_to_its_recorded_one():
+    model, images = _at_rate("noisy_lif_fano", RATE)
     rate = torch.full((T, N), RATE)
-    calibrate_spiking(model, images, hidden_rate=0.1, output_rate=rate, n_trials=4)
-    K_cal, K_eval = 64, 256
-    before, _ = _model_ff(model, images, K_eval, seed=10)
-    fitted = calibrate_output_fano(model, images, _recorded(TARGET_FF), rate, n_trials=K_cal, iterations=10,
+    before, _ = _model_ff(model, images, K_EVAL, seed=10)
+    fitted = calibrate_output_fano(model, images, _recorded(TARGET_FF), rate, n_trials=K_CAL, iterations=10,
                                    bound=2.0, seed=3)
-    after, after_rate = _model_ff(model, images, K_eval, seed=11)
+    after, after_rate = _model_ff(model, images, K_EVAL, seed=11)
     target = np.array(TARGET_FF)
     assert np.allclose(fitted["target_ff"], target, atol=1e-5)
-    # the sampling error of a Fano factor from K trials is about FF * sqrt(2 / (K - 1)); averaged over B pairs,
-    # from the calibration's trials and from the check's fresh ones
-    sem = target * np.sqrt(2 / (K_cal - 1) / B + 2 / (K_eval - 1) / B)
+    sem = _ff_sem(target)
     assert np.all(np.abs(after - target) < 4 * sem), (after, target, 4 * sem)
     # the start (one sigma for all cells) misses at least two of the targets by more than that
     assert (np.abs(before - target) > 4 * sem).sum() >= 2, (before, target)
@@ -73,7 +85,7 @@ def test_the_calibration_moves_each_cells_fano_factor_to_its_recorded_one():
     assert np.all(np.diff(sigma) > 0), sigma
     assert np.allclose(sigma, model.output.neuron.sigma.detach().numpy())
     # the rate stays at its target: the bias was re-calibrated with sigma (binomial SE of the mean per bin)
-    n = K_eval * B * T
+    n = K_EVAL * B * T
     assert np.all(np.abs(after_rate - RATE) < 4 * math.sqrt(RATE * 3 / n) + 0.02), after_rate
 
 
@@ -168,21 +180,15 @@ def test_the_calibration_repeated_after_an_epoch_sees_the_trained_model(tmp_path
 def test_the_calibration_can_keep_the_models_own_rate():
     """``output_rate=None`` (the Fano end's): sigma moves each cell's Fano factor to its recorded one while
     the bias holds the rate the model had (0.55 spikes per bin), not the recorded one (0.4)."""
-    model = _model("noisy_lif_fano_end")
-    images = torch.rand(B, 1, S, S, generator=torch.Generator().manual_seed(2))
-    model.front_end.prepare(images)
     own = 0.55
-    calibrate_spiking(model, images, hidden_rate=0.1, output_rate=torch.full((T, N), own), n_trials=4)
-    K_cal, K_eval = 64, 256
-    _, before_rate = _model_ff(model, images, K_eval, seed=10)
-    fitted = calibrate_output_fano(model, images, _recorded(TARGET_FF), None, n_trials=K_cal, iterations=10,
+    model, images = _at_rate("noisy_lif_fano_end", own)
+    _, before_rate = _model_ff(model, images, K_EVAL, seed=10)
+    fitted = calibrate_output_fano(model, images, _recorded(TARGET_FF), None, n_trials=K_CAL, iterations=10,
                                    bound=2.0, seed=3)
-    after, after_rate = _model_ff(model, images, K_eval, seed=11)
+    after, after_rate = _model_ff(model, images, K_EVAL, seed=11)
     target = np.array(TARGET_FF)
-    # the targets' means are 0.4 per bin: a Fano factor at another rate is another count distribution
-    sem = target * np.sqrt(2 / (K_cal - 1) / B + 2 / (K_eval - 1) / B)
-    assert np.all(np.abs(after - target) < 4 * sem), (after, target, 4 * sem)
-    n = K_eval * B * T
+    assert np.all(np.abs(after - target) < 4 * _ff_sem(target)), (after, target)
+    n = K_EVAL * B * T
     se = 4 * math.sqrt(own * 3 / n)
     assert np.all(np.abs(before_rate - own) < se + 0.02), before_rate
     assert np.all(np.abs(after_rate - before_rate) < 2 * se + 0.02), (after_rate, before_rate)
@@ -245,41 +251,33 @@ def test_a_fano_end_with_gains_keeps_each_cells_psth_better_than_sigma_alone():
     the Fano factors still reach their targets."""
     from neurocode.models.parts.outputs import FanoEnd
 
-    images = torch.rand(B, 1, S, S, generator=torch.Generator().manual_seed(2))
-
     def calibrated(gains):
-        model = _model("noisy_lif_fano_end")
-        if gains:
-            model.output.end = FanoEnd(gains=gains)
-            model.output.register_buffer("drive_gain", torch.ones(N))
-        model.front_end.prepare(images)
-        calibrate_spiking(model, images, hidden_rate=0.1, output_rate=torch.full((T, N), 0.55), n_trials=4)
+        model, images = _at_rate("noisy_lif_fano_end_gain" if gains else "noisy_lif_fano_end", 0.55)
         model.output.neuron.generator = torch.Generator().manual_seed(10)
         with torch.no_grad():
-            before = model(images, n_trials=256).mean(1)
-        fitted = calibrate_output_fano(model, images, _recorded(TARGET_FF), None, n_trials=64, iterations=10,
+            before = model(images, n_trials=K_EVAL).mean(1)
+        fitted = calibrate_output_fano(model, images, _recorded(TARGET_FF), None, n_trials=K_CAL, iterations=10,
                                        bound=2.0, seed=3, gains=gains)
-        ff, _ = _model_ff(model, images, 256, seed=11)
+        ff, _ = _model_ff(model, images, K_EVAL, seed=11)
         model.output.neuron.generator = torch.Generator().manual_seed(12)
         with torch.no_grad():
-            after = model(images, n_trials=256).mean(1)
-        return fitted, ff, (after - before).square().mean((0, 1)).numpy(), model
+            after = model(images, n_trials=K_EVAL).mean(1)
+        return fitted, ff, (after - before).square().mean((0, 1)).numpy(), model, images
 
-    _, ff_alone, err_alone, _ = calibrated(())
-    fitted, ff, err, model = calibrated((0.4, 0.6, 1.0))
+    _, ff_alone, err_alone, plain, images = calibrated(())
+    fitted, ff, err, model, _ = calibrated((0.4, 0.6, 1.0))
     gain = np.array(fitted["gain"])
     assert np.all(np.abs(gain[:, None] - np.array([0.4, 0.6, 1.0])).min(1) < 1e-6)
     assert np.allclose(gain, model.output.drive_gain.numpy())
-    assert "output.drive_gain" in model.state_dict()
+    assert "output.drive_gain" in model.state_dict() and "output.drive_gain" not in plain.state_dict()
     target = np.array(TARGET_FF)
-    sem = target * np.sqrt(2 / 63 / B + 2 / 255 / B)
-    assert np.all(np.abs(ff - target) < 4 * sem), (ff, target)
+    assert np.all(np.abs(ff - target) < 4 * _ff_sem(target)), (ff, target)
     # the cells whose sigma moved most (the least variable) keep their PSTH better with a gain of their own
     assert err.mean() < 0.8 * err_alone.mean(), (err, err_alone)
     with pytest.raises(ValueError, match="FanoEnd.gains"):
         FanoEnd(gains=(0.5, -1.0))
     with pytest.raises(ValueError, match="drive gain per cell"):
-        calibrate_output_fano(_model("noisy_lif_fano_end"), images, _recorded(TARGET_FF), None, gains=(0.5,))
+        calibrate_output_fano(plain, images, _recorded(TARGET_FF), None, gains=(0.5,))
 
 
 def test_the_fano_end_summary_of_a_run():

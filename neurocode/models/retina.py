@@ -424,7 +424,7 @@ def calibrate_output_fano(model: RetinaModel, stimulus: Tensor, recorded_counts:
                              bound=bound)
         return fano_at(torch.where(has_target, shift, torch.zeros_like(shift)))
 
-    drive_gain = getattr(out, "drive_gain", None)
+    drive_gain = out.drive_gain
     if gains and drive_gain is None:
         raise ValueError("calibrate_output_fano: gains need an output with a drive gain per cell (FanoEnd.gains)")
     try:
@@ -441,11 +441,16 @@ def calibrate_output_fano(model: RetinaModel, stimulus: Tensor, recorded_counts:
                 ff = calibrated()
                 err = (spikes(bias).mean(1) - reference).square().mean((0, 1))
                 tried.append((err, neuron.log_sigma.detach().clone(), bias.detach().clone(), ff))
-            pick = torch.nn.functional.one_hot(torch.stack([t[0] for t in tried]).argmin(0), len(gains)).T.to(base)
-            drive_gain.copy_(torch.as_tensor(gains, dtype=base.dtype) @ pick)  # pick [G, N]: one gain per cell
-            neuron.log_sigma.copy_(sum(p * t[1] for p, t in zip(pick, tried)))
-            bias.copy_(sum(p * t[2] for p, t in zip(pick, tried)))
-            model_ff = sum(p * t[3] for p, t in zip(pick, tried))
+            best = torch.stack([t[0] for t in tried]).argmin(0)  # [N]: each cell's gain
+
+            def chosen(i: int) -> Tensor:  # each cell's value at its gain, from [G, ..., N]
+                values = torch.stack([t[i] for t in tried])
+                return values.gather(0, best.expand_as(values[:1])).squeeze(0)
+
+            drive_gain.copy_(torch.as_tensor(gains, dtype=base.dtype)[best])
+            neuron.log_sigma.copy_(chosen(1))
+            bias.copy_(chosen(2))
+            model_ff = chosen(3)
     finally:
         neuron.generator = own_generator
     sigma = neuron.log_sigma.exp()

@@ -27,8 +27,8 @@ from typing import Any, Callable
 ARCH_KEYS = ("snn", "cnn", "rf", "arch")
 #: The sections of parts only some fits have (``neurocode.fitting.SECTIONS``): ``clips.duration``, ``spiking.tau_s``.
 SECTION_KEYS = ("clips", "spiking", "ln", "pairs")
-#: The parts a dotted setting may choose (``parts.output=noisy_lif_fano_end_gain``): FitConfig.parts' keys.
-PART_ROLES = ("core", "output")
+#: The settings whose dotted forms address a field of a dict: the above, and ``parts`` (``parts.output=NAME``).
+DICT_KEYS = ARCH_KEYS + SECTION_KEYS + ("parts",)
 #: Settings that stand for other config fields.
 ALIASES: dict[str, tuple[str, ...]] = {
     # the membrane-noise SD of the fit's architecture (quick/movie presets: rf, the paper preset: snn)
@@ -54,21 +54,21 @@ def expand_setting(key: str, value: Any) -> dict:
         parts = k.split(".")
         if len(parts) == 1:
             out[k] = value
-        elif len(parts) == 2 and (parts[0] in ARCH_KEYS + SECTION_KEYS or parts[0] == "parts"):
+        elif len(parts) == 2 and parts[0] in DICT_KEYS:
             out.setdefault(parts[0], {})[parts[1]] = value
         else:
             raise SweepError(f"setting {key!r}: a FitConfig field (lr, epochs, ...), an architecture or section "
                              f"field ({', '.join(a + '.FIELD' for a in ARCH_KEYS + SECTION_KEYS)}), a part "
-                             f"({', '.join('parts.' + r for r in PART_ROLES)}) or one of {sorted(ALIASES)}")
+                             f"(parts.ROLE) or one of {sorted(ALIASES)}")
     return out
 
 
 def merge_overrides(base: dict, extra: dict) -> dict:
-    """``base`` updated by ``extra``; architecture dicts (``snn``/``cnn``/``rf``/``arch``) and sections
-    (``clips``/``spiking``/``ln``/``pairs``) merged field by field."""
+    """``base`` updated by ``extra``; architecture dicts (``snn``/``cnn``/``rf``/``arch``), sections
+    (``clips``/``spiking``/``ln``/``pairs``) and ``parts`` merged field by field."""
     out = copy.deepcopy(base)
     for k, v in extra.items():
-        if (k in ARCH_KEYS + SECTION_KEYS or k == "parts") and isinstance(v, dict):
+        if k in DICT_KEYS and isinstance(v, dict):
             out[k] = {**(out.get(k) or {}), **v}
         else:
             out[k] = v
@@ -86,7 +86,7 @@ def check_settings(keys) -> None:
     """SweepError for a setting no fit has (before anything runs)."""
     from dataclasses import fields
 
-    from neurocode.fitting import MOVED_FIELDS, SECTIONS, FitConfig
+    from neurocode.fitting import MOVED_FIELDS, PART_ROLES, SECTIONS, FitConfig
     from neurocode.models import CNNConfig, SNNConfig
     from neurocode.models.rf import RFConfig
 

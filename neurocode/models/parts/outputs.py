@@ -44,8 +44,9 @@ from neurocode.models.outputs import OUTPUTS as COUNT_DISTRIBUTIONS
 from neurocode.neurons import NeuronSpec, make_neuron
 from neurocode.noise import make_noise
 
-__all__ = ["PSoftplus", "FanoCalibration", "FanoStart", "FanoEnd", "FanoEndOutput", "WideFanoEndOutput", "GainFanoEndOutput", "WideGainFanoEndOutput", "SpikingOutput", "FanoStartOutput", "FrozenFanoStartOutput",
-           "NarrowFanoStartOutput", "AgainFanoStartOutput", "SoftplusPoisson", "CountOutput", "FixedRate", "OUTPUTS"]
+__all__ = ["PSoftplus", "FanoCalibration", "FanoStart", "FanoEnd", "SpikingOutput", "FanoStartOutput",
+           "FrozenFanoStartOutput", "NarrowFanoStartOutput", "AgainFanoStartOutput", "FanoEndOutput", "WideFanoEndOutput",
+           "GainFanoEndOutput", "WideGainFanoEndOutput", "SoftplusPoisson", "CountOutput", "FixedRate", "OUTPUTS"]
 
 
 class PSoftplus(nn.Module):
@@ -234,8 +235,9 @@ class SpikingOutput(nn.Module):
                                  .repeat(self.n_cells), persistent=False)
         if fano_start is not None and not fano_start.learnt:
             self.neuron.log_sigma.requires_grad_(False)
-        if fano_end is not None and fano_end.gains:  # set by the Fano end, not trained
-            self.register_buffer("drive_gain", torch.ones(self.n_cells))
+        # each cell's drive gain, set by a Fano end with gains (not trained); None (not saved) otherwise
+        self.register_buffer("drive_gain", torch.ones(self.n_cells) if fano_end is not None and fano_end.gains
+                             else None)
 
     @property
     def reports_rates(self) -> bool:
@@ -253,7 +255,7 @@ class SpikingOutput(nn.Module):
         """The neurons over ``current [T, ..., N * units]``: spike counts per bin ``[T, ...]`` and,
         with ``return_potential``, the pre-noise potential of every substep ``[T * substeps, ...]``."""
         m, T = self.substeps, current.shape[0]
-        if getattr(self, "drive_gain", None) is not None:
+        if self.drive_gain is not None:
             current = current * self.drive_gain
         if m > 1:
             current = current.repeat_interleave(m, dim=0)
