@@ -72,6 +72,9 @@ json_value = st.one_of(st.none(), st.booleans(), st.integers(-2**53, 2**53), st.
 provenances = st.dictionaries(st.one_of(st.sampled_from(["doi", "citation", "licence", "note"]), text), json_value,
                               max_size=4)
 names = st.text(alphabet=string.ascii_letters + string.digits + "_-", min_size=1, max_size=8)
+#: The strings an HDF5 attribute can hold (h5py writes UTF-8 variable-length strings: no NUL, no lone surrogate),
+#: so that a corrupted file is one a writer could make.
+attr_text = st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=8)
 
 
 @st.composite
@@ -240,11 +243,11 @@ def corruptions(draw, rec: Recording):
         v = draw(bad_versions)
         return f"{which} {v!r}", lambda p: _set(p, g, "schema_version", v)
     if which == "kind":
-        v = draw(st.one_of(text.filter(lambda s: s not in ("stimulus_trials", "continuous")),
+        v = draw(st.one_of(attr_text.filter(lambda s: s not in ("stimulus_trials", "continuous")),
                            st.sampled_from([np.array([1, 2]), 3.5])))
         return f"{which} {v!r}", lambda p: _set(p, g, "kind", v)
     if which == "format":
-        v = draw(st.one_of(text.filter(lambda s: s != "neurocode-recordings"), st.just(np.array([1]))))
+        v = draw(st.one_of(attr_text.filter(lambda s: s != "neurocode-recordings"), st.just(np.array([1]))))
         return f"{which} {v!r}", lambda p: _set(p, "/", "format", v)
     if which == "times dtype":
         v = draw(bad_dtypes_times)
