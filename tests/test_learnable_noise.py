@@ -116,6 +116,36 @@ def test_sigma_learns_towards_the_target_variability_and_stays_positive():
     assert bool(torch.isfinite(hard.log_sigma).all()) and float(hard.sigma) > 0
 
 
+@pytest.mark.parametrize("reset", ["zero", "subtract"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_forward_without_gradient_is_the_differentiable_sequence_bit_for_bit(reset, dtype):
+    """Prediction and calibration take the fused path (thresholds formed once); training the Python
+    loop: the two give the same spikes, potentials and last state, NaN propagated the same way."""
+    n = LearnableNoisyLIF(7, sigma=0.3, reset=reset).to(dtype)
+    with torch.no_grad():
+        n.log_sigma.copy_(torch.linspace(-2.0, 0.0, 7))
+    x = (torch.randn(40, 16, 7, generator=gen(1)) * 0.6 + 0.4).to(dtype)
+    x[5, 3, 2] = math.nan
+    u0 = torch.randn(16, 7, generator=gen(2)).to(dtype)
+    trained = n(x.clone().requires_grad_(True), u0, generator=gen(3), return_potential=True, return_state=True)
+    with torch.no_grad():
+        predicted = n(x, u0, generator=gen(3), return_potential=True, return_state=True)
+    assert torch.isnan(predicted[0]).any() and 0 < float(predicted[0].nan_to_num(0).mean()) < 1
+    for a, b in zip(trained, predicted):
+        assert torch.equal(a.detach().nan_to_num(-7.0), b.nan_to_num(-7.0))
+
+
+def test_given_noise_is_the_noise_the_generator_would_draw():
+    n = LearnableNoisyLIF(5, sigma=0.4)
+    x = torch.randn(12, 8, 5, generator=gen(4)) + 0.5
+    z = n.draw_noise(x, gen(6))
+    assert z.shape == x.shape and abs(float(z.mean())) < 4 / math.sqrt(z.numel())
+    assert torch.equal(n(x, noise=z), n(x, generator=gen(6)))
+    assert not torch.equal(n(x, noise=z), n(x, noise=-z))
+    with pytest.raises(ValueError, match="noise shape"):
+        n(x, noise=z[:-1])
+
+
 def test_bad_arguments_name_themselves():
     with pytest.raises(ValueError, match="sigma"):
         LearnableNoisyLIF(3, 0.0)

@@ -402,11 +402,13 @@ def calibrate_output_fano(model: RetinaModel, stimulus: Tensor, recorded_counts:
     target = window_fano(recorded, active)
     has_target = torch.isfinite(target)
     start = neuron.log_sigma.detach().clone()
-    own_generator = neuron.generator
+    # every evaluation on the same draws: the Fano factor and the rate are then smooth in sigma and bias
+    noise = neuron.draw_noise(base.new_empty(T * out.substeps, K * B, N),
+                              torch.Generator(device=base.device).manual_seed(seed))
 
     def spikes(b: Tensor) -> Tensor:
-        neuron.generator = torch.Generator(device=base.device).manual_seed(seed)
-        return out.run((base + (b[:, None, None] if per_bin else b)).reshape(T, K * B, N))[0].view(T, K, B, N)
+        return out.run((base + (b[:, None, None] if per_bin else b)).reshape(T, K * B, N), noise=noise)[0].view(
+            T, K, B, N)
 
     def rate_of(b: Tensor) -> Tensor:
         s = spikes(b)
@@ -427,32 +429,29 @@ def calibrate_output_fano(model: RetinaModel, stimulus: Tensor, recorded_counts:
     drive_gain = out.drive_gain
     if gains and drive_gain is None:
         raise ValueError("calibrate_output_fano: gains need an output with a drive gain per cell (FanoEnd.gains)")
-    try:
-        if output_rate is None:
-            output_rate = rate_of(bias.detach().clone())
-        start_ff = fano_at(torch.zeros_like(start))
-        if not gains:
-            model_ff = calibrated()
-        else:
-            reference = spikes(bias).mean(1)  # [T, B, N] the model's PSTH before the calibration
-            tried = []  # per gain: PSTH error per cell, log sigma, bias, Fano factor
-            for g in gains:
-                drive_gain.fill_(g)
-                ff = calibrated()
-                err = (spikes(bias).mean(1) - reference).square().mean((0, 1))
-                tried.append((err, neuron.log_sigma.detach().clone(), bias.detach().clone(), ff))
-            best = torch.stack([t[0] for t in tried]).argmin(0)  # [N]: each cell's gain
+    if output_rate is None:
+        output_rate = rate_of(bias.detach().clone())
+    start_ff = fano_at(torch.zeros_like(start))
+    if not gains:
+        model_ff = calibrated()
+    else:
+        reference = spikes(bias).mean(1)  # [T, B, N] the model's PSTH before the calibration
+        tried = []  # per gain: PSTH error per cell, log sigma, bias, Fano factor
+        for g in gains:
+            drive_gain.fill_(g)
+            ff = calibrated()
+            err = (spikes(bias).mean(1) - reference).square().mean((0, 1))
+            tried.append((err, neuron.log_sigma.detach().clone(), bias.detach().clone(), ff))
+        best = torch.stack([t[0] for t in tried]).argmin(0)  # [N]: each cell's gain
 
-            def chosen(i: int) -> Tensor:  # each cell's value at its gain, from [G, ..., N]
-                values = torch.stack([t[i] for t in tried])
-                return values.gather(0, best.expand_as(values[:1])).squeeze(0)
+        def chosen(i: int) -> Tensor:  # each cell's value at its gain, from [G, ..., N]
+            values = torch.stack([t[i] for t in tried])
+            return values.gather(0, best.expand_as(values[:1])).squeeze(0)
 
-            drive_gain.copy_(torch.as_tensor(gains, dtype=base.dtype)[best])
-            neuron.log_sigma.copy_(chosen(1))
-            bias.copy_(chosen(2))
-            model_ff = chosen(3)
-    finally:
-        neuron.generator = own_generator
+        drive_gain.copy_(torch.as_tensor(gains, dtype=base.dtype)[best])
+        neuron.log_sigma.copy_(chosen(1))
+        bias.copy_(chosen(2))
+        model_ff = chosen(3)
     sigma = neuron.log_sigma.exp()
 
     def listed(x: Tensor) -> list:

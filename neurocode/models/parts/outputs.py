@@ -251,15 +251,19 @@ class SpikingOutput(nn.Module):
             current = current.repeat_interleave(self.units, dim=-1)
         return current + self.unit_offsets if self.offsets else current
 
-    def run(self, current: Tensor, return_potential: bool = False):
+    def run(self, current: Tensor, return_potential: bool = False, noise: Tensor | None = None):
         """The neurons over ``current [T, ..., N * units]``: spike counts per bin ``[T, ...]`` and,
-        with ``return_potential``, the pre-noise potential of every substep ``[T * substeps, ...]``."""
+        with ``return_potential``, the pre-noise potential of every substep ``[T * substeps, ...]``.
+        ``noise [T * substeps, ..., N * units]``: the standard normal draws of a neuron that takes them
+        (:meth:`~neurocode.neurons.LearnableNoisyLIF.draw_noise`), instead of its generator's."""
         m, T = self.substeps, current.shape[0]
         if self.drive_gain is not None:
             current = current * self.drive_gain
         if m > 1:
             current = current.repeat_interleave(m, dim=0)
-        x, ubar = self.neuron(current, return_potential=True) if return_potential else (self.neuron(current), None)
+        given = {} if noise is None else {"noise": noise}
+        x, ubar = (self.neuron(current, return_potential=True, **given) if return_potential
+                   else (self.neuron(current, **given), None))
         return (x.view(T, m, *x.shape[1:]).sum(1) if m > 1 else x), ubar
 
     def forward(self, current: Tensor, return_probability: bool = False):
