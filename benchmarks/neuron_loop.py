@@ -21,6 +21,15 @@ shared machine's load slows both alike. Nothing is asserted.
     OMP_NUM_THREADS=2 python benchmarks/neuron_loop.py [--threads 2] [--quick] [--isa avx2]
     OMP_NUM_THREADS=2 python benchmarks/neuron_loop.py --faults [--fault-batch 64]
 
+``--output`` prints only the learnt-noise output neurons' forward pass without a gradient
+(:class:`neurocode.neurons.LearnableNoisyLIF`, a sigma per neuron, at the Fano end calibration's
+shape 90 substeps x 768 trials x 49 cells): the Python time loop that training runs, against the
+fused kernel on thresholds formed once that prediction and calibration now run, on the same drawn
+noise (their spikes are equal bit for bit, which the benchmark checks before timing), inside the
+caching allocator's scope as in a fit.
+
+    OMP_NUM_THREADS=2 python benchmarks/neuron_loop.py --output
+
 The first line printed names the CPU, the kernel build (avx512 / avx2 / scalar; ``--isa`` or
 NEUROCODE_ISA forces one the CPU runs) and the threads.
 
@@ -195,6 +204,34 @@ def torch_path(fn):
     return run
 
 
+def output_table(repeat: int) -> None:
+    """The learnt-noise output neurons without a gradient: Python loop against the fused path (``--output``)."""
+    from neurocode.memory import caching_allocator
+    from neurocode.neurons import LearnableNoisyLIF
+    from neurocode.neurons.learnable_noise_lif import _LearnableNoiseSequence
+
+    g = torch.Generator().manual_seed(0)
+    neuron = LearnableNoisyLIF(49, sigma=0.35)
+    with torch.no_grad():
+        neuron.log_sigma.copy_(torch.log(0.15 + 0.5 * torch.rand(49, generator=g)))
+    x = 0.6 * torch.randn(90, 768, 49, generator=g) + 0.4
+    z = neuron.draw_noise(x, torch.Generator().manual_seed(1))
+
+    def loop():
+        return _LearnableNoiseSequence.apply(x, None, z, neuron.log_sigma, neuron.tau, neuron.v_th, False, False)[0]
+
+    def fused():
+        return neuron(x, noise=z)
+
+    with torch.no_grad(), caching_allocator():  # as inside a fit
+        if not torch.equal(loop(), fused()):
+            raise SystemExit("the fused path's spikes differ from the Python loop's")
+        t_loop, t_fused = timed_interleaved([loop, fused], 2 * repeat + 1)
+    print(f"\nLearnableNoisyLIF forward without a gradient, [T, B, N] = {tuple(x.shape)}, float32 (same spikes):"
+          f"\n  Python loop {t_loop * 1e3:8.2f} ms   fused kernel {t_fused * 1e3:8.2f} ms   "
+          f"loop / fused = {t_loop / t_fused:.1f}x")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
@@ -206,6 +243,8 @@ def main(argv=None) -> None:
     ap.add_argument("--fault-batch", type=int, default=64, help="batch of the page-fault table (default 64)")
     ap.add_argument("--shapes", nargs="+", choices=list(SHAPES), default=list(SHAPES),
                     help="neuron maps to measure (default: all three)")
+    ap.add_argument("--output", action="store_true",
+                    help="only the learnt-noise output neurons' forward without a gradient (loop vs fused)")
     ap.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
     add_isa_argument(ap)
     args = ap.parse_args(argv)
@@ -218,6 +257,10 @@ def main(argv=None) -> None:
     if args.faults:
         print(machine_line())
         faults_table(args)
+        return
+    if args.output:
+        print(machine_line())
+        output_table(args.repeat or 5)
         return
     B = args.batch or (4 if args.quick else 64)
     T = args.steps
