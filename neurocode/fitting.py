@@ -49,6 +49,7 @@ from neurocode.kinds import MODEL_KINDS, LNFitConfig, ModelKind, PairsFitConfig,
 from neurocode.models import CNNConfig, SNNConfig
 from neurocode.models.parts import FRONT_ENDS
 from neurocode.models.rf import RFConfig, RFRateConfig
+from neurocode.neurons._kernels import subnormals_flushed
 
 __all__ = [
     "MODELS",
@@ -1112,6 +1113,7 @@ def _ln_fitter(config: FitConfig, data: FitData, path: str | os.PathLike | None 
     return lambda: fit_ln_reference(config, data, path)
 
 
+@subnormals_flushed  # noise densities' far tails would slow CPU convolutions ~10x (SubnormalsFlushed)
 def train(
     config: FitConfig,
     data: FitData,
@@ -1155,11 +1157,6 @@ def train(
 
     if config.threads:
         torch.set_num_threads(int(config.threads))
-    # Noise densities far in their tails (e.g. the Gaussian pdf ~13 sigma from threshold) are
-    # subnormal floats; once they reach the gradients, CPU convolutions slow down ~10x (a
-    # trained paper-preset NSNN step: 28 s instead of 2.3 s). Flushing them to zero changes
-    # no value above 1e-38.
-    torch.set_flush_denormal(True)
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     gens = {
@@ -1270,6 +1267,7 @@ def _kept(ckpt: Path | None, start: int, epoch: int) -> str:
     return f"{ckpt} keeps epoch {epoch}, the last good one"
 
 
+@subnormals_flushed
 def predict(config: FitConfig, model: nn.Module, data: FitData, stimuli: np.ndarray, n_trials: int | None = None,
             seed: int | None = None, return_rates: bool = False):
     """Model responses to stimuli: indices into the recording, or new frames/clips.

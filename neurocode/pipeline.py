@@ -70,7 +70,7 @@ from neurocode._io import sha256_file, write_json
 from neurocode.analysis.distribution import distribution_scores, model_single_trials
 from neurocode.analysis.scores import compute_metrics, format_metrics
 from neurocode.fitting import ARCH_CONFIGS, MOVED_FIELDS, FitConfig, load_checkpoint, predicts_rates
-from neurocode.neurons._kernels import caching_scope  # the caching allocator within fit/predict/evaluate only
+from neurocode.neurons._kernels import caching_scope, subnormals_flushed  # both within fit/predict/evaluate only
 from neurocode.runs import RunFolder, RunFolderBusy, RunFolderError, default_run_dir, write_predictions
 
 __all__ = ["RunResult", "RunFolderError", "RunFolderBusy", "FitInterrupted", "fit", "recording_sha256", "evaluate", "default_run_dir", "load_run",
@@ -163,6 +163,7 @@ def check_provenance(folder: RunFolder, config=None) -> str:
 
 
 @caching_scope
+@subnormals_flushed
 def fit(model: str = "nsnn", data: str | os.PathLike | None = None, preset: str | None = None, fold: int = 0,
         seed: int = 0, out: str | os.PathLike | None = None, resume: bool = False, overwrite: bool = False,
         progress: bool = True, on_epoch=None, **overrides) -> RunResult:
@@ -422,6 +423,7 @@ def predictions_target(run_dir: Path, out: str | os.PathLike | None, stem: str, 
 
 
 @caching_scope
+@subnormals_flushed
 def predict_run(run_dir: str | os.PathLike, stimuli: str | os.PathLike | np.ndarray,
                 out: str | os.PathLike | None = None, n_trials: int | None = None, overwrite: bool = False) -> Path:
     """Predict a run folder's model on new stimuli and write the predictions (HDF5).
@@ -486,6 +488,7 @@ def load_stimulus_file(path: str | os.PathLike) -> np.ndarray:
 
 
 @caching_scope
+@subnormals_flushed
 def simulate_run(run_dir: str | os.PathLike, stimuli: np.ndarray | None = None, n_trials: int = 20, seed: int = 0):
     """A fitted model as a digital twin: an in-silico recording of its responses to ``stimuli``.
 
@@ -530,6 +533,7 @@ def simulate_run(run_dir: str | os.PathLike, stimuli: np.ndarray | None = None, 
 
 # --------------------------------------------------------------------------- evaluate
 @caching_scope
+@subnormals_flushed
 def evaluate(run_dir: str | os.PathLike, recording=None, rescore: bool = False) -> dict:
     """Recompute the held-out scores of a run folder and write them there.
 

@@ -36,6 +36,7 @@ from torch.utils.data import DataLoader
 from neurocode._io import write_json
 from neurocode.checkpoints import (CheckpointFormat, checkpoint_state, load_fitted, read_checkpoint, read_run,
                                    restore_training, save_checkpoint)
+from neurocode.neurons._kernels import subnormals_flushed
 from neurocode.recognition.architectures import ARCHITECTURES, SpikingClassifier, build_classifier, parameter_count
 from neurocode.recognition.data import DATASETS, ClassificationData, load_dataset
 from neurocode.recognition.layers import MODELS, NeuronSpec
@@ -274,6 +275,7 @@ def _better(record: dict, best: dict | None) -> bool:
     return (record["val_accuracy"], -record["val_loss"]) > (best["val_accuracy"], -best["val_loss"])
 
 
+@subnormals_flushed  # noise densities deep in their tails would otherwise slow CPU convolutions
 def train_classifier(config: ClassifyConfig, data: ClassificationData | None = None,
                      checkpoint: str | os.PathLike | None = None, resume: bool = False, progress: bool = True,
                      on_epoch: Callable[[int, dict], None] | None = None) -> tuple[SpikingClassifier, list[dict]]:
@@ -303,7 +305,6 @@ def train_classifier(config: ClassifyConfig, data: ClassificationData | None = N
 
     if config.threads:
         torch.set_num_threads(int(config.threads))
-    torch.set_flush_denormal(True)  # noise densities deep in their tails would otherwise slow CPU convolutions
     device = _resolve_device(config.device)
     data = data if data is not None else load_dataset(config.dataset, data_dir=config.data_dir,
                                                       download=config.download, timesteps=config.timesteps,
