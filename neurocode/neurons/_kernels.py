@@ -516,13 +516,19 @@ class CachingScope:
                 _early_entered = None
 
 
-def caching_scope(function):
-    """``function`` with each call inside a :class:`CachingScope`: neurocode's entry points."""
-    @functools.wraps(function)
-    def scoped(*args, **kwargs):
-        with CachingScope():
-            return function(*args, **kwargs)
-    return scoped
+def _each_call_inside(scope: type):
+    """A decorator that runs each call of a function inside a new ``scope()``."""
+    def decorate(function):
+        @functools.wraps(function)
+        def scoped(*args, **kwargs):
+            with scope():
+                return function(*args, **kwargs)
+        return scoped
+    return decorate
+
+
+#: ``function`` with each call inside a :class:`CachingScope`: neurocode's entry points and layers.
+caching_scope = _each_call_inside(CachingScope)
 
 
 def flushes_subnormals() -> bool:
@@ -569,13 +575,8 @@ class SubnormalsFlushed:
             _set_flush(False)
 
 
-def subnormals_flushed(function):
-    """``function`` with each call inside :class:`SubnormalsFlushed`."""
-    @functools.wraps(function)
-    def flushed(*args, **kwargs):
-        with SubnormalsFlushed():
-            return function(*args, **kwargs)
-    return flushed
+#: ``function`` with each call inside :class:`SubnormalsFlushed`: neurocode's entry points.
+subnormals_flushed = _each_call_inside(SubnormalsFlushed)
 
 
 @contextlib.contextmanager
